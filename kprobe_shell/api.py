@@ -1,0 +1,81 @@
+"""The public Python surface: a machine with the kernel's probe API on it.
+
+    from kprobe_shell import Machine, Kprobe, Jprobe, Kretprobe
+
+    m = Machine()                       # the bundled minikernel
+    kp = Kprobe(symbol_name="do_fork", pre_handler=lambda p, regs: print(regs.task.comm))
+    m.register_kprobe(kp)
+    m.run()
+    print(m.console, kp.hits, kp.nmissed)
+
+Handlers get (p, regs) like the kernel's: regs reads and writes the trapped CPU's
+registers by name (regs.rax, regs.rip, regs.di ...), and has read(), read_string(),
+read_u64(), arg(n) and task (the current task).
+"""
+from __future__ import annotations
+
+from .images import bundled_image_path
+from .kprobes.core import AggrKprobe, HandlerError, Kprobe, KprobeEngine
+from .kprobes.jprobes import Jprobe
+from .kprobes.kretprobes import Kretprobe, KretprobeInstance
+from .kprobes.x86 import ProbeError
+from .machine import Image, ImageError, MachineError, StopEvent, StopReason
+from .machine.machine import Machine as _BareMachine
+
+__all__ = [
+    "AggrKprobe", "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe",
+    "KretprobeInstance", "Machine", "MachineError", "ProbeError", "StopEvent", "StopReason",
+]
+
+
+class Machine(_BareMachine):
+    """An emulated x86_64 machine running a guest image, with the kprobes engine on it."""
+
+    def __init__(self, image: str | Image | None = None, *, timer_period: int = 5000):
+        super().__init__(image if image is not None else bundled_image_path(), timer_period=timer_period)
+        self.kprobes = KprobeEngine(self)
+
+    @property
+    def symbols(self):
+        return self.image.symbols
+
+    # The kernel's API, by its names.
+    def register_kprobe(self, p: Kprobe) -> Kprobe:
+        return self.kprobes.register_kprobe(p)
+
+    def unregister_kprobe(self, p: Kprobe) -> None:
+        self.kprobes.unregister_kprobe(p)
+
+    def register_jprobe(self, jp: Jprobe) -> Jprobe:
+        return self.kprobes.jprobes.register_jprobe(jp)
+
+    def unregister_jprobe(self, jp: Jprobe) -> None:
+        self.kprobes.jprobes.unregister_jprobe(jp)
+
+    def register_kretprobe(self, rp: Kretprobe) -> Kretprobe:
+        return self.kprobes.kretprobes.register_kretprobe(rp)
+
+    def unregister_kretprobe(self, rp: Kretprobe) -> None:
+        self.kprobes.kretprobes.unregister_kretprobe(rp)
+
+    def register(self, probe):
+        """Register any probe object by its kind."""
+        if isinstance(probe, Jprobe):
+            return self.register_jprobe(probe)
+        if isinstance(probe, Kretprobe):
+            return self.register_kretprobe(probe)
+        return self.register_kprobe(probe)
+
+    def unregister(self, probe) -> None:
+        if isinstance(probe, Jprobe):
+            self.unregister_jprobe(probe)
+        elif isinstance(probe, Kretprobe):
+            self.unregister_kretprobe(probe)
+        else:
+            self.unregister_kprobe(probe)
+
+    def disable_probe(self, probe) -> None:
+        self.kprobes.disable(getattr(probe, "kp", probe))
+
+    def enable_probe(self, probe) -> None:
+        self.kprobes.enable(getattr(probe, "kp", probe))

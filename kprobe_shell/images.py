@@ -1,0 +1,19 @@
+"""Where the bundled guest images are, installed or in a checkout."""
+from __future__ import annotations
+
+from pathlib import Path
+
+BUNDLED_KERNEL = "minikernel/minikernel.elf"
+
+
+def bundled_image_path(relative: str = BUNDLED_KERNEL) -> str:
+    """The path of a bundled image: from the installed package, else from the checkout."""
+    try:
+        from importlib.resources import files
+
+        candidate = Path(str(files("kprobe_shell.guest_images") / relative))
+        if candidate.exists():
+            return str(candidate)
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return str(Path(__file__).resolve().parent.parent / "guest_images" / relative)

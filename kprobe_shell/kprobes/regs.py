@@ -1,0 +1,87 @@
+"""struct pt_regs as handlers see it: the trapped CPU's registers, readable and writable.
+
+One live view per engine: reading `regs.rax` reads the vCPU now, writing it changes what
+the guest resumes with.  ftrace's short names (di, si, ax, ip, sp, flags) work too.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..machine.machine import GENERAL_REGISTERS, REGISTERS
+
+if TYPE_CHECKING:
+    from ..machine import Machine, Task
+
+#: ftrace/pt_regs short names -> the 64-bit register.
+ALIASES = {
+    "ax": "rax", "bx": "rbx", "cx": "rcx", "dx": "rdx", "si": "rsi", "di": "rdi",
+    "bp": "rbp", "sp": "rsp", "ip": "rip", "flags": "eflags", "rflags": "eflags",
+}
+
+
+def canonical_register(name: str) -> str | None:
+    name = name.lower().lstrip("%")
+    name = ALIASES.get(name, name)
+    return name if name in REGISTERS else None
+
+
+class PtRegs:
+    __slots__ = ("_machine",)
+
+    def __init__(self, machine: "Machine"):
+        object.__setattr__(self, "_machine", machine)
+
+    def __getattr__(self, name: str) -> int:
+        reg = canonical_register(name)
+        if reg is None:
+            raise AttributeError(f"no register '{name}'")
+        return self._machine.reg(reg)
+
+    def __setattr__(self, name: str, value: int) -> None:
+        reg = canonical_register(name)
+        if reg is None:
+            raise AttributeError(f"no register '{name}'")
+        self._machine.set_reg(reg, int(value))
+
+    def __getitem__(self, name: str) -> int:
+        return self.__getattr__(name)
+
+    def __setitem__(self, name: str, value: int) -> None:
+        self.__setattr__(name, value)
+
+    def as_dict(self) -> dict[str, int]:
+        return self._machine.registers()
+
+    def __repr__(self) -> str:
+        regs = self._machine.registers()
+        return "PtRegs(" + ", ".join(f"{n}=0x{regs[n]:x}" for n in GENERAL_REGISTERS) + ")"
+
+    # Helpers a handler wants next to the registers.
+    @property
+    def machine(self) -> "Machine":
+        return self._machine
+
+    @property
+    def task(self) -> "Task | None":
+        """The current task (comm, pid, address)."""
+        return self._machine.tasks.current()
+
+    def read(self, addr: int, size: int) -> bytes:
+        return self._machine.read(addr, size)
+
+    def read_u64(self, addr: int) -> int:
+        return self._machine.read_u64(addr)
+
+    def read_string(self, addr: int, limit: int = 256) -> str:
+        return self._machine.read_cstring(addr, limit).decode("utf-8", errors="replace")
+
+    def write(self, addr: int, data: bytes) -> None:
+        self._machine.write(addr, data)
+
+    def arg(self, n: int) -> int:
+        """The nth (1-based) integer argument at function entry, by the x86_64 ABI."""
+        if n < 1:
+            raise ValueError("arguments count from 1")
+        if n <= 6:
+            return self._machine.reg(("rdi", "rsi", "rdx", "rcx", "r8", "r9")[n - 1])
+        return self._machine.read_u64(self._machine.reg("rsp") + 8 * (n - 6))

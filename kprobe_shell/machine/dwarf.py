@@ -1,0 +1,121 @@
+"""Function parameters from DWARF (names and C types), as perf probe reads them.
+
+Only what probing needs: for each function, its formal parameters in order with a C
+spelling of the type, the value's size and signedness, and whether it is a string
+(char pointer).  Locations come from the x86_64 ABI at the function's first instruction,
+which is where entry probes, jprobes and kretprobe entries look at them.
+"""
+from __future__ import annotations
+
+import io
+
+from elftools.elf.elffile import ELFFile
+
+from .image import Parameter
+
+
+def read_parameters(elf_bytes: bytes) -> dict[str, list[Parameter]]:
+    elf = ELFFile(io.BytesIO(elf_bytes))
+    if not elf.has_dwarf_info():
+        return {}
+    dwarf = elf.get_dwarf_info()
+    result: dict[str, list[Parameter]] = {}
+    for cu in dwarf.iter_CUs():
+        for die in cu.iter_DIEs():
+            if die.tag != "DW_TAG_subprogram" or "DW_AT_name" not in die.attributes:
+                continue
+            if "DW_AT_declaration" in die.attributes:
+                continue
+            name = die.attributes["DW_AT_name"].value.decode(errors="replace")
+            params = []
+            for child in die.iter_children():
+                if child.tag != "DW_TAG_formal_parameter":
+                    continue
+                pname = child.attributes.get("DW_AT_name")
+                spelling, size, signed, is_string = _describe_type(child)
+                params.append(
+                    Parameter(
+                        index=len(params),
+                        name=pname.value.decode(errors="replace") if pname else f"arg{len(params) + 1}",
+                        type=spelling,
+                        size=size,
+                        signed=signed,
+                        is_string=is_string,
+                    )
+                )
+            # Keep the definition that has parameters (abstract origins of inlined copies lack them).
+            if params or name not in result:
+                result[name] = params
+    return result
+
+
+def _type_die(die):
+    if "DW_AT_type" not in die.attributes:
+        return None
+    return die.get_DIE_from_attribute("DW_AT_type")
+
+
+def _describe_type(die) -> tuple[str, int, bool, bool]:
+    """(C spelling, size in bytes, signed, is a char pointer) of die's DW_AT_type."""
+    t = _type_die(die)
+    spelling = _spell(t)
+    size, signed = _size_and_sign(t)
+    return spelling, size, signed, _is_char_pointer(t)
+
+
+def _strip_qualifiers(t):
+    while t is not None and t.tag in ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type"):
+        t = _type_die(t)
+    return t
+
+
+def _size_and_sign(t) -> tuple[int, bool]:
+    base = _strip_qualifiers(t)
+    if base is None:
+        return 8, False
+    if base.tag == "DW_TAG_pointer_type":
+        return 8, False
+    size = base.attributes["DW_AT_byte_size"].value if "DW_AT_byte_size" in base.attributes else 8
+    signed = False
+    if base.tag == "DW_TAG_base_type":
+        enc = base.attributes.get("DW_AT_encoding")
+        # DW_ATE_signed (5) and DW_ATE_signed_char (6)
+        signed = enc is not None and enc.value in (5, 6)
+    elif base.tag == "DW_TAG_enumeration_type":
+        signed = True
+    return size, signed
+
+
+def _is_char_pointer(t) -> bool:
+    base = _strip_qualifiers(t)
+    if base is None or base.tag != "DW_TAG_pointer_type":
+        return False
+    pointee = _strip_qualifiers(_type_die(base))
+    if pointee is None or pointee.tag != "DW_TAG_base_type":
+        return False
+    return pointee.attributes["DW_AT_byte_size"].value == 1
+
+
+def _spell(t, depth: int = 0) -> str:
+    if t is None:
+        return "void"
+    if depth > 8:
+        return "..."
+    name = t.attributes.get("DW_AT_name")
+    tag = t.tag
+    if tag == "DW_TAG_pointer_type":
+        return _spell(_type_die(t), depth + 1) + " *"
+    if tag == "DW_TAG_const_type":
+        return "const " + _spell(_type_die(t), depth + 1)
+    if tag == "DW_TAG_volatile_type":
+        return "volatile " + _spell(_type_die(t), depth + 1)
+    label = name.value.decode(errors="replace") if name else "<anon>"
+    if tag == "DW_TAG_structure_type":
+        return "struct " + label
+    if tag == "DW_TAG_union_type":
+        return "union " + label
+    if tag == "DW_TAG_enumeration_type":
+        return "enum " + label
+    if tag == "DW_TAG_subroutine_type":
+        return "void (*)()"
+    return label

@@ -1,0 +1,587 @@
+"""The emulated x86_64 computer: one vCPU on unicorn, memory, console, clock and timer.
+
+The machine knows nothing about probes.  It reports traps (int3, the debug trap) to
+whoever registered for them, offers exact single-address code hooks, and runs the guest
+until something stops it: `hlt` with interrupts off, an instruction budget, a request
+from another thread (Ctrl-C), a fault, or a stop asked for by a trap handler.
+
+Speed: nothing is hooked over all of memory except the C instruction counter, limited
+to the image's text (see _icount.c); everything else is an exact-address hook or a trap.
+"""
+from __future__ import annotations
+
+import ctypes
+import enum
+import struct
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from unicorn import (
+    UC_ARCH_X86,
+    UC_HOOK_CODE,
+    UC_HOOK_INSN,
+    UC_HOOK_INSN_INVALID,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_FETCH_PROT,
+    UC_HOOK_MEM_FETCH_UNMAPPED,
+    UC_HOOK_MEM_READ_UNMAPPED,
+    UC_HOOK_MEM_WRITE_PROT,
+    UC_HOOK_MEM_WRITE_UNMAPPED,
+    UC_MEM_FETCH_PROT,
+    UC_MEM_FETCH_UNMAPPED,
+    UC_MEM_READ_UNMAPPED,
+    UC_MEM_WRITE_PROT,
+    UC_MEM_WRITE_UNMAPPED,
+    UC_MODE_64,
+    UC_PROT_ALL,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
+    Uc,
+    UcError,
+)
+from unicorn import x86_const as X
+from unicorn.unicorn_py3.unicorn import uclib
+
+from . import _icount
+from .image import Image
+from .layout import (
+    BOOT_STACK_BASE,
+    BOOT_STACK_TOP,
+    EFLAGS_IF,
+    EFLAGS_TF,
+    GDT_ADDR,
+    GDT_ENTRIES,
+    KERNEL_CS,
+    KERNEL_DS,
+    PAGE_SIZE,
+    RESERVED_BASE,
+    RESERVED_END,
+    SERIAL_LSR,
+    SERIAL_PORT,
+    TIMER_VECTOR,
+)
+from .tasks import TaskView
+
+#: Register names as handlers and the shell use them -> unicorn ids.
+REGISTERS = {
+    "rax": X.UC_X86_REG_RAX, "rbx": X.UC_X86_REG_RBX, "rcx": X.UC_X86_REG_RCX,
+    "rdx": X.UC_X86_REG_RDX, "rsi": X.UC_X86_REG_RSI, "rdi": X.UC_X86_REG_RDI,
+    "rbp": X.UC_X86_REG_RBP, "rsp": X.UC_X86_REG_RSP, "r8": X.UC_X86_REG_R8,
+    "r9": X.UC_X86_REG_R9, "r10": X.UC_X86_REG_R10, "r11": X.UC_X86_REG_R11,
+    "r12": X.UC_X86_REG_R12, "r13": X.UC_X86_REG_R13, "r14": X.UC_X86_REG_R14,
+    "r15": X.UC_X86_REG_R15, "rip": X.UC_X86_REG_RIP, "eflags": X.UC_X86_REG_EFLAGS,
+    "cs": X.UC_X86_REG_CS, "ss": X.UC_X86_REG_SS, "ds": X.UC_X86_REG_DS,
+    "es": X.UC_X86_REG_ES, "fs": X.UC_X86_REG_FS, "gs": X.UC_X86_REG_GS,
+    "fs_base": X.UC_X86_REG_FS_BASE, "gs_base": X.UC_X86_REG_GS_BASE,
+}
+#: The general registers, in the order `regs` and pt_regs dumps show them.
+GENERAL_REGISTERS = (
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "eflags",
+)
+
+#: Exception vectors reported by name, as the kernel's traps.c does.
+FAULT_NAMES = {
+    0: "divide error (#DE)", 1: "debug (#DB)", 3: "int3 (#BP)", 4: "overflow (#OF)",
+    5: "bounds (#BR)", 6: "invalid opcode (#UD)", 7: "device not available (#NM)",
+    8: "double fault (#DF)", 10: "invalid TSS (#TS)", 11: "segment not present (#NP)",
+    12: "stack segment (#SS)", 13: "general protection (#GP)", 14: "page fault (#PF)",
+    16: "x87 floating point (#MF)", 17: "alignment check (#AC)", 19: "SIMD floating point (#XM)",
+}
+
+#: Virtual CPU speed: one retired instruction is one nanosecond of guest time.
+NS_PER_INSN = 1
+
+
+class StopReason(enum.Enum):
+    HALTED = "halted"            # hlt with interrupts off: the guest is done
+    BUDGET = "budget"            # the instruction budget of this run is used up
+    INTERRUPTED = "interrupted"  # request_stop() (Ctrl-C) from another thread
+    FAULT = "fault"              # the guest faulted (unmapped access, #UD, #DE, ...)
+    BREAKPOINT = "breakpoint"    # a trap handler asked to stop (shell breakpoint)
+    BUG = "bug"                  # a kernel BUG(): an invariant of the probe mechanism broke
+    HANDLER = "handler"          # a probe handler failed and the policy is to stop
+
+
+@dataclass
+class StopEvent:
+    reason: StopReason
+    rip: int
+    message: str = ""
+    fault_address: int | None = None
+    time_ns: int = 0
+    task: str = ""  # "comm-pid" of the current task when it stopped
+    details: dict = field(default_factory=dict)
+
+    @property
+    def is_final(self) -> bool:
+        """The guest cannot go on (halted or faulted) until reset."""
+        return self.reason in (StopReason.HALTED, StopReason.FAULT, StopReason.BUG)
+
+
+class MachineError(Exception):
+    """A request the machine cannot honour (bad address, not stopped, ...)."""
+
+
+class _ICount(ctypes.Structure):
+    _fields_ = [("retired", ctypes.c_uint64), ("deadline", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p)]
+
+
+_NO_DEADLINE = (1 << 64) - 1
+_UNTIL_NEVER = (1 << 64) - 1
+_EMU_STOP_ADDR = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
+
+
+class Console:
+    """The serial port: bytes written to COM1 are the guest's console."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self._line = bytearray()
+        #: Called with each complete line (bytes, newline included) as the guest writes it.
+        self.line_listeners: list[Callable[[bytes], None]] = []
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+    def write_byte(self, value: int) -> None:
+        self.data.append(value)
+        self._line.append(value)
+        if value == 0x0A:
+            line, self._line = bytes(self._line), bytearray()
+            for listener in self.line_listeners:
+                listener(line)
+
+    def flush_partial(self) -> bytes:
+        """The unterminated tail, handed out once (when the guest stops)."""
+        line, self._line = bytes(self._line), bytearray()
+        if line:
+            for listener in self.line_listeners:
+                listener(line)
+        return line
+
+
+class Machine:
+    """An x86_64 computer running one guest image.
+
+    `run()` runs the guest; trap handlers registered in `trap_handlers` are called from
+    inside the run with the vector, and may change registers, write memory, or ask to stop
+    with `stop_guest()`.
+    """
+
+    def __init__(self, image: Image | str, *, timer_period: int = 5000) -> None:
+        if isinstance(image, str):
+            image = Image.load(image)
+        if timer_period < 100:
+            raise MachineError("the timer period must be at least 100 instructions")
+        self.image = image
+        self.timer_period = timer_period
+        self.serial = Console()
+        #: vector -> callable(machine) -> bool (True: handled, carry on).
+        self.trap_handlers: dict[int, Callable[["Machine"], bool]] = {}
+        #: Called with (machine, trap number) on a guest fault before it is reported; True
+        #: means a handler dealt with it and the guest goes on (the kprobe fault path).
+        self.fault_notifier: Callable[["Machine", int], bool] | None = None
+        self.last_stop: StopEvent | None = None
+        self.halted = False
+        self._lock = threading.Lock()
+        self._stop_requested = False
+        self._pending_stop: StopEvent | None = None
+        self._fault: tuple[str, int | None] | None = None
+        self._running = False
+        self._code_hooks: dict[int, int] = {}
+        self._boot()
+
+    # ------------------------------------------------------------------ set-up
+    def _boot(self) -> None:
+        uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.uc = uc
+        self._map_image(uc)
+        # The tool's region: GDT + stub page, slot pages (mapped on demand), boot stack.
+        uc.mem_map(RESERVED_BASE, 2 * PAGE_SIZE, UC_PROT_ALL)
+        uc.mem_map(BOOT_STACK_BASE, RESERVED_END - BOOT_STACK_BASE, UC_PROT_READ | UC_PROT_WRITE)
+        self._slot_pages_mapped: set[int] = set()
+        gdt = struct.pack(f"<{len(GDT_ENTRIES)}Q", *GDT_ENTRIES)
+        uc.mem_write(GDT_ADDR, gdt)
+        uc.reg_write(X.UC_X86_REG_GDTR, (0, GDT_ADDR, len(gdt) - 1, 0))
+        uc.reg_write(X.UC_X86_REG_CS, KERNEL_CS)
+        for seg in (X.UC_X86_REG_SS, X.UC_X86_REG_DS, X.UC_X86_REG_ES):
+            uc.reg_write(seg, KERNEL_DS)
+        uc.reg_write(X.UC_X86_REG_RSP, BOOT_STACK_TOP)
+        uc.reg_write(X.UC_X86_REG_RIP, self.image.entry)
+        uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)  # interrupts off until the guest says sti
+
+        self.tasks = TaskView(self)
+        pda = self.image.symbols.get("cpu_pda")
+        if pda is not None:
+            uc.reg_write(X.UC_X86_REG_GS_BASE, pda.address)
+
+        # The clock: exact count of instructions started in the image's text.
+        self._icount = _ICount(0, _NO_DEADLINE, _EMU_STOP_ADDR)
+        lo, hi = self.image.text_span
+        handle = ctypes.c_size_t()
+        err = uclib.uc_hook_add(
+            uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.c_void_p(_icount.hook_address()),
+            ctypes.cast(ctypes.pointer(self._icount), ctypes.c_void_p), ctypes.c_uint64(lo), ctypes.c_uint64(hi - 1),
+        )
+        if err:
+            raise MachineError(f"could not install the instruction counter (unicorn error {err})")
+        self._next_tick = self.timer_period
+
+        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
+        uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
+        uc.hook_add(
+            UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED
+            | UC_HOOK_MEM_WRITE_PROT | UC_HOOK_MEM_FETCH_PROT,
+            self._on_bad_access,
+        )
+        uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_insn)
+
+    def _map_image(self, uc: Uc) -> None:
+        # Segments may share pages; a page gets the union of the permissions of what lies on it.
+        pages: dict[int, int] = {}
+        for seg in self.image.segments:
+            prot = UC_PROT_READ
+            if seg.flags & 2:
+                prot |= UC_PROT_WRITE
+            if seg.flags & 1:
+                prot |= UC_PROT_EXEC
+            for page in range(seg.vaddr & ~(PAGE_SIZE - 1), seg.end, PAGE_SIZE):
+                pages[page] = pages.get(page, 0) | prot
+        for page, prot in sorted(pages.items()):
+            uc.mem_map(page, PAGE_SIZE, prot)
+        for seg in self.image.segments:
+            uc.mem_write(seg.vaddr, seg.data)  # the rest of memsz (bss) is already zero
+        self._image_pages = sorted(pages)
+
+    @property
+    def console(self) -> str:
+        """Everything the guest has written to its serial console so far."""
+        return self.serial.text
+
+    # ------------------------------------------------------------------ clock
+    @property
+    def retired(self) -> int:
+        """Guest instructions retired so far (the virtual clock's counter)."""
+        return self._icount.retired
+
+    @property
+    def time_ns(self) -> int:
+        return self._icount.retired * NS_PER_INSN
+
+    def adjust_clock(self, delta: int) -> None:
+        """Take instructions the tool planted (an int3 at a trampoline) off the clock."""
+        self._icount.retired += delta
+
+    def set_clock(self, retired: int) -> None:
+        """Put the clock back, for work the guest did on the tool's behalf (a jprobe handler)."""
+        self._icount.retired = retired
+
+    # ------------------------------------------------------------------ registers
+    def reg(self, name: str) -> int:
+        return self.uc.reg_read(REGISTERS[name])
+
+    def set_reg(self, name: str, value: int) -> None:
+        self.uc.reg_write(REGISTERS[name], value & 0xFFFFFFFFFFFFFFFF)
+
+    def registers(self) -> dict[str, int]:
+        read = self.uc.reg_read
+        return {name: read(REGISTERS[name]) for name in GENERAL_REGISTERS}
+
+    @property
+    def rip(self) -> int:
+        return self.uc.reg_read(X.UC_X86_REG_RIP)
+
+    # ------------------------------------------------------------------ memory
+    def read(self, addr: int, size: int) -> bytes:
+        try:
+            return bytes(self.uc.mem_read(addr, size))
+        except UcError:
+            raise MachineError(f"cannot read {size} bytes at 0x{addr:x}: not mapped") from None
+
+    def write(self, addr: int, data: bytes) -> None:
+        try:
+            self.uc.mem_write(addr, bytes(data))
+        except UcError:
+            raise MachineError(f"cannot write {len(data)} bytes at 0x{addr:x}: not mapped") from None
+        if self._overlaps_code(addr, len(data)):
+            # Code changed under the translator: drop translated blocks holding it.
+            self.uc.ctl_remove_cache(addr, addr + len(data))
+
+    def read_u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+    def read_cstring(self, addr: int, limit: int = 256) -> bytes:
+        out = bytearray()
+        while len(out) < limit:
+            chunk = self.read(addr + len(out), min(64, limit - len(out), PAGE_SIZE - ((addr + len(out)) & 0xFFF)))
+            nul = chunk.find(0)
+            if nul >= 0:
+                out += chunk[:nul]
+                break
+            out += chunk
+        return bytes(out)
+
+    def is_mapped(self, addr: int, size: int = 1) -> bool:
+        try:
+            self.uc.mem_read(addr, size)
+            return True
+        except UcError:
+            return False
+
+    def _overlaps_code(self, addr: int, size: int) -> bool:
+        if RESERVED_BASE <= addr < RESERVED_END:
+            return True
+        return any(a < addr + size and addr < b for a, b in self.image.text_ranges)
+
+    def map_tool_page(self, page: int) -> None:
+        """Map one of the tool's executable pages (instruction slots, detours)."""
+        if page not in self._slot_pages_mapped:
+            self.uc.mem_map(page, PAGE_SIZE, UC_PROT_READ | UC_PROT_EXEC | UC_PROT_WRITE)
+            self._slot_pages_mapped.add(page)
+
+    def guest_memory(self) -> dict[int, bytes]:
+        """Every page of the image's segments, for comparing two runs byte for byte."""
+        return {page: self.read(page, PAGE_SIZE) for page in self._image_pages}
+
+    # ------------------------------------------------------------------ hooks
+    def add_code_hook(self, addr: int, callback: Callable[["Machine"], None]) -> int:
+        """Call callback(machine) each time the instruction at addr is about to run."""
+        handle = self.uc.hook_add(UC_HOOK_CODE, lambda uc, a, s, ud: callback(self), None, addr, addr)
+        # Blocks translated before the hook existed would not call it.
+        self.uc.ctl_remove_cache(addr, addr + 1)
+        return handle
+
+    def remove_hook(self, handle: int) -> None:
+        self.uc.hook_del(handle)
+
+    def stop_guest(self, event: StopEvent) -> None:
+        """From a trap handler: stop the run after this trap with event as the reason."""
+        if self._pending_stop is None:
+            self._pending_stop = event
+        self.uc.emu_stop()
+
+    def uncount_current(self) -> None:
+        """The instruction about to run was counted but will not run now (a stop at it)."""
+        self._icount.retired -= 1
+
+    # ------------------------------------------------------------------ running
+    def request_stop(self) -> None:
+        """Thread-safe: stop a running guest as soon as possible (Ctrl-C)."""
+        self._stop_requested = True
+        if self._running:
+            self.uc.emu_stop()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def run(self, max_insns: int | None = None) -> StopEvent:
+        """Run until the guest stops; max_insns bounds the instructions retired in this run."""
+        if self.halted:
+            event = self._event(StopReason.HALTED, "the guest has halted; `reset` for a fresh machine")
+            return event
+        if self.last_stop is not None and self.last_stop.reason in (StopReason.FAULT, StopReason.BUG):
+            return self.last_stop
+        self._stop_requested = False
+        budget_end = None if max_insns is None else self._icount.retired + max(0, max_insns)
+        with self._lock:
+            self._running = True
+            try:
+                event = self._run_loop(budget_end)
+            finally:
+                self._running = False
+        self.serial.flush_partial()
+        self.last_stop = event
+        if event.reason is StopReason.HALTED:
+            self.halted = True
+        return event
+
+    def _run_loop(self, budget_end: int | None) -> StopEvent:
+        uc, ic = self.uc, self._icount
+        while True:
+            if self._stop_requested:
+                return self._event(StopReason.INTERRUPTED, "stopped by request (Ctrl-C)")
+            if budget_end is not None and ic.retired >= budget_end:
+                return self._event(StopReason.BUDGET, "instruction budget reached")
+            deadline = self._next_tick
+            if budget_end is not None and budget_end < deadline:
+                deadline = budget_end
+            ic.deadline = deadline
+            self._fault = None
+            try:
+                uc.emu_start(uc.reg_read(X.UC_X86_REG_RIP), _UNTIL_NEVER)
+            except UcError as exc:
+                if self._notify_fault(14 if self._fault and self._fault[1] is not None else 6):
+                    continue
+                return self._fault_event(exc)
+            finally:
+                ic.deadline = _NO_DEADLINE
+            if self._pending_stop is not None:
+                event, self._pending_stop = self._pending_stop, None
+                return event
+            if self._fault is not None:
+                return self._fault_event(None)
+            if self._stop_requested:
+                continue
+            if ic.retired >= deadline:
+                self._timer_tick()
+                continue
+            # emu_start came back on its own: the guest executed hlt.
+            if self.read(self.rip - 1, 1) != b"\xf4":
+                return self._event(StopReason.FAULT, "the CPU stopped for no known reason")
+            eflags = uc.reg_read(X.UC_X86_REG_EFLAGS)
+            if not eflags & EFLAGS_IF:
+                return self._event(StopReason.HALTED, "hlt with interrupts off: the machine halted")
+            if not self._timer_vector_present():
+                return self._event(StopReason.HALTED, "hlt with interrupts on, but the guest has no timer vector")
+            # Idle: the CPU sleeps until the next tick; the clock jumps there.
+            if budget_end is not None and budget_end < self._next_tick:
+                ic.retired = budget_end
+                continue
+            ic.retired = max(ic.retired, self._next_tick)
+            self._timer_tick()
+
+    def _timer_tick(self) -> None:
+        """The count reached the next tick: deliver it, or hold it until IF is set."""
+        ic = self._icount
+        if ic.retired < self._next_tick:
+            return
+        eflags = self.uc.reg_read(X.UC_X86_REG_EFLAGS)
+        if eflags & EFLAGS_IF and self._deliver_interrupt(TIMER_VECTOR):
+            while self._next_tick <= ic.retired:
+                self._next_tick += self.timer_period
+        elif not self._timer_vector_present():
+            while self._next_tick <= ic.retired:
+                self._next_tick += self.timer_period
+        else:
+            # Interrupts are off: look again a few instructions later (pending IRQ).
+            self._next_tick = ic.retired + 16
+
+    def _timer_vector_present(self) -> bool:
+        return self._idt_gate(TIMER_VECTOR) is not None
+
+    def _idt_gate(self, vector: int) -> tuple[int, int] | None:
+        """(handler, gate type) of an IDT entry, or None when the guest has none."""
+        _sel, base, limit, _flags = self.uc.reg_read(X.UC_X86_REG_IDTR)
+        if limit < vector * 16 + 15:
+            return None
+        try:
+            gate = self.read(base + vector * 16, 16)
+        except MachineError:
+            return None
+        lo, sel, ist, attr, mid, hi, _ = struct.unpack("<HHBBHII", gate)
+        if not attr & 0x80:
+            return None
+        return lo | (mid << 16) | (hi << 32), attr & 0xF
+
+    def _deliver_interrupt(self, vector: int) -> bool:
+        """Enter the guest's handler as the CPU would: an iretq frame on an aligned stack."""
+        gate = self._idt_gate(vector)
+        if gate is None:
+            return False
+        handler, gate_type = gate
+        read = self.uc.reg_read
+        rsp = read(X.UC_X86_REG_RSP)
+        rflags = read(X.UC_X86_REG_EFLAGS)
+        frame = struct.pack(
+            "<5Q", read(X.UC_X86_REG_RIP), read(X.UC_X86_REG_CS), rflags, rsp, read(X.UC_X86_REG_SS)
+        )
+        new_rsp = (rsp & ~0xF) - len(frame)
+        self.write(new_rsp, frame)
+        self.uc.reg_write(X.UC_X86_REG_RSP, new_rsp)
+        if gate_type == 0xE:  # interrupt gate: IF off on entry; trap gates leave it
+            rflags &= ~EFLAGS_IF
+        self.uc.reg_write(X.UC_X86_REG_EFLAGS, rflags & ~EFLAGS_TF)
+        self.uc.reg_write(X.UC_X86_REG_RIP, handler)
+        return True
+
+    # ------------------------------------------------------------------ traps and I/O
+    def _on_interrupt(self, uc: Uc, intno: int, user_data) -> None:
+        handler = self.trap_handlers.get(intno)
+        if handler is not None and handler(self):
+            return
+        if intno not in (1, 3) and self._notify_fault(intno):
+            return
+        rip = uc.reg_read(X.UC_X86_REG_RIP)
+        if intno == 3:
+            where = self.image.symbols.format(rip - 1)
+            msg = f"int3 at {where} that no probe owns (a guest breakpoint with no debugger)"
+        else:
+            msg = FAULT_NAMES.get(intno, f"exception vector {intno}")
+        self.stop_guest(self._event(StopReason.FAULT, msg, details={"vector": intno}))
+
+    def _on_out(self, uc: Uc, port: int, size: int, value: int, user_data) -> None:
+        if port == SERIAL_PORT:
+            self.serial.write_byte(value & 0xFF)
+
+    def _on_in(self, uc: Uc, port: int, size: int, user_data) -> int:
+        if port == SERIAL_LSR:
+            return 0x60  # transmitter empty: the guest may always send
+        return 0xFF
+
+    _ACCESS = {
+        UC_MEM_READ_UNMAPPED: "read from unmapped memory",
+        UC_MEM_WRITE_UNMAPPED: "write to unmapped memory",
+        UC_MEM_FETCH_UNMAPPED: "execute from unmapped memory",
+        UC_MEM_WRITE_PROT: "write to read-only memory",
+        UC_MEM_FETCH_PROT: "execute from non-executable memory",
+    }
+
+    def _on_bad_access(self, uc: Uc, access: int, address: int, size: int, value: int, user_data) -> bool:
+        self._fault = (self._ACCESS.get(access, f"bad memory access ({access})"), address)
+        return False
+
+    def _on_invalid_insn(self, uc: Uc, user_data) -> bool:
+        self._fault = (FAULT_NAMES[6], None)
+        return False
+
+    def _notify_fault(self, trapnr: int) -> bool:
+        if self.fault_notifier is not None and self.fault_notifier(self, trapnr):
+            self._fault = None
+            return True
+        return False
+
+    def _fault_event(self, exc: UcError | None) -> StopEvent:
+        if self._fault is not None:
+            what, address = self._fault
+        else:
+            what, address = (str(exc) if exc else "fault"), None
+        rip = self.rip
+        if address is not None:
+            what = f"{what} at 0x{address:x}"
+            rsp = self.reg("rsp")
+            if address < rsp and rsp - address <= 2 * PAGE_SIZE and "write" in what:
+                what += " (just below rsp: a stack overflow?)"
+        self._fault = None
+        return self._event(StopReason.FAULT, what, fault_address=address, rip=rip)
+
+    def _event(self, reason: StopReason, message: str, *, rip: int | None = None, **kw) -> StopEvent:
+        cur = self.tasks.current()
+        return StopEvent(
+            reason=reason,
+            rip=self.rip if rip is None else rip,
+            message=message,
+            time_ns=self.time_ns,
+            task=f"{cur.comm}-{cur.pid}" if cur else "",
+            **kw,
+        )
+
+    def describe_stop(self, event: StopEvent) -> str:
+        where = self.image.symbols.format(event.rip)
+        parts = [f"{event.reason.value}: {event.message}", f"rip {where} (0x{event.rip:x})"]
+        if event.task:
+            parts.append(f"task {event.task}")
+        return ", ".join(parts)
+
+    # Unicorn state for tests and the debugger's `regs`.
+    @property
+    def eflags(self) -> int:
+        return self.uc.reg_read(X.UC_X86_REG_EFLAGS)
