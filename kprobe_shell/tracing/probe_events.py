@@ -267,10 +267,6 @@ class _Parser:
     def error(self, message: str, position: int | None) -> ProbeEventError:
         return ProbeEventError(message, self.line, position)
 
-    def end_position(self) -> int:
-        """Where a missing token would go: one space after the last one."""
-        return self.tokens[-1].end + 1 if self.tokens else 0
-
     # ---- the command ------------------------------------------------------
 
     def parse(self) -> ProbeEventDef:
@@ -287,7 +283,7 @@ class _Parser:
         words, filter_start = self.split_filter()
         if len(words) < 2:
             raise self.error("Missing probe point: expected SYM[+offs] or MEMADDR",
-                             self.end_position())
+                             words[-1].end + 1)
         symbol, offset, address, is_return_suffix = self.parse_probe_point(words[1], kind)
         if is_return_suffix:
             kind = "r"
@@ -303,7 +299,7 @@ class _Parser:
 
     def split_filter(self) -> tuple[list[_Token], int | None]:
         """Tokens before a trailing ``if``, and where the filter text starts."""
-        for index, token in enumerate(self.tokens[2:], start=2):
+        for index, token in enumerate(self.tokens[1:], start=1):
             if token.text == "if":
                 return self.tokens[:index], token.end
         return self.tokens, None

@@ -1,0 +1,39 @@
+"""kprobe-shell [IMAGE] [--batch] [-ex CMD]... [-x FILE]... [--json] [--timer-period N]
+
+With no -ex/-x and a terminal on stdin: the interactive prompt.  Otherwise the commands
+of -x files and -ex options run in order (then stdin when it is not a terminal), and with
+--batch the shell exits afterwards, non-zero on the first error.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kprobe-shell",
+        description="Linux 2.6 kprobes, jprobes and kretprobes on an emulated x86_64 machine.",
+    )
+    p.add_argument("image", nargs="?", help="guest ELF image (default: the bundled minikernel)")
+    p.add_argument("--batch", "-batch", action="store_true", help="run the commands, then exit (non-zero on error)")
+    p.add_argument("-ex", "--eval-command", dest="actions", action="append", type=lambda s: ("ex", s), default=[],
+                   metavar="CMD", help="run a command (repeatable)")
+    p.add_argument("-x", "--command", dest="actions", action="append", type=lambda s: ("x", s), metavar="FILE",
+                   help="run the commands in FILE (repeatable)")
+    p.add_argument("--json", action="store_true", help="one JSON object per command result and per event")
+    p.add_argument("--timer-period", type=int, default=None, metavar="N",
+                   help="guest instructions between timer interrupts (default 5000)")
+    p.add_argument("--color", choices=("auto", "on", "off"), default="auto", help="colour output")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .shell.main import run_shell
+
+    return run_shell(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

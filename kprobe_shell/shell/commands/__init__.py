@@ -1,0 +1,2 @@
+"""The shell's commands, one module per group; importing this registers them all."""
+from . import events, inspect, misc, probes, running  # noqa: F401

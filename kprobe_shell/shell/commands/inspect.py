@@ -1,0 +1,301 @@
+"""Looking at the machine: regs, x, disas, bt, symbols, tasks, print, info."""
+from __future__ import annotations
+
+import re
+
+from ...kprobes.x86 import _cs
+from ...machine import MachineError
+from ...machine.machine import GENERAL_REGISTERS
+from ..registry import CommandError, command
+from .common import eval_address, parse_number
+
+
+@command("regs", group="inspect", aliases=("info registers", "i r", "registers"),
+         summary="the CPU's registers (changed ones marked)", usage="regs")
+def cmd_regs(session, rest: str):
+    """General registers and eflags; those changed since the guest last started running
+are highlighted (marked * in plain output)."""
+    m = session.machine
+    regs = m.registers()
+    prev = session.last_regs or regs
+    out = session.out
+    for name in GENERAL_REGISTERS:
+        value = regs[name]
+        changed = prev.get(name) != value
+        extra = ""
+        if name == "rip":
+            extra = f"  <{m.symbols.format(value, with_size=False)}>"
+        elif name == "eflags":
+            extra = "  " + _flags(value)
+        mark = "*" if changed and not out.color else " "
+        line = f"{mark}{name:<7}0x{value:016x}  {_signed_repr(value):>21}{extra}"
+        out.print(line, "changed" if changed else None)
+    return regs
+
+
+def _signed_repr(v: int) -> str:
+    return str(v - (1 << 64) if v >> 63 else v)
+
+
+def _flags(v: int) -> str:
+    names = [(0, "CF"), (2, "PF"), (4, "AF"), (6, "ZF"), (7, "SF"), (8, "TF"), (9, "IF"), (10, "DF"), (11, "OF")]
+    return "[ " + " ".join(n for bit, n in names if v >> bit & 1) + " ]"
+
+
+# ---------------------------------------------------------------------- x/FMT
+_X_STATE = {"count": 1, "fmt": "x", "size": "w", "next": None}
+_SIZES = {"b": 1, "h": 2, "w": 4, "g": 8}
+
+
+@command("x", group="inspect", args=("location",), summary="examine memory, gdb style: x/NFU ADDR",
+         usage="x/NFU ADDR", example="x/8xb do_fork\nx/4gx $rsp\nx/s 0x1234\nx/3i $rip")
+def cmd_x(session, rest: str):
+    """N units of format F (x hex, d signed, u unsigned, t binary, a address, c char,
+s string, i instruction) and size U (b byte, h half, w word, g giant). A planted int3
+shows as cc with the original byte beside it: cc[55]."""
+    fmt_text = ""
+    if rest.startswith("/"):
+        fmt_text, _, rest = rest[1:].partition(" ")
+    mt = re.fullmatch(r"(\d*)([xduotacsi]?)([bhwg]?)([xduotacsi]?)", fmt_text)
+    if not mt:
+        raise CommandError(f"bad format '/{fmt_text}': x/NFU, F in x d u o t a c s i, U in b h w g")
+    count = int(mt.group(1)) if mt.group(1) else 1
+    fmt = mt.group(2) or mt.group(4) or _X_STATE["fmt"]
+    size = mt.group(3) or (_X_STATE["size"] if fmt not in ("a",) else "g")
+    if fmt == "a":
+        size = "g"
+    if fmt == "c":
+        size = mt.group(3) or "b"
+    if rest.strip():
+        addr = eval_address(session, rest)
+    elif _X_STATE["next"] is not None:
+        addr = _X_STATE["next"]
+    else:
+        raise CommandError("usage: x/NFU ADDR")
+    if count <= 0 or count > 4096:
+        raise CommandError("the count must be between 1 and 4096")
+    _X_STATE.update(fmt=fmt, size=size)
+    m = session.machine
+    out = session.out
+    planted = m.kprobes.planted()
+    try:
+        if fmt == "i":
+            for line in disassemble_lines(session, addr, count, mark_pc=True):
+                out.print(line)
+            return None
+        if fmt == "s":
+            for _ in range(count):
+                s = m.read_cstring(addr, 4096)
+                out.print(f"0x{addr:x} <{m.symbols.format(addr, with_size=False)}>:\t\"{_escape(s)}\"")
+                addr += len(s) + 1
+            _X_STATE["next"] = addr
+            return None
+        unit = _SIZES[size]
+        per_line = {1: 8, 2: 8, 4: 4, 8: 2}[unit]
+        data = m.read(addr, unit * count)
+    except MachineError as exc:
+        raise CommandError(str(exc)) from None
+    values = []
+    for i in range(count):
+        a = addr + i * unit
+        if i % per_line == 0:
+            if i:
+                out.print(line)
+            line = f"0x{a:x} <{m.symbols.format(a, with_size=False)}>:"
+        chunk = data[i * unit : (i + 1) * unit]
+        v = int.from_bytes(chunk, "little")
+        values.append(v)
+        cell = _format_unit(session, v, fmt, unit)
+        if unit == 1 and a in planted:
+            cell = out.style(cell, "planted") + f"[{planted[a]:02x}]"
+        line += "\t" + cell
+    out.print(line)
+    _X_STATE["next"] = addr + unit * count
+    if any(addr <= a < addr + unit * count for a in planted) and unit != 1:
+        hits = ", ".join(f"0x{a:x} (original {b:02x})" for a, b in sorted(planted.items()) if addr <= a < addr + unit * count)
+        out.print(f"  int3 planted at {hits}", "planted")
+    return values
+
+
+def _format_unit(session, v: int, fmt: str, unit: int) -> str:
+    bits = unit * 8
+    if fmt == "x":
+        return f"0x{v:0{unit * 2}x}"
+    if fmt == "d":
+        return str(v - (1 << bits) if v >> (bits - 1) else v)
+    if fmt == "u":
+        return str(v)
+    if fmt == "o":
+        return f"0{v:o}"
+    if fmt == "t":
+        return f"{v:0{bits}b}"
+    if fmt == "a":
+        return f"0x{v:x} <{session.machine.symbols.format(v, with_size=False)}>"
+    if fmt == "c":
+        return f"{v} '{_escape(bytes([v & 0xFF]))}'"
+    return hex(v)
+
+
+def _escape(b: bytes) -> str:
+    return "".join(chr(c) if 32 <= c < 127 and c != 0x22 else f"\\x{c:02x}" for c in b)
+
+
+# ---------------------------------------------------------------------- disassembly
+def disassemble_lines(session, start: int, count: int | None, end: int | None = None, mark_pc: bool = True) -> list[str]:
+    """Lines of disassembly from start: the original instructions, with planted int3 marked."""
+    m = session.machine
+    out = session.out
+    rip = m.rip
+    planted = m.kprobes.planted()
+    owners = {}
+    for up in session.probes.values():
+        owners.setdefault(up.addr, []).append(f"{up.kind}{up.number}")
+    length = (end - start) if end else 16 * (count or 1)
+    try:
+        code = m.kprobes.original_bytes(start, max(1, length))
+    except MachineError as exc:
+        raise CommandError(str(exc)) from None
+    lines = []
+    for insn in _cs.disasm(code, start):
+        if count is not None and len(lines) >= count:
+            break
+        a = insn.address
+        pc = "=> " if (mark_pc and a == rip) else "   "
+        where = m.symbols.format(a, with_size=False)
+        raw = bytes(insn.bytes)
+        text = f"{insn.mnemonic:<7} {insn.op_str}".rstrip()
+        line = f"{pc}0x{a:016x} <{where}>:  {raw.hex(' '):<24} {session_highlight(session, text)}"
+        if a in planted:
+            who = ",".join(owners.get(a, ["kretprobe_trampoline"] if a == m.kprobes.kretprobes.trampoline else []))
+            line += "  " + out.style(f"<-- int3 planted (cc over {planted[a]:02x}) {who}".rstrip(), "planted")
+        elif a in owners:
+            line += "  " + out.style(f"<-- {','.join(owners[a])}", "planted")
+        if pc.startswith("=>"):
+            line = out.style(line, "pc") if not out.color else line
+        lines.append(line)
+    return lines
+
+
+def session_highlight(session, text: str) -> str:
+    if not session.out.color:
+        return text
+    from ..lexer import highlight_asm
+
+    return highlight_asm(text)
+
+
+@command("disas", group="inspect", aliases=("disassemble",), args=("location",),
+         summary="disassemble a function (=> marks rip, planted probes marked)", usage="disas [LOCATION]",
+         example="disas do_fork\ndisas $rip")
+def cmd_disas(session, rest: str):
+    """Disassemble the function containing LOCATION (default: rip). The listing shows the
+original instructions; where a probe's int3 is planted the line says so, with the byte
+it replaced and the probe's number."""
+    m = session.machine
+    addr = eval_address(session, rest) if rest.strip() else m.rip
+    hit = m.symbols.containing(addr)
+    if hit is None or not hit[0].size:
+        lines = disassemble_lines(session, addr, 16)
+    else:
+        sym = hit[0]
+        session.out.print(f"Dump of assembler code for function {sym.name} (0x{sym.address:x}, {sym.size} bytes):")
+        lines = disassemble_lines(session, sym.address, None, end=sym.end)
+    for line in lines:
+        session.out.print(line)
+    return None
+
+
+# ---------------------------------------------------------------------- backtrace
+def backtrace(session, limit: int = 64) -> list[tuple[int, str]]:
+    """(return address, note) frames by the frame-pointer chain; trampolines resolved."""
+    m = session.machine
+    mgr = m.kprobes.kretprobes
+    task = m.tasks.current_address()
+    frames = [(m.rip, "")]
+    rbp = m.reg("rbp")
+    hijacked = 0
+    # At a function's first instructions the frame is not built yet: the return address is at rsp.
+    sym = m.symbols.containing(m.rip)
+    if sym is not None and sym[1] <= 1:
+        ret = m.read_u64(m.reg("rsp") + (8 if sym[1] == 1 else 0))
+        frames.append(_resolve(mgr, task, ret, hijacked))
+        hijacked += frames[-1][1] != ""
+    seen = set()
+    while rbp and len(frames) < limit and rbp not in seen:
+        seen.add(rbp)
+        try:
+            ret = m.read_u64(rbp + 8)
+            rbp = m.read_u64(rbp)
+        except MachineError:
+            break
+        if not ret or not m.image.is_text(ret) and ret != mgr.trampoline:
+            break
+        frame = _resolve(mgr, task, ret, hijacked)
+        hijacked += frame[1] != ""
+        frames.append(frame)
+    return frames
+
+
+def _resolve(mgr, task: int, ret: int, hijacked: int) -> tuple[int, str]:
+    if ret == mgr.trampoline:
+        real = mgr.real_return_address(task, hijacked)
+        if real is not None:
+            return real, "(return address held by a kretprobe instance)"
+    return ret, ""
+
+
+@command("bt", group="inspect", aliases=("backtrace", "where"), args=("number",),
+         summary="the current task's call stack (real return addresses, not the trampoline)", usage="bt [N]")
+def cmd_bt(session, rest: str):
+    """Walk the frame-pointer chain of the current task. Where a kretprobe replaced a
+return address with kretprobe_trampoline, the real return address is shown (taken from
+the task's instances), marked as such."""
+    limit = parse_number(rest, "frame count") if rest else 64
+    m = session.machine
+    frames = backtrace(session, limit)
+    for i, (addr, note) in enumerate(frames):
+        session.out.print(f"#{i:<3}0x{addr:016x} in {m.symbols.format(addr)} {note}".rstrip())
+    return [{"frame": i, "addr": a, "where": m.symbols.format(a)} for i, (a, _n) in enumerate(frames)]
+
+
+@command("symbols", group="inspect", aliases=("syms", "info functions"), args=("symbol",),
+         summary="list the image's symbols (optionally matching a glob)", usage="symbols [GLOB]",
+         example="symbols do_*")
+def cmd_symbols(session, rest: str):
+    """Address, size, type and name of each symbol matching GLOB (default: all)."""
+    m = session.machine
+    pattern = rest.strip() or "*"
+    syms = m.symbols.glob(pattern)
+    for s in syms:
+        session.out.print(f"0x{s.address:016x} {s.size:6d} {s.type:<6} {s.name}")
+    if not syms:
+        session.out.print(f"No symbol matches '{pattern}'.")
+    return [{"name": s.name, "addr": s.address, "size": s.size, "type": s.type} for s in syms]
+
+
+@command("tasks", group="inspect", aliases=("ps", "info threads"), summary="the guest's tasks", usage="tasks")
+def cmd_tasks(session, rest: str):
+    """Every live task of the guest: pid, comm, state, parent, cpu; '*' marks current."""
+    m = session.machine
+    cur = m.tasks.current_address()
+    out = session.out
+    out.print(f"  {'PID':>5} {'COMM':<16} {'S':<2} {'PPID':>5} {'CPU':>3}  TASK_STRUCT", "header")
+    data = []
+    for t in m.tasks.all():
+        mark = "*" if t.address == cur else " "
+        ppid = "-" if t.parent_pid is None else str(t.parent_pid)
+        out.print(f"{mark} {t.pid:>5} {t.comm:<16} {t.state_letter:<2} {ppid:>5} {t.cpu:>3}  0x{t.address:x}")
+        data.append({"pid": t.pid, "comm": t.comm, "state": t.state_word, "current": t.address == cur,
+                     "parent": t.parent_pid, "cpu": t.cpu, "task_struct": t.address})
+    return data
+
+
+@command("print", group="inspect", aliases=("output",), args=("location",),
+         summary="evaluate an address expression", usage="print EXPR", example="print $rsp+8\nprint do_fork")
+def cmd_print(session, rest: str):
+    """Print the value of an address expression (numbers, symbols, $registers, + and -)."""
+    if rest.startswith("/"):
+        fmt, _, rest = rest[1:].partition(" ")
+    v = eval_address(session, rest)
+    session.out.print(f"$ = 0x{v:x} ({v}) <{session.machine.symbols.format(v, with_size=False)}>")
+    return v

@@ -1,0 +1,173 @@
+"""The shell itself: help, echo, source, set, show, trace, quit."""
+from __future__ import annotations
+
+import os
+
+from ..registry import REGISTRY, CommandError, command
+
+SETTINGS_HELP = {
+    "timer-period": "guest instructions between timer interrupts (applies at the next reset/load)",
+    "kprobe-mode": "how probes get past their instruction: auto, single-step, boost",
+    "handler-error": "when a handler raises: continue, disable (the probe), stop (the guest)",
+    "explain": "narrate each step of the probe mechanism: on/off",
+    "color": "colour output: on/off (default: on for a terminal)",
+    "history-size": "lines of command history kept",
+    "confirm": "ask before destructive commands (unused in batch)",
+}
+
+
+@command("help", group="shell", aliases=("h", "?"), args=("command",), repeatable=False,
+         summary="list commands, or show one command's usage and example", usage="help [COMMAND]")
+def cmd_help(session, rest: str):
+    """Without an argument: every command by group, one line each. With one: its usage,
+what it does, its aliases and an example."""
+    out = session.out
+    if not rest.strip():
+        for title, cmds in REGISTRY.by_group():
+            out.print(title + ":", "header")
+            for c in cmds:
+                alias = f" ({', '.join(c.aliases)})" if c.aliases else ""
+                out.print(f"  {c.name:<12} {c.summary}{alias}")
+        out.print("")
+        out.print("Probe definitions in ftrace's kprobe_events language also work as commands:")
+        out.print("  p[:[GRP/]EVENT] SYM[+offs]|ADDR [FETCHARGS]    r[MAXACTIVE][:[GRP/]EVENT] SYM [FETCHARGS]")
+        out.print("  -:[GRP/]EVENT                                  ('help probe-event' for the details)")
+        out.print("'help COMMAND' shows usage and an example.")
+        return None
+    cmd, _ = REGISTRY.lookup_line(rest.strip())
+    out.print(f"usage: {cmd.usage}", "header")
+    if cmd.details:
+        out.print("")
+        for line in cmd.details.splitlines():
+            out.print(line.strip())
+    if cmd.aliases:
+        out.print(f"\naliases: {', '.join(cmd.aliases)}")
+    if cmd.example:
+        out.print("\nexample:")
+        for line in cmd.example.splitlines():
+            out.print(f"  (kprobe) {line}")
+    return None
+
+
+@command("echo", group="shell", args=("text",), repeatable=False, summary="print text (for scripts and demos)",
+         usage="echo TEXT")
+def cmd_echo(session, rest: str):
+    """Print TEXT. \\n in TEXT is a newline, as in gdb's echo."""
+    session.out.print(rest.replace("\\n", "\n").rstrip("\n") if rest.endswith("\\n") else rest.replace("\\n", "\n"))
+
+
+@command("source", group="shell", args=("file",), repeatable=False, summary="run the commands in a file",
+         usage="source FILE")
+def cmd_source(session, rest: str):
+    """Run a command file: one command per line, # comments, commands ... end blocks. The
+first error stops the file and is reported as FILE:LINE: message."""
+    from ..script import run_lines
+
+    path = os.path.expanduser(rest.strip())
+    if not path:
+        raise CommandError("usage: source FILE")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+    run_lines(session, lines, path)
+
+
+def _parse_setting(name: str, value: str):
+    if name in ("explain", "color", "confirm"):
+        if value not in ("on", "off"):
+            raise CommandError(f"set {name} takes on or off")
+        return value == "on"
+    if name in ("timer-period", "history-size"):
+        try:
+            n = int(value, 0)
+        except ValueError:
+            raise CommandError(f"set {name} takes a number") from None
+        if name == "timer-period" and n < 100:
+            raise CommandError("the timer period must be at least 100 instructions")
+        return n
+    if name == "kprobe-mode":
+        if value not in ("auto", "single-step", "boost"):
+            raise CommandError("kprobe-mode is one of auto, single-step, boost")
+        return value
+    if name == "handler-error":
+        if value not in ("continue", "disable", "stop"):
+            raise CommandError("handler-error is one of continue, disable, stop")
+        return value
+    raise CommandError(f"unknown setting '{name}' (settings: {', '.join(SETTINGS_HELP)})")
+
+
+@command("set", group="shell", args=("setting", "text"), repeatable=False, summary="change a setting",
+         usage="set NAME VALUE", example="set kprobe-mode single-step\nset explain on",
+         details="\n".join(f"{k}: {v}" for k, v in SETTINGS_HELP.items()))
+def cmd_set(session, rest: str):
+    parts = rest.split(None, 1)
+    if len(parts) != 2:
+        raise CommandError("usage: set NAME VALUE ('show' lists the settings)")
+    name, value = parts[0], parts[1].strip()
+    parsed = _parse_setting(name, value)
+    session.settings[name] = parsed
+    m = session.machine
+    if name == "kprobe-mode":
+        m.kprobes.set_mode(parsed)
+    elif name == "handler-error":
+        m.kprobes.handler_error_policy = parsed
+    elif name == "explain":
+        m.kprobes.narrator = session._narrate if parsed else None
+    elif name == "color":
+        session.out.color = parsed and not session.out.json_mode
+    elif name == "timer-period":
+        session.out.print("(takes effect at the next reset or load)")
+
+
+@command("show", group="shell", args=("setting",), repeatable=False, summary="show settings", usage="show [NAME]")
+def cmd_show(session, rest: str):
+    """Show one setting or all of them."""
+    names = [rest.strip()] if rest.strip() else list(SETTINGS_HELP)
+    for n in names:
+        if n not in session.settings:
+            raise CommandError(f"unknown setting '{n}'")
+        v = session.settings[n]
+        shown = {True: "on", False: "off", None: "auto"}.get(v, v) if not isinstance(v, int) or isinstance(v, bool) else v
+        session.out.print(f"{n:<14} {shown!s:<12} {SETTINGS_HELP[n]}")
+    return {n: session.settings[n] for n in names}
+
+
+@command("trace", group="trace", args=("text",), repeatable=False,
+         summary="the trace buffer: show, clear, save FILE", usage="trace [show|clear|save FILE]")
+def cmd_trace(session, rest: str):
+    """Every trace line since the last clear (ftrace format, virtual time). `trace save
+FILE` writes them to a file."""
+    args = session.split_args(rest)
+    sub = args[0] if args else "show"
+    if sub == "show":
+        for line in session.trace.lines():
+            session.out.print(line)
+        if session.trace.dropped:
+            session.out.print(f"({session.trace.dropped} older events dropped)")
+    elif sub == "clear":
+        session.trace.clear()
+    elif sub == "save":
+        if len(args) != 2:
+            raise CommandError("usage: trace save FILE")
+        try:
+            with open(os.path.expanduser(args[1]), "w", encoding="utf-8") as f:
+                for line in session.trace.lines():
+                    f.write(line + "\n")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args[1]}: {exc.strerror}") from None
+        session.out.print(f"Saved {len(session.trace.events)} trace lines to {args[1]}")
+    else:
+        raise CommandError("usage: trace [show|clear|save FILE]")
+
+
+class QuitRequest(Exception):
+    pass
+
+
+@command("quit", group="shell", aliases=("q", "exit"), repeatable=False, summary="leave the shell", usage="quit")
+def cmd_quit(session, rest: str):
+    """Leave the shell (Ctrl-D too)."""
+    raise QuitRequest()
+

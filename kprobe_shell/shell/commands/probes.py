@@ -1,0 +1,386 @@
+"""Probe commands: kprobe, jprobe, kretprobe, probes, delete, disable, enable, instances, break."""
+from __future__ import annotations
+
+from ...api import Jprobe, Kprobe, Kretprobe, ProbeError
+from ...machine import StopReason
+from ..registry import CommandError, command
+from ..session import UserProbe
+from .common import parse_location, parse_number
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >> 63 else value
+
+
+def _event_name(kind: str, symbol: str | None, offset: int, addr: int) -> str:
+    """ftrace's default event names: p_SYM_OFFS, r_SYM_0, p_0xADDR_0."""
+    base = symbol if symbol else f"0x{addr:x}"
+    return f"{'r' if kind == 'r' else 'p'}_{base}_{offset}"
+
+
+# ---------------------------------------------------------------------- handlers
+def make_kprobe_handler(session, up: UserProbe, render=None, condition=None):
+    """The default pre_handler: one ftrace line per hit, then the probe's commands."""
+    machine = session.machine
+    fmt = machine.symbols.format
+
+    def pre_handler(p, regs):
+        args, values = render(regs) if render else ("", {})
+        if condition is not None and not condition(values):
+            return 0
+        session.emit_trace(session.trace_event_for(up, fmt(p.addr), args, values), up)
+        session.run_probe_commands(up)
+        return 0
+
+    return pre_handler
+
+
+def make_kretprobe_handler(session, up: UserProbe, render=None, condition=None):
+    """The default return handler: the return site and the function, the value signed and hex."""
+    machine = session.machine
+    fmt = machine.symbols.format
+
+    def handler(ri, regs):
+        site = fmt(ri.ret_addr)
+        func = machine.symbols.containing(ri.rp.addr)[0].name if ri.rp else "?"
+        if render is not None:
+            args, values = render(regs)
+        else:
+            rax = regs.rax
+            args, values = f" ret={_signed(rax)} (0x{rax:x})", {"ret": _signed(rax)}
+        if condition is not None and not condition(values):
+            return 0
+        session.emit_trace(session.trace_event_for(up, f"{site} <- {func}", args, values), up)
+        session.run_probe_commands(up)
+        return 0
+
+    return handler
+
+
+def make_jprobe_trace_entry(session, up: UserProbe):
+    """A Python jprobe entry that prints the probed call's arguments, named from DWARF."""
+    machine = session.machine
+
+    def entry(*args):
+        func = machine.symbols.containing(up.addr)[0].name
+        params = machine.image.parameters.get(func) or []
+        parts = []
+        for i, value in enumerate(args):
+            name = params[i].name if i < len(params) else f"arg{i + 1}"
+            shown = f"{value}" if value < 0 else f"0x{value:x}"
+            if i < len(params) and params[i].is_string and value > 0:
+                try:
+                    shown = '"' + machine.read_cstring(value).decode("utf-8", "replace") + '"'
+                except Exception:  # noqa: BLE001 - a bad pointer shows as (fault)
+                    shown = "(fault)"
+            parts.append(f"{name}={shown}")
+        args_text = (" " + " ".join(parts)) if parts else ""
+        session.emit_trace(session.trace_event_for(up, machine.symbols.format(up.addr), args_text), up)
+        session.run_probe_commands(up)
+
+    return entry
+
+
+# ---------------------------------------------------------------------- creating probes
+def create_from_spec(session, up: UserProbe) -> UserProbe:
+    """(Re)create a user probe on the session's machine from its spec."""
+    m = session.machine
+    spec = up.spec
+    kind = up.kind
+    if kind in ("b", "t"):
+        return _create_breakpoint(session, up)
+    if spec.get("line"):
+        from .events import create_probe_event
+
+        return create_probe_event(session, spec["line"], number=up.number, commands=up.commands, silent=up.silent)
+    sym, off = spec.get("symbol"), spec.get("offset", 0)
+    addr = spec.get("addr")
+    if kind == "k":
+        obj = Kprobe(sym, off, addr=None if sym else addr)
+        up.obj = obj
+        obj.pre_handler = make_kprobe_handler(session, up)
+        m.register_kprobe(obj)
+    elif kind == "j":
+        entry = spec["entry"]
+        if entry == "-":
+            obj = Jprobe(sym, make_jprobe_trace_entry(session, up), addr=None if sym else addr)
+        else:
+            obj = Jprobe(sym, entry, addr=None if sym else addr)
+        up.obj = obj
+        m.register_jprobe(obj)
+    elif kind == "r":
+        obj = Kretprobe(sym, None, spec.get("maxactive", 0), addr=None if sym else addr, unsafe=spec.get("unsafe", False))
+        up.obj = obj
+        obj.handler = make_kretprobe_handler(session, up)
+        m.register_kretprobe(obj)
+    else:
+        raise CommandError(f"unknown probe kind {kind}")
+    up.addr = obj.addr
+    if not up.enabled:
+        m.disable_probe(obj)
+    return session.add_user_probe(up)
+
+
+def _create_breakpoint(session, up: UserProbe) -> UserProbe:
+    m = session.machine
+
+    def on_break(machine):
+        if session._skip_break_once == up.addr:
+            session._skip_break_once = None
+            return
+        if not up.enabled or machine.kprobes.kprobe_running():
+            return
+        up.hits += 1
+        machine.uncount_current()  # the instruction runs after we continue, counted then
+        session._stop_at_break = up
+        machine.stop_guest(machine._event(StopReason.BREAKPOINT, f"breakpoint {up.number}"))
+
+    up.obj = m.add_code_hook(up.addr, on_break)
+    return session.add_user_probe(up)
+
+
+def _new_probe(session, kind: str, location: str, spec: dict) -> UserProbe:
+    sym, off, addr = parse_location(session, location)
+    spec.update(symbol=sym, offset=off, addr=addr)
+    if kind == "r" and off:
+        raise CommandError("a return probe goes on a function's entry: no offset")
+    up = UserProbe(number=0, kind=kind, location=location, addr=addr, spec=spec,
+                   event=_event_name(kind, sym, off, addr))
+    if kind in ("b", "t"):
+        if not session.machine.image.is_text(addr):
+            raise CommandError(f"0x{addr:x} is not in the image's text")
+        return _create_breakpoint(session, up)
+    try:
+        return create_from_spec(session, up)
+    except ProbeError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _describe_new(session, up: UserProbe) -> None:
+    what = {"k": "Kprobe", "j": "Jprobe", "r": "Kretprobe", "b": "Breakpoint", "t": "Temporary breakpoint"}[up.kind]
+    extra = ""
+    if up.kind == "r":
+        extra = f" maxactive={up.obj.maxactive}"
+    if up.kind == "j":
+        extra = f" -> {up.obj.entry_label}"
+    session.out.print(f"{what} {up.number} at 0x{up.addr:x}: {session.machine.symbols.format(up.addr)}{extra}")
+
+
+@command("kprobe", group="probes", aliases=("kp",), args=("location",),
+         summary="plant a kprobe: one trace line per hit",
+         usage="kprobe LOCATION", example="kprobe do_fork\nkprobe do_sys_open+0x4\nkprobe 0x100123")
+def cmd_kprobe(session, rest: str):
+    """Register a kprobe at LOCATION (a symbol, symbol+offset or an address). The int3 is
+planted in guest memory at once; each hit prints one trace line (task-pid, cpu, virtual
+time, event, sym+off). Arguments as in ftrace: use the `p` form (`p do_sys_open dfd=%di`)."""
+    if not rest:
+        raise CommandError("usage: kprobe LOCATION")
+    up = _new_probe(session, "k", rest, {})
+    _describe_new(session, up)
+    return {"number": up.number, "addr": up.addr}
+
+
+@command("jprobe", group="probes", aliases=("jp",), args=("location", "symbol"),
+         summary="plant a jprobe: a handler entered with the function's own arguments",
+         usage="jprobe LOCATION [HANDLER]",
+         example="jprobe do_fork jdo_fork\njprobe do_sys_open")
+def cmd_jprobe(session, rest: str):
+    """Register a jprobe on a function entry. HANDLER is a guest function compiled into the
+image with the same prototype that ends with jprobe_return() (execution really goes
+there); without HANDLER a built-in handler prints the arguments, named from DWARF."""
+    args = session.split_args(rest)
+    if not args or len(args) > 2:
+        raise CommandError("usage: jprobe LOCATION [HANDLER]")
+    entry = args[1] if len(args) == 2 else "-"
+    if entry != "-" and entry not in session.machine.symbols:
+        raise CommandError(session.machine.symbols.unknown_message(entry))
+    up = _new_probe(session, "j", args[0], {"entry": entry})
+    _describe_new(session, up)
+    return {"number": up.number, "addr": up.addr}
+
+
+@command("kretprobe", group="probes", aliases=("kretp", "rp"), args=("location", "text"),
+         summary="plant a return probe: one line per return, with the value",
+         usage="kretprobe LOCATION [maxactive=N] [--unsafe]",
+         example="kretprobe do_sys_open\nkretprobe path_lookup_recursive maxactive=2")
+def cmd_kretprobe(session, rest: str):
+    """Register a kretprobe on a function. maxactive bounds the calls in flight that can be
+traced at once (default: the kernel's, max(10, 2*NR_CPUS)); calls beyond it are counted in
+nmissed. --unsafe allows the exec path (do_execve, flush_thread, ...) to show the 2005 bug."""
+    args = session.split_args(rest)
+    if not args:
+        raise CommandError("usage: kretprobe LOCATION [maxactive=N] [--unsafe]")
+    spec = {"maxactive": 0, "unsafe": False}
+    for a in args[1:]:
+        if a == "--unsafe":
+            spec["unsafe"] = True
+        elif a.startswith("maxactive="):
+            n = parse_number(a.split("=", 1)[1], "maxactive")
+            if n < 0:
+                raise CommandError("maxactive must be >= 0 (0 means the default)")
+            spec["maxactive"] = n
+        else:
+            raise CommandError(f"unexpected '{a}' (maxactive=N or --unsafe)")
+    up = _new_probe(session, "r", args[0], spec)
+    _describe_new(session, up)
+    return {"number": up.number, "addr": up.addr}
+
+
+@command("break", group="running", aliases=("b", "br"), args=("location",),
+         summary="stop the guest when it reaches LOCATION", usage="break LOCATION",
+         example="break do_exit")
+def cmd_break(session, rest: str):
+    """Set a breakpoint: the guest stops before the instruction at LOCATION runs and the
+prompt comes back. Breakpoints cost nothing elsewhere (a hook on that one address)."""
+    if not rest:
+        raise CommandError("usage: break LOCATION")
+    up = _new_probe(session, "b", rest, {})
+    _describe_new(session, up)
+    return {"number": up.number, "addr": up.addr}
+
+
+@command("tbreak", group="running", args=("location",), summary="a breakpoint that deletes itself when hit",
+         usage="tbreak LOCATION")
+def cmd_tbreak(session, rest: str):
+    """Like break, but deleted the first time it stops the guest."""
+    if not rest:
+        raise CommandError("usage: tbreak LOCATION")
+    up = _new_probe(session, "t", rest, {})
+    _describe_new(session, up)
+    return {"number": up.number, "addr": up.addr}
+
+
+def delete_user_probe(session, up: UserProbe) -> None:
+    m = session.machine
+    if up.is_breakpoint:
+        m.remove_hook(up.obj)
+    else:
+        m.unregister(up.obj)
+    session.probes.pop(up.number, None)
+
+
+@command("delete", group="probes", aliases=("d", "del"), args=("probe",),
+         summary="remove probes or breakpoints (all when no number is given)", usage="delete [N...]")
+def cmd_delete(session, rest: str):
+    """Unregister probes/breakpoints by number: the int3 is removed from guest memory (the
+original byte put back), the slot freed; a kretprobe's calls in flight return normally."""
+    nums = session.split_args(rest)
+    targets = [session.get_probe(n) for n in nums] if nums else list(session.probes.values())
+    for up in targets:
+        delete_user_probe(session, up)
+    session.out.print(f"Deleted {len(targets)} probe(s)/breakpoint(s)" if not nums or len(targets) > 1
+                      else f"Deleted {targets[0].number}")
+
+
+def _set_enabled(session, rest: str, enabled: bool):
+    nums = session.split_args(rest)
+    targets = [session.get_probe(n) for n in nums] if nums else list(session.probes.values())
+    for up in targets:
+        up.enabled = enabled
+        if not up.is_breakpoint:
+            (session.machine.enable_probe if enabled else session.machine.disable_probe)(up.obj)
+    word = "Enabled" if enabled else "Disabled"
+    session.out.print(f"{word} {', '.join(str(t.number) for t in targets) or 'nothing'}")
+
+
+@command("disable", group="probes", aliases=("dis",), args=("probe",), summary="disarm probes, keeping counters",
+         usage="disable [N...]")
+def cmd_disable(session, rest: str):
+    """Disarm: the original byte goes back into guest memory; hits and nmissed are kept."""
+    _set_enabled(session, rest, False)
+
+
+@command("enable", group="probes", aliases=("en",), args=("probe",), summary="re-arm disabled probes",
+         usage="enable [N...]")
+def cmd_enable(session, rest: str):
+    """Re-arm: the int3 is planted again."""
+    _set_enabled(session, rest, True)
+
+
+@command("probes", group="probes", aliases=("info probes", "i b", "info breakpoints", "lsprobes"),
+         summary="list probes and breakpoints with their counters", usage="probes")
+def cmd_probes(session, rest: str):
+    """Number, type (k/j/r, b breakpoint), address, sym+off, enabled, hits, nmissed, mode,
+and for return probes maxactive with free/used instances."""
+    out = session.out
+    rows = []
+    header = f"{'Num':<4}{'Type':<5}{'Address':<20}{'What':<34}{'Enb':<4}{'Hits':>7}{'Missed':>8}  {'Mode':<12}Details"
+    out.print(header, "header")
+    data = []
+    for up in sorted(session.probes.values(), key=lambda p: p.number):
+        obj = up.obj
+        if up.is_breakpoint:
+            hits, missed, mode, details = up.hits, 0, "-", "breakpoint" if up.kind == "b" else "temporary"
+        else:
+            hits = obj.hits
+            missed = obj.nmissed
+            mode = obj.mode
+            details = ""
+            if up.kind == "r":
+                details = f"maxactive={obj.maxactive} free={len(obj.free_instances)} used={len(obj.used_instances)}"
+            elif up.kind == "j":
+                details = f"-> {obj.entry_label}"
+            if getattr(obj, "faults", 0):
+                details += f" faults={obj.faults}"
+            if up.event:
+                details = f"{up.event} {details}".strip()
+        enb = "y" if up.enabled else "n"
+        what = session.machine.symbols.format(up.addr)
+        rows.append(f"{up.number:<4}{up.kind:<5}0x{up.addr:016x}  {what:<34}{enb:<4}{hits:>7}{missed:>8}  {mode:<12}{details}")
+        data.append({"number": up.number, "type": up.kind, "addr": up.addr, "what": what, "enabled": up.enabled,
+                     "hits": hits, "nmissed": missed, "mode": mode, "details": details})
+    for row in rows:
+        out.print(row)
+    if not rows:
+        out.print("No probes or breakpoints.")
+    return data
+
+
+@command("instances", group="probes", aliases=("inst",),
+         summary="the per-task return-probe instance tables (kretprobe_inst_table)", usage="instances [--all]")
+def cmd_instances(session, rest: str):
+    """For every task with return-probe calls in flight: its bucket of the 64-bucket
+kretprobe_inst_table and each instance, newest first: probe, function, the real return
+address, the stack slot that now holds the trampoline. --all also lists empty buckets'
+count and each kretprobe's free/used pool."""
+    m = session.machine
+    mgr = m.kprobes.kretprobes
+    fmt = m.symbols.format
+    rows = mgr.instances_by_task()
+    out = session.out
+    data = []
+    if not rows:
+        out.print("No return-probe instances in flight.")
+    for bucket, task_addr, ris in rows:
+        task = m.tasks.read_task(task_addr)
+        label = task.label if task else f"(exited task 0x{task_addr:x})"
+        out.print(f"kretprobe_inst_table[{bucket:2d}]  task {label} (task_struct 0x{task_addr:x}): {len(ris)} in flight",
+                  "header")
+        for depth, ri in enumerate(ris):
+            func = m.symbols.containing(ri.rp.addr)[0].name if ri.rp else "(unregistered probe)"
+            num = ri.rp.number if ri.rp else "-"
+            try:
+                now = m.read_u64(ri.stack_slot)
+            except Exception:  # noqa: BLE001
+                now = None
+            now_s = "?" if now is None else ("kretprobe_trampoline" if now == mgr.trampoline else fmt(now))
+            out.print(f"  #{depth} probe {num} {func}: returns to {fmt(ri.ret_addr)} (0x{ri.ret_addr:x}); "
+                      f"stack slot 0x{ri.stack_slot:x} now holds {now_s}")
+            data.append({"bucket": bucket, "task": label, "probe": num, "function": func,
+                         "ret_addr": ri.ret_addr, "stack_slot": ri.stack_slot, "slot_holds": now})
+    if rest.strip() == "--all":
+        for rp in mgr.kretprobes:
+            out.print(f"probe {rp.number} {rp.symbol_name}: maxactive={rp.maxactive} free={len(rp.free_instances)} "
+                      f"used={len(rp.used_instances)} nmissed={rp.nmissed}")
+    return data
+
+
+@command("commands", group="probes", args=("probe",), summary="attach shell commands to a probe or breakpoint",
+         usage="commands [N]\n  COMMAND...\nend", repeatable=False,
+         example="commands 1\n  silent\n  bt\nend")
+def cmd_commands(session, rest: str):
+    """Attach commands to probe or breakpoint N (default: the newest). In a script the
+lines that follow up to `end` are the list; `silent` as the first line hides the probe's
+own trace line. Probe commands run at the hit and may only inspect (regs, bt, x, ...);
+breakpoint commands run after the stop and may end with `continue`."""
+    raise CommandError("'commands' needs its lines up to 'end': use it in a script, or type them after it")

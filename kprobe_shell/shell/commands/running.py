@@ -1,0 +1,167 @@
+"""Running the guest: run, continue, stepi, nexti, finish, until, reset, load."""
+from __future__ import annotations
+
+from ...kprobes.x86 import decode_at
+from ...machine import StopReason
+from ..registry import CommandError, command
+from .common import parse_location, parse_number
+
+
+def _go(session, max_insns: int | None = None, quiet_budget: bool = False):
+    """Run, honouring breakpoints: the one we are stopped at is stepped over first."""
+    m = session.machine
+    if m.halted:
+        raise CommandError("the guest has halted; 'reset' gives a fresh machine")
+    last = session.stop_event
+    if last is not None and last.reason in (StopReason.FAULT, StopReason.BUG):
+        raise CommandError(f"the guest stopped on a {last.reason.value} ({last.message}); 'reset' gives a fresh machine")
+    if last is not None and last.reason is StopReason.BREAKPOINT:
+        session._skip_break_once = m.rip
+    session.last_regs = m.registers()
+    event = session.run_guest(max_insns)
+    session._skip_break_once = None
+    up = session._stop_at_break
+    if event.reason is StopReason.BREAKPOINT and up is not None and up.kind == "t":
+        from .probes import delete_user_probe
+
+        delete_user_probe(session, up)
+    session.report_stop(event, quiet_budget=quiet_budget)
+    if event.reason is StopReason.BREAKPOINT and up is not None and up.commands:
+        cont = False
+        for line in up.commands:
+            if line.strip() in ("continue", "c", "cont"):
+                cont = True
+                break
+            session.execute(line, from_probe=True)
+        if cont:
+            return _go(session, None)
+    return event
+
+
+@command("run", group="running", aliases=("r",), args=("number",), runs_guest=True,
+         summary="run the guest (until it halts, faults, hits a breakpoint, or N instructions)",
+         usage="run [N]", example="run\nrun 20000")
+def cmd_run(session, rest: str):
+    """Run the guest from where it is. With N, stop after N more guest instructions (an
+instruction budget; the virtual clock counts exactly). Ctrl-C stops a running guest."""
+    n = parse_number(rest, "instruction count") if rest else None
+    if n is not None and n <= 0:
+        raise CommandError("the instruction budget must be positive")
+    ev = _go(session, n)
+    return {"reason": ev.reason.value, "rip": ev.rip, "time_ns": ev.time_ns}
+
+
+@command("continue", group="running", aliases=("c", "cont"), args=("number",), runs_guest=True,
+         summary="continue after a stop", usage="continue [N]")
+def cmd_continue(session, rest: str):
+    """Same as run: go on from the current instruction (past a breakpoint we stopped at)."""
+    return cmd_run(session, rest)
+
+
+@command("stepi", group="running", aliases=("si",), args=("number",), runs_guest=True,
+         summary="execute N guest instructions (default 1)", usage="stepi [N]")
+def cmd_stepi(session, rest: str):
+    """Execute exactly N guest instructions, then show where the guest is. A probed
+instruction counts as one: its trap, handlers and out-of-line step are the tool's work."""
+    n = parse_number(rest, "count") if rest else 1
+    if n <= 0:
+        raise CommandError("the count must be positive")
+    ev = _go(session, n, quiet_budget=True)
+    _show_pc(session)
+    return {"reason": ev.reason.value, "rip": ev.rip}
+
+
+def _show_pc(session) -> None:
+    from .inspect import disassemble_lines
+
+    m = session.machine
+    if m.halted:
+        return
+    for line in disassemble_lines(session, m.rip, 1, mark_pc=True):
+        session.out.print(line)
+
+
+def _run_to(session, addr: int):
+    """Run until rip reaches addr in the current task (a temporary internal breakpoint)."""
+    m = session.machine
+    task = m.tasks.current_address()
+    hit = {"stop": False}
+
+    def on_reach(machine):
+        if machine.tasks.current_address() == task and not machine.kprobes.kprobe_running():
+            machine.uncount_current()
+            hit["stop"] = True
+            machine.stop_guest(machine._event(StopReason.BREAKPOINT, "reached"))
+
+    handle = m.add_code_hook(addr, on_reach)
+    try:
+        return _go(session, None)
+    finally:
+        m.remove_hook(handle)
+
+
+@command("nexti", group="running", aliases=("ni",), runs_guest=True, summary="step one instruction, over calls",
+         usage="nexti")
+def cmd_nexti(session, rest: str):
+    """Like stepi, but a call runs to its return."""
+    m = session.machine
+    insn = decode_at(session.machine.kprobes.original_bytes(m.rip, 15), m.rip)
+    if insn is not None and insn.mnemonic == "call":
+        _run_to(session, m.rip + insn.length)
+    else:
+        _go(session, 1, quiet_budget=True)
+    _show_pc(session)
+
+
+@command("finish", group="running", aliases=("fin",), runs_guest=True,
+         summary="run until the current function returns", usage="finish")
+def cmd_finish(session, rest: str):
+    """Run to the return address of the current frame (the real one: a return address the
+kretprobe trampoline replaced is looked up in the task's instances)."""
+    from .inspect import backtrace
+
+    frames = backtrace(session, 2)
+    if len(frames) < 2:
+        raise CommandError("no caller frame to finish to")
+    _run_to(session, frames[1][0])
+    _show_pc(session)
+
+
+@command("until", group="running", aliases=("u", "advance"), args=("location",), runs_guest=True,
+         summary="run until LOCATION is reached by the current task", usage="until LOCATION")
+def cmd_until(session, rest: str):
+    """Run until the current task reaches LOCATION."""
+    if not rest:
+        raise CommandError("usage: until LOCATION")
+    _sym, _off, addr = parse_location(session, rest)
+    _run_to(session, addr)
+    _show_pc(session)
+
+
+@command("reset", group="running", runs_guest=False, repeatable=False,
+         summary="a fresh machine from the same image (probes are kept)", usage="reset [--no-probes]")
+def cmd_reset(session, rest: str):
+    """Boot a fresh machine from the image. Probes and breakpoints are registered again on
+it (counters start from zero) unless --no-probes."""
+    keep = rest.strip() != "--no-probes"
+    if rest.strip() not in ("", "--no-probes"):
+        raise CommandError("usage: reset [--no-probes]")
+    failures = session.replace_machine(session.image_path, keep_probes=keep)
+    for f in failures:
+        session.out.error(f)
+    session.out.print(f"Fresh machine from {session.image_path}" + (f" with {len(session.probes)} probe(s)" if keep else ""))
+
+
+@command("load", group="running", args=("file",), repeatable=False,
+         summary="load another guest image (the current one stays on error)", usage="load IMAGE")
+def cmd_load(session, rest: str):
+    """Load a static x86_64 ELF image. A broken image is refused and the shell stays on its
+current machine. Probes are re-created by symbol where the new image has them."""
+    args = session.split_args(rest)
+    if len(args) != 1:
+        raise CommandError("usage: load IMAGE")
+    failures = session.replace_machine(args[0], keep_probes=True)
+    for f in failures:
+        session.out.error(f)
+    m = session.machine
+    session.out.print(f"Loaded {args[0]}: entry {m.symbols.format(m.image.entry)}, {len(m.symbols)} symbols")

@@ -1,0 +1,67 @@
+"""Starting the shell: batch mode (scripts, -ex, stdin) or the interactive prompt."""
+from __future__ import annotations
+
+import sys
+
+from .output import Output
+from .registry import CommandError
+
+
+def run_shell(args) -> int:
+    from .commands.misc import QuitRequest
+    from .config import load_config
+    from .script import run_lines
+    from .session import Session
+
+    config = load_config()
+    color = {"on": True, "off": False}.get(args.color, config.get("color"))
+    out = Output(sys.stdout, color=color, json_mode=args.json)
+    settings = {k: v for k, v in config.items() if k in ("timer-period", "kprobe-mode", "handler-error", "history-size")}
+    try:
+        session = Session(args.image, output=out, timer_period=args.timer_period, settings=settings)
+    except CommandError as exc:
+        out.error(f"kprobe-shell: {exc}")
+        return 2
+    interactive = not args.actions and not args.batch and sys.stdin.isatty() and sys.stdout.isatty()
+    try:
+        for kind, value in args.actions:
+            if kind == "ex":
+                try:
+                    session.execute_and_report(value)
+                except CommandError as exc:
+                    out.error(f"-ex '{value}': {exc}")
+                    if args.batch:
+                        return 1
+            else:
+                try:
+                    with open(value, encoding="utf-8") as f:
+                        lines = f.readlines()
+                except OSError as exc:
+                    out.error(f"kprobe-shell: cannot read {value}: {exc.strerror}")
+                    return 1 if args.batch else 2
+                try:
+                    run_lines(session, lines, value)
+                except CommandError as exc:
+                    out.error(str(exc))
+                    if args.batch:
+                        return 1
+        if interactive:
+            from .repl import run_repl
+
+            return run_repl(session, config)
+        if not args.batch and not sys.stdin.isatty() or (args.batch and not args.actions and not sys.stdin.isatty()):
+            try:
+                run_lines(session, sys.stdin, "<stdin>")
+            except CommandError as exc:
+                out.error(str(exc))
+                return 1
+        elif not args.batch and not args.actions:
+            pass
+    except QuitRequest:
+        pass
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return 130
+    finally:
+        out.flush()
+    return 0

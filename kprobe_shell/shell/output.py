@@ -1,0 +1,77 @@
+"""Where the shell's words go: plain text, colour on a terminal, or JSON lines for tools."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+ANSI = {
+    "error": "\x1b[1;31m", "warning": "\x1b[33m", "addr": "\x1b[36m", "sym": "\x1b[32m",
+    "planted": "\x1b[1;35m", "changed": "\x1b[1;33m", "header": "\x1b[1m", "dim": "\x1b[2m",
+    "console": "", "trace": "\x1b[34m", "pc": "\x1b[1;32m", "narrate": "\x1b[3;36m",
+}
+RESET = "\x1b[0m"
+
+
+class Output:
+    """Text for people, JSON objects for tools (`--json`): one per command result and per event."""
+
+    def __init__(self, stream: TextIO | None = None, *, color: bool | None = None, json_mode: bool = False):
+        self.stream = stream or sys.stdout
+        if color is None:
+            color = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.color = color and not json_mode
+        self.json_mode = json_mode
+        self._collected: list[str] | None = None
+
+    def style(self, text: str, role: str) -> str:
+        if not self.color or not ANSI.get(role):
+            return text
+        return f"{ANSI[role]}{text}{RESET}"
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+
+    def print(self, text: str = "", role: str | None = None) -> None:
+        if self._collected is not None:
+            self._collected.append(text)
+            return
+        self.write((self.style(text, role) if role else text) + "\n")
+
+    def emit_json(self, obj: dict) -> None:
+        self.write(json.dumps(obj, sort_keys=True) + "\n")
+
+    def event(self, obj: dict, text: str, role: str | None = None) -> None:
+        """Something that happened while the guest ran (trace line, console line, warning)."""
+        if self.json_mode:
+            self.emit_json(obj)
+        else:
+            self.write((self.style(text, role) if role else text) + "\n")
+
+    def error(self, text: str) -> None:
+        if self.json_mode:
+            self.emit_json({"type": "error", "message": text})
+        else:
+            self.write(self.style(text, "error") + "\n")
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe must not kill the shell
+            pass
+
+    # Command results in JSON mode collect the text the command printed.
+    def begin_command(self) -> None:
+        if self.json_mode:
+            self._collected = []
+
+    def end_command(self, line: str, ok: bool, data: object = None, error: str | None = None) -> None:
+        if not self.json_mode:
+            return
+        text, self._collected = self._collected or [], None
+        obj = {"type": "result", "command": line, "ok": ok, "output": "\n".join(text)}
+        if data is not None:
+            obj["data"] = data
+        if error is not None:
+            obj["error"] = error
+        self.emit_json(obj)

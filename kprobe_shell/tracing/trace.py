@@ -1,0 +1,63 @@
+"""Trace events and their ftrace rendering.
+
+One line per probe hit, in the format of /sys/kernel/debug/tracing/trace:
+
+           opener1-3     [000]     0.001234567: p_do_sys_open_0: (do_sys_open+0x0/0xd6) dfd=0x3
+           opener1-3     [000]     0.001300112: r_do_sys_open_0: (sys_open+0x1c/0x40 <- do_sys_open) arg1=0x3
+
+The time is the guest's virtual clock (one instruction is one nanosecond), shown to the
+nanosecond where ftrace shows microseconds, so the same script on the same image prints
+the same lines and hits a few instructions apart still read apart.  Rendering is kept off the hot path:
+events are stored as small records and turned into text when shown.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TraceEvent:
+    time_ns: int
+    comm: str
+    pid: int
+    cpu: int
+    event: str        # the event name (p_do_fork_0, r_do_sys_open_0, or the user's)
+    where: str        # "do_fork+0x0/0x80" or "sys_open+0x1c/0x40 <- do_sys_open"
+    args: str = ""    # " name=value ..." already rendered, leading space included
+    kind: str = "k"   # k, j, r (for JSON consumers)
+    probe: int | None = None
+    values: dict = field(default_factory=dict)
+
+    def ftrace(self) -> str:
+        secs, nsec = divmod(self.time_ns, 1_000_000_000)
+        task = f"{self.comm}-{self.pid}"
+        return f"{task:>22} [{self.cpu:03d}] {secs:5d}.{nsec:09d}: {self.event}: ({self.where}){self.args}"
+
+    def as_json(self) -> dict:
+        return {
+            "type": "trace", "time_ns": self.time_ns, "comm": self.comm, "pid": self.pid, "cpu": self.cpu,
+            "event": self.event, "kind": self.kind, "probe": self.probe, "where": self.where,
+            "args": self.values,
+        }
+
+
+class TraceBuffer:
+    """The `trace` buffer: every event since the last `trace clear`, bounded."""
+
+    def __init__(self, limit: int = 200_000):
+        self.events: list[TraceEvent] = []
+        self.limit = limit
+        self.dropped = 0
+
+    def add(self, event: TraceEvent) -> None:
+        if len(self.events) >= self.limit:
+            self.events.pop(0)
+            self.dropped += 1
+        self.events.append(event)
+
+    def clear(self) -> None:
+        self.events.clear()
+        self.dropped = 0
+
+    def lines(self) -> list[str]:
+        return [e.ftrace() for e in self.events]
