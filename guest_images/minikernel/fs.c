@@ -13,7 +13,7 @@
 /* ------------------------------------------------------------------ */
 /* The "disk": path -> contents */
 
-extern const char hello_elf_image[];
+extern const void *const hello_elf_image;
 extern const unsigned long hello_elf_size;
 
 ssize_t generic_file_read(struct file *file, char *buf, size_t count, loff_t *ppos);
@@ -89,7 +89,7 @@ __kfunc void vfs_init(void)
 		struct inode *inode = &file_inodes[i];
 
 		if (!strcmp(disk[i].path, "/bin/hello")) {
-			disk[i].data = hello_elf_image;
+			disk[i].data = (const char *)hello_elf_image;
 			disk[i].size = hello_elf_size;
 		}
 		inode->i_ino = 100 + i;

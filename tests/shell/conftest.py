@@ -1,0 +1,54 @@
+"""Fixtures for driving the real shell: a small user image and a runner for batch mode."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+USER_PROGRAM = textwrap.dedent(r"""
+    static inline void outb(unsigned short port, unsigned char v) { __asm__ volatile("outb %0,%1" :: "a"(v), "Nd"(port)); }
+    static void puts_serial(const char *s) { while (*s) outb(0x3f8, *s++); }
+    volatile long counter;
+    __attribute__((noinline)) long leaf(long x) { counter += x; return x * 3 - 7; }
+    __attribute__((noinline)) long walk(int depth) { return depth <= 0 ? leaf(depth) : walk(depth - 1) + leaf(depth); }
+    void _start(void) {
+        long total = 0;
+        for (int i = 0; i < 5; i++) total += walk(3);
+        puts_serial(total == 5 * (walk(3) ) ? "walk ok\n" : "walk odd\n");
+        puts_serial("user image done\n");
+        __asm__ volatile("cli; hlt");
+    }
+""")
+
+GCC = ["gcc", "-O2", "-g", "-ffreestanding", "-nostdlib", "-static", "-no-pie", "-fno-pic",
+       "-fcf-protection=none", "-mgeneral-regs-only", "-fno-stack-protector", "-fno-omit-frame-pointer",
+       "-fno-optimize-sibling-calls"]
+
+
+@pytest.fixture(scope="session")
+def user_image(tmp_path_factory) -> str:
+    d = tmp_path_factory.mktemp("shellimg")
+    src = d / "walker.c"
+    src.write_text(USER_PROGRAM)
+    out = d / "walker.elf"
+    subprocess.run([*GCC, "-o", str(out), str(src)], check=True)
+    return str(out)
+
+
+@pytest.fixture
+def run_shell():
+    """Run `python -m kprobe_shell ARGS` and return the CompletedProcess."""
+    return _run_shell
+
+
+def _run_shell(*args: str, stdin: str | None = None, env_extra: dict | None = None, tmp_home: str | None = None):
+    env = dict(os.environ)
+    if tmp_home:
+        env["XDG_CONFIG_HOME"] = os.path.join(tmp_home, "config")
+        env["XDG_DATA_HOME"] = os.path.join(tmp_home, "data")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "kprobe_shell", *args], input=stdin, capture_output=True,
+                          text=True, env=env, timeout=120)

@@ -1,0 +1,100 @@
+"""The real shell in batch mode: scripts, -ex, stdin, errors with FILE:LINE, JSON, determinism."""
+from __future__ import annotations
+
+import json
+
+GOOD_SCRIPT = """\
+# a probe, a return probe, a run
+kprobe leaf
+kretprobe walk
+run
+probes
+"""
+
+
+def test_ex_run_prints_console_and_exits_zero(user_image, tmp_path, run_shell):
+    r = run_shell(user_image, "--batch", "-ex", "run", tmp_home=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "walk ok" in r.stdout
+    assert "user image done" in r.stdout
+    assert "[guest halted" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_script_is_byte_identical_twice(user_image, tmp_path, run_shell):
+    script = tmp_path / "good.kps"
+    script.write_text(GOOD_SCRIPT)
+    a = run_shell(user_image, "--batch", "-x", str(script), tmp_home=str(tmp_path))
+    b = run_shell(user_image, "--batch", "-x", str(script), tmp_home=str(tmp_path))
+    assert a.returncode == 0, a.stdout + a.stderr
+    assert a.stdout == b.stdout
+    # walk(3) makes 4 walk calls and 4 leaf calls; _start calls it 6 times
+    assert a.stdout.count("p_leaf_0: (leaf+0x0/") == 24
+    assert a.stdout.count("r_walk_0: (") == 24
+    assert "<- walk) ret=" in a.stdout
+
+
+def test_mistake_on_line_3_stops_with_file_line(user_image, tmp_path, run_shell):
+    script = tmp_path / "bad.kps"
+    script.write_text("kprobe leaf\necho before\nkprobe no_such_function\necho never\nrun\n")
+    r = run_shell(user_image, "--batch", "-x", str(script), tmp_home=str(tmp_path))
+    assert r.returncode != 0
+    assert f"{script}:3: no symbol 'no_such_function'" in r.stdout
+    assert "before" in r.stdout and "never" not in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_stdin_is_a_script_when_not_a_terminal(user_image, tmp_path, run_shell):
+    r = run_shell(user_image, stdin="symbols walk\nbogus_cmd\n", tmp_home=str(tmp_path))
+    assert "FUNC   walk" in r.stdout
+    assert "<stdin>:2: unknown command 'bogus_cmd'" in r.stdout
+    assert r.returncode == 1
+
+
+def test_json_mode_gives_one_object_per_line(user_image, tmp_path, run_shell):
+    r = run_shell(user_image, "--batch", "--json", "-ex", "kprobe leaf", "-ex", "run 300", "-ex", "probes",
+                  tmp_home=str(tmp_path))
+    assert r.returncode == 0, r.stdout
+    objs = [json.loads(line) for line in r.stdout.splitlines()]
+    kinds = {o["type"] for o in objs}
+    assert {"result", "trace", "stop"} <= kinds
+    traces = [o for o in objs if o["type"] == "trace"]
+    assert all(o["event"] == "p_leaf_0" and o["where"].startswith("leaf+0x0/") for o in traces)
+    probes = [o for o in objs if o["type"] == "result" and o["command"] == "probes"][0]
+    assert probes["data"][0]["hits"] == len(traces)
+
+
+def test_plain_output_has_no_colour_codes(user_image, tmp_path, run_shell):
+    r = run_shell(user_image, "--batch", "-ex", "kprobe leaf", "-ex", "disas leaf", "-ex", "regs",
+                  tmp_home=str(tmp_path))
+    assert "\x1b[" not in r.stdout
+    assert "int3 planted (cc over" in r.stdout
+
+
+def test_bad_image_is_refused_cleanly(tmp_path, run_shell):
+    bad = tmp_path / "junk.elf"
+    bad.write_bytes(b"not an elf at all")
+    r = run_shell(str(bad), "--batch", "-ex", "run", tmp_home=str(tmp_path))
+    assert r.returncode == 2
+    assert "not an ELF file" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_breakpoint_stops_and_continue_goes_on(user_image, tmp_path, run_shell):
+    r = run_shell(user_image, "--batch", "-ex", "break leaf", "-ex", "run", "-ex", "bt", "-ex", "continue",
+                  "-ex", "delete", "-ex", "continue", tmp_home=str(tmp_path))
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.count("Breakpoint 1, leaf+0x0/") == 2
+    assert "#1  " in r.stdout and "walk+" in r.stdout
+    assert "user image done" in r.stdout
+
+
+def test_errors_change_nothing(user_image, tmp_path, run_shell):
+    # Without --batch an error does not end the run: every command gets its say.
+    r = run_shell(user_image, "-ex", "kprobe leaf+1", "-ex", "kprobe 0x10", "-ex", "delete 7", "-ex", "probes",
+                  stdin="", tmp_home=str(tmp_path))
+    assert r.returncode == 0
+    assert "not an instruction boundary (nearest: leaf+0x0, leaf+0x" in r.stdout
+    assert "outside the image's text" in r.stdout
+    assert "no probe or breakpoint number 7" in r.stdout
+    assert "No probes or breakpoints." in r.stdout
