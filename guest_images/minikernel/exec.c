@@ -288,9 +288,6 @@ out:
 	return retval < 0 ? retval : 0;
 }
 
-char *getname(const char *filename);
-void putname(const char *name);
-
 __kfunc long sys_execve(const char *name, char **argv, char **envp, struct pt_regs *regs)
 {
 	char *filename = getname(name);

@@ -104,6 +104,7 @@ __kfunc int wait_task_zombie(struct task_struct *p, int *stat_addr, void *ru)
 }
 
 #define WNOHANG 0x00000001
+#define WNOWAIT 0x01000000
 
 __kfunc long do_wait(pid_t pid, int options, int *stat_addr, void *ru)
 {
@@ -127,6 +128,12 @@ repeat:
 		if (p->state == EXIT_ZOMBIE) {
 			spin_unlock_irqrestore(&tasklist_lock, flags);
 			__set_current_state(TASK_RUNNING);
+			if (options & WNOWAIT) {	/* leave it a zombie */
+				if (stat_addr)
+					*stat_addr = (int)p->exit_code;
+				retval = p->pid;
+				goto end;
+			}
 			retval = wait_task_zombie(p, stat_addr, ru);
 			goto end;
 		}

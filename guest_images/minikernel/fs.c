@@ -16,8 +16,6 @@
 extern const void *const hello_elf_image;
 extern const unsigned long hello_elf_size;
 
-ssize_t generic_file_read(struct file *file, char *buf, size_t count, loff_t *ppos);
-ssize_t generic_file_write(struct file *file, const char *buf, size_t count, loff_t *ppos);
 ssize_t oops_read(struct file *file, char *buf, size_t count, loff_t *ppos);
 ssize_t console_read(struct file *file, char *buf, size_t count, loff_t *ppos);
 ssize_t console_write(struct file *file, const char *buf, size_t count, loff_t *ppos);
@@ -833,4 +831,35 @@ __kfunc long path_lookup_recursive(const char *path, int depth)
 		below = path_lookup_recursive(end, depth + 1);
 	}
 	return below + 1;
+}
+
+/* positional I/O (fs/read_write.c) */
+__kfunc ssize_t sys_pread64(unsigned int fd, char *buf, size_t count, loff_t pos)
+{
+	struct file *file;
+	ssize_t ret;
+
+	if (pos < 0)
+		return -EINVAL;
+	file = fget(fd);
+	if (!file)
+		return -EBADF;
+	ret = vfs_read(file, buf, count, &pos);
+	fput(file);
+	return ret;
+}
+
+__kfunc ssize_t sys_pwrite64(unsigned int fd, const char *buf, size_t count, loff_t pos)
+{
+	struct file *file;
+	ssize_t ret;
+
+	if (pos < 0)
+		return -EINVAL;
+	file = fget(fd);
+	if (!file)
+		return -EBADF;
+	ret = vfs_write(file, buf, count, &pos);
+	fput(file);
+	return ret;
 }

@@ -144,7 +144,7 @@ class JprobeManager:
         self.active = jp
         machine.set_reg("eflags", machine.eflags & ~EFLAGS_IF)
         machine.set_reg("rip", jp.entry_addr)
-        self.engine.say(
+        self.engine.say(lambda: 
             f"jprobe: saved {len(self.jprobe_saved_regs)} registers and {len(self.jprobes_stack)} stack bytes "
             f"at 0x{rsp:x}; rip -> {machine.image.symbols.format(jp.entry_addr)}"
         )
@@ -174,7 +174,7 @@ class JprobeManager:
         machine.write(self.jprobe_saved_rsp, self.jprobes_stack)
         machine.set_clock(self._clock_at_entry)
         self.active = None
-        engine.say(f"jprobe_return: registers and {len(self.jprobes_stack)} stack bytes restored; stepping the probed instruction")
+        engine.say(lambda: f"jprobe_return: registers and {len(self.jprobes_stack)} stack bytes restored; stepping the probed instruction")
         return 1
 
     # ------------------------------------------------------------------ the Python handler path

@@ -9,6 +9,10 @@ current task's bucket when the function returns, calls each instance's handler, 
 it, and stops at the first whose return address is not the trampoline.  When a task
 exits, kprobe_flush_task recycles its instances (their functions never returned).
 
+Task exit: the guest calls kprobe_flush_task from exit_thread (as 2.6.12); the engine
+flushes again when the task is reaped (release_task), which catches the instance of the
+dying task's last schedule() that 2005 leaked.
+
 The seed's flaw, reproducible with `unsafe=True`: the 2005 kernel flushed on exec too
 (flush_thread), so a return probe on the exec path loses its instance and the trampoline
 finds none: the kernel hit BUG_ON, the machine stops with StopReason.BUG.
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..machine import StopReason
 from ..machine.layout import STUB_PAGE
-from .core import EXEC_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, ProbeError, hash_ptr
+from .core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, ProbeError, hash_ptr
 
 if TYPE_CHECKING:
     from .core import KprobeEngine
@@ -128,6 +132,13 @@ class KretprobeManager:
         flush = syms.get("kprobe_flush_task")
         if flush is not None:
             machine.add_code_hook(flush.address, self._on_kprobe_flush_task)
+        # 2005 flushes in exit_thread, but the dying task still calls schedule() after that,
+        # and a return probe there would leave an instance behind for a task that never runs
+        # again.  Later kernels flush after the dead task's last switch; we flush once more
+        # when the task is reaped (release_task), which is after that switch.
+        release = syms.get("release_task")
+        if release is not None:
+            machine.add_code_hook(release.address, self._on_kprobe_flush_task)
 
     def _register_trampoline_probe(self, tp: Kprobe) -> None:
         """register_kprobe(&trampoline_p) without the user-facing refusals."""
@@ -155,6 +166,13 @@ class KretprobeManager:
                 f"refusing a return probe on {name}: it is on the exec path, where the 2005 kernel "
                 "flushes the task's return-probe instances (flush_thread -> kprobe_flush_task) while "
                 f"{name} is still running, so its return would find no instance (BUG). "
+                "Use --unsafe (unsafe=True) to watch that happen."
+            )
+        if not rp.unsafe and any(fnmatch.fnmatchcase(name, pat) for pat in EXIT_PATH_PATTERNS):
+            raise ProbeError(
+                f"refusing a return probe on {name}: the 2005 kernel flushes a dying task's return-probe "
+                f"instances from exit_thread (-> kprobe_flush_task) while {name} is still running, so its "
+                "return would find no instance (BUG); later kernels flush after the task's last switch. "
                 "Use --unsafe (unsafe=True) to watch that happen."
             )
         rp.free_instances = [KretprobeInstance(rp, i) for i in range(rp.maxactive)]
@@ -185,7 +203,7 @@ class KretprobeManager:
         machine = self.engine.machine
         if not rp.free_instances:
             rp.nmissed += 1
-            self.engine.say(f"{rp!r}: no free instance (maxactive={rp.maxactive}): nmissed={rp.nmissed}")
+            self.engine.say(lambda: f"{rp!r}: no free instance (maxactive={rp.maxactive}): nmissed={rp.nmissed}")
             return
         ri = rp.free_instances.pop(0)
         rsp = machine.reg("rsp")
@@ -201,7 +219,7 @@ class KretprobeManager:
         # add_rp_inst: to the head of the task's bucket and of the probe's used list.
         self.kretprobe_inst_table[hash_ptr(ri.task)].insert(0, ri)
         rp.used_instances.insert(0, ri)
-        self.engine.say(
+        self.engine.say(lambda: 
             f"return address 0x{ri.ret_addr:x} ({machine.image.symbols.format(ri.ret_addr)}) at stack slot "
             f"0x{rsp:x} replaced by kretprobe_trampoline 0x{self.trampoline:x}"
         )
@@ -246,7 +264,7 @@ class KretprobeManager:
             )
             return 1
         machine.set_reg("rip", orig_ret_address)
-        engine.say(
+        engine.say(lambda: 
             f"trampoline hit: {consumed} instance(s) consumed, returning to "
             f"{machine.image.symbols.format(orig_ret_address)}"
         )
@@ -269,7 +287,7 @@ class KretprobeManager:
         for ri in flushed:
             self.recycle_rp_inst(ri)
         if flushed:
-            self.engine.say(f"kprobe_flush_task(0x{task:x}): {len(flushed)} instance(s) recycled")
+            self.engine.say(lambda: f"kprobe_flush_task(0x{task:x}): {len(flushed)} instance(s) recycled")
             self.engine._emit(FlushEvent(task, flushed))
         return len(flushed)
 

@@ -43,7 +43,9 @@ class KprobeShellLexer(RegexLexer):
                 (r"[+-]?0x[0-9a-fA-F]+|[+-]?\d+", Number),
                 (r":(u|s|x)(8|16|32|64)|:string|:symbol|:ustring", Keyword.Type),
                 (r"\w+=", Name.Attribute),
-                (r"if\b|&&|\|\||==|!=|<=|>=|~", Operator),
+                (r"--[\w-]+", Name.Attribute),                      # --unsafe, --no-probes
+                (r"if\b|&&|\|\||==|!=|<=|>=|[<>!~]", Operator),
+                (r"[a-z]+(?:-[a-z]+)+\b", Name.Constant),          # kprobe-mode, single-step
                 (r"[A-Za-z_][\w.]*", Name.Function),
                 (r".", Text),
             ],

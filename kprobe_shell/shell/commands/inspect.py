@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import re
 
+from capstone import CS_GRP_CALL as _CS_GRP_CALL
+from capstone import CS_GRP_JUMP as _CS_GRP_JUMP
+
 from ...kprobes.x86 import _cs
 from ...machine import MachineError
 from ...machine.machine import GENERAL_REGISTERS
@@ -164,6 +167,10 @@ def disassemble_lines(session, start: int, count: int | None, end: int | None = 
         where = m.symbols.format(a, with_size=False)
         raw = bytes(insn.bytes)
         text = f"{insn.mnemonic:<7} {insn.op_str}".rstrip()
+        if insn.group(_CS_GRP_JUMP) or insn.group(_CS_GRP_CALL):
+            target = re.fullmatch(r"0x[0-9a-f]+", insn.op_str)
+            if target:
+                text += f" <{m.symbols.format(int(insn.op_str, 16), with_size=False)}>"
         line = f"{pc}0x{a:016x} <{where}>:  {raw.hex(' '):<24} {session_highlight(session, text)}"
         if a in planted:
             who = ",".join(owners.get(a, ["kretprobe_trampoline"] if a == m.kprobes.kretprobes.trampoline else []))

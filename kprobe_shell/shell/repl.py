@@ -1,0 +1,369 @@
+"""The interactive prompt: `(kprobe) `, completion, history, a toolbar, Ctrl-C that stops the guest.
+
+Each command runs in a worker thread.  The main thread waits for it and is the one
+that receives SIGINT: Ctrl-C there becomes `machine.request_stop()`, the run returns
+with StopReason.INTERRUPTED and the guest stays inspectable.  (unicorn's emu_start
+does not let a signal through while it runs, so the guest must not run on the main
+thread.)  Ctrl-C at the prompt abandons the line; Ctrl-D on an empty line leaves.
+
+An empty line repeats the previous command when the registry marks it repeatable (gdb's
+habit, never in scripts).  `commands N` typed here reads its lines from `> ` prompts up
+to `end`.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from .registry import CommandError
+
+PROMPT = "(kprobe) "
+CONTINUATION_PROMPT = "> "
+
+#: prompt-style values of the config file.
+PROMPT_STYLES = ("default", "plain", "no-toolbar")
+
+
+def run_repl(session, config) -> int:
+    """Run the prompt until quit / Ctrl-D. Returns the exit status."""
+    return Repl(session, config).loop()
+
+
+# ---------------------------------------------------------------------- history
+def open_history(session, config):
+    """FileHistory in the XDG data dir, trimmed loosely to history-size; in memory when
+    the directory is not writable (a read-only home must not stop the shell)."""
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    size = session.settings.get("history-size", config.get("history-size", 10000))
+    try:
+        size = int(size)
+    except (TypeError, ValueError):
+        size = 10000
+    if size <= 0:
+        return InMemoryHistory()
+    try:
+        from .config import data_dir
+
+        directory = data_dir()
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "history")
+        with open(path, "a", encoding="utf-8"):
+            pass
+        trim_history_file(path, size)
+        return FileHistory(path)
+    except OSError:
+        return InMemoryHistory()
+
+
+def trim_history_file(path: str, size: int) -> None:
+    """Keep the newest `size` entries once the file holds a tenth more than that."""
+    try:
+        if os.path.getsize(path) < 64 * size:  # cheap: far too small to be over the limit
+            return
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return
+    entries: list[list[str]] = []
+    current: list[str] = []
+    for line in lines:
+        if line.startswith("#") and current and any(x.startswith("+") for x in current):
+            entries.append(current)
+            current = []
+        current.append(line)
+    if current:
+        entries.append(current)
+    if len(entries) <= size + size // 10:
+        return
+    keep = entries[-size:]
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for entry in keep:
+                f.writelines(entry)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------- output routing
+class PromptAwareStream:
+    """The session's output stream at the prompt.
+
+    While a command runs (no prompt on screen) text goes straight to the terminal, in
+    order.  Whenever a prompt is on screen, text goes through prompt_toolkit's
+    patch_stdout proxy so it lands above the prompt instead of through it.
+    """
+
+    def __init__(self, direct, proxy, prompt_session):
+        self.direct = direct
+        self.proxy = proxy
+        self.prompt_session = prompt_session
+
+    def _target(self):
+        app = getattr(self.prompt_session, "app", None)
+        if self.proxy is not None and app is not None and app.is_running:
+            return self.proxy
+        return self.direct
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        for s in (self.direct, self.proxy):
+            if s is not None:
+                try:
+                    s.flush()
+                except Exception:  # noqa: BLE001 - a closed terminal must not kill the shell
+                    pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+# ---------------------------------------------------------------------- the loop
+class Repl:
+    def __init__(self, session, config):
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+        from prompt_toolkit.output import ColorDepth
+        from prompt_toolkit.styles import Style
+
+        from .completer import ShellCompleter
+        from .keys import build_key_bindings
+        from .toolbar import Toolbar
+
+        self.session = session
+        self.config = config
+        style_name = config.get("prompt-style", "default")
+        if style_name not in PROMPT_STYLES:
+            style_name = "default"
+        self.style_name = style_name
+        self.toolbar = Toolbar(session)
+        self.last_repeatable: str | None = None
+        lexer = None
+        colour = session.out.color and style_name != "plain"
+        if colour:
+            from prompt_toolkit.lexers import PygmentsLexer
+
+            from .lexer import KprobeShellLexer
+
+            lexer = PygmentsLexer(type(KprobeShellLexer.build()))
+        self.prompt_session = PromptSession(
+            history=open_history(session, config),
+            completer=ShellCompleter(session),
+            complete_while_typing=True,
+            complete_in_thread=True,
+            auto_suggest=AutoSuggestFromHistory(),
+            lexer=lexer,
+            key_bindings=build_key_bindings(),
+            bottom_toolbar=self.toolbar if style_name == "default" else None,
+            style=Style.from_dict(TOOLBAR_STYLE),
+            color_depth=None if colour else ColorDepth.DEPTH_1_BIT,
+            enable_suspend=True,
+            reserve_space_for_menu=6,
+        )
+
+    # -------------------------------------------------------------- prompting
+    def _prompt(self, message: str) -> str:
+        return self.prompt_session.prompt([("class:prompt", message)])
+
+    def loop(self) -> int:
+        from prompt_toolkit.patch_stdout import patch_stdout
+
+        out = self.session.out
+        direct = out.stream
+        self.toolbar.refresh()
+        with patch_stdout(raw=True):
+            out.stream = PromptAwareStream(direct, sys.stdout, self.prompt_session)
+            try:
+                self._banner()
+                return self._loop()
+            finally:
+                out.stream.flush()
+                out.stream = direct
+
+    def _banner(self) -> None:
+        s = self.session
+        m = s.machine
+        try:
+            entry = f"entry {m.symbols.format(m.image.entry, with_size=False)} (0x{m.image.entry:x})"
+        except Exception:  # noqa: BLE001
+            entry = "entry ?"
+        name = os.path.basename(s.image_path)
+        s.out.print(f"kprobe-shell: {name}, {entry}, {len(m.symbols)} symbols. "
+                    f"'help' lists the commands, Tab completes, Ctrl-D quits.", "header")
+
+    def _loop(self) -> int:
+        while True:
+            try:
+                line = self._prompt(PROMPT)
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return 0
+            line = line.strip()
+            if not line:
+                if not self.last_repeatable:
+                    continue
+                line = self.last_repeatable
+            else:
+                self.last_repeatable = repeat_form(line)
+            if line.startswith("#"):
+                continue
+            if self._is_commands_block(line):
+                self._read_commands_block(line)
+                continue
+            try:
+                if self.run_command(line):
+                    return 0
+            except KeyboardInterrupt:  # Ctrl-C just before or after a command: nothing runs
+                continue
+
+    # -------------------------------------------------------------- one command
+    def run_command(self, line: str) -> bool:
+        """Run one line in a worker thread; True when the user asked to quit."""
+        from .commands.misc import QuitRequest
+
+        session = self.session
+        result: dict = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                session.execute_and_report(line)
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                result["exc"] = exc
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, name="kprobe-shell-command", daemon=True)
+        self._run_and_wait(worker, done)
+        self.session.out.flush()
+        exc = result.get("exc")
+        quit_requested = False
+        if isinstance(exc, QuitRequest):
+            quit_requested = True
+        elif isinstance(exc, CommandError):
+            self.session.out.error(f"error: {exc}")
+        elif exc is not None:
+            msg = str(exc).splitlines()[0] if str(exc) else ""
+            self.session.out.error(f"internal error: {type(exc).__name__}: {msg}")
+        self.toolbar.refresh()
+        self.session.out.flush()
+        return quit_requested
+
+    def _run_and_wait(self, worker: threading.Thread, done: threading.Event) -> None:
+        """Start the command and wait for it; Ctrl-C meanwhile stops the guest.
+
+        While the command runs, SIGINT has a handler that asks the machine to stop rather
+        than raising KeyboardInterrupt, so no Ctrl-C can leave the main thread while the
+        worker still runs.  The request is repeated until the command ends: a run that
+        began after the first request (breakpoint commands that continue, a script)
+        stops too.  An Event, not Thread.join(): when Ctrl-C interrupts join() on Python
+        3.11, the bpo-45274 clean-up in Thread._wait_for_tstate_lock marks the
+        still-running worker as finished."""
+        interrupts = [0]
+
+        def stop_guest() -> None:
+            try:
+                self.session.machine.request_stop()
+            except Exception:  # noqa: BLE001 - a machine being replaced; the next poll retries
+                pass
+
+        def on_sigint(signum, frame) -> None:
+            interrupts[0] += 1
+            stop_guest()
+
+        try:
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:  # not the main thread (tests driving Repl directly)
+            previous = None
+        try:
+            worker.start()
+            while not done.wait(0.1 if interrupts[0] else 0.5):
+                if interrupts[0]:
+                    stop_guest()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    # -------------------------------------------------------------- commands N ... end
+    @staticmethod
+    def _is_commands_block(line: str) -> bool:
+        from .completer import command_for_line
+
+        found = command_for_line(line)
+        return found is not None and found[0].name == "commands"
+
+    def _read_commands_block(self, header: str) -> None:
+        from .script import attach_commands
+
+        session = self.session
+        args = header.split()[1:]
+        try:
+            if args:
+                target = session.get_probe(args[0]).number
+            elif session.probes:
+                target = max(session.probes)
+            else:
+                raise CommandError("no probe or breakpoint to attach commands to")
+        except CommandError as exc:
+            session.out.error(f"error: {exc}")
+            return
+        session.out.print(f"Type commands for probe {target}, one per line; 'silent' first hides its trace line.")
+        session.out.print("End with a line saying just \"end\".")
+        body: list[str] = []
+        while True:
+            try:
+                text = self._prompt(CONTINUATION_PROMPT)
+            except KeyboardInterrupt:
+                session.out.print("(commands not changed)")
+                return
+            except EOFError:
+                break
+            text = text.strip()
+            if text == "end":
+                break
+            if text:
+                body.append(text)
+        try:
+            attach_commands(session, f"commands {target}", body)
+        except CommandError as exc:
+            session.out.error(f"error: {exc}")
+        self.toolbar.refresh()
+
+
+def repeat_form(line: str) -> str | None:
+    """What an empty Enter after `line` runs: the line itself if its command is repeatable
+    (`x/4gx ADDR` repeats as `x/4gx`: gdb shows the next units), else None."""
+    from .completer import command_for_line
+
+    found = command_for_line(line)
+    if found is None:
+        return None
+    cmd, _rest = found
+    if not cmd.repeatable:
+        return None
+    if cmd.name == "x":
+        return line.split()[0]
+    return line
+
+
+TOOLBAR_STYLE = {
+    "prompt": "bold",
+    "bottom-toolbar": "noreverse bg:#303030 #d0d0d0",
+    "toolbar": "",
+    "toolbar.stopped": "bold bg:#005f87 #ffffff",
+    "toolbar.running": "bold bg:#5f8700 #ffffff",
+    "toolbar.halted": "bold bg:#585858 #ffffff",
+    "toolbar.faulted": "bold bg:#af0000 #ffffff",
+    "toolbar.sym": "#87d787",
+    "toolbar.missed": "bold #ffaf00",
+}

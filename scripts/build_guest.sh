@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# build_guest.sh - build the kprobe-shell guest images with the machine's gcc.
+#
+#   guest_images/minikernel/minikernel.elf   the bundled guest kernel
+#   guest_images/examples/hello.elf          the "any user image" example
+#
+# Runnable from any directory.  The output is reproducible: building twice
+# (from any checkout path) gives the same bytes.
+#
+# Usage: scripts/build_guest.sh [--check]
+#   --check   build into a temporary directory and compare with the
+#             committed ELFs instead of replacing them (exit 1 on a diff)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SRC="$ROOT/guest_images/minikernel"
+EXAMPLES="$ROOT/guest_images/examples"
+CC="${CC:-gcc}"
+CHECK=0
+if [[ "${1:-}" == "--check" ]]; then
+	CHECK=1
+elif [[ $# -gt 0 ]]; then
+	echo "usage: $0 [--check]" >&2
+	exit 2
+fi
+
+export LC_ALL=C
+export SOURCE_DATE_EPOCH=0
+
+CFLAGS=(
+	-O2 -g -ffreestanding -nostdlib -static -no-pie -fno-pic
+	-mcmodel=small -mno-red-zone -mgeneral-regs-only
+	-fno-stack-protector -fcf-protection=none -fno-omit-frame-pointer
+	-fno-optimize-sibling-calls -fno-asynchronous-unwind-tables
+	-Wall -Werror
+)
+
+BUILD="$(mktemp -d "${TMPDIR:-/tmp}/build_guest.XXXXXX")"
+trap 'rm -rf "$BUILD"' EXIT
+
+# --- the minikernel ------------------------------------------------------
+cd "$SRC"
+PREFIX_MAP=(-ffile-prefix-map="$SRC"=. -ffile-prefix-map="$BUILD"=build)
+objs=()
+for src in head.S entry.S fixups.S $(ls *.c | sort); do
+	obj="$BUILD/${src%.*}.o"
+	"$CC" "${CFLAGS[@]}" "${PREFIX_MAP[@]}" -c "$src" -o "$obj"
+	objs+=("$obj")
+done
+"$CC" "${CFLAGS[@]}" "${PREFIX_MAP[@]}" -T minikernel.ld \
+	-Wl,--build-id=none -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments \
+	-o "$BUILD/minikernel.elf" "${objs[@]}"
+
+# --- the example user image (built exactly as the README documents) ------
+cp "$EXAMPLES/hello.c" "$BUILD/hello.c"
+(cd "$BUILD" && "$CC" -O2 -ffreestanding -nostdlib -static -no-pie -o hello.elf hello.c)
+
+if [[ $CHECK == 1 ]]; then
+	status=0
+	for pair in "minikernel.elf:$SRC/minikernel.elf" "hello.elf:$EXAMPLES/hello.elf"; do
+		built="$BUILD/${pair%%:*}"
+		committed="${pair#*:}"
+		if cmp -s "$built" "$committed"; then
+			echo "up to date: ${committed#"$ROOT"/}"
+		else
+			echo "DIFFERS:    ${committed#"$ROOT"/}" >&2
+			status=1
+		fi
+	done
+	exit $status
+fi
+
+install -m 0644 "$BUILD/minikernel.elf" "$SRC/minikernel.elf"
+install -m 0644 "$BUILD/hello.elf" "$EXAMPLES/hello.elf"
+echo "built ${SRC#"$ROOT"/}/minikernel.elf ($(stat -c %s "$SRC/minikernel.elf") bytes)"
+echo "built ${EXAMPLES#"$ROOT"/}/hello.elf ($(stat -c %s "$EXAMPLES/hello.elf") bytes)"
