@@ -48,7 +48,7 @@ for src in head.S entry.S fixups.S $(ls *.c | sort); do
 	objs+=("$obj")
 done
 "$CC" "${CFLAGS[@]}" "${PREFIX_MAP[@]}" -T minikernel.ld \
-	-Wl,--build-id=none -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments \
+	-Wl,--build-id=none \
 	-o "$BUILD/minikernel.elf" "${objs[@]}"
 
 # --- the example user image (built exactly as the README documents) ------

@@ -98,7 +98,10 @@ class Kprobe:
 
     @property
     def mode(self) -> str:
-        return "boost" if self.boosted else "single-step"
+        """How hits get past the instruction: decided by the table entry (an aggregate
+        manager decides for all the probes sharing its address)."""
+        entry = self.engine.get_kprobe(self.addr) if self.engine is not None else None
+        return "boost" if (entry or self).boosted else "single-step"
 
     @property
     def owner(self) -> "Kprobe":

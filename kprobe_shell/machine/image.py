@@ -230,6 +230,22 @@ class Image:
             raise ImageError(f"{path}: unknown ELF class {raw[4]}")
         if raw[5] != 1:
             raise ImageError(f"{path}: not little-endian")
+        # [tests fix] A file cut short before the end of its program or section header
+        # table was refused as "malformed ELF: expected 4, found 0" (pyelftools' words);
+        # name the problem.
+        import struct
+
+        phoff, shoff = struct.unpack_from("<QQ", raw, 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", raw, 54)
+        for what, off, count, size in (
+            ("program headers", phoff, phnum, phentsize),
+            ("section headers", shoff, shnum, shentsize),
+        ):
+            if count and off + count * size > len(raw):
+                raise ImageError(
+                    f"{path}: truncated (or corrupt): its {what} take bytes {off}-{off + count * size}, "
+                    f"the file has {len(raw)}"
+                )
         import io
 
         try:

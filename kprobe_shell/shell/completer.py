@@ -90,7 +90,7 @@ class ShellCompleter(Completer):
     def __init__(self, session):
         self.session = session
         self._paths = PathCompleter(expanduser=True)
-        self._symbol_cache: tuple[int, list] | None = None
+        self._symbol_cache: tuple[object, list] | None = None  # (symbol table, its symbols by name)
 
     # ------------------------------------------------------------------ entry point
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
@@ -174,19 +174,19 @@ class ShellCompleter(Completer):
             yield from self._tasks(word)
         elif kind == "text" and done and cmd.arg_kind(len(done) - 1) == "setting" and len(done) == 1:
             yield from self._setting_values(done[0], word)
-        if kind in ("text", "number") or cmd.name in COMMAND_OPTIONS:
+        if kind not in ("location", "symbol", "probe", "file", "setting", "command"):
             for opt in COMMAND_OPTIONS.get(cmd.name, ()):
                 if opt.startswith(word) and opt not in done:
                     yield Completion(opt, -len(word))
 
     def _symbol_list(self) -> list:
         table = self.session.machine.symbols
-        if self._symbol_cache is None or self._symbol_cache[0] != id(table):
+        if self._symbol_cache is None or self._symbol_cache[0] is not table:  # a load/reset: new table
             by_name = getattr(table, "by_name", None)
             syms = list(by_name.values()) if by_name is not None else list(table)
             syms = [s for s in syms if s.name and not s.name.startswith("$")]
             syms.sort(key=lambda s: s.name)
-            self._symbol_cache = (id(table), syms)
+            self._symbol_cache = (table, syms)
         return self._symbol_cache[1]
 
     def _symbols(self, prefix: str, functions_first: bool = True) -> Iterable[Completion]:

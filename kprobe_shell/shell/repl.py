@@ -61,7 +61,7 @@ def open_history(session, config):
 def trim_history_file(path: str, size: int) -> None:
     """Keep the newest `size` entries once the file holds a tenth more than that."""
     try:
-        if os.path.getsize(path) < 64 * size:  # cheap: far too small to be over the limit
+        if os.path.getsize(path) < 32 * size:  # an entry takes >= 33 bytes: cannot be over
             return
         with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.readlines()
@@ -147,6 +147,7 @@ class Repl:
         self.style_name = style_name
         self.toolbar = Toolbar(session)
         self.last_repeatable: str | None = None
+        self.pending: list[str] = []  # the remaining lines of a multi-line paste
         lexer = None
         colour = session.out.color and style_name != "plain"
         if colour:
@@ -172,7 +173,20 @@ class Repl:
 
     # -------------------------------------------------------------- prompting
     def _prompt(self, message: str) -> str:
-        return self.prompt_session.prompt([("class:prompt", message)])
+        """One line from the user. A paste of several lines arrives as one text: its lines
+        are handed out one per call, each echoed after the prompt as if typed."""
+        if self.pending:
+            line = self.pending.pop(0)
+            self.session.out.print(f"{message}{line}")
+            return line
+        text = self.prompt_session.prompt([("class:prompt", message)])
+        if "\n" in text:
+            lines = [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
+            if not lines:
+                return ""
+            self.pending.extend(lines[1:])
+            return lines[0]
+        return text
 
     def loop(self) -> int:
         from prompt_toolkit.patch_stdout import patch_stdout
@@ -205,6 +219,7 @@ class Repl:
             try:
                 line = self._prompt(PROMPT)
             except KeyboardInterrupt:
+                self.pending.clear()
                 continue
             except EOFError:
                 return 0
@@ -224,6 +239,7 @@ class Repl:
                 if self.run_command(line):
                     return 0
             except KeyboardInterrupt:  # Ctrl-C just before or after a command: nothing runs
+                self.pending.clear()
                 continue
 
     # -------------------------------------------------------------- one command
@@ -244,7 +260,8 @@ class Repl:
                 done.set()
 
         worker = threading.Thread(target=work, name="kprobe-shell-command", daemon=True)
-        self._run_and_wait(worker, done)
+        if self._run_and_wait(worker, done):
+            self.pending.clear()  # Ctrl-C also drops the rest of a pasted block
         self.session.out.flush()
         exc = result.get("exc")
         quit_requested = False
@@ -259,8 +276,9 @@ class Repl:
         self.session.out.flush()
         return quit_requested
 
-    def _run_and_wait(self, worker: threading.Thread, done: threading.Event) -> None:
-        """Start the command and wait for it; Ctrl-C meanwhile stops the guest.
+    def _run_and_wait(self, worker: threading.Thread, done: threading.Event) -> int:
+        """Start the command and wait for it; Ctrl-C meanwhile stops the guest. Returns
+        how many times Ctrl-C was pressed.
 
         While the command runs, SIGINT has a handler that asks the machine to stop rather
         than raising KeyboardInterrupt, so no Ctrl-C can leave the main thread while the
@@ -293,6 +311,7 @@ class Repl:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+        return interrupts[0]
 
     # -------------------------------------------------------------- commands N ... end
     @staticmethod
@@ -317,7 +336,7 @@ class Repl:
         except CommandError as exc:
             session.out.error(f"error: {exc}")
             return
-        session.out.print(f"Type commands for probe {target}, one per line; 'silent' first hides its trace line.")
+        session.out.print(f"Type commands for {target}, one per line ('silent' first hides its trace line).")
         session.out.print("End with a line saying just \"end\".")
         body: list[str] = []
         while True:

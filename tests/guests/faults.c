@@ -2,6 +2,7 @@
  * Faults, chosen by `fault_kind` (the test writes it before running).
  *  0 none   1 unmapped read   2 unmapped write   3 execute unmapped   4 ud2
  *  5 divide by zero   6 stack overflow   7 write to read-only data
+ *  8 hlt with interrupts on (the machine has no timer vector: it halts)
  */
 #include "guest.h"
 
@@ -66,6 +67,9 @@ int main(void)
         break;
     case 7:
         store_to((u64 *)&ro_value, 9);
+        break;
+    case 8:
+        __asm__ volatile("sti; hlt");
         break;
     }
     puts_("faults end\n");
