@@ -568,6 +568,7 @@ class KprobeEngine:
             self.kprobe_saved_rflags &= ~EFLAGS_IF
         machine.set_reg("eflags", (eflags | EFLAGS_TF) & ~EFLAGS_IF)
         machine.set_reg("rip", p.slot)
+        self._rep_count_before = machine.reg("rcx") if p.ainsn.is_rep_string() else None
         self.say(lambda: f"single-stepping '{p.ainsn.text}' out of line in slot 0x{p.slot:x} (TF set, IF cleared)")
 
     def post_kprobe_handler(self, machine: Machine) -> bool:
@@ -583,6 +584,7 @@ class KprobeEngine:
             else:
                 self._call(cur, "post_handler", cur.post_handler, cur, regs, 0)
         self.resume_execution(cur, machine)
+        self._rep_string_exit_pass(cur, machine)
         machine.set_reg("eflags", (machine.eflags & ~EFLAGS_TF) | self.kprobe_saved_rflags)
         if self.kprobe_status is KprobeStatus.REENTER:
             self._restore_previous_kprobe()
@@ -613,6 +615,31 @@ class KprobeEngine:
         if fix_rip:
             machine.set_reg("rip", orig_rip + (machine.rip - copy_rip))
         self.say(lambda: f"debug trap after the step: fix-up '{kind}', rip = {machine.image.symbols.format(machine.rip)}")
+
+    def _rep_string_exit_pass(self, p: Kprobe, machine: Machine) -> None:
+        """[tests fix] Keep the clock exact across a stepped rep string instruction.
+
+        Unstepped, the CPU's instruction counter sees each iteration as one instruction
+        plus one more pass that finds the count exhausted and leaves; stepped (TF set),
+        each iteration is one hit of the int3 and the last iteration leaves at once.  So
+        when a step ends the instruction by exhausting rcx, send the guest back to the
+        probed address for that last pass (rcx is 0: it only moves rip on).  The pass
+        hits the probe like any other; without it every timer tick after it landed one
+        instruction early.
+        """
+        before = getattr(self, "_rep_count_before", None)
+        self._rep_count_before = None
+        if before is None or before == 0 or machine.rip == p.addr:
+            return  # no iteration ran, or the instruction is not finished yet
+        insn = p.ainsn
+        if machine.reg("rcx") != 0:
+            return  # repe/repne ended on ZF, not on the count
+        if insn.opcode in (0xA6, 0xA7, 0xAE, 0xAF):
+            zf = bool(machine.eflags & 0x40)
+            repe = any(b == 0xF3 for b in insn.raw[: insn.opcode_index])
+            if zf != repe:
+                return  # the ZF condition ended it (it is tested before the count)
+        machine.set_reg("rip", p.addr)
 
     def kprobe_fault_handler(self, machine: Machine, trapnr: int) -> bool:
         """A fault while a probe is active: its fault_handler first, else undo the step."""

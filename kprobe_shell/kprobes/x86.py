@@ -24,6 +24,9 @@ MAX_INSN_SIZE = 15
 INSN_SLOT_SIZE = 32
 BREAKPOINT_INSTRUCTION = 0xCC
 
+#: String instructions a rep prefix repeats: ins, outs, movs, cmps, stos, lods, scas.
+REP_STRING_OPCODES = frozenset({0x6C, 0x6D, 0x6E, 0x6F, 0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF})
+
 LEGACY_PREFIXES = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67})
 
 _cs = Cs(CS_ARCH_X86, CS_MODE_64)
@@ -84,6 +87,13 @@ class DecodedInsn:
         """cli, sti, popf, iret change IF: the step must not put the saved IF back."""
         return self.opcode in (0xFA, 0xFB, 0x9D, 0xCF)
 
+    def is_rep_string(self) -> bool:
+        """A rep/repe/repne-prefixed string instruction (movs, stos, lods, cmps, scas, ins,
+        outs): the CPU single-steps it one iteration at a time."""
+        return self.opcode in REP_STRING_OPCODES and any(
+            b in (0xF2, 0xF3) for b in self.raw[: self.opcode_index]
+        )
+
     def fixup_kind(self) -> str:
         """Which resume_execution case applies (names as the table in the docs)."""
         op = self.opcode
@@ -112,6 +122,11 @@ class DecodedInsn:
         """
         op = self.opcode
         if self.fixup_kind() != "rip relative to slot":
+            return False
+        # [tests fix] A boosted rep string instruction ran all its iterations in the slot,
+        # where the clock does not count, so the guest's clock (and with it the timer and
+        # the interleaving of tasks) drifted by one instruction per iteration.
+        if self.is_rep_string():
             return False
         if op in (0x70 + i for i in range(16)) or op in (0xE9, 0xEB, 0xE0, 0xE1, 0xE2, 0xE3):
             return False

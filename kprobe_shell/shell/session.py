@@ -254,6 +254,8 @@ class Session:
         if "/" in word and word.split("/")[0] in ("x", "print", "output"):
             word, fmt = word.split("/", 1)
             cmd, rest = REGISTRY.lookup(word), f"/{fmt} {rest}".strip()
+        elif word == "r" and (not rest.strip() or rest.strip().isdigit()):
+            cmd = REGISTRY.lookup("run")  # gdb's `r [N]`; a return probe always names a symbol
         elif _is_probe_event_line(word) and not (word == "p" and rest.strip().startswith("$")):
             cmd, rest = REGISTRY.lookup("probe-event"), line
         elif word == "p":

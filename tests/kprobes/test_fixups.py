@@ -54,6 +54,7 @@ def reference(path: str):
     if path not in _reference_cache:
         m = Machine(path)
         labels = [s for s in m.symbols if s.name.startswith("p_")]
+        assert labels
         counts = count_executions(m, [s.address for s in labels])
         ev = m.run()
         assert ev.reason is StopReason.HALTED, ev
@@ -227,3 +228,63 @@ def test_if_modifiers_leave_if_as_the_instruction_set_it(build_guest, label):
     assert not any(f & EFLAGS_TF for f in flags_seen)
     assert m.run().reason is StopReason.HALTED
     assert snapshot(m).diff(ref) == []
+
+
+# ---------------------------------------------------------------------------- rep strings
+# Stepped with TF, a rep string instruction traps after every iteration, so the probe is
+# hit once per iteration.  Unstepped, the CPU's instruction counter also sees one more
+# pass per rep that ran out of count (the pass that finds rcx == 0 and leaves); the engine
+# sends the guest back through the probe for that pass, so hits, the clock and the timer
+# are exactly what an address hook and an unprobed run see.
+REP_CASES = {
+    # label: (iterations, reps with a zero count, reps that ran out of count)
+    "p_rep_movsb": (43, 1, 3),
+    "p_rep_stosq": (11, 1, 3),
+    "p_repe_cmpsb": (53, 1, 3),  # a fourth compare ends on ZF: it leaves without a pass
+}
+
+
+def rep_calls(path, label):
+    """(clock, rcx) at every pass an address hook sees at label, in an unprobed run."""
+    m = Machine(path)
+    calls = []
+    m.add_code_hook(m.symbols[label].address, lambda mm: calls.append((mm.retired, mm.reg("rcx"))))
+    assert m.run().reason is StopReason.HALTED
+    return calls
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("label", sorted(REP_CASES))
+def test_rep_string_probe_is_transparent(build_guest, label, mode):
+    path = build_guest("fixup_rep")
+    ref, counts = reference(path)
+    iterations, empty, exhausted = REP_CASES[label]
+    calls = rep_calls(path, label)
+    assert sum(1 for _c, rcx in calls if rcx) == iterations
+    assert len(calls) == counts[Machine(path).symbols[label].address] == iterations + empty + exhausted
+    m = Machine(path)
+    m.kprobes.set_mode(mode)
+    kp = Kprobe(symbol_name=label)
+    m.register_kprobe(kp)
+    assert kp.mode == "single-step"  # never boosted: the slot's iterations are not counted
+    assert m.run().reason is StopReason.HALTED
+    assert kp.hits == len(calls)
+    assert snapshot(m).diff(ref) == []
+    assert "r=0x1d\n" in m.console  # the compare that ends on ZF: 29 bytes left
+
+
+@pytest.mark.parametrize("label", sorted(REP_CASES))
+def test_rep_string_state_at_every_pass_equals_in_place(build_guest, label):
+    """Stopped right after any pass of the rep (mid-way, last iteration, exit pass) and
+    right after the next instruction, the probed machine equals the unprobed one."""
+    path = build_guest("fixup_rep")
+    calls = rep_calls(path, label)
+    for k in sorted({c for c, _ in calls} | {c + 1 for c, _ in calls}):
+        inplace = Machine(path)
+        inplace.run(k)
+        m = Machine(path)
+        kp = Kprobe(symbol_name=label)
+        m.register_kprobe(kp)
+        assert m.run(k).reason is StopReason.BUDGET
+        assert snapshot(m).diff(snapshot(inplace)) == [], k
+        assert kp.hits == sum(1 for c, _ in calls if c <= k), k

@@ -310,3 +310,23 @@ def test_history_file_is_trimmed_loosely(tmp_path):
     from prompt_toolkit.history import FileHistory
 
     assert list(FileHistory(str(path)).load_history_strings())[0] == "cmd 299"
+
+
+def test_history_falls_back_to_memory(monkeypatch, tmp_path):
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    from kprobe_shell.shell.repl import open_history
+
+    class FakeSession:
+        settings = {"history-size": 50}
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert isinstance(open_history(FakeSession(), {}), FileHistory)
+    assert (tmp_path / "data" / "kprobe-shell" / "history").exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocker / "below-a-file"))  # cannot be created, even as root
+    assert isinstance(open_history(FakeSession(), {}), InMemoryHistory)
+    FakeSession.settings = {"history-size": 0}
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert isinstance(open_history(FakeSession(), {}), InMemoryHistory)

@@ -140,7 +140,7 @@ def create_probe_event(session, line: str, *, number: int = 0, commands=None, si
     return session.add_user_probe(up)
 
 
-@command("probe-event", group="probes", aliases=("kprobe_events",), args=("location", "text"),
+@command("probe-event", repeatable=False, group="probes", aliases=("kprobe_events",), args=("location", "text"),
          summary="define a probe in ftrace's kprobe_events language (p ..., r ..., -:EVENT)",
          usage="p[:[GRP/]EVENT] SYM[+offs]|ADDR [FETCHARGS] [if FILTER]\n"
                "       r[MAXACTIVE][:[GRP/]EVENT] SYM [FETCHARGS] [if FILTER]\n       -:[GRP/]EVENT",

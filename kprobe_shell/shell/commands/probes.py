@@ -166,7 +166,7 @@ def _describe_new(session, up: UserProbe) -> None:
     session.out.print(f"{what} {up.number} at 0x{up.addr:x}: {session.machine.symbols.format(up.addr)}{extra}")
 
 
-@command("kprobe", group="probes", aliases=("kp",), args=("location",),
+@command("kprobe", repeatable=False, group="probes", aliases=("kp",), args=("location",),
          summary="plant a kprobe: one trace line per hit",
          usage="kprobe LOCATION", example="kprobe do_fork\nkprobe do_sys_open+0x4\nkprobe 0x100123")
 def cmd_kprobe(session, rest: str):
@@ -180,7 +180,7 @@ time, event, sym+off). Arguments as in ftrace: use the `p` form (`p do_sys_open 
     return {"number": up.number, "addr": up.addr}
 
 
-@command("jprobe", group="probes", aliases=("jp",), args=("location", "symbol"),
+@command("jprobe", repeatable=False, group="probes", aliases=("jp",), args=("location", "symbol"),
          summary="plant a jprobe: a handler entered with the function's own arguments",
          usage="jprobe LOCATION [HANDLER]",
          example="jprobe do_fork jdo_fork\njprobe do_sys_open")
@@ -199,7 +199,7 @@ there); without HANDLER a built-in handler prints the arguments, named from DWAR
     return {"number": up.number, "addr": up.addr}
 
 
-@command("kretprobe", group="probes", aliases=("kretp", "rp"), args=("location", "text"),
+@command("kretprobe", repeatable=False, group="probes", aliases=("kretp", "rp"), args=("location", "text"),
          summary="plant a return probe: one line per return, with the value",
          usage="kretprobe LOCATION [maxactive=N] [--unsafe]",
          example="kretprobe do_sys_open\nkretprobe path_lookup_recursive maxactive=2")
@@ -226,7 +226,7 @@ nmissed. --unsafe allows the exec path (do_execve, flush_thread, ...) to show th
     return {"number": up.number, "addr": up.addr}
 
 
-@command("break", group="running", aliases=("b", "br"), args=("location",),
+@command("break", repeatable=False, group="running", aliases=("b", "br"), args=("location",),
          summary="stop the guest when it reaches LOCATION", usage="break LOCATION",
          example="break do_exit")
 def cmd_break(session, rest: str):
@@ -239,7 +239,7 @@ prompt comes back. Breakpoints cost nothing elsewhere (a hook on that one addres
     return {"number": up.number, "addr": up.addr}
 
 
-@command("tbreak", group="running", args=("location",), summary="a breakpoint that deletes itself when hit",
+@command("tbreak", repeatable=False, group="running", args=("location",), summary="a breakpoint that deletes itself when hit",
          usage="tbreak LOCATION")
 def cmd_tbreak(session, rest: str):
     """Like break, but deleted the first time it stops the guest."""
@@ -259,7 +259,7 @@ def delete_user_probe(session, up: UserProbe) -> None:
     session.probes.pop(up.number, None)
 
 
-@command("delete", group="probes", aliases=("d", "del"), args=("probe",),
+@command("delete", repeatable=False, group="probes", aliases=("d", "del"), args=("probe",),
          summary="remove probes or breakpoints (all when no number is given)", usage="delete [N...]")
 def cmd_delete(session, rest: str):
     """Unregister probes/breakpoints by number: the int3 is removed from guest memory (the
@@ -283,14 +283,14 @@ def _set_enabled(session, rest: str, enabled: bool):
     session.out.print(f"{word} {', '.join(str(t.number) for t in targets) or 'nothing'}")
 
 
-@command("disable", group="probes", aliases=("dis",), args=("probe",), summary="disarm probes, keeping counters",
+@command("disable", repeatable=False, group="probes", aliases=("dis",), args=("probe",), summary="disarm probes, keeping counters",
          usage="disable [N...]")
 def cmd_disable(session, rest: str):
     """Disarm: the original byte goes back into guest memory; hits and nmissed are kept."""
     _set_enabled(session, rest, False)
 
 
-@command("enable", group="probes", aliases=("en",), args=("probe",), summary="re-arm disabled probes",
+@command("enable", repeatable=False, group="probes", aliases=("en",), args=("probe",), summary="re-arm disabled probes",
          usage="enable [N...]")
 def cmd_enable(session, rest: str):
     """Re-arm: the int3 is planted again."""
