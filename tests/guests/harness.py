@@ -65,10 +65,25 @@ def data_pages(m) -> dict:
     }
 
 
-def count_executions(m, addresses) -> dict[int, int]:
-    """Install exact-address code hooks that count how often each address runs (on a
-    machine without probes: an independent count to compare probe hits with)."""
+def count_executions(m, addresses, *, ranged: bool = False) -> dict[int, int]:
+    """Count how often each address runs, with the machine's own code hooks (on a machine
+    without probes: an independent count to compare probe hits with).
+
+    One exact-address hook per address (m.add_code_hook), or, with ranged=True, one
+    unicorn code hook over the image's text (unicorn walks its hook list on every
+    instruction, so thousands of single-address hooks make every instruction slow)."""
     counts = {a: 0 for a in addresses}
+    if ranged:
+        from unicorn import UC_HOOK_CODE
+
+        def count(_uc, address, _size, _data):
+            if address in counts:
+                counts[address] += 1
+
+        lo, hi = m.image.text_span
+        m.uc.hook_add(UC_HOOK_CODE, count, None, lo, hi - 1)
+        m.uc.ctl_remove_cache(lo, hi)
+        return counts
 
     def make(a):
         def hook(_m):
@@ -78,6 +93,12 @@ def count_executions(m, addresses) -> dict[int, int]:
     for a in addresses:
         m.add_code_hook(a, make(a))
     return counts
+
+
+def instruction_boundaries(m) -> list[int]:
+    """Every instruction start of every function of the image (functions may overlap:
+    each address once)."""
+    return sorted({a for f in m.symbols.functions() for a in m.kprobes.instruction_boundaries(f.address)})
 
 
 def execution_clocks(m, addr: int) -> list[int]:
