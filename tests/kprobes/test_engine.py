@@ -179,7 +179,6 @@ def test_at_most_one_jprobe_per_address(m):
 @pytest.mark.parametrize("mode", MODES)
 def test_disable_and_enable_keep_counters_and_rearm(m, ref, engine_path, mode):
     m.kprobes.set_mode(mode)
-    clocks = execution_clocks(Machine(engine_path), addr_of(m, "p_add"))
     plain = Machine(engine_path)
     clocks = execution_clocks(plain, addr_of(plain, "p_add"))
     plain.run()
@@ -511,3 +510,32 @@ def test_kprobe_and_guest_jprobe_on_one_function(m, ref):
     assert jp.hits == kp.hits == JCALLS
     assert m.read_u64(addr_of(m, "jcount")) == JCALLS
     assert m.console == ref.console
+
+
+# ---------------------------------------------------------------------------- on the kernel
+def test_kernel_refusals(kernel):
+    m = kernel
+    refused(m, Kprobe("kretprobe_trampoline"), "kretprobe_trampoline cannot be probed")
+    refused(m, Kprobe("jprobe_return"), "jprobe_return cannot be probed")
+    jr_end = m.symbols["jprobe_return_end"].address
+    refused(m, Kprobe(addr=jr_end - 1), "jprobe_return cannot be probed")  # its int3
+    idle = m.symbols["cpu_idle"]
+    hlts = [a for a in m.kprobes.instruction_boundaries(idle.address) if m.read(a, 1) == b"\xf4"]
+    assert hlts
+    refused(m, Kprobe(addr=hlts[0]), "is hlt")
+    refused(m, Kprobe("do_frok"), "did you mean", "do_fork")
+    refused(m, Kprobe("smoke_rand1"), "outside the image's text")
+    refused(m, Kretprobe("sys_execve", lambda ri, regs: None), "refusing a return probe on sys_execve",
+            register=m.register_kretprobe)
+
+
+def test_kernel_handler_sees_the_current_task(kernel):
+    m = kernel
+    seen = []
+    m.register_kprobe(Kprobe("kprobe_target", pre_handler=lambda p, regs: seen.append(regs.task) or 0))
+    m.run(60_000)
+    assert len(seen) == 1
+    task = seen[0]
+    assert (task.pid, task.comm) == (1, "init")
+    assert [(t.pid, t.comm) for t in m.tasks.all() if t.address == task.address] == [(1, "init")]
+    assert [t.pid for t in m.tasks.all()][:2] == [0, 1]

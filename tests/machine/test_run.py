@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from harness import snapshot
+from harness import count_executions, instruction_boundaries, snapshot
 from kprobe_shell import Machine, MachineError, StopReason
 
 WORKLOAD_CONSOLE_HEAD = "workload start\nkprobe=0x"
@@ -140,14 +140,11 @@ def test_retired_counts_every_instruction(reference, workload):
     """The clock equals the number of instruction executions an address hook sees."""
     whole, _ = reference
     m = Machine(workload)
-    seen = [0]
-    from harness import count_executions
-
-    addrs = [a for f in m.symbols.functions() for a in m.kprobes.instruction_boundaries(f.address)]
-    counts = count_executions(m, addrs)
+    counts = count_executions(m, instruction_boundaries(m))
     m.run()
     assert sum(counts.values()) == m.retired == whole.retired
-    assert seen == [0]
+    assert counts[m.image.entry] == 1
+    assert counts[m.symbols["putc_"].address] == len(m.console)  # every byte goes through putc_
 
 
 def test_timer_period_does_not_change_a_guest_without_interrupts(reference, workload):
