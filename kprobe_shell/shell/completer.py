@@ -42,7 +42,6 @@ GDB_REGISTERS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "
 SETTING_VALUES = {
     "explain": ("on", "off"),
     "color": ("on", "off"),
-    "confirm": ("on", "off"),
     "kprobe-mode": ("auto", "single-step", "boost"),
     "handler-error": ("continue", "disable", "stop"),
 }

@@ -53,15 +53,19 @@ def open_history(session, config):
         with open(path, "a", encoding="utf-8"):
             pass
         trim_history_file(path, size)
+        session.history_path = path
         return FileHistory(path)
     except OSError:
         return InMemoryHistory()
 
 
-def trim_history_file(path: str, size: int) -> None:
-    """Keep the newest `size` entries once the file holds a tenth more than that."""
+def trim_history_file(path: str, size: int, slack: int | None = None) -> None:
+    """Keep the newest `size` entries once the file holds `slack` more than that (default
+    a tenth, so a start-up does not rewrite the file every time)."""
+    if slack is None:
+        slack = size // 10
     try:
-        if os.path.getsize(path) < 32 * size:  # an entry takes >= 33 bytes: cannot be over
+        if slack and os.path.getsize(path) < 32 * size:  # an entry takes >= 33 bytes: cannot be over
             return
         with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.readlines()
@@ -76,9 +80,9 @@ def trim_history_file(path: str, size: int) -> None:
         current.append(line)
     if current:
         entries.append(current)
-    if len(entries) <= size + size // 10:
+    if len(entries) <= size + slack:
         return
-    keep = entries[-size:]
+    keep = entries[-size:] if size > 0 else []
     tmp = path + ".tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -141,6 +145,8 @@ class Repl:
 
         self.session = session
         self.config = config
+        session.interactive = True
+        session.on_background_done = self._background_done
         style_name = config.get("prompt-style", "default")
         if style_name not in PROMPT_STYLES:
             style_name = "default"
@@ -179,7 +185,9 @@ class Repl:
             line = self.pending.pop(0)
             self.session.out.print(f"{message}{line}")
             return line
-        text = self.prompt_session.prompt([("class:prompt", message)])
+        # While a background run goes on, redraw twice a second so the toolbar stays live.
+        refresh = 0.5 if self.session.background_running else 0
+        text = self.prompt_session.prompt([("class:prompt", message)], refresh_interval=refresh)
         if "\n" in text:
             lines = [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
             if not lines:
@@ -220,8 +228,12 @@ class Repl:
                 line = self._prompt(PROMPT)
             except KeyboardInterrupt:
                 self.pending.clear()
+                if self.session.background_running:
+                    self.session.out.print("[stopping the guest]", "dim")
+                    self.session.stop_background()
                 continue
             except EOFError:
+                self.session.stop_background()
                 return 0
             line = line.strip()
             if not line:
@@ -237,6 +249,7 @@ class Repl:
                 continue
             try:
                 if self.run_command(line):
+                    self.session.stop_background()
                     return 0
             except KeyboardInterrupt:  # Ctrl-C just before or after a command: nothing runs
                 self.pending.clear()
@@ -312,6 +325,14 @@ class Repl:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         return interrupts[0]
+
+    def _background_done(self) -> None:
+        """Called on the background thread when a `continue &` ends: the guest is stopped,
+        so the toolbar can read it; then ask the prompt to redraw."""
+        self.toolbar.refresh()
+        app = getattr(self.prompt_session, "app", None)
+        if app is not None and app.is_running:
+            app.invalidate()
 
     # -------------------------------------------------------------- commands N ... end
     @staticmethod

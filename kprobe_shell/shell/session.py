@@ -47,7 +47,6 @@ DEFAULT_SETTINGS = {
     "explain": False,
     "color": None,
     "history-size": 10000,
-    "confirm": False,
 }
 
 
@@ -72,6 +71,11 @@ class Session:
         self.run_lock = threading.Lock()
         self.machine = self._new_machine(self.image_path)
         self.last_command = ""
+        # gdb's `continue &`: at the interactive prompt a run can go on in the background.
+        self.interactive = False
+        self.background: threading.Thread | None = None
+        self.on_background_done = None  # the REPL's callback: redraw the toolbar
+        self.history_path: str | None = None  # the REPL's history file, when it has one
 
     # ------------------------------------------------------------------ the machine
     def _new_machine(self, path: str) -> Machine:
@@ -254,7 +258,7 @@ class Session:
         if "/" in word and word.split("/")[0] in ("x", "print", "output"):
             word, fmt = word.split("/", 1)
             cmd, rest = REGISTRY.lookup(word), f"/{fmt} {rest}".strip()
-        elif word == "r" and (not rest.strip() or rest.strip().isdigit()):
+        elif word == "r" and (not rest.rstrip("& ").strip() or rest.rstrip("& ").strip().isdigit()):
             cmd = REGISTRY.lookup("run")  # gdb's `r [N]`; a return probe always names a symbol
         elif _is_probe_event_line(word) and not (word == "p" and rest.strip().startswith("$")):
             cmd, rest = REGISTRY.lookup("probe-event"), line
@@ -264,7 +268,56 @@ class Session:
             cmd, rest = REGISTRY.lookup_line(line)
         if from_probe and cmd.runs_guest:
             raise CommandError(f"'{cmd.name}' cannot run inside a probe's commands (the guest is mid-trap)")
-        return cmd.func(self, rest.strip())
+        rest = rest.strip()
+        if cmd.runs_guest and rest.endswith("&"):
+            return self.start_background(cmd, rest[:-1].strip(), line)
+        if self.background_running and cmd.name not in ALLOWED_WHILE_RUNNING:
+            raise CommandError(f"the guest is running in the background; 'interrupt' stops it "
+                               f"(only {', '.join(sorted(ALLOWED_WHILE_RUNNING))} work meanwhile)")
+        return cmd.func(self, rest)
+
+    # ------------------------------------------------------------------ background runs (`continue &`)
+    @property
+    def background_running(self) -> bool:
+        return self.background is not None and self.background.is_alive()
+
+    def start_background(self, cmd, rest: str, line: str) -> None:
+        """Run a guest-running command in a thread and return to the prompt at once; its
+        output (trace lines, the stop report) appears above the prompt as it comes."""
+        if not self.interactive:
+            raise CommandError("'&' runs the guest in the background, which only makes sense at the "
+                               "interactive prompt; drop the '&' in scripts")
+        if self.background_running:
+            raise CommandError("the guest is already running in the background ('interrupt' stops it)")
+
+        def work() -> None:
+            try:
+                cmd.func(self, rest)
+            except CommandError as exc:
+                self.out.error(f"error: {exc}")
+            except Exception as exc:  # noqa: BLE001 - reported, never a traceback
+                self.out.error(f"internal error in '{line}': {type(exc).__name__}: {exc}")
+            finally:
+                self.out.flush()
+                if self.on_background_done is not None:
+                    self.on_background_done()
+
+        self.background = threading.Thread(target=work, name="kprobe-shell-background", daemon=True)
+        self.background.start()
+        self.out.print(f"[running in the background: {cmd.name}{' ' + rest if rest else ''}; 'interrupt' stops it]",
+                       "dim")
+        return None
+
+    def stop_background(self, timeout: float = 10.0) -> bool:
+        """Ask a background run to stop and wait for it; True when it has ended."""
+        thread = self.background
+        if thread is None:
+            return True
+        while thread.is_alive() and timeout > 0:
+            self.machine.request_stop()
+            thread.join(0.05)
+            timeout -= 0.05
+        return not thread.is_alive()
 
     def execute_and_report(self, line: str) -> object:
         """execute(), with the command's result reported as one JSON object in --json mode."""
@@ -285,6 +338,10 @@ class Session:
             return shlex.split(rest)
         except ValueError as exc:
             raise CommandError(f"cannot parse arguments: {exc}") from None
+
+
+#: Commands that do not touch the guest, so they may run while it runs in the background.
+ALLOWED_WHILE_RUNNING = frozenset({"interrupt", "help", "echo", "show", "quit"})
 
 
 def _is_probe_event_line(word: str) -> bool:

@@ -6,6 +6,7 @@ is stopped then) and cached; while the guest runs the toolbar only says so.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 
@@ -82,8 +83,11 @@ class Toolbar:
 
     def refresh(self) -> None:
         """Re-read the machine (the REPL calls this after every command, guest stopped)."""
-        if self.session.machine.running:
+        s = self.session
+        if s.machine.running:
             return
+        if s.background_running and threading.current_thread() is not s.background:
+            return  # a background run owns the machine; it refreshes us when it ends
         try:
             self.snapshot = take_snapshot(self.session)
         except Exception:  # noqa: BLE001 - never let the toolbar break the prompt
@@ -91,9 +95,12 @@ class Toolbar:
 
     def __call__(self):
         snap = self.snapshot
-        state = "running" if self.session.machine.running else snap.state
+        s = self.session
+        running = s.machine.running or s.background_running
+        state = "running" if running else snap.state
         if state == "running":
-            return [("class:toolbar.running", " running "), ("class:toolbar", "  (Ctrl-C stops the guest)")]
+            how = "'interrupt' or Ctrl-C stops it" if s.background_running else "Ctrl-C stops the guest"
+            return [("class:toolbar.running", " running "), ("class:toolbar", f"  ({how})")]
         style = {"stopped": "class:toolbar.stopped", "halted": "class:toolbar.halted",
                  "faulted": "class:toolbar.faulted"}.get(state, "class:toolbar")
         label = f" {state}{f' ({snap.detail})' if snap.detail else ''} "

@@ -98,3 +98,15 @@ def test_errors_change_nothing(user_image, tmp_path, run_shell):
     assert "outside the image's text" in r.stdout
     assert "no probe or breakpoint number 7" in r.stdout
     assert "No probes or breakpoints." in r.stdout
+
+
+def test_background_run_is_refused_in_scripts(user_image, tmp_path, run_shell):
+    script = tmp_path / "bg.kps"
+    script.write_text("echo one\ncontinue &\necho never\n")
+    r = run_shell(user_image, "--batch", "-x", str(script))
+    assert r.returncode != 0
+    assert f"{script}:2: '&' runs the guest in the background" in r.stderr + r.stdout
+    assert "never" not in r.stdout
+    # `r &` is a run, not a return probe named '&'
+    r = run_shell(user_image, "--batch", "-ex", "r &")
+    assert "only makes sense at the interactive prompt" in r.stderr + r.stdout

@@ -11,8 +11,7 @@ SETTINGS_HELP = {
     "handler-error": "when a handler raises: continue, disable (the probe), stop (the guest)",
     "explain": "narrate each step of the probe mechanism: on/off",
     "color": "colour output: on/off (default: on for a terminal)",
-    "history-size": "lines of command history kept",
-    "confirm": "ask before destructive commands (unused in batch)",
+    "history-size": "commands kept in the history file (trimmed at once and at every start)",
 }
 
 
@@ -75,7 +74,7 @@ first error stops the file and is reported as FILE:LINE: message."""
 
 
 def _parse_setting(name: str, value: str):
-    if name in ("explain", "color", "confirm"):
+    if name in ("explain", "color"):
         if value not in ("on", "off"):
             raise CommandError(f"set {name} takes on or off")
         return value == "on"
@@ -119,6 +118,11 @@ def cmd_set(session, rest: str):
         session.out.color = parsed and not session.out.json_mode
     elif name == "timer-period":
         session.out.print("(takes effect at the next reset or load)")
+    elif name == "history-size" and session.history_path:
+        from ..repl import trim_history_file
+
+        trim_history_file(session.history_path, parsed, slack=0)
+        session.out.print(f"(history file trimmed to the newest {parsed} commands)")
 
 
 @command("show", group="shell", args=("setting",), repeatable=False, summary="show settings", usage="show [NAME]")

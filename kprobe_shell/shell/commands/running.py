@@ -40,10 +40,12 @@ def _go(session, max_insns: int | None = None, quiet_budget: bool = False):
 
 @command("run", group="running", aliases=("r",), args=("number",), runs_guest=True,
          summary="run the guest (until it halts, faults, hits a breakpoint, or N instructions)",
-         usage="run [N]", example="run\nrun 20000")
+         usage="run [N] [&]", example="run\nrun 20000\nrun &")
 def cmd_run(session, rest: str):
     """Run the guest from where it is. With N, stop after N more guest instructions (an
-instruction budget; the virtual clock counts exactly). Ctrl-C stops a running guest."""
+instruction budget; the virtual clock counts exactly). Ctrl-C stops a running guest.
+At the interactive prompt, a trailing & (`run &`, `continue &`) runs it in the background:
+the prompt comes back at once, output appears above it, `interrupt` stops it."""
     n = parse_number(rest, "instruction count") if rest else None
     if n is not None and n <= 0:
         raise CommandError("the instruction budget must be positive")
@@ -51,8 +53,21 @@ instruction budget; the virtual clock counts exactly). Ctrl-C stops a running gu
     return {"reason": ev.reason.value, "rip": ev.rip, "time_ns": ev.time_ns}
 
 
+@command("interrupt", group="running", repeatable=False, summary="stop a guest running in the background",
+         usage="interrupt", example="continue &\ninterrupt")
+def cmd_interrupt(session, rest: str):
+    """Stop the guest started with `run &` / `continue &` (gdb's non-stop habit); the stop
+is reported as an interruption and the guest stays inspectable. Ctrl-C at the prompt does
+the same."""
+    if not session.background_running:
+        raise CommandError("the guest is not running in the background")
+    if not session.stop_background():
+        raise CommandError("the guest did not stop within 10 s (a handler may be stuck)")
+    return None
+
+
 @command("continue", group="running", aliases=("c", "cont"), args=("number",), runs_guest=True,
-         summary="continue after a stop", usage="continue [N]")
+         summary="continue after a stop", usage="continue [N] [&]")
 def cmd_continue(session, rest: str):
     """Same as run: go on from the current instruction (past a breakpoint we stopped at)."""
     return cmd_run(session, rest)
