@@ -1,4 +1,15 @@
-"""The user's config file: $XDG_CONFIG_HOME/kprobe-shell/config (key = value lines)."""
+"""The user's config file: $XDG_CONFIG_HOME/kprobe-shell/config (key = value lines).
+
+    # ~/.config/kprobe-shell/config
+    timer-period = 5000
+    history-size = 10000
+    kprobe-mode = auto            # the defaults of `set`
+    handler-error = continue
+    color = on                    # on, off; unset = on for a terminal
+    prompt-style = default        # default, plain (no colour at the prompt), no-toolbar
+    color.trace = bright-blue     # restyle one role (see colors.py)
+    color.toolbar.running = bold white on-green
+"""
 from __future__ import annotations
 
 import os
@@ -13,8 +24,10 @@ def data_dir() -> str:
 
 
 def load_config(path: str | None = None) -> dict:
-    """Settings from the config file; a malformed line is skipped with no fuss (it is the
-    user's file, and the shell must start anyway)."""
+    """Settings from the config file. A line the shell cannot use is skipped and named in
+    config["warnings"] (FILE:LINE: why): the shell must start anyway, and say what it ignored."""
+    from .colors import ROLES, translate, vocabulary
+
     path = path or os.path.join(config_dir(), "config")
     out: dict = {}
     try:
@@ -22,18 +35,58 @@ def load_config(path: str | None = None) -> dict:
             lines = f.readlines()
     except OSError:
         return out
-    for line in lines:
-        line = line.split("#", 1)[0].strip()
+    warnings: list[str] = []
+    colors: dict[str, tuple[str, str]] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+
+        def skip(why: str) -> None:
+            warnings.append(f"{path}:{number}: {why}; line ignored")
+
         if "=" not in line:
+            skip("expected NAME = VALUE")
             continue
         key, value = (s.strip() for s in line.split("=", 1))
         if key in ("timer-period", "history-size"):
             try:
                 out[key] = int(value, 0)
             except ValueError:
-                continue
+                skip(f"{key} takes a number")
         elif key == "color":
-            out[key] = {"on": True, "off": False}.get(value)
-        elif key in ("kprobe-mode", "handler-error", "prompt-style"):
-            out[key] = value
+            if value not in ("on", "off", "auto"):
+                skip("color is on, off or auto")
+            else:
+                out[key] = {"on": True, "off": False}.get(value)
+        elif key in ("kprobe-mode", "handler-error"):
+            from .commands.misc import _parse_setting  # the same check as `set`
+            from .registry import CommandError
+
+            try:
+                out[key] = _parse_setting(key, value)
+            except CommandError as exc:
+                skip(str(exc))
+        elif key == "prompt-style":
+            from .repl import PROMPT_STYLES
+
+            if value in PROMPT_STYLES:
+                out[key] = value
+            else:
+                skip(f"prompt-style is one of {', '.join(PROMPT_STYLES)}")
+        elif key.startswith("color."):
+            role = key[len("color."):]
+            if role not in ROLES:
+                skip(f"no colour role '{role}' (roles: {', '.join(ROLES)})")
+                continue
+            try:
+                colors[role] = translate(value)
+            except ValueError as exc:
+                skip(f"unknown colour word '{exc}' ({vocabulary()})")
+        else:
+            skip(f"unknown setting '{key}'")
+    if colors:
+        out["colors"] = colors
+    if warnings:
+        out["warnings"] = warnings
     return out

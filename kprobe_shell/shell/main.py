@@ -15,7 +15,11 @@ def run_shell(args) -> int:
 
     config = load_config()
     color = {"on": True, "off": False}.get(args.color, config.get("color"))
-    out = Output(sys.stdout, color=color, json_mode=args.json)
+    colors = config.get("colors", {})
+    out = Output(sys.stdout, color=color, json_mode=args.json,
+                 palette={role: sgr for role, (sgr, _ptk) in colors.items() if sgr})
+    for warning in config.get("warnings", ()):
+        print(f"kprobe-shell: warning: {warning}", file=sys.stderr)
     settings = {k: v for k, v in config.items() if k in ("timer-period", "kprobe-mode", "handler-error", "history-size")}
     try:
         session = Session(args.image, output=out, timer_period=args.timer_period, settings=settings)

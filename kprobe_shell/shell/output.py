@@ -16,8 +16,10 @@ RESET = "\x1b[0m"
 class Output:
     """Text for people, JSON objects for tools (`--json`): one per command result and per event."""
 
-    def __init__(self, stream: TextIO | None = None, *, color: bool | None = None, json_mode: bool = False):
+    def __init__(self, stream: TextIO | None = None, *, color: bool | None = None, json_mode: bool = False,
+                 palette: dict[str, str] | None = None):
         self.stream = stream or sys.stdout
+        self.palette = {**ANSI, **(palette or {})}  # the config file's color.ROLE lines win
         if color is None:
             color = bool(getattr(self.stream, "isatty", lambda: False)())
         self.color = color and not json_mode
@@ -25,9 +27,9 @@ class Output:
         self._collected: list[str] | None = None
 
     def style(self, text: str, role: str) -> str:
-        if not self.color or not ANSI.get(role):
+        if not self.color or not self.palette.get(role):
             return text
-        return f"{ANSI[role]}{text}{RESET}"
+        return f"{self.palette[role]}{text}{RESET}"
 
     def write(self, text: str) -> None:
         self.stream.write(text)

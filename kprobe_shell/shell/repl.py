@@ -171,7 +171,8 @@ class Repl:
             lexer=lexer,
             key_bindings=build_key_bindings(),
             bottom_toolbar=self.toolbar if style_name == "default" else None,
-            style=Style.from_dict(TOOLBAR_STYLE),
+            style=Style.from_dict({**TOOLBAR_STYLE, **{role: ptk for role, (_sgr, ptk) in
+                                                        config.get("colors", {}).items() if role in TOOLBAR_STYLE}}),
             color_depth=None if colour else ColorDepth.DEPTH_1_BIT,
             enable_suspend=True,
             reserve_space_for_menu=6,
