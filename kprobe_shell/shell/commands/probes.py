@@ -337,12 +337,25 @@ and for return probes maxactive with free/used instances."""
 
 
 @command("instances", group="probes", aliases=("inst",),
-         summary="the per-task return-probe instance tables (kretprobe_inst_table)", usage="instances [--all]")
+         summary="the per-task return-probe instance tables (kretprobe_inst_table)",
+         usage="instances [--all | --table]", example="instances\ninstances --table")
 def cmd_instances(session, rest: str):
     """For every task with return-probe calls in flight: its bucket of the 64-bucket
 kretprobe_inst_table and each instance, newest first: probe, function, the real return
-address, the stack slot that now holds the trampoline. --all also lists empty buckets'
-count and each kretprobe's free/used pool."""
+address, the stack slot that now holds the trampoline. --all also lists each kretprobe's
+free/used pool. --table draws the table itself: every non-empty bucket as the chain it
+is (head first, tasks sharing a bucket interleaved), the empty buckets as ranges, and
+each kretprobe's pool."""
+    option = rest.strip()
+    if option not in ("", "--all", "--table"):
+        raise CommandError("usage: instances [--all | --table]")
+    if option == "--table":
+        from ..views import render_instance_table
+
+        lines, data = render_instance_table(session)
+        for line in lines:
+            session.out.print(line)
+        return data
     m = session.machine
     mgr = m.kprobes.kretprobes
     fmt = m.symbols.format
