@@ -306,6 +306,22 @@ def _bytes_cell(raw: bytes, mark: tuple[int, int] | None, out) -> str:
     return " ".join(cells)
 
 
+def _relative_branch_target(raw: bytes, at: int) -> tuple[str, int] | None:
+    """(mnemonic, target) of a rel8/rel32 call, jmp or jcc decoded at `at`, else None."""
+    from capstone import CS_GRP_CALL, CS_GRP_JUMP
+    from capstone import x86_const as CX
+
+    from ..kprobes.x86 import decode
+
+    insn = decode(raw, at)
+    if insn is None or not (insn.group(CS_GRP_JUMP) or insn.group(CS_GRP_CALL)):
+        return None
+    ops = list(insn.operands)
+    if len(ops) == 1 and ops[0].type == CX.X86_OP_IMM:
+        return insn.mnemonic, ops[0].imm
+    return None
+
+
 def render_slot(session, up) -> tuple[list[str], dict]:
     m = session.machine
     out = session.out
@@ -359,5 +375,13 @@ def render_slot(session, up) -> tuple[list[str], dict]:
         data.update(old_disp=old, new_disp=new, target=target)
     else:
         lines.append("  no RIP-relative operand: the copy is byte for byte the original")
+    branch = _relative_branch_target(original, addr)
+    if branch is not None:
+        from_slot = _relative_branch_target(copy, slot)
+        lines.append(f"  relative {branch[0]}: the original goes to 0x{branch[1]:x} "
+                     f"<{m.symbols.format(branch[1], with_size=False)}>; stepped in the slot the CPU goes to "
+                     f"0x{from_slot[1]:x}, never run: the debug trap comes first and resume_execution adds "
+                     f"addr - slot ({addr - slot:+#x})")
+        data.update(branch_target=branch[1], branch_target_from_slot=from_slot[1])
     lines.append(f"  after the step: resume_execution '{insn.fixup_kind()}'")
     return lines, data

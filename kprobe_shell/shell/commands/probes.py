@@ -96,6 +96,7 @@ def make_jprobe_trace_entry(session, up: UserProbe):
         session.emit_trace(session.trace_event_for(up, machine.symbols.format(up.addr), args_text), up)
         session.run_probe_commands(up)
 
+    entry.__qualname__ = "(built-in entry: prints the arguments)"  # what `probes` shows as the handler
     return entry
 
 
