@@ -301,13 +301,15 @@ class KretprobeManager:
         for ri in flushed:
             self.recycle_rp_inst(ri)
         if flushed:
-            self.engine.say(lambda: (lambda who: (
-                f"kprobe_flush_task({who}, task_struct 0x{task:x}): the task is going away, so its "
-                f"{len(flushed)} instance(s) in kretprobe_inst_table[{hash_ptr(task)}] are recycled without calling "
-                "their handlers: " + "; ".join(
+            # Called at the entry of the guest's kprobe_flush_task (or release_task): the word at
+            # rsp is the return address, which says who flushed (exit_thread, or flush_thread on exec).
+            self.engine.say(lambda m=self.engine.machine: (
+                f"kprobe_flush_task({(m.tasks.read_task(task) or m.tasks.pseudo).label}, task_struct 0x{task:x}) "
+                f"called from {m.image.symbols.format(m.read_u64(m.reg('rsp')))}: the task's {len(flushed)} "
+                f"instance(s) in kretprobe_inst_table[{hash_ptr(task)}] are recycled without calling their handlers "
+                "(those functions are not expected to return): " + "; ".join(
                     f"instance #{ri.index} of probe {ri.rp.number if ri.rp else '-'}, ret_addr 0x{ri.ret_addr:x}"
-                    for ri in flushed)))(
-                (self.engine.machine.tasks.read_task(task) or self.engine.machine.tasks.pseudo).label))
+                    for ri in flushed)))
             self.engine._emit(FlushEvent(task, flushed))
         return len(flushed)
 
