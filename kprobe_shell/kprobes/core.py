@@ -392,8 +392,9 @@ class KprobeEngine:
         p.opcode, p.ainsn, p.slot = agg.opcode, agg.ainsn, agg.slot
         self._refresh_arming(agg)
         self.say(lambda: f"second probe at {self.machine.image.symbols.format(agg.addr)}: an aggregate kprobe now stands in "
-                 f"kprobe_table[{hash_ptr(agg.addr)}] and calls its {len(agg.children)} probes in turn; it shares the first "
-                 f"probe's slot 0x{agg.slot:x} and always single-steps")
+                 f"kprobe_table[{hash_ptr(agg.addr)}] and calls its {len(agg.children)} probes in turn; they share the first "
+                 f"probe's slot 0x{agg.slot:x} ({'boosted' if agg.boosted else 'single-stepped'}: "
+                 "boosted only when no child needs the debug trap)")
 
     def unregister_kprobe(self, p: Kprobe) -> None:
         if p.engine is not self:
