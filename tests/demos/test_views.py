@@ -237,3 +237,17 @@ def test_pause_does_not_wait_in_batch_mode_even_on_a_terminal(kernel_path, tmp_p
     child.close()
     assert child.exitstatus == 0
     assert "Enter to go on" not in child.before
+
+
+def test_completion_offers_the_teaching_options(shell):
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    from kprobe_shell.shell.completer import ShellCompleter
+
+    def texts(line: str) -> list[str]:
+        return [c.text for c in ShellCompleter(shell).get_completions(Document(line, len(line)), CompleteEvent())]
+
+    assert texts("explain ") == ["on", "off"]
+    assert "--table" in texts("instances --t")
+    assert {"stack", "slot", "smoke-test"} <= set(texts("s"))
