@@ -135,13 +135,13 @@ def stack_slots(machine, count: int, start: int | None = None) -> list[StackSlot
             if pushed:
                 by_addr[rsp].kind = "saved-rbp"
                 by_addr[rsp].text = f"saved rbp: {frame_func}'s caller's frame pointer (0x{by_addr[rsp].value:x})"
-            if ret is not None and machine.image.is_text(ret.value):  # (at _start there is none)
+            if ret is not None and ret.value == mgr.trampoline:  # labelled below, with its instance
+                real = owners.get(ret.addr)
+                frame_func = _function_name(machine, real[-1].ret_addr) if real else "?"
+            elif ret is not None and machine.image.is_text(ret.value):  # (at _start there is none)
                 ret.kind = "return"
                 ret.text = f"return address of {frame_func} -> {machine.symbols.format(ret.value)}"
                 frame_func = _function_name(machine, ret.value)
-            elif ret is not None:
-                real = owners.get(ret.addr)
-                frame_func = _function_name(machine, real[-1].ret_addr) if real else "?"
     frame, seen = rbp, set()
     while frame in by_addr and frame not in seen:
         seen.add(frame)
