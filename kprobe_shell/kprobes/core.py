@@ -144,6 +144,8 @@ class AggrKprobe(Kprobe):
             if child.pre_handler is None:
                 continue
             self.curr = child
+            self.engine.say(lambda: f"aggregate: pre_handler of probe {child.owner.number or child.owner!r} "
+                            f"({type(child.owner).__name__.lower()})")
             if self.engine._call(child, "pre_handler", child.pre_handler, child, regs):
                 return 1
         return 0
@@ -152,6 +154,7 @@ class AggrKprobe(Kprobe):
         for child in self.active_children():
             if child.post_handler is not None:
                 self.curr = child
+                self.engine.say(lambda: f"aggregate: post_handler of probe {child.owner.number or child.owner!r}")
                 self.engine._call(child, "post_handler", child.post_handler, child, regs, flags)
 
     def _aggr_fault_handler(self, p, regs, trapnr) -> int:
@@ -232,7 +235,9 @@ class KprobeEngine:
         """Narration for `explain on`. Callers pass a lambda, so the words are only put
         together when somebody listens: a probe hit must not pay for formatting."""
         if self.narrator is not None:
-            self.narrator(text() if callable(text) else text)
+            words = text() if callable(text) else text
+            if words:  # a narration may decide there is nothing worth saying
+                self.narrator(words)
 
     def _call(self, p: Kprobe, which: str, fn: Callable, *args):
         """Run a user handler; an exception is reported and charged to the probe, never fatal."""
@@ -386,7 +391,10 @@ class KprobeEngine:
             bucket[bucket.index(old)] = agg
         p.opcode, p.ainsn, p.slot = agg.opcode, agg.ainsn, agg.slot
         self._refresh_arming(agg)
-        self.say(lambda: f"second probe at {self.machine.image.symbols.format(agg.addr)}: an aggregate manages {len(agg.children)} probes")
+        self.say(lambda: f"second probe at {self.machine.image.symbols.format(agg.addr)}: an aggregate kprobe now stands in "
+                 f"kprobe_table[{hash_ptr(agg.addr)}] and calls its {len(agg.children)} probes in turn; they share the first "
+                 f"probe's slot 0x{agg.slot:x} ({'boosted' if agg.boosted else 'single-stepped'}: "
+                 "boosted only when no child needs the debug trap)")
 
     def unregister_kprobe(self, p: Kprobe) -> None:
         if p.engine is not self:
@@ -483,10 +491,17 @@ class KprobeEngine:
         # The jmp back is there for boosted runs; a single-step never reaches it (the debug
         # trap comes first), so one slot layout serves both modes.
         self.machine.write(slot, copy + jmp_rel32(slot + len(copy), p.addr + insn.length))
+        self.say(lambda: f"arch_prepare_kprobe: copied '{insn.text}' ({insn.raw.hex(' ')}) from "
+                 f"{self.machine.image.symbols.format(p.addr)} into insn slot {(slot - self.slots.base) // self.slots.size} "
+                 f"at 0x{slot:x}, followed by jmp 0x{p.addr + insn.length:x} (the way back when boosted)")
         if insn.rip_disp_offset is not None:
-            self.say(lambda: 
-                f"copied '{insn.text}' to slot 0x{slot:x} and re-targeted its RIP-relative displacement"
-            )
+            # new_disp = (addr + old_disp) - slot: both displacements count from the end of the instruction.
+            self.say(lambda off=insn.rip_disp_offset,
+                     old=int.from_bytes(insn.raw[insn.rip_disp_offset:insn.rip_disp_offset + 4], "little", signed=True),
+                     new=int.from_bytes(copy[insn.rip_disp_offset:insn.rip_disp_offset + 4], "little", signed=True): (
+                f"RIP-relative operand: displacement 0x{old & 0xffffffff:08x} ({old:+#x}) at byte {off} reaches "
+                f"0x{p.addr + insn.length + old:x} from 0x{p.addr + insn.length:x}; in the slot it becomes "
+                f"0x{new & 0xffffffff:08x} ({new:+#x}), which reaches the same address from 0x{slot + insn.length:x}"))
 
     def set_mode(self, mode: str) -> None:
         if mode not in ("auto", *MODES):
@@ -498,9 +513,13 @@ class KprobeEngine:
 
     def arm_kprobe(self, p: Kprobe) -> None:
         self.machine.write(p.addr, bytes([BREAKPOINT_INSTRUCTION]))
+        self.say(lambda: f"armed: int3 (cc) planted at {self.machine.image.symbols.format(p.addr)} (0x{p.addr:x}) "
+                 f"over the original byte {p.opcode:02x}")
 
     def disarm_kprobe(self, p: Kprobe) -> None:
         self.machine.write(p.addr, bytes([p.opcode]))
+        self.say(lambda: f"disarmed: original byte {p.opcode:02x} written back over the int3 at "
+                 f"{self.machine.image.symbols.format(p.addr)} (0x{p.addr:x})")
 
     def planted(self) -> dict[int, int]:
         """Address -> original first byte, for every armed int3 (for `x` and `disas`)."""
@@ -534,7 +553,10 @@ class KprobeEngine:
                 self._save_previous_kprobe()
                 self.current_kprobe = p
                 self._inc_nmissed(p)
-                self.say(lambda: f"probe at {machine.image.symbols.format(addr)} hit inside a handler: nmissed, no handlers run")
+                self.say(lambda: f"int3 at {machine.image.symbols.format(addr)} while probe "
+                         f"{self._prev[0].owner.number or self._prev[0].owner!r} is running (a handler is active): "
+                         f"no handlers run, nmissed of probe {p.owner.number or p.owner!r} is now {p.owner.nmissed}; "
+                         "the instruction is just stepped (KPROBE_REENTER)")
                 self._prepare_singlestep(p, machine)
                 self.kprobe_status = KprobeStatus.REENTER
                 return True
@@ -551,7 +573,14 @@ class KprobeEngine:
             return False  # not ours: an int3 of the guest's own
         self.current_kprobe = p
         self.kprobe_status = KprobeStatus.HIT_ACTIVE
-        self.say(lambda: f"int3 at {machine.image.symbols.format(addr)}: probe found, running its pre_handler")
+        self.say(lambda: (
+            f"int3 trap, rip 0x{addr + 1:x}: the breakpoint at 0x{addr:x} is kretprobe_trampoline; the engine's "
+            f"probe there runs trampoline_probe_handler" if p.internal else
+            f"int3 trap, rip 0x{addr + 1:x}: probe at {machine.image.symbols.format(addr)} (0x{addr:x}) found in "
+            f"kprobe_table[{hash_ptr(addr)}]: " + (
+                f"an aggregate of {len(p.active_children())} probes" if isinstance(p, AggrKprobe) else
+                f"{type(p.owner).__name__.lower()} {p.owner.number or p.owner!r}")
+            + ("; running its pre_handler (KPROBE_HIT_ACTIVE)" if p.pre_handler is not None else "; no pre_handler")))
         if p.pre_handler is not None:
             if not isinstance(p, AggrKprobe):
                 p.hits += 1
@@ -559,6 +588,9 @@ class KprobeEngine:
             else:
                 handled = p.pre_handler(p, regs)
             if handled:
+                self.say(lambda: "" if p.internal else (  # the trampoline already said where it returns
+                    f"pre_handler returned 1: it changed the flow, rip is now "
+                    f"{machine.image.symbols.format(machine.rip)} (0x{machine.rip:x}); no single-step"))
                 # The handler moved execution (jprobe, trampoline): no single-step.
                 # [tests fix] Only a jprobe (break_handler) stays the running probe until its
                 # jprobe_return int3; any other handler that took over is done, so the probe
@@ -580,7 +612,10 @@ class KprobeEngine:
             machine.set_reg("rip", p.slot)
             self.current_kprobe = None
             self.kprobe_status = None
-            self.say(lambda: f"boosted: running the copy in slot 0x{p.slot:x}, then jmp back to 0x{p.addr + p.ainsn.length:x}")
+            self.say(lambda: f"boosted: rip = slot 0x{p.slot:x}; the copy '{p.ainsn.text}' runs, then the "
+                     f"jmp at 0x{p.slot + p.ainsn.length:x} goes straight back to "
+                     f"{machine.image.symbols.format(p.addr + p.ainsn.length)} (0x{p.addr + p.ainsn.length:x}): "
+                     f"no debug trap, no post_handler")
             return
         self._prepare_singlestep(p, machine)
         self.kprobe_status = KprobeStatus.HIT_SS
@@ -593,7 +628,8 @@ class KprobeEngine:
         machine.set_reg("eflags", (eflags | EFLAGS_TF) & ~EFLAGS_IF)
         machine.set_reg("rip", p.slot)
         self._rep_count_before = machine.reg("rcx") if p.ainsn.is_rep_string() else None
-        self.say(lambda: f"single-stepping '{p.ainsn.text}' out of line in slot 0x{p.slot:x} (TF set, IF cleared)")
+        self.say(lambda: f"single-step out of line: rip 0x{p.addr + 1:x} -> slot 0x{p.slot:x} holding "
+                 f"'{p.ainsn.text}'; eflags 0x{eflags:x} -> 0x{machine.eflags:x} (TF set, IF cleared) (KPROBE_HIT_SS)")
 
     def post_kprobe_handler(self, machine: Machine) -> bool:
         """The debug trap after the step: post_handler, resume_execution, flags back."""
@@ -601,7 +637,9 @@ class KprobeEngine:
         if cur is None or self.kprobe_status not in (KprobeStatus.HIT_SS, KprobeStatus.REENTER):
             return False
         regs = self.regs
+        self.say(lambda: f"debug trap: the copy ran (one instruction), rip 0x{machine.rip:x}, rsp 0x{machine.reg('rsp'):x}")
         if self.kprobe_status is not KprobeStatus.REENTER and cur.post_handler is not None:
+            self.say(lambda: "running the post_handler (KPROBE_HIT_SSDONE) before resume_execution's fix-up")
             self.kprobe_status = KprobeStatus.HIT_SSDONE
             if isinstance(cur, AggrKprobe):
                 cur.post_handler(cur, regs, 0)
@@ -627,18 +665,31 @@ class KprobeEngine:
         if kind == "pushf":
             tos = machine.read_u64(rsp)
             machine.write_u64(rsp, (tos & ~(EFLAGS_TF | EFLAGS_IF)) | self.kprobe_old_rflags)
+            self.say(lambda: f"pushf pushed the stepping flags: the word at 0x{rsp:x} goes from 0x{tos:x} to "
+                     f"0x{machine.read_u64(rsp):x} (TF/IF as before the trap)")
         elif kind in ("ret/iret: rip absolute", "indirect jmp: rip absolute", "far jmp: rip absolute"):
             fix_rip = False
         elif kind == "call rel32":
             tos = machine.read_u64(rsp)
             machine.write_u64(rsp, orig_rip + (tos - copy_rip))
+            self.say(lambda: f"the call pushed a return address inside the slot: stack slot 0x{rsp:x} goes from "
+                     f"0x{tos:x} to 0x{orig_rip + (tos - copy_rip):x} "
+                     f"({machine.image.symbols.format(orig_rip + (tos - copy_rip))})")
         elif kind == "indirect call":
             tos = machine.read_u64(rsp)
             machine.write_u64(rsp, orig_rip + (tos - copy_rip))
+            self.say(lambda: f"the indirect call pushed a return address inside the slot: stack slot 0x{rsp:x} goes "
+                     f"from 0x{tos:x} to 0x{orig_rip + (tos - copy_rip):x} "
+                     f"({machine.image.symbols.format(orig_rip + (tos - copy_rip))})")
             fix_rip = False
         if fix_rip:
             machine.set_reg("rip", orig_rip + (machine.rip - copy_rip))
-        self.say(lambda: f"debug trap after the step: fix-up '{kind}', rip = {machine.image.symbols.format(machine.rip)}")
+        self.say(lambda: (
+            f"resume_execution, fix-up '{kind}': rip 0x{copy_rip + machine.rip - orig_rip:x} (relative to the slot) -> "
+            f"0x{machine.rip:x} ({machine.image.symbols.format(machine.rip)}) = 0x{orig_rip:x} + "
+            f"(0x{copy_rip + machine.rip - orig_rip:x} - slot 0x{copy_rip:x})" if fix_rip else
+            f"resume_execution, fix-up '{kind}': rip 0x{machine.rip:x} ({machine.image.symbols.format(machine.rip)}) "
+            "is already absolute: left alone"))
 
     def _rep_string_exit_pass(self, p: Kprobe, machine: Machine) -> None:
         """[tests fix] Keep the clock exact across a stepped rep string instruction.

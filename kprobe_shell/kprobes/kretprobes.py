@@ -203,7 +203,8 @@ class KretprobeManager:
         machine = self.engine.machine
         if not rp.free_instances:
             rp.nmissed += 1
-            self.engine.say(lambda: f"{rp!r}: no free instance (maxactive={rp.maxactive}): nmissed={rp.nmissed}")
+            self.engine.say(lambda: f"pre_handler_kretprobe of probe {rp.number or rp!r}: no free instance (all "
+                            f"{rp.maxactive} of maxactive in flight), so this call is not traced: nmissed = {rp.nmissed}")
             return
         ri = rp.free_instances.pop(0)
         rsp = machine.reg("rsp")
@@ -219,10 +220,15 @@ class KretprobeManager:
         # add_rp_inst: to the head of the task's bucket and of the probe's used list.
         self.kretprobe_inst_table[hash_ptr(ri.task)].insert(0, ri)
         rp.used_instances.insert(0, ri)
-        self.engine.say(lambda: 
-            f"return address 0x{ri.ret_addr:x} ({machine.image.symbols.format(ri.ret_addr)}) at stack slot "
-            f"0x{rsp:x} replaced by kretprobe_trampoline 0x{self.trampoline:x}"
-        )
+        self.engine.say(lambda: (lambda task: (
+            f"arch_prepare_kretprobe: probe {rp.number or rp!r} takes instance #{ri.index} "
+            f"({len(rp.used_instances)} used, {len(rp.free_instances)} free) for "
+            f"{task.label if task else hex(ri.task)}; the return address at stack slot 0x{rsp:x}, "
+            f"0x{ri.ret_addr:x} ("
+            + ("kretprobe_trampoline: another return probe got there first"
+               if ri.ret_addr == self.trampoline else machine.image.symbols.format(ri.ret_addr))
+            + f"), is saved in the instance and replaced by kretprobe_trampoline 0x{self.trampoline:x}; "
+            f"instance at the head of kretprobe_inst_table[{hash_ptr(ri.task)}]"))(machine.tasks.read_task(ri.task)))
 
     # ------------------------------------------------------------------ return
     def trampoline_probe_handler(self, p: Kprobe, regs) -> int:
@@ -232,12 +238,22 @@ class KretprobeManager:
             machine.adjust_clock(-1)
         task = machine.tasks.current_address()
         head = self.kretprobe_inst_table[hash_ptr(task)]
+        engine.say(lambda: f"trampoline_probe_handler: walking kretprobe_inst_table[{hash_ptr(task)}] "
+                   f"({len(head)} instance(s)) for the instances of "
+                   f"{(machine.tasks.read_task(task) or machine.tasks.pseudo).label} (task_struct 0x{task:x}), newest first")
         orig_ret_address = 0
         consumed = 0
         for ri in list(head):
             if ri.task != task:
                 continue
             rp = ri.rp
+            engine.say(lambda: f"  instance #{ri.index} of probe {rp.number or rp!r} "
+                       f"({machine.image.symbols.containing(rp.addr)[0].name}): ret_addr 0x{ri.ret_addr:x} "
+                       + ("(kretprobe_trampoline: keep walking)" if ri.ret_addr == self.trampoline else
+                          f"({machine.image.symbols.format(ri.ret_addr)})")
+                       + (f"; calling its handler, rax = 0x{machine.reg('rax'):x}" if rp.handler is not None else "")
+                       if rp is not None else
+                       f"  an instance of an unregistered probe: ret_addr 0x{ri.ret_addr:x}, no handler")
             if rp is not None and rp.handler is not None:
                 rp.hits += 1
                 # The handler sees where the function really returns to.
@@ -264,10 +280,8 @@ class KretprobeManager:
             )
             return 1
         machine.set_reg("rip", orig_ret_address)
-        engine.say(lambda: 
-            f"trampoline hit: {consumed} instance(s) consumed, returning to "
-            f"{machine.image.symbols.format(orig_ret_address)}"
-        )
+        engine.say(lambda: f"trampoline: {consumed} instance(s) consumed and recycled; rip = 0x{orig_ret_address:x} "
+                   f"({machine.image.symbols.format(orig_ret_address)}), the real return address; no single-step")
         return 1
 
     def recycle_rp_inst(self, ri: KretprobeInstance) -> None:
@@ -287,7 +301,15 @@ class KretprobeManager:
         for ri in flushed:
             self.recycle_rp_inst(ri)
         if flushed:
-            self.engine.say(lambda: f"kprobe_flush_task(0x{task:x}): {len(flushed)} instance(s) recycled")
+            # Called at the entry of the guest's kprobe_flush_task (or release_task): the word at
+            # rsp is the return address, which says who flushed (exit_thread, or flush_thread on exec).
+            self.engine.say(lambda m=self.engine.machine: (
+                f"kprobe_flush_task({(m.tasks.read_task(task) or m.tasks.pseudo).label}, task_struct 0x{task:x}) "
+                f"called from {m.image.symbols.format(m.read_u64(m.reg('rsp')))}: the task's {len(flushed)} "
+                f"instance(s) in kretprobe_inst_table[{hash_ptr(task)}] are recycled without calling their handlers "
+                "(those functions are not expected to return): " + "; ".join(
+                    f"instance #{ri.index} of probe {ri.rp.number if ri.rp else '-'}, ret_addr 0x{ri.ret_addr:x}"
+                    for ri in flushed)))
             self.engine._emit(FlushEvent(task, flushed))
         return len(flushed)
 

@@ -51,7 +51,8 @@ COMMAND_OPTIONS = {
     "kretprobe": ("maxactive=", "--unsafe"),
     "reset": ("--no-probes",),
     "trace": ("show", "clear", "save"),
-    "instances": ("--all",),
+    "instances": ("--all", "--table"),
+    "explain": ("on", "off"),
 }
 
 _EVENT_WORD_RE = re.compile(r"(p|r\d*)(:\S*)?|-:\S*")

@@ -26,6 +26,7 @@ def run_shell(args) -> int:
     except CommandError as exc:
         out.error(f"kprobe-shell: {exc}")
         return 2
+    session.batch = bool(args.batch)
     interactive = not args.actions and not args.batch and sys.stdin.isatty() and sys.stdout.isatty()
     try:
         for kind, value in args.actions:

@@ -69,6 +69,8 @@ class Session:
         self._stop_at_break: UserProbe | None = None
         self._in_probe_commands = False
         self.run_lock = threading.Lock()
+        #: --batch: nothing may wait for a person (`pause` does nothing).
+        self.batch = False
         self.machine = self._new_machine(self.image_path)
         self.last_command = ""
         # gdb's `continue &`: at the interactive prompt a run can go on in the background.

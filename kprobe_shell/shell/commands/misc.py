@@ -104,7 +104,12 @@ def cmd_set(session, rest: str):
     parts = rest.split(None, 1)
     if len(parts) != 2:
         raise CommandError("usage: set NAME VALUE ('show' lists the settings)")
-    name, value = parts[0], parts[1].strip()
+    apply_setting(session, parts[0], parts[1].strip())
+
+
+def apply_setting(session, name: str, value: str) -> None:
+    """Parse and apply one setting (shared by `set` and its shorthands such as `explain`);
+    a bad value raises before anything changes."""
     parsed = _parse_setting(name, value)
     session.settings[name] = parsed
     m = session.machine

@@ -35,6 +35,24 @@ def make_kprobe_handler(session, up: UserProbe, render=None, condition=None):
     return pre_handler
 
 
+def make_kprobe_post_handler(session, up: UserProbe):
+    """A post_handler in the spirit of the kernel's kprobe_example: one line after the step.
+
+    It runs at the debug trap, before resume_execution, so it sees what the 2005 kernel's
+    post_handler saw: rip still inside the insn slot (just past the copy) and TF set."""
+    machine = session.machine
+    fmt = machine.symbols.format
+
+    def post_handler(p, regs, flags):
+        rip, eflags = regs.rip, machine.eflags
+        slot = machine.kprobes.slots.slot_of(rip)
+        where = f"slot 0x{slot:x}+0x{rip - slot:x}" if slot is not None else fmt(rip)
+        args = f" post_handler: rip=0x{rip:x} ({where}) eflags=0x{eflags:x}{' TF' if eflags & 0x100 else ''}"
+        session.emit_trace(session.trace_event_for(up, fmt(p.addr), args, {"rip": rip, "eflags": eflags}), up)
+
+    return post_handler
+
+
 def make_kretprobe_handler(session, up: UserProbe, render=None, condition=None):
     """The default return handler: the return site and the function, the value signed and hex."""
     machine = session.machine
@@ -78,6 +96,7 @@ def make_jprobe_trace_entry(session, up: UserProbe):
         session.emit_trace(session.trace_event_for(up, machine.symbols.format(up.addr), args_text), up)
         session.run_probe_commands(up)
 
+    entry.__qualname__ = "(built-in entry: prints the arguments)"  # what `probes` shows as the handler
     return entry
 
 
@@ -99,6 +118,8 @@ def create_from_spec(session, up: UserProbe) -> UserProbe:
         obj = Kprobe(sym, off, addr=None if sym else addr)
         up.obj = obj
         obj.pre_handler = make_kprobe_handler(session, up)
+        if spec.get("post"):
+            obj.post_handler = make_kprobe_post_handler(session, up)
         m.register_kprobe(obj)
     elif kind == "j":
         entry = spec["entry"]
@@ -168,14 +189,21 @@ def _describe_new(session, up: UserProbe) -> None:
 
 @command("kprobe", repeatable=False, group="probes", aliases=("kp",), args=("location",),
          summary="plant a kprobe: one trace line per hit",
-         usage="kprobe LOCATION", example="kprobe do_fork\nkprobe do_sys_open+0x4\nkprobe 0x100123")
+         usage="kprobe LOCATION [--post]",
+         example="kprobe do_fork\nkprobe do_sys_open+0x4\nkprobe 0x100123\nkprobe do_fork --post")
 def cmd_kprobe(session, rest: str):
     """Register a kprobe at LOCATION (a symbol, symbol+offset or an address). The int3 is
 planted in guest memory at once; each hit prints one trace line (task-pid, cpu, virtual
-time, event, sym+off). Arguments as in ftrace: use the `p` form (`p do_sys_open dfd=%di`)."""
-    if not rest:
-        raise CommandError("usage: kprobe LOCATION")
-    up = _new_probe(session, "k", rest, {})
+time, event, sym+off). Arguments as in ftrace: use the `p` form (`p do_sys_open dfd=%di`).
+--post adds a post_handler that prints a second line after the instruction was stepped:
+it sees rip still in the insn slot and TF set (a probe with a post_handler is never
+boosted: the debug trap is what calls it)."""
+    words = rest.split()
+    post = "--post" in words
+    location = " ".join(w for w in words if w != "--post")  # `do_fork + 4` is one location
+    if not location:
+        raise CommandError("usage: kprobe LOCATION [--post]")
+    up = _new_probe(session, "k", location, {"post": post} if post else {})
     _describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
 
@@ -337,12 +365,25 @@ and for return probes maxactive with free/used instances."""
 
 
 @command("instances", group="probes", aliases=("inst",),
-         summary="the per-task return-probe instance tables (kretprobe_inst_table)", usage="instances [--all]")
+         summary="the per-task return-probe instance tables (kretprobe_inst_table)",
+         usage="instances [--all | --table]", example="instances\ninstances --table")
 def cmd_instances(session, rest: str):
     """For every task with return-probe calls in flight: its bucket of the 64-bucket
 kretprobe_inst_table and each instance, newest first: probe, function, the real return
-address, the stack slot that now holds the trampoline. --all also lists empty buckets'
-count and each kretprobe's free/used pool."""
+address, the stack slot that now holds the trampoline. --all also lists each kretprobe's
+free/used pool. --table draws the table itself: every non-empty bucket as the chain it
+is (head first, tasks sharing a bucket interleaved), the empty buckets as ranges, and
+each kretprobe's pool."""
+    option = rest.strip()
+    if option not in ("", "--all", "--table"):
+        raise CommandError("usage: instances [--all | --table]")
+    if option == "--table":
+        from ..views import render_instance_table
+
+        lines, data = render_instance_table(session)
+        for line in lines:
+            session.out.print(line)
+        return data
     m = session.machine
     mgr = m.kprobes.kretprobes
     fmt = m.symbols.format
