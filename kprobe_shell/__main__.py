@@ -32,7 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .shell.main import run_shell
 
-    return run_shell(args)
+    try:
+        return run_shell(args)
+    except BrokenPipeError:
+        # The reader went away (`kprobe-shell ... | head`): stop quietly, as cat does.
+        # stdout is pointed at /dev/null so the interpreter's final flush cannot fail again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the signal
 
 
 if __name__ == "__main__":

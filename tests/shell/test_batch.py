@@ -110,3 +110,15 @@ def test_background_run_is_refused_in_scripts(user_image, tmp_path, run_shell):
     # `r &` is a run, not a return probe named '&'
     r = run_shell(user_image, "--batch", "-ex", "r &")
     assert "only makes sense at the interactive prompt" in r.stderr + r.stdout
+
+
+def test_a_reader_that_goes_away_is_no_traceback(user_image, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "kprobe_shell", user_image, "--batch", "-ex", "run", "-ex", "run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # `| head -0`: the reader is gone before the first line is written
+    _out, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and err == b""
+    assert proc.returncode == 141
