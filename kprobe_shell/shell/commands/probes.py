@@ -1,6 +1,8 @@
 """Probe commands: kprobe, jprobe, kretprobe, probes, delete, disable, enable, instances, break."""
 from __future__ import annotations
 
+import os
+
 from ...api import Jprobe, Kprobe, Kretprobe, ProbeError
 from ...machine import StopReason
 from ..registry import CommandError, command
@@ -89,6 +91,10 @@ def create_from_spec(session, up: UserProbe) -> UserProbe:
     kind = up.kind
     if kind in ("b", "t"):
         return _create_breakpoint(session, up)
+    if spec.get("request") is not None:
+        from .handlers import create_handler_probe
+
+        return create_handler_probe(session, up)
     if spec.get("line"):
         from .events import create_probe_event
 
@@ -257,6 +263,7 @@ def delete_user_probe(session, up: UserProbe) -> None:
     else:
         m.unregister(up.obj)
     session.probes.pop(up.number, None)
+    session.drop_aggregations(up.number)
 
 
 @command("delete", repeatable=False, group="probes", aliases=("d", "del"), args=("probe",),
@@ -324,6 +331,8 @@ and for return probes maxactive with free/used instances."""
                 details += f" faults={obj.faults}"
             if up.event:
                 details = f"{up.event} {details}".strip()
+            if up.spec.get("where"):
+                details += f" ({os.path.basename(up.spec['where'])})"
         enb = "y" if up.enabled else "n"
         what = session.machine.symbols.format(up.addr)
         rows.append(f"{up.number:<4}{up.kind:<5}0x{up.addr:016x}  {what:<34}{enb:<4}{hits:>7}{missed:>8}  {mode:<12}{details}")
