@@ -105,6 +105,7 @@ class Session:
         failures = []
         if keep_probes:
             for up in old_probes:
+                up.spec.pop("_warned_missed", None)  # the counters start again from zero
                 try:
                     self._recreate(up)
                 except (ProbeError, CommandError, KeyError) as exc:
@@ -126,10 +127,14 @@ class Session:
 
     def _on_engine_event(self, event) -> None:
         if isinstance(event, HandlerError):
+            # Name the probe as `probes` does (number and event), then where the handler broke.
+            up = self.probes.get(event.probe.number)
+            who = f"probe {up.number} ({up.event or up.location})" if up else repr(event.probe)
+            error = f"{type(event.exception).__name__}: {event.exception}"
             self.out.event(
                 {"type": "handler-error", "probe": event.probe.number, "handler": event.handler,
-                 "error": f"{type(event.exception).__name__}: {event.exception}", "where": event.where},
-                f"warning: {event}", "warning",
+                 "error": error, "where": event.where},
+                f"warning: {who}: {event.handler} raised {error} ({event.where})", "warning",
             )
         elif isinstance(event, FlushEvent):
             who = self.machine.tasks.read_task(event.task)
