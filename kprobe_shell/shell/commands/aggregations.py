@@ -252,8 +252,9 @@ by themselves when the guest halts. `maps clear` empties every map (or one)."""
     return shown
 
 
-@command("kprobe_profile", group="probes", aliases=("profile",), repeatable=False,
-         summary="hits and misses per probe event, as ftrace's kprobe_profile", usage="kprobe_profile")
+@command("profile", group="probes", aliases=("kprobe_profile",), repeatable=False,
+         summary="hits and misses per probe event, as ftrace's kprobe_profile", usage="kprobe_profile",
+         example="kprobe_profile")
 def cmd_kprobe_profile(session, rest: str):
     """ftrace's /sys/kernel/debug/tracing/kprobe_profile: one line per probe event,
 `  EVENT(44 wide) HITS(15) MISSES(15)`. HITS counts the probe's int3 hits (a return

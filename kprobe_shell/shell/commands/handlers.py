@@ -23,7 +23,7 @@ from .common import parse_location
 
 
 # ---------------------------------------------------------------------- wrapping user code
-def _in_context(session, up, fn, *, returns: bool = False):
+def _in_context(session, up, fn, *, returns: bool = False, commands: bool = False):
     """fn(ri, regs) / fn(p, regs) / fn(*args) with the helpers pointed at this hit.
 
     Exceptions go through untouched: the engine reports them with the user's file:line,
@@ -33,7 +33,10 @@ def _in_context(session, up, fn, *, returns: bool = False):
     def call(*args):
         ri = args[0] if returns else None
         with H.active(H.HitContext(session, up, ri)):
-            return fn(*args)
+            result = fn(*args)
+        if commands:  # `commands N ... end`, once per hit, as for the shell's own probes
+            session.run_probe_commands(up)
+        return result
 
     return call
 
@@ -53,7 +56,7 @@ def _first_args(fn):
 
 
 def _pre_wrapper(session, up, fn):
-    inner = _in_context(session, up, fn)
+    inner = _in_context(session, up, fn, commands=True)
 
     def pre_handler(p, regs):
         # The kernel's contract: non-zero means "I changed rip, do not single-step".
@@ -86,14 +89,14 @@ def create_handler_probe(session, up: UserProbe) -> UserProbe:
         up.obj = obj
         m.register_kprobe(obj)
     elif up.kind == "j":
-        entry = _in_context(session, up, _first_args(req.handler))
+        entry = _in_context(session, up, _first_args(req.handler), commands=True)
         if obj is None:
             obj = Jprobe(sym, entry, **where, name=up.event)
         obj.entry = entry
         up.obj = obj
         m.register_jprobe(obj)
     else:
-        handler = _in_context(session, up, req.handler, returns=True) if req.handler else None
+        handler = _in_context(session, up, req.handler, returns=True, commands=True) if req.handler else None
         entry = _in_context(session, up, req.entry_handler) if req.entry_handler else None
         if obj is None:
             obj = Kretprobe(sym, handler, req.maxactive, **where, entry_handler=entry, name=up.event)

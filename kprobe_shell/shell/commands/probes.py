@@ -325,7 +325,7 @@ and for return probes maxactive with free/used instances."""
             details = ""
             if up.kind == "r":
                 details = f"maxactive={obj.maxactive} free={len(obj.free_instances)} used={len(obj.used_instances)}"
-            elif up.kind == "j":
+            elif up.kind == "j" and obj.entry_label != up.event:
                 details = f"-> {obj.entry_label}"
             if getattr(obj, "faults", 0):
                 details += f" faults={obj.faults}"
