@@ -198,6 +198,9 @@ class MachineProxy:
         return self._add(kind, probe)
 
     def __getattr__(self, name: str):
+        if name in ("run", "stop_guest", "request_stop"):
+            # The file is being loaded between two commands: the guest is not the file's to run.
+            raise HandlerUsageError(f"init(machine) cannot call machine.{name}(): use the shell's run/continue")
         return getattr(self._session.machine, name)
 
 

@@ -254,3 +254,23 @@ def test_same_file_twice_is_byte_identical(tmp_path, run_shell):
     b = run_shell("--batch", "-ex", f"handlers {f}", "-ex", "run", "-ex", "maps", tmp_home=str(tmp_path))
     assert a.returncode == 0 and a.stdout == b.stdout
     assert a.stdout.count("@opens[") == 2 * 6  # at the halt and from `maps`
+
+
+def test_sys_exit_is_a_fault_not_the_end_of_the_shell(tmp_path, run_shell):
+    at_import = _write(tmp_path, "exit_now.py", "import sys\nsys.exit(2)\n")
+    in_handler = _write(tmp_path, "exit_later.py", textwrap.dedent('''
+        import sys
+        from kprobe_shell.handlers import kprobe
+
+        @kprobe("do_sys_open")
+        def f(p, regs):
+            sys.exit(3)
+    '''))
+    r = run_shell("-ex", f"handlers {at_import}", "-ex", f"handlers {in_handler}", "-ex", "set handler-error disable",
+                  "-ex", "run", "-ex", "probes", stdin="", tmp_home=str(tmp_path))
+    assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr
+    assert f"{at_import}:2: SystemExit: 2" in r.stdout
+    assert f"pre_handler raised HandlerUsageError: sys.exit(3) in a probe handler ({in_handler}:7)" in r.stdout
+    # `set handler-error disable`: the probe is disarmed after its first fault, and shows so
+    assert re.search(r"^1 +k +\S+ +do_sys_open\S+ +n +1 +0 .* f faults=1 \(exit_later\.py:5\)$", r.stdout, re.M)
+    assert "minikernel: all tasks reaped, halting" in r.stdout

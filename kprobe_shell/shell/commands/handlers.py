@@ -33,7 +33,13 @@ def _in_context(session, up, fn, *, returns: bool = False, commands: bool = Fals
     def call(*args):
         ri = args[0] if returns else None
         with H.active(H.HitContext(session, up, ri)):
-            result = fn(*args)
+            try:
+                result = fn(*args)
+            except SystemExit as exc:
+                # sys.exit() in a handler must not end the shell: it is the handler's fault,
+                # reported with the handler's file:line (the traceback is kept).
+                raise H.HandlerUsageError(f"sys.exit({exc.code!r}) in a probe handler").with_traceback(
+                    exc.__traceback__) from None
         if commands:  # `commands N ... end`, once per hit, as for the shell's own probes
             session.run_probe_commands(up)
         return result
@@ -137,7 +143,7 @@ def _run_module(session, path: str, source: str) -> tuple[types.ModuleType, list
             init = module.__dict__.get("init")
             if callable(init):
                 init(H.MachineProxy(session, col))
-        except Exception as exc:  # noqa: BLE001 - any import-time error is the user's, reported
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import-time error is the user's
             if previous is not None:
                 sys.modules[module.__name__] = previous
             else:

@@ -330,10 +330,11 @@ and for return probes maxactive with free/used instances."""
             if getattr(obj, "faults", 0):
                 details += f" faults={obj.faults}"
             if up.event:
-                details = f"{up.event} {details}".strip()
+                details = f"{up.event} {details.strip()}".strip()
             if up.spec.get("where"):
                 details += f" ({os.path.basename(up.spec['where'])})"
-        enb = "y" if up.enabled else "n"
+        # The engine may have disabled it on its own (set handler-error disable).
+        enb = "y" if up.enabled and not getattr(obj, "disabled", False) else "n"
         what = session.machine.symbols.format(up.addr)
         rows.append(f"{up.number:<4}{up.kind:<5}0x{up.addr:016x}  {what:<34}{enb:<4}{hits:>7}{missed:>8}  {mode:<12}{details}")
         data.append({"number": up.number, "type": up.kind, "addr": up.addr, "what": what, "enabled": up.enabled,
