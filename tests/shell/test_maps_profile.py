@@ -135,3 +135,23 @@ def test_kprobe_profile_and_a_too_small_maxactive(tmp_path, run_shell):
     ropen_missed = int(re.search(r"^3 +r .*do_sys_open.* +y +\d+ +(\d+)  ", out, re.M).group(1))
     assert hits["ropen"][1] == ropen_missed > 0      # five tasks inside do_sys_open at once, maxactive=2
     assert f"warning: probe 3 (do_sys_open) missed {ropen_missed} hit(s)" in out
+
+
+def test_help_shows_usage_and_examples(tmp_path, run_shell):
+    r = run_shell("--batch", "-ex", "help handlers", "-ex", "help maps", "-ex", "help aggregate",
+                  "-ex", "help kprobe_profile", tmp_home=str(tmp_path))
+    assert r.returncode == 0
+    blocks = r.stdout.split("usage: ")[1:]
+    assert [b.split()[0] for b in blocks] == ["handlers", "maps", "@NAME[KEY,", "kprobe_profile"]
+    assert all("\nexample:\n  (kprobe) " in b for b in blocks)
+
+
+def test_a_map_line_on_a_handler_file_probe_uses_its_emitted_fields(tmp_path, run_shell):
+    f = tmp_path / "h.py"
+    f.write_text("from kprobe_shell.handlers import kprobe, emit, read_string\n\n"
+                 "@kprobe('do_sys_open')\ndef on_open(p, regs):\n    emit(name=read_string(regs.si), flags=regs.dx)\n")
+    r = run_shell("--batch", "-ex", f"handlers {f}", "-ex", "@by_name[name] = count() on on_open",
+                  "-ex", "@fl = sum(flags) on on_open", "-ex", "run", tmp_home=str(tmp_path))
+    assert r.returncode == 0, r.stdout
+    assert "@by_name[/etc/hostname]: 3\n" in r.stdout and "@by_name[/nonexistent]: 1\n" in r.stdout
+    assert f"@fl: {11 * 0x8000 + 0xc002}\n" in r.stdout
