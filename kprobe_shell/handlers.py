@@ -357,6 +357,16 @@ def _format_field(value) -> str:
     return str(value)
 
 
+def _plain(value):
+    """What --json, filters and map lines see of an emitted field: ints and strings as
+    they are, bytes decoded, anything else (a struct view, a list) as its text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return str(value)
+
+
 def emit(*text, **fields) -> None:
     """One trace line for this hit, in ftrace's format under the probe's event name:
     emit(filename=name, flags=f) -> `... on_open: (do_sys_open+0x0/0xba) filename="/etc/motd" flags=32768`.
@@ -366,7 +376,7 @@ def emit(*text, **fields) -> None:
     session, up = ctx.session, ctx.up
     parts = [str(t) for t in text] + [f"{k}={_format_field(v)}" for k, v in fields.items()]
     args = "".join(" " + p for p in parts)
-    values = {k: (v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v) for k, v in fields.items()}
+    values = {k: _plain(v) for k, v in fields.items()}
     session.emit_trace(session.trace_event_for(up, hit_where(ctx), args, values), up)
 
 
