@@ -1,7 +1,8 @@
 """Python handler files: probes written as Python functions, loaded with `handlers FILE.py`.
 
     # opens.py
-    from kprobe_shell.handlers import kprobe, kretprobe, jprobe, comm, read_string, emit, count, hist
+    from kprobe_shell.handlers import (kprobe, kretprobe, jprobe, comm, read_string, read_struct,
+                                       retval, emit, count, hist, Kprobe)
 
     @kprobe("do_sys_open")
     def on_open(p, regs):
@@ -36,7 +37,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .kprobes.core import Kprobe, ProbeError
+from .kprobes.core import Kprobe
 from .kprobes.jprobes import Jprobe
 from .kprobes.kretprobes import Kretprobe
 from .tracing.maps import MapError, MapStore

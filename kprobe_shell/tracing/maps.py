@@ -17,6 +17,7 @@ of ``@`` proportional to the largest bucket, and a blank line after each map.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 __all__ = ["MAP_KINDS", "BpfMap", "MapError", "MapStore", "hist_index", "lhist_index"]
@@ -245,8 +246,6 @@ class MapStore:
 
     @staticmethod
     def check_name(name: str) -> str:
-        import re
-
         if not name.startswith("@"):
             name = "@" + name
         if not re.fullmatch(r"@[A-Za-z_][A-Za-z0-9_]*|@", name):
