@@ -155,3 +155,15 @@ def test_a_map_line_on_a_handler_file_probe_uses_its_emitted_fields(tmp_path, ru
     assert r.returncode == 0, r.stdout
     assert "@by_name[/etc/hostname]: 3\n" in r.stdout and "@by_name[/nonexistent]: 1\n" in r.stdout
     assert f"@fl: {11 * 0x8000 + 0xc002}\n" in r.stdout
+
+
+def test_missed_warning_comes_again_after_reset_and_maps_start_empty(tmp_path, run_shell):
+    r = run_shell("--batch", "-ex", "r1 path_lookup_recursive", "-ex", "@n = count() on 1", "-ex", "run",
+                  "-ex", "reset", "-ex", "maps", "-ex", "run", "-ex", "kprobe_profile", tmp_home=str(tmp_path))
+    assert r.returncode == 0, r.stdout
+    # counters start from zero on the fresh machine, so the same misses are news again
+    assert r.stdout.count("warning: probe 1 (path_lookup_recursive) missed 4 hit(s)") == 2
+    after_reset = r.stdout[r.stdout.index("Fresh machine"):]
+    assert "No map has entries yet." in after_reset
+    assert after_reset.count("@n: 1\n") == 1  # one traced return per run: the outermost call
+    assert re.search(r"^  r_path_lookup_recursive_0 +5 +4$", after_reset, re.M)
