@@ -15,7 +15,11 @@ from .api import (  # noqa: E402
     StopReason,
 )
 
+from . import handlers  # noqa: E402  - the handler-file API: kprobe_shell.handlers
+from .handlers import jprobe, kprobe, kretprobe  # noqa: E402
+
 __all__ = [
+    "handlers", "jprobe", "kprobe", "kretprobe",
     "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe", "Machine",
     "MachineError", "ProbeError", "StopEvent", "StopReason",
 ]

@@ -33,6 +33,7 @@ class KprobeShellLexer(RegexLexer):
                 (r"\s*#.*$", Comment),
                 (r"(\s*)(p|r\d*|-)(:[\w/]*)?(?=\s|$)", bygroups(Text, Keyword.Declaration, Name.Label), "args"),
                 (rf"(\s*)({words})(/\w+)?(?=\s|$)", bygroups(Text, Keyword, Operator), "args"),
+                (r"(\s*)(@\w*)", bygroups(Text, Name.Variable.Global), "args"),  # @map[...] = f() on EVENT
                 (r".+", Text),
             ],
             "args": [

@@ -14,6 +14,7 @@ from ..api import HandlerError, Jprobe, Kprobe, Kretprobe, Machine, ProbeError
 from ..images import bundled_image_path
 from ..kprobes.kretprobes import FlushEvent
 from ..machine import ImageError, MachineError, StopEvent, StopReason
+from ..tracing.maps import MapStore
 from ..tracing.trace import TraceBuffer, TraceEvent
 from .output import Output
 from .registry import REGISTRY, CommandError
@@ -63,6 +64,10 @@ class Session:
         self.probes: dict[int, UserProbe] = {}
         self.next_number = 1
         self.trace = TraceBuffer()
+        #: bpftrace-style maps (handler files' count()/hist() ..., and `@map = f() on EVENT`)
+        self.maps = MapStore()
+        #: probe number -> the `@map[...] = f(...) on EVENT` lines fed by its hits
+        self.aggregations: dict[int, list] = {}
         self.last_regs: dict[str, int] | None = None
         self.stop_event: StopEvent | None = None
         self._skip_break_once: int | None = None
@@ -99,11 +104,14 @@ class Session:
         old_probes = sorted(self.probes.values(), key=lambda p: p.number)
         self.machine, self.image_path = new, path
         self.probes = {}
+        # A fresh machine is a fresh run: maps start empty, as each bpftrace run's do.
+        self.maps.clear()
         self.stop_event = None
         self.last_regs = None
         failures = []
         if keep_probes:
             for up in old_probes:
+                up.spec.pop("_warned_missed", None)  # the counters start again from zero
                 try:
                     self._recreate(up)
                 except (ProbeError, CommandError, KeyError) as exc:
@@ -125,10 +133,14 @@ class Session:
 
     def _on_engine_event(self, event) -> None:
         if isinstance(event, HandlerError):
+            # Name the probe as `probes` does (number and event), then where the handler broke.
+            up = self.probes.get(event.probe.number)
+            who = f"probe {up.number} ({up.event or up.location})" if up else repr(event.probe)
+            error = f"{type(event.exception).__name__}: {event.exception}"
             self.out.event(
                 {"type": "handler-error", "probe": event.probe.number, "handler": event.handler,
-                 "error": f"{type(event.exception).__name__}: {event.exception}", "where": event.where},
-                f"warning: {event}", "warning",
+                 "error": error, "where": event.where},
+                f"warning: {who}: {event.handler} raised {error} ({event.where})", "warning",
             )
         elif isinstance(event, FlushEvent):
             who = self.machine.tasks.read_task(event.task)
@@ -140,6 +152,9 @@ class Session:
 
     def emit_trace(self, ev: TraceEvent, up: UserProbe | None = None) -> None:
         self.trace.add(ev)
+        if up is not None:
+            for agg in self.aggregations.get(up.number, ()):
+                agg.apply(self, ev)
         if up is not None and up.silent:
             return
         self.out.event(ev.as_json(), ev.ftrace(), "trace")
@@ -166,6 +181,20 @@ class Session:
                     self.out.error(f"in commands of probe {up.number}: {exc}")
         finally:
             self._in_probe_commands = False
+
+    def drop_aggregations(self, number: int) -> None:
+        self.aggregations.pop(number, None)
+
+    def print_maps(self, names: list[str] | None = None) -> list[dict]:
+        """Every map with entries (or the named ones), as bpftrace prints them at exit."""
+        shown = []
+        for name in names if names is not None else self.maps.names():
+            bmap = self.maps.maps[name]
+            if not bmap.entries:
+                continue
+            self.out.event(bmap.as_json(), bmap.text(), None)
+            shown.append(bmap.as_json())
+        return shown
 
     # ------------------------------------------------------------------ numbering
     def add_user_probe(self, up: UserProbe) -> UserProbe:
@@ -224,6 +253,9 @@ class Session:
                 text += f"\n[last probe hit: {last}]"
                 data["last_probe"] = last
         self.out.event(data, text, "error" if event.reason in (StopReason.FAULT, StopReason.BUG) else "header")
+        if event.is_final:
+            # bpftrace prints its maps when the traced program is over; so do we.
+            self.print_maps()
         self._warn_missed()
 
     def _last_probe_hit(self) -> str | None:
@@ -266,6 +298,8 @@ class Session:
             cmd, rest = REGISTRY.lookup("probe-event"), line
         elif word == "p":
             cmd = REGISTRY.lookup("print")
+        elif word.startswith("@"):
+            cmd, rest = REGISTRY.lookup("aggregate"), line  # bpftrace's `@name[key] = f(v)`
         else:
             cmd, rest = REGISTRY.lookup_line(line)
         if from_probe and cmd.runs_guest:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -52,3 +53,40 @@ def _run_shell(*args: str, stdin: str | None = None, env_extra: dict | None = No
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "kprobe_shell", *args], input=stdin, capture_output=True,
                           text=True, env=env, timeout=120)
+
+
+# ---------------------------------------------------------------------- reading the shell's output
+TRACE_LINE = re.compile(r"^\s*(?P<comm>\S+)-(?P<pid>\d+)\s+\[(?P<cpu>\d{3})\]\s+(?P<time>\d+\.\d{9}): "
+                        r"(?P<event>\w+): \((?P<where>[^)]*)\)(?P<args>.*)$")
+ARG = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def parse_trace(stdout: str, event: str | None = None) -> list[dict]:
+    """Trace lines of the shell's text output: comm, pid, event, where and args (as printed)."""
+    out = []
+    for line in stdout.splitlines():
+        m = TRACE_LINE.match(line)
+        if m and (event is None or m.group("event") == event):
+            d = m.groupdict()
+            d["pid"] = int(d["pid"])
+            d["args"] = dict(ARG.findall(d["args"]))
+            out.append(d)
+    return out
+
+
+@pytest.fixture
+def trace_of():
+    """trace_of(stdout, event=None) -> the parsed trace lines (see parse_trace)."""
+    return parse_trace
+
+
+@pytest.fixture(scope="session")
+def minikernel_source():
+    """read(name) -> the text of a file of the bundled kernel's sources (ground truth)."""
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "guest_images", "minikernel")
+
+    def read(name: str) -> str:
+        with open(os.path.join(root, name), encoding="utf-8") as f:
+            return f.read()
+
+    return read

@@ -137,6 +137,8 @@ def create_probe_event(session, line: str, *, number: int = 0, commands=None, si
         raise CommandError(str(exc)) from None
     up.addr = obj.addr
     up.spec["definition"] = defn.listing()
+    # What `@map[...] = f(FIELD) on EVENT` may name: each argument, string or number.
+    up.spec["fields"] = {a.name: "str" if a.type.kind in ("string", "char") else "int" for a in defn.args}
     return session.add_user_probe(up)
 
 

@@ -31,6 +31,7 @@ what it does, its aliases and an example."""
         out.print("Probe definitions in ftrace's kprobe_events language also work as commands:")
         out.print("  p[:[GRP/]EVENT] SYM[+offs]|ADDR [FETCHARGS]    r[MAXACTIVE][:[GRP/]EVENT] SYM [FETCHARGS]")
         out.print("  -:[GRP/]EVENT                                  ('help probe-event' for the details)")
+        out.print("and bpftrace-style maps fed by a probe: @NAME[KEY, ...] = FUNC(FIELD) on EVENT ('help aggregate').")
         out.print("'help COMMAND' shows usage and an example.")
         return None
     cmd, _ = REGISTRY.lookup_line(rest.strip())

@@ -1,6 +1,8 @@
 """Probe commands: kprobe, jprobe, kretprobe, probes, delete, disable, enable, instances, break."""
 from __future__ import annotations
 
+import os
+
 from ...api import Jprobe, Kprobe, Kretprobe, ProbeError
 from ...machine import StopReason
 from ..registry import CommandError, command
@@ -108,6 +110,10 @@ def create_from_spec(session, up: UserProbe) -> UserProbe:
     kind = up.kind
     if kind in ("b", "t"):
         return _create_breakpoint(session, up)
+    if spec.get("request") is not None:
+        from .handlers import create_handler_probe
+
+        return create_handler_probe(session, up)
     if spec.get("line"):
         from .events import create_probe_event
 
@@ -285,6 +291,7 @@ def delete_user_probe(session, up: UserProbe) -> None:
     else:
         m.unregister(up.obj)
     session.probes.pop(up.number, None)
+    session.drop_aggregations(up.number)
 
 
 @command("delete", repeatable=False, group="probes", aliases=("d", "del"), args=("probe",),
@@ -346,13 +353,16 @@ and for return probes maxactive with free/used instances."""
             details = ""
             if up.kind == "r":
                 details = f"maxactive={obj.maxactive} free={len(obj.free_instances)} used={len(obj.used_instances)}"
-            elif up.kind == "j":
+            elif up.kind == "j" and obj.entry_label != up.event:
                 details = f"-> {obj.entry_label}"
             if getattr(obj, "faults", 0):
                 details += f" faults={obj.faults}"
             if up.event:
-                details = f"{up.event} {details}".strip()
-        enb = "y" if up.enabled else "n"
+                details = f"{up.event} {details.strip()}".strip()
+            if up.spec.get("where"):
+                details += f" ({os.path.basename(up.spec['where'])})"
+        # The engine may have disabled it on its own (set handler-error disable).
+        enb = "y" if up.enabled and not getattr(obj, "disabled", False) else "n"
         what = session.machine.symbols.format(up.addr)
         rows.append(f"{up.number:<4}{up.kind:<5}0x{up.addr:016x}  {what:<34}{enb:<4}{hits:>7}{missed:>8}  {mode:<12}{details}")
         data.append({"number": up.number, "type": up.kind, "addr": up.addr, "what": what, "enabled": up.enabled,
