@@ -240,8 +240,8 @@ class Machine:
         self._running = False
         self._code_hooks: dict[int, list[tuple[Uc, int]]] = {}
         self._next_hook_token = 1
-        #: Set by end_quantum() from a trap handler: "yield" or "spin" (see there).
-        self._end_quantum: str | None = None
+        #: Set by end_quantum() from a trap handler (see there).
+        self._end_quantum = False
         self._boot()
 
     # ------------------------------------------------------------------ set-up
@@ -358,15 +358,16 @@ class Machine:
         except MachineError:
             return 0
 
-    def end_quantum(self, spin: bool = False) -> None:
+    def end_quantum(self) -> None:
         """From a trap handler: this CPU gives up the rest of its quantum, and the other CPUs
         run theirs before it goes on (the stepping CPU of an in-place single-step, a CPU
-        spinning on the kprobe lock).  spin: it was busy spinning, so its clock runs on to
-        the end of the quantum; otherwise its clock stays where it stopped and it makes the
-        time up in its next quantum.  One CPU: nothing else runs, so this does nothing."""
+        waiting for the kprobe lock).  Its clock stays where it stopped: it is not
+        scheduled meanwhile, like a vCPU its host does not run, and it makes the instructions
+        up in its next quantum, which ends at the next round's end as every CPU's does.  One
+        CPU: nothing else could run, so this does nothing."""
         if self.ncpus == 1:
             return
-        self._end_quantum = "spin" if spin else "yield"
+        self._end_quantum = True
         self.uc.emu_stop()
 
     def _start_secondary_cpu(self, params_addr: int) -> None:
@@ -625,7 +626,7 @@ class Machine:
             try:
                 uc.emu_start(uc.reg_read(X.UC_X86_REG_RIP), _UNTIL_NEVER)
             except UcError as exc:
-                self._end_quantum = None
+                self._end_quantum = False
                 if self._notify_fault(14 if self._fault and self._fault[1] is not None else 6):
                     continue
                 return self._fault_event(exc)
@@ -633,15 +634,13 @@ class Machine:
                 ic.deadline = _NO_DEADLINE
             if self._pending_stop is not None:
                 event, self._pending_stop = self._pending_stop, None
-                self._end_quantum = None
+                self._end_quantum = False
                 return event
             if self._fault is not None:
-                self._end_quantum = None
+                self._end_quantum = False
                 return self._fault_event(None)
-            if self._end_quantum is not None:
-                how, self._end_quantum = self._end_quantum, None
-                if how == "spin" and ic.retired < quantum_end:
-                    ic.retired = quantum_end  # it spun for the rest of its quantum
+            if self._end_quantum:
+                self._end_quantum = False
                 return _QUANTUM_OVER
             if self._stop_requested:
                 continue
