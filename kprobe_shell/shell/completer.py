@@ -44,6 +44,7 @@ SETTING_VALUES = {
     "color": ("on", "off"),
     "confirm": ("on", "off"),
     "kprobe-mode": ("auto", "single-step", "boost"),
+    "kprobe-step": ("out-of-line", "in-place"),
     "handler-error": ("continue", "disable", "stop"),
 }
 
