@@ -828,8 +828,7 @@ class KprobeEngine:
 
     def _missed_in_place(self, entry: Kprobe) -> None:
         for child in entry.children if isinstance(entry, AggrKprobe) else [entry]:
-            owner = child.owner
-            owner.missed_in_place = getattr(owner, "missed_in_place", 0) + 1
+            child.owner.missed_in_place += 1
 
     def _close_in_place_window(self, p: Kprobe) -> None:
         """After the in-place step: stop counting misses and plant the int3 again (if the

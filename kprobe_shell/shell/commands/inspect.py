@@ -1,4 +1,4 @@
-"""Looking at the machine: regs, x, disas, bt, symbols, tasks, print, info."""
+"""Looking at the machine: regs, x, disas, bt, symbols, tasks, cpus, print, info."""
 from __future__ import annotations
 
 import re
@@ -8,7 +8,7 @@ from capstone import CS_GRP_JUMP as _CS_GRP_JUMP
 
 from ...kprobes.x86 import _cs
 from ...machine import MachineError
-from ...machine.machine import GENERAL_REGISTERS
+from ...machine.machine import GENERAL_REGISTERS, CpuState
 from ..registry import CommandError, command
 from .common import eval_address, parse_number
 
@@ -327,7 +327,7 @@ commands (regs, bt, x ...) look at: the one that ran last."""
     data = []
     for cpu in m.cpus:
         regs = m.cpu_registers(cpu.index)
-        task = m.tasks.read_task(m.cpu_current_task(cpu.index)) if cpu.state.value != "wait-for-sipi" else None
+        task = m.tasks.read_task(m.cpu_current_task(cpu.index)) if cpu.state is not CpuState.WAIT_FOR_SIPI else None
         label = task.label if task else "-"
         where = m.symbols.format(regs["rip"]) if task else "-"
         mark = "*" if cpu.index == m.cpu_id else " "
