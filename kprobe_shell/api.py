@@ -14,7 +14,7 @@ read_u64(), arg(n) and task (the current task).
 """
 from __future__ import annotations
 
-from .images import bundled_image_path
+from .images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, bundled_image_path
 from .kprobes.core import AggrKprobe, HandlerError, Kprobe, KprobeEngine
 from .kprobes.jprobes import Jprobe
 from .kprobes.kretprobes import Kretprobe, KretprobeInstance
@@ -31,8 +31,14 @@ __all__ = [
 class Machine(_BareMachine):
     """An emulated x86_64 machine running a guest image, with the kprobes engine on it."""
 
-    def __init__(self, image: str | Image | None = None, *, timer_period: int = 5000):
-        super().__init__(image if image is not None else bundled_image_path(), timer_period=timer_period)
+    def __init__(self, image: str | Image | None = None, *, timer_period: int = 5000, cpus: int = 1,
+                 quantum: int | None = None):
+        if image is None:
+            # The bundled kernel comes as a 2.6 kernel did: a UP build, and an SMP build
+            # (CONFIG_SMP) that brings up the other CPUs.
+            image = bundled_image_path(BUNDLED_SMP_KERNEL if cpus > 1 else BUNDLED_KERNEL)
+        extra = {} if quantum is None else {"quantum": quantum}
+        super().__init__(image, timer_period=timer_period, cpus=cpus, **extra)
         self.kprobes = KprobeEngine(self)
 
     @property

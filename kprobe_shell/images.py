@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 BUNDLED_KERNEL = "minikernel/minikernel.elf"
+#: The same kernel built with CONFIG_SMP: used when the machine has more than one CPU.
+BUNDLED_SMP_KERNEL = "minikernel/minikernel-smp.elf"
 
 
 def bundled_image_path(relative: str = BUNDLED_KERNEL) -> str:

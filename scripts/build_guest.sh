@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build_guest.sh - build the kprobe-shell guest images with the machine's gcc.
 #
-#   guest_images/minikernel/minikernel.elf   the bundled guest kernel
+#   guest_images/minikernel/minikernel.elf       the bundled guest kernel (UP)
+#   guest_images/minikernel/minikernel-smp.elf   the same sources with -DCONFIG_SMP
 #   guest_images/examples/hello.elf          the "any user image" example
 #
 # Runnable from any directory.  The output is reproducible: building twice
@@ -38,18 +39,31 @@ CFLAGS=(
 BUILD="$(mktemp -d "${TMPDIR:-/tmp}/build_guest.XXXXXX")"
 trap 'rm -rf "$BUILD"' EXIT
 
-# --- the minikernel ------------------------------------------------------
+# --- the minikernel, UP and SMP -------------------------------------------
+# As a 2.6 kernel: one set of sources, built without and with CONFIG_SMP.
+# smp.c (AP bring-up) is only linked into the SMP kernel, so the UP kernel's
+# code is exactly what it was before SMP existed.
 cd "$SRC"
 PREFIX_MAP=(-ffile-prefix-map="$SRC"=. -ffile-prefix-map="$BUILD"=build)
-objs=()
-for src in head.S entry.S fixups.S $(ls *.c | sort); do
-	obj="$BUILD/${src%.*}.o"
-	"$CC" "${CFLAGS[@]}" "${PREFIX_MAP[@]}" -c "$src" -o "$obj"
-	objs+=("$obj")
-done
-"$CC" "${CFLAGS[@]}" "${PREFIX_MAP[@]}" -T minikernel.ld \
-	-Wl,--build-id=none \
-	-o "$BUILD/minikernel.elf" "${objs[@]}"
+build_kernel() {	# build_kernel OUTPUT.elf OBJDIR [extra cflags...]
+	local out="$1" objdir="$BUILD/$2"
+	shift 2
+	local objs=() src obj
+	mkdir -p "$objdir"
+	for src in head.S entry.S fixups.S $(ls *.c | sort); do
+		if [[ $src == smp.c && " $* " != *" -DCONFIG_SMP "* ]]; then
+			continue
+		fi
+		obj="$objdir/${src%.*}.o"
+		"$CC" "${CFLAGS[@]}" "$@" "${PREFIX_MAP[@]}" -c "$src" -o "$obj"
+		objs+=("$obj")
+	done
+	"$CC" "${CFLAGS[@]}" "$@" "${PREFIX_MAP[@]}" -T minikernel.ld \
+		-Wl,--build-id=none \
+		-o "$BUILD/$out" "${objs[@]}"
+}
+build_kernel minikernel.elf up
+build_kernel minikernel-smp.elf smp -DCONFIG_SMP
 
 # --- the example user image (built exactly as the README documents) ------
 cp "$EXAMPLES/hello.c" "$BUILD/hello.c"
@@ -57,7 +71,8 @@ cp "$EXAMPLES/hello.c" "$BUILD/hello.c"
 
 if [[ $CHECK == 1 ]]; then
 	status=0
-	for pair in "minikernel.elf:$SRC/minikernel.elf" "hello.elf:$EXAMPLES/hello.elf"; do
+	for pair in "minikernel.elf:$SRC/minikernel.elf" "minikernel-smp.elf:$SRC/minikernel-smp.elf" \
+		"hello.elf:$EXAMPLES/hello.elf"; do
 		built="$BUILD/${pair%%:*}"
 		committed="${pair#*:}"
 		if cmp -s "$built" "$committed"; then
@@ -71,6 +86,8 @@ if [[ $CHECK == 1 ]]; then
 fi
 
 install -m 0644 "$BUILD/minikernel.elf" "$SRC/minikernel.elf"
+install -m 0644 "$BUILD/minikernel-smp.elf" "$SRC/minikernel-smp.elf"
 install -m 0644 "$BUILD/hello.elf" "$EXAMPLES/hello.elf"
 echo "built ${SRC#"$ROOT"/}/minikernel.elf ($(stat -c %s "$SRC/minikernel.elf") bytes)"
+echo "built ${SRC#"$ROOT"/}/minikernel-smp.elf ($(stat -c %s "$SRC/minikernel-smp.elf") bytes)"
 echo "built ${EXAMPLES#"$ROOT"/}/hello.elf ($(stat -c %s "$EXAMPLES/hello.elf") bytes)"

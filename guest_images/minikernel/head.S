@@ -34,4 +34,25 @@ _start:
 	jmp	1b
 	.size _start, . - _start
 
+#ifdef CONFIG_SMP
+/*
+ * An AP starts here (smp.c's do_boot_cpu): the machine set rsp to the
+ * top of its idle task's stack, GS_BASE to its cpu_pda, IF=0.
+ */
+	.globl secondary_startup_64
+	.type secondary_startup_64, @function
+secondary_startup_64:
+	cli
+	cld
+	xorl	%ebp, %ebp
+	pushq	$0			/* fake return address ends backtraces */
+	pushq	$0
+	movq	%rsp, %rbp
+	call	start_secondary
+2:	cli
+	hlt
+	jmp	2b
+	.size secondary_startup_64, . - secondary_startup_64
+#endif
+
 	.section .note.GNU-stack, "", @progbits

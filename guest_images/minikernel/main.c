@@ -334,8 +334,13 @@ __kfunc void start_kernel(void)
 	ti->preempt_count = 1;		/* preemption off until rest_init() */
 	init_files(init_task.files);
 
+#ifdef CONFIG_SMP
+	printk("minikernel 2.6.12-kprobe-shell: x86_64 SMP, %d of %d cpus, HZ by instruction count\n",
+	       smp_detect_cpus(), NR_CPUS);
+#else
 	printk("minikernel 2.6.12-kprobe-shell: x86_64, 1 of %d cpus, HZ by instruction count\n",
 	       NR_CPUS);
+#endif
 	printk("minikernel: image %p-%p, text %p-%p, task_struct %u bytes, stacks %u bytes\n",
 	       _text, _end, _text, _etext, task_struct_layout.size, task_struct_layout.stack_size);
 	trap_init();
@@ -344,5 +349,8 @@ __kfunc void start_kernel(void)
 	vfs_init();
 	blkdev_init();
 	net_init();
+#ifdef CONFIG_SMP
+	smp_boot_cpus();
+#endif
 	rest_init();
 }

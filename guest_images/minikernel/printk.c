@@ -266,6 +266,11 @@ __kfunc int printk(const char *fmt, ...)
 
 __kfunc void machine_halt(void)
 {
+#ifdef CONFIG_SMP
+	/* The other CPUs park (cli; hlt) from their idle loops; the machine
+	 * powers off when every CPU has. */
+	system_halting = 1;
+#endif
 	for (;;)
 		__asm__ __volatile__("cli ; hlt" : : : "memory");
 }

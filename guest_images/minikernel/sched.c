@@ -231,13 +231,32 @@ __kfunc int wake_up_process(struct task_struct *p)
 			      TASK_STOPPED);
 }
 
+#ifdef CONFIG_SMP
+static int sched_next_cpu;	/* only init forks: no lock needed */
+
+/* An AP's run queue gets its idle task (sched_init did the rest). */
+__kfunc void sched_init_secondary(void)
+{
+	struct runqueue *rq = this_rq();
+
+	rq->curr = rq->idle = current;
+	current->oncpu = 1;
+}
+#endif
+
 __kfunc void sched_fork(struct task_struct *p)
 {
 	p->state = TASK_RUNNING;
 	INIT_LIST_HEAD(&p->run_list);
 	p->on_rq = 0;
 	p->oncpu = 0;
+#ifdef CONFIG_SMP
+	/* Spread new tasks over the online CPUs in turn; they stay there. */
+	p->cpu = sched_next_cpu;
+	sched_next_cpu = (sched_next_cpu + 1) % num_online_cpus;
+#else
 	p->cpu = smp_processor_id();
+#endif
 	p->time_slice = DEF_TIMESLICE;
 	p->nvcsw = p->nivcsw = 0;
 	/* the child starts inside schedule(), holding the rq lock */
@@ -413,6 +432,10 @@ __kfunc void cpu_idle(void)
 {
 	for (;;) {
 		while (!need_resched()) {
+#ifdef CONFIG_SMP
+			if (unlikely(system_halting))
+				machine_halt();	/* park: cli; hlt */
+#endif
 			local_irq_disable();
 			if (!need_resched())
 				safe_halt();	/* sti; hlt */

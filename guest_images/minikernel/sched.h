@@ -294,6 +294,16 @@ void timer_interrupt(void);
 
 /* traps.c */
 void trap_init(void);
+
+#ifdef CONFIG_SMP
+/* smp.c, and the SMP parts of traps.c and sched.c */
+extern volatile int num_online_cpus;
+extern volatile int system_halting;
+int smp_detect_cpus(void);
+void smp_boot_cpus(void);
+void load_idt(void);
+void sched_init_secondary(void);
+#endif
 void time_init(void);
 void do_timer_interrupt(struct pt_regs *regs);
 extern unsigned long timer_ticks;

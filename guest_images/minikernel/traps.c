@@ -53,6 +53,14 @@ __kfunc void trap_init(void)
 	__asm__ __volatile__("lidt %0" : : "m"(idt_descr));
 }
 
+#ifdef CONFIG_SMP
+/* IDTR is per CPU: every AP loads the one IDT the boot CPU built. */
+__kfunc void load_idt(void)
+{
+	__asm__ __volatile__("lidt %0" : : "m"(idt_descr));
+}
+#endif
+
 __kfunc void time_init(void)
 {
 	jiffies = 0;
@@ -72,8 +80,17 @@ __kfunc void update_process_times(int user_tick)
 /* Called from timer_interrupt (entry.S) with interrupts disabled. */
 __kfunc void do_timer_interrupt(struct pt_regs *regs)
 {
+#ifdef CONFIG_SMP
+	/* Every CPU has its own (local APIC) timer; only the boot CPU's
+	 * advances jiffies, as do_timer() runs on one CPU in Linux. */
+	if (smp_processor_id() == 0) {
+		timer_ticks++;
+		jiffies++;
+	}
+#else
 	timer_ticks++;
 	jiffies++;
+#endif
 	update_process_times((regs->cs & 3) != 0);
 	outb(PIC_EOI, PIC_MASTER_CMD);		/* EOI (ignored by the machine) */
 }

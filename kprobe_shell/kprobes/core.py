@@ -16,6 +16,7 @@ from typing import Callable
 
 from ..machine import Machine, StopEvent, StopReason
 from ..machine.layout import EFLAGS_IF, EFLAGS_TF, RESERVED_BASE, RESERVED_END
+from .percpu import KprobeCtlblk, per_cpu
 from .regs import PtRegs
 from .x86 import (
     BREAKPOINT_INSTRUCTION,
@@ -46,6 +47,12 @@ class KprobeStatus(enum.Enum):
 
 #: How a probe gets past its instruction (see `set kprobe-mode`).
 MODES = ("single-step", "boost")
+
+#: Where the probed instruction is single-stepped (see `set kprobe-step`): out of line in
+#: its slot, as the kernel does; or in place (the original byte put back, the instruction
+#: stepped at its own address, the int3 planted again), as early naive implementations did,
+#: which lets other CPUs run through the probe unseen while the byte is back.
+STEP_MODES = ("out-of-line", "in-place")
 
 
 class Kprobe:
@@ -78,6 +85,9 @@ class Kprobe:
         self.nmissed = 0
         self.hits = 0
         self.faults = 0  # handler errors and faults charged to this probe
+        #: Executions of the probed instruction on other CPUs while an in-place step had the
+        #: original byte back (`set kprobe-step in-place`): calls the probe never saw.
+        self.missed_in_place = 0
         self.disabled = False
         self.internal = False  # the engine's own (the trampoline probe): not listed, not user-removable
         self.number: int | None = None  # the shell's probe number
@@ -194,8 +204,28 @@ EXIT_PATH_PATTERNS = ("exit_thread", "kprobe_flush_task")
 class KprobeEngine:
     """All probes of one machine: the table, the trap paths, the per-CPU state."""
 
+    # The per-CPU state of the probe being handled lives in this CPU's kprobe_ctlblk (see
+    # percpu.py); these read and write the block of the CPU that trapped.
+    current_kprobe = per_cpu("current_kprobe")
+    kprobe_status = per_cpu("kprobe_status")
+    kprobe_saved_rflags = per_cpu("kprobe_saved_rflags")
+    kprobe_old_rflags = per_cpu("kprobe_old_rflags")
+    _prev = per_cpu("prev_kprobe")
+    _rep_count_before = per_cpu("rep_count_before")
+
+    @property
+    def kcb(self) -> KprobeCtlblk:
+        """get_kprobe_ctlblk(): the control block of the CPU that is running."""
+        return self.ctlblks[self.machine.cpu.index]
+
     def __init__(self, machine: Machine):
         self.machine = machine
+        self.ctlblks = [KprobeCtlblk() for _ in range(machine.ncpus)]
+        self.step_mode = "out-of-line"  # see STEP_MODES
+        #: addr -> the code hook counting other CPUs' runs through an open in-place window.
+        self._in_place_windows: dict[int, int] = {}
+        #: Times a CPU hit an int3 while another CPU held the 2005 kprobe_lock and spun.
+        self.lock_spins = 0
         self.kprobe_table: list[list[Kprobe]] = [[] for _ in range(KPROBE_TABLE_SIZE)]
         self.slots = InsnSlots(machine)
         self.regs = PtRegs(machine)
@@ -204,12 +234,6 @@ class KprobeEngine:
         self.handler_error_policy = "continue"
         self.listeners: list[Callable[[object], None]] = []
         self.narrator: Callable[[str], None] | None = None
-        # Per-CPU state (one CPU): the kernel's current_kprobe, kprobe_status and saved flags.
-        self.current_kprobe: Kprobe | None = None
-        self.kprobe_status: KprobeStatus | None = None
-        self.kprobe_saved_rflags = 0
-        self.kprobe_old_rflags = 0
-        self._prev: tuple | None = None  # save_previous_kprobe
         self._boundaries: dict[int, list[int]] = {}
         syms = machine.image.symbols
         self._jprobe_return = syms.get("jprobe_return")
@@ -413,6 +437,9 @@ class KprobeEngine:
         p.engine = None
 
     def _remove_entry(self, entry: Kprobe) -> None:
+        window = self._in_place_windows.pop(entry.addr, None)
+        if window is not None:
+            self.machine.remove_hook(window)
         if self.machine.read(entry.addr, 1)[0] == BREAKPOINT_INSTRUCTION:
             self.disarm_kprobe(entry)
         self.kprobe_table[hash_ptr(entry.addr)].remove(entry)
@@ -543,6 +570,10 @@ class KprobeEngine:
         """The int3 trap (do_int3 -> kprobe_exceptions_notify -> kprobe_handler)."""
         regs = self.regs
         addr = machine.rip - 1
+        if machine.ncpus > 1 and not self.kprobe_running() and self._kprobe_lock_held_elsewhere():
+            return self._spin_on_kprobe_lock(machine, addr)
+        if self.kcb.spinning:
+            self.kcb.spinning = False  # the lock was free this time: this CPU takes it
         p = self.get_kprobe(addr)
         if self.kprobe_running():
             if p is not None:
@@ -607,6 +638,10 @@ class KprobeEngine:
         return True
 
     def _ss_probe(self, p: Kprobe, machine: Machine) -> None:
+        if self.step_mode == "in-place":
+            self._prepare_singlestep_in_place(p, machine)
+            self.kprobe_status = KprobeStatus.HIT_SS
+            return
         if p.boosted:
             # Boost: run the copy and the jmp back, no debug trap.
             machine.set_reg("rip", p.slot)
@@ -621,6 +656,7 @@ class KprobeEngine:
         self.kprobe_status = KprobeStatus.HIT_SS
 
     def _prepare_singlestep(self, p: Kprobe, machine: Machine) -> None:
+        self.kcb.ss_in_place = False
         eflags = machine.eflags
         self.kprobe_saved_rflags = self.kprobe_old_rflags = eflags & (EFLAGS_TF | EFLAGS_IF)
         if p.ainsn.is_if_modifier():
@@ -648,17 +684,22 @@ class KprobeEngine:
         self.resume_execution(cur, machine)
         self._rep_string_exit_pass(cur, machine)
         machine.set_reg("eflags", (machine.eflags & ~EFLAGS_TF) | self.kprobe_saved_rflags)
+        if self.kcb.ss_in_place:
+            self._close_in_place_window(cur)
         if self.kprobe_status is KprobeStatus.REENTER:
             self._restore_previous_kprobe()
         else:
             self.current_kprobe = None
             self.kprobe_status = None
+            self._hand_over_kprobe_lock(machine)
         return True
 
     def resume_execution(self, p: Kprobe, machine: Machine) -> None:
         """Fix rip and the stack after the copy ran in the slot (the table in the docs)."""
         insn = p.ainsn
-        copy_rip, orig_rip = p.slot, p.addr
+        # Stepped in place, the "copy" is the original: every fix-up below is then the
+        # identity, except pushf's (TF must not stay in the pushed flags).
+        copy_rip, orig_rip = (p.addr if self.kcb.ss_in_place else p.slot), p.addr
         rsp = machine.reg("rsp")
         kind = insn.fixup_kind()
         fix_rip = True
@@ -734,6 +775,13 @@ class KprobeEngine:
                 handled = self._call(cur, "fault_handler", cur.fault_handler, cur, self.regs, trapnr)
             if handled:
                 return True
+        if self.kprobe_status is KprobeStatus.HIT_SS and self.kcb.ss_in_place:
+            # The in-place step faulted: the int3 goes back, the fault is the guest's.
+            machine.set_reg("eflags", (machine.eflags & ~EFLAGS_TF) | self.kprobe_saved_rflags)
+            self._close_in_place_window(cur)
+            self.current_kprobe = None
+            self.kprobe_status = None
+            return False
         if self.kprobe_status is KprobeStatus.HIT_SS and self.slots.slot_of(machine.rip) == cur.slot:
             # Make the fault appear where the guest put the instruction, not in the slot.
             machine.set_reg("rip", cur.addr)
@@ -747,11 +795,104 @@ class KprobeEngine:
             child.owner.nmissed += 1
 
     def _save_previous_kprobe(self) -> None:
-        self._prev = (self.current_kprobe, self.kprobe_status, self.kprobe_saved_rflags, self.kprobe_old_rflags)
+        kcb = self.kcb
+        self._prev = (self.current_kprobe, self.kprobe_status, self.kprobe_saved_rflags, self.kprobe_old_rflags,
+                      kcb.ss_in_place)
 
     def _restore_previous_kprobe(self) -> None:
-        self.current_kprobe, self.kprobe_status, self.kprobe_saved_rflags, self.kprobe_old_rflags = self._prev
+        (self.current_kprobe, self.kprobe_status, self.kprobe_saved_rflags, self.kprobe_old_rflags,
+         self.kcb.ss_in_place) = self._prev
         self._prev = None
+
+    # ------------------------------------------------------------------ SMP: the lock, in-place steps
+    def _kprobe_lock_held_elsewhere(self) -> bool:
+        """Does another CPU hold the 2005 kprobe_lock (is it between an int3 and the end of
+        its step, or inside a jprobe handler)?"""
+        me = self.machine.cpu.index
+        return any(k.current_kprobe is not None for i, k in enumerate(self.ctlblks) if i != me)
+
+    def _spin_on_kprobe_lock(self, machine: Machine, addr: int) -> bool:
+        """2.6.12's lock_kprobes() on a CPU that finds the lock taken: it spins until the
+        lock is free.  Modelled as waiting: the trap is undone (rip back on the int3, which
+        is counted again when it is taken again) and this CPU is not scheduled for the rest
+        of its quantum, so the CPU that holds the lock runs on; when its turn comes again
+        the int3 traps again and takes the lock if it is free by then (the holder hands it
+        over: _hand_over_kprobe_lock).  Its clock does not run while it waits: charging
+        the spin to it (a whole quantum per wait) made a CPU that hits many probes spend
+        more time spinning than its timer period, a livelock of the model rather than of
+        the kernel.  No handler runs meanwhile: handlers never run on two CPUs at once."""
+        self.lock_spins += 1
+        self.kcb.spinning = True
+        machine.set_reg("rip", addr)
+        machine.adjust_clock(-1)
+        self.say(lambda: f"cpu {machine.cpu_id}: int3 at {machine.image.symbols.format(addr)} while another CPU "
+                         "holds kprobe_lock: spinning (2005 serialisation)")
+        machine.end_quantum()
+        return True
+
+    def _hand_over_kprobe_lock(self, machine: Machine) -> None:
+        """unlock_kprobes() with a CPU spinning on the lock: on hardware the spinner sees
+        the lock free within a few cycles and takes it, long before this CPU reaches its
+        next probe.  So this CPU yields the rest of its quantum, and the spinner's retry
+        comes first (without this, the CPU that released would take the lock again at its
+        next hit, and a CPU that hits probes often would starve the others)."""
+        if machine.ncpus > 1 and any(k.spinning for k in self.ctlblks):
+            machine.end_quantum()
+
+    def set_step_mode(self, mode: str) -> None:
+        if mode not in STEP_MODES:
+            raise ProbeError(f"unknown kprobe step mode '{mode}' (out-of-line, in-place)")
+        if any(k.current_kprobe is not None for k in self.ctlblks):
+            raise ProbeError("a probe is being handled (the guest stopped mid-step): run on first")
+        self.step_mode = mode
+
+    def _prepare_singlestep_in_place(self, p: Kprobe, machine: Machine) -> None:
+        """The naive single-step: put the original byte back, step the instruction at its own
+        address, plant the int3 again in the debug trap (post_kprobe_handler).
+
+        A step takes a trap in, the instruction, and a trap out: on hardware the other CPUs
+        run meanwhile, and while the byte is back they run through the probe without
+        trapping.  Modelled as: this CPU gives the rest of its quantum up at the int3, the
+        other CPUs run their quanta with the original byte in place, and then this CPU steps
+        and re-plants.  Each time another CPU starts the instruction in that window is a
+        hit the probe never saw: a code hook on the address, on the other CPUs only and only
+        while the window is open, counts them (missed_in_place)."""
+        kcb = self.kcb
+        eflags = machine.eflags
+        self.kprobe_saved_rflags = self.kprobe_old_rflags = eflags & (EFLAGS_TF | EFLAGS_IF)
+        if p.ainsn.is_if_modifier():
+            self.kprobe_saved_rflags &= ~EFLAGS_IF
+        kcb.ss_in_place = True
+        machine.write(p.addr, bytes([p.opcode]))
+        machine.set_reg("eflags", (eflags | EFLAGS_TF) & ~EFLAGS_IF)
+        machine.set_reg("rip", p.addr)
+        # The int3 was counted; the instruction is counted again when it runs at addr.
+        machine.adjust_clock(-1)
+        self._rep_count_before = machine.reg("rcx") if p.ainsn.is_rep_string() else None
+        others = [c.index for c in machine.cpus if c.index != machine.cpu_id]
+        if others and p.addr not in self._in_place_windows:
+            self._in_place_windows[p.addr] = machine.add_code_hook(
+                p.addr, lambda m, entry=p: self._missed_in_place(entry), cpus=others)
+        self.say(lambda: f"single-stepping '{p.ainsn.text}' in place at 0x{p.addr:x}: original byte restored, "
+                         "other CPUs run past the probe until the int3 is back")
+        machine.end_quantum()
+
+    def _missed_in_place(self, entry: Kprobe) -> None:
+        for child in entry.children if isinstance(entry, AggrKprobe) else [entry]:
+            child.owner.missed_in_place += 1
+
+    def _close_in_place_window(self, p: Kprobe) -> None:
+        """After the in-place step: stop counting misses and plant the int3 again (if the
+        address still has an enabled probe)."""
+        self.kcb.ss_in_place = False
+        handle = self._in_place_windows.pop(p.addr, None)
+        if handle is not None:
+            self.machine.remove_hook(handle)
+        entry = self.get_kprobe(p.addr)
+        if entry is not None:
+            live = entry.active_children() if isinstance(entry, AggrKprobe) else ([] if entry.disabled else [entry])
+            if live:
+                self.arm_kprobe(entry)
 
     # ------------------------------------------------------------------ invariants (tests)
     def check_invariants(self) -> list[str]:
@@ -762,7 +903,7 @@ class KprobeEngine:
             for p in bucket:
                 live = p.active_children() if isinstance(p, AggrKprobe) else ([] if p.disabled else [p])
                 armed = self.machine.read(p.addr, 1)[0] == BREAKPOINT_INSTRUCTION
-                if bool(live) != armed:
+                if bool(live) != armed and p.addr not in self._in_place_windows:
                     problems.append(f"probe at 0x{p.addr:x}: armed={armed} but enabled probes={len(live)}")
                 planted.add(p.addr)
                 if p.slot is not None and self.slots.owner.get(p.slot) is None:

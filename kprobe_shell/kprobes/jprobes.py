@@ -23,6 +23,7 @@ from ..machine import StopReason
 from ..machine.image import ABI_ARG_REGISTERS
 from ..machine.layout import EFLAGS_IF
 from .core import Kprobe, ProbeError
+from .percpu import per_cpu
 
 if TYPE_CHECKING:
     from .core import KprobeEngine
@@ -46,6 +47,7 @@ class Jprobe:
         self.kp.kind = "j"
         self.name = name
         self.nmissed = 0
+        self.missed_in_place = 0
         self.faults = 0
         self.number: int | None = None
         self.internal = False
@@ -72,17 +74,25 @@ class Jprobe:
 
 
 class JprobeManager:
+    # The kernel keeps one set of these per CPU (jprobe_saved_regs, jprobes_stack; in the
+    # 2.6.16 kprobe_ctlblk): they live in the trapping CPU's control block.  The guest's
+    # jprobe_saved_rsp variable is one global, as in 2.6.12: the global kprobe_lock, held
+    # from the jprobe's int3 to the end of its step, keeps a second CPU out meanwhile.
+    jprobe_saved_regs = per_cpu("jprobe_saved_regs")
+    jprobe_saved_rsp = per_cpu("jprobe_saved_rsp")
+    jprobes_stack = per_cpu("jprobes_stack")
+    _clock_at_entry = per_cpu("jprobe_clock_at_entry")
+    active = per_cpu("jprobe_active")
+
+    @property
+    def kcb(self):
+        return self.engine.kcb
+
     def __init__(self, engine: "KprobeEngine"):
         self.engine = engine
         syms = engine.machine.image.symbols
         saved = syms.get("jprobe_saved_rsp")
         self._saved_rsp_var = saved.address if saved else None
-        # The kernel keeps one set of these per CPU: jprobe_saved_regs, jprobes_stack.
-        self.jprobe_saved_regs: dict[str, int] | None = None
-        self.jprobe_saved_rsp = 0
-        self.jprobes_stack = b""
-        self._clock_at_entry = 0
-        self.active: Jprobe | None = None
 
     def register_jprobe(self, jp: Jprobe) -> Jprobe:
         engine = self.engine

@@ -76,6 +76,7 @@ class Kretprobe:
         self.unsafe = unsafe
         self.name = name
         self.nmissed = 0
+        self.missed_in_place = 0  # entry hits lost to an in-place step window (SMP)
         self.faults = 0
         self.hits = 0  # returns handled
         self.free_instances: list[KretprobeInstance] = []

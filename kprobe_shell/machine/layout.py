@@ -40,3 +40,15 @@ TIMER_VECTOR = 0x20
 #: Serial console (COM1) transmit register and line status register.
 SERIAL_PORT = 0x3F8
 SERIAL_LSR = SERIAL_PORT + 5
+
+#: SMP: the machine's CPU startup port (not a PC port).  `inl` from it gives the number of
+#: CPUs; `outl` of the address of a struct ap_boot_params { u64 cpu, rip, rsp, gs_base }
+#: starts that AP (the INIT/SIPI sequence, done by the host).
+SMP_STARTUP_PORT = 0x4F0
+
+#: SMP: instructions each CPU runs in its turn (round robin).  Small enough that CPUs
+#: interleave inside functions, large enough that switching costs little.
+SMP_QUANTUM = 1000
+
+#: The most CPUs a machine has (the bundled kernel's NR_CPUS).
+MAX_CPUS = 4

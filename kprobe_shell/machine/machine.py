@@ -1,4 +1,4 @@
-"""The emulated x86_64 computer: one vCPU on unicorn, memory, console, clock and timer.
+"""The emulated x86_64 computer: vCPUs on unicorn, memory, console, clock and timer.
 
 The machine knows nothing about probes.  It reports traps (int3, the debug trap) to
 whoever registered for them, offers exact single-address code hooks, and runs the guest
@@ -7,11 +7,23 @@ from another thread (Ctrl-C), a fault, or a stop asked for by a trap handler.
 
 Speed: nothing is hooked over all of memory except the C instruction counter, limited
 to the image's text (see _icount.c); everything else is an exact-address hook or a trap.
+
+SMP (`cpus=N`): one unicorn instance per CPU (unicorn has no multi-CPU mode: a `uc_engine`
+is one QEMU vCPU), all mapping the same host buffers with `mem_map_ptr`, so a store by one
+CPU is seen by every other at once.  What is per instance and must be kept coherent by hand
+is the translation cache: every write to code (an int3 planted, a slot filled) drops the
+translated blocks on every CPU.  The CPUs run in turn, a fixed quantum of instructions each
+by their own instruction clocks (round robin, CPU 0 first), so a run is deterministic: the
+interleaving depends only on the quantum, the timer period and the guest.  Each CPU has its
+own registers (so its own GS_BASE, per-CPU data area and `current`), its own IDTR, its own
+clock and its own local timer.  With one CPU nothing of this is in the way: the single
+instance maps memory as it always did and runs without a quantum.
 """
 from __future__ import annotations
 
 import ctypes
 import enum
+import mmap
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -58,8 +70,11 @@ from .layout import (
     PAGE_SIZE,
     RESERVED_BASE,
     RESERVED_END,
+    MAX_CPUS,
     SERIAL_LSR,
     SERIAL_PORT,
+    SMP_QUANTUM,
+    SMP_STARTUP_PORT,
     TIMER_VECTOR,
 )
 from .tasks import TaskView
@@ -130,6 +145,30 @@ class _ICount(ctypes.Structure):
 
 
 _NO_DEADLINE = (1 << 64) - 1
+#: _run_cpu's answers to the SMP scheduler besides a StopEvent.
+_QUANTUM_OVER = None
+_PARKED = object()
+
+
+class CpuState(enum.Enum):
+    WAIT_FOR_SIPI = "wait-for-sipi"  # an AP not started yet (the guest has not sent its startup IPI)
+    ONLINE = "online"                # running, or idle in `sti; hlt` waiting for its timer
+    PARKED = "parked"                # executed hlt with interrupts off: it never runs again
+
+
+class Cpu:
+    """One virtual CPU: its unicorn instance (registers, IDTR, GS_BASE, translation cache,
+    hooks), its instruction clock and its local timer."""
+
+    def __init__(self, index: int, uc: Uc, icount: "_ICount", state: CpuState):
+        self.index = index
+        self.uc = uc
+        self.icount = icount
+        self.state = state
+        self.next_tick = 0
+
+    def __repr__(self) -> str:
+        return f"<Cpu {self.index} {self.state.value} at {self.icount.retired}>"
 _UNTIL_NEVER = (1 << 64) - 1
 _EMU_STOP_ADDR = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
 
@@ -172,13 +211,20 @@ class Machine:
     with `stop_guest()`.
     """
 
-    def __init__(self, image: Image | str, *, timer_period: int = 5000) -> None:
+    def __init__(self, image: Image | str, *, timer_period: int = 5000, cpus: int = 1,
+                 quantum: int = SMP_QUANTUM) -> None:
         if isinstance(image, str):
             image = Image.load(image)
         if timer_period < 100:
             raise MachineError("the timer period must be at least 100 instructions")
+        if not 1 <= cpus <= MAX_CPUS:
+            raise MachineError(f"the machine has 1 to {MAX_CPUS} CPUs (asked for {cpus})")
+        if quantum < 1:
+            raise MachineError("the SMP quantum must be at least 1 instruction")
         self.image = image
         self.timer_period = timer_period
+        self.ncpus = cpus
+        self.quantum = quantum
         self.serial = Console()
         #: vector -> callable(machine) -> bool (True: handled, carry on).
         self.trap_handlers: dict[int, Callable[["Machine"], bool]] = {}
@@ -192,45 +238,66 @@ class Machine:
         self._pending_stop: StopEvent | None = None
         self._fault: tuple[str, int | None] | None = None
         self._running = False
-        self._code_hooks: dict[int, int] = {}
+        self._code_hooks: dict[int, list[tuple[Uc, int]]] = {}
+        self._next_hook_token = 1
+        #: Set by end_quantum() from a trap handler (see there).
+        self._end_quantum = False
         self._boot()
 
     # ------------------------------------------------------------------ set-up
     def _boot(self) -> None:
-        uc = Uc(UC_ARCH_X86, UC_MODE_64)
-        self.uc = uc
-        self._map_image(uc)
+        self._shared_ram: list[mmap.mmap] = []  # host buffers behind every CPU's memory (SMP)
+        self.cpus: list[Cpu] = []
+        for index in range(self.ncpus):
+            uc = Uc(UC_ARCH_X86, UC_MODE_64)
+            state = CpuState.ONLINE if index == 0 else CpuState.WAIT_FOR_SIPI
+            self.cpus.append(Cpu(index, uc, _ICount(0, _NO_DEADLINE, _EMU_STOP_ADDR), state))
+        self._switch_cpu(self.cpus[0])
+        self._map_image()
         # The tool's region: GDT + stub page, slot pages (mapped on demand), boot stack.
-        uc.mem_map(RESERVED_BASE, 2 * PAGE_SIZE, UC_PROT_ALL)
-        uc.mem_map(BOOT_STACK_BASE, RESERVED_END - BOOT_STACK_BASE, UC_PROT_READ | UC_PROT_WRITE)
+        self._map(RESERVED_BASE, 2 * PAGE_SIZE, UC_PROT_ALL)
+        self._map(BOOT_STACK_BASE, RESERVED_END - BOOT_STACK_BASE, UC_PROT_READ | UC_PROT_WRITE)
         self._slot_pages_mapped: set[int] = set()
         gdt = struct.pack(f"<{len(GDT_ENTRIES)}Q", *GDT_ENTRIES)
-        uc.mem_write(GDT_ADDR, gdt)
-        uc.reg_write(X.UC_X86_REG_GDTR, (0, GDT_ADDR, len(gdt) - 1, 0))
-        uc.reg_write(X.UC_X86_REG_CS, KERNEL_CS)
-        for seg in (X.UC_X86_REG_SS, X.UC_X86_REG_DS, X.UC_X86_REG_ES):
-            uc.reg_write(seg, KERNEL_DS)
+        self.uc.mem_write(GDT_ADDR, gdt)
+        for cpu in self.cpus:
+            # Every CPU comes up in the boot state of the guest ABI: long mode, the GDT
+            # loaded, IF=0.  Only the boot CPU has somewhere to go; the APs wait for their
+            # startup IPI (see _start_secondary_cpu).
+            uc = cpu.uc
+            uc.reg_write(X.UC_X86_REG_GDTR, (0, GDT_ADDR, len(gdt) - 1, 0))
+            uc.reg_write(X.UC_X86_REG_CS, KERNEL_CS)
+            for seg in (X.UC_X86_REG_SS, X.UC_X86_REG_DS, X.UC_X86_REG_ES):
+                uc.reg_write(seg, KERNEL_DS)
+            uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)  # interrupts off until the guest says sti
+        uc = self.uc
         uc.reg_write(X.UC_X86_REG_RSP, BOOT_STACK_TOP)
         uc.reg_write(X.UC_X86_REG_RIP, self.image.entry)
-        uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)  # interrupts off until the guest says sti
 
         self.tasks = TaskView(self)
         pda = self.image.symbols.get("cpu_pda")
         if pda is not None:
             uc.reg_write(X.UC_X86_REG_GS_BASE, pda.address)
 
+        for cpu in self.cpus:
+            self._install_cpu_hooks(cpu)
+        self._next_tick = self.timer_period
+        # The SMP scheduler: whose turn it is, and where the current round of quanta ends.
+        self._turn = 0
+        self._round_end = self.quantum
+
+    def _install_cpu_hooks(self, cpu: Cpu) -> None:
+        """The hooks every CPU needs: its clock, traps, port I/O and bad accesses."""
+        uc = cpu.uc
         # The clock: exact count of instructions started in the image's text.
-        self._icount = _ICount(0, _NO_DEADLINE, _EMU_STOP_ADDR)
         lo, hi = self.image.text_span
         handle = ctypes.c_size_t()
         err = uclib.uc_hook_add(
             uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.c_void_p(_icount.hook_address()),
-            ctypes.cast(ctypes.pointer(self._icount), ctypes.c_void_p), ctypes.c_uint64(lo), ctypes.c_uint64(hi - 1),
+            ctypes.cast(ctypes.pointer(cpu.icount), ctypes.c_void_p), ctypes.c_uint64(lo), ctypes.c_uint64(hi - 1),
         )
         if err:
             raise MachineError(f"could not install the instruction counter (unicorn error {err})")
-        self._next_tick = self.timer_period
-
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
@@ -241,7 +308,90 @@ class Machine:
         )
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_insn)
 
-    def _map_image(self, uc: Uc) -> None:
+    def _map(self, addr: int, size: int, prot: int) -> None:
+        """Map guest memory on every CPU.  One CPU: unicorn's own RAM, as always.  Several:
+        one anonymous host mapping per region, mapped into every instance (mem_map_ptr), so
+        all CPUs share the bytes; unicorn keeps no copy of its own."""
+        if self.ncpus == 1:
+            self.uc.mem_map(addr, size, prot)
+            return
+        ram = mmap.mmap(-1, size)  # page aligned and zero filled, as mem_map_ptr needs
+        self._shared_ram.append(ram)
+        ptr = ctypes.addressof(ctypes.c_char.from_buffer(ram))
+        for cpu in self.cpus:
+            cpu.uc.mem_map_ptr(addr, size, prot, ptr)
+
+    # ------------------------------------------------------------------ CPUs
+    def _switch_cpu(self, cpu: Cpu) -> None:
+        """Make cpu the one registers, hooks' callbacks and the clock refer to."""
+        self.cpu = cpu
+        self.uc = cpu.uc
+        self._icount = cpu.icount
+
+    @property
+    def cpu_id(self) -> int:
+        """smp_processor_id(): the CPU that is running (or last ran, when stopped)."""
+        return self.cpu.index
+
+    @property
+    def _next_tick(self) -> int:
+        return self.cpu.next_tick
+
+    @_next_tick.setter
+    def _next_tick(self, value: int) -> None:
+        self.cpu.next_tick = value
+
+    def cpu_registers(self, index: int) -> dict[str, int]:
+        """The general registers of any CPU (the current one or another)."""
+        read = self.cpus[index].uc.reg_read
+        return {name: read(REGISTERS[name]) for name in GENERAL_REGISTERS}
+
+    def cpu_current_task(self, index: int) -> int:
+        """The task_struct pointer CPU index runs (its %gs:pcurrent), 0 if it has none."""
+        cpu = self.cpus[index]
+        if cpu.state is CpuState.WAIT_FOR_SIPI:
+            return 0
+        if not self.tasks.has_kernel_tasks:
+            return self.tasks.current_address() if index == 0 else 0
+        try:
+            return self.read_u64(cpu.uc.reg_read(X.UC_X86_REG_GS_BASE))
+        except MachineError:
+            return 0
+
+    def end_quantum(self) -> None:
+        """From a trap handler: this CPU gives up the rest of its quantum, and the other CPUs
+        run theirs before it goes on (the stepping CPU of an in-place single-step, a CPU
+        waiting for the kprobe lock).  Its clock stays where it stopped: it is not
+        scheduled meanwhile, like a vCPU its host does not run, and it makes the instructions
+        up in its next quantum, which ends at the next round's end as every CPU's does.  One
+        CPU: nothing else could run, so this does nothing."""
+        if self.ncpus == 1:
+            return
+        self._end_quantum = True
+        self.uc.emu_stop()
+
+    def _start_secondary_cpu(self, params_addr: int) -> None:
+        """The startup IPI (INIT/SIPI): the guest wrote struct ap_boot_params { u64 cpu, rip,
+        rsp, gs_base } and sent its address to SMP_STARTUP_PORT.  The AP starts in the boot
+        state at rip with its own stack and per-CPU data area; its clock starts at the
+        sender's time and its local timer one period later."""
+        try:
+            index, rip, rsp, gs_base = struct.unpack("<4Q", self.read(params_addr, 32))
+        except MachineError:
+            return
+        if not 0 < index < self.ncpus or self.cpus[index].state is not CpuState.WAIT_FOR_SIPI:
+            return  # no such CPU, or already started: a real APIC ignores it too
+        cpu = self.cpus[index]
+        uc = cpu.uc
+        uc.reg_write(X.UC_X86_REG_RIP, rip)
+        uc.reg_write(X.UC_X86_REG_RSP, rsp)
+        uc.reg_write(X.UC_X86_REG_GS_BASE, gs_base)
+        uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)
+        cpu.icount.retired = self._icount.retired
+        cpu.next_tick = cpu.icount.retired + self.timer_period
+        cpu.state = CpuState.ONLINE
+
+    def _map_image(self) -> None:
         # Segments may share pages; a page gets the union of the permissions of what lies on it.
         pages: dict[int, int] = {}
         for seg in self.image.segments:
@@ -261,12 +411,12 @@ class Machine:
                 run_end += PAGE_SIZE
                 continue
             if run_start is not None:
-                uc.mem_map(run_start, run_end - run_start, run_prot)
+                self._map(run_start, run_end - run_start, run_prot)
             run_start, run_end, run_prot = page, page + PAGE_SIZE, prot
         if run_start is not None:
-            uc.mem_map(run_start, run_end - run_start, run_prot)
+            self._map(run_start, run_end - run_start, run_prot)
         for seg in self.image.segments:
-            uc.mem_write(seg.vaddr, seg.data)  # the rest of memsz (bss) is already zero
+            self.uc.mem_write(seg.vaddr, seg.data)  # the rest of memsz (bss) is already zero
         self._image_pages = sorted(pages)
 
     @property
@@ -320,8 +470,10 @@ class Machine:
         except UcError:
             raise MachineError(f"cannot write {len(data)} bytes at 0x{addr:x}: not mapped") from None
         if self._overlaps_code(addr, len(data)):
-            # Code changed under the translator: drop translated blocks holding it.
-            self.uc.ctl_remove_cache(addr, addr + len(data))
+            # Code changed under the translator: drop translated blocks holding it, on
+            # every CPU (each unicorn instance has its own translation cache).
+            for cpu in self.cpus:
+                cpu.uc.ctl_remove_cache(addr, addr + len(data))
 
     def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
@@ -355,7 +507,7 @@ class Machine:
     def map_tool_page(self, page: int) -> None:
         """Map one of the tool's executable pages (instruction slots, detours)."""
         if page not in self._slot_pages_mapped:
-            self.uc.mem_map(page, PAGE_SIZE, UC_PROT_READ | UC_PROT_EXEC | UC_PROT_WRITE)
+            self._map(page, PAGE_SIZE, UC_PROT_READ | UC_PROT_EXEC | UC_PROT_WRITE)
             self._slot_pages_mapped.add(page)
 
     def guest_memory(self) -> dict[int, bytes]:
@@ -363,15 +515,22 @@ class Machine:
         return {page: self.read(page, PAGE_SIZE) for page in self._image_pages}
 
     # ------------------------------------------------------------------ hooks
-    def add_code_hook(self, addr: int, callback: Callable[["Machine"], None]) -> int:
-        """Call callback(machine) each time the instruction at addr is about to run."""
-        handle = self.uc.hook_add(UC_HOOK_CODE, lambda uc, a, s, ud: callback(self), None, addr, addr)
-        # Blocks translated before the hook existed would not call it.
-        self.uc.ctl_remove_cache(addr, addr + 1)
-        return handle
+    def add_code_hook(self, addr: int, callback: Callable[["Machine"], None], *,
+                      cpus: list[int] | None = None) -> int:
+        """Call callback(machine) each time the instruction at addr is about to run, on every
+        CPU (or on the CPUs listed); returns a handle for remove_hook."""
+        hooks = []
+        for cpu in self.cpus if cpus is None else [self.cpus[i] for i in cpus]:
+            hooks.append((cpu.uc, cpu.uc.hook_add(UC_HOOK_CODE, lambda uc, a, s, ud: callback(self), None, addr, addr)))
+            # Blocks translated before the hook existed would not call it.
+            cpu.uc.ctl_remove_cache(addr, addr + 1)
+        token, self._next_hook_token = self._next_hook_token, self._next_hook_token + 1
+        self._code_hooks[token] = hooks
+        return token
 
     def remove_hook(self, handle: int) -> None:
-        self.uc.hook_del(handle)
+        for uc, h in self._code_hooks.pop(handle, ()):
+            uc.hook_del(h)
 
     def stop_guest(self, event: StopEvent) -> None:
         """From a trap handler: stop the run after this trap with event as the reason."""
@@ -406,7 +565,7 @@ class Machine:
         with self._lock:
             self._running = True
             try:
-                event = self._run_loop(budget_end)
+                event = self._run_loop(budget_end) if self.ncpus == 1 else self._run_smp(budget_end)
             finally:
                 self._running = False
         self.serial.flush_partial()
@@ -416,20 +575,58 @@ class Machine:
         return event
 
     def _run_loop(self, budget_end: int | None) -> StopEvent:
+        """One CPU: run it until something stops the guest."""
+        return self._run_cpu(budget_end)
+
+    def _run_smp(self, budget_end: int | None) -> StopEvent:
+        """Several CPUs: each online CPU in turn runs until its clock reaches the end of the
+        current round (round_end, a multiple of the quantum), then the next; when the last
+        CPU has had its turn the round ends one quantum later.  The turn and the round are
+        machine state, so a run stopped part way (budget, breakpoint, Ctrl-C) and resumed
+        interleaves exactly as one that never stopped."""
+        cpus = self.cpus
+        while True:
+            if self._stop_requested:
+                return self._event(StopReason.INTERRUPTED, "stopped by request (Ctrl-C)")
+            cpu = cpus[self._turn]
+            if cpu.state is CpuState.ONLINE:
+                self._switch_cpu(cpu)
+                result = self._run_cpu(budget_end, self._round_end)
+                if result is _PARKED:
+                    cpu.state = CpuState.PARKED
+                    if not any(c.state is CpuState.ONLINE for c in cpus):
+                        return self._event(
+                            StopReason.HALTED, "hlt with interrupts off on every CPU: the machine halted")
+                elif result is not _QUANTUM_OVER:
+                    return result
+            self._turn += 1
+            if self._turn == len(cpus):
+                self._turn = 0
+                self._round_end += self.quantum
+
+    def _run_cpu(self, budget_end: int | None, quantum_end: int | None = None):
+        """Run the current CPU until something stops the guest (a StopEvent), or, with a
+        quantum_end (SMP), until its clock reaches it (_QUANTUM_OVER), it gives the rest of
+        its quantum up (end_quantum), or it parks in `cli; hlt` (_PARKED)."""
         uc, ic = self.uc, self._icount
         while True:
             if self._stop_requested:
                 return self._event(StopReason.INTERRUPTED, "stopped by request (Ctrl-C)")
             if budget_end is not None and ic.retired >= budget_end:
                 return self._event(StopReason.BUDGET, "instruction budget reached")
+            if quantum_end is not None and ic.retired >= quantum_end:
+                return _QUANTUM_OVER
             deadline = self._next_tick
             if budget_end is not None and budget_end < deadline:
                 deadline = budget_end
+            if quantum_end is not None and quantum_end < deadline:
+                deadline = quantum_end
             ic.deadline = deadline
             self._fault = None
             try:
                 uc.emu_start(uc.reg_read(X.UC_X86_REG_RIP), _UNTIL_NEVER)
             except UcError as exc:
+                self._end_quantum = False
                 if self._notify_fault(14 if self._fault and self._fault[1] is not None else 6):
                     continue
                 return self._fault_event(exc)
@@ -437,9 +634,14 @@ class Machine:
                 ic.deadline = _NO_DEADLINE
             if self._pending_stop is not None:
                 event, self._pending_stop = self._pending_stop, None
+                self._end_quantum = False
                 return event
             if self._fault is not None:
+                self._end_quantum = False
                 return self._fault_event(None)
+            if self._end_quantum:
+                self._end_quantum = False
+                return _QUANTUM_OVER
             if self._stop_requested:
                 continue
             # [tests fix] A hlt that is exactly the deadline-th instruction also leaves
@@ -453,12 +655,20 @@ class Machine:
                 return self._event(StopReason.FAULT, "the CPU stopped for no known reason")
             eflags = uc.reg_read(X.UC_X86_REG_EFLAGS)
             if not eflags & EFLAGS_IF:
+                if quantum_end is not None:
+                    return _PARKED
                 return self._event(StopReason.HALTED, "hlt with interrupts off: the machine halted")
             if not self._timer_vector_present():
+                if quantum_end is not None:
+                    return _PARKED
                 return self._event(StopReason.HALTED, "hlt with interrupts on, but the guest has no timer vector")
-            # Idle: the CPU sleeps until the next tick; the clock jumps there.
-            if budget_end is not None and budget_end < self._next_tick:
-                ic.retired = budget_end
+            # Idle: the CPU sleeps until the next tick; the clock jumps there (or to the end
+            # of the budget or of its quantum, when that comes first).
+            limit = budget_end
+            if quantum_end is not None and (limit is None or quantum_end < limit):
+                limit = quantum_end
+            if limit is not None and limit < self._next_tick:
+                ic.retired = max(ic.retired, limit)
                 continue
             ic.retired = max(ic.retired, self._next_tick)
             self._timer_tick()
@@ -553,10 +763,14 @@ class Machine:
     def _on_out(self, uc: Uc, port: int, size: int, value: int, user_data) -> None:
         if port == SERIAL_PORT:
             self.serial.write_byte(value & 0xFF)
+        elif port == SMP_STARTUP_PORT and size == 4:
+            self._start_secondary_cpu(value & 0xFFFFFFFF)
 
     def _on_in(self, uc: Uc, port: int, size: int, user_data) -> int:
         if port == SERIAL_LSR:
             return 0x60  # transmitter empty: the guest may always send
+        if port == SMP_STARTUP_PORT:
+            return self.ncpus  # how many CPUs the machine has (the MP table, in short)
         return 0xFF
 
     _ACCESS = {

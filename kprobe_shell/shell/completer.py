@@ -43,6 +43,7 @@ SETTING_VALUES = {
     "explain": ("on", "off"),
     "color": ("on", "off"),
     "kprobe-mode": ("auto", "single-step", "boost"),
+    "kprobe-step": ("out-of-line", "in-place"),
     "handler-error": ("continue", "disable", "stop"),
 }
 

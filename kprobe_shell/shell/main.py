@@ -22,7 +22,8 @@ def run_shell(args) -> int:
         print(f"kprobe-shell: warning: {warning}", file=sys.stderr)
     settings = {k: v for k, v in config.items() if k in ("timer-period", "kprobe-mode", "handler-error", "history-size")}
     try:
-        session = Session(args.image, output=out, timer_period=args.timer_period, settings=settings)
+        session = Session(args.image, output=out, timer_period=args.timer_period, settings=settings,
+                          cpus=getattr(args, "cpus", None))
     except CommandError as exc:
         out.error(f"kprobe-shell: {exc}")
         return 2

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 
 from ..api import HandlerError, Jprobe, Kprobe, Kretprobe, Machine, ProbeError
-from ..images import bundled_image_path
+from ..images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, bundled_image_path
 from ..kprobes.kretprobes import FlushEvent
 from ..machine import ImageError, MachineError, StopEvent, StopReason
 from ..tracing.maps import MapStore
@@ -43,7 +43,9 @@ class UserProbe:
 
 DEFAULT_SETTINGS = {
     "timer-period": 5000,
+    "cpus": 1,
     "kprobe-mode": "auto",
+    "kprobe-step": "out-of-line",
     "handler-error": "continue",
     "explain": False,
     "color": None,
@@ -53,14 +55,19 @@ DEFAULT_SETTINGS = {
 
 class Session:
     def __init__(self, image: str | None = None, *, output: Output | None = None, timer_period: int | None = None,
-                 settings: dict | None = None):
+                 settings: dict | None = None, cpus: int | None = None):
         self.out = output or Output()
         self.settings = dict(DEFAULT_SETTINGS)
         if settings:
             self.settings.update(settings)
         if timer_period is not None:
             self.settings["timer-period"] = timer_period
-        self.image_path = image or bundled_image_path()
+        if cpus is not None:
+            self.settings["cpus"] = cpus
+        #: Did the user name the image?  If not, the bundled kernel follows `cpus` (its UP
+        #: build for one CPU, its SMP build for more) at every reset.
+        self.image_explicit = image is not None
+        self.image_path = image or self.bundled_image()
         self.probes: dict[int, UserProbe] = {}
         self.next_number = 1
         self.trace = TraceBuffer()
@@ -85,12 +92,17 @@ class Session:
         self.history_path: str | None = None  # the REPL's history file, when it has one
 
     # ------------------------------------------------------------------ the machine
+    def bundled_image(self) -> str:
+        """The bundled kernel for the number of CPUs set: UP or SMP build."""
+        return bundled_image_path(BUNDLED_SMP_KERNEL if int(self.settings["cpus"]) > 1 else BUNDLED_KERNEL)
+
     def _new_machine(self, path: str) -> Machine:
         try:
-            m = Machine(path, timer_period=int(self.settings["timer-period"]))
+            m = Machine(path, timer_period=int(self.settings["timer-period"]), cpus=int(self.settings["cpus"]))
         except (ImageError, MachineError) as exc:
             raise CommandError(str(exc)) from None
         m.kprobes.set_mode(self.settings["kprobe-mode"])
+        m.kprobes.set_step_mode(self.settings["kprobe-step"])
         m.kprobes.handler_error_policy = self.settings["handler-error"]
         m.kprobes.listeners.append(self._on_engine_event)
         if self.settings["explain"]:
@@ -164,7 +176,7 @@ class Session:
         task = m.tasks.current()
         return TraceEvent(
             time_ns=m.time_ns, comm=task.comm if task else "?", pid=task.pid if task else -1,
-            cpu=task.cpu if task else 0, event=up.event, where=where, args=args, kind=up.kind,
+            cpu=m.cpu_id, event=up.event, where=where, args=args, kind=up.kind,
             probe=up.number, values=values or {},
         )
 
@@ -277,6 +289,15 @@ class Session:
                 self.out.event(
                     {"type": "warning", "probe": up.number, "nmissed": missed},
                     f"warning: probe {up.number} ({up.location}) missed {missed} hit(s){hint}", "warning",
+                )
+            unseen = getattr(obj, "missed_in_place", 0)
+            seen = up.spec.setdefault("_warned_in_place", 0)
+            if unseen > seen:
+                up.spec["_warned_in_place"] = unseen
+                self.out.event(
+                    {"type": "warning", "probe": up.number, "missed_in_place": unseen},
+                    f"warning: probe {up.number} ({up.location}): other CPUs ran through it {unseen} time(s) unseen "
+                    "while its int3 was lifted for an in-place step", "warning",
                 )
 
     # ------------------------------------------------------------------ commands

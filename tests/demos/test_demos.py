@@ -66,6 +66,9 @@ def test_every_demo_is_listed_and_tested():
     for f in files:
         assert f"kprobe-shell --batch -x scripts/demos/{f}" in readme
         assert f in DEMO_TESTS, f"{f} has no test of what it teaches"
+        if isinstance(DEMO_TESTS[f], str):
+            path, name = DEMO_TESTS[f].split("::")
+            assert f"def {name}(" in (DEMOS.parents[1] / path).read_text()
 
 
 def test_01_first_kprobe(tmp_path_factory, kernel_facts):
@@ -215,6 +218,8 @@ DEMO_TESTS = {
     "05-maxactive-nmissed.kps": test_05_maxactive_nmissed,
     "06-exec-problem.kps": test_06_exec_problem,
     "07-smoke-test.kps": test_07_smoke_test,
+    # needs the SMP machine's own fixtures; tested beside the other SMP shell tests
+    "08-smp-in-place.kps": "tests/shell/test_smp_demo.py::test_demo_shows_in_place_misses_and_out_of_line_none",
 }
 
 

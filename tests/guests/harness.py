@@ -81,8 +81,9 @@ def count_executions(m, addresses, *, ranged: bool = False) -> dict[int, int]:
                 counts[address] += 1
 
         lo, hi = m.image.text_span
-        m.uc.hook_add(UC_HOOK_CODE, count, None, lo, hi - 1)
-        m.uc.ctl_remove_cache(lo, hi)
+        for cpu in m.cpus:  # every CPU of an SMP machine runs the text
+            cpu.uc.hook_add(UC_HOOK_CODE, count, None, lo, hi - 1)
+            cpu.uc.ctl_remove_cache(lo, hi)
         return counts
 
     def make(a):

@@ -1,4 +1,4 @@
-"""Looking at the machine: regs, x, disas, bt, symbols, tasks, print, info."""
+"""Looking at the machine: regs, x, disas, bt, symbols, tasks, cpus, print, info."""
 from __future__ import annotations
 
 import re
@@ -8,7 +8,7 @@ from capstone import CS_GRP_JUMP as _CS_GRP_JUMP
 
 from ...kprobes.x86 import _cs
 from ...machine import MachineError
-from ...machine.machine import GENERAL_REGISTERS
+from ...machine.machine import GENERAL_REGISTERS, CpuState
 from ..registry import CommandError, command
 from .common import eval_address, parse_number
 
@@ -282,18 +282,58 @@ def cmd_symbols(session, rest: str):
 
 @command("tasks", group="inspect", aliases=("ps", "info threads"), summary="the guest's tasks", usage="tasks")
 def cmd_tasks(session, rest: str):
-    """Every live task of the guest: pid, comm, state, parent, cpu; '*' marks current."""
+    """Every live task of the guest: pid, comm, state, parent, cpu; '*' marks current.
+With several CPUs, RUNNING says which CPU runs the task now (its %gs:pcurrent), and the
+other CPUs' idle tasks, which are not on the task list, are listed too."""
     m = session.machine
     cur = m.tasks.current_address()
     out = session.out
-    out.print(f"  {'PID':>5} {'COMM':<16} {'S':<2} {'PPID':>5} {'CPU':>3}  TASK_STRUCT", "header")
+    smp = m.ncpus > 1
+    tasks = m.tasks.all()
+    running_on: dict[int, int] = {}
+    if smp:
+        for cpu in m.cpus:
+            addr = m.cpu_current_task(cpu.index)
+            if addr:
+                running_on[addr] = cpu.index
+        listed = {t.address for t in tasks}
+        tasks += [t for a in sorted(running_on, key=running_on.get) if a not in listed
+                  for t in [m.tasks.read_task(a)] if t is not None]
+    extra = f" {'RUNNING':<8}" if smp else ""
+    out.print(f"  {'PID':>5} {'COMM':<16} {'S':<2} {'PPID':>5} {'CPU':>3}{extra}  TASK_STRUCT", "header")
     data = []
-    for t in m.tasks.all():
+    for t in tasks:
         mark = "*" if t.address == cur else " "
         ppid = "-" if t.parent_pid is None else str(t.parent_pid)
-        out.print(f"{mark} {t.pid:>5} {t.comm:<16} {t.state_letter:<2} {ppid:>5} {t.cpu:>3}  0x{t.address:x}")
-        data.append({"pid": t.pid, "comm": t.comm, "state": t.state_word, "current": t.address == cur,
-                     "parent": t.parent_pid, "cpu": t.cpu, "task_struct": t.address})
+        on = running_on.get(t.address)
+        extra = f" {('cpu ' + str(on)) if on is not None else '-':<8}" if smp else ""
+        out.print(f"{mark} {t.pid:>5} {t.comm:<16} {t.state_letter:<2} {ppid:>5} {t.cpu:>3}{extra}  0x{t.address:x}")
+        row = {"pid": t.pid, "comm": t.comm, "state": t.state_word, "current": t.address == cur,
+               "parent": t.parent_pid, "cpu": t.cpu, "task_struct": t.address}
+        if smp:
+            row["running_on"] = on
+        data.append(row)
+    return data
+
+
+@command("cpus", group="inspect", aliases=("info cpus",), summary="the virtual CPUs", usage="cpus")
+def cmd_cpus(session, rest: str):
+    """Each CPU: its state (online, parked after cli; hlt, or waiting for its startup IPI),
+its instruction clock, where it is and the task it runs; '*' marks the CPU the other
+commands (regs, bt, x ...) look at: the one that ran last."""
+    m = session.machine
+    out = session.out
+    out.print(f"  {'CPU':>3} {'STATE':<14} {'CLOCK':>12}  {'TASK':<20} RIP", "header")
+    data = []
+    for cpu in m.cpus:
+        regs = m.cpu_registers(cpu.index)
+        task = m.tasks.read_task(m.cpu_current_task(cpu.index)) if cpu.state is not CpuState.WAIT_FOR_SIPI else None
+        label = task.label if task else "-"
+        where = m.symbols.format(regs["rip"]) if task else "-"
+        mark = "*" if cpu.index == m.cpu_id else " "
+        out.print(f"{mark} {cpu.index:>3} {cpu.state.value:<14} {cpu.icount.retired:>12}  {label:<20} {where}")
+        data.append({"cpu": cpu.index, "state": cpu.state.value, "clock": cpu.icount.retired, "task": label,
+                     "rip": regs["rip"]})
     return data
 
 

@@ -7,7 +7,9 @@ from ..registry import REGISTRY, CommandError, command
 
 SETTINGS_HELP = {
     "timer-period": "guest instructions between timer interrupts (applies at the next reset/load)",
+    "cpus": "virtual CPUs, 1-4 (applies at the next reset/load; the bundled kernel's SMP build for 2+)",
     "kprobe-mode": "how probes get past their instruction: auto, single-step, boost",
+    "kprobe-step": "where the probed instruction is stepped: out-of-line (its slot) or in-place (naive)",
     "handler-error": "when a handler raises: continue, disable (the probe), stop (the guest)",
     "explain": "narrate each step of the probe mechanism: on/off",
     "color": "colour output: on/off (default: on for a terminal)",
@@ -87,6 +89,20 @@ def _parse_setting(name: str, value: str):
         if name == "timer-period" and n < 100:
             raise CommandError("the timer period must be at least 100 instructions")
         return n
+    if name == "cpus":
+        from ...machine.layout import MAX_CPUS
+
+        try:
+            n = int(value, 0)
+        except ValueError:
+            raise CommandError("set cpus takes a number") from None
+        if not 1 <= n <= MAX_CPUS:
+            raise CommandError(f"the machine has 1 to {MAX_CPUS} CPUs")
+        return n
+    if name == "kprobe-step":
+        if value not in ("out-of-line", "in-place"):
+            raise CommandError("kprobe-step is one of out-of-line, in-place")
+        return value
     if name == "kprobe-mode":
         if value not in ("auto", "single-step", "boost"):
             raise CommandError("kprobe-mode is one of auto, single-step, boost")
@@ -112,8 +128,15 @@ def apply_setting(session, name: str, value: str) -> None:
     """Parse and apply one setting (shared by `set` and its shorthands such as `explain`);
     a bad value raises before anything changes."""
     parsed = _parse_setting(name, value)
-    session.settings[name] = parsed
     m = session.machine
+    if name == "kprobe-step":
+        from ...kprobes.x86 import ProbeError
+
+        try:
+            m.kprobes.set_step_mode(parsed)
+        except ProbeError as exc:
+            raise CommandError(str(exc)) from None
+    session.settings[name] = parsed
     if name == "kprobe-mode":
         m.kprobes.set_mode(parsed)
     elif name == "handler-error":
@@ -122,7 +145,7 @@ def apply_setting(session, name: str, value: str) -> None:
         m.kprobes.narrator = session._narrate if parsed else None
     elif name == "color":
         session.out.color = parsed and not session.out.json_mode
-    elif name == "timer-period":
+    elif name in ("timer-period", "cpus"):
         session.out.print("(takes effect at the next reset or load)")
     elif name == "history-size" and session.history_path:
         from ..repl import trim_history_file

@@ -357,6 +357,11 @@ and for return probes maxactive with free/used instances."""
                 details = f"-> {obj.entry_label}"
             if getattr(obj, "faults", 0):
                 details += f" faults={obj.faults}"
+            in_place = getattr(obj, "missed_in_place", 0)
+            if session.machine.kprobes.step_mode == "in-place":
+                mode = "in-place"
+            if in_place or mode == "in-place":
+                details = f"{details} missed (in-place window)={in_place}".strip()
             if up.event:
                 details = f"{up.event} {details.strip()}".strip()
             if up.spec.get("where"):
@@ -366,7 +371,8 @@ and for return probes maxactive with free/used instances."""
         what = session.machine.symbols.format(up.addr)
         rows.append(f"{up.number:<4}{up.kind:<5}0x{up.addr:016x}  {what:<34}{enb:<4}{hits:>7}{missed:>8}  {mode:<12}{details}")
         data.append({"number": up.number, "type": up.kind, "addr": up.addr, "what": what, "enabled": up.enabled,
-                     "hits": hits, "nmissed": missed, "mode": mode, "details": details})
+                     "hits": hits, "nmissed": missed, "mode": mode, "details": details.strip(),
+                     "missed_in_place": 0 if up.is_breakpoint else getattr(obj, "missed_in_place", 0)})
     for row in rows:
         out.print(row)
     if not rows:
@@ -405,6 +411,8 @@ each kretprobe's pool."""
     for bucket, task_addr, ris in rows:
         task = m.tasks.read_task(task_addr)
         label = task.label if task else f"(exited task 0x{task_addr:x})"
+        if task and m.ncpus > 1:
+            label += f" on cpu {task.cpu}"
         out.print(f"kretprobe_inst_table[{bucket:2d}]  task {label} (task_struct 0x{task_addr:x}): {len(ris)} in flight",
                   "header")
         for depth, ri in enumerate(ris):

@@ -161,10 +161,13 @@ it (counters start from zero) unless --no-probes."""
     keep = rest.strip() != "--no-probes"
     if rest.strip() not in ("", "--no-probes"):
         raise CommandError("usage: reset [--no-probes]")
-    failures = session.replace_machine(session.image_path, keep_probes=keep)
+    path = session.image_path if session.image_explicit else session.bundled_image()
+    failures = session.replace_machine(path, keep_probes=keep)
     for f in failures:
         session.out.error(f)
-    session.out.print(f"Fresh machine from {session.image_path}" + (f" with {len(session.probes)} probe(s)" if keep else ""))
+    cpus = session.machine.ncpus
+    session.out.print(f"Fresh machine from {session.image_path}" + (f" with {len(session.probes)} probe(s)" if keep else "")
+                      + (f", {cpus} CPUs" if cpus > 1 else ""))
 
 
 @command("load", group="running", args=("file",), repeatable=False,
@@ -176,6 +179,7 @@ current machine. Probes are re-created by symbol where the new image has them.""
     if len(args) != 1:
         raise CommandError("usage: load IMAGE")
     failures = session.replace_machine(args[0], keep_probes=True)
+    session.image_explicit = True
     for f in failures:
         session.out.error(f)
     m = session.machine
