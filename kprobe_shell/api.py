@@ -39,6 +39,13 @@ class Machine(_BareMachine):
     def symbols(self):
         return self.image.symbols
 
+    def request_stop(self) -> None:
+        """Thread-safe (Ctrl-C): stop the guest, and end a probe handler running now."""
+        super().request_stop()
+        kprobes = getattr(self, "kprobes", None)
+        if kprobes is not None:
+            kprobes.guard.interrupt()
+
     # The kernel's API, by its names.
     def register_kprobe(self, p: Kprobe) -> Kprobe:
         return self.kprobes.register_kprobe(p)

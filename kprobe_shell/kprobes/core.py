@@ -16,6 +16,7 @@ from typing import Callable
 
 from ..machine import Machine, StopEvent, StopReason
 from ..machine.layout import EFLAGS_IF, EFLAGS_TF, RESERVED_BASE, RESERVED_END
+from .guard import HandlerGuard, HandlerInterrupted, HandlerTimeout
 from .regs import PtRegs
 from .x86 import (
     BREAKPOINT_INSTRUCTION,
@@ -177,7 +178,16 @@ class HandlerError:
     where: str  # "file:line" of the innermost frame in the handler's code
 
     def __str__(self) -> str:
-        return f"{self.handler} of {self.probe.owner!r} raised {type(self.exception).__name__}: {self.exception} ({self.where})"
+        return f"{self.handler} of {self.probe.owner!r} {describe_handler_exception(self.exception)} ({self.where})"
+
+
+def describe_handler_exception(exc: BaseException) -> str:
+    """"raised ValueError: ...", or what the guard did to a handler that would not return."""
+    if isinstance(exc, HandlerTimeout):
+        return "ran past the handler-timeout and was stopped (HandlerTimeout)"
+    if isinstance(exc, (HandlerInterrupted, KeyboardInterrupt)):
+        return "was interrupted by Ctrl-C"
+    return f"raised {type(exc).__name__}: {exc}"
 
 
 #: Functions still running when the 2005 kernel calls kprobe_flush_task, so their return
@@ -199,6 +209,8 @@ class KprobeEngine:
         self.mode = "auto"  # "auto" (boost when safe), "single-step", "boost"
         #: What to do when a handler raises: "continue", "disable" the probe, or "stop" the guest.
         self.handler_error_policy = "continue"
+        #: Ends handlers that run too long (`handler-timeout`) or when Ctrl-C asks (guard.py).
+        self.guard = HandlerGuard()
         self.listeners: list[Callable[[object], None]] = []
         self.narrator: Callable[[str], None] | None = None
         # Per-CPU state (one CPU): the kernel's current_kprobe, kprobe_status and saved flags.
@@ -235,12 +247,23 @@ class KprobeEngine:
             self.narrator(text() if callable(text) else text)
 
     def _call(self, p: Kprobe, which: str, fn: Callable, *args):
-        """Run a user handler; an exception is reported and charged to the probe, never fatal."""
+        """Run a user handler; an exception is reported and charged to the probe, never fatal.
+
+        The guard ends a handler that runs past handler-timeout or when Ctrl-C comes
+        (HandlerTimeout / HandlerInterrupted are raised inside it).  A handler's
+        KeyboardInterrupt or SystemExit is its failure too: it must not end the shell."""
+        guard = self.guard
+        call = guard.enter()
         try:
-            return fn(*args)
-        except Exception as exc:  # noqa: BLE001 - a handler may raise anything
+            try:
+                result = fn(*args)
+            finally:
+                guard.leave(call)
+        except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
+            guard.leave(call)  # in case the guard's exception landed inside leave() itself
             self._handler_failed(p, which, exc)
             return 0
+        return result
 
     def _handler_failed(self, p: Kprobe, which: str, exc: BaseException) -> None:
         owner = p.owner
@@ -250,11 +273,14 @@ class KprobeEngine:
         frames = [f for f in tb if not f.filename.startswith(here)] or list(tb)
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
         self._emit(HandlerError(owner, which, exc, where))
+        if isinstance(exc, (HandlerInterrupted, KeyboardInterrupt)):
+            self.machine.request_stop()  # Ctrl-C: the guest stops too, whatever the policy
+            return
         if self.handler_error_policy == "disable" and not owner.internal:
             self.disable(owner)
         elif self.handler_error_policy == "stop":
             self.machine.stop_guest(
-                self.machine._event(StopReason.HANDLER, f"{which} of {owner!r} raised {type(exc).__name__}: {exc}")
+                self.machine._event(StopReason.HANDLER, f"{which} of {owner!r} {describe_handler_exception(exc)}")
             )
 
     # ------------------------------------------------------------------ the table
@@ -312,7 +338,8 @@ class KprobeEngine:
             what = "instruction slot page" if self.slots.contains(addr) else "reserved pages"
             raise ProbeError(f"0x{addr:x} is in the engine's own {what}: it cannot be probed")
         if not image.is_text(addr):
-            raise ProbeError(f"0x{addr:x} ({where}) is outside the image's text: only code can be probed")
+            shown = f"0x{addr:x}" + (f" ({where})" if where != f"0x{addr:x}" else "")
+            raise ProbeError(f"{shown} is outside the image's text: only code can be probed")
         tramp = self.kretprobes.trampoline
         if tramp is not None and addr == tramp:
             raise ProbeError("kretprobe_trampoline cannot be probed: the engine's own probe owns it")

@@ -32,6 +32,13 @@ def load_config(path: str | None = None) -> dict:
                 out[key] = int(value, 0)
             except ValueError:
                 continue
+        elif key == "handler-timeout":
+            try:
+                seconds = None if value == "off" else float(value)
+            except ValueError:
+                continue
+            if seconds is None or 0 < seconds < float("inf"):
+                out[key] = seconds
         elif key == "color":
             out[key] = {"on": True, "off": False}.get(value)
         elif key in ("kprobe-mode", "handler-error", "prompt-style"):

@@ -16,7 +16,8 @@ def run_shell(args) -> int:
     config = load_config()
     color = {"on": True, "off": False}.get(args.color, config.get("color"))
     out = Output(sys.stdout, color=color, json_mode=args.json)
-    settings = {k: v for k, v in config.items() if k in ("timer-period", "kprobe-mode", "handler-error", "history-size")}
+    settings = {k: v for k, v in config.items() if k in ("timer-period", "kprobe-mode", "handler-error", "handler-timeout",
+                                                                  "history-size")}
     try:
         session = Session(args.image, output=out, timer_period=args.timer_period, settings=settings)
     except CommandError as exc:

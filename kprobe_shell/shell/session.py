@@ -44,6 +44,7 @@ DEFAULT_SETTINGS = {
     "timer-period": 5000,
     "kprobe-mode": "auto",
     "handler-error": "continue",
+    "handler-timeout": 5.0,
     "explain": False,
     "color": None,
     "history-size": 10000,
@@ -81,6 +82,7 @@ class Session:
             raise CommandError(str(exc)) from None
         m.kprobes.set_mode(self.settings["kprobe-mode"])
         m.kprobes.handler_error_policy = self.settings["handler-error"]
+        m.kprobes.guard.timeout = self.settings["handler-timeout"]
         m.kprobes.listeners.append(self._on_engine_event)
         if self.settings["explain"]:
             m.kprobes.narrator = self._narrate
@@ -121,8 +123,10 @@ class Session:
         if isinstance(event, HandlerError):
             self.out.event(
                 {"type": "handler-error", "probe": event.probe.number, "handler": event.handler,
-                 "error": f"{type(event.exception).__name__}: {event.exception}", "where": event.where},
-                f"warning: {event}", "warning",
+                 "error": f"{type(event.exception).__name__}: {event.exception}", "where": event.where,
+                 "faults": event.probe.faults},
+                f"warning: probe {event.probe.number}: {event} [faults={event.probe.faults}, "
+                f"handler-error={self.machine.kprobes.handler_error_policy}]", "warning",
             )
         elif isinstance(event, FlushEvent):
             who = self.machine.tasks.read_task(event.task)
@@ -274,6 +278,17 @@ class Session:
         except CommandError as exc:
             self.out.end_command(line, False, error=str(exc))
             raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+            from .commands.misc import QuitRequest
+
+            if isinstance(exc, QuitRequest):
+                self.out.end_command(line, True)
+                raise
+            # A bug of the shell, not of the user's input: one line, and the session goes on.
+            msg = (str(exc).splitlines() or [""])[0]
+            error = f"internal error: {type(exc).__name__}: {msg}" if msg else f"internal error: {type(exc).__name__}"
+            self.out.end_command(line, False, error=error)
+            raise CommandError(error) from exc
         except BaseException:
             self.out.end_command(line, False)
             raise
@@ -291,7 +306,7 @@ def _is_probe_event_line(word: str) -> bool:
     """ftrace's kprobe_events lines: p, p:EVENT, r, r4, r:EVENT, -:EVENT."""
     import re
 
-    return bool(re.fullmatch(r"(p|r\d*)(:\S*)?|-:\S+", word))
+    return bool(re.fullmatch(r"(p|r\d*)(:\S*)?|-:\S*", word))
 
 
 def _jsonable(data: object) -> bool:

@@ -9,6 +9,7 @@ SETTINGS_HELP = {
     "timer-period": "guest instructions between timer interrupts (applies at the next reset/load)",
     "kprobe-mode": "how probes get past their instruction: auto, single-step, boost",
     "handler-error": "when a handler raises: continue, disable (the probe), stop (the guest)",
+    "handler-timeout": "seconds a Python handler may run before it is stopped (a handler error); off: no limit",
     "explain": "narrate each step of the probe mechanism: on/off",
     "color": "colour output: on/off (default: on for a terminal)",
     "history-size": "lines of command history kept",
@@ -95,6 +96,16 @@ def _parse_setting(name: str, value: str):
         if value not in ("continue", "disable", "stop"):
             raise CommandError("handler-error is one of continue, disable, stop")
         return value
+    if name == "handler-timeout":
+        if value == "off":
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise CommandError("handler-timeout takes a number of seconds, or off") from None
+        if not seconds > 0 or seconds == float("inf"):
+            raise CommandError("handler-timeout must be > 0 seconds (or off)")
+        return seconds
     raise CommandError(f"unknown setting '{name}' (settings: {', '.join(SETTINGS_HELP)})")
 
 
@@ -113,6 +124,8 @@ def cmd_set(session, rest: str):
         m.kprobes.set_mode(parsed)
     elif name == "handler-error":
         m.kprobes.handler_error_policy = parsed
+    elif name == "handler-timeout":
+        m.kprobes.guard.timeout = parsed
     elif name == "explain":
         m.kprobes.narrator = session._narrate if parsed else None
     elif name == "color":
@@ -129,7 +142,10 @@ def cmd_show(session, rest: str):
         if n not in session.settings:
             raise CommandError(f"unknown setting '{n}'")
         v = session.settings[n]
-        shown = {True: "on", False: "off", None: "auto"}.get(v, v) if not isinstance(v, int) or isinstance(v, bool) else v
+        if n == "handler-timeout":
+            shown = "off" if v is None else f"{v:g}"
+        else:
+            shown = {True: "on", False: "off", None: "auto"}.get(v, v) if not isinstance(v, int) or isinstance(v, bool) else v
         session.out.print(f"{n:<14} {shown!s:<12} {SETTINGS_HELP[n]}")
     return {n: session.settings[n] for n in names}
 

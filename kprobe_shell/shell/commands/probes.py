@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from ...api import Jprobe, Kprobe, Kretprobe, ProbeError
 from ...machine import StopReason
+from ...tracing.probe_events import KRETPROBE_MAXACTIVE_MAX
 from ..registry import CommandError, command
 from ..session import UserProbe
-from .common import parse_location, parse_number
+from .common import no_arguments, parse_location, parse_number, parse_probe_numbers
 
 
 def _signed(value: int) -> int:
@@ -131,6 +132,8 @@ def _create_breakpoint(session, up: UserProbe) -> UserProbe:
         if not up.enabled or machine.kprobes.kprobe_running():
             return
         up.hits += 1
+        if session._stop_at_break is not None:
+            return  # [robustness fix] two breakpoints on one address: the first one reports the stop
         machine.uncount_current()  # the instruction runs after we continue, counted then
         session._stop_at_break = up
         machine.stop_guest(machine._event(StopReason.BREAKPOINT, f"breakpoint {up.number}"))
@@ -144,6 +147,9 @@ def _new_probe(session, kind: str, location: str, spec: dict) -> UserProbe:
     spec.update(symbol=sym, offset=off, addr=addr)
     if kind == "r" and off:
         raise CommandError("a return probe goes on a function's entry: no offset")
+    if kind == "j" and off:
+        # [robustness fix] the offset was dropped and the jprobe landed on the entry.
+        raise CommandError(f"a jprobe goes on a function's entry (offset 0), not {sym}+0x{off:x}")
     up = UserProbe(number=0, kind=kind, location=location, addr=addr, spec=spec,
                    event=_event_name(kind, sym, off, addr))
     if kind in ("b", "t"):
@@ -158,6 +164,15 @@ def _new_probe(session, kind: str, location: str, spec: dict) -> UserProbe:
 
 def _describe_new(session, up: UserProbe) -> None:
     what = {"k": "Kprobe", "j": "Jprobe", "r": "Kretprobe", "b": "Breakpoint", "t": "Temporary breakpoint"}[up.kind]
+    others = [o for o in sorted(session.probes.values(), key=lambda o: o.number)
+              if o.addr == up.addr and o is not up and o.is_breakpoint == up.is_breakpoint]
+    if others:
+        nums = ", ".join(str(o.number) for o in others)
+        if up.is_breakpoint:
+            session.out.print(f"Note: breakpoint {nums} also set at 0x{up.addr:x}.")
+        else:
+            session.out.print(f"Note: probe {nums} also at 0x{up.addr:x}: the probes share the address "
+                              "(an aggregate kprobe runs each one's handlers).")
     extra = ""
     if up.kind == "r":
         extra = f" maxactive={up.obj.maxactive}"
@@ -218,6 +233,9 @@ nmissed. --unsafe allows the exec path (do_execve, flush_thread, ...) to show th
             n = parse_number(a.split("=", 1)[1], "maxactive")
             if n < 0:
                 raise CommandError("maxactive must be >= 0 (0 means the default)")
+            if n > KRETPROBE_MAXACTIVE_MAX:
+                # [robustness fix] maxactive=10**11 built that many instances and ran out of memory.
+                raise CommandError(f"maxactive must be at most {KRETPROBE_MAXACTIVE_MAX}")
             spec["maxactive"] = n
         else:
             raise CommandError(f"unexpected '{a}' (maxactive=N or --unsafe)")
@@ -265,7 +283,8 @@ def cmd_delete(session, rest: str):
     """Unregister probes/breakpoints by number: the int3 is removed from guest memory (the
 original byte put back), the slot freed; a kretprobe's calls in flight return normally."""
     nums = session.split_args(rest)
-    targets = [session.get_probe(n) for n in nums] if nums else list(session.probes.values())
+    # [robustness fix] `delete 1 1` deleted 1, then raised a ProbeError out of the shell.
+    targets = parse_probe_numbers(session, rest) if nums else list(session.probes.values())
     for up in targets:
         delete_user_probe(session, up)
     session.out.print(f"Deleted {len(targets)} probe(s)/breakpoint(s)" if not nums or len(targets) > 1
@@ -274,7 +293,7 @@ original byte put back), the slot freed; a kretprobe's calls in flight return no
 
 def _set_enabled(session, rest: str, enabled: bool):
     nums = session.split_args(rest)
-    targets = [session.get_probe(n) for n in nums] if nums else list(session.probes.values())
+    targets = parse_probe_numbers(session, rest) if nums else list(session.probes.values())
     for up in targets:
         up.enabled = enabled
         if not up.is_breakpoint:
@@ -302,6 +321,7 @@ def cmd_enable(session, rest: str):
 def cmd_probes(session, rest: str):
     """Number, type (k/j/r, b breakpoint), address, sym+off, enabled, hits, nmissed, mode,
 and for return probes maxactive with free/used instances."""
+    no_arguments(rest, "probes")
     out = session.out
     rows = []
     header = f"{'Num':<4}{'Type':<5}{'Address':<20}{'What':<34}{'Enb':<4}{'Hits':>7}{'Missed':>8}  {'Mode':<12}Details"
@@ -343,6 +363,8 @@ def cmd_instances(session, rest: str):
 kretprobe_inst_table and each instance, newest first: probe, function, the real return
 address, the stack slot that now holds the trampoline. --all also lists empty buckets'
 count and each kretprobe's free/used pool."""
+    if rest.strip() not in ("", "--all"):
+        raise CommandError(f"unexpected '{rest.strip()}' (usage: instances [--all])")
     m = session.machine
     mgr = m.kprobes.kretprobes
     fmt = m.symbols.format

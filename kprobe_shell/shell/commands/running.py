@@ -4,7 +4,7 @@ from __future__ import annotations
 from ...kprobes.x86 import decode_at
 from ...machine import StopReason
 from ..registry import CommandError, command
-from .common import parse_location, parse_number
+from .common import no_arguments, parse_location, parse_number
 
 
 def _go(session, max_insns: int | None = None, quiet_budget: bool = False):
@@ -104,6 +104,7 @@ def _run_to(session, addr: int):
          usage="nexti")
 def cmd_nexti(session, rest: str):
     """Like stepi, but a call runs to its return."""
+    no_arguments(rest, "nexti")
     m = session.machine
     insn = decode_at(session.machine.kprobes.original_bytes(m.rip, 15), m.rip)
     if insn is not None and insn.mnemonic == "call":
@@ -120,6 +121,7 @@ def cmd_finish(session, rest: str):
 kretprobe trampoline replaced is looked up in the task's instances)."""
     from .inspect import backtrace
 
+    no_arguments(rest, "finish")
     frames = backtrace(session, 2)
     if len(frames) < 2:
         raise CommandError("no caller frame to finish to")
