@@ -262,7 +262,8 @@ class KprobeEngine:
         except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
             guard.leave(call)  # in case the guard's exception landed inside leave() itself
             self._handler_failed(p, which, exc)
-            return 0
+            # An internal probe (the trampoline's) has no slot to step: it is done.
+            return 1 if p.internal else 0
         return result
 
     def _handler_failed(self, p: Kprobe, which: str, exc: BaseException) -> None:
@@ -273,11 +274,21 @@ class KprobeEngine:
         frames = [f for f in tb if not f.filename.startswith(here)] or list(tb)
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
         self._emit(HandlerError(owner, which, exc, where))
+        if owner.internal:
+            # [robustness fix] The engine's own handler failed: this is a bug of the tool, and
+            # stepping on would crash it (the trampoline probe has no slot).  Stop, inspectable.
+            name = owner.name or repr(owner)
+            self.machine.stop_guest(self.machine._event(
+                StopReason.BUG, f"internal error in the engine's {name} ({which}): "
+                f"{type(exc).__name__}: {exc}"))
+            return
         if isinstance(exc, (HandlerInterrupted, KeyboardInterrupt)):
             self.machine.request_stop()  # Ctrl-C: the guest stops too, whatever the policy
             return
         if self.handler_error_policy == "disable" and not owner.internal:
-            self.disable(owner)
+            # [robustness fix] a jprobe's or kretprobe's `disabled` is its kprobe's (read-only
+            # on the owner): disabling the owner itself raised AttributeError in the engine.
+            self.disable(getattr(owner, "kp", owner))
         elif self.handler_error_policy == "stop":
             self.machine.stop_guest(
                 self.machine._event(StopReason.HANDLER, f"{which} of {owner!r} {describe_handler_exception(exc)}")

@@ -344,10 +344,12 @@ and for return probes maxactive with free/used instances."""
                 details += f" faults={obj.faults}"
             if up.event:
                 details = f"{up.event} {details}".strip()
-        enb = "y" if up.enabled else "n"
+        # [robustness fix] a probe the handler-error policy disabled showed as enabled.
+        enabled = up.enabled and not getattr(obj, "disabled", False)
+        enb = "y" if enabled else "n"
         what = session.machine.symbols.format(up.addr)
         rows.append(f"{up.number:<4}{up.kind:<5}0x{up.addr:016x}  {what:<34}{enb:<4}{hits:>7}{missed:>8}  {mode:<12}{details}")
-        data.append({"number": up.number, "type": up.kind, "addr": up.addr, "what": what, "enabled": up.enabled,
+        data.append({"number": up.number, "type": up.kind, "addr": up.addr, "what": what, "enabled": enabled,
                      "hits": hits, "nmissed": missed, "mode": mode, "details": details})
     for row in rows:
         out.print(row)
