@@ -21,6 +21,7 @@ from .kprobes.kretprobes import Kretprobe, KretprobeInstance
 from .kprobes.x86 import ProbeError
 from .machine import Image, ImageError, MachineError, StopEvent, StopReason
 from .machine.machine import Machine as _BareMachine
+from unicorn import UcError
 
 __all__ = [
     "AggrKprobe", "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe",
@@ -32,8 +33,18 @@ class Machine(_BareMachine):
     """An emulated x86_64 machine running a guest image, with the kprobes engine on it."""
 
     def __init__(self, image: str | Image | None = None, *, timer_period: int = 5000):
-        super().__init__(image if image is not None else bundled_image_path(), timer_period=timer_period)
-        self.kprobes = KprobeEngine(self)
+        if timer_period < 100:
+            raise MachineError("the timer period must be at least 100 instructions")
+        image = image if image is not None else bundled_image_path()
+        try:
+            super().__init__(image, timer_period=timer_period)
+            self.kprobes = KprobeEngine(self)
+        except (MachineError, ProbeError, UcError) as exc:
+            # [robustness fix] An image that passes the ELF checks but whose symbols point
+            # nowhere (task_struct_layout in unmapped memory, say) raised MachineError from
+            # the boot; it is the image that is broken, so say so.
+            path = image.path if isinstance(image, Image) else image
+            raise ImageError(f"{path}: the machine cannot boot this image: {exc}") from None
 
     @property
     def symbols(self):

@@ -10,6 +10,7 @@ import io
 
 import pytest
 
+from harness import session_state
 from kprobe_shell import Kprobe, ProbeError
 from kprobe_shell.shell.output import Output
 from kprobe_shell.shell.registry import CommandError
@@ -33,30 +34,7 @@ def session(user_image):
     return s
 
 
-def probes_listing(s: Session) -> str:
-    buf = io.StringIO()
-    old, s.out = s.out, Output(buf, color=False)
-    try:
-        s.execute("probes")
-    finally:
-        s.out = old
-    return buf.getvalue()
-
-
-def state(s: Session) -> dict:
-    m = s.machine
-    return {
-        "machine": id(m),
-        "probes": probes_listing(s),
-        "numbers": (sorted(s.probes), s.next_number),
-        "planted": m.kprobes.planted(),
-        "text": [m.read(lo, hi - lo) for lo, hi in m.image.text_ranges],
-        "registers": m.registers(),
-        "retired": m.retired,
-        "trace": len(s.trace.events),
-        "settings": dict(s.settings),
-        "image": s.image_path,
-    }
+state = session_state
 
 
 BAD = [
