@@ -446,7 +446,9 @@ class Machine:
             # retired == deadline; it was taken for a deadline stop, and the next run
             # resumed past the hlt (a user image then ran off the end of _start).
             if ic.retired >= deadline and not self._stopped_after_hlt():
-                self._timer_tick()
+                shutdown = self._timer_tick()
+                if shutdown is not None:
+                    return shutdown
                 continue
             # emu_start came back on its own: the guest executed hlt.
             if self.read(self.rip - 1, 1) != b"\xf4":
@@ -461,7 +463,9 @@ class Machine:
                 ic.retired = budget_end
                 continue
             ic.retired = max(ic.retired, self._next_tick)
-            self._timer_tick()
+            shutdown = self._timer_tick()
+            if shutdown is not None:
+                return shutdown
 
     def _stopped_after_hlt(self) -> bool:
         """Did emu_start return because the guest executed hlt (rather than at a deadline
@@ -481,12 +485,15 @@ class Machine:
                 return address == rip - 1
         return False
 
-    def _timer_tick(self) -> None:
-        """The count reached the next tick: deliver it, or hold it until IF is set."""
+    def _timer_tick(self) -> StopEvent | None:
+        """The count reached the next tick: deliver it, or hold it until IF is set.  Returns
+        a stop event when the CPU cannot take the interrupt at all (a triple fault)."""
         ic = self._icount
         if ic.retired < self._next_tick:
-            return
+            return None
         eflags = self.uc.reg_read(X.UC_X86_REG_EFLAGS)
+        if eflags & EFLAGS_IF and (shutdown := self._interrupt_frame_problem(TIMER_VECTOR)):
+            return self._event(StopReason.FAULT, shutdown, details={"vector": TIMER_VECTOR, "triple_fault": True})
         if eflags & EFLAGS_IF and self._deliver_interrupt(TIMER_VECTOR):
             while self._next_tick <= ic.retired:
                 self._next_tick += self.timer_period
@@ -496,6 +503,21 @@ class Machine:
         else:
             # Interrupts are off: look again a few instructions later (pending IRQ).
             self._next_tick = ic.retired + 16
+
+    def _interrupt_frame_problem(self, vector: int) -> str | None:
+        """[robustness fix] Why the CPU could not push an interrupt frame, if it could not.
+
+        With the stack pointer in unmapped memory, pushing the frame page-faults,
+        the #PF cannot be delivered on that stack either (#DF), and the CPU shuts down: a
+        triple fault.  Before, the host's write of the frame raised MachineError out of run().
+        """
+        rsp = self.uc.reg_read(X.UC_X86_REG_RSP)
+        frame_at = ((rsp & ~0xF) - 40) & 0xFFFFFFFFFFFFFFFF
+        if self.is_mapped(frame_at, 40) or self._idt_gate(vector) is None:
+            return None
+        return (f"triple fault: the timer interrupt (vector 0x{vector:x}) cannot be delivered: its frame "
+                f"would go to 0x{frame_at:x} (rsp 0x{rsp:x}), which is not mapped memory "
+                "(#PF while delivering, then #DF: the CPU shuts down)")
 
     def _timer_vector_present(self) -> bool:
         return self._idt_gate(TIMER_VECTOR) is not None

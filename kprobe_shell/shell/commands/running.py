@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...kprobes.x86 import decode_at
-from ...machine import StopReason
+from ...machine import MachineError, StopReason
 from ..registry import CommandError, command
 from .common import no_arguments, parse_location, parse_number
 
@@ -106,7 +106,10 @@ def cmd_nexti(session, rest: str):
     """Like stepi, but a call runs to its return."""
     no_arguments(rest, "nexti")
     m = session.machine
-    insn = decode_at(session.machine.kprobes.original_bytes(m.rip, 15), m.rip)
+    try:
+        insn = decode_at(session.machine.kprobes.original_bytes(m.rip, 15), m.rip)
+    except MachineError:
+        insn = None  # [robustness fix] rip in unmapped memory (after a fault): MachineError escaped
     if insn is not None and insn.mnemonic == "call":
         _run_to(session, m.rip + insn.length)
     else:
