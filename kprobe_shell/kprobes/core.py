@@ -767,6 +767,9 @@ class KprobeEngine:
                         if a != b and a == BREAKPOINT_INSTRUCTION and lo + i not in planted:
                             problems.append(f"0xcc left at 0x{lo + i:x} where no probe is armed")
         problems.extend(self.kretprobes.check_invariants())
+        from .invariants import extra_invariants
+
+        problems.extend(extra_invariants(self))
         return problems
 
 
