@@ -40,6 +40,10 @@ def run_shell(args) -> int:
                 except OSError as exc:
                     out.error(f"kprobe-shell: cannot read {value}: {exc.strerror}")
                     return 1 if args.batch else 2
+                except UnicodeDecodeError:
+                    # [robustness fix] a binary file given with -x ended in a traceback.
+                    out.error(f"kprobe-shell: cannot read {value}: not a text file")
+                    return 1 if args.batch else 2
                 try:
                     run_lines(session, lines, value)
                 except CommandError as exc:
@@ -55,6 +59,9 @@ def run_shell(args) -> int:
                 run_lines(session, sys.stdin, "<stdin>")
             except CommandError as exc:
                 out.error(str(exc))
+                return 1
+            except UnicodeDecodeError:
+                out.error("kprobe-shell: <stdin>: not text (invalid UTF-8)")
                 return 1
         elif not args.batch and not args.actions:
             pass

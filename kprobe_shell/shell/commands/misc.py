@@ -57,6 +57,10 @@ def cmd_echo(session, rest: str):
     session.out.print(rest.replace("\\n", "\n").rstrip("\n") if rest.endswith("\\n") else rest.replace("\\n", "\n"))
 
 
+#: How deeply `source` files may nest.
+MAX_SOURCE_DEPTH = 16
+
+
 @command("source", group="shell", args=("file",), repeatable=False, summary="run the commands in a file",
          usage="source FILE")
 def cmd_source(session, rest: str):
@@ -67,12 +71,23 @@ first error stops the file and is reported as FILE:LINE: message."""
     path = os.path.expanduser(rest.strip())
     if not path:
         raise CommandError("usage: source FILE")
+    depth = getattr(session, "_source_depth", 0)
+    if depth >= MAX_SOURCE_DEPTH:
+        # [robustness fix] a file that sources itself recursed until RecursionError.
+        raise CommandError(f"source {path}: command files nested more than {MAX_SOURCE_DEPTH} deep "
+                           "(does a file source itself?)")
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.readlines()
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-    run_lines(session, lines, path)
+    except UnicodeDecodeError:
+        raise CommandError(f"cannot read {path}: not a text file") from None
+    session._source_depth = depth + 1
+    try:
+        run_lines(session, lines, path)
+    finally:
+        session._source_depth = depth
 
 
 def _parse_setting(name: str, value: str):
