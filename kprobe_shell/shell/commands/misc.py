@@ -57,6 +57,8 @@ def cmd_echo(session, rest: str):
     session.out.print(rest.replace("\\n", "\n").rstrip("\n") if rest.endswith("\\n") else rest.replace("\\n", "\n"))
 
 
+#: The longest timer period (instructions): ticks stay far inside the 64-bit clock.
+MAX_TIMER_PERIOD = 10**12
 #: How deeply `source` files may nest.
 MAX_SOURCE_DEPTH = 16
 
@@ -102,6 +104,11 @@ def _parse_setting(name: str, value: str):
             raise CommandError(f"set {name} takes a number") from None
         if name == "timer-period" and n < 100:
             raise CommandError("the timer period must be at least 100 instructions")
+        if name == "timer-period" and n > MAX_TIMER_PERIOD:
+            # [robustness fix] the clock's deadline is a 64-bit counter: a huge period wrapped.
+            raise CommandError(f"the timer period must be at most {MAX_TIMER_PERIOD} instructions")
+        if name == "history-size" and n < 0:
+            raise CommandError("history-size must be >= 0 (0: no history file)")
         return n
     if name == "kprobe-mode":
         if value not in ("auto", "single-step", "boost"):

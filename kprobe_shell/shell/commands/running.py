@@ -139,6 +139,9 @@ def cmd_until(session, rest: str):
     if not rest:
         raise CommandError("usage: until LOCATION")
     _sym, _off, addr = parse_location(session, rest)
+    if not session.machine.image.is_text(addr):
+        # [robustness fix] a data or unmapped address was never reached: the guest ran to its end.
+        raise CommandError(f"0x{addr:x} is not in the image's text: the guest never executes it")
     _run_to(session, addr)
     _show_pc(session)
 
