@@ -29,13 +29,13 @@ def good(build_guest):
     return Path(build_guest("workload")).read_bytes()
 
 
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(100))
 @given(raw=st.binary(max_size=4096))
 def test_random_bytes_are_refused(raw):
     assert load_and_run(raw) == "refused" or raw[:4] == b"\x7fELF"
 
 
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(100))
 @given(raw=st.binary(min_size=60, max_size=2048))
 def test_random_bytes_behind_an_elf_magic_are_refused_cleanly(raw):
     load_and_run(b"\x7fELF\x02\x01\x01" + raw)
@@ -46,7 +46,7 @@ def test_random_bytes_behind_an_elf_magic_are_refused_cleanly(raw):
 POSITION = st.one_of(st.integers(0, 0x3F), st.integers(0x40, 0x200), st.integers(0, 10**7))
 
 
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(100))
 @given(edits=st.lists(st.tuples(POSITION, st.integers(0, 255)), min_size=1, max_size=6),
        cut=st.one_of(st.none(), st.integers(0, 10**7)))
 def test_mutated_real_elf_loads_or_is_refused_cleanly(good, edits, cut):

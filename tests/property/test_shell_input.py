@@ -67,15 +67,45 @@ def execute_all(image, lines):
     return s
 
 
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(80))
 @given(lines=st.lists(LINE, min_size=1, max_size=12))
 def test_random_command_lines_only_raise_command_error(user_image, in_tmp, lines):
     s = execute_all(user_image, lines)
     assert s.machine.kprobes.check_invariants() == []
 
 
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(80))
 @given(lines=st.lists(EVENT, min_size=1, max_size=8))
 def test_random_kprobe_events_lines_only_raise_command_error(user_image, in_tmp, lines):
     s = execute_all(user_image, lines + ["run"])
     assert s.machine.kprobes.check_invariants() == []
+
+
+@settings(max_examples=examples(80))
+@given(text=st.one_of(LINE, EVENT), cursor=st.integers(0, 200))
+def test_the_completer_and_the_highlighter_never_raise(user_image, text, cursor):
+    """Completion runs on every keystroke (in a thread): an exception there would print
+    a traceback under the prompt."""
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    from kprobe_shell.shell.completer import ShellCompleter
+    from kprobe_shell.shell.lexer import KprobeShellLexer, highlight_asm
+
+    s = _completion_session(user_image)
+    doc = Document(text, min(cursor, len(text)))
+    list(ShellCompleter(s).get_completions(doc, CompleteEvent(completion_requested=True)))
+    highlight_asm(text)
+    assert "".join(v for _t, v in KprobeShellLexer.build().get_tokens(text)).rstrip("\n") == text.rstrip("\n")
+
+
+_SESSIONS: dict = {}
+
+
+def _completion_session(image):
+    if image not in _SESSIONS:
+        s = Session(image, output=Output(io.StringIO(), color=False))
+        s.execute("kprobe leaf")
+        s.execute("kretprobe walk")
+        _SESSIONS[image] = s
+    return _SESSIONS[image]
