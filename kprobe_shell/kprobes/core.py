@@ -383,7 +383,15 @@ class KprobeEngine:
         return insn
 
     # ------------------------------------------------------------------ register/unregister
+    def _refuse_from_handler(self, what: str) -> None:
+        """[robustness fix] register/unregister from inside a handler: the kernel's may sleep
+        and must not be called there; here, a probe unregistering itself mid-hit lost its
+        slot under the step and crashed the engine (TypeError)."""
+        if self.guard.running:
+            raise ProbeError(f"{what} cannot be called from a probe handler; disable the probe instead")
+
     def register_kprobe(self, p: Kprobe) -> Kprobe:
+        self._refuse_from_handler("register_kprobe")
         if p.registered:
             raise ProbeError(f"{p!r} is already registered")
         addr = self.resolve(p)
@@ -427,6 +435,7 @@ class KprobeEngine:
         self.say(lambda: f"second probe at {self.machine.image.symbols.format(agg.addr)}: an aggregate manages {len(agg.children)} probes")
 
     def unregister_kprobe(self, p: Kprobe) -> None:
+        self._refuse_from_handler("unregister_kprobe")
         if p.engine is not self:
             raise ProbeError(f"{p!r} is not registered")
         entry = self.get_kprobe(p.addr)

@@ -396,6 +396,9 @@ class Machine:
 
     def run(self, max_insns: int | None = None) -> StopEvent:
         """Run until the guest stops; max_insns bounds the instructions retired in this run."""
+        if self._running:
+            # [robustness fix] run() from inside a trap (a probe handler) deadlocked on _lock.
+            raise MachineError("the guest is already running (run() called from a probe handler?)")
         if self.halted:
             event = self._event(StopReason.HALTED, "the guest has halted; `reset` for a fresh machine")
             return event

@@ -295,3 +295,72 @@ def test_an_internal_handler_failure_is_a_bug_stop_not_a_crash(m):
     assert "internal error in the engine's kretprobe_trampoline (pre_handler): RuntimeError: engine bug" in ev.message
     assert m.run() is ev
     assert m.registers()["rip"] == ev.rip
+
+
+# ---------------------------------------------------------------------------- handlers that reach back
+def _unregister_self_pre(m):
+    def h(p, regs):
+        m.unregister_kprobe(p)
+    return m.register_kprobe(Kprobe(symbol_name="p_add", pre_handler=h))
+
+
+def _unregister_self_post(m):
+    def h(p, regs, flags):
+        m.unregister_kprobe(p)
+    return m.register_kprobe(Kprobe(symbol_name="p_add", post_handler=h))
+
+
+def _unregister_other_child(m):
+    other = m.register_kprobe(Kprobe(symbol_name="p_add"))
+    return m.register_kprobe(Kprobe(symbol_name="p_add", pre_handler=lambda p, regs: m.unregister_kprobe(other)))
+
+
+def _unregister_kretprobe_in_its_handler(m):
+    rp = Kretprobe("jtarget", None)
+    rp.handler = lambda ri, regs: m.unregister_kretprobe(rp)
+    return m.register_kretprobe(rp)
+
+
+def _unregister_jprobe_in_its_entry(m):
+    jp = Jprobe("jtarget", lambda a, b: m.unregister_jprobe(jp))
+    return m.register_jprobe(jp)
+
+
+def _register_in_a_handler(m):
+    return m.register_kprobe(Kprobe(symbol_name="p_add",
+                                    pre_handler=lambda p, regs: m.register_kprobe(Kprobe(symbol_name="p_after"))))
+
+
+def _run_in_a_handler(m):
+    return m.register_kprobe(Kprobe(symbol_name="p_add", pre_handler=lambda p, regs: m.run(10)))
+
+
+REACH_BACK = {
+    "unregister itself (pre)": (_unregister_self_pre, "unregister_kprobe cannot be called from a probe handler"),
+    "unregister itself (post)": (_unregister_self_post, "unregister_kprobe cannot be called from a probe handler"),
+    "unregister another child of the aggregate": (_unregister_other_child, "cannot be called from a probe handler"),
+    "unregister a kretprobe in its handler": (_unregister_kretprobe_in_its_handler, "cannot be called from a probe handler"),
+    "unregister a jprobe in its entry": (_unregister_jprobe_in_its_entry, "cannot be called from a probe handler"),
+    "register in a handler": (_register_in_a_handler, "register_kprobe cannot be called from a probe handler"),
+    "run the machine in a handler": (_run_in_a_handler, "the guest is already running (run() called from a probe handler?)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REACH_BACK))
+def test_handlers_that_reach_back_into_the_engine_are_refused(m, ref, case):
+    """Unregistering a probe from its own handler freed its slot under the step (a
+    TypeError crash); run() from a handler deadlocked.  Now each is a handler error."""
+    setup, message = REACH_BACK[case]
+    probe = setup(m)
+    assert m.run().reason is StopReason.HALTED
+    assert m.errors and all(message in str(e.exception) for e in m.errors)
+    assert probe.faults == len(m.errors)
+    assert probe.registered
+    assert snapshot(m).diff(ref) == []
+
+
+def test_disabling_itself_from_a_handler_is_allowed(m, ref):
+    kp = m.register_kprobe(Kprobe(symbol_name="p_add", pre_handler=lambda p, regs: m.disable_probe(p)))
+    assert m.run().reason is StopReason.HALTED
+    assert kp.hits == 1 and kp.disabled and not m.errors
+    assert snapshot(m).diff(ref) == []

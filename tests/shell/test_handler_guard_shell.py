@@ -106,3 +106,16 @@ def test_ctrl_c_ends_a_looping_handler_at_the_prompt(user_image, tmp_path):
     child.expect(pexpect.EOF, timeout=10)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_delete_in_a_probes_own_commands_is_an_error_not_a_crash(user_image, tmp_path):
+    out = io.StringIO()
+    s = Session(user_image, output=Output(out, color=False))
+    script = tmp_path / "selfdelete.kps"
+    script.write_text("kprobe leaf\ncommands 1\n  delete 1\nend\nrun\n")
+    s.execute(f"source {script}")
+    text = out.getvalue()
+    assert "in commands of probe 1: unregister_kprobe cannot be called from a probe handler" in text
+    assert "user image done" in text and 1 in s.probes
+    s.execute("delete 1")  # outside the hit it works
+    assert not s.probes

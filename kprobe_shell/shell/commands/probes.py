@@ -273,7 +273,10 @@ def delete_user_probe(session, up: UserProbe) -> None:
     if up.is_breakpoint:
         m.remove_hook(up.obj)
     else:
-        m.unregister(up.obj)
+        try:
+            m.unregister(up.obj)
+        except ProbeError as exc:  # e.g. `delete` in a probe's own commands (mid-hit)
+            raise CommandError(str(exc)) from None
     session.probes.pop(up.number, None)
 
 
