@@ -75,6 +75,7 @@ def kernel(kernel_path):
 # ---------------------------------------------------------------------------- engine invariants
 #: Test directories whose machines get their engine invariants checked after every test.
 INVARIANT_DIRS = ("kprobes", "shell", "integration", "property")
+STRONG_ENGINE_REFS = 64
 
 
 def pytest_configure(config):
@@ -91,21 +92,28 @@ def engine_invariants(request, monkeypatch):
     if not any(d in parts for d in INVARIANT_DIRS) or request.node.get_closest_marker("no_invariants"):
         yield
         return
+    import weakref
+
     from kprobe_shell.kprobes.core import KprobeEngine
 
-    engines: list = []  # strong references: machines local to the test body are checked too
+    # Strong references, so machines local to the test body are checked too; but only the
+    # first few: a property test makes thousands of machines (each with unicorn's code
+    # buffers), and checks its own after every example.
+    engines: list = []
     original = KprobeEngine.__init__
 
     def recording_init(self, machine, *args, **kwargs):
         original(self, machine, *args, **kwargs)
-        engines.append(self)
+        engines.append(self if len(engines) < STRONG_ENGINE_REFS else weakref.ref(self))
 
     monkeypatch.setattr(KprobeEngine, "__init__", recording_init)
     yield
     monkeypatch.undo()
     try:
         for engine in engines:
-            if engine.machine.running:
+            if isinstance(engine, weakref.ref):
+                engine = engine()
+            if engine is None or engine.machine.running:
                 continue
             problems = engine.check_invariants()
             assert problems == [], f"engine invariants broken after the test: {problems}"
