@@ -7,6 +7,25 @@ from .output import Output
 from .registry import CommandError
 
 
+def _checked_settings(config: dict, out: Output) -> dict:
+    """The config file's settings that `set` would accept; a bad one is skipped with a
+    warning ([robustness fix]: `kprobe-mode = fast` or `timer-period = 5` in the config
+    file stopped the shell from starting, the first with a traceback)."""
+    from .commands.misc import _parse_setting
+
+    settings = {}
+    for key in ("timer-period", "kprobe-mode", "handler-error", "handler-timeout", "history-size"):
+        if key not in config:
+            continue
+        value = config[key]
+        text = "off" if value is None and key == "handler-timeout" else str(value)
+        try:
+            settings[key] = _parse_setting(key, text)
+        except CommandError as exc:
+            out.error(f"kprobe-shell: config file: ignoring '{key} = {text}': {exc}")
+    return settings
+
+
 def run_shell(args) -> int:
     from .commands.misc import QuitRequest
     from .config import load_config
@@ -16,8 +35,7 @@ def run_shell(args) -> int:
     config = load_config()
     color = {"on": True, "off": False}.get(args.color, config.get("color"))
     out = Output(sys.stdout, color=color, json_mode=args.json)
-    settings = {k: v for k, v in config.items() if k in ("timer-period", "kprobe-mode", "handler-error", "handler-timeout",
-                                                                  "history-size")}
+    settings = _checked_settings(config, out)
     try:
         session = Session(args.image, output=out, timer_period=args.timer_period, settings=settings)
     except CommandError as exc:

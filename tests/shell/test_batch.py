@@ -98,3 +98,19 @@ def test_errors_change_nothing(user_image, tmp_path, run_shell):
     assert "outside the image's text" in r.stdout
     assert "no probe or breakpoint number 7" in r.stdout
     assert "No probes or breakpoints." in r.stdout
+
+
+def test_bad_config_file_settings_are_skipped_with_a_warning(user_image, tmp_path, run_shell):
+    cfg = tmp_path / "config" / "kprobe-shell"
+    cfg.mkdir(parents=True)
+    (cfg / "config").write_text("kprobe-mode = fast\ntimer-period = 5\nhandler-error = maybe\n"
+                                "handler-timeout = 0.5\nhistory-size = -2\n")
+    r = run_shell(user_image, "--batch", "-ex", "show", "-ex", "run", tmp_home=str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert "config file: ignoring 'kprobe-mode = fast': kprobe-mode is one of auto, single-step, boost" in out
+    assert "config file: ignoring 'timer-period = 5'" in out
+    assert "config file: ignoring 'handler-error = maybe'" in out
+    assert "config file: ignoring 'history-size = -2'" in out
+    assert "handler-timeout  0.5" in out and "user image done" in out
+    assert "Traceback" not in out

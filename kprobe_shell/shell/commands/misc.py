@@ -168,7 +168,7 @@ def cmd_show(session, rest: str):
             shown = "off" if v is None else f"{v:g}"
         else:
             shown = {True: "on", False: "off", None: "auto"}.get(v, v) if not isinstance(v, int) or isinstance(v, bool) else v
-        session.out.print(f"{n:<14} {shown!s:<12} {SETTINGS_HELP[n]}")
+        session.out.print(f"{n:<16} {shown!s:<12} {SETTINGS_HELP[n]}")
     return {n: session.settings[n] for n in names}
 
 
