@@ -221,8 +221,26 @@ class Session:
             if last:
                 text += f"\n[last probe hit: {last}]"
                 data["last_probe"] = last
+            running = self._probe_running()
+            if running:
+                text += f"\n[{running}]"
+                data["probe_running"] = running
         self.out.event(data, text, "error" if event.reason in (StopReason.FAULT, StopReason.BUG) else "header")
         self._warn_missed()
+
+    def _probe_running(self) -> str | None:
+        """The probe the engine was in the middle of when the guest stopped (a fault in a
+        guest-resident jprobe handler, say), which no trace line would name."""
+        engine = self.machine.kprobes
+        cur = engine.current_kprobe
+        if cur is None:
+            return None
+        probes = cur.children if hasattr(cur, "children") else [cur]
+        names = ", ".join(f"probe {p.owner.number}" if p.owner.number else repr(p.owner) for p in probes)
+        where = self.machine.symbols.format(cur.addr)
+        status = engine.kprobe_status.value if engine.kprobe_status else "?"
+        inside = ", inside its guest jprobe handler" if engine.jprobes.active is not None else ""
+        return f"while {names} at {where} was running ({status}{inside})"
 
     def _last_probe_hit(self) -> str | None:
         if not self.trace.events:

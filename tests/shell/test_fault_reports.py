@@ -122,3 +122,19 @@ def test_reset_gives_the_unfaulted_workload_back(faults_path):
     s.execute("run")
     assert s.machine.console == "faults start\ngood=0xfeedface\nfaults end\n"
     assert s.probes[1].obj.hits == 1 and s.probes[2].obj.hits == 1
+
+
+def test_a_fault_inside_a_guest_jprobe_handler_names_the_running_probe(build_guest):
+    """The jprobe's handler runs in the guest; when it faults, no trace line names the
+    probe, so the report says which probe was running."""
+    out = io.StringIO()
+    s = Session(build_guest("engine"), output=Output(out, color=False))
+    s.execute("jprobe jtarget j_handler")
+    s.machine.write(s.machine.symbols["j_handler"].address, b"\x0f\x0b")  # ud2
+    s.execute("run")
+    text = out.getvalue()
+    assert "[fault: invalid opcode (#UD); rip j_handler+0x0/" in text
+    assert "[while probe 1 at jtarget+0x0/" in text
+    assert "was running (KPROBE_HIT_ACTIVE, inside its guest jprobe handler)]" in text
+    for line in INSPECT[:8]:
+        s.execute(line)
