@@ -46,7 +46,7 @@ def test_random_bytes_behind_an_elf_magic_are_refused_cleanly(raw):
 POSITION = st.one_of(st.integers(0, 0x3F), st.integers(0x40, 0x200), st.integers(0, 10**7))
 
 
-@settings(max_examples=examples(100))
+@settings(max_examples=examples(150))
 @given(edits=st.lists(st.tuples(POSITION, st.integers(0, 255)), min_size=1, max_size=6),
        cut=st.one_of(st.none(), st.integers(0, 10**7)))
 def test_mutated_real_elf_loads_or_is_refused_cleanly(good, edits, cut):

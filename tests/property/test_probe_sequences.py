@@ -95,7 +95,7 @@ def apply_ops(m, ops_list, bounds, entries) -> None:
         assert m.kprobes.check_invariants() == [], (op, n)
 
 
-@settings(max_examples=examples(60))
+@settings(max_examples=examples(120))
 @given(mode=st.sampled_from(["auto", "single-step", "boost"]), ops_list=ops(2500))
 def test_probe_sequences_are_invisible_to_the_guest(workload, mode, ops_list):
     path, reference, bounds, funcs = workload
@@ -119,8 +119,8 @@ def kernel_run(kernel_path):
     return (m.console, m.retired), bounds, funcs
 
 
-@settings(max_examples=examples(4))
-@given(mode=st.sampled_from(["auto", "single-step"]), ops_list=ops(150_000))
+@settings(max_examples=examples(8))
+@given(mode=st.sampled_from(["auto", "single-step", "boost"]), ops_list=ops(150_000))
 def test_probe_sequences_on_the_kernel(kernel_run, mode, ops_list):
     """The same on the bundled kernel: tasks fork and exit, the timer interrupts probed
     code, return probes meet kprobe_flush_task.  Task stacks live in the image's memory

@@ -67,14 +67,14 @@ def execute_all(image, lines):
     return s
 
 
-@settings(max_examples=examples(80))
+@settings(max_examples=examples(100))
 @given(lines=st.lists(LINE, min_size=1, max_size=12))
 def test_random_command_lines_only_raise_command_error(user_image, in_tmp, lines):
     s = execute_all(user_image, lines)
     assert s.machine.kprobes.check_invariants() == []
 
 
-@settings(max_examples=examples(80))
+@settings(max_examples=examples(100))
 @given(lines=st.lists(EVENT, min_size=1, max_size=8))
 def test_random_kprobe_events_lines_only_raise_command_error(user_image, in_tmp, lines):
     s = execute_all(user_image, lines + ["run"])
