@@ -14,6 +14,8 @@ read_u64(), arg(n) and task (the current task).
 """
 from __future__ import annotations
 
+from unicorn import UcError
+
 from .images import bundled_image_path
 from .kprobes.core import AggrKprobe, HandlerError, Kprobe, KprobeEngine
 from .kprobes.jprobes import Jprobe
@@ -21,7 +23,6 @@ from .kprobes.kretprobes import Kretprobe, KretprobeInstance
 from .kprobes.x86 import ProbeError
 from .machine import Image, ImageError, MachineError, StopEvent, StopReason
 from .machine.machine import Machine as _BareMachine
-from unicorn import UcError
 
 __all__ = [
     "AggrKprobe", "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe",

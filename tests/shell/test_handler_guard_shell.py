@@ -14,7 +14,7 @@ import pytest
 
 from kprobe_shell import Kprobe
 from kprobe_shell.shell.output import Output
-from kprobe_shell.shell.session import Session
+from kprobe_shell.shell.session import Session, UserProbe
 
 
 def loop_forever(p, regs):
@@ -44,8 +44,7 @@ def test_looping_handler_is_reported_with_its_probe_and_fault_count(user_image):
     s.execute("set handler-error disable")
     kp = Kprobe("walk", pre_handler=loop_forever)
     s.machine.register_kprobe(kp)
-    s.add_user_probe(__import__("kprobe_shell.shell.session", fromlist=["UserProbe"]).UserProbe(
-        number=0, kind="k", location="walk", addr=kp.addr, obj=kp, event="looper"))
+    s.add_user_probe(UserProbe(number=0, kind="k", location="walk", addr=kp.addr, obj=kp, event="looper"))
     s.execute("run")
     text = out.getvalue()
     assert ("warning: probe 2: pre_handler of <Kprobe walk> ran past the handler-timeout and was stopped "
