@@ -9,8 +9,8 @@ bytecode).  `interrupt()` raises HandlerInterrupted the same way: Machine.reques
 (Ctrl-C in the shell) calls it, so Ctrl-C ends a looping handler as it ends a looping
 guest.
 
-Cost: a handler that returns normally pays one small object, a list append and a
-lock-protected pop (about half a microsecond); the clock is read by the watchdog, which
+Cost: a handler that returns normally pays a four-item list, an append and a
+lock-protected pop (well under a microsecond on an idle machine); the clock is read by the watchdog, which
 starts a call's countdown when it first sees the call, so the timeout is honoured within
 one watchdog interval.  The watchdog never touches the guest.
 A deterministic guard (a sys.settrace line budget) was weighed and rejected: tracing
@@ -49,14 +49,10 @@ def _set_async_exc(thread: int, exc: type[BaseException] | None) -> int:
     return _PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(exc) if exc is not None else None)
 
 
-class _Call:
-    __slots__ = ("thread", "deadline", "fired", "done")
-
-    def __init__(self, thread: int):
-        self.thread = thread
-        self.deadline: float | None = None  # set by the watchdog when it first sees the call
-        self.fired: type[BaseException] | None = None
-        self.done = False
+# One running handler call, a list (not an object: one is made on every hit):
+# [thread, deadline (set by the watchdog when it first sees the call), the exception the
+# guard raised in it (or None), done].
+THREAD, DEADLINE, FIRED, DONE = range(4)
 
 
 class HandlerGuard:
@@ -65,53 +61,53 @@ class HandlerGuard:
 
     def __init__(self, timeout: float | None = DEFAULT_HANDLER_TIMEOUT):
         self.timeout = timeout  # None: no time limit (Ctrl-C still works)
-        self._calls: list[_Call] = []
+        self._calls: list[list] = []
         self._lock = threading.Lock()
         _GUARDS.add(self)
 
-    def enter(self) -> _Call:
-        call = _Call(_get_ident())
+    def enter(self) -> list:
+        call = [_get_ident(), None, None, False]
         self._calls.append(call)
         if not _WATCHDOG:
             _start_watchdog()
         return call
 
-    def leave(self, call: _Call) -> None:
+    def leave(self, call: list) -> None:
         """The handler is over; idempotent.  An exception the watchdog raised too late to
         land in the handler is withdrawn before it can land anywhere else."""
         with self._lock:
-            if call.done:
+            if call[DONE]:
                 return
-            call.done = True
+            call[DONE] = True
             calls = self._calls
             if calls and calls[-1] is call:
                 calls.pop()
             elif call in calls:
                 calls.remove(call)
-            if call.fired is not None:
-                _set_async_exc(call.thread, None)  # clear it if still pending
+            if call[FIRED] is not None:
+                _set_async_exc(call[THREAD], None)  # clear it if still pending
 
-    def _fire(self, call: _Call, exc: type[BaseException]) -> None:
+    def _fire(self, call: list, exc: type[BaseException]) -> None:
         # Under self._lock: the call cannot end between the check and the raise.
-        if call.done or call.fired is not None:
+        if call[DONE] or call[FIRED] is not None:
             return
-        call.fired = exc
-        _set_async_exc(call.thread, exc)
+        call[FIRED] = exc
+        _set_async_exc(call[THREAD], exc)
 
     def check(self, now: float) -> None:
         """The watchdog's look: a handler past its deadline gets HandlerTimeout."""
         timeout = self.timeout
         with self._lock:
             for call in self._calls:
-                if call.deadline is None:
-                    call.deadline = now + timeout if timeout else float("inf")
-                elif now >= call.deadline:
+                if call[DEADLINE] is None:
+                    call[DEADLINE] = now + timeout if timeout else float("inf")
+                elif now >= call[DEADLINE]:
                     self._fire(call, HandlerTimeout)
 
     def interrupt(self) -> bool:
         """Ctrl-C: end every handler running now.  True when there was one."""
         with self._lock:
-            running = [c for c in self._calls if not c.done]
+            running = [c for c in self._calls if not c[DONE]]
             for call in running:
                 self._fire(call, HandlerInterrupted)
         return bool(running)
