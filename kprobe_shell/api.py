@@ -14,6 +14,8 @@ read_u64(), arg(n) and task (the current task).
 """
 from __future__ import annotations
 
+from unicorn import UcError
+
 from .images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, bundled_image_path
 from .kprobes.core import AggrKprobe, HandlerError, Kprobe, KprobeEngine
 from .kprobes.jprobes import Jprobe
@@ -21,6 +23,7 @@ from .kprobes.kretprobes import Kretprobe, KretprobeInstance
 from .kprobes.x86 import ProbeError
 from .machine import Image, ImageError, MachineError, StopEvent, StopReason
 from .machine.machine import Machine as _BareMachine
+from .machine.machine import check_machine_config
 
 __all__ = [
     "AggrKprobe", "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe",
@@ -33,17 +36,32 @@ class Machine(_BareMachine):
 
     def __init__(self, image: str | Image | None = None, *, timer_period: int = 5000, cpus: int = 1,
                  quantum: int | None = None):
+        extra = {} if quantum is None else {"quantum": quantum}
+        check_machine_config(timer_period=timer_period, cpus=cpus, **extra)
         if image is None:
             # The bundled kernel comes as a 2.6 kernel did: a UP build, and an SMP build
             # (CONFIG_SMP) that brings up the other CPUs.
             image = bundled_image_path(BUNDLED_SMP_KERNEL if cpus > 1 else BUNDLED_KERNEL)
-        extra = {} if quantum is None else {"quantum": quantum}
-        super().__init__(image, timer_period=timer_period, cpus=cpus, **extra)
-        self.kprobes = KprobeEngine(self)
+        try:
+            super().__init__(image, timer_period=timer_period, cpus=cpus, **extra)
+            self.kprobes = KprobeEngine(self)
+        except (MachineError, ProbeError, UcError) as exc:
+            # An image that passes the ELF checks but whose symbols point nowhere
+            # (task_struct_layout in unmapped memory, say) raised MachineError from the
+            # boot; it is the image that is broken, so say so.
+            path = image.path if isinstance(image, Image) else image
+            raise ImageError(f"{path}: the machine cannot boot this image: {exc}") from None
 
     @property
     def symbols(self):
         return self.image.symbols
+
+    def request_stop(self) -> None:
+        """Thread-safe (Ctrl-C): stop the guest, and end a probe handler running now."""
+        super().request_stop()
+        kprobes = getattr(self, "kprobes", None)
+        if kprobes is not None:
+            kprobes.guard.interrupt()
 
     # The kernel's API, by its names.
     def register_kprobe(self, p: Kprobe) -> Kprobe:

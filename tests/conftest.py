@@ -70,3 +70,52 @@ def kernel(kernel_path):
     from kprobe_shell import Machine
 
     return Machine()
+
+
+# ---------------------------------------------------------------------------- engine invariants
+#: Test directories whose machines get their engine invariants checked after every test.
+INVARIANT_DIRS = ("kprobes", "shell", "integration", "property")
+STRONG_ENGINE_REFS = 64
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "no_invariants: the test leaves an engine broken on purpose; skip the after-test check")
+
+
+@pytest.fixture(autouse=True)
+def engine_invariants(request, monkeypatch):
+    """After each engine/shell test: every machine the test made (and did not leave
+    running) satisfies KprobeEngine.check_invariants(): no stray 0xcc, slots free or
+    owned, no instance of a dead task, free + used == maxactive, ..."""
+    parts = Path(str(request.node.fspath)).parts
+    if not any(d in parts for d in INVARIANT_DIRS) or request.node.get_closest_marker("no_invariants"):
+        yield
+        return
+    import weakref
+
+    from kprobe_shell.kprobes.core import KprobeEngine
+
+    # Strong references, so machines local to the test body are checked too; but only the
+    # first few: a property test makes thousands of machines (each with unicorn's code
+    # buffers), and checks its own after every example.
+    engines: list = []
+    original = KprobeEngine.__init__
+
+    def recording_init(self, machine, *args, **kwargs):
+        original(self, machine, *args, **kwargs)
+        engines.append(self if len(engines) < STRONG_ENGINE_REFS else weakref.ref(self))
+
+    monkeypatch.setattr(KprobeEngine, "__init__", recording_init)
+    yield
+    monkeypatch.undo()
+    try:
+        for engine in engines:
+            if isinstance(engine, weakref.ref):
+                engine = engine()
+            if engine is None or engine.machine.running:
+                continue
+            problems = engine.check_invariants()
+            assert problems == [], f"engine invariants broken after the test: {problems}"
+    finally:
+        engines.clear()

@@ -17,6 +17,7 @@ from typing import Callable
 from ..machine import Machine, StopEvent, StopReason
 from ..machine.layout import EFLAGS_IF, EFLAGS_TF, RESERVED_BASE, RESERVED_END
 from .percpu import KprobeCtlblk, per_cpu
+from .guard import HandlerGuard, HandlerInterrupted, HandlerTimeout
 from .regs import PtRegs
 from .x86 import (
     BREAKPOINT_INSTRUCTION,
@@ -190,7 +191,16 @@ class HandlerError:
     where: str  # "file:line" of the innermost frame in the handler's code
 
     def __str__(self) -> str:
-        return f"{self.handler} of {self.probe.owner!r} raised {type(self.exception).__name__}: {self.exception} ({self.where})"
+        return f"{self.handler} of {self.probe.owner!r} {describe_handler_exception(self.exception)} ({self.where})"
+
+
+def describe_handler_exception(exc: BaseException) -> str:
+    """"raised ValueError: ...", or what the guard did to a handler that would not return."""
+    if isinstance(exc, HandlerTimeout):
+        return "ran past the handler-timeout and was stopped (HandlerTimeout)"
+    if isinstance(exc, (HandlerInterrupted, KeyboardInterrupt)):
+        return "was interrupted by Ctrl-C"
+    return f"raised {type(exc).__name__}: {exc}"
 
 
 #: Functions still running when the 2005 kernel calls kprobe_flush_task, so their return
@@ -232,6 +242,8 @@ class KprobeEngine:
         self.mode = "auto"  # "auto" (boost when safe), "single-step", "boost"
         #: What to do when a handler raises: "continue", "disable" the probe, or "stop" the guest.
         self.handler_error_policy = "continue"
+        #: Ends handlers that run too long (`handler-timeout`) or when Ctrl-C asks (guard.py).
+        self.guard = HandlerGuard()
         self.listeners: list[Callable[[object], None]] = []
         self.narrator: Callable[[str], None] | None = None
         self._boundaries: dict[int, list[int]] = {}
@@ -264,12 +276,24 @@ class KprobeEngine:
                 self.narrator(words)
 
     def _call(self, p: Kprobe, which: str, fn: Callable, *args):
-        """Run a user handler; an exception is reported and charged to the probe, never fatal."""
+        """Run a user handler; an exception is reported and charged to the probe, never fatal.
+
+        The guard ends a handler that runs past handler-timeout or when Ctrl-C comes
+        (HandlerTimeout / HandlerInterrupted are raised inside it).  A handler's
+        KeyboardInterrupt or SystemExit is its failure too: it must not end the shell."""
+        guard = self.guard
+        call = guard.enter()
         try:
-            return fn(*args)
-        except Exception as exc:  # noqa: BLE001 - a handler may raise anything
+            try:
+                result = fn(*args)
+            finally:
+                guard.leave(call)
+        except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
+            guard.leave(call)  # in case the guard's exception landed inside leave() itself
             self._handler_failed(p, which, exc)
-            return 0
+            # An internal probe (the trampoline's) has no slot to step: it is done.
+            return 1 if p.internal else 0
+        return result
 
     def _handler_failed(self, p: Kprobe, which: str, exc: BaseException) -> None:
         owner = p.owner
@@ -279,11 +303,24 @@ class KprobeEngine:
         frames = [f for f in tb if not f.filename.startswith(here)] or list(tb)
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
         self._emit(HandlerError(owner, which, exc, where))
+        if owner.internal:
+            # [robustness fix] The engine's own handler failed: this is a bug of the tool, and
+            # stepping on would crash it (the trampoline probe has no slot).  Stop, inspectable.
+            name = owner.name or repr(owner)
+            self.machine.stop_guest(self.machine._event(
+                StopReason.BUG, f"internal error in the engine's {name} ({which}): "
+                f"{type(exc).__name__}: {exc}"))
+            return
+        if isinstance(exc, (HandlerInterrupted, KeyboardInterrupt)):
+            self.machine.request_stop()  # Ctrl-C: the guest stops too, whatever the policy
+            return
         if self.handler_error_policy == "disable" and not owner.internal:
-            self.disable(owner)
+            # [robustness fix] a jprobe's or kretprobe's `disabled` is its kprobe's (read-only
+            # on the owner): disabling the owner itself raised AttributeError in the engine.
+            self.disable(getattr(owner, "kp", owner))
         elif self.handler_error_policy == "stop":
             self.machine.stop_guest(
-                self.machine._event(StopReason.HANDLER, f"{which} of {owner!r} raised {type(exc).__name__}: {exc}")
+                self.machine._event(StopReason.HANDLER, f"{which} of {owner!r} {describe_handler_exception(exc)}")
             )
 
     # ------------------------------------------------------------------ the table
@@ -341,7 +378,8 @@ class KprobeEngine:
             what = "instruction slot page" if self.slots.contains(addr) else "reserved pages"
             raise ProbeError(f"0x{addr:x} is in the engine's own {what}: it cannot be probed")
         if not image.is_text(addr):
-            raise ProbeError(f"0x{addr:x} ({where}) is outside the image's text: only code can be probed")
+            shown = f"0x{addr:x}" + (f" ({where})" if where != f"0x{addr:x}" else "")
+            raise ProbeError(f"{shown} is outside the image's text: only code can be probed")
         tramp = self.kretprobes.trampoline
         if tramp is not None and addr == tramp:
             raise ProbeError("kretprobe_trampoline cannot be probed: the engine's own probe owns it")
@@ -374,7 +412,15 @@ class KprobeEngine:
         return insn
 
     # ------------------------------------------------------------------ register/unregister
+    def _refuse_from_handler(self, what: str) -> None:
+        """[robustness fix] register/unregister from inside a handler: the kernel's may sleep
+        and must not be called there; here, a probe unregistering itself mid-hit lost its
+        slot under the step and crashed the engine (TypeError)."""
+        if self.guard.running:
+            raise ProbeError(f"{what} cannot be called from a probe handler; disable the probe instead")
+
     def register_kprobe(self, p: Kprobe) -> Kprobe:
+        self._refuse_from_handler("register_kprobe")
         if p.registered:
             raise ProbeError(f"{p!r} is already registered")
         addr = self.resolve(p)
@@ -421,6 +467,7 @@ class KprobeEngine:
                  "boosted only when no child needs the debug trap)")
 
     def unregister_kprobe(self, p: Kprobe) -> None:
+        self._refuse_from_handler("unregister_kprobe")
         if p.engine is not self:
             raise ProbeError(f"{p!r} is not registered")
         entry = self.get_kprobe(p.addr)
@@ -921,6 +968,9 @@ class KprobeEngine:
                         if a != b and a == BREAKPOINT_INSTRUCTION and lo + i not in planted:
                             problems.append(f"0xcc left at 0x{lo + i:x} where no probe is armed")
         problems.extend(self.kretprobes.check_invariants())
+        from .invariants import extra_invariants
+
+        problems.extend(extra_invariants(self))
         return problems
 
 

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 NR_CPUS = 1
 #: The kernel's default maxactive with CONFIG_PREEMPT: max(10, 2 * NR_CPUS).
 DEFAULT_MAXACTIVE = max(10, 2 * NR_CPUS)
+#: The most instances one return probe may have (ftrace's limit, KRETPROBE_MAXACTIVE_MAX).
+MAXACTIVE_MAX = 4096
 
 
 @dataclass(eq=False)
@@ -157,6 +159,9 @@ class KretprobeManager:
     def register_kretprobe(self, rp: Kretprobe) -> Kretprobe:
         if rp.manager is not None:
             raise ProbeError(f"{rp!r} is already registered")
+        if rp.maxactive > MAXACTIVE_MAX:
+            # [robustness fix] each instance is an object: maxactive=10**11 ran out of memory.
+            raise ProbeError(f"maxactive {rp.maxactive} is too big (at most {MAXACTIVE_MAX})")
         addr = self.engine.resolve(rp.kp)
         sym = self.engine.machine.image.symbols.containing(addr)
         name = sym[0].name if sym else hex(addr)

@@ -25,6 +25,33 @@ def canonical_register(name: str) -> str | None:
     return name if name in REGISTERS else None
 
 
+class RegisterWriteError(ValueError):
+    """A handler wrote a register value the guest cannot go on with; the write is refused
+    (the register keeps its value) and the handler fails with this error, charged to its
+    probe like any handler error."""
+
+
+_SEGMENT_REGISTERS = frozenset({"cs", "ss", "ds", "es", "fs", "gs"})
+_CHECKED_WRITES = _SEGMENT_REGISTERS | {"rip", "rsp"}
+
+
+def check_register_write(machine: "Machine", reg: str, value: int) -> None:
+    """Refuse nonsense: rip outside executable memory, rsp outside mapped memory, or a
+    segment selector (the machine's GDT is fixed; a wrong selector wedges the CPU)."""
+    if reg in _SEGMENT_REGISTERS:
+        raise RegisterWriteError(f"{reg} is a segment selector: handlers may not change it (refused)")
+    if reg == "rip":
+        from ..machine.layout import INSN_SLOT_BASE, INSN_SLOT_END, PAGE_SIZE, STUB_PAGE
+
+        tool_code = (STUB_PAGE <= value < STUB_PAGE + PAGE_SIZE
+                     or INSN_SLOT_BASE <= value < INSN_SLOT_END and machine.is_mapped(value))
+        if not (machine.image.is_text(value) or tool_code):
+            raise RegisterWriteError(f"rip = 0x{value:x} is not executable memory of the guest (refused)")
+    elif reg == "rsp":
+        if value < 8 or not machine.is_mapped(value - 8, 16):
+            raise RegisterWriteError(f"rsp = 0x{value:x} is not mapped stack memory (refused)")
+
+
 class PtRegs:
     __slots__ = ("_machine",)
 
@@ -41,7 +68,10 @@ class PtRegs:
         reg = canonical_register(name)
         if reg is None:
             raise AttributeError(f"no register '{name}'")
-        self._machine.set_reg(reg, int(value))
+        value = int(value) & 0xFFFFFFFFFFFFFFFF
+        if reg in _CHECKED_WRITES:
+            check_register_write(self._machine, reg, value)
+        self._machine.set_reg(reg, value)
 
     def __getitem__(self, name: str) -> int:
         return self.__getattr__(name)

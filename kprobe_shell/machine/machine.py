@@ -136,6 +136,17 @@ class StopEvent:
         return self.reason in (StopReason.HALTED, StopReason.FAULT, StopReason.BUG)
 
 
+
+def check_machine_config(*, timer_period: int, cpus: int, quantum: int = SMP_QUANTUM) -> None:
+    """The machine's own parameters, checked before any image is read (a bad one is the
+    caller's mistake, not the image's)."""
+    if timer_period < 100:
+        raise MachineError("the timer period must be at least 100 instructions")
+    if not 1 <= cpus <= MAX_CPUS:
+        raise MachineError(f"the machine has 1 to {MAX_CPUS} CPUs (asked for {cpus})")
+    if quantum < 1:
+        raise MachineError("the SMP quantum must be at least 1 instruction")
+
 class MachineError(Exception):
     """A request the machine cannot honour (bad address, not stopped, ...)."""
 
@@ -213,14 +224,9 @@ class Machine:
 
     def __init__(self, image: Image | str, *, timer_period: int = 5000, cpus: int = 1,
                  quantum: int = SMP_QUANTUM) -> None:
+        check_machine_config(timer_period=timer_period, cpus=cpus, quantum=quantum)
         if isinstance(image, str):
             image = Image.load(image)
-        if timer_period < 100:
-            raise MachineError("the timer period must be at least 100 instructions")
-        if not 1 <= cpus <= MAX_CPUS:
-            raise MachineError(f"the machine has 1 to {MAX_CPUS} CPUs (asked for {cpus})")
-        if quantum < 1:
-            raise MachineError("the SMP quantum must be at least 1 instruction")
         self.image = image
         self.timer_period = timer_period
         self.ncpus = cpus
@@ -555,6 +561,9 @@ class Machine:
 
     def run(self, max_insns: int | None = None) -> StopEvent:
         """Run until the guest stops; max_insns bounds the instructions retired in this run."""
+        if self._running:
+            # [robustness fix] run() from inside a trap (a probe handler) deadlocked on _lock.
+            raise MachineError("the guest is already running (run() called from a probe handler?)")
         if self.halted:
             event = self._event(StopReason.HALTED, "the guest has halted; `reset` for a fresh machine")
             return event
@@ -648,7 +657,9 @@ class Machine:
             # retired == deadline; it was taken for a deadline stop, and the next run
             # resumed past the hlt (a user image then ran off the end of _start).
             if ic.retired >= deadline and not self._stopped_after_hlt():
-                self._timer_tick()
+                shutdown = self._timer_tick()
+                if shutdown is not None:
+                    return shutdown
                 continue
             # emu_start came back on its own: the guest executed hlt.
             if self.read(self.rip - 1, 1) != b"\xf4":
@@ -671,7 +682,9 @@ class Machine:
                 ic.retired = max(ic.retired, limit)
                 continue
             ic.retired = max(ic.retired, self._next_tick)
-            self._timer_tick()
+            shutdown = self._timer_tick()
+            if shutdown is not None:
+                return shutdown
 
     def _stopped_after_hlt(self) -> bool:
         """Did emu_start return because the guest executed hlt (rather than at a deadline
@@ -691,12 +704,15 @@ class Machine:
                 return address == rip - 1
         return False
 
-    def _timer_tick(self) -> None:
-        """The count reached the next tick: deliver it, or hold it until IF is set."""
+    def _timer_tick(self) -> StopEvent | None:
+        """The count reached the next tick: deliver it, or hold it until IF is set.  Returns
+        a stop event when the CPU cannot take the interrupt at all (a triple fault)."""
         ic = self._icount
         if ic.retired < self._next_tick:
-            return
+            return None
         eflags = self.uc.reg_read(X.UC_X86_REG_EFLAGS)
+        if eflags & EFLAGS_IF and (shutdown := self._interrupt_frame_problem(TIMER_VECTOR)):
+            return self._event(StopReason.FAULT, shutdown, details={"vector": TIMER_VECTOR, "triple_fault": True})
         if eflags & EFLAGS_IF and self._deliver_interrupt(TIMER_VECTOR):
             while self._next_tick <= ic.retired:
                 self._next_tick += self.timer_period
@@ -706,6 +722,21 @@ class Machine:
         else:
             # Interrupts are off: look again a few instructions later (pending IRQ).
             self._next_tick = ic.retired + 16
+
+    def _interrupt_frame_problem(self, vector: int) -> str | None:
+        """[robustness fix] Why the CPU could not push an interrupt frame, if it could not.
+
+        With the stack pointer in unmapped memory, pushing the frame page-faults,
+        the #PF cannot be delivered on that stack either (#DF), and the CPU shuts down: a
+        triple fault.  Before, the host's write of the frame raised MachineError out of run().
+        """
+        rsp = self.uc.reg_read(X.UC_X86_REG_RSP)
+        frame_at = ((rsp & ~0xF) - 40) & 0xFFFFFFFFFFFFFFFF
+        if self.is_mapped(frame_at, 40) or self._idt_gate(vector) is None:
+            return None
+        return (f"triple fault: the timer interrupt (vector 0x{vector:x}) cannot be delivered: its frame "
+                f"would go to 0x{frame_at:x} (rsp 0x{rsp:x}), which is not mapped memory "
+                "(#PF while delivering, then #DF: the CPU shuts down)")
 
     def _timer_vector_present(self) -> bool:
         return self._idt_gate(TIMER_VECTOR) is not None

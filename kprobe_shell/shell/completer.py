@@ -45,6 +45,7 @@ SETTING_VALUES = {
     "kprobe-mode": ("auto", "single-step", "boost"),
     "kprobe-step": ("out-of-line", "in-place"),
     "handler-error": ("continue", "disable", "stop"),
+    "handler-timeout": ("1", "5", "off"),
 }
 
 #: Fixed words some commands take in their free-text arguments.

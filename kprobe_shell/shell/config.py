@@ -5,6 +5,8 @@
     history-size = 10000
     kprobe-mode = auto            # the defaults of `set`
     handler-error = continue
+    handler-timeout = 5           # seconds, or off
+    cpus = 1
     color = on                    # on, off; unset = on for a terminal
     prompt-style = default        # default, plain (no colour at the prompt), no-toolbar
     color.trace = bright-blue     # restyle one role (see colors.py)
@@ -21,6 +23,11 @@ def config_dir() -> str:
 
 def data_dir() -> str:
     return os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "kprobe-shell")
+
+
+#: Settings the config file may give defaults for: the ones `set` takes at start-up.
+CONFIG_SETTINGS = ("timer-period", "history-size", "kprobe-mode", "kprobe-step", "handler-error", "handler-timeout",
+                   "cpus")
 
 
 def load_config(path: str | None = None) -> dict:
@@ -49,17 +56,7 @@ def load_config(path: str | None = None) -> dict:
             skip("expected NAME = VALUE")
             continue
         key, value = (s.strip() for s in line.split("=", 1))
-        if key in ("timer-period", "history-size"):
-            try:
-                out[key] = int(value, 0)
-            except ValueError:
-                skip(f"{key} takes a number")
-        elif key == "color":
-            if value not in ("on", "off", "auto"):
-                skip("color is on, off or auto")
-            else:
-                out[key] = {"on": True, "off": False}.get(value)
-        elif key in ("kprobe-mode", "handler-error"):
+        if key in CONFIG_SETTINGS:
             from .commands.misc import _parse_setting  # the same check as `set`
             from .registry import CommandError
 
@@ -67,6 +64,11 @@ def load_config(path: str | None = None) -> dict:
                 out[key] = _parse_setting(key, value)
             except CommandError as exc:
                 skip(str(exc))
+        elif key == "color":
+            if value not in ("on", "off", "auto"):
+                skip("color is on, off or auto")
+            else:
+                out[key] = {"on": True, "off": False}.get(value)
         elif key == "prompt-style":
             from .repl import PROMPT_STYLES
 

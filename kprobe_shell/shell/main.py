@@ -9,7 +9,7 @@ from .registry import CommandError
 
 def run_shell(args) -> int:
     from .commands.misc import QuitRequest
-    from .config import load_config
+    from .config import CONFIG_SETTINGS, load_config
     from .script import run_lines
     from .session import Session
 
@@ -20,7 +20,7 @@ def run_shell(args) -> int:
                  palette={role: sgr for role, (sgr, _ptk) in colors.items() if sgr})
     for warning in config.get("warnings", ()):
         print(f"kprobe-shell: warning: {warning}", file=sys.stderr)
-    settings = {k: v for k, v in config.items() if k in ("timer-period", "kprobe-mode", "handler-error", "history-size")}
+    settings = {k: v for k, v in config.items() if k in CONFIG_SETTINGS}
     try:
         session = Session(args.image, output=out, timer_period=args.timer_period, settings=settings,
                           cpus=getattr(args, "cpus", None))
@@ -45,6 +45,10 @@ def run_shell(args) -> int:
                 except OSError as exc:
                     out.error(f"kprobe-shell: cannot read {value}: {exc.strerror}")
                     return 1 if args.batch else 2
+                except UnicodeDecodeError:
+                    # [robustness fix] a binary file given with -x ended in a traceback.
+                    out.error(f"kprobe-shell: cannot read {value}: not a text file")
+                    return 1 if args.batch else 2
                 try:
                     run_lines(session, lines, value)
                 except CommandError as exc:
@@ -60,6 +64,9 @@ def run_shell(args) -> int:
                 run_lines(session, sys.stdin, "<stdin>")
             except CommandError as exc:
                 out.error(str(exc))
+                return 1
+            except UnicodeDecodeError:
+                out.error("kprobe-shell: <stdin>: not text (invalid UTF-8)")
                 return 1
         elif not args.batch and not args.actions:
             pass

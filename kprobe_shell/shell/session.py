@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..api import HandlerError, Jprobe, Kprobe, Kretprobe, Machine, ProbeError
 from ..images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, bundled_image_path
+from ..kprobes.core import describe_handler_exception
 from ..kprobes.kretprobes import FlushEvent
 from ..machine import ImageError, MachineError, StopEvent, StopReason
 from ..tracing.maps import MapStore
@@ -47,6 +48,7 @@ DEFAULT_SETTINGS = {
     "kprobe-mode": "auto",
     "kprobe-step": "out-of-line",
     "handler-error": "continue",
+    "handler-timeout": 5.0,
     "explain": False,
     "color": None,
     "history-size": 10000,
@@ -104,6 +106,7 @@ class Session:
         m.kprobes.set_mode(self.settings["kprobe-mode"])
         m.kprobes.set_step_mode(self.settings["kprobe-step"])
         m.kprobes.handler_error_policy = self.settings["handler-error"]
+        m.kprobes.guard.timeout = self.settings["handler-timeout"]
         m.kprobes.listeners.append(self._on_engine_event)
         if self.settings["explain"]:
             m.kprobes.narrator = self._narrate
@@ -151,8 +154,9 @@ class Session:
             error = f"{type(event.exception).__name__}: {event.exception}"
             self.out.event(
                 {"type": "handler-error", "probe": event.probe.number, "handler": event.handler,
-                 "error": error, "where": event.where},
-                f"warning: {who}: {event.handler} raised {error} ({event.where})", "warning",
+                 "error": error, "where": event.where, "faults": event.probe.faults},
+                f"warning: {who}: {event.handler} {describe_handler_exception(event.exception)} ({event.where}) "
+                f"[faults={event.probe.faults}, handler-error={self.machine.kprobes.handler_error_policy}]", "warning",
             )
         elif isinstance(event, FlushEvent):
             who = self.machine.tasks.read_task(event.task)
@@ -264,11 +268,29 @@ class Session:
             if last:
                 text += f"\n[last probe hit: {last}]"
                 data["last_probe"] = last
+            running = self._probe_running()
+            if running:
+                text += f"\n[{running}]"
+                data["probe_running"] = running
         self.out.event(data, text, "error" if event.reason in (StopReason.FAULT, StopReason.BUG) else "header")
         if event.is_final:
             # bpftrace prints its maps when the traced program is over; so do we.
             self.print_maps()
         self._warn_missed()
+
+    def _probe_running(self) -> str | None:
+        """The probe the engine was in the middle of when the guest stopped (a fault in a
+        guest-resident jprobe handler, say), which no trace line would name."""
+        engine = self.machine.kprobes
+        cur = engine.current_kprobe
+        if cur is None:
+            return None
+        probes = cur.children if hasattr(cur, "children") else [cur]
+        names = ", ".join(f"probe {p.owner.number}" if p.owner.number else repr(p.owner) for p in probes)
+        where = self.machine.symbols.format(cur.addr)
+        status = engine.kprobe_status.value if engine.kprobe_status else "?"
+        inside = ", inside its guest jprobe handler" if engine.jprobes.active is not None else ""
+        return f"while {names} at {where} was running ({status}{inside})"
 
     def _last_probe_hit(self) -> str | None:
         if not self.trace.events:
@@ -384,6 +406,17 @@ class Session:
         except CommandError as exc:
             self.out.end_command(line, False, error=str(exc))
             raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+            from .commands.misc import QuitRequest
+
+            if isinstance(exc, QuitRequest):
+                self.out.end_command(line, True)
+                raise
+            # A bug of the shell, not of the user's input: one line, and the session goes on.
+            msg = (str(exc).splitlines() or [""])[0]
+            error = f"internal error: {type(exc).__name__}: {msg}" if msg else f"internal error: {type(exc).__name__}"
+            self.out.end_command(line, False, error=error)
+            raise CommandError(error) from exc
         except BaseException:
             self.out.end_command(line, False)
             raise
@@ -405,7 +438,7 @@ def _is_probe_event_line(word: str) -> bool:
     """ftrace's kprobe_events lines: p, p:EVENT, r, r4, r:EVENT, -:EVENT."""
     import re
 
-    return bool(re.fullmatch(r"(p|r\d*)(:\S*)?|-:\S+", word))
+    return bool(re.fullmatch(r"(p|r\d*)(:\S*)?|-:\S*", word))
 
 
 def _jsonable(data: object) -> bool:

@@ -107,3 +107,33 @@ def execution_clocks(m, addr: int) -> list[int]:
     clocks: list[int] = []
     m.add_code_hook(addr, lambda mm: clocks.append(mm.retired))
     return clocks
+
+
+def session_state(s) -> dict:
+    """Everything a shell user could see of a session, for "a bad command changed nothing":
+    the `probes` listing, planted int3s, the image's text bytes, registers, the clock,
+    numbering, trace, settings, and which machine and image it is."""
+    import io
+
+    from kprobe_shell.shell.output import Output
+
+    buf = io.StringIO()
+    old, s.out = s.out, Output(buf, color=False)
+    try:
+        s.execute("probes")
+    finally:
+        s.out = old
+    m = s.machine
+    return {
+        "machine": id(m),
+        "probes": buf.getvalue(),
+        "numbers": (sorted(s.probes), s.next_number),
+        "planted": m.kprobes.planted(),
+        "text": [m.read(lo, hi - lo) for lo, hi in m.image.text_ranges],
+        "registers": m.registers(),
+        "retired": m.retired,
+        "console": m.console,
+        "trace": len(s.trace.events),
+        "settings": dict(s.settings),
+        "image": s.image_path,
+    }

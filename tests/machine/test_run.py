@@ -319,3 +319,36 @@ def test_fault_stops_the_clock_at_the_faulting_instruction(faults):
     assert m2.run(n - 1).reason is StopReason.BUDGET
     assert m2.rip == m2.symbols["p_div"].address
     assert m2.run().reason is StopReason.FAULT and m2.retired == n
+
+
+def test_triple_fault_when_the_interrupt_frame_cannot_be_pushed(faults):
+    """A timer gate, but rsp in unmapped memory: the CPU cannot deliver the tick (#PF,
+    then #DF, then shutdown).  The machine reports it instead of raising MachineError."""
+    m = with_kind(faults, 10)
+    ev = m.run()
+    assert ev.reason is StopReason.FAULT and ev.is_final and ev.details["triple_fault"]
+    assert ev.message.startswith("triple fault: the timer interrupt (vector 0x20) cannot be delivered: "
+                                 "its frame would go to 0x2fffffd8 (rsp 0x30000000)")
+    assert ev.rip == m.symbols["spin"].address and m.reg("rsp") == 0x30000000
+    assert m.run() is ev
+
+
+def test_timer_gate_into_unmapped_memory_faults_at_the_handler(faults):
+    m = with_kind(faults, 11)
+    ev = m.run()
+    assert ev.reason is StopReason.FAULT
+    assert ev.message == "execute from unmapped memory at 0x30000000" and ev.rip == 0x30000000
+
+
+def test_a_guest_that_never_halts_is_stopped_by_budget_or_request(faults):
+    import threading
+
+    m = with_kind(faults, 9)
+    ev = m.run(100_000)
+    assert ev.reason is StopReason.BUDGET and ev.rip == m.symbols["spin"].address
+    timer = threading.Timer(0.2, m.request_stop)
+    timer.start()
+    ev = m.run()
+    timer.join()
+    assert ev.reason is StopReason.INTERRUPTED and not ev.is_final
+    assert m.run(10).reason is StopReason.BUDGET

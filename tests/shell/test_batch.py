@@ -122,3 +122,19 @@ def test_a_reader_that_goes_away_is_no_traceback(user_image, tmp_path):
     _out, err = proc.communicate(timeout=60)
     assert b"Traceback" not in err and err == b""
     assert proc.returncode == 141
+
+
+def test_bad_config_file_settings_are_skipped_with_a_warning(user_image, tmp_path, run_shell):
+    cfg = tmp_path / "config" / "kprobe-shell"
+    cfg.mkdir(parents=True)
+    (cfg / "config").write_text("kprobe-mode = fast\ntimer-period = 5\nhandler-error = maybe\n"
+                                "handler-timeout = 0.5\nhistory-size = -2\n")
+    r = run_shell(user_image, "--batch", "-ex", "show", "-ex", "run", tmp_home=str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert "config:1: kprobe-mode is one of auto, single-step, boost; line ignored" in out
+    assert "config:2: the timer period must be at least 100 instructions; line ignored" in out
+    assert "config:3: handler-error is one of" in out
+    assert "config:5: " in out and "history-size" in out
+    assert "handler-timeout  0.5" in out and "user image done" in out
+    assert "Traceback" not in out

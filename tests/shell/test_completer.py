@@ -74,7 +74,7 @@ def test_settings_and_their_values_after_set(session):
     assert texts(session, "set kprobe-mode s") == ["single-step"]
     assert texts(session, "set handler-error d") == ["disable"]
     assert texts(session, "set explain ") == ["on", "off"]
-    assert texts(session, "show h") == ["handler-error", "history-size"]
+    assert texts(session, "show h") == ["handler-error", "handler-timeout", "history-size"]
 
 
 def test_fetch_args_after_p_symbol(session):

@@ -12,7 +12,7 @@ def parse_number(text: str, what: str = "number") -> int:
     try:
         return int(text, 0)
     except ValueError:
-        raise CommandError(f"'{text}' is not a {what} (decimal, or hex with 0x)") from None
+        raise CommandError(f"'{text}' is not a number (the {what}: decimal, or hex with 0x)") from None
 
 
 def eval_address(session, text: str) -> int:
@@ -21,6 +21,8 @@ def eval_address(session, text: str) -> int:
     if not text:
         raise CommandError("an address is missing")
     m = session.machine
+    if re.search(r"[+-]\s*$", text):
+        raise CommandError(f"'{text}' ends with an operator: a number, symbol or $register must follow")
     total, sign = 0, 1
     for tok in re.split(r"\s*([+-])\s*", text):
         if tok == "+":
@@ -31,6 +33,9 @@ def eval_address(session, text: str) -> int:
             continue
         if not tok:
             continue
+        if re.search(r"\s", tok):
+            first, extra = tok.split(None, 1)
+            raise CommandError(f"one address expected, not '{first}' followed by '{extra}'")
         if tok.startswith("$"):
             from ...kprobes.regs import canonical_register
 
@@ -61,6 +66,22 @@ def parse_location(session, text: str) -> tuple[str | None, int, int]:
         return name, off, m.symbols[name].address + off
     addr = eval_address(session, text)
     return None, 0, addr
+
+
+def no_arguments(rest: str, usage: str) -> None:
+    """For commands that take no arguments: refuse extra words instead of ignoring them."""
+    if rest.strip():
+        raise CommandError(f"unexpected '{rest.strip()}' (usage: {usage})")
+
+
+def parse_probe_numbers(session, rest: str) -> list:
+    """`delete 1 3`: the user probes named, each once, all checked before anything changes."""
+    targets = []
+    for word in session.split_args(rest):
+        up = session.get_probe(word)
+        if up not in targets:
+            targets.append(up)
+    return targets
 
 
 def fmt_addr(session, addr: int) -> str:

@@ -10,7 +10,7 @@ from ...kprobes.x86 import _cs
 from ...machine import MachineError
 from ...machine.machine import GENERAL_REGISTERS, CpuState
 from ..registry import CommandError, command
-from .common import eval_address, parse_number
+from .common import eval_address, no_arguments, parse_number
 
 
 @command("regs", group="inspect", aliases=("info registers", "i r", "registers"),
@@ -18,6 +18,7 @@ from .common import eval_address, parse_number
 def cmd_regs(session, rest: str):
     """General registers and eflags; those changed since the guest last started running
 are highlighted (marked * in plain output)."""
+    no_arguments(rest, "regs")
     m = session.machine
     regs = m.registers()
     prev = session.last_regs or regs
@@ -46,7 +47,13 @@ def _flags(v: int) -> str:
 
 
 # ---------------------------------------------------------------------- x/FMT
-_X_STATE = {"count": 1, "fmt": "x", "size": "w", "next": None}
+def _x_state(session) -> dict:
+    """The last format and next address of `x`, per session ([robustness fix]: it was a
+    module global, so one session's `x` continued at another session's address)."""
+    state = getattr(session, "_x_state", None)
+    if state is None:
+        state = session._x_state = {"count": 1, "fmt": "x", "size": "w", "next": None}
+    return state
 _SIZES = {"b": 1, "h": 2, "w": 4, "g": 8}
 
 
@@ -62,6 +69,7 @@ shows as cc with the original byte beside it: cc[55]."""
     mt = re.fullmatch(r"(\d*)([xduotacsi]?)([bhwg]?)([xduotacsi]?)", fmt_text)
     if not mt:
         raise CommandError(f"bad format '/{fmt_text}': x/NFU, F in x d u o t a c s i, U in b h w g")
+    _X_STATE = _x_state(session)
     count = int(mt.group(1)) if mt.group(1) else 1
     fmt = mt.group(2) or mt.group(4) or _X_STATE["fmt"]
     size = mt.group(3) or (_X_STATE["size"] if fmt not in ("a",) else "g")
@@ -77,6 +85,7 @@ shows as cc with the original byte beside it: cc[55]."""
         raise CommandError("usage: x/NFU ADDR")
     if count <= 0 or count > 4096:
         raise CommandError("the count must be between 1 and 4096")
+    saved = dict(_X_STATE)
     _X_STATE.update(fmt=fmt, size=size)
     m = session.machine
     out = session.out
@@ -96,7 +105,8 @@ shows as cc with the original byte beside it: cc[55]."""
         unit = _SIZES[size]
         per_line = {1: 8, 2: 8, 4: 4, 8: 2}[unit]
         data = m.read(addr, unit * count)
-    except MachineError as exc:
+    except (MachineError, CommandError) as exc:
+        _X_STATE.update(saved)  # a failed x leaves the remembered format and address alone
         raise CommandError(str(exc)) from None
     values = []
     for i in range(count):
@@ -224,9 +234,15 @@ def backtrace(session, limit: int = 64) -> list[tuple[int, str]]:
     # At a function's first instructions the frame is not built yet: the return address is at rsp.
     sym = m.symbols.containing(m.rip)
     if sym is not None and sym[1] <= 1:
-        ret = m.read_u64(m.reg("rsp") + (8 if sym[1] == 1 else 0))
-        frames.append(_resolve(mgr, task, ret, hijacked))
-        hijacked += frames[-1][1] != ""
+        try:
+            ret = m.read_u64(m.reg("rsp") + (8 if sym[1] == 1 else 0))
+        except MachineError:
+            ret = 0
+        # [robustness fix] _start's "return address" (0, or whatever the stack holds) was
+        # listed as a frame, and `finish` there ran the guest to its end looking for it.
+        if ret and (m.image.is_text(ret) or ret == mgr.trampoline):
+            frames.append(_resolve(mgr, task, ret, hijacked))
+            hijacked += frames[-1][1] != ""
     seen = set()
     while rbp and len(frames) < limit and rbp not in seen:
         seen.add(rbp)
@@ -258,6 +274,8 @@ def cmd_bt(session, rest: str):
 return address with kretprobe_trampoline, the real return address is shown (taken from
 the task's instances), marked as such."""
     limit = parse_number(rest, "frame count") if rest else 64
+    if limit <= 0:
+        raise CommandError("the frame count must be positive")
     m = session.machine
     frames = backtrace(session, limit)
     for i, (addr, note) in enumerate(frames):
@@ -285,6 +303,7 @@ def cmd_tasks(session, rest: str):
     """Every live task of the guest: pid, comm, state, parent, cpu; '*' marks current.
 With several CPUs, RUNNING says which CPU runs the task now (its %gs:pcurrent), and the
 other CPUs' idle tasks, which are not on the task list, are listed too."""
+    no_arguments(rest, "tasks")
     m = session.machine
     cur = m.tasks.current_address()
     out = session.out

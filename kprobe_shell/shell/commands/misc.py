@@ -11,6 +11,7 @@ SETTINGS_HELP = {
     "kprobe-mode": "how probes get past their instruction: auto, single-step, boost",
     "kprobe-step": "where the probed instruction is stepped: out-of-line (its slot) or in-place (naive)",
     "handler-error": "when a handler raises: continue, disable (the probe), stop (the guest)",
+    "handler-timeout": "seconds a Python handler may run before it is stopped (a handler error); off: no limit",
     "explain": "narrate each step of the probe mechanism: on/off",
     "color": "colour output: on/off (default: on for a terminal)",
     "history-size": "commands kept in the history file (trimmed at once and at every start)",
@@ -58,6 +59,12 @@ def cmd_echo(session, rest: str):
     session.out.print(rest.replace("\\n", "\n").rstrip("\n") if rest.endswith("\\n") else rest.replace("\\n", "\n"))
 
 
+#: The longest timer period (instructions): ticks stay far inside the 64-bit clock.
+MAX_TIMER_PERIOD = 10**12
+#: How deeply `source` files may nest.
+MAX_SOURCE_DEPTH = 16
+
+
 @command("source", group="shell", args=("file",), repeatable=False, summary="run the commands in a file",
          usage="source FILE")
 def cmd_source(session, rest: str):
@@ -68,12 +75,23 @@ first error stops the file and is reported as FILE:LINE: message."""
     path = os.path.expanduser(rest.strip())
     if not path:
         raise CommandError("usage: source FILE")
+    depth = getattr(session, "_source_depth", 0)
+    if depth >= MAX_SOURCE_DEPTH:
+        # [robustness fix] a file that sources itself recursed until RecursionError.
+        raise CommandError(f"source {path}: command files nested more than {MAX_SOURCE_DEPTH} deep "
+                           "(does a file source itself?)")
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.readlines()
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-    run_lines(session, lines, path)
+    except UnicodeDecodeError:
+        raise CommandError(f"cannot read {path}: not a text file") from None
+    session._source_depth = depth + 1
+    try:
+        run_lines(session, lines, path)
+    finally:
+        session._source_depth = depth
 
 
 def _parse_setting(name: str, value: str):
@@ -88,6 +106,11 @@ def _parse_setting(name: str, value: str):
             raise CommandError(f"set {name} takes a number") from None
         if name == "timer-period" and n < 100:
             raise CommandError("the timer period must be at least 100 instructions")
+        if name == "timer-period" and n > MAX_TIMER_PERIOD:
+            # [robustness fix] the clock's deadline is a 64-bit counter: a huge period wrapped.
+            raise CommandError(f"the timer period must be at most {MAX_TIMER_PERIOD} instructions")
+        if name == "history-size" and n < 0:
+            raise CommandError("history-size must be >= 0 (0: no history file)")
         return n
     if name == "cpus":
         from ...machine.layout import MAX_CPUS
@@ -111,6 +134,16 @@ def _parse_setting(name: str, value: str):
         if value not in ("continue", "disable", "stop"):
             raise CommandError("handler-error is one of continue, disable, stop")
         return value
+    if name == "handler-timeout":
+        if value == "off":
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise CommandError("handler-timeout takes a number of seconds, or off") from None
+        if not seconds > 0 or seconds == float("inf"):
+            raise CommandError("handler-timeout must be > 0 seconds (or off)")
+        return seconds
     raise CommandError(f"unknown setting '{name}' (settings: {', '.join(SETTINGS_HELP)})")
 
 
@@ -141,6 +174,8 @@ def apply_setting(session, name: str, value: str) -> None:
         m.kprobes.set_mode(parsed)
     elif name == "handler-error":
         m.kprobes.handler_error_policy = parsed
+    elif name == "handler-timeout":
+        m.kprobes.guard.timeout = parsed
     elif name == "explain":
         m.kprobes.narrator = session._narrate if parsed else None
     elif name == "color":
@@ -162,8 +197,11 @@ def cmd_show(session, rest: str):
         if n not in session.settings:
             raise CommandError(f"unknown setting '{n}'")
         v = session.settings[n]
-        shown = {True: "on", False: "off", None: "auto"}.get(v, v) if not isinstance(v, int) or isinstance(v, bool) else v
-        session.out.print(f"{n:<14} {shown!s:<12} {SETTINGS_HELP[n]}")
+        if n == "handler-timeout":
+            shown = "off" if v is None else f"{v:g}"
+        else:
+            shown = {True: "on", False: "off", None: "auto"}.get(v, v) if not isinstance(v, int) or isinstance(v, bool) else v
+        session.out.print(f"{n:<16} {shown!s:<12} {SETTINGS_HELP[n]}")
     return {n: session.settings[n] for n in names}
 
 

@@ -5,9 +5,10 @@ import os
 
 from ...api import Jprobe, Kprobe, Kretprobe, ProbeError
 from ...machine import StopReason
+from ...tracing.probe_events import KRETPROBE_MAXACTIVE_MAX
 from ..registry import CommandError, command
 from ..session import UserProbe
-from .common import parse_location, parse_number
+from .common import no_arguments, parse_location, parse_number, parse_probe_numbers
 
 
 def _signed(value: int) -> int:
@@ -158,6 +159,8 @@ def _create_breakpoint(session, up: UserProbe) -> UserProbe:
         if not up.enabled or machine.kprobes.kprobe_running():
             return
         up.hits += 1
+        if session._stop_at_break is not None:
+            return  # [robustness fix] two breakpoints on one address: the first one reports the stop
         machine.uncount_current()  # the instruction runs after we continue, counted then
         session._stop_at_break = up
         machine.stop_guest(machine._event(StopReason.BREAKPOINT, f"breakpoint {up.number}"))
@@ -171,6 +174,9 @@ def _new_probe(session, kind: str, location: str, spec: dict) -> UserProbe:
     spec.update(symbol=sym, offset=off, addr=addr)
     if kind == "r" and off:
         raise CommandError("a return probe goes on a function's entry: no offset")
+    if kind == "j" and off:
+        # [robustness fix] the offset was dropped and the jprobe landed on the entry.
+        raise CommandError(f"a jprobe goes on a function's entry (offset 0), not {sym}+0x{off:x}")
     up = UserProbe(number=0, kind=kind, location=location, addr=addr, spec=spec,
                    event=_event_name(kind, sym, off, addr))
     if kind in ("b", "t"):
@@ -185,6 +191,15 @@ def _new_probe(session, kind: str, location: str, spec: dict) -> UserProbe:
 
 def _describe_new(session, up: UserProbe) -> None:
     what = {"k": "Kprobe", "j": "Jprobe", "r": "Kretprobe", "b": "Breakpoint", "t": "Temporary breakpoint"}[up.kind]
+    others = [o for o in sorted(session.probes.values(), key=lambda o: o.number)
+              if o.addr == up.addr and o is not up and o.is_breakpoint == up.is_breakpoint]
+    if others:
+        nums = ", ".join(str(o.number) for o in others)
+        if up.is_breakpoint:
+            session.out.print(f"Note: breakpoint {nums} also set at 0x{up.addr:x}.")
+        else:
+            session.out.print(f"Note: probe {nums} also at 0x{up.addr:x}: the probes share the address "
+                              "(an aggregate kprobe runs each one's handlers).")
     extra = ""
     if up.kind == "r":
         extra = f" maxactive={up.obj.maxactive}"
@@ -252,6 +267,9 @@ nmissed. --unsafe allows the exec path (do_execve, flush_thread, ...) to show th
             n = parse_number(a.split("=", 1)[1], "maxactive")
             if n < 0:
                 raise CommandError("maxactive must be >= 0 (0 means the default)")
+            if n > KRETPROBE_MAXACTIVE_MAX:
+                # [robustness fix] maxactive=10**11 built that many instances and ran out of memory.
+                raise CommandError(f"maxactive must be at most {KRETPROBE_MAXACTIVE_MAX}")
             spec["maxactive"] = n
         else:
             raise CommandError(f"unexpected '{a}' (maxactive=N or --unsafe)")
@@ -289,7 +307,10 @@ def delete_user_probe(session, up: UserProbe) -> None:
     if up.is_breakpoint:
         m.remove_hook(up.obj)
     else:
-        m.unregister(up.obj)
+        try:
+            m.unregister(up.obj)
+        except ProbeError as exc:  # e.g. `delete` in a probe's own commands (mid-hit)
+            raise CommandError(str(exc)) from None
     session.probes.pop(up.number, None)
     session.drop_aggregations(up.number)
 
@@ -300,7 +321,8 @@ def cmd_delete(session, rest: str):
     """Unregister probes/breakpoints by number: the int3 is removed from guest memory (the
 original byte put back), the slot freed; a kretprobe's calls in flight return normally."""
     nums = session.split_args(rest)
-    targets = [session.get_probe(n) for n in nums] if nums else list(session.probes.values())
+    # [robustness fix] `delete 1 1` deleted 1, then raised a ProbeError out of the shell.
+    targets = parse_probe_numbers(session, rest) if nums else list(session.probes.values())
     for up in targets:
         delete_user_probe(session, up)
     session.out.print(f"Deleted {len(targets)} probe(s)/breakpoint(s)" if not nums or len(targets) > 1
@@ -309,7 +331,7 @@ original byte put back), the slot freed; a kretprobe's calls in flight return no
 
 def _set_enabled(session, rest: str, enabled: bool):
     nums = session.split_args(rest)
-    targets = [session.get_probe(n) for n in nums] if nums else list(session.probes.values())
+    targets = parse_probe_numbers(session, rest) if nums else list(session.probes.values())
     for up in targets:
         up.enabled = enabled
         if not up.is_breakpoint:
@@ -337,6 +359,7 @@ def cmd_enable(session, rest: str):
 def cmd_probes(session, rest: str):
     """Number, type (k/j/r, b breakpoint), address, sym+off, enabled, hits, nmissed, mode,
 and for return probes maxactive with free/used instances."""
+    no_arguments(rest, "probes")
     out = session.out
     rows = []
     header = f"{'Num':<4}{'Type':<5}{'Address':<20}{'What':<34}{'Enb':<4}{'Hits':>7}{'Missed':>8}  {'Mode':<12}Details"
@@ -367,10 +390,11 @@ and for return probes maxactive with free/used instances."""
             if up.spec.get("where"):
                 details += f" ({os.path.basename(up.spec['where'])})"
         # The engine may have disabled it on its own (set handler-error disable).
-        enb = "y" if up.enabled and not getattr(obj, "disabled", False) else "n"
+        enabled = up.enabled and not getattr(obj, "disabled", False)
+        enb = "y" if enabled else "n"
         what = session.machine.symbols.format(up.addr)
         rows.append(f"{up.number:<4}{up.kind:<5}0x{up.addr:016x}  {what:<34}{enb:<4}{hits:>7}{missed:>8}  {mode:<12}{details}")
-        data.append({"number": up.number, "type": up.kind, "addr": up.addr, "what": what, "enabled": up.enabled,
+        data.append({"number": up.number, "type": up.kind, "addr": up.addr, "what": what, "enabled": enabled,
                      "hits": hits, "nmissed": missed, "mode": mode, "details": details.strip(),
                      "missed_in_place": 0 if up.is_breakpoint else getattr(obj, "missed_in_place", 0)})
     for row in rows:
@@ -392,7 +416,7 @@ is (head first, tasks sharing a bucket interleaved), the empty buckets as ranges
 each kretprobe's pool."""
     option = rest.strip()
     if option not in ("", "--all", "--table"):
-        raise CommandError("usage: instances [--all | --table]")
+        raise CommandError(f"unexpected '{option}' (usage: instances [--all | --table])")
     if option == "--table":
         from ..views import render_instance_table
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from ...kprobes.x86 import decode_at
-from ...machine import StopReason
+from ...machine import MachineError, StopReason
 from ..registry import CommandError, command
-from .common import parse_location, parse_number
+from .common import no_arguments, parse_location, parse_number
 
 
 def _go(session, max_insns: int | None = None, quiet_budget: bool = False):
@@ -119,8 +119,12 @@ def _run_to(session, addr: int):
          usage="nexti")
 def cmd_nexti(session, rest: str):
     """Like stepi, but a call runs to its return."""
+    no_arguments(rest, "nexti")
     m = session.machine
-    insn = decode_at(session.machine.kprobes.original_bytes(m.rip, 15), m.rip)
+    try:
+        insn = decode_at(session.machine.kprobes.original_bytes(m.rip, 15), m.rip)
+    except MachineError:
+        insn = None  # [robustness fix] rip in unmapped memory (after a fault): MachineError escaped
     if insn is not None and insn.mnemonic == "call":
         _run_to(session, m.rip + insn.length)
     else:
@@ -135,6 +139,7 @@ def cmd_finish(session, rest: str):
 kretprobe trampoline replaced is looked up in the task's instances)."""
     from .inspect import backtrace
 
+    no_arguments(rest, "finish")
     frames = backtrace(session, 2)
     if len(frames) < 2:
         raise CommandError("no caller frame to finish to")
@@ -149,6 +154,9 @@ def cmd_until(session, rest: str):
     if not rest:
         raise CommandError("usage: until LOCATION")
     _sym, _off, addr = parse_location(session, rest)
+    if not session.machine.image.is_text(addr):
+        # [robustness fix] a data or unmapped address was never reached: the guest ran to its end.
+        raise CommandError(f"0x{addr:x} is not in the image's text: the guest never executes it")
     _run_to(session, addr)
     _show_pc(session)
 
