@@ -44,8 +44,11 @@ class KprobeStatus(enum.Enum):
     REENTER = "KPROBE_REENTER"          # stepping a probe hit while another was running
 
 
-#: How a probe gets past its instruction (see `set kprobe-mode`).
-MODES = ("single-step", "boost")
+#: How a probe gets past its instruction (see `set kprobe-mode`); "auto" (the default) is
+#: the fastest that is safe for each probe: optimized, else boosted, else single-stepped.
+#: "optimize" picks the same per probe, for teaching: `probes` then says why a probe
+#: could not be optimized.
+MODES = ("single-step", "boost", "optimize")
 
 
 class Kprobe:
@@ -86,6 +89,7 @@ class Kprobe:
         self.ainsn: DecodedInsn | None = None
         self.slot: int | None = None
         self.boosted = False
+        self.optimize_refusal: str | None = None  # why the optimizer left it an int3 probe
         self.engine: "KprobeEngine | None" = None
 
     def __repr__(self) -> str:
@@ -101,6 +105,8 @@ class Kprobe:
         """How hits get past the instruction: decided by the table entry (an aggregate
         manager decides for all the probes sharing its address)."""
         entry = self.engine.get_kprobe(self.addr) if self.engine is not None else None
+        if entry is not None and self.addr in self.engine.optimizer.active:
+            return "optimized"
         return "boost" if (entry or self).boosted else "single-step"
 
     @property
@@ -218,6 +224,9 @@ class KprobeEngine:
         # Return probes need their trampoline probe from the start, as the kernel's arch_init.
         from .kretprobes import KretprobeManager
 
+        from .optimize import KprobeOptimizer
+
+        self.optimizer = KprobeOptimizer(self)
         self.kretprobes = KretprobeManager(self)
         from .jprobes import JprobeManager
 
@@ -367,9 +376,12 @@ class KprobeEngine:
         except ProbeError:
             p.engine = None
             raise
+        # A jump planted just before addr may cover it: back to an int3 probe first.
+        self.optimizer.unoptimize_covering(addr)
         self.kprobe_table[hash_ptr(addr)].append(p)
         if not p.disabled:
             self.arm_kprobe(p)
+        self.optimizer.refresh(p)
         return p
 
     def _register_aggr(self, old: Kprobe, p: Kprobe) -> None:
@@ -405,9 +417,13 @@ class KprobeEngine:
         p.engine = None
 
     def _remove_entry(self, entry: Kprobe) -> None:
+        op = self.optimizer.active.get(entry.addr)
+        if op is not None:
+            self.optimizer.arch_unoptimize_kprobe(op, armed=False)
         if self.machine.read(entry.addr, 1)[0] == BREAKPOINT_INSTRUCTION:
             self.disarm_kprobe(entry)
         self.kprobe_table[hash_ptr(entry.addr)].remove(entry)
+        self.optimizer.reconsider_near(entry.addr)
         if entry.slot is not None:
             self._leave_slot(entry)
             self.slots.free(entry.slot)
@@ -450,13 +466,17 @@ class KprobeEngine:
     def _refresh_arming(self, entry: Kprobe) -> None:
         """Armed exactly when some probe at the address is enabled."""
         live = entry.active_children() if isinstance(entry, AggrKprobe) else ([] if entry.disabled else [entry])
-        armed = self.machine.read(entry.addr, 1)[0] == BREAKPOINT_INSTRUCTION
+        op = self.optimizer.active.get(entry.addr)
+        if op is not None and not live:
+            self.optimizer.arch_unoptimize_kprobe(op, armed=False)  # disarmed below if needed
+        armed = op is not None and live or self.machine.read(entry.addr, 1)[0] == BREAKPOINT_INSTRUCTION
         if live and not armed:
             self.arm_kprobe(entry)
         elif not live and armed:
             self.disarm_kprobe(entry)
         if isinstance(entry, AggrKprobe):
             entry.boosted = self._want_boost(entry)
+        self.optimizer.refresh(entry)
 
     # ------------------------------------------------------------------ arch: prepare, arm
     def _want_boost(self, p: Kprobe) -> bool:
@@ -490,11 +510,12 @@ class KprobeEngine:
 
     def set_mode(self, mode: str) -> None:
         if mode not in ("auto", *MODES):
-            raise ProbeError(f"unknown kprobe mode '{mode}' (auto, single-step, boost)")
+            raise ProbeError(f"unknown kprobe mode '{mode}' (auto, single-step, boost, optimize)")
         self.mode = mode
         for bucket in self.kprobe_table:
-            for p in bucket:
+            for p in list(bucket):
                 p.boosted = self._want_boost(p)
+                self.optimizer.refresh(p)
 
     def arm_kprobe(self, p: Kprobe) -> None:
         self.machine.write(p.addr, bytes([BREAKPOINT_INSTRUCTION]))
@@ -503,7 +524,8 @@ class KprobeEngine:
         self.machine.write(p.addr, bytes([p.opcode]))
 
     def planted(self) -> dict[int, int]:
-        """Address -> original first byte, for every armed int3 (for `x` and `disas`)."""
+        """Address -> original first byte, for every armed int3 (for `x` and `disas`);
+        optimized probes' jumps are in optimizer.replaced_bytes()."""
         out = {}
         for bucket in self.kprobe_table:
             for p in bucket:
@@ -517,6 +539,10 @@ class KprobeEngine:
         for a, byte in self.planted().items():
             if addr <= a < addr + size:
                 data[a - addr] = byte
+        for a, orig in self.optimizer.replaced_bytes().items():
+            for i, byte in enumerate(orig):
+                if addr <= a + i < addr + size:
+                    data[a + i - addr] = byte
         return bytes(data)
 
     # ------------------------------------------------------------------ trap paths
@@ -575,6 +601,8 @@ class KprobeEngine:
         return True
 
     def _ss_probe(self, p: Kprobe, machine: Machine) -> None:
+        if self.optimizer.resume_in_detour(p):
+            return  # after a jprobe's longjmp: the copies run in the detour buffer
         if p.boosted:
             # Boost: run the copy and the jmp back, no debug trap.
             machine.set_reg("rip", p.slot)
@@ -675,6 +703,8 @@ class KprobeEngine:
             owner = self.slots.owner.get(slot) if slot is not None else None
             if owner is not None and machine.rip == slot and getattr(owner, "boosted", False):
                 machine.set_reg("rip", owner.addr)
+            elif self.optimizer.in_detour(machine.rip):
+                machine.set_reg("rip", machine.guest_address(machine.rip))
             return False
         if cur.fault_handler is not None:
             if isinstance(cur, AggrKprobe):
@@ -711,6 +741,9 @@ class KprobeEngine:
             for p in bucket:
                 live = p.active_children() if isinstance(p, AggrKprobe) else ([] if p.disabled else [p])
                 armed = self.machine.read(p.addr, 1)[0] == BREAKPOINT_INSTRUCTION
+                if p.addr in self.optimizer.active:
+                    armed = bool(live)
+                    planted.update(range(p.addr, p.addr + 5))
                 if bool(live) != armed:
                     problems.append(f"probe at 0x{p.addr:x}: armed={armed} but enabled probes={len(live)}")
                 planted.add(p.addr)

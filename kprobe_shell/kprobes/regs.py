@@ -26,21 +26,34 @@ def canonical_register(name: str) -> str | None:
 
 
 class PtRegs:
-    __slots__ = ("_machine",)
+    __slots__ = ("_machine", "_shown_ip")
 
     def __init__(self, machine: "Machine"):
         object.__setattr__(self, "_machine", machine)
+        object.__setattr__(self, "_shown_ip", None)
+
+    def show_ip(self, ip: int | None) -> None:
+        """What handlers read as rip while the CPU is elsewhere (None: the CPU's rip).
+
+        A jump-optimized probe's handler runs with the CPU at the detour entry; the
+        kernel's optimized_callback sets regs->ip = addr + 1 so that handlers see what an
+        int3 hit shows them, and so do we, without moving the CPU."""
+        object.__setattr__(self, "_shown_ip", ip)
 
     def __getattr__(self, name: str) -> int:
         reg = canonical_register(name)
         if reg is None:
             raise AttributeError(f"no register '{name}'")
+        if reg == "rip" and self._shown_ip is not None:
+            return self._shown_ip
         return self._machine.reg(reg)
 
     def __setattr__(self, name: str, value: int) -> None:
         reg = canonical_register(name)
         if reg is None:
             raise AttributeError(f"no register '{name}'")
+        if reg == "rip":
+            object.__setattr__(self, "_shown_ip", None)
         self._machine.set_reg(reg, int(value))
 
     def __getitem__(self, name: str) -> int:
@@ -50,10 +63,13 @@ class PtRegs:
         self.__setattr__(name, value)
 
     def as_dict(self) -> dict[str, int]:
-        return self._machine.registers()
+        regs = self._machine.registers()
+        if self._shown_ip is not None:
+            regs["rip"] = self._shown_ip
+        return regs
 
     def __repr__(self) -> str:
-        regs = self._machine.registers()
+        regs = self.as_dict()
         return "PtRegs(" + ", ".join(f"{n}=0x{regs[n]:x}" for n in GENERAL_REGISTERS) + ")"
 
     # Helpers a handler wants next to the registers.

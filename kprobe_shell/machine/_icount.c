@@ -9,6 +9,13 @@
  * detour buffers) fall outside that range and are never counted: a probe costs the
  * guest's clock nothing.
  *
+ * Detour buffers (jump-optimized probes) are the exception: the relocated copies of the
+ * replaced instructions stand for guest instructions, and they must be counted, with the
+ * deadline checked before each, exactly as the originals would have been.  A second hook,
+ * detour_hook, covers the detour pages and counts an instruction only when a byte map says
+ * it stands for a guest instruction (the first copy is not counted: the `jmp` planted at
+ * the probed address already was; the jump back is not counted: it stands for nothing).
+ *
  * The hook runs before each instruction.  When the count has reached the deadline it
  * asks unicorn to stop before that instruction runs, which is where the machine
  * delivers a timer tick or ends an instruction budget.
@@ -35,6 +42,27 @@ static void icount_hook(void *uc, uint64_t address, uint32_t size, void *user_da
     c->retired++;
 }
 
+struct detour_count {
+    struct icount *clock;      /* the same counter as the image's text */
+    uint64_t base;             /* first address of the detour pages */
+    uint64_t size;             /* bytes covered by `counted` */
+    const uint8_t *counted;    /* counted[a - base]: 1 when the insn at a is a guest insn */
+};
+
+static void detour_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    struct detour_count *d = user_data;
+    uint64_t off = address - d->base;
+    if (off >= d->size || !d->counted[off])
+        return;
+    icount_hook(uc, address, size, d->clock);
+}
+
+static PyObject *detour_hook_address(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromVoidPtr((void *)detour_hook);
+}
+
 static PyObject *hook_address(PyObject *self, PyObject *unused)
 {
     return PyLong_FromVoidPtr((void *)icount_hook);
@@ -43,6 +71,8 @@ static PyObject *hook_address(PyObject *self, PyObject *unused)
 static PyMethodDef methods[] = {
     {"hook_address", hook_address, METH_NOARGS,
      "Address of the C UC_HOOK_CODE callback that counts guest instructions."},
+    {"detour_hook_address", detour_hook_address, METH_NOARGS,
+     "Address of the C UC_HOOK_CODE callback that counts relocated guest instructions in detour buffers."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -129,6 +129,11 @@ class _ICount(ctypes.Structure):
     _fields_ = [("retired", ctypes.c_uint64), ("deadline", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p)]
 
 
+class _DetourCount(ctypes.Structure):
+    _fields_ = [("clock", ctypes.POINTER(_ICount)), ("base", ctypes.c_uint64), ("size", ctypes.c_uint64),
+                ("counted", ctypes.c_void_p)]
+
+
 _NO_DEADLINE = (1 << 64) - 1
 _UNTIL_NEVER = (1 << 64) - 1
 _EMU_STOP_ADDR = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
@@ -193,6 +198,19 @@ class Machine:
         self._fault: tuple[str, int | None] | None = None
         self._running = False
         self._code_hooks: dict[int, int] = {}
+        #: Called with no arguments at the start of every run(), while the guest is still
+        #: stopped (the probe engine's delayed optimizer works there).
+        self.before_run: list[Callable[[], None]] = []
+        #: Called with the stop event at the end of every run(), before it is returned;
+        #: may move rip out of the tool's pages (and then updates event.rip).
+        self.after_run: list[Callable[[StopEvent], None]] = []
+        #: Functions mapping an address in the tool's pages (an instruction slot, a detour
+        #: buffer) to the guest address it stands for, or None: reports show the guest's.
+        self.address_translators: list[Callable[[int], int | None]] = []
+        #: How often rip was written through set_reg: lets the probe engine see that a
+        #: handler moved execution without reading rip back on every hit.
+        self.rip_writes = 0
+        self._detour_counter = None
         self._boot()
 
     # ------------------------------------------------------------------ set-up
@@ -297,6 +315,8 @@ class Machine:
         return self.uc.reg_read(REGISTERS[name])
 
     def set_reg(self, name: str, value: int) -> None:
+        if name == "rip":
+            self.rip_writes += 1
         self.uc.reg_write(REGISTERS[name], value & 0xFFFFFFFFFFFFFFFF)
 
     def registers(self) -> dict[str, int]:
@@ -358,6 +378,39 @@ class Machine:
             self.uc.mem_map(page, PAGE_SIZE, UC_PROT_READ | UC_PROT_EXEC | UC_PROT_WRITE)
             self._slot_pages_mapped.add(page)
 
+    def count_in_detours(self, base: int, size: int) -> ctypes.Array:
+        """Count the instructions of [base, base+size) that stand for guest instructions.
+
+        Installs the C detour_hook (see _icount.c) over that range on the same counter as
+        the image's text, and returns its byte map: set map[a - base] = 1 for each address a
+        whose instruction must be counted (and deadline-checked) like a guest instruction.
+        Call before any code in the range runs: unicorn decides at translation time which
+        instructions call a hook.
+        """
+        if self._detour_counter is not None:
+            return self._detour_counter[1]
+        counted = (ctypes.c_uint8 * size)()
+        desc = _DetourCount(ctypes.pointer(self._icount), base, size, ctypes.cast(counted, ctypes.c_void_p))
+        handle = ctypes.c_size_t()
+        err = uclib.uc_hook_add(
+            self.uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.c_void_p(_icount.detour_hook_address()),
+            ctypes.cast(ctypes.pointer(desc), ctypes.c_void_p), ctypes.c_uint64(base), ctypes.c_uint64(base + size - 1),
+        )
+        if err:
+            raise MachineError(f"could not install the detour instruction counter (unicorn error {err})")
+        self._detour_counter = (desc, counted)  # keep both alive as long as the machine
+        return counted
+
+    def guest_address(self, addr: int) -> int:
+        """The guest address an address stands for: itself, unless it is in the tool's
+        pages (a relocated copy of a probed instruction), then the original's."""
+        if RESERVED_BASE <= addr < RESERVED_END:
+            for translate in self.address_translators:
+                orig = translate(addr)
+                if orig is not None:
+                    return orig
+        return addr
+
     def guest_memory(self) -> dict[int, bytes]:
         """Every page of the image's segments, for comparing two runs byte for byte."""
         return {page: self.read(page, PAGE_SIZE) for page in self._image_pages}
@@ -402,6 +455,8 @@ class Machine:
         if self.last_stop is not None and self.last_stop.reason in (StopReason.FAULT, StopReason.BUG):
             return self.last_stop
         self._stop_requested = False
+        for prepare in self.before_run:
+            prepare()
         budget_end = None if max_insns is None else self._icount.retired + max(0, max_insns)
         with self._lock:
             self._running = True
@@ -410,6 +465,8 @@ class Machine:
             finally:
                 self._running = False
         self.serial.flush_partial()
+        for finish in self.after_run:
+            finish(event)
         self.last_stop = event
         if event.reason is StopReason.HALTED:
             self.halted = True
@@ -467,6 +524,8 @@ class Machine:
         """Did emu_start return because the guest executed hlt (rather than at a deadline
         just after an instruction whose last byte happens to be 0xf4)?"""
         rip = self.rip
+        if RESERVED_BASE <= rip < RESERVED_END:
+            return False  # the tool's pages hold no hlt: a deadline stop in a detour buffer
         if not self.is_mapped(rip - 1) or self.read(rip - 1, 1) != b"\xf4":
             return False
         hit = self.image.symbols.containing(rip - 1)
@@ -607,8 +666,11 @@ class Machine:
         )
 
     def describe_stop(self, event: StopEvent) -> str:
-        where = self.image.symbols.format(event.rip)
-        parts = [f"{event.reason.value}: {event.message}", f"rip {where} (0x{event.rip:x})"]
+        rip = self.guest_address(event.rip)
+        where = self.image.symbols.format(rip)
+        parts = [f"{event.reason.value}: {event.message}", f"rip {where} (0x{rip:x})"]
+        if rip != event.rip:
+            parts[-1] += f" [running its relocated copy at 0x{event.rip:x}]"
         if event.task:
             parts.append(f"task {event.task}")
         return ", ".join(parts)
