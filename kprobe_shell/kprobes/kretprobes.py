@@ -13,6 +13,15 @@ Task exit: the guest calls kprobe_flush_task from exit_thread (as 2.6.12); the e
 flushes again when the task is reaped (release_task), which catches the instance of the
 dying task's last schedule() that 2005 leaked.
 
+The kretprobe booster (the kernel's 2.6.25 assembly trampoline, here the fast path of
+kprobe-modes auto and optimize): instead of the trampoline's int3, the return address
+planted is a `ret` in the tool's stub page with a code hook on it.  The hook runs the
+same trampoline handler, then pushes the real return address back where the function
+popped the trampoline's (so the stack below rsp holds what an unprobed run leaves
+there) and lets the `ret` take it: one host transition, no trap, no write to rip, and
+nothing counted on the guest's clock (the stub page is not the image's text).  The
+int3 trampoline stays armed, so calls in flight across a mode change return either way.
+
 The seed's flaw, reproducible with `unsafe=True`: the 2005 kernel flushed on exec too
 (flush_thread), so a return probe on the exec path loses its instance and the trampoline
 finds none: the kernel hit BUG_ON, the machine stops with StopReason.BUG.
@@ -20,12 +29,20 @@ finds none: the kernel hit BUG_ON, the machine stops with StopReason.BUG.
 from __future__ import annotations
 
 import fnmatch
+import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from unicorn import UC_HOOK_CODE
+from unicorn.x86_const import UC_X86_REG_RSP
+
 from ..machine import StopReason
 from ..machine.layout import STUB_PAGE
-from .core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, ProbeError, hash_ptr
+from .core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, KprobeStatus, ProbeError, hash_ptr
+
+#: Where the kretprobe booster's `ret` stands in the machine's stub page.
+BOOSTER_OFFSET = 0x40
+_pack_u64 = struct.Struct("<Q").pack
 
 if TYPE_CHECKING:
     from .core import KprobeEngine
@@ -128,6 +145,10 @@ class KretprobeManager:
         tp.internal = True
         self.trampoline_probe = tp
         self._register_trampoline_probe(tp)
+        # The booster: a `ret` the hook fires on (see the module docs).
+        self.booster = STUB_PAGE + BOOSTER_OFFSET
+        machine.write(self.booster, b"\xc3")
+        machine.uc.hook_add(UC_HOOK_CODE, self.kretprobe_booster, None, self.booster, self.booster)
         self.kretprobes: list[Kretprobe] = []
         flush = syms.get("kprobe_flush_task")
         if flush is not None:
@@ -212,63 +233,109 @@ class KretprobeManager:
         ri.ret_addr = machine.read_u64(rsp)
         ri.stack_slot = rsp
         ri.entry_time_ns = machine.time_ns
-        ri.data = {}
+        if ri.data:
+            ri.data.clear()
         if rp.entry_handler is not None:
             self.engine._call(rp.kp, "entry_handler", rp.entry_handler, ri, regs)
-        machine.write_u64(rsp, self.trampoline)
+        # The stack is not code: write it directly (Machine.write also checks for code).
+        tramp = self.booster if self.engine.mode in ("auto", "optimize") else self.trampoline
+        machine.uc.mem_write(rsp, _pack_u64(tramp))
         # add_rp_inst: to the head of the task's bucket and of the probe's used list.
         self.kretprobe_inst_table[hash_ptr(ri.task)].insert(0, ri)
         rp.used_instances.insert(0, ri)
-        self.engine.say(lambda: 
-            f"return address 0x{ri.ret_addr:x} ({machine.image.symbols.format(ri.ret_addr)}) at stack slot "
-            f"0x{rsp:x} replaced by kretprobe_trampoline 0x{self.trampoline:x}"
-        )
+        if self.engine.narrator is not None:
+            self.engine.say(lambda:
+                f"return address 0x{ri.ret_addr:x} ({machine.image.symbols.format(ri.ret_addr)}) at stack slot "
+                f"0x{rsp:x} replaced by kretprobe_trampoline 0x{tramp:x}"
+            )
 
     # ------------------------------------------------------------------ return
+    def is_trampoline(self, addr: int) -> bool:
+        """A return address planted by a kretprobe (the int3 trampoline or the booster)."""
+        return addr == self.trampoline or addr == self.booster
+
+    def _run_return_handlers(self, task: int, regs) -> int:
+        """The heart of trampoline_probe_handler: the current task's instances, newest
+        first, until the first whose return address is not a trampoline; each one's
+        handler runs and it is recycled.  Returns that real return address (0: none)."""
+        engine = self.engine
+        head = self.kretprobe_inst_table[hash_ptr(task)]
+        orig_ret_address = 0
+        i = 0
+        while i < len(head):
+            ri = head[i]
+            if ri.task != task:
+                i += 1
+                continue
+            rp = ri.rp
+            if rp is not None:
+                rp.hits += 1
+                if rp.handler is not None:
+                    # The handler sees where the function really returns to.
+                    engine._call(rp.kp, "handler", rp.handler, ri, regs)
+            orig_ret_address = ri.ret_addr
+            self.recycle_rp_inst(ri)  # removes it from head: i now points at the next one
+            if orig_ret_address != self.trampoline and orig_ret_address != self.booster:
+                break
+        return orig_ret_address
+
+    def _no_instance_bug(self, task: int) -> None:
+        machine = self.engine.machine
+        cur = machine.tasks.current()
+        who = cur.label if cur else f"task 0x{task:x}"
+        machine.stop_guest(
+            machine._event(
+                StopReason.BUG,
+                f"kernel BUG at kretprobe_trampoline: {who} returned through the trampoline but "
+                "has no return-probe instance (BUG_ON(!orig_ret_address)); its instances were "
+                "flushed while the probed function was still running",
+            )
+        )
+
     def trampoline_probe_handler(self, p: Kprobe, regs) -> int:
         engine = self.engine
         machine = engine.machine
         if self._trampoline_counted:
             machine.adjust_clock(-1)
         task = machine.tasks.current_address()
-        head = self.kretprobe_inst_table[hash_ptr(task)]
-        orig_ret_address = 0
-        consumed = 0
-        for ri in list(head):
-            if ri.task != task:
-                continue
-            rp = ri.rp
-            if rp is not None and rp.handler is not None:
-                rp.hits += 1
-                # The handler sees where the function really returns to.
-                engine._call(rp.kp, "handler", rp.handler, ri, regs)
-            elif rp is not None:
-                rp.hits += 1
-            orig_ret_address = ri.ret_addr
-            self.recycle_rp_inst(ri)
-            consumed += 1
-            if orig_ret_address != self.trampoline:
-                break
+        orig_ret_address = self._run_return_handlers(task, regs)
         engine.current_kprobe = None
         engine.kprobe_status = None
         if not orig_ret_address:
-            cur = machine.tasks.current()
-            who = cur.label if cur else f"task 0x{task:x}"
-            machine.stop_guest(
-                machine._event(
-                    StopReason.BUG,
-                    f"kernel BUG at kretprobe_trampoline: {who} returned through the trampoline but "
-                    "has no return-probe instance (BUG_ON(!orig_ret_address)); its instances were "
-                    "flushed while the probed function was still running",
-                )
-            )
+            self._no_instance_bug(task)
             return 1
         machine.set_reg("rip", orig_ret_address)
-        engine.say(lambda: 
-            f"trampoline hit: {consumed} instance(s) consumed, returning to "
-            f"{machine.image.symbols.format(orig_ret_address)}"
-        )
+        if engine.narrator is not None:
+            engine.say(lambda: f"trampoline hit: returning to {machine.image.symbols.format(orig_ret_address)}")
         return 1
+
+    def kretprobe_booster(self, uc, address, size, user_data) -> None:
+        """The booster's hook, before its `ret`: run the return handlers as the
+        trampoline probe (current_kprobe, regs->ip = &kretprobe_trampoline, as the
+        kernel's booster), then push the real return address for the `ret` to take."""
+        engine = self.engine
+        machine = engine.machine
+        task = machine.tasks.current_address()
+        saved = engine.current_kprobe, engine.kprobe_status
+        engine.current_kprobe = self.trampoline_probe
+        engine.kprobe_status = KprobeStatus.HIT_ACTIVE
+        regs = engine.regs
+        regs.show_ip(self.trampoline)
+        orig_ret_address = self._run_return_handlers(task, regs)
+        regs.show_ip(None)
+        engine.current_kprobe, engine.kprobe_status = saved
+        if not orig_ret_address:
+            self._no_instance_bug(task)
+            return
+        if machine._pending_stop is not None:
+            # Stopping before the `ret`: resuming here would run the handlers again.
+            machine.set_reg("rip", orig_ret_address)
+            return
+        rsp = uc.reg_read(UC_X86_REG_RSP) - 8
+        uc.mem_write(rsp, _pack_u64(orig_ret_address))
+        uc.reg_write(UC_X86_REG_RSP, rsp)
+        if engine.narrator is not None:
+            engine.say(lambda: f"kretprobe booster: returning to {machine.image.symbols.format(orig_ret_address)}")
 
     def recycle_rp_inst(self, ri: KretprobeInstance) -> None:
         bucket = self.kretprobe_inst_table[hash_ptr(ri.task)]

@@ -528,9 +528,10 @@ def _cannot_relocate(insn: DecodedInsn) -> str | None:
         return "a rep string instruction (its iterations are counted one by one)"
     if insn.opcode in (0xFA, 0xFB, 0x9D, 0xCF, 0x9C):
         return "it changes or pushes the interrupt flag"
-    if insn.opcode in (0xCC, 0xCD, 0xCE, 0xF4) or insn.opcode == 0x0F:
+    op2 = insn.raw[insn.opcode_index + 1] if insn.opcode_index + 1 < insn.length else None
+    if insn.opcode in (0xCC, 0xCD, 0xCE, 0xF4) or (insn.opcode == 0x0F and not 0x80 <= (op2 or 0) <= 0x8F):
         return "it traps, halts or enters the kernel"
-    return "a relative jump or call (its target depends on where it runs)"
+    return "a relative jump (its target depends on where it runs)"
 
 
 from .core import KprobeStatus as _KprobeStatus  # noqa: E402  (core imports this module lazily)

@@ -43,7 +43,7 @@ SETTING_VALUES = {
     "explain": ("on", "off"),
     "color": ("on", "off"),
     "confirm": ("on", "off"),
-    "kprobe-mode": ("auto", "single-step", "boost"),
+    "kprobe-mode": ("auto", "single-step", "boost", "optimize"),
     "handler-error": ("continue", "disable", "stop"),
 }
 

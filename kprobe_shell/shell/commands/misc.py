@@ -7,7 +7,7 @@ from ..registry import REGISTRY, CommandError, command
 
 SETTINGS_HELP = {
     "timer-period": "guest instructions between timer interrupts (applies at the next reset/load)",
-    "kprobe-mode": "how probes get past their instruction: auto, single-step, boost",
+    "kprobe-mode": "how probes get past their instruction: auto, single-step, boost, optimize",
     "handler-error": "when a handler raises: continue, disable (the probe), stop (the guest)",
     "explain": "narrate each step of the probe mechanism: on/off",
     "color": "colour output: on/off (default: on for a terminal)",
@@ -88,14 +88,22 @@ def _parse_setting(name: str, value: str):
             raise CommandError("the timer period must be at least 100 instructions")
         return n
     if name == "kprobe-mode":
-        if value not in ("auto", "single-step", "boost"):
-            raise CommandError("kprobe-mode is one of auto, single-step, boost")
+        if value not in ("auto", "single-step", "boost", "optimize"):
+            raise CommandError("kprobe-mode is one of auto, single-step, boost, optimize")
         return value
     if name == "handler-error":
         if value not in ("continue", "disable", "stop"):
             raise CommandError("handler-error is one of continue, disable, stop")
         return value
     raise CommandError(f"unknown setting '{name}' (settings: {', '.join(SETTINGS_HELP)})")
+
+
+def _not_optimized(m, up) -> str | None:
+    """Why the optimizer left a user probe as an int3 probe (None: optimized or n/a)."""
+    if up.is_breakpoint or up.addr in m.kprobes.optimizer.active:
+        return None
+    entry = m.kprobes.get_kprobe(up.addr)
+    return entry.optimize_refusal if entry is not None else None
 
 
 @command("set", group="shell", args=("setting", "text"), repeatable=False, summary="change a setting",
@@ -111,6 +119,12 @@ def cmd_set(session, rest: str):
     m = session.machine
     if name == "kprobe-mode":
         m.kprobes.set_mode(parsed)
+        if parsed == "optimize":
+            # Teaching mode: say which probes stay int3 probes, and why.
+            for up in sorted(session.probes.values(), key=lambda p: p.number):
+                why = _not_optimized(m, up)
+                if why:
+                    session.out.print(f"probe {up.number} at {m.symbols.format(up.addr)} not optimized: {why}")
     elif name == "handler-error":
         m.kprobes.handler_error_policy = parsed
     elif name == "explain":

@@ -322,6 +322,12 @@ and for return probes maxactive with free/used instances."""
                 details = f"-> {obj.entry_label}"
             if getattr(obj, "faults", 0):
                 details += f" faults={obj.faults}"
+            if session.machine.kprobes.mode == "optimize" and mode != "optimized":
+                from .misc import _not_optimized
+
+                why = _not_optimized(session.machine, up)
+                if why:
+                    details += f" (not optimized: {why})"
             if up.event:
                 details = f"{up.event} {details}".strip()
         enb = "y" if up.enabled else "n"
@@ -363,7 +369,7 @@ count and each kretprobe's free/used pool."""
                 now = m.read_u64(ri.stack_slot)
             except Exception:  # noqa: BLE001
                 now = None
-            now_s = "?" if now is None else ("kretprobe_trampoline" if now == mgr.trampoline else fmt(now))
+            now_s = "?" if now is None else ("kretprobe_trampoline" if mgr.is_trampoline(now) else fmt(now))
             out.print(f"  #{depth} probe {num} {func}: returns to {fmt(ri.ret_addr)} (0x{ri.ret_addr:x}); "
                       f"stack slot 0x{ri.stack_slot:x} now holds {now_s}")
             data.append({"bucket": bucket, "task": label, "probe": num, "function": func,
