@@ -29,12 +29,9 @@ finds none: the kernel hit BUG_ON, the machine stops with StopReason.BUG.
 from __future__ import annotations
 
 import fnmatch
-import struct
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
-
-from unicorn import UC_HOOK_CODE
-from unicorn.x86_const import UC_X86_REG_RSP
 
 from ..machine import StopReason
 from ..machine.layout import STUB_PAGE
@@ -42,7 +39,9 @@ from .core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kpr
 
 #: Where the kretprobe booster's `ret` stands in the machine's stub page.
 BOOSTER_OFFSET = 0x40
-_pack_u64 = struct.Struct("<Q").pack
+_HIT_ACTIVE = KprobeStatus.HIT_ACTIVE
+#: The kprobe-modes whose returns go through the booster rather than the int3 trampoline.
+_BOOSTED_MODES = ("auto", "optimize")
 
 if TYPE_CHECKING:
     from .core import KprobeEngine
@@ -63,6 +62,7 @@ class KretprobeInstance:
     stack_slot: int = 0  # where on the stack the return address was replaced
     entry_time_ns: int = 0
     data: dict = field(default_factory=dict)  # entry_handler -> handler scratch space
+    bucket: list | None = field(default=None, repr=False)  # its kretprobe_inst_table bucket while in use
 
     def __repr__(self) -> str:
         return f"<kretprobe_instance {self.index} of {self.rp!r} task=0x{self.task:x} ret=0x{self.ret_addr:x}>"
@@ -117,6 +117,8 @@ class Kretprobe:
         return self.kp.mode
 
     def _pre_handler_kretprobe(self, p: Kprobe, regs) -> int:
+        """pre_handler_kretprobe (replaced at registration by the manager's, bound to this
+        probe: one Python frame less on every hit)."""
         self.manager.arch_prepare_kretprobe(self, regs)
         return 0
 
@@ -148,7 +150,7 @@ class KretprobeManager:
         # The booster: a `ret` the hook fires on (see the module docs).
         self.booster = STUB_PAGE + BOOSTER_OFFSET
         machine.write(self.booster, b"\xc3")
-        machine.uc.hook_add(UC_HOOK_CODE, self.kretprobe_booster, None, self.booster, self.booster)
+        machine.add_fast_code_hook(self.booster, self.booster, self.kretprobe_booster)
         self.kretprobes: list[Kretprobe] = []
         flush = syms.get("kprobe_flush_task")
         if flush is not None:
@@ -199,6 +201,9 @@ class KretprobeManager:
         rp.free_instances = [KretprobeInstance(rp, i) for i in range(rp.maxactive)]
         rp.used_instances = []
         rp.manager = self
+        # pre_handler_kretprobe -> arch_prepare_kretprobe(rp, regs); its None is the 0 that
+        # lets the probed instruction run.
+        rp.kp.pre_handler = functools.partial(self._arch_prepare_kretprobe_hit, rp)
         try:
             self.engine.register_kprobe(rp.kp)
         except ProbeError:
@@ -221,27 +226,37 @@ class KretprobeManager:
 
     # ------------------------------------------------------------------ entry
     def arch_prepare_kretprobe(self, rp: Kretprobe, regs) -> None:
+        self._arch_prepare_kretprobe_hit(rp, rp.kp, regs)
+
+    def _arch_prepare_kretprobe_hit(self, rp: Kretprobe, p: Kprobe, regs) -> None:
+        """arch_prepare_kretprobe, as the probe's pre_handler (p is rp's kprobe).
+        A hot path (every call of the function): no allocation, C accessors only."""
         machine = self.engine.machine
-        if not rp.free_instances:
+        free = rp.free_instances
+        if not free:
             rp.nmissed += 1
             self.engine.say(lambda: f"{rp!r}: no free instance (maxactive={rp.maxactive}): nmissed={rp.nmissed}")
             return
-        ri = rp.free_instances.pop(0)
-        rsp = machine.reg("rsp")
+        ri = free.pop(0)
         ri.rp = rp
-        ri.task = machine.tasks.current_address()
-        ri.ret_addr = machine.read_u64(rsp)
-        ri.stack_slot = rsp
+        ri.task = task = machine.tasks.current_address()
         ri.entry_time_ns = machine.time_ns
         if ri.data:
             ri.data.clear()
-        if rp.entry_handler is not None:
+        tramp = self.booster if self.engine.mode in _BOOSTED_MODES else self.trampoline
+        if rp.entry_handler is None:
+            # One call: read the return address at rsp and put the trampoline's there.
+            rsp, ri.ret_addr = machine.exchange_top_of_stack(tramp)
+            ri.stack_slot = rsp
+        else:
+            # The entry_handler sees the stack as the function was entered.
+            ri.stack_slot = rsp = machine.reg("rsp")
+            ri.ret_addr = machine.read_u64(rsp)
             self.engine._call(rp.kp, "entry_handler", rp.entry_handler, ri, regs)
-        # The stack is not code: write it directly (Machine.write also checks for code).
-        tramp = self.booster if self.engine.mode in ("auto", "optimize") else self.trampoline
-        machine.uc.mem_write(rsp, _pack_u64(tramp))
+            machine.write_stack_u64(rsp, tramp)  # the stack is not code: no translation-cache check
         # add_rp_inst: to the head of the task's bucket and of the probe's used list.
-        self.kretprobe_inst_table[hash_ptr(ri.task)].insert(0, ri)
+        ri.bucket = bucket = self.kretprobe_inst_table[hash_ptr(task)]
+        bucket.insert(0, ri)
         rp.used_instances.insert(0, ri)
         if self.engine.narrator is not None:
             self.engine.say(lambda:
@@ -309,37 +324,40 @@ class KretprobeManager:
             engine.say(lambda: f"trampoline hit: returning to {machine.image.symbols.format(orig_ret_address)}")
         return 1
 
-    def kretprobe_booster(self, uc, address, size, user_data) -> None:
+    def kretprobe_booster(self, _uch, _address, _size, _data) -> None:
         """The booster's hook, before its `ret`: run the return handlers as the
         trampoline probe (current_kprobe, regs->ip = &kretprobe_trampoline, as the
-        kernel's booster), then push the real return address for the `ret` to take."""
+        kernel's booster), then push the real return address for the `ret` to take.
+        (A fast hook: called from ctypes, so nothing may escape.)"""
         engine = self.engine
         machine = engine.machine
-        task = machine.tasks.current_address()
-        saved = engine.current_kprobe, engine.kprobe_status
-        engine.current_kprobe = self.trampoline_probe
-        engine.kprobe_status = KprobeStatus.HIT_ACTIVE
-        regs = engine.regs
-        regs.show_ip(self.trampoline)
-        orig_ret_address = self._run_return_handlers(task, regs)
-        regs.show_ip(None)
-        engine.current_kprobe, engine.kprobe_status = saved
-        if not orig_ret_address:
-            self._no_instance_bug(task)
-            return
-        if machine._pending_stop is not None:
-            # Stopping before the `ret`: resuming here would run the handlers again.
-            machine.set_reg("rip", orig_ret_address)
-            return
-        rsp = uc.reg_read(UC_X86_REG_RSP) - 8
-        uc.mem_write(rsp, _pack_u64(orig_ret_address))
-        uc.reg_write(UC_X86_REG_RSP, rsp)
-        if engine.narrator is not None:
-            engine.say(lambda: f"kretprobe booster: returning to {machine.image.symbols.format(orig_ret_address)}")
+        try:
+            task = machine.tasks.current_address()
+            saved, saved_status = engine.current_kprobe, engine.kprobe_status
+            engine.current_kprobe = self.trampoline_probe
+            engine.kprobe_status = _HIT_ACTIVE
+            shown_ip = engine.regs.shown_ip
+            shown_ip[0] = self.trampoline
+            orig_ret_address = self._run_return_handlers(task, engine.regs)
+            shown_ip[0] = None
+            engine.current_kprobe, engine.kprobe_status = saved, saved_status
+            if not orig_ret_address:
+                self._no_instance_bug(task)
+                return
+            if machine._pending_stop is not None:
+                # Stopping before the `ret`: resuming here would run the handlers again.
+                machine.set_reg("rip", orig_ret_address)
+                return
+            machine.push_u64(orig_ret_address)
+            if engine.narrator is not None:
+                engine.say(lambda: f"kretprobe booster: returning to {machine.image.symbols.format(orig_ret_address)}")
+        except BaseException as exc:  # noqa: BLE001 - an engine bug: stop the guest, raise from run()
+            machine.hook_failed(exc)
 
     def recycle_rp_inst(self, ri: KretprobeInstance) -> None:
-        bucket = self.kretprobe_inst_table[hash_ptr(ri.task)]
+        bucket = ri.bucket if ri.bucket is not None else self.kretprobe_inst_table[hash_ptr(ri.task)]
         bucket.remove(ri)
+        ri.bucket = None
         if ri.rp is not None:
             ri.rp.used_instances.remove(ri)
             ri.rp.free_instances.append(ri)

@@ -58,7 +58,6 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from unicorn import UC_HOOK_CODE
 from unicorn import x86_const as X
 
 from ..machine.layout import (
@@ -128,63 +127,68 @@ class KprobeOptimizer:
         self._indirect_jump_funcs: set[int] | None = None
         self._return_points: set[int] | None = None  # saved rips on the guest's stacks, per stop
         self._pending: set[int] = set()  # addresses to look at again when the guest is stopped
+        self._shown_ip = engine.regs.shown_ip
         self.machine.before_run.append(self.kprobe_optimizer)
         self.machine.after_run.append(self.leave_detour_at_stop)
         self.machine.address_translators.append(self.guest_address_of)
 
     # ------------------------------------------------------------------ the hit path
-    def optimized_callback(self, uc, address, size, user_data) -> None:
+    def optimized_callback(self, _uch, address, _size, _data) -> None:
         """A hit: the CPU is at the detour entry (the guest ran `jmp` at the probed address).
 
         Mirrors the kernel's optimized_callback: a hit while another probe runs only counts
         nmissed; else the probe runs with current_kprobe set and the handlers see
-        rip = addr + 1, as after an int3.  Returning lets the CPU run the copies."""
-        op = self._by_entry.get(address)
-        if op is None or not op.active:
-            return  # unoptimized since the jump was taken: the copies still do the work
-        engine = self.engine
-        p = op.kp
-        if engine.current_kprobe is not None:
-            engine._inc_nmissed(p)
-            if engine.narrator is not None:
-                engine.say(lambda: f"optimized probe at 0x{op.addr:x} hit inside a handler: nmissed, no handlers run")
-            return
-        engine.current_kprobe = p
-        engine.kprobe_status = _HIT_ACTIVE
-        machine = self.machine
-        regs = engine.regs
-        regs.show_ip(op.addr + 1)
-        writes = machine.rip_writes
-        pre = p.pre_handler
-        handled = 0
-        if op.is_aggr:
-            handled = pre(p, regs)
-        else:
-            p.hits += 1
-            if pre is not None:
-                handled = engine._call(p, "pre_handler", pre, p, regs)
-        regs.show_ip(None)
-        if handled:
-            # The handler took over (a jprobe): it is done unless it waits for its
-            # break_handler (jprobe_return), exactly as on the int3 path.
-            taker = p.curr if op.is_aggr else p
-            if taker is None or taker.break_handler is None:
+        rip = addr + 1, as after an int3.  Returning lets the CPU run the copies.
+        (A fast hook: called from ctypes, so nothing may escape; see add_fast_code_hook.)"""
+        try:
+            op = self._by_entry.get(address)
+            if op is None or not op.active:
+                return  # unoptimized since the jump was taken: the copies still do the work
+            engine = self.engine
+            p = op.kp
+            if engine.current_kprobe is not None:
+                engine._inc_nmissed(p)
+                if engine.narrator is not None:
+                    engine.say(lambda: f"optimized probe at 0x{op.addr:x} hit inside a handler: nmissed, no handlers run")
+                return
+            engine.current_kprobe = p
+            engine.kprobe_status = _HIT_ACTIVE
+            machine = self.machine
+            shown_ip = self._shown_ip
+            shown_ip[0] = op.addr + 1
+            writes = machine.rip_writes
+            pre = p.pre_handler
+            handled = 0
+            if op.is_aggr:
+                handled = pre(p, engine.regs)
+            else:
+                p.hits += 1
+                if pre is not None:
+                    handled = engine._call(p, "pre_handler", pre, p, engine.regs)
+            shown_ip[0] = None
+            if handled:
+                # The handler took over (a jprobe): it is done unless it waits for its
+                # break_handler (jprobe_return), exactly as on the int3 path.
+                taker = p.curr if op.is_aggr else p
+                if taker is None or taker.break_handler is None:
+                    engine.current_kprobe = None
+                    engine.kprobe_status = None
+            else:
                 engine.current_kprobe = None
                 engine.kprobe_status = None
-        else:
-            engine.current_kprobe = None
-            engine.kprobe_status = None
-            if machine.rip_writes != writes:
-                # A handler wrote rip but did not say it took over: the int3 path steps the
-                # instruction anyway (rip = slot), so the copies run here too.
+                if machine.rip_writes != writes:
+                    # A handler wrote rip but did not say it took over: the int3 path steps
+                    # the instruction anyway (rip = slot), so the copies run here too.
+                    machine.set_reg("rip", op.buffer)
+            if machine._pending_stop is not None and machine.rip_writes == writes:
+                # The guest stops before the entry `jmp` ran; resuming there would call the
+                # handlers a second time.  Resume in the copies instead.
                 machine.set_reg("rip", op.buffer)
-        if machine._pending_stop is not None and machine.rip_writes == writes:
-            # The guest stops before the entry `jmp` ran; resuming there would call the
-            # handlers a second time.  Resume in the copies instead.
-            machine.set_reg("rip", op.buffer)
-        if engine.narrator is not None:
-            engine.say(lambda: f"optimized probe at {machine.image.symbols.format(op.addr)}: handlers ran at the "
-                       f"detour entry 0x{op.entry:x}; the relocated copies run from 0x{op.buffer:x}")
+            if engine.narrator is not None:
+                engine.say(lambda: f"optimized probe at {machine.image.symbols.format(op.addr)}: handlers ran at "
+                           f"the detour entry 0x{op.entry:x}; the relocated copies run from 0x{op.buffer:x}")
+        except BaseException as exc:  # noqa: BLE001 - an engine bug: stop the guest, raise from run()
+            self.machine.hook_failed(exc)
 
     def resume_in_detour(self, p: "Kprobe") -> bool:
         """After a jprobe's longjmp: run the replaced instructions from the detour buffer
@@ -437,7 +441,7 @@ class KprobeOptimizer:
         call a hook when it translates them."""
         machine = self.machine
         self._counted = machine.count_in_detours(DETOUR_BASE, DETOUR_END - DETOUR_BASE)
-        machine.uc.hook_add(UC_HOOK_CODE, self.optimized_callback, None, DETOUR_ENTRY_BASE, DETOUR_BASE - 1)
+        machine.add_fast_code_hook(DETOUR_ENTRY_BASE, DETOUR_BASE - 1, self.optimized_callback)
 
     def _build_detour(self, op: Optprobe) -> None:
         """arch_prepare_optimized_kprobe: allocate the entry and buffer, write the copies."""

@@ -26,26 +26,26 @@ def canonical_register(name: str) -> str | None:
 
 
 class PtRegs:
-    __slots__ = ("_machine", "_shown_ip")
+    __slots__ = ("_machine", "shown_ip")
 
     def __init__(self, machine: "Machine"):
         object.__setattr__(self, "_machine", machine)
-        object.__setattr__(self, "_shown_ip", None)
+        #: shown_ip[0]: what handlers read as rip while the CPU is elsewhere (None: the
+        #: CPU's rip).  A jump-optimized probe's handler runs with the CPU at the detour
+        #: entry; the kernel's optimized_callback sets regs->ip = addr + 1 so that handlers
+        #: see what an int3 hit shows them, and so do we, without moving the CPU.  A list,
+        #: so that the hot path sets it with one store.
+        object.__setattr__(self, "shown_ip", [None])
 
     def show_ip(self, ip: int | None) -> None:
-        """What handlers read as rip while the CPU is elsewhere (None: the CPU's rip).
-
-        A jump-optimized probe's handler runs with the CPU at the detour entry; the
-        kernel's optimized_callback sets regs->ip = addr + 1 so that handlers see what an
-        int3 hit shows them, and so do we, without moving the CPU."""
-        object.__setattr__(self, "_shown_ip", ip)
+        self.shown_ip[0] = ip
 
     def __getattr__(self, name: str) -> int:
         reg = canonical_register(name)
         if reg is None:
             raise AttributeError(f"no register '{name}'")
-        if reg == "rip" and self._shown_ip is not None:
-            return self._shown_ip
+        if reg == "rip" and self.shown_ip[0] is not None:
+            return self.shown_ip[0]
         return self._machine.reg(reg)
 
     def __setattr__(self, name: str, value: int) -> None:
@@ -53,7 +53,7 @@ class PtRegs:
         if reg is None:
             raise AttributeError(f"no register '{name}'")
         if reg == "rip":
-            object.__setattr__(self, "_shown_ip", None)
+            self.shown_ip[0] = None
         self._machine.set_reg(reg, int(value))
 
     def __getitem__(self, name: str) -> int:
@@ -64,8 +64,8 @@ class PtRegs:
 
     def as_dict(self) -> dict[str, int]:
         regs = self._machine.registers()
-        if self._shown_ip is not None:
-            regs["rip"] = self._shown_ip
+        if self.shown_ip[0] is not None:
+            regs["rip"] = self.shown_ip[0]
         return regs
 
     def __repr__(self) -> str:

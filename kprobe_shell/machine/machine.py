@@ -129,6 +129,10 @@ class _ICount(ctypes.Structure):
     _fields_ = [("retired", ctypes.c_uint64), ("deadline", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p)]
 
 
+#: uc_cb_hookcode_t: (uc, address, size, user_data).
+HOOK_CODE_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p)
+
+
 class _DetourCount(ctypes.Structure):
     _fields_ = [("clock", ctypes.POINTER(_ICount)), ("base", ctypes.c_uint64), ("size", ctypes.c_uint64),
                 ("counted", ctypes.c_void_p)]
@@ -137,6 +141,19 @@ class _DetourCount(ctypes.Structure):
 _NO_DEADLINE = (1 << 64) - 1
 _UNTIL_NEVER = (1 << 64) - 1
 _EMU_STOP_ADDR = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
+# The C accessors (see _icount.c) call unicorn directly: the Python binding costs a few
+# microseconds per register or memory access, more than a probe hit should.
+_icount.init(*(ctypes.cast(fn, ctypes.c_void_p).value
+               for fn in (uclib.uc_reg_read, uclib.uc_reg_write, uclib.uc_mem_read, uclib.uc_mem_write)))
+_reg_read, _reg_write = _icount.reg_read, _icount.reg_write
+_mem_read, _mem_write = _icount.mem_read, _icount.mem_write
+_read_u64, _write_u64 = _icount.read_u64, _icount.write_u64
+_read_u64_at_reg = _icount.read_u64_at_reg
+_exchange_top_of_stack, _push_u64, _peek_u64 = _icount.exchange_top_of_stack, _icount.push_u64, _icount.peek_u64
+_UcAccessError = _icount.UcAccessError
+_REG_RSP = X.UC_X86_REG_RSP
+_REG_RIP = X.UC_X86_REG_RIP
+_REG_EFLAGS = X.UC_X86_REG_EFLAGS
 
 
 class Console:
@@ -211,12 +228,14 @@ class Machine:
         #: handler moved execution without reading rip back on every hit.
         self.rip_writes = 0
         self._detour_counter = None
+        self._fast_hooks: list = []
         self._boot()
 
     # ------------------------------------------------------------------ set-up
     def _boot(self) -> None:
         uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc = uc
+        self._uch = uc._uch.value  # the uc_engine pointer, for the C accessors
         self._map_image(uc)
         # The tool's region: GDT + stub page, slot pages (mapped on demand), boot stack.
         uc.mem_map(RESERVED_BASE, 2 * PAGE_SIZE, UC_PROT_ALL)
@@ -239,6 +258,7 @@ class Machine:
 
         # The clock: exact count of instructions started in the image's text.
         self._icount = _ICount(0, _NO_DEADLINE, _EMU_STOP_ADDR)
+        self._retired_addr = ctypes.addressof(self._icount)  # `retired` is its first field
         lo, hi = self.image.text_span
         handle = ctypes.c_size_t()
         err = uclib.uc_hook_add(
@@ -296,11 +316,11 @@ class Machine:
     @property
     def retired(self) -> int:
         """Guest instructions retired so far (the virtual clock's counter)."""
-        return self._icount.retired
+        return _peek_u64(self._retired_addr)
 
     @property
     def time_ns(self) -> int:
-        return self._icount.retired * NS_PER_INSN
+        return _peek_u64(self._retired_addr) * NS_PER_INSN
 
     def adjust_clock(self, delta: int) -> None:
         """Take instructions the tool planted (an int3 at a trampoline) off the clock."""
@@ -312,42 +332,75 @@ class Machine:
 
     # ------------------------------------------------------------------ registers
     def reg(self, name: str) -> int:
-        return self.uc.reg_read(REGISTERS[name])
+        return _reg_read(self._uch, REGISTERS[name])
 
     def set_reg(self, name: str, value: int) -> None:
         if name == "rip":
             self.rip_writes += 1
-        self.uc.reg_write(REGISTERS[name], value & 0xFFFFFFFFFFFFFFFF)
+        _reg_write(self._uch, REGISTERS[name], value & 0xFFFFFFFFFFFFFFFF)
 
     def registers(self) -> dict[str, int]:
-        read = self.uc.reg_read
-        return {name: read(REGISTERS[name]) for name in GENERAL_REGISTERS}
+        uch = self._uch
+        return {name: _reg_read(uch, REGISTERS[name]) for name in GENERAL_REGISTERS}
 
     @property
     def rip(self) -> int:
-        return self.uc.reg_read(X.UC_X86_REG_RIP)
+        return _reg_read(self._uch, _REG_RIP)
 
     # ------------------------------------------------------------------ memory
     def read(self, addr: int, size: int) -> bytes:
         try:
-            return bytes(self.uc.mem_read(addr, size))
-        except UcError:
+            return _mem_read(self._uch, addr, size)
+        except _UcAccessError:
             raise MachineError(f"cannot read {size} bytes at 0x{addr:x}: not mapped") from None
 
     def write(self, addr: int, data: bytes) -> None:
         try:
-            self.uc.mem_write(addr, bytes(data))
-        except UcError:
+            _mem_write(self._uch, addr, data)
+        except _UcAccessError:
             raise MachineError(f"cannot write {len(data)} bytes at 0x{addr:x}: not mapped") from None
         if self._overlaps_code(addr, len(data)):
             # Code changed under the translator: drop translated blocks holding it.
             self.uc.ctl_remove_cache(addr, addr + len(data))
 
     def read_u64(self, addr: int) -> int:
-        return int.from_bytes(self.read(addr, 8), "little")
+        try:
+            return _read_u64(self._uch, addr)
+        except _UcAccessError:
+            raise MachineError(f"cannot read 8 bytes at 0x{addr:x}: not mapped") from None
 
     def write_u64(self, addr: int, value: int) -> None:
         self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+    def read_u64_at_reg(self, name: str, offset: int = 0) -> int:
+        """The u64 at register + offset (e.g. %gs:0), in one call."""
+        try:
+            return _read_u64_at_reg(self._uch, REGISTERS[name], offset)
+        except _UcAccessError:
+            raise MachineError(f"cannot read 8 bytes at {name}+0x{offset:x}: not mapped") from None
+
+    def exchange_top_of_stack(self, value: int) -> tuple[int, int]:
+        """Replace the u64 at rsp by value; (rsp, the old value).  In one call: a
+        kretprobe's entry does this on every hit."""
+        try:
+            return _exchange_top_of_stack(self._uch, _REG_RSP, value)
+        except _UcAccessError:
+            raise MachineError("cannot exchange the top of the stack: not mapped") from None
+
+    def push_u64(self, value: int) -> None:
+        """rsp -= 8; *rsp = value (stack memory: no translation-cache check)."""
+        try:
+            _push_u64(self._uch, _REG_RSP, value)
+        except _UcAccessError:
+            raise MachineError("cannot push: the stack is not mapped") from None
+
+    def write_stack_u64(self, addr: int, value: int) -> None:
+        """write_u64 for memory that holds no code (a stack slot): no translation-cache
+        check, for the probe engine's hot paths."""
+        try:
+            _write_u64(self._uch, addr, value & 0xFFFFFFFFFFFFFFFF)
+        except _UcAccessError:
+            raise MachineError(f"cannot write 8 bytes at 0x{addr:x}: not mapped") from None
 
     def read_cstring(self, addr: int, limit: int = 256) -> bytes:
         out = bytearray()
@@ -422,6 +475,32 @@ class Machine:
         # Blocks translated before the hook existed would not call it.
         self.uc.ctl_remove_cache(addr, addr + 1)
         return handle
+
+    def add_fast_code_hook(self, begin: int, end: int, callback: Callable[[int, int, int, int], None]) -> int:
+        """A code hook on [begin, end] called as callback(uch, address, size, user_data)
+        straight from ctypes: unicorn's Python binding wraps every hook in two more Python
+        frames and argument packing, a good part of a probe hit's cost.
+
+        The callback must not let an exception escape (ctypes would only print it): catch
+        it and pass it to hook_failed(), which stops the guest and makes run() raise it,
+        as unicorn does for its own hooks."""
+        cb = HOOK_CODE_CFUNC(callback)
+        handle = ctypes.c_size_t()
+        err = uclib.uc_hook_add(
+            self.uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.cast(cb, ctypes.c_void_p), None,
+            ctypes.c_uint64(begin), ctypes.c_uint64(end),
+        )
+        if err:
+            raise MachineError(f"could not add a code hook (unicorn error {err})")
+        self._fast_hooks.append(cb)  # ctypes frees the thunk with the last reference
+        self.uc.ctl_remove_cache(begin, end + 1)
+        return handle.value
+
+    def hook_failed(self, exc: BaseException) -> None:
+        """From a fast hook: stop the guest; run() raises exc (as for unicorn's hooks)."""
+        if self.uc._hook_exception is None:
+            self.uc._hook_exception = exc
+        self.uc.emu_stop()
 
     def remove_hook(self, handle: int) -> None:
         self.uc.hook_del(handle)
@@ -678,4 +757,4 @@ class Machine:
     # Unicorn state for tests and the debugger's `regs`.
     @property
     def eflags(self) -> int:
-        return self.uc.reg_read(X.UC_X86_REG_EFLAGS)
+        return _reg_read(self._uch, _REG_EFLAGS)
