@@ -129,8 +129,9 @@ class _ICount(ctypes.Structure):
     _fields_ = [("retired", ctypes.c_uint64), ("deadline", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p)]
 
 
-#: uc_cb_hookcode_t: (uc, address, size, user_data).
+#: uc_cb_hookcode_t: (uc, address, size, user_data); uc_cb_hookintr_t: (uc, intno, user_data).
 HOOK_CODE_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p)
+HOOK_INTR_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 
 
 class _DetourCount(ctypes.Structure):
@@ -269,7 +270,14 @@ class Machine:
             raise MachineError(f"could not install the instruction counter (unicorn error {err})")
         self._next_tick = self.timer_period
 
-        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        # Traps (int3, the debug trap) are a probe's hot path: a plain ctypes callback,
+        # without the binding's two wrapper frames (see add_fast_code_hook).
+        self._intr_cb = HOOK_INTR_CFUNC(self._on_interrupt_fast)
+        handle = ctypes.c_size_t()
+        err = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INTR, ctypes.cast(self._intr_cb, ctypes.c_void_p),
+                                None, ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if err:
+            raise MachineError(f"could not install the interrupt hook (unicorn error {err})")
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(
@@ -674,6 +682,12 @@ class Machine:
         return True
 
     # ------------------------------------------------------------------ traps and I/O
+    def _on_interrupt_fast(self, _uch, intno: int, _data) -> None:
+        try:
+            self._on_interrupt(self.uc, intno, None)
+        except BaseException as exc:  # noqa: BLE001 - stop the guest, run() raises it
+            self.hook_failed(exc)
+
     def _on_interrupt(self, uc: Uc, intno: int, user_data) -> None:
         handler = self.trap_handlers.get(intno)
         if handler is not None and handler(self):
