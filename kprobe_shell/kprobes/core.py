@@ -221,12 +221,13 @@ class KprobeEngine:
         machine.trap_handlers[3] = self.kprobe_handler
         machine.trap_handlers[1] = self.post_kprobe_handler
         machine.fault_notifier = self.kprobe_fault_handler
-        # Return probes need their trampoline probe from the start, as the kernel's arch_init.
-        from .kretprobes import KretprobeManager
-
+        # The jump optimizer (optprobes, kprobes/optimize.py).
         from .optimize import KprobeOptimizer
 
         self.optimizer = KprobeOptimizer(self)
+        # Return probes need their trampoline probe from the start, as the kernel's arch_init.
+        from .kretprobes import KretprobeManager
+
         self.kretprobes = KretprobeManager(self)
         from .jprobes import JprobeManager
 
@@ -601,7 +602,7 @@ class KprobeEngine:
         return True
 
     def _ss_probe(self, p: Kprobe, machine: Machine) -> None:
-        if self.optimizer.resume_in_detour(p):
+        if self.optimizer.active and self.optimizer.resume_in_detour(p):
             return  # after a jprobe's longjmp: the copies run in the detour buffer
         if p.boosted:
             # Boost: run the copy and the jmp back, no debug trap.

@@ -131,6 +131,9 @@ class KprobeOptimizer:
         self.machine.before_run.append(self.kprobe_optimizer)
         self.machine.after_run.append(self.leave_detour_at_stop)
         self.machine.address_translators.append(self.guest_address_of)
+        # A breakpoint (a code hook) inside replaced bytes would never fire: the guest runs
+        # the copy in the detour.  Unoptimize first, and never optimize over one.
+        self.machine.code_hook_watchers.append(self.unoptimize_covering)
 
     # ------------------------------------------------------------------ the hit path
     def optimized_callback(self, _uch, address, _size, _data) -> None:
@@ -250,6 +253,13 @@ class KprobeOptimizer:
     def kprobe_optimizer(self) -> None:
         """Before a run (the guest is stopped): the delayed optimizations."""
         self._return_points = None  # the stacks may have changed since the last stop
+        if self.engine.mode in ("auto", "optimize"):
+            # Refusals that may have gone away (a breakpoint removed, a task moved on).
+            for bucket in self.engine.kprobe_table:
+                for entry in bucket:
+                    why = entry.optimize_refusal
+                    if why is not None and why.startswith(_TRANSIENT) and entry.addr not in self.active:
+                        self._pending.add(entry.addr)
         pending, self._pending = self._pending, set()
         for addr in sorted(pending):
             entry = self.engine.get_kprobe(addr)
@@ -294,6 +304,8 @@ class KprobeOptimizer:
                 if op.kp is not None:
                     op.kp.optimize_refusal = (f"another probe at {self.machine.image.symbols.format(addr)} "
                                               f"lies inside the {op.length} bytes the jump would replace")
+                if self.machine.running:
+                    self._pending.add(a)
 
     def reconsider_near(self, addr: int) -> None:
         """A probe at addr went away: the probes just before it may be optimizable now."""
@@ -398,8 +410,10 @@ class KprobeOptimizer:
         self._branch_targets, self._indirect_jump_funcs = targets, indirect
 
     def _probes_inside(self, op: Optprobe) -> list[int]:
+        """Probes and code hooks (breakpoints) on the bytes the jump would replace."""
         get = self.engine.get_kprobe
-        return [a for a in range(op.addr + 1, op.addr + op.length) if get(a) is not None]
+        hooked = set(self.machine.hooked_addresses.values())
+        return [a for a in range(op.addr + 1, op.addr + op.length) if get(a) is not None or a in hooked]
 
     def _resume_point_inside(self, op: Optprobe) -> str | None:
         """The kernel's synchronize_sched() before the jump is written: no CPU may be in,
@@ -519,6 +533,10 @@ class KprobeOptimizer:
         if owner is not None and owner.ainsn is not None:
             return owner.addr if a == slot else owner.addr + owner.ainsn.length
         return None
+
+
+#: How the refusals that a later stop may lift begin.
+_TRANSIENT = ("another probe", "a task may resume", "the guest stopped inside", "waiting")
 
 
 def _cannot_relocate(insn: DecodedInsn) -> str | None:

@@ -230,6 +230,10 @@ class Machine:
         self.rip_writes = 0
         self._detour_counter = None
         self._fast_hooks: list = []
+        #: handle -> address of every add_code_hook hook (breakpoints, `until`, ...).
+        self.hooked_addresses: dict[int, int] = {}
+        #: Called with the address before add_code_hook hooks it.
+        self.code_hook_watchers: list[Callable[[int], None]] = []
         self._boot()
 
     # ------------------------------------------------------------------ set-up
@@ -479,9 +483,12 @@ class Machine:
     # ------------------------------------------------------------------ hooks
     def add_code_hook(self, addr: int, callback: Callable[["Machine"], None]) -> int:
         """Call callback(machine) each time the instruction at addr is about to run."""
+        for watch in self.code_hook_watchers:
+            watch(addr)  # e.g. a jump planted over addr would keep the guest from running it
         handle = self.uc.hook_add(UC_HOOK_CODE, lambda uc, a, s, ud: callback(self), None, addr, addr)
         # Blocks translated before the hook existed would not call it.
         self.uc.ctl_remove_cache(addr, addr + 1)
+        self.hooked_addresses[handle] = addr
         return handle
 
     def add_fast_code_hook(self, begin: int, end: int, callback: Callable[[int, int, int, int], None]) -> int:
@@ -512,6 +519,7 @@ class Machine:
 
     def remove_hook(self, handle: int) -> None:
         self.uc.hook_del(handle)
+        self.hooked_addresses.pop(handle, None)
 
     def stop_guest(self, event: StopEvent) -> None:
         """From a trap handler: stop the run after this trap with event as the reason."""

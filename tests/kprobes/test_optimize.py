@@ -338,3 +338,17 @@ def test_shell_reports_the_mode_and_the_reason(kernel_path):
     assert "optimized" in lines["1"] and "single-step" in lines["2"]
     session.execute("disas do_fork")
     assert "jmp planted (e9 over" in buf.getvalue()
+
+
+def test_a_breakpoint_inside_the_replaced_bytes_unoptimizes(m, ref):
+    snap, _ = ref
+    kp = m.register_kprobe(Kprobe("opt_plain", pre_handler=noop))
+    assert kp.mode == "optimized"
+    reached = []
+    handle = m.add_code_hook(kp.addr + 4, lambda mm: reached.append(mm.retired))  # the lea, inside the jump
+    assert kp.mode == "boost" and "another probe at opt_plain+0x4" in kp.optimize_refusal
+    assert m.run().reason is StopReason.HALTED
+    assert len(reached) == kp.hits == CALLS
+    m.remove_hook(handle)
+    m.kprobes.optimizer.kprobe_optimizer()  # what the next run() does first
+    assert kp.mode == "optimized"
