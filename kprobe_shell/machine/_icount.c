@@ -4,17 +4,19 @@
  * Unicorn has no icount mode, and `emu_start(count=N)` counts with a hidden hook whose
  * counter cannot be read.  The clock must be exact (timer ticks land on the same guest
  * instruction in every run, with or without probes) and readable from every probe hit
- * (trace timestamps), so we register this C callback as a UC_HOOK_CODE limited to the
- * image's text.  Instructions run in the tool's own pages (instruction slots,
- * detour buffers) fall outside that range and are never counted: a probe costs the
- * guest's clock nothing.
+ * (trace timestamps), so we register this C callback as a UC_HOOK_CODE over the image's
+ * text and the tool's pages above it.  Every instruction of the text is counted;
+ * instructions run in the tool's own pages (instruction slots, trampolines) are not: a
+ * probe costs the guest's clock nothing.
  *
  * Detour buffers (jump-optimized probes) are the exception: the relocated copies of the
  * replaced instructions stand for guest instructions, and they must be counted, with the
- * deadline checked before each, exactly as the originals would have been.  A second hook,
- * detour_hook, covers the detour pages and counts an instruction only when a byte map says
- * it stands for a guest instruction (the first copy is not counted: the `jmp` planted at
- * the probed address already was; the jump back is not counted: it stands for nothing).
+ * deadline checked before each, exactly as the originals would have been.  The same hook
+ * covers the tool's pages above the image and counts an instruction there only when a
+ * byte map says it stands for a guest instruction (the first copy is not counted: the
+ * `jmp` planted at the probed address already was; the jump back stands for nothing).
+ * It also dispatches to the engine's callbacks on the tool's own code, so that probes
+ * never lengthen unicorn's hook list (walked on every hooked instruction).
  *
  * The hook runs before each instruction.  When the count has reached the deadline it
  * asks unicorn to stop before that instruction runs, which is where the machine
@@ -24,17 +26,29 @@
 #include <Python.h>
 #include <stdint.h>
 
+typedef void (*code_cb)(void *uc, uint64_t address, uint32_t size, void *user_data);
+
+#define MAX_TOOL_HOOKS 4
+
 struct icount {
     uint64_t retired;          /* guest instructions started in the image's text */
     uint64_t deadline;         /* stop before the instruction that would pass this */
     void (*emu_stop)(void *uc);/* uc_emu_stop, passed in from Python */
+    uint64_t text_end;         /* the hook covers [text start, tool end): text below this */
+    /* Detour buffers: counted[a - detour_base] is 1 when the instruction at a is the
+     * relocated copy of a guest instruction. */
+    uint64_t detour_base;
+    uint64_t detour_size;
+    const uint8_t *counted;
+    /* Callbacks on the tool's own code (detour entries, the kretprobe booster): rather
+     * than one unicorn hook each (a cost on every guest instruction), this hook
+     * dispatches to them. */
+    uint64_t n_tool_hooks;
+    struct { uint64_t begin, end; code_cb cb; } tool_hooks[MAX_TOOL_HOOKS];
 };
 
-static void icount_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+static inline void count_one(struct icount *c, void *uc)
 {
-    struct icount *c = user_data;
-    (void)address;
-    (void)size;
     if (c->retired >= c->deadline) {
         c->emu_stop(uc);
         return;
@@ -42,25 +56,26 @@ static void icount_hook(void *uc, uint64_t address, uint32_t size, void *user_da
     c->retired++;
 }
 
-struct detour_count {
-    struct icount *clock;      /* the same counter as the image's text */
-    uint64_t base;             /* first address of the detour pages */
-    uint64_t size;             /* bytes covered by `counted` */
-    const uint8_t *counted;    /* counted[a - base]: 1 when the insn at a is a guest insn */
-};
-
-static void detour_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+static void icount_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
-    struct detour_count *d = user_data;
-    uint64_t off = address - d->base;
-    if (off >= d->size || !d->counted[off])
+    struct icount *c = user_data;
+    uint64_t off, i;
+    if (address < c->text_end) {       /* the image's text: every instruction counts */
+        count_one(c, uc);
         return;
-    icount_hook(uc, address, size, d->clock);
-}
-
-static PyObject *detour_hook_address(PyObject *self, PyObject *unused)
-{
-    return PyLong_FromVoidPtr((void *)detour_hook);
+    }
+    off = address - c->detour_base;
+    if (off < c->detour_size) {
+        if (c->counted[off])
+            count_one(c, uc);
+        return;
+    }
+    for (i = 0; i < c->n_tool_hooks; i++) {
+        if (c->tool_hooks[i].begin <= address && address <= c->tool_hooks[i].end) {
+            c->tool_hooks[i].cb(uc, address, size, NULL);
+            return;
+        }
+    }
 }
 
 static PyObject *hook_address(PyObject *self, PyObject *unused)
@@ -353,8 +368,6 @@ static PyMethodDef methods[] = {
     {"write_u64", (PyCFunction)(void (*)(void))fast_write_u64, METH_FASTCALL, "write_u64(uch, address, value)"},
     {"hook_address", hook_address, METH_NOARGS,
      "Address of the C UC_HOOK_CODE callback that counts guest instructions."},
-    {"detour_hook_address", detour_hook_address, METH_NOARGS,
-     "Address of the C UC_HOOK_CODE callback that counts relocated guest instructions in detour buffers."},
     {NULL, NULL, 0, NULL},
 };
 

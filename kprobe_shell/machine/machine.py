@@ -125,18 +125,27 @@ class MachineError(Exception):
     """A request the machine cannot honour (bad address, not stopped, ...)."""
 
 
+class _ToolHook(ctypes.Structure):
+    _fields_ = [("begin", ctypes.c_uint64), ("end", ctypes.c_uint64), ("cb", ctypes.c_void_p)]
+
+
+_MAX_TOOL_HOOKS = 4
+
+
 class _ICount(ctypes.Structure):
-    _fields_ = [("retired", ctypes.c_uint64), ("deadline", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p)]
+    """struct icount in _icount.c."""
+
+    _fields_ = [
+        ("retired", ctypes.c_uint64), ("deadline", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p),
+        ("text_end", ctypes.c_uint64),
+        ("detour_base", ctypes.c_uint64), ("detour_size", ctypes.c_uint64), ("counted", ctypes.c_void_p),
+        ("n_tool_hooks", ctypes.c_uint64), ("tool_hooks", _ToolHook * _MAX_TOOL_HOOKS),
+    ]
 
 
 #: uc_cb_hookcode_t: (uc, address, size, user_data); uc_cb_hookintr_t: (uc, intno, user_data).
 HOOK_CODE_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p)
 HOOK_INTR_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
-
-
-class _DetourCount(ctypes.Structure):
-    _fields_ = [("clock", ctypes.POINTER(_ICount)), ("base", ctypes.c_uint64), ("size", ctypes.c_uint64),
-                ("counted", ctypes.c_void_p)]
 
 
 _NO_DEADLINE = (1 << 64) - 1
@@ -262,13 +271,16 @@ class Machine:
             uc.reg_write(X.UC_X86_REG_GS_BASE, pda.address)
 
         # The clock: exact count of instructions started in the image's text.
-        self._icount = _ICount(0, _NO_DEADLINE, _EMU_STOP_ADDR)
-        self._retired_addr = ctypes.addressof(self._icount)  # `retired` is its first field
         lo, hi = self.image.text_span
+        self._icount = _ICount(0, _NO_DEADLINE, _EMU_STOP_ADDR, hi)
+        self._retired_addr = ctypes.addressof(self._icount)  # `retired` is its first field
+        # One hook over the text and the tool's pages above it (see _icount.c): the only
+        # hook on every guest instruction.
         handle = ctypes.c_size_t()
         err = uclib.uc_hook_add(
             uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.c_void_p(_icount.hook_address()),
-            ctypes.cast(ctypes.pointer(self._icount), ctypes.c_void_p), ctypes.c_uint64(lo), ctypes.c_uint64(hi - 1),
+            ctypes.cast(ctypes.pointer(self._icount), ctypes.c_void_p), ctypes.c_uint64(lo),
+            ctypes.c_uint64(RESERVED_END - 1),
         )
         if err:
             raise MachineError(f"could not install the instruction counter (unicorn error {err})")
@@ -446,24 +458,20 @@ class Machine:
     def count_in_detours(self, base: int, size: int) -> ctypes.Array:
         """Count the instructions of [base, base+size) that stand for guest instructions.
 
-        Installs the C detour_hook (see _icount.c) over that range on the same counter as
-        the image's text, and returns its byte map: set map[a - base] = 1 for each address a
-        whose instruction must be counted (and deadline-checked) like a guest instruction.
-        Call before any code in the range runs: unicorn decides at translation time which
-        instructions call a hook.
+        The clock's hook (see _icount.c) covers the tool's pages too; this gives it the byte
+        map of that range: set map[a - base] = 1 for each address a whose instruction must
+        be counted (and deadline-checked) like a guest instruction.  [base, base+size) must
+        be in the tool's pages, and the map must be set before the code there runs.
         """
         if self._detour_counter is not None:
-            return self._detour_counter[1]
+            return self._detour_counter
+        if not (RESERVED_BASE <= base and base + size <= RESERVED_END):
+            raise MachineError("detour buffers must be in the tool's pages")
         counted = (ctypes.c_uint8 * size)()
-        desc = _DetourCount(ctypes.pointer(self._icount), base, size, ctypes.cast(counted, ctypes.c_void_p))
-        handle = ctypes.c_size_t()
-        err = uclib.uc_hook_add(
-            self.uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.c_void_p(_icount.detour_hook_address()),
-            ctypes.cast(ctypes.pointer(desc), ctypes.c_void_p), ctypes.c_uint64(base), ctypes.c_uint64(base + size - 1),
-        )
-        if err:
-            raise MachineError(f"could not install the detour instruction counter (unicorn error {err})")
-        self._detour_counter = (desc, counted)  # keep both alive as long as the machine
+        ic = self._icount
+        ic.counted = ctypes.cast(counted, ctypes.c_void_p)
+        ic.detour_base, ic.detour_size = base, size
+        self._detour_counter = counted  # kept alive as long as the machine
         return counted
 
     def guest_address(self, addr: int) -> int:
@@ -500,6 +508,15 @@ class Machine:
         it and pass it to hook_failed(), which stops the guest and makes run() raise it,
         as unicorn does for its own hooks."""
         cb = HOOK_CODE_CFUNC(callback)
+        ic = self._icount
+        if RESERVED_BASE <= begin <= end < RESERVED_END and ic.n_tool_hooks < _MAX_TOOL_HOOKS:
+            # In the tool's pages the clock's hook dispatches to it: no new unicorn hook,
+            # so nothing is added to what every guest instruction costs.
+            slot = ic.tool_hooks[ic.n_tool_hooks]
+            slot.begin, slot.end, slot.cb = begin, end, ctypes.cast(cb, ctypes.c_void_p)
+            self._fast_hooks.append(cb)
+            ic.n_tool_hooks += 1
+            return -1
         handle = ctypes.c_size_t()
         err = uclib.uc_hook_add(
             self.uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.cast(cb, ctypes.c_void_p), None,
