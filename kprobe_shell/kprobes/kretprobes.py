@@ -130,6 +130,9 @@ class KretprobeManager:
         self.engine = engine
         machine = engine.machine
         self.kretprobe_inst_table: list[list[KretprobeInstance]] = [[] for _ in range(KPROBE_TABLE_SIZE)]
+        #: task -> its bucket of kretprobe_inst_table (hash_ptr is big-integer arithmetic
+        #: in Python: worth remembering on the hot path).
+        self._buckets: dict[int, list[KretprobeInstance]] = {}
         syms = machine.image.symbols
         tramp = syms.get("kretprobe_trampoline")
         if tramp is not None:
@@ -255,7 +258,10 @@ class KretprobeManager:
             self.engine._call(rp.kp, "entry_handler", rp.entry_handler, ri, regs)
             machine.write_stack_u64(rsp, tramp)  # the stack is not code: no translation-cache check
         # add_rp_inst: to the head of the task's bucket and of the probe's used list.
-        ri.bucket = bucket = self.kretprobe_inst_table[hash_ptr(task)]
+        bucket = self._buckets.get(task)
+        if bucket is None:
+            bucket = self._buckets[task] = self.kretprobe_inst_table[hash_ptr(task)]
+        ri.bucket = bucket
         bucket.insert(0, ri)
         rp.used_instances.insert(0, ri)
         if self.engine.narrator is not None:
@@ -274,7 +280,9 @@ class KretprobeManager:
         first, until the first whose return address is not a trampoline; each one's
         handler runs and it is recycled.  Returns that real return address (0: none)."""
         engine = self.engine
-        head = self.kretprobe_inst_table[hash_ptr(task)]
+        head = self._buckets.get(task)
+        if head is None:
+            head = self.kretprobe_inst_table[hash_ptr(task)]
         orig_ret_address = 0
         i = 0
         while i < len(head):
