@@ -12,9 +12,10 @@ and the following ones until 5 bytes are covered, with `jmp rel32` to a detour:
 
 The hook on the entry is one host transition with no write to rip (the cheapest way to
 catch a hit in unicorn, see performance-notes.md); the handler then returns and the CPU
-runs the copies where it is.  All detour entries are contiguous, so one hook serves all
-optimized probes: adding probes never lengthens unicorn's hook list, which it walks on
-every hooked instruction.
+runs the copies where it is.  All detour entries are contiguous, and the clock's C hook
+(which already covers the tool's pages) dispatches to one callback for all of them:
+adding probes never lengthens unicorn's hook list, which it walks on every hooked
+instruction.
 
 The kernel's safety checks (can_optimize / can_optimize_insns):
   - whole instructions only, the whole range inside one function;
@@ -42,8 +43,8 @@ unregistered.  One buffer per probed address is built once and kept.
 
 The instruction clock stays exact: the `jmp` at the probed address is counted (in the
 image's text) and stands for instruction 1; the relocated copies of instructions 2..n
-are counted by a second C hook over the detour pages (_icount.c: detour_hook), which
-also checks the timer deadline before each, so a tick lands before the same guest
+are counted by the clock's C hook, which covers the detour pages too and counts there by
+a byte map (_icount.c); it checks the timer deadline before each, so a tick lands before the same guest
 instruction as without the probe (with rip in the detour; the return lands back there).
 The copy of instruction 1, the detour entry and the jump back are not counted.
 

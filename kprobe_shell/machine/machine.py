@@ -5,8 +5,11 @@ whoever registered for them, offers exact single-address code hooks, and runs th
 until something stops it: `hlt` with interrupts off, an instruction budget, a request
 from another thread (Ctrl-C), a fault, or a stop asked for by a trap handler.
 
-Speed: nothing is hooked over all of memory except the C instruction counter, limited
-to the image's text (see _icount.c); everything else is an exact-address hook or a trap.
+Speed: nothing is hooked over all of memory except the C instruction counter, over the
+image's text and the tool's pages (see _icount.c), which also dispatches to the probe
+engine's callbacks on the tool's code; everything else is an exact-address hook or a trap.
+Register and memory access goes through small C accessors (unicorn's Python binding
+costs microseconds per call).
 """
 from __future__ import annotations
 
@@ -502,7 +505,9 @@ class Machine:
     def add_fast_code_hook(self, begin: int, end: int, callback: Callable[[int, int, int, int], None]) -> int:
         """A code hook on [begin, end] called as callback(uch, address, size, user_data)
         straight from ctypes: unicorn's Python binding wraps every hook in two more Python
-        frames and argument packing, a good part of a probe hit's cost.
+        frames and argument packing, a good part of a probe hit's cost.  In the tool's
+        pages the clock's C hook dispatches to it (no new unicorn hook, so nothing is added
+        to what every guest instruction costs); elsewhere it is a unicorn hook.
 
         The callback must not let an exception escape (ctypes would only print it): catch
         it and pass it to hook_failed(), which stops the guest and makes run() raise it,
