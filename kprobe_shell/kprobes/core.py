@@ -644,12 +644,13 @@ class KprobeEngine:
         """The int3 trap (do_int3 -> kprobe_exceptions_notify -> kprobe_handler)."""
         regs = self.regs
         addr = machine.rip - 1
-        if machine.ncpus > 1 and not self.kprobe_running() and self._kprobe_lock_held_elsewhere():
+        kcb = self.kcb  # this CPU's kprobe_ctlblk, looked up once per trap (a hot path)
+        if machine.ncpus > 1 and kcb.current_kprobe is None and self._kprobe_lock_held_elsewhere():
             return self._spin_on_kprobe_lock(machine, addr)
-        if self.kcb.spinning:
-            self.kcb.spinning = False  # the lock was free this time: this CPU takes it
+        if kcb.spinning:
+            kcb.spinning = False  # the lock was free this time: this CPU takes it
         p = self.get_kprobe(addr)
-        if self.kprobe_running():
+        if kcb.current_kprobe is not None:
             if p is not None:
                 if self.kprobe_status is KprobeStatus.HIT_SS:
                     # An int3 inside the step itself: not ours to handle.
@@ -676,8 +677,8 @@ class KprobeEngine:
                 machine.set_reg("rip", addr)
                 return True
             return False  # not ours: an int3 of the guest's own
-        self.current_kprobe = p
-        self.kprobe_status = KprobeStatus.HIT_ACTIVE
+        kcb.current_kprobe = p
+        kcb.kprobe_status = KprobeStatus.HIT_ACTIVE
         self.say(lambda: (
             f"int3 trap, rip 0x{addr + 1:x}: the breakpoint at 0x{addr:x} is kretprobe_trampoline; the engine's "
             f"probe there runs trampoline_probe_handler" if p.internal else
@@ -703,8 +704,8 @@ class KprobeEngine:
                 # current forever and every later hit of any probe counted as nmissed.
                 taker = p.curr if isinstance(p, AggrKprobe) else p
                 if taker is None or taker.break_handler is None:
-                    self.current_kprobe = None
-                    self.kprobe_status = None
+                    kcb.current_kprobe = None
+                    kcb.kprobe_status = None
                 return True
         elif not isinstance(p, AggrKprobe):
             p.hits += 1
@@ -721,8 +722,9 @@ class KprobeEngine:
         if p.boosted:
             # Boost: run the copy and the jmp back, no debug trap.
             machine.set_reg("rip", p.slot)
-            self.current_kprobe = None
-            self.kprobe_status = None
+            kcb = self.kcb
+            kcb.current_kprobe = None
+            kcb.kprobe_status = None
             self.say(lambda: f"boosted: rip = slot 0x{p.slot:x}; the copy '{p.ainsn.text}' runs, then the "
                      f"jmp at 0x{p.slot + p.ainsn.length:x} goes straight back to "
                      f"{machine.image.symbols.format(p.addr + p.ainsn.length)} (0x{p.addr + p.ainsn.length:x}): "

@@ -386,14 +386,15 @@ class KretprobeManager:
                 machine.set_reg("rip", self.trampoline)
                 return
             task = machine.tasks.current_address()
-            saved, saved_status = engine.current_kprobe, engine.kprobe_status
-            engine.current_kprobe = self.trampoline_probe
-            engine.kprobe_status = _HIT_ACTIVE
+            kcb = engine.kcb  # the returning CPU's kprobe_ctlblk, looked up once
+            saved, saved_status = kcb.current_kprobe, kcb.kprobe_status
+            kcb.current_kprobe = self.trampoline_probe
+            kcb.kprobe_status = _HIT_ACTIVE
             shown_ip = engine.regs.shown_ip
             shown_ip[0] = self.trampoline
             orig_ret_address = self._run_return_handlers(task, engine.regs)
             shown_ip[0] = None
-            engine.current_kprobe, engine.kprobe_status = saved, saved_status
+            kcb.current_kprobe, kcb.kprobe_status = saved, saved_status
             if not orig_ret_address:
                 self._no_instance_bug(task)
                 return

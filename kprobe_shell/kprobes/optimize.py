@@ -162,13 +162,16 @@ class KprobeOptimizer:
                 return  # unoptimized since the jump was taken: the copies still do the work
             engine = self.engine
             p = op.kp
-            if engine.current_kprobe is not None:
+            # This CPU's kprobe_ctlblk, looked up once per hit (only ever CPU 0: nothing is
+            # optimized on SMP, see wanted()).
+            kcb = engine.kcb
+            if kcb.current_kprobe is not None:
                 engine._inc_nmissed(p)
                 if engine.narrator is not None:
                     engine.say(lambda: f"optimized probe at 0x{op.addr:x} hit inside a handler: nmissed, no handlers run")
                 return
-            engine.current_kprobe = p
-            engine.kprobe_status = _HIT_ACTIVE
+            kcb.current_kprobe = p
+            kcb.kprobe_status = _HIT_ACTIVE
             machine = self.machine
             shown_ip = self._shown_ip
             shown_ip[0] = op.addr + 1
@@ -187,11 +190,11 @@ class KprobeOptimizer:
                 # break_handler (jprobe_return), exactly as on the int3 path.
                 taker = p.curr if op.is_aggr else p
                 if taker is None or taker.break_handler is None:
-                    engine.current_kprobe = None
-                    engine.kprobe_status = None
+                    kcb.current_kprobe = None
+                    kcb.kprobe_status = None
             else:
-                engine.current_kprobe = None
-                engine.kprobe_status = None
+                kcb.current_kprobe = None
+                kcb.kprobe_status = None
                 if machine.rip_writes != writes:
                     # A handler wrote rip but did not say it took over: the int3 path steps
                     # the instruction anyway (rip = slot), so the copies run here too.
