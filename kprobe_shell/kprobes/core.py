@@ -46,8 +46,11 @@ class KprobeStatus(enum.Enum):
     REENTER = "KPROBE_REENTER"          # stepping a probe hit while another was running
 
 
-#: How a probe gets past its instruction (see `set kprobe-mode`).
-MODES = ("single-step", "boost")
+#: How a probe gets past its instruction (see `set kprobe-mode`); "auto" (the default) is
+#: the fastest that is safe for each probe: optimized, else boosted, else single-stepped.
+#: "optimize" picks the same per probe, for teaching: `probes` then says why a probe
+#: could not be optimized.
+MODES = ("single-step", "boost", "optimize")
 
 #: Where the probed instruction is single-stepped (see `set kprobe-step`): out of line in
 #: its slot, as the kernel does; or in place (the original byte put back, the instruction
@@ -97,6 +100,7 @@ class Kprobe:
         self.ainsn: DecodedInsn | None = None
         self.slot: int | None = None
         self.boosted = False
+        self.optimize_refusal: str | None = None  # why the optimizer left it an int3 probe
         self.engine: "KprobeEngine | None" = None
 
     def __repr__(self) -> str:
@@ -112,6 +116,8 @@ class Kprobe:
         """How hits get past the instruction: decided by the table entry (an aggregate
         manager decides for all the probes sharing its address)."""
         entry = self.engine.get_kprobe(self.addr) if self.engine is not None else None
+        if entry is not None and self.addr in self.engine.optimizer.active:
+            return "optimized"
         return "boost" if (entry or self).boosted else "single-step"
 
     @property
@@ -254,6 +260,10 @@ class KprobeEngine:
         machine.trap_handlers[3] = self.kprobe_handler
         machine.trap_handlers[1] = self.post_kprobe_handler
         machine.fault_notifier = self.kprobe_fault_handler
+        # The jump optimizer (optprobes, kprobes/optimize.py).
+        from .optimize import KprobeOptimizer
+
+        self.optimizer = KprobeOptimizer(self)
         # Return probes need their trampoline probe from the start, as the kernel's arch_init.
         from .kretprobes import KretprobeManager
 
@@ -442,9 +452,12 @@ class KprobeEngine:
         except ProbeError:
             p.engine = None
             raise
+        # A jump planted just before addr may cover it: back to an int3 probe first.
+        self.optimizer.unoptimize_covering(addr)
         self.kprobe_table[hash_ptr(addr)].append(p)
         if not p.disabled:
             self.arm_kprobe(p)
+        self.optimizer.refresh(p)
         return p
 
     def _register_aggr(self, old: Kprobe, p: Kprobe) -> None:
@@ -487,9 +500,13 @@ class KprobeEngine:
         window = self._in_place_windows.pop(entry.addr, None)
         if window is not None:
             self.machine.remove_hook(window)
+        op = self.optimizer.active.get(entry.addr)
+        if op is not None:
+            self.optimizer.arch_unoptimize_kprobe(op, armed=False)
         if self.machine.read(entry.addr, 1)[0] == BREAKPOINT_INSTRUCTION:
             self.disarm_kprobe(entry)
         self.kprobe_table[hash_ptr(entry.addr)].remove(entry)
+        self.optimizer.reconsider_near(entry.addr)
         if entry.slot is not None:
             self._leave_slot(entry)
             self.slots.free(entry.slot)
@@ -532,13 +549,17 @@ class KprobeEngine:
     def _refresh_arming(self, entry: Kprobe) -> None:
         """Armed exactly when some probe at the address is enabled."""
         live = entry.active_children() if isinstance(entry, AggrKprobe) else ([] if entry.disabled else [entry])
-        armed = self.machine.read(entry.addr, 1)[0] == BREAKPOINT_INSTRUCTION
+        op = self.optimizer.active.get(entry.addr)
+        if op is not None and not live:
+            self.optimizer.arch_unoptimize_kprobe(op, armed=False)  # disarmed below if needed
+        armed = op is not None and live or self.machine.read(entry.addr, 1)[0] == BREAKPOINT_INSTRUCTION
         if live and not armed:
             self.arm_kprobe(entry)
         elif not live and armed:
             self.disarm_kprobe(entry)
         if isinstance(entry, AggrKprobe):
             entry.boosted = self._want_boost(entry)
+        self.optimizer.refresh(entry)
 
     # ------------------------------------------------------------------ arch: prepare, arm
     def _want_boost(self, p: Kprobe) -> bool:
@@ -579,11 +600,12 @@ class KprobeEngine:
 
     def set_mode(self, mode: str) -> None:
         if mode not in ("auto", *MODES):
-            raise ProbeError(f"unknown kprobe mode '{mode}' (auto, single-step, boost)")
+            raise ProbeError(f"unknown kprobe mode '{mode}' (auto, single-step, boost, optimize)")
         self.mode = mode
         for bucket in self.kprobe_table:
-            for p in bucket:
+            for p in list(bucket):
                 p.boosted = self._want_boost(p)
+                self.optimizer.refresh(p)
 
     def arm_kprobe(self, p: Kprobe) -> None:
         self.machine.write(p.addr, bytes([BREAKPOINT_INSTRUCTION]))
@@ -596,7 +618,8 @@ class KprobeEngine:
                  f"{self.machine.image.symbols.format(p.addr)} (0x{p.addr:x})")
 
     def planted(self) -> dict[int, int]:
-        """Address -> original first byte, for every armed int3 (for `x` and `disas`)."""
+        """Address -> original first byte, for every armed int3 (for `x` and `disas`);
+        optimized probes' jumps are in optimizer.replaced_bytes()."""
         out = {}
         for bucket in self.kprobe_table:
             for p in bucket:
@@ -610,6 +633,10 @@ class KprobeEngine:
         for a, byte in self.planted().items():
             if addr <= a < addr + size:
                 data[a - addr] = byte
+        for a, orig in self.optimizer.replaced_bytes().items():
+            for i, byte in enumerate(orig):
+                if addr <= a + i < addr + size:
+                    data[a + i - addr] = byte
         return bytes(data)
 
     # ------------------------------------------------------------------ trap paths
@@ -617,12 +644,13 @@ class KprobeEngine:
         """The int3 trap (do_int3 -> kprobe_exceptions_notify -> kprobe_handler)."""
         regs = self.regs
         addr = machine.rip - 1
-        if machine.ncpus > 1 and not self.kprobe_running() and self._kprobe_lock_held_elsewhere():
+        kcb = self.kcb  # this CPU's kprobe_ctlblk, looked up once per trap (a hot path)
+        if machine.ncpus > 1 and kcb.current_kprobe is None and self._kprobe_lock_held_elsewhere():
             return self._spin_on_kprobe_lock(machine, addr)
-        if self.kcb.spinning:
-            self.kcb.spinning = False  # the lock was free this time: this CPU takes it
+        if kcb.spinning:
+            kcb.spinning = False  # the lock was free this time: this CPU takes it
         p = self.get_kprobe(addr)
-        if self.kprobe_running():
+        if kcb.current_kprobe is not None:
             if p is not None:
                 if self.kprobe_status is KprobeStatus.HIT_SS:
                     # An int3 inside the step itself: not ours to handle.
@@ -649,8 +677,8 @@ class KprobeEngine:
                 machine.set_reg("rip", addr)
                 return True
             return False  # not ours: an int3 of the guest's own
-        self.current_kprobe = p
-        self.kprobe_status = KprobeStatus.HIT_ACTIVE
+        kcb.current_kprobe = p
+        kcb.kprobe_status = KprobeStatus.HIT_ACTIVE
         self.say(lambda: (
             f"int3 trap, rip 0x{addr + 1:x}: the breakpoint at 0x{addr:x} is kretprobe_trampoline; the engine's "
             f"probe there runs trampoline_probe_handler" if p.internal else
@@ -676,8 +704,8 @@ class KprobeEngine:
                 # current forever and every later hit of any probe counted as nmissed.
                 taker = p.curr if isinstance(p, AggrKprobe) else p
                 if taker is None or taker.break_handler is None:
-                    self.current_kprobe = None
-                    self.kprobe_status = None
+                    kcb.current_kprobe = None
+                    kcb.kprobe_status = None
                 return True
         elif not isinstance(p, AggrKprobe):
             p.hits += 1
@@ -685,6 +713,8 @@ class KprobeEngine:
         return True
 
     def _ss_probe(self, p: Kprobe, machine: Machine) -> None:
+        if self.optimizer.active and self.optimizer.resume_in_detour(p):
+            return  # after a jprobe's longjmp: the copies run in the detour buffer
         if self.step_mode == "in-place":
             self._prepare_singlestep_in_place(p, machine)
             self.kprobe_status = KprobeStatus.HIT_SS
@@ -692,8 +722,9 @@ class KprobeEngine:
         if p.boosted:
             # Boost: run the copy and the jmp back, no debug trap.
             machine.set_reg("rip", p.slot)
-            self.current_kprobe = None
-            self.kprobe_status = None
+            kcb = self.kcb
+            kcb.current_kprobe = None
+            kcb.kprobe_status = None
             self.say(lambda: f"boosted: rip = slot 0x{p.slot:x}; the copy '{p.ainsn.text}' runs, then the "
                      f"jmp at 0x{p.slot + p.ainsn.length:x} goes straight back to "
                      f"{machine.image.symbols.format(p.addr + p.ainsn.length)} (0x{p.addr + p.ainsn.length:x}): "
@@ -814,6 +845,8 @@ class KprobeEngine:
             owner = self.slots.owner.get(slot) if slot is not None else None
             if owner is not None and machine.rip == slot and getattr(owner, "boosted", False):
                 machine.set_reg("rip", owner.addr)
+            elif self.optimizer.in_detour(machine.rip):
+                machine.set_reg("rip", machine.guest_address(machine.rip))
             return False
         if cur.fault_handler is not None:
             if isinstance(cur, AggrKprobe):
@@ -892,6 +925,10 @@ class KprobeEngine:
         if any(k.current_kprobe is not None for k in self.ctlblks):
             raise ProbeError("a probe is being handled (the guest stopped mid-step): run on first")
         self.step_mode = mode
+        # In-place stepping steps every hit at the probed address: no jump over it.
+        for bucket in self.kprobe_table:
+            for p in list(bucket):
+                self.optimizer.refresh(p)
 
     def _prepare_singlestep_in_place(self, p: Kprobe, machine: Machine) -> None:
         """The naive single-step: put the original byte back, step the instruction at its own
@@ -950,6 +987,13 @@ class KprobeEngine:
             for p in bucket:
                 live = p.active_children() if isinstance(p, AggrKprobe) else ([] if p.disabled else [p])
                 armed = self.machine.read(p.addr, 1)[0] == BREAKPOINT_INSTRUCTION
+                op = self.optimizer.active.get(p.addr)
+                if op is not None:
+                    armed = bool(live)
+                    if self.machine.read(p.addr, 5) == jmp_rel32(p.addr, op.entry):
+                        planted.update(range(p.addr, p.addr + 5))
+                    else:
+                        problems.append(f"optimized probe at 0x{p.addr:x}: its jump to the detour is not intact")
                 if bool(live) != armed and p.addr not in self._in_place_windows:
                     problems.append(f"probe at 0x{p.addr:x}: armed={armed} but enabled probes={len(live)}")
                 planted.add(p.addr)

@@ -93,6 +93,7 @@ class JprobeManager:
         syms = engine.machine.image.symbols
         saved = syms.get("jprobe_saved_rsp")
         self._saved_rsp_var = saved.address if saved else None
+        self._params: dict[tuple, list] = {}  # (function, entry) -> its parameters, for function_arguments
 
     def register_jprobe(self, jp: Jprobe) -> Jprobe:
         engine = self.engine
@@ -203,11 +204,16 @@ class JprobeManager:
         """The probed call's arguments at entry: count and signedness from DWARF, else from
         the callable's signature."""
         machine = self.engine.machine
-        hit = machine.image.symbols.containing(func_addr)
-        params = machine.image.parameters.get(hit[0].name) if hit else None
+        key = (func_addr, entry)
+        params = self._params.get(key)
         if params is None:
-            count = _positional_count(entry) if entry is not None else 6
-            params = [None] * count
+            # Looked up once per (function, entry): this runs at every hit.
+            hit = machine.image.symbols.containing(func_addr)
+            params = machine.image.parameters.get(hit[0].name) if hit else None
+            if params is None:
+                count = _positional_count(entry) if entry is not None else 6
+                params = [None] * count
+            self._params[key] = params
         values = []
         rsp = machine.reg("rsp")
         for i, param in enumerate(params):

@@ -13,6 +13,19 @@ Task exit: the guest calls kprobe_flush_task from exit_thread (as 2.6.12); the e
 flushes again when the task is reaped (release_task), which catches the instance of the
 dying task's last schedule() that 2005 leaked.
 
+The kretprobe booster (the kernel's 2.6.25 assembly trampoline, here the fast path of
+kprobe-modes auto and optimize): instead of the trampoline's int3, the return address
+planted is a `ret` in the tool's stub page with a code hook on it.  The hook runs the
+same trampoline handler, then pushes the real return address back where the function
+popped the trampoline's (so the stack below rsp holds what an unprobed run leaves
+there) and lets the `ret` take it: one host transition, no trap, no write to rip, and
+nothing counted on the guest's clock (the stub page is not the image's text).  The
+int3 trampoline stays armed, so calls in flight across a mode change return either way.
+On SMP the booster's hook is on every CPU (it works on the CPU that runs it, and a hook
+is never interrupted by another CPU: they are interleaved), and it keeps the 2005
+serialisation: when another CPU holds kprobe_lock, it sends the return through the int3
+trampoline, whose trap waits for the lock.
+
 The seed's flaw, reproducible with `unsafe=True`: the 2005 kernel flushed on exec too
 (flush_thread), so a return probe on the exec path loses its instance and the trampoline
 finds none: the kernel hit BUG_ON, the machine stops with StopReason.BUG.
@@ -20,12 +33,19 @@ finds none: the kernel hit BUG_ON, the machine stops with StopReason.BUG.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from ..machine import StopReason
 from ..machine.layout import STUB_PAGE
-from .core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, ProbeError, hash_ptr
+from .core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, KprobeStatus, ProbeError, hash_ptr
+
+#: Where the kretprobe booster's `ret` stands in the machine's stub page.
+BOOSTER_OFFSET = 0x40
+_HIT_ACTIVE = KprobeStatus.HIT_ACTIVE
+#: The kprobe-modes whose returns go through the booster rather than the int3 trampoline.
+_BOOSTED_MODES = ("auto", "optimize")
 
 if TYPE_CHECKING:
     from .core import KprobeEngine
@@ -48,6 +68,7 @@ class KretprobeInstance:
     stack_slot: int = 0  # where on the stack the return address was replaced
     entry_time_ns: int = 0
     data: dict = field(default_factory=dict)  # entry_handler -> handler scratch space
+    bucket: list | None = field(default=None, repr=False)  # its kretprobe_inst_table bucket while in use
 
     def __repr__(self) -> str:
         return f"<kretprobe_instance {self.index} of {self.rp!r} task=0x{self.task:x} ret=0x{self.ret_addr:x}>"
@@ -103,6 +124,8 @@ class Kretprobe:
         return self.kp.mode
 
     def _pre_handler_kretprobe(self, p: Kprobe, regs) -> int:
+        """pre_handler_kretprobe (replaced at registration by the manager's, bound to this
+        probe: one Python frame less on every hit)."""
         self.manager.arch_prepare_kretprobe(self, regs)
         return 0
 
@@ -114,6 +137,10 @@ class KretprobeManager:
         self.engine = engine
         machine = engine.machine
         self.kretprobe_inst_table: list[list[KretprobeInstance]] = [[] for _ in range(KPROBE_TABLE_SIZE)]
+        #: task -> its bucket of kretprobe_inst_table (hash_ptr is big-integer arithmetic
+        #: in Python: worth remembering on the hot path).
+        self._buckets: dict[int, list[KretprobeInstance]] = {}
+        self._consumed = 0  # instances the last trampoline walk consumed (narration)
         syms = machine.image.symbols
         tramp = syms.get("kretprobe_trampoline")
         if tramp is not None:
@@ -131,6 +158,10 @@ class KretprobeManager:
         tp.internal = True
         self.trampoline_probe = tp
         self._register_trampoline_probe(tp)
+        # The booster: a `ret` the hook fires on (see the module docs).
+        self.booster = STUB_PAGE + BOOSTER_OFFSET
+        machine.write(self.booster, b"\xc3")
+        machine.add_fast_code_hook(self.booster, self.booster, self.kretprobe_booster)
         self.kretprobes: list[Kretprobe] = []
         flush = syms.get("kprobe_flush_task")
         if flush is not None:
@@ -184,6 +215,9 @@ class KretprobeManager:
         rp.free_instances = [KretprobeInstance(rp, i) for i in range(rp.maxactive)]
         rp.used_instances = []
         rp.manager = self
+        # pre_handler_kretprobe -> arch_prepare_kretprobe(rp, regs); its None is the 0 that
+        # lets the probed instruction run.
+        rp.kp.pre_handler = functools.partial(self._arch_prepare_kretprobe_hit, rp)
         try:
             self.engine.register_kprobe(rp.kp)
         except ProbeError:
@@ -206,93 +240,182 @@ class KretprobeManager:
 
     # ------------------------------------------------------------------ entry
     def arch_prepare_kretprobe(self, rp: Kretprobe, regs) -> None:
+        self._arch_prepare_kretprobe_hit(rp, rp.kp, regs)
+
+    def _arch_prepare_kretprobe_hit(self, rp: Kretprobe, p: Kprobe, regs) -> None:
+        """arch_prepare_kretprobe, as the probe's pre_handler (p is rp's kprobe).
+        A hot path (every call of the function): no allocation, C accessors only."""
         machine = self.engine.machine
-        if not rp.free_instances:
+        free = rp.free_instances
+        if not free:
             rp.nmissed += 1
             self.engine.say(lambda: f"pre_handler_kretprobe of probe {rp.number or rp!r}: no free instance (all "
                             f"{rp.maxactive} of maxactive in flight), so this call is not traced: nmissed = {rp.nmissed}")
             return
-        ri = rp.free_instances.pop(0)
-        rsp = machine.reg("rsp")
+        ri = free.pop(0)
         ri.rp = rp
-        ri.task = machine.tasks.current_address()
-        ri.ret_addr = machine.read_u64(rsp)
-        ri.stack_slot = rsp
+        ri.task = task = machine.tasks.current_address()
         ri.entry_time_ns = machine.time_ns
-        ri.data = {}
-        if rp.entry_handler is not None:
+        if ri.data:
+            ri.data.clear()
+        tramp = self.booster if self.engine.mode in _BOOSTED_MODES else self.trampoline
+        if rp.entry_handler is None:
+            # One call: read the return address at rsp and put the trampoline's there.
+            rsp, ri.ret_addr = machine.exchange_top_of_stack(tramp)
+            ri.stack_slot = rsp
+        else:
+            # The entry_handler sees the stack as the function was entered.
+            ri.stack_slot = rsp = machine.reg("rsp")
+            ri.ret_addr = machine.read_u64(rsp)
             self.engine._call(rp.kp, "entry_handler", rp.entry_handler, ri, regs)
-        machine.write_u64(rsp, self.trampoline)
+            machine.write_stack_u64(rsp, tramp)  # the stack is not code: no translation-cache check
         # add_rp_inst: to the head of the task's bucket and of the probe's used list.
-        self.kretprobe_inst_table[hash_ptr(ri.task)].insert(0, ri)
+        bucket = self._buckets.get(task)
+        if bucket is None:
+            bucket = self._buckets[task] = self.kretprobe_inst_table[hash_ptr(task)]
+        ri.bucket = bucket
+        bucket.insert(0, ri)
         rp.used_instances.insert(0, ri)
-        self.engine.say(lambda: (lambda task: (
-            f"arch_prepare_kretprobe: probe {rp.number or rp!r} takes instance #{ri.index} "
-            f"({len(rp.used_instances)} used, {len(rp.free_instances)} free) for "
-            f"{task.label if task else hex(ri.task)}; the return address at stack slot 0x{rsp:x}, "
-            f"0x{ri.ret_addr:x} ("
-            + ("kretprobe_trampoline: another return probe got there first"
-               if ri.ret_addr == self.trampoline else machine.image.symbols.format(ri.ret_addr))
-            + f"), is saved in the instance and replaced by kretprobe_trampoline 0x{self.trampoline:x}; "
-            f"instance at the head of kretprobe_inst_table[{hash_ptr(ri.task)}]"))(machine.tasks.read_task(ri.task)))
+        if self.engine.narrator is not None:
+            self.engine.say(lambda: (lambda task: (
+                f"arch_prepare_kretprobe: probe {rp.number or rp!r} takes instance #{ri.index} "
+                f"({len(rp.used_instances)} used, {len(rp.free_instances)} free) for "
+                f"{task.label if task else hex(ri.task)}; the return address at stack slot 0x{rsp:x}, "
+                f"0x{ri.ret_addr:x} ("
+                + ("kretprobe_trampoline: another return probe got there first"
+                   if self.is_trampoline(ri.ret_addr) else machine.image.symbols.format(ri.ret_addr))
+                + "), is saved in the instance and replaced by "
+                + (f"kretprobe_trampoline 0x{tramp:x}" if tramp == self.trampoline else
+                   f"the kretprobe booster's ret 0x{tramp:x} (the tool's stub page: kprobe-mode {self.engine.mode})")
+                + f"; instance at the head of kretprobe_inst_table[{hash_ptr(ri.task)}]"))(machine.tasks.read_task(ri.task)))
 
     # ------------------------------------------------------------------ return
+    def is_trampoline(self, addr: int) -> bool:
+        """A return address planted by a kretprobe (the int3 trampoline or the booster)."""
+        return addr == self.trampoline or addr == self.booster
+
+    def _run_return_handlers(self, task: int, regs) -> int:
+        """The heart of trampoline_probe_handler: the current task's instances, newest
+        first, until the first whose return address is not a trampoline; each one's
+        handler runs and it is recycled.  Returns that real return address (0: none)."""
+        engine = self.engine
+        head = self._buckets.get(task)
+        if head is None:
+            head = self.kretprobe_inst_table[hash_ptr(task)]
+        narrate = engine.narrator is not None
+        if narrate:
+            machine = engine.machine
+            engine.say(lambda: f"trampoline_probe_handler: walking kretprobe_inst_table[{hash_ptr(task)}] "
+                       f"({len(head)} instance(s)) for the instances of "
+                       f"{(machine.tasks.read_task(task) or machine.tasks.pseudo).label} (task_struct 0x{task:x}), "
+                       "newest first")
+        orig_ret_address = 0
+        consumed = 0
+        i = 0
+        while i < len(head):
+            ri = head[i]
+            if ri.task != task:
+                i += 1
+                continue
+            rp = ri.rp
+            if narrate:
+                engine.say(lambda: f"  instance #{ri.index} of probe {rp.number or rp!r} "
+                           f"({machine.image.symbols.containing(rp.addr)[0].name}): ret_addr 0x{ri.ret_addr:x} "
+                           + ("(kretprobe_trampoline: keep walking)" if self.is_trampoline(ri.ret_addr) else
+                              f"({machine.image.symbols.format(ri.ret_addr)})")
+                           + (f"; calling its handler, rax = 0x{machine.reg('rax'):x}" if rp.handler is not None else "")
+                           if rp is not None else
+                           f"  an instance of an unregistered probe: ret_addr 0x{ri.ret_addr:x}, no handler")
+            consumed += 1
+            if rp is not None:
+                rp.hits += 1
+                if rp.handler is not None:
+                    # The handler sees where the function really returns to.
+                    engine._call(rp.kp, "handler", rp.handler, ri, regs)
+            orig_ret_address = ri.ret_addr
+            self.recycle_rp_inst(ri)  # removes it from head: i now points at the next one
+            if orig_ret_address != self.trampoline and orig_ret_address != self.booster:
+                break
+        self._consumed = consumed  # for the narration
+        return orig_ret_address
+
+    def _no_instance_bug(self, task: int) -> None:
+        machine = self.engine.machine
+        cur = machine.tasks.current()
+        who = cur.label if cur else f"task 0x{task:x}"
+        machine.stop_guest(
+            machine._event(
+                StopReason.BUG,
+                f"kernel BUG at kretprobe_trampoline: {who} returned through the trampoline but "
+                "has no return-probe instance (BUG_ON(!orig_ret_address)); its instances were "
+                "flushed while the probed function was still running",
+            )
+        )
+
     def trampoline_probe_handler(self, p: Kprobe, regs) -> int:
         engine = self.engine
         machine = engine.machine
         if self._trampoline_counted:
             machine.adjust_clock(-1)
         task = machine.tasks.current_address()
-        head = self.kretprobe_inst_table[hash_ptr(task)]
-        engine.say(lambda: f"trampoline_probe_handler: walking kretprobe_inst_table[{hash_ptr(task)}] "
-                   f"({len(head)} instance(s)) for the instances of "
-                   f"{(machine.tasks.read_task(task) or machine.tasks.pseudo).label} (task_struct 0x{task:x}), newest first")
-        orig_ret_address = 0
-        consumed = 0
-        for ri in list(head):
-            if ri.task != task:
-                continue
-            rp = ri.rp
-            engine.say(lambda: f"  instance #{ri.index} of probe {rp.number or rp!r} "
-                       f"({machine.image.symbols.containing(rp.addr)[0].name}): ret_addr 0x{ri.ret_addr:x} "
-                       + ("(kretprobe_trampoline: keep walking)" if ri.ret_addr == self.trampoline else
-                          f"({machine.image.symbols.format(ri.ret_addr)})")
-                       + (f"; calling its handler, rax = 0x{machine.reg('rax'):x}" if rp.handler is not None else "")
-                       if rp is not None else
-                       f"  an instance of an unregistered probe: ret_addr 0x{ri.ret_addr:x}, no handler")
-            if rp is not None and rp.handler is not None:
-                rp.hits += 1
-                # The handler sees where the function really returns to.
-                engine._call(rp.kp, "handler", rp.handler, ri, regs)
-            elif rp is not None:
-                rp.hits += 1
-            orig_ret_address = ri.ret_addr
-            self.recycle_rp_inst(ri)
-            consumed += 1
-            if orig_ret_address != self.trampoline:
-                break
+        orig_ret_address = self._run_return_handlers(task, regs)
         engine.current_kprobe = None
         engine.kprobe_status = None
         if not orig_ret_address:
-            cur = machine.tasks.current()
-            who = cur.label if cur else f"task 0x{task:x}"
-            machine.stop_guest(
-                machine._event(
-                    StopReason.BUG,
-                    f"kernel BUG at kretprobe_trampoline: {who} returned through the trampoline but "
-                    "has no return-probe instance (BUG_ON(!orig_ret_address)); its instances were "
-                    "flushed while the probed function was still running",
-                )
-            )
+            self._no_instance_bug(task)
             return 1
         machine.set_reg("rip", orig_ret_address)
-        engine.say(lambda: f"trampoline: {consumed} instance(s) consumed and recycled; rip = 0x{orig_ret_address:x} "
-                   f"({machine.image.symbols.format(orig_ret_address)}), the real return address; no single-step")
+        if engine.narrator is not None:
+            engine.say(lambda: f"trampoline: {self._consumed} instance(s) consumed and recycled; rip = 0x{orig_ret_address:x} "
+                       f"({machine.image.symbols.format(orig_ret_address)}), the real return address; no single-step")
         return 1
 
+    def kretprobe_booster(self, _uch, _address, _size, _data) -> None:
+        """The booster's hook, before its `ret`: run the return handlers as the
+        trampoline probe (current_kprobe, regs->ip = &kretprobe_trampoline, as the
+        kernel's booster), then push the real return address for the `ret` to take.
+        (A fast hook: called from ctypes, so nothing may escape.)"""
+        engine = self.engine
+        machine = engine.machine
+        try:
+            if machine.ncpus > 1 and engine._kprobe_lock_held_elsewhere():
+                # SMP, the 2005 serialisation: return handlers run under kprobe_lock, which
+                # another CPU holds (a jprobe handler, an in-place step).  Return through
+                # the int3 trampoline instead, whose trap waits for the lock
+                # (kprobe_handler); the instances do not care which way they are reached.
+                machine.set_reg("rip", self.trampoline)
+                return
+            task = machine.tasks.current_address()
+            kcb = engine.kcb  # the returning CPU's kprobe_ctlblk, looked up once
+            saved, saved_status = kcb.current_kprobe, kcb.kprobe_status
+            kcb.current_kprobe = self.trampoline_probe
+            kcb.kprobe_status = _HIT_ACTIVE
+            shown_ip = engine.regs.shown_ip
+            shown_ip[0] = self.trampoline
+            orig_ret_address = self._run_return_handlers(task, engine.regs)
+            shown_ip[0] = None
+            kcb.current_kprobe, kcb.kprobe_status = saved, saved_status
+            if not orig_ret_address:
+                self._no_instance_bug(task)
+                return
+            if machine._pending_stop is not None:
+                # Stopping before the `ret`: resuming here would run the handlers again.
+                machine.set_reg("rip", orig_ret_address)
+                return
+            machine.push_u64(orig_ret_address)
+            if engine.narrator is not None:
+                engine.say(lambda: f"kretprobe booster: returning to {machine.image.symbols.format(orig_ret_address)}")
+        except BaseException as exc:  # noqa: BLE001 - an engine bug: a BUG stop, as the trampoline's
+            engine.regs.shown_ip[0] = None
+            try:
+                engine._handler_failed(self.trampoline_probe, "booster", exc)
+            except BaseException as exc2:  # noqa: BLE001 - nothing may escape a ctypes hook
+                machine.hook_failed(exc2)
+
     def recycle_rp_inst(self, ri: KretprobeInstance) -> None:
-        bucket = self.kretprobe_inst_table[hash_ptr(ri.task)]
+        bucket = ri.bucket if ri.bucket is not None else self.kretprobe_inst_table[hash_ptr(ri.task)]
         bucket.remove(ri)
+        ri.bucket = None
         if ri.rp is not None:
             ri.rp.used_instances.remove(ri)
             ri.rp.free_instances.append(ri)

@@ -53,15 +53,26 @@ def check_register_write(machine: "Machine", reg: str, value: int) -> None:
 
 
 class PtRegs:
-    __slots__ = ("_machine",)
+    __slots__ = ("_machine", "shown_ip")
 
     def __init__(self, machine: "Machine"):
         object.__setattr__(self, "_machine", machine)
+        #: shown_ip[0]: what handlers read as rip while the CPU is elsewhere (None: the
+        #: CPU's rip).  A jump-optimized probe's handler runs with the CPU at the detour
+        #: entry; the kernel's optimized_callback sets regs->ip = addr + 1 so that handlers
+        #: see what an int3 hit shows them, and so do we, without moving the CPU.  A list,
+        #: so that the hot path sets it with one store.
+        object.__setattr__(self, "shown_ip", [None])
+
+    def show_ip(self, ip: int | None) -> None:
+        self.shown_ip[0] = ip
 
     def __getattr__(self, name: str) -> int:
         reg = canonical_register(name)
         if reg is None:
             raise AttributeError(f"no register '{name}'")
+        if reg == "rip" and self.shown_ip[0] is not None:
+            return self.shown_ip[0]
         return self._machine.reg(reg)
 
     def __setattr__(self, name: str, value: int) -> None:
@@ -71,6 +82,8 @@ class PtRegs:
         value = int(value) & 0xFFFFFFFFFFFFFFFF
         if reg in _CHECKED_WRITES:
             check_register_write(self._machine, reg, value)
+        if reg == "rip":
+            self.shown_ip[0] = None
         self._machine.set_reg(reg, value)
 
     def __getitem__(self, name: str) -> int:
@@ -80,10 +93,13 @@ class PtRegs:
         self.__setattr__(name, value)
 
     def as_dict(self) -> dict[str, int]:
-        return self._machine.registers()
+        regs = self._machine.registers()
+        if self.shown_ip[0] is not None:
+            regs["rip"] = self.shown_ip[0]
+        return regs
 
     def __repr__(self) -> str:
-        regs = self._machine.registers()
+        regs = self.as_dict()
         return "PtRegs(" + ", ".join(f"{n}=0x{regs[n]:x}" for n in GENERAL_REGISTERS) + ")"
 
     # Helpers a handler wants next to the registers.

@@ -4,10 +4,19 @@
  * Unicorn has no icount mode, and `emu_start(count=N)` counts with a hidden hook whose
  * counter cannot be read.  The clock must be exact (timer ticks land on the same guest
  * instruction in every run, with or without probes) and readable from every probe hit
- * (trace timestamps), so we register this C callback as a UC_HOOK_CODE limited to the
- * image's text.  Instructions run in the tool's own pages (instruction slots,
- * detour buffers) fall outside that range and are never counted: a probe costs the
- * guest's clock nothing.
+ * (trace timestamps), so we register this C callback as a UC_HOOK_CODE over the image's
+ * text and the tool's pages above it.  Every instruction of the text is counted;
+ * instructions run in the tool's own pages (instruction slots, trampolines) are not: a
+ * probe costs the guest's clock nothing.
+ *
+ * Detour buffers (jump-optimized probes) are the exception: the relocated copies of the
+ * replaced instructions stand for guest instructions, and they must be counted, with the
+ * deadline checked before each, exactly as the originals would have been.  The same hook
+ * covers the tool's pages above the image and counts an instruction there only when a
+ * byte map says it stands for a guest instruction (the first copy is not counted: the
+ * `jmp` planted at the probed address already was; the jump back stands for nothing).
+ * It also dispatches to the engine's callbacks on the tool's own code, so that probes
+ * never lengthen unicorn's hook list (walked on every hooked instruction).
  *
  * The hook runs before each instruction.  When the count has reached the deadline it
  * asks unicorn to stop before that instruction runs, which is where the machine
@@ -17,17 +26,29 @@
 #include <Python.h>
 #include <stdint.h>
 
+typedef void (*code_cb)(void *uc, uint64_t address, uint32_t size, void *user_data);
+
+#define MAX_TOOL_HOOKS 4
+
 struct icount {
     uint64_t retired;          /* guest instructions started in the image's text */
     uint64_t deadline;         /* stop before the instruction that would pass this */
     void (*emu_stop)(void *uc);/* uc_emu_stop, passed in from Python */
+    uint64_t text_end;         /* the hook covers [text start, tool end): text below this */
+    /* Detour buffers: counted[a - detour_base] is 1 when the instruction at a is the
+     * relocated copy of a guest instruction. */
+    uint64_t detour_base;
+    uint64_t detour_size;
+    const uint8_t *counted;
+    /* Callbacks on the tool's own code (detour entries, the kretprobe booster): rather
+     * than one unicorn hook each (a cost on every guest instruction), this hook
+     * dispatches to them. */
+    uint64_t n_tool_hooks;
+    struct { uint64_t begin, end; code_cb cb; } tool_hooks[MAX_TOOL_HOOKS];
 };
 
-static void icount_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+static inline void count_one(struct icount *c, void *uc)
 {
-    struct icount *c = user_data;
-    (void)address;
-    (void)size;
     if (c->retired >= c->deadline) {
         c->emu_stop(uc);
         return;
@@ -35,12 +56,316 @@ static void icount_hook(void *uc, uint64_t address, uint32_t size, void *user_da
     c->retired++;
 }
 
+static void icount_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    struct icount *c = user_data;
+    uint64_t off, i;
+    if (address < c->text_end) {       /* the image's text: every instruction counts */
+        count_one(c, uc);
+        return;
+    }
+    off = address - c->detour_base;
+    if (off < c->detour_size) {
+        if (c->counted[off])
+            count_one(c, uc);
+        return;
+    }
+    for (i = 0; i < c->n_tool_hooks; i++) {
+        if (c->tool_hooks[i].begin <= address && address <= c->tool_hooks[i].end) {
+            c->tool_hooks[i].cb(uc, address, size, NULL);
+            return;
+        }
+    }
+}
+
 static PyObject *hook_address(PyObject *self, PyObject *unused)
 {
     return PyLong_FromVoidPtr((void *)icount_hook);
 }
 
+/*
+ * Fast register and memory access for the probe engine's hot paths.
+ *
+ * unicorn's Python binding spends 2-4 microseconds per reg_read/mem_write (it picks a
+ * register class, builds ctypes buffers, checks types): several times the cost of the
+ * host transition itself.  These call the same uc_reg_read/uc_reg_write/uc_mem_read/
+ * uc_mem_write (their addresses are passed in from Python, as uc_emu_stop is above) with
+ * a stack buffer: a plain C call.  Only for registers that fit in 64 bits.
+ */
+typedef int (*uc_reg_fn)(void *uc, int regid, void *value);
+typedef int (*uc_mem_read_fn)(void *uc, uint64_t address, void *bytes, uint64_t size);
+typedef int (*uc_mem_write_fn)(void *uc, uint64_t address, const void *bytes, uint64_t size);
+
+static uc_reg_fn p_reg_read, p_reg_write;
+static uc_mem_read_fn p_mem_read;
+static uc_mem_write_fn p_mem_write;
+static PyObject *UcAccessError;
+
+static PyObject *fast_init(PyObject *self, PyObject *args)
+{
+    unsigned long long rr, rw, mr, mw;
+    if (!PyArg_ParseTuple(args, "KKKK", &rr, &rw, &mr, &mw))
+        return NULL;
+    p_reg_read = (uc_reg_fn)(uintptr_t)rr;
+    p_reg_write = (uc_reg_fn)(uintptr_t)rw;
+    p_mem_read = (uc_mem_read_fn)(uintptr_t)mr;
+    p_mem_write = (uc_mem_write_fn)(uintptr_t)mw;
+    Py_RETURN_NONE;
+}
+
+static PyObject *access_error(int err, const char *what, uint64_t where)
+{
+    PyObject *exc_args = Py_BuildValue("(isK)", err, what, (unsigned long long)where);
+    if (exc_args) {
+        PyErr_SetObject(UcAccessError, exc_args);
+        Py_DECREF(exc_args);
+    }
+    return NULL;
+}
+
+/* reg_read(uch, regid) -> int */
+static PyObject *fast_reg_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t value = 0;
+    void *uc;
+    int regid, err;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "reg_read(uch, regid)");
+        return NULL;
+    }
+    uc = PyLong_AsVoidPtr(args[0]);
+    regid = (int)PyLong_AsLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    err = p_reg_read(uc, regid, &value);
+    if (err)
+        return access_error(err, "reg_read", (uint64_t)regid);
+    return PyLong_FromUnsignedLongLong(value);
+}
+
+/* reg_write(uch, regid, value) */
+static PyObject *fast_reg_write(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t value;
+    void *uc;
+    int regid, err;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "reg_write(uch, regid, value)");
+        return NULL;
+    }
+    uc = PyLong_AsVoidPtr(args[0]);
+    regid = (int)PyLong_AsLong(args[1]);
+    value = PyLong_AsUnsignedLongLongMask(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    err = p_reg_write(uc, regid, &value);
+    if (err)
+        return access_error(err, "reg_write", (uint64_t)regid);
+    Py_RETURN_NONE;
+}
+
+/* mem_read(uch, address, size) -> bytes */
+static PyObject *fast_mem_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    void *uc;
+    uint64_t address;
+    Py_ssize_t size;
+    PyObject *out;
+    int err;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "mem_read(uch, address, size)");
+        return NULL;
+    }
+    uc = PyLong_AsVoidPtr(args[0]);
+    address = PyLong_AsUnsignedLongLongMask(args[1]);
+    size = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative size");
+        return NULL;
+    }
+    out = PyBytes_FromStringAndSize(NULL, size);
+    if (!out)
+        return NULL;
+    err = p_mem_read(uc, address, PyBytes_AS_STRING(out), (uint64_t)size);
+    if (err) {
+        Py_DECREF(out);
+        return access_error(err, "mem_read", address);
+    }
+    return out;
+}
+
+/* mem_write(uch, address, data) */
+static PyObject *fast_mem_write(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    void *uc;
+    uint64_t address;
+    Py_buffer view;
+    int err;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "mem_write(uch, address, data)");
+        return NULL;
+    }
+    uc = PyLong_AsVoidPtr(args[0]);
+    address = PyLong_AsUnsignedLongLongMask(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[2], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    err = p_mem_write(uc, address, view.buf, (uint64_t)view.len);
+    PyBuffer_Release(&view);
+    if (err)
+        return access_error(err, "mem_write", address);
+    Py_RETURN_NONE;
+}
+
+/* read_u64(uch, address) -> int */
+static PyObject *fast_read_u64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    void *uc;
+    uint64_t address, value = 0;
+    int err;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "read_u64(uch, address)");
+        return NULL;
+    }
+    uc = PyLong_AsVoidPtr(args[0]);
+    address = PyLong_AsUnsignedLongLongMask(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    err = p_mem_read(uc, address, &value, 8);  /* x86 is little-endian, as the host */
+    if (err)
+        return access_error(err, "mem_read", address);
+    return PyLong_FromUnsignedLongLong(value);
+}
+
+/* write_u64(uch, address, value) */
+static PyObject *fast_write_u64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    void *uc;
+    uint64_t address, value;
+    int err;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "write_u64(uch, address, value)");
+        return NULL;
+    }
+    uc = PyLong_AsVoidPtr(args[0]);
+    address = PyLong_AsUnsignedLongLongMask(args[1]);
+    value = PyLong_AsUnsignedLongLongMask(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    err = p_mem_write(uc, address, &value, 8);
+    if (err)
+        return access_error(err, "mem_write", address);
+    Py_RETURN_NONE;
+}
+
+/* read_u64_at_reg(uch, regid, offset) -> int: *(u64 *)(reg + offset), e.g. %gs:0 (current) */
+static PyObject *fast_read_u64_at_reg(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    void *uc;
+    int regid, err;
+    uint64_t base = 0, value = 0;
+    long long offset;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "read_u64_at_reg(uch, regid, offset)");
+        return NULL;
+    }
+    uc = PyLong_AsVoidPtr(args[0]);
+    regid = (int)PyLong_AsLong(args[1]);
+    offset = PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    err = p_reg_read(uc, regid, &base);
+    if (err)
+        return access_error(err, "reg_read", (uint64_t)regid);
+    err = p_mem_read(uc, base + (uint64_t)offset, &value, 8);
+    if (err)
+        return access_error(err, "mem_read", base + (uint64_t)offset);
+    return PyLong_FromUnsignedLongLong(value);
+}
+
+/*
+ * exchange_top_of_stack(uch, rsp_regid, value) -> (rsp, old): the u64 at rsp is replaced
+ * by value (arch_prepare_kretprobe: the return address becomes the trampoline's).
+ */
+static PyObject *fast_exchange_top_of_stack(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    void *uc;
+    int regid, err;
+    uint64_t rsp = 0, old = 0, value;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "exchange_top_of_stack(uch, rsp_regid, value)");
+        return NULL;
+    }
+    uc = PyLong_AsVoidPtr(args[0]);
+    regid = (int)PyLong_AsLong(args[1]);
+    value = PyLong_AsUnsignedLongLongMask(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    err = p_reg_read(uc, regid, &rsp);
+    if (err)
+        return access_error(err, "reg_read", (uint64_t)regid);
+    err = p_mem_read(uc, rsp, &old, 8);
+    if (err)
+        return access_error(err, "mem_read", rsp);
+    err = p_mem_write(uc, rsp, &value, 8);
+    if (err)
+        return access_error(err, "mem_write", rsp);
+    return Py_BuildValue("(KK)", (unsigned long long)rsp, (unsigned long long)old);
+}
+
+/* push_u64(uch, rsp_regid, value): rsp -= 8; *(u64 *)rsp = value (what a call leaves). */
+static PyObject *fast_push_u64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    void *uc;
+    int regid, err;
+    uint64_t rsp = 0, value;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "push_u64(uch, rsp_regid, value)");
+        return NULL;
+    }
+    uc = PyLong_AsVoidPtr(args[0]);
+    regid = (int)PyLong_AsLong(args[1]);
+    value = PyLong_AsUnsignedLongLongMask(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    err = p_reg_read(uc, regid, &rsp);
+    if (err)
+        return access_error(err, "reg_read", (uint64_t)regid);
+    rsp -= 8;
+    err = p_mem_write(uc, rsp, &value, 8);
+    if (err)
+        return access_error(err, "mem_write", rsp);
+    err = p_reg_write(uc, regid, &rsp);
+    if (err)
+        return access_error(err, "reg_write", (uint64_t)regid);
+    Py_RETURN_NONE;
+}
+
+/* peek_u64(address) -> int: a u64 in this process (the clock's counter, read without ctypes). */
+static PyObject *fast_peek_u64(PyObject *self, PyObject *arg)
+{
+    void *p = PyLong_AsVoidPtr(arg);
+    if (!p)
+        return PyErr_Occurred() ? NULL : PyLong_FromLong(0);
+    return PyLong_FromUnsignedLongLong(*(volatile uint64_t *)p);
+}
+
 static PyMethodDef methods[] = {
+    {"read_u64_at_reg", (PyCFunction)(void (*)(void))fast_read_u64_at_reg, METH_FASTCALL, "read_u64_at_reg(uch, regid, offset) -> int"},
+    {"exchange_top_of_stack", (PyCFunction)(void (*)(void))fast_exchange_top_of_stack, METH_FASTCALL,
+     "exchange_top_of_stack(uch, rsp_regid, value) -> (rsp, old)"},
+    {"push_u64", (PyCFunction)(void (*)(void))fast_push_u64, METH_FASTCALL, "push_u64(uch, rsp_regid, value)"},
+    {"peek_u64", fast_peek_u64, METH_O, "peek_u64(address) -> int"},
+    {"init", fast_init, METH_VARARGS, "init(uc_reg_read, uc_reg_write, uc_mem_read, uc_mem_write): function addresses."},
+    {"reg_read", (PyCFunction)(void (*)(void))fast_reg_read, METH_FASTCALL, "reg_read(uch, regid) -> int"},
+    {"reg_write", (PyCFunction)(void (*)(void))fast_reg_write, METH_FASTCALL, "reg_write(uch, regid, value)"},
+    {"mem_read", (PyCFunction)(void (*)(void))fast_mem_read, METH_FASTCALL, "mem_read(uch, address, size) -> bytes"},
+    {"mem_write", (PyCFunction)(void (*)(void))fast_mem_write, METH_FASTCALL, "mem_write(uch, address, data)"},
+    {"read_u64", (PyCFunction)(void (*)(void))fast_read_u64, METH_FASTCALL, "read_u64(uch, address) -> int"},
+    {"write_u64", (PyCFunction)(void (*)(void))fast_write_u64, METH_FASTCALL, "write_u64(uch, address, value)"},
     {"hook_address", hook_address, METH_NOARGS,
      "Address of the C UC_HOOK_CODE callback that counts guest instructions."},
     {NULL, NULL, 0, NULL},
@@ -52,5 +377,15 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__icount(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    UcAccessError = PyErr_NewException("_icount.UcAccessError", NULL, NULL);
+    if (!UcAccessError || PyModule_AddObject(m, "UcAccessError", UcAccessError) < 0) {
+        Py_XDECREF(UcAccessError);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(UcAccessError);
+    return m;
 }

@@ -22,9 +22,18 @@ GDT_ENTRIES = (0, 0x00AF9A000000FFFF, 0x00CF92000000FFFF)
 #: Code the machine provides when the image lacks it (a kretprobe trampoline, ...).
 STUB_PAGE = RESERVED_BASE + 0x1000
 
-#: Instruction slots and detour buffers for probes (kernel: get_insn_slot's pages).
+#: Instruction slots for probes (kernel: get_insn_slot's pages).
 INSN_SLOT_BASE = RESERVED_BASE + 0x10000
-INSN_SLOT_END = RESERVED_BASE + 0x400000
+INSN_SLOT_END = RESERVED_BASE + 0x200000
+
+#: Jump-optimized probes (the kernel's optprobes, 2.6.36): the probed instructions are
+#: replaced by `jmp rel32` to a detour entry, so everything here must stay within +-2 GiB of
+#: the image.  Entries [DETOUR_ENTRY_BASE, DETOUR_BASE) are one `jmp` each, the address the
+#: engine's hook fires on; detour buffers [DETOUR_BASE, DETOUR_END) hold the relocated
+#: copies of the replaced instructions and the jump back.
+DETOUR_ENTRY_BASE = RESERVED_BASE + 0x200000
+DETOUR_BASE = RESERVED_BASE + 0x210000
+DETOUR_END = RESERVED_BASE + 0x400000
 
 #: The stack the machine sets up before jumping to the entry point (1 MiB, grows down).
 BOOT_STACK_BASE = RESERVED_END - 0x100000

@@ -5,8 +5,11 @@ whoever registered for them, offers exact single-address code hooks, and runs th
 until something stops it: `hlt` with interrupts off, an instruction budget, a request
 from another thread (Ctrl-C), a fault, or a stop asked for by a trap handler.
 
-Speed: nothing is hooked over all of memory except the C instruction counter, limited
-to the image's text (see _icount.c); everything else is an exact-address hook or a trap.
+Speed: nothing is hooked over all of memory except the C instruction counter, over the
+image's text and the tool's pages (see _icount.c), which also dispatches to the probe
+engine's callbacks on the tool's code; everything else is an exact-address hook or a trap.
+Register and memory access goes through small C accessors (unicorn's Python binding
+costs microseconds per call); they act on the current CPU's unicorn instance.
 
 SMP (`cpus=N`): one unicorn instance per CPU (unicorn has no multi-CPU mode: a `uc_engine`
 is one QEMU vCPU), all mapping the same host buffers with `mem_map_ptr`, so a store by one
@@ -16,8 +19,10 @@ translated blocks on every CPU.  The CPUs run in turn, a fixed quantum of instru
 by their own instruction clocks (round robin, CPU 0 first), so a run is deterministic: the
 interleaving depends only on the quantum, the timer period and the guest.  Each CPU has its
 own registers (so its own GS_BASE, per-CPU data area and `current`), its own IDTR, its own
-clock and its own local timer.  With one CPU nothing of this is in the way: the single
-instance maps memory as it always did and runs without a quantum.
+clock and its own local timer.  Each CPU's clock hook has its own state (counter, deadline)
+but shares the detour byte map and the tool-code callbacks, and every hook is installed on
+every CPU.  With one CPU nothing of this is in the way: the single instance maps memory as
+it always did and runs without a quantum.
 """
 from __future__ import annotations
 
@@ -151,8 +156,27 @@ class MachineError(Exception):
     """A request the machine cannot honour (bad address, not stopped, ...)."""
 
 
+class _ToolHook(ctypes.Structure):
+    _fields_ = [("begin", ctypes.c_uint64), ("end", ctypes.c_uint64), ("cb", ctypes.c_void_p)]
+
+
+_MAX_TOOL_HOOKS = 4
+
+
 class _ICount(ctypes.Structure):
-    _fields_ = [("retired", ctypes.c_uint64), ("deadline", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p)]
+    """struct icount in _icount.c."""
+
+    _fields_ = [
+        ("retired", ctypes.c_uint64), ("deadline", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p),
+        ("text_end", ctypes.c_uint64),
+        ("detour_base", ctypes.c_uint64), ("detour_size", ctypes.c_uint64), ("counted", ctypes.c_void_p),
+        ("n_tool_hooks", ctypes.c_uint64), ("tool_hooks", _ToolHook * _MAX_TOOL_HOOKS),
+    ]
+
+
+#: uc_cb_hookcode_t: (uc, address, size, user_data); uc_cb_hookintr_t: (uc, intno, user_data).
+HOOK_CODE_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p)
+HOOK_INTR_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 
 
 _NO_DEADLINE = (1 << 64) - 1
@@ -177,11 +201,27 @@ class Cpu:
         self.icount = icount
         self.state = state
         self.next_tick = 0
+        self.uch = uc._uch.value  # the uc_engine pointer, for the C accessors
+        self.retired_addr = ctypes.addressof(icount)  # `retired` is its first field
+        self.intr_cb = None  # the ctypes interrupt hook (kept alive with the CPU)
 
     def __repr__(self) -> str:
         return f"<Cpu {self.index} {self.state.value} at {self.icount.retired}>"
 _UNTIL_NEVER = (1 << 64) - 1
 _EMU_STOP_ADDR = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
+# The C accessors (see _icount.c) call unicorn directly: the Python binding costs a few
+# microseconds per register or memory access, more than a probe hit should.
+_icount.init(*(ctypes.cast(fn, ctypes.c_void_p).value
+               for fn in (uclib.uc_reg_read, uclib.uc_reg_write, uclib.uc_mem_read, uclib.uc_mem_write)))
+_reg_read, _reg_write = _icount.reg_read, _icount.reg_write
+_mem_read, _mem_write = _icount.mem_read, _icount.mem_write
+_read_u64, _write_u64 = _icount.read_u64, _icount.write_u64
+_read_u64_at_reg = _icount.read_u64_at_reg
+_exchange_top_of_stack, _push_u64, _peek_u64 = _icount.exchange_top_of_stack, _icount.push_u64, _icount.peek_u64
+_UcAccessError = _icount.UcAccessError
+_REG_RSP = X.UC_X86_REG_RSP
+_REG_RIP = X.UC_X86_REG_RIP
+_REG_EFLAGS = X.UC_X86_REG_EFLAGS
 
 
 class Console:
@@ -248,16 +288,36 @@ class Machine:
         self._next_hook_token = 1
         #: Set by end_quantum() from a trap handler (see there).
         self._end_quantum = False
+        #: Called with no arguments at the start of every run(), while the guest is still
+        #: stopped (the probe engine's delayed optimizer works there).
+        self.before_run: list[Callable[[], None]] = []
+        #: Called with the stop event at the end of every run(), before it is returned;
+        #: may move rip out of the tool's pages (and then updates event.rip).
+        self.after_run: list[Callable[[StopEvent], None]] = []
+        #: Functions mapping an address in the tool's pages (an instruction slot, a detour
+        #: buffer) to the guest address it stands for, or None: reports show the guest's.
+        self.address_translators: list[Callable[[int], int | None]] = []
+        #: How often rip was written through set_reg: lets the probe engine see that a
+        #: handler moved execution without reading rip back on every hit.
+        self.rip_writes = 0
+        self._detour_counter = None
+        self._fast_hooks: list = []
+        #: handle -> address of every add_code_hook hook (breakpoints, `until`, ...).
+        self.hooked_addresses: dict[int, int] = {}
+        #: Called with the address before add_code_hook hooks it.
+        self.code_hook_watchers: list[Callable[[int], None]] = []
         self._boot()
 
     # ------------------------------------------------------------------ set-up
     def _boot(self) -> None:
         self._shared_ram: list[mmap.mmap] = []  # host buffers behind every CPU's memory (SMP)
         self.cpus: list[Cpu] = []
+        lo, hi = self.image.text_span
         for index in range(self.ncpus):
             uc = Uc(UC_ARCH_X86, UC_MODE_64)
             state = CpuState.ONLINE if index == 0 else CpuState.WAIT_FOR_SIPI
-            self.cpus.append(Cpu(index, uc, _ICount(0, _NO_DEADLINE, _EMU_STOP_ADDR), state))
+            # text_end: the clock's hook counts every instruction below it (see _icount.c).
+            self.cpus.append(Cpu(index, uc, _ICount(0, _NO_DEADLINE, _EMU_STOP_ADDR, hi), state))
         self._switch_cpu(self.cpus[0])
         self._map_image()
         # The tool's region: GDT + stub page, slot pages (mapped on demand), boot stack.
@@ -295,16 +355,27 @@ class Machine:
     def _install_cpu_hooks(self, cpu: Cpu) -> None:
         """The hooks every CPU needs: its clock, traps, port I/O and bad accesses."""
         uc = cpu.uc
-        # The clock: exact count of instructions started in the image's text.
-        lo, hi = self.image.text_span
+        # The clock: exact count of instructions started in the image's text.  One hook
+        # over the text and the tool's pages above it (see _icount.c): the only hook on
+        # every guest instruction.  Each CPU's has its own struct icount (cpu.icount).
+        lo, _hi = self.image.text_span
         handle = ctypes.c_size_t()
         err = uclib.uc_hook_add(
             uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.c_void_p(_icount.hook_address()),
-            ctypes.cast(ctypes.pointer(cpu.icount), ctypes.c_void_p), ctypes.c_uint64(lo), ctypes.c_uint64(hi - 1),
+            ctypes.cast(ctypes.pointer(cpu.icount), ctypes.c_void_p), ctypes.c_uint64(lo),
+            ctypes.c_uint64(RESERVED_END - 1),
         )
         if err:
             raise MachineError(f"could not install the instruction counter (unicorn error {err})")
-        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        # Traps (int3, the debug trap) are a probe's hot path: a plain ctypes callback,
+        # without the binding's two wrapper frames (see add_fast_code_hook).  It works on
+        # the current CPU (self.uc), the one that trapped: only one runs at a time.
+        cpu.intr_cb = HOOK_INTR_CFUNC(self._on_interrupt_fast)
+        handle = ctypes.c_size_t()
+        err = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INTR, ctypes.cast(cpu.intr_cb, ctypes.c_void_p),
+                                None, ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if err:
+            raise MachineError(f"could not install the interrupt hook (unicorn error {err})")
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(
@@ -332,7 +403,9 @@ class Machine:
         """Make cpu the one registers, hooks' callbacks and the clock refer to."""
         self.cpu = cpu
         self.uc = cpu.uc
+        self._uch = cpu.uch  # the C accessors act on this CPU's instance
         self._icount = cpu.icount
+        self._retired_addr = cpu.retired_addr
 
     @property
     def cpu_id(self) -> int:
@@ -434,11 +507,11 @@ class Machine:
     @property
     def retired(self) -> int:
         """Guest instructions retired so far (the virtual clock's counter)."""
-        return self._icount.retired
+        return _peek_u64(self._retired_addr)
 
     @property
     def time_ns(self) -> int:
-        return self._icount.retired * NS_PER_INSN
+        return _peek_u64(self._retired_addr) * NS_PER_INSN
 
     def adjust_clock(self, delta: int) -> None:
         """Take instructions the tool planted (an int3 at a trampoline) off the clock."""
@@ -450,30 +523,32 @@ class Machine:
 
     # ------------------------------------------------------------------ registers
     def reg(self, name: str) -> int:
-        return self.uc.reg_read(REGISTERS[name])
+        return _reg_read(self._uch, REGISTERS[name])
 
     def set_reg(self, name: str, value: int) -> None:
-        self.uc.reg_write(REGISTERS[name], value & 0xFFFFFFFFFFFFFFFF)
+        if name == "rip":
+            self.rip_writes += 1
+        _reg_write(self._uch, REGISTERS[name], value & 0xFFFFFFFFFFFFFFFF)
 
     def registers(self) -> dict[str, int]:
-        read = self.uc.reg_read
-        return {name: read(REGISTERS[name]) for name in GENERAL_REGISTERS}
+        uch = self._uch
+        return {name: _reg_read(uch, REGISTERS[name]) for name in GENERAL_REGISTERS}
 
     @property
     def rip(self) -> int:
-        return self.uc.reg_read(X.UC_X86_REG_RIP)
+        return _reg_read(self._uch, _REG_RIP)
 
     # ------------------------------------------------------------------ memory
     def read(self, addr: int, size: int) -> bytes:
         try:
-            return bytes(self.uc.mem_read(addr, size))
-        except UcError:
+            return _mem_read(self._uch, addr, size)
+        except _UcAccessError:
             raise MachineError(f"cannot read {size} bytes at 0x{addr:x}: not mapped") from None
 
     def write(self, addr: int, data: bytes) -> None:
         try:
-            self.uc.mem_write(addr, bytes(data))
-        except UcError:
+            _mem_write(self._uch, addr, data)
+        except _UcAccessError:
             raise MachineError(f"cannot write {len(data)} bytes at 0x{addr:x}: not mapped") from None
         if self._overlaps_code(addr, len(data)):
             # Code changed under the translator: drop translated blocks holding it, on
@@ -482,10 +557,43 @@ class Machine:
                 cpu.uc.ctl_remove_cache(addr, addr + len(data))
 
     def read_u64(self, addr: int) -> int:
-        return int.from_bytes(self.read(addr, 8), "little")
+        try:
+            return _read_u64(self._uch, addr)
+        except _UcAccessError:
+            raise MachineError(f"cannot read 8 bytes at 0x{addr:x}: not mapped") from None
 
     def write_u64(self, addr: int, value: int) -> None:
         self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+    def read_u64_at_reg(self, name: str, offset: int = 0) -> int:
+        """The u64 at register + offset (e.g. %gs:0), in one call."""
+        try:
+            return _read_u64_at_reg(self._uch, REGISTERS[name], offset)
+        except _UcAccessError:
+            raise MachineError(f"cannot read 8 bytes at {name}+0x{offset:x}: not mapped") from None
+
+    def exchange_top_of_stack(self, value: int) -> tuple[int, int]:
+        """Replace the u64 at rsp by value; (rsp, the old value).  In one call: a
+        kretprobe's entry does this on every hit."""
+        try:
+            return _exchange_top_of_stack(self._uch, _REG_RSP, value)
+        except _UcAccessError:
+            raise MachineError("cannot exchange the top of the stack: not mapped") from None
+
+    def push_u64(self, value: int) -> None:
+        """rsp -= 8; *rsp = value (stack memory: no translation-cache check)."""
+        try:
+            _push_u64(self._uch, _REG_RSP, value)
+        except _UcAccessError:
+            raise MachineError("cannot push: the stack is not mapped") from None
+
+    def write_stack_u64(self, addr: int, value: int) -> None:
+        """write_u64 for memory that holds no code (a stack slot): no translation-cache
+        check, for the probe engine's hot paths."""
+        try:
+            _write_u64(self._uch, addr, value & 0xFFFFFFFFFFFFFFFF)
+        except _UcAccessError:
+            raise MachineError(f"cannot write 8 bytes at 0x{addr:x}: not mapped") from None
 
     def read_cstring(self, addr: int, limit: int = 256) -> bytes:
         out = bytearray()
@@ -516,6 +624,36 @@ class Machine:
             self._map(page, PAGE_SIZE, UC_PROT_READ | UC_PROT_EXEC | UC_PROT_WRITE)
             self._slot_pages_mapped.add(page)
 
+    def count_in_detours(self, base: int, size: int) -> ctypes.Array:
+        """Count the instructions of [base, base+size) that stand for guest instructions.
+
+        The clock's hook (see _icount.c) covers the tool's pages too; this gives it the byte
+        map of that range: set map[a - base] = 1 for each address a whose instruction must
+        be counted (and deadline-checked) like a guest instruction.  [base, base+size) must
+        be in the tool's pages, and the map must be set before the code there runs.
+        """
+        if self._detour_counter is not None:
+            return self._detour_counter
+        if not (RESERVED_BASE <= base and base + size <= RESERVED_END):
+            raise MachineError("detour buffers must be in the tool's pages")
+        counted = (ctypes.c_uint8 * size)()
+        for cpu in self.cpus:  # one map, shared by every CPU's clock
+            ic = cpu.icount
+            ic.counted = ctypes.cast(counted, ctypes.c_void_p)
+            ic.detour_base, ic.detour_size = base, size
+        self._detour_counter = counted  # kept alive as long as the machine
+        return counted
+
+    def guest_address(self, addr: int) -> int:
+        """The guest address an address stands for: itself, unless it is in the tool's
+        pages (a relocated copy of a probed instruction), then the original's."""
+        if RESERVED_BASE <= addr < RESERVED_END:
+            for translate in self.address_translators:
+                orig = translate(addr)
+                if orig is not None:
+                    return orig
+        return addr
+
     def guest_memory(self) -> dict[int, bytes]:
         """Every page of the image's segments, for comparing two runs byte for byte."""
         return {page: self.read(page, PAGE_SIZE) for page in self._image_pages}
@@ -525,6 +663,8 @@ class Machine:
                       cpus: list[int] | None = None) -> int:
         """Call callback(machine) each time the instruction at addr is about to run, on every
         CPU (or on the CPUs listed); returns a handle for remove_hook."""
+        for watch in self.code_hook_watchers:
+            watch(addr)  # e.g. a jump planted over addr would keep the guest from running it
         hooks = []
         for cpu in self.cpus if cpus is None else [self.cpus[i] for i in cpus]:
             hooks.append((cpu.uc, cpu.uc.hook_add(UC_HOOK_CODE, lambda uc, a, s, ud: callback(self), None, addr, addr)))
@@ -532,11 +672,56 @@ class Machine:
             cpu.uc.ctl_remove_cache(addr, addr + 1)
         token, self._next_hook_token = self._next_hook_token, self._next_hook_token + 1
         self._code_hooks[token] = hooks
+        self.hooked_addresses[token] = addr
         return token
+
+    def add_fast_code_hook(self, begin: int, end: int, callback: Callable[[int, int, int, int], None]) -> int:
+        """A code hook on [begin, end] called as callback(uch, address, size, user_data)
+        straight from ctypes: unicorn's Python binding wraps every hook in two more Python
+        frames and argument packing, a good part of a probe hit's cost.  In the tool's
+        pages the clock's C hook dispatches to it (no new unicorn hook, so nothing is added
+        to what every guest instruction costs); elsewhere it is a unicorn hook.
+
+        The callback must not let an exception escape (ctypes would only print it): catch
+        it and pass it to hook_failed(), which stops the guest and makes run() raise it,
+        as unicorn does for its own hooks."""
+        cb = HOOK_CODE_CFUNC(callback)
+        self._fast_hooks.append(cb)  # ctypes frees the thunk with the last reference
+        if RESERVED_BASE <= begin <= end < RESERVED_END and self._icount.n_tool_hooks < _MAX_TOOL_HOOKS:
+            # In the tool's pages the clock's hook dispatches to it: no new unicorn hook,
+            # so nothing is added to what every guest instruction costs.  Every CPU's
+            # clock gets it (the callback works on the current CPU, the one running).
+            for cpu in self.cpus:
+                ic = cpu.icount
+                slot = ic.tool_hooks[ic.n_tool_hooks]
+                slot.begin, slot.end, slot.cb = begin, end, ctypes.cast(cb, ctypes.c_void_p)
+                ic.n_tool_hooks += 1
+            return -1
+        handles = []
+        for cpu in self.cpus:
+            handle = ctypes.c_size_t()
+            err = uclib.uc_hook_add(
+                cpu.uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.cast(cb, ctypes.c_void_p), None,
+                ctypes.c_uint64(begin), ctypes.c_uint64(end),
+            )
+            if err:
+                raise MachineError(f"could not add a code hook (unicorn error {err})")
+            cpu.uc.ctl_remove_cache(begin, end + 1)
+            handles.append((cpu.uc, handle.value))
+        token, self._next_hook_token = self._next_hook_token, self._next_hook_token + 1
+        self._code_hooks[token] = handles
+        return token
+
+    def hook_failed(self, exc: BaseException) -> None:
+        """From a fast hook: stop the guest; run() raises exc (as for unicorn's hooks)."""
+        if self.uc._hook_exception is None:
+            self.uc._hook_exception = exc
+        self.uc.emu_stop()
 
     def remove_hook(self, handle: int) -> None:
         for uc, h in self._code_hooks.pop(handle, ()):
             uc.hook_del(h)
+        self.hooked_addresses.pop(handle, None)
 
     def stop_guest(self, event: StopEvent) -> None:
         """From a trap handler: stop the run after this trap with event as the reason."""
@@ -570,6 +755,8 @@ class Machine:
         if self.last_stop is not None and self.last_stop.reason in (StopReason.FAULT, StopReason.BUG):
             return self.last_stop
         self._stop_requested = False
+        for prepare in self.before_run:
+            prepare()
         budget_end = None if max_insns is None else self._icount.retired + max(0, max_insns)
         with self._lock:
             self._running = True
@@ -578,6 +765,8 @@ class Machine:
             finally:
                 self._running = False
         self.serial.flush_partial()
+        for finish in self.after_run:
+            finish(event)
         self.last_stop = event
         if event.reason is StopReason.HALTED:
             self.halted = True
@@ -690,6 +879,8 @@ class Machine:
         """Did emu_start return because the guest executed hlt (rather than at a deadline
         just after an instruction whose last byte happens to be 0xf4)?"""
         rip = self.rip
+        if RESERVED_BASE <= rip < RESERVED_END:
+            return False  # the tool's pages hold no hlt: a deadline stop in a detour buffer
         if not self.is_mapped(rip - 1) or self.read(rip - 1, 1) != b"\xf4":
             return False
         hit = self.image.symbols.containing(rip - 1)
@@ -777,6 +968,12 @@ class Machine:
         return True
 
     # ------------------------------------------------------------------ traps and I/O
+    def _on_interrupt_fast(self, _uch, intno: int, _data) -> None:
+        try:
+            self._on_interrupt(self.uc, intno, None)
+        except BaseException as exc:  # noqa: BLE001 - stop the guest, run() raises it
+            self.hook_failed(exc)
+
     def _on_interrupt(self, uc: Uc, intno: int, user_data) -> None:
         handler = self.trap_handlers.get(intno)
         if handler is not None and handler(self):
@@ -852,8 +1049,11 @@ class Machine:
         )
 
     def describe_stop(self, event: StopEvent) -> str:
-        where = self.image.symbols.format(event.rip)
-        parts = [f"{event.reason.value}: {event.message}", f"rip {where} (0x{event.rip:x})"]
+        rip = self.guest_address(event.rip)
+        where = self.image.symbols.format(rip)
+        parts = [f"{event.reason.value}: {event.message}", f"rip {where} (0x{rip:x})"]
+        if rip != event.rip:
+            parts[-1] += f" [running its relocated copy at 0x{event.rip:x}]"
         if event.task:
             parts.append(f"task {event.task}")
         return ", ".join(parts)
@@ -861,4 +1061,4 @@ class Machine:
     # Unicorn state for tests and the debugger's `regs`.
     @property
     def eflags(self) -> int:
-        return self.uc.reg_read(X.UC_X86_REG_EFLAGS)
+        return _reg_read(self._uch, _REG_EFLAGS)

@@ -76,10 +76,9 @@ class TaskView:
         """The current task_struct pointer (cheap: one register and one 8-byte read)."""
         if self.layout is None:
             return PSEUDO_TASK_ADDR
-        gs_base = self.machine.reg("gs_base")
         try:
-            return self.machine.read_u64(gs_base)
-        except Exception:
+            return self.machine.read_u64_at_reg("gs_base", 0)
+        except Exception:  # noqa: BLE001 - no per-CPU area yet: no current task
             return 0
 
     def current(self) -> Task | None:

@@ -42,7 +42,7 @@ GDB_REGISTERS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "
 SETTING_VALUES = {
     "explain": ("on", "off"),
     "color": ("on", "off"),
-    "kprobe-mode": ("auto", "single-step", "boost"),
+    "kprobe-mode": ("auto", "single-step", "boost", "optimize"),
     "kprobe-step": ("out-of-line", "in-place"),
     "handler-error": ("continue", "disable", "stop"),
     "handler-timeout": ("1", "5", "off"),

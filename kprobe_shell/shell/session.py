@@ -173,7 +173,12 @@ class Session:
                 agg.apply(self, ev)
         if up is not None and up.silent:
             return
-        self.out.event(ev.as_json(), ev.ftrace(), "trace")
+        # Only the form that is shown is built (a probe hit pays for one rendering).
+        out = self.out
+        if out.json_mode:
+            out.event(ev.as_json(), "", "trace")
+        else:
+            out.event(None, ev.ftrace(), "trace")
 
     def trace_event_for(self, up: UserProbe, where: str, args: str = "", values: dict | None = None) -> TraceEvent:
         m = self.machine

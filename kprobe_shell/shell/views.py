@@ -135,7 +135,7 @@ def stack_slots(machine, count: int, start: int | None = None) -> list[StackSlot
             if pushed:
                 by_addr[rsp].kind = "saved-rbp"
                 by_addr[rsp].text = f"saved rbp: {frame_func}'s caller's frame pointer (0x{by_addr[rsp].value:x})"
-            if ret is not None and ret.value == mgr.trampoline:  # labelled below, with its instance
+            if ret is not None and mgr.is_trampoline(ret.value):  # labelled below, with its instance
                 real = owners.get(ret.addr)
                 frame_func = _function_name(machine, real[-1].ret_addr) if real else "?"
             elif ret is not None and machine.image.is_text(ret.value):  # (at _start there is none)
@@ -151,7 +151,7 @@ def stack_slots(machine, count: int, start: int | None = None) -> list[StackSlot
         ret = by_addr.get(frame + 8)
         if ret is None:
             break
-        if ret.value != mgr.trampoline:
+        if not mgr.is_trampoline(ret.value):
             ret.kind = "return"
             ret.text = f"return address of {frame_func} -> {machine.symbols.format(ret.value)}"
             frame_func = _function_name(machine, ret.value)
@@ -166,7 +166,7 @@ def stack_slots(machine, count: int, start: int | None = None) -> list[StackSlot
             s.marks.append("rsp")
         if s.addr == rbp:
             s.marks.append("rbp")
-        if s.value == mgr.trampoline:
+        if mgr.is_trampoline(s.value):
             s.kind = "trampoline"
             s.instances = owners.get(s.addr, [])
             s.text = _trampoline_text(machine, s.instances)
@@ -200,7 +200,7 @@ def _trampoline_text(machine, instances: list) -> str:
     # Instances sharing a slot were pushed newest first; the oldest holds the real address.
     parts = []
     for ri in instances:
-        ret = ("kretprobe_trampoline" if ri.ret_addr == machine.kprobes.kretprobes.trampoline
+        ret = ("kretprobe_trampoline" if machine.kprobes.kretprobes.is_trampoline(ri.ret_addr)
                else f"{machine.symbols.format(ri.ret_addr)} (0x{ri.ret_addr:x})")
         parts.append(f"instance #{ri.index} of {_probe_label(ri)} for {_task_label(machine, ri.task)}, "
                      f"real return {ret}")
@@ -251,7 +251,7 @@ def render_instance_table(session) -> tuple[list[str], dict]:
         nodes = []
         for i, ri in enumerate(table[b]):
             arrow = "head ->" if i == 0 else "     ->"
-            ret = ("kretprobe_trampoline" if ri.ret_addr == mgr.trampoline
+            ret = ("kretprobe_trampoline" if mgr.is_trampoline(ri.ret_addr)
                    else f"{m.symbols.format(ri.ret_addr)} (0x{ri.ret_addr:x})")
             task_note = f" {_task_label(m, ri.task)}" if len(tasks) > 1 else ""
             lines.append(f"       {arrow} [#{ri.index} {_probe_label(ri)}{task_note}: ret_addr {ret}, "

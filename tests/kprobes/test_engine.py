@@ -21,7 +21,7 @@ from kprobe_shell import (
     StopReason,
 )
 
-MODES = ["single-step", "auto"]
+MODES = ["single-step", "boost", "optimize", "auto"]
 STEP_CALLS = 10
 JCALLS = 4
 

@@ -282,17 +282,25 @@ def test_sensible_register_writes_still_work(m):
     assert m.console.startswith("s=0x0\ns=0x2\n")  # x * 2 instead of (x + 1) * 2
 
 
-def test_an_internal_handler_failure_is_a_bug_stop_not_a_crash(m):
-    """The engine's own handlers (the trampoline's) failing is a bug of the tool: the
-    guest stops with StopReason.BUG and stays inspectable; nothing escapes run()."""
-    def broken(p, regs):
+@pytest.mark.parametrize("mode", ["boost", "auto"])
+def test_an_internal_handler_failure_is_a_bug_stop_not_a_crash(m, mode, monkeypatch):
+    """The engine's own handlers (the trampoline's; in auto mode the kretprobe booster's)
+    failing is a bug of the tool: the guest stops with StopReason.BUG and stays
+    inspectable; nothing escapes run()."""
+    def broken(*args):
         raise RuntimeError("engine bug")
 
-    m.kprobes.kretprobes.trampoline_probe.pre_handler = broken
+    m.kprobes.set_mode(mode)
+    if mode == "boost":  # returns through the int3 trampoline
+        m.kprobes.kretprobes.trampoline_probe.pre_handler = broken
+        which = "pre_handler"
+    else:  # returns through the booster's hooked ret
+        monkeypatch.setattr(m.kprobes.kretprobes, "_run_return_handlers", broken)
+        which = "booster"
     m.register_kretprobe(Kretprobe("jtarget", lambda ri, regs: 0))
     ev = m.run()
     assert ev.reason is StopReason.BUG and ev.is_final
-    assert "internal error in the engine's kretprobe_trampoline (pre_handler): RuntimeError: engine bug" in ev.message
+    assert f"internal error in the engine's kretprobe_trampoline ({which}): RuntimeError: engine bug" in ev.message
     assert m.run() is ev
     assert m.registers()["rip"] == ev.rip
 

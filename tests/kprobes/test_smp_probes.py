@@ -170,3 +170,67 @@ def test_guest_jprobe_handlers_are_serialised_by_the_kprobe_lock():
             [line for line in ref.console.splitlines() if line.startswith(tag)]
     assert all(k.current_kprobe is None and k.jprobe_active is None for k in m.kprobes.ctlblks)
     assert m.kprobes.check_invariants() == []
+
+
+# ---------------------------------------------------------------------------- probe modes on SMP
+@pytest.mark.parametrize("mode", ["auto", "optimize"])
+def test_nothing_is_optimized_on_smp_probes_fall_back_to_boost(mode):
+    """No stop_machine model: on 2+ CPUs the optimizer refuses every probe, with the reason,
+    and the probes work as boosted int3 probes."""
+    m = Machine(cpus=2)
+    m.kprobes.set_mode(mode)
+    kp = m.register_kprobe(Kprobe("do_fork", pre_handler=lambda p, regs: 0))
+    assert kp.mode == "boost" and m.kprobes.optimizer.active == {}
+    assert m.kprobes.get_kprobe(kp.addr).optimize_refusal == "SMP (no stop_machine model)"
+    calls = count_executions(m, [m.kprobes.instruction_boundaries(kp.addr)[1]])
+    assert m.run().reason is StopReason.HALTED
+    assert m.kprobes.optimizer.active == {} and kp.hits == sum(calls.values()) > 0
+    assert m.kprobes.check_invariants() == []
+
+
+def test_the_shell_says_why_nothing_is_optimized_on_smp(kernel_path):
+    import io
+
+    from kprobe_shell.shell.output import Output
+    from kprobe_shell.shell.session import Session
+
+    buf = io.StringIO()
+    session = Session(output=Output(stream=buf, color=False))
+    session.execute("set cpus 2")
+    session.execute("reset")
+    session.execute("kprobe do_fork")
+    session.execute("set kprobe-mode optimize")
+    session.execute("probes")
+    text = buf.getvalue()
+    assert "probe 1 at do_fork+0x0/" in text and "not optimized: SMP (no stop_machine model)" in text
+    row = next(line for line in text.splitlines() if line.startswith("1 "))
+    assert " boost " in row and "(not optimized: SMP (no stop_machine model))" in row
+
+
+def test_the_kretprobe_booster_keeps_the_kprobe_lock_on_smp():
+    """Returns through the booster (auto mode) while another CPU holds the 2005 kprobe lock
+    (a guest jprobe handler runs with it held, across quanta) go through the int3
+    trampoline, whose trap waits for the lock: every return is handled once, and no return
+    handler runs while another CPU is inside the kprobe path."""
+    m = Machine(cpus=2)
+    overlaps = []
+
+    def on_return(ri, regs):
+        me = m.cpu_id
+        if any(i != me and k.current_kprobe is not None for i, k in enumerate(m.kprobes.ctlblks)):
+            overlaps.append(me)
+        return 0
+
+    jp = m.register_jprobe(Jprobe("do_sys_open", "jdo_sys_open"))
+    rps = [m.register_kretprobe(Kretprobe(name, handler=on_return, maxactive=20))
+           for name in ("sys_open", "real_lookup", "do_fork")]
+    calls = count_executions(m, [m.kprobes.instruction_boundaries(rp.kp.addr)[1] for rp in rps])
+    tramp = m.kprobes.kretprobes.trampoline_probe
+    assert m.run().reason is StopReason.HALTED
+    assert overlaps == []
+    assert jp.hits > 10 and m.kprobes.lock_spins > 0
+    for rp in rps:  # a call from inside the jprobe's handler (its printk) is a re-entrant hit
+        assert rp.hits + rp.nmissed == calls[m.kprobes.instruction_boundaries(rp.kp.addr)[1]] > 0
+    assert tramp.hits > 0  # returns that found the lock taken waited at the int3 trampoline
+    assert all(k.current_kprobe is None for k in m.kprobes.ctlblks)
+    assert m.kprobes.check_invariants() == []

@@ -13,7 +13,7 @@ import pytest
 from harness import count_executions, data_pages, instruction_boundaries, snapshot
 from kprobe_shell import Kprobe, Machine, ProbeError, StopReason
 
-MODES = ["single-step", "auto"]
+MODES = ["single-step", "boost", "optimize", "auto"]
 #: How far the kernel runs under all its probes (the whole boot, the smoke and fix-up
 #: self-tests, forks, dozens of ticks and context switches at the period below).
 KERNEL_BUDGET = 90_000
@@ -54,10 +54,17 @@ def check_probed_run(m: Machine, probes: dict, counts: dict, ref_snapshot, ref_d
     assert m.kprobes.check_invariants() == []
     assert m.kprobes.current_kprobe is None
     boosted = sum(1 for p in probes.values() if p.mode == "boost")
+    optimized = sum(1 for p in probes.values() if p.mode == "optimized")
     if mode == "single-step":
-        assert boosted == 0
+        assert boosted == optimized == 0
     else:
-        assert boosted > len(probes) // 2
+        assert boosted + optimized > len(probes) // 2
+    if mode in ("single-step", "boost"):
+        assert optimized == 0
+    else:
+        # With a probe on every instruction, a jump fits only over one instruction of at
+        # least 5 bytes (any longer range would cover the next probe): those are optimized.
+        assert optimized > 0
 
 
 # ---------------------------------------------------------------------------- a user image

@@ -139,3 +139,44 @@ def test_cpu_count_is_checked():
         Machine(cpus=5)
     with pytest.raises(MachineError):
         Machine(cpus=0)
+
+
+def test_clock_state_and_fast_hooks_are_per_cpu():
+    """Each CPU's clock hook has its own struct icount (counter, deadline) but the same
+    detour byte map and tool-code callbacks; the C register accessors act on the CPU that
+    runs (or last ran); a fast code hook outside the tool's pages is on every CPU."""
+    import ctypes
+
+    m = Machine(cpus=2)
+    ics = [c.icount for c in m.cpus]
+    assert ctypes.addressof(ics[0]) != ctypes.addressof(ics[1])
+    # The engine's booster (and, once optimizing, the detour entries) is on every CPU's clock.
+    assert ics[0].n_tool_hooks == ics[1].n_tool_hooks >= 1
+    assert [h.cb for h in ics[0].tool_hooks[:ics[0].n_tool_hooks]] == \
+        [h.cb for h in ics[1].tool_hooks[:ics[1].n_tool_hooks]]
+    counted = m.count_in_detours(*_detour_range())
+    assert ics[0].counted == ics[1].counted == ctypes.addressof(counted)
+    # A fast hook on a text address: every call, on whichever CPU makes it.
+    addr = m.symbols["_spin_lock_irqsave"].address
+    seen = []
+    m.add_fast_code_hook(addr, addr, lambda uch, a, s, d: seen.append((uch, m.cpu_id)))
+    by_cpu = {i: 0 for i in range(2)}
+
+    def count(_m):
+        by_cpu[m.cpu_id] += 1
+
+    m.add_code_hook(addr, count)
+    while m.run(max_insns=5_000).reason is StopReason.BUDGET:
+        # The accessors read the current CPU's registers, not always CPU 0's.
+        assert m.registers() == m.cpu_registers(m.cpu_id)
+        assert m.retired == m.cpu.icount.retired
+    assert by_cpu[0] > 0 and by_cpu[1] > 0
+    assert len(seen) == sum(by_cpu.values())
+    assert {cpu for _uch, cpu in seen} == {0, 1}
+    assert all(uch == m.cpus[cpu].uch for uch, cpu in seen)
+
+
+def _detour_range():
+    from kprobe_shell.machine.layout import DETOUR_BASE, DETOUR_END
+
+    return DETOUR_BASE, DETOUR_END - DETOUR_BASE

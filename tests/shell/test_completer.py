@@ -70,7 +70,7 @@ def test_settings_and_their_values_after_set(session):
     assert "kprobe-mode" in texts(session, "set ")
     assert texts(session, "set kp") == ["kprobe-mode", "kprobe-step"]
     assert texts(session, "set kprobe-step ") == ["out-of-line", "in-place"]
-    assert texts(session, "set kprobe-mode ") == ["auto", "single-step", "boost"]
+    assert texts(session, "set kprobe-mode ") == ["auto", "single-step", "boost", "optimize"]
     assert texts(session, "set kprobe-mode s") == ["single-step"]
     assert texts(session, "set handler-error d") == ["disable"]
     assert texts(session, "set explain ") == ["on", "off"]

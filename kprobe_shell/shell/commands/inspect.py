@@ -90,6 +90,9 @@ shows as cc with the original byte beside it: cc[55]."""
     m = session.machine
     out = session.out
     planted = m.kprobes.planted()
+    # An optimized probe's jump: each of its 5 bytes is shown with the original under it.
+    for a, orig in m.kprobes.optimizer.replaced_bytes().items():
+        planted.update({a + i: b for i, b in enumerate(orig)})
     try:
         if fmt == "i":
             for line in disassemble_lines(session, addr, count, mark_pc=True):
@@ -126,7 +129,7 @@ shows as cc with the original byte beside it: cc[55]."""
     _X_STATE["next"] = addr + unit * count
     if any(addr <= a < addr + unit * count for a in planted) and unit != 1:
         hits = ", ".join(f"0x{a:x} (original {b:02x})" for a, b in sorted(planted.items()) if addr <= a < addr + unit * count)
-        out.print(f"  int3 planted at {hits}", "planted")
+        out.print(f"  probe bytes (int3 or an optimized probe's jmp) planted at {hits}", "planted")
     return values
 
 
@@ -160,6 +163,7 @@ def disassemble_lines(session, start: int, count: int | None, end: int | None = 
     out = session.out
     rip = m.rip
     planted = m.kprobes.planted()
+    jumps = m.kprobes.optimizer.active
     owners = {}
     for up in session.probes.values():
         owners.setdefault(up.addr, []).append(f"{up.kind}{up.number}")
@@ -183,8 +187,13 @@ def disassemble_lines(session, start: int, count: int | None, end: int | None = 
                 text += f" <{m.symbols.format(int(insn.op_str, 16), with_size=False)}>"
         line = f"{pc}0x{a:016x} <{where}>:  {raw.hex(' '):<24} {session_highlight(session, text)}"
         if a in planted:
-            who = ",".join(owners.get(a, ["kretprobe_trampoline"] if a == m.kprobes.kretprobes.trampoline else []))
+            who = ",".join(owners.get(a, ["kretprobe_trampoline"] if m.kprobes.kretprobes.is_trampoline(a) else []))
             line += "  " + out.style(f"<-- int3 planted (cc over {planted[a]:02x}) {who}".rstrip(), "planted")
+        elif a in jumps:
+            op = jumps[a]
+            line += "  " + out.style(
+                f"<-- jmp planted (e9 over {op.original[:5].hex(' ')}: optimized, detour 0x{op.entry:x}) "
+                f"{','.join(owners.get(a, []))}".rstrip(), "planted")
         elif a in owners:
             line += "  " + out.style(f"<-- {','.join(owners[a])}", "planted")
         if pc.startswith("=>"):
@@ -240,7 +249,7 @@ def backtrace(session, limit: int = 64) -> list[tuple[int, str]]:
             ret = 0
         # [robustness fix] _start's "return address" (0, or whatever the stack holds) was
         # listed as a frame, and `finish` there ran the guest to its end looking for it.
-        if ret and (m.image.is_text(ret) or ret == mgr.trampoline):
+        if ret and (m.image.is_text(ret) or mgr.is_trampoline(ret)):
             frames.append(_resolve(mgr, task, ret, hijacked))
             hijacked += frames[-1][1] != ""
     seen = set()
@@ -251,7 +260,7 @@ def backtrace(session, limit: int = 64) -> list[tuple[int, str]]:
             rbp = m.read_u64(rbp)
         except MachineError:
             break
-        if not ret or not m.image.is_text(ret) and ret != mgr.trampoline:
+        if not ret or not m.image.is_text(ret) and not mgr.is_trampoline(ret):
             break
         frame = _resolve(mgr, task, ret, hijacked)
         hijacked += frame[1] != ""
@@ -260,7 +269,7 @@ def backtrace(session, limit: int = 64) -> list[tuple[int, str]]:
 
 
 def _resolve(mgr, task: int, ret: int, hijacked: int) -> tuple[int, str]:
-    if ret == mgr.trampoline:
+    if mgr.is_trampoline(ret):
         real = mgr.real_return_address(task, hijacked)
         if real is not None:
             return real, "(return address held by a kretprobe instance)"

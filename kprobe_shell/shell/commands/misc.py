@@ -8,7 +8,7 @@ from ..registry import REGISTRY, CommandError, command
 SETTINGS_HELP = {
     "timer-period": "guest instructions between timer interrupts (applies at the next reset/load)",
     "cpus": "virtual CPUs, 1-4 (applies at the next reset/load; the bundled kernel's SMP build for 2+)",
-    "kprobe-mode": "how probes get past their instruction: auto, single-step, boost",
+    "kprobe-mode": "how probes get past their instruction: auto, single-step, boost, optimize (1 CPU only)",
     "kprobe-step": "where the probed instruction is stepped: out-of-line (its slot) or in-place (naive)",
     "handler-error": "when a handler raises: continue, disable (the probe), stop (the guest)",
     "handler-timeout": "seconds a Python handler may run before it is stopped (a handler error); off: no limit",
@@ -127,8 +127,8 @@ def _parse_setting(name: str, value: str):
             raise CommandError("kprobe-step is one of out-of-line, in-place")
         return value
     if name == "kprobe-mode":
-        if value not in ("auto", "single-step", "boost"):
-            raise CommandError("kprobe-mode is one of auto, single-step, boost")
+        if value not in ("auto", "single-step", "boost", "optimize"):
+            raise CommandError("kprobe-mode is one of auto, single-step, boost, optimize")
         return value
     if name == "handler-error":
         if value not in ("continue", "disable", "stop"):
@@ -145,6 +145,14 @@ def _parse_setting(name: str, value: str):
             raise CommandError("handler-timeout must be > 0 seconds (or off)")
         return seconds
     raise CommandError(f"unknown setting '{name}' (settings: {', '.join(SETTINGS_HELP)})")
+
+
+def _not_optimized(m, up) -> str | None:
+    """Why the optimizer left a user probe as an int3 probe (None: optimized or n/a)."""
+    if up.is_breakpoint or up.addr in m.kprobes.optimizer.active:
+        return None
+    entry = m.kprobes.get_kprobe(up.addr)
+    return entry.optimize_refusal if entry is not None else None
 
 
 @command("set", group="shell", args=("setting", "text"), repeatable=False, summary="change a setting",
@@ -172,6 +180,12 @@ def apply_setting(session, name: str, value: str) -> None:
     session.settings[name] = parsed
     if name == "kprobe-mode":
         m.kprobes.set_mode(parsed)
+        if parsed == "optimize":
+            # Teaching mode: say which probes stay int3 probes, and why.
+            for up in sorted(session.probes.values(), key=lambda p: p.number):
+                why = _not_optimized(m, up)
+                if why:
+                    session.out.print(f"probe {up.number} at {m.symbols.format(up.addr)} not optimized: {why}")
     elif name == "handler-error":
         m.kprobes.handler_error_policy = parsed
     elif name == "handler-timeout":

@@ -26,12 +26,16 @@ def make_kprobe_handler(session, up: UserProbe, render=None, condition=None):
     """The default pre_handler: one ftrace line per hit, then the probe's commands."""
     machine = session.machine
     fmt = machine.symbols.format
+    where_of: dict[int, str] = {}  # sym+off of the probed address, formatted once
 
     def pre_handler(p, regs):
         args, values = render(regs) if render else ("", {})
         if condition is not None and not condition(values):
             return 0
-        session.emit_trace(session.trace_event_for(up, fmt(p.addr), args, values), up)
+        where = where_of.get(p.addr)
+        if where is None:
+            where = where_of[p.addr] = fmt(p.addr)
+        session.emit_trace(session.trace_event_for(up, where, args, values), up)
         session.run_probe_commands(up)
         return 0
 
@@ -61,9 +65,18 @@ def make_kretprobe_handler(session, up: UserProbe, render=None, condition=None):
     machine = session.machine
     fmt = machine.symbols.format
 
+    names: dict[int, str] = {}  # return sites and probed functions, formatted once
+
+    def name_of(addr: int, function: bool = False) -> str:
+        key = -addr if function else addr
+        text = names.get(key)
+        if text is None:
+            text = names[key] = machine.symbols.containing(addr)[0].name if function else fmt(addr)
+        return text
+
     def handler(ri, regs):
-        site = fmt(ri.ret_addr)
-        func = machine.symbols.containing(ri.rp.addr)[0].name if ri.rp else "?"
+        site = name_of(ri.ret_addr)
+        func = name_of(ri.rp.addr, function=True) if ri.rp else "?"
         if render is not None:
             args, values = render(regs)
         else:
@@ -385,6 +398,12 @@ and for return probes maxactive with free/used instances."""
                 mode = "in-place"
             if in_place or mode == "in-place":
                 details = f"{details} missed (in-place window)={in_place}".strip()
+            if session.machine.kprobes.mode == "optimize" and mode != "optimized":
+                from .misc import _not_optimized
+
+                why = _not_optimized(session.machine, up)
+                if why:
+                    details += f" (not optimized: {why})"
             if up.event:
                 details = f"{up.event} {details.strip()}".strip()
             if up.spec.get("where"):
@@ -446,7 +465,7 @@ each kretprobe's pool."""
                 now = m.read_u64(ri.stack_slot)
             except Exception:  # noqa: BLE001
                 now = None
-            now_s = "?" if now is None else ("kretprobe_trampoline" if now == mgr.trampoline else fmt(now))
+            now_s = "?" if now is None else ("kretprobe_trampoline" if mgr.is_trampoline(now) else fmt(now))
             out.print(f"  #{depth} probe {num} {func}: returns to {fmt(ri.ret_addr)} (0x{ri.ret_addr:x}); "
                       f"stack slot 0x{ri.stack_slot:x} now holds {now_s}")
             data.append({"bucket": bucket, "task": label, "probe": num, "function": func,

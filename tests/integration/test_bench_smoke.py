@@ -1,0 +1,29 @@
+"""scripts/bench.py --quick runs and prints its table (a smoke test: no timing is judged)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+
+
+def test_bench_quick_prints_the_table(capsys):
+    import guestbuild
+
+    if not guestbuild.have_compiler():
+        pytest.skip("no C compiler for the benchmark's guest")
+    spec = importlib.util.spec_from_file_location("kp_bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for row in ("(1) workload", "micro, bare unicorn", "micro, tool with no probes", "micro, probes never hit",
+                "(2) floor", "(3) per hit", "(4) trace-line rendering"):
+        assert row in out
+    for probe in ("kprobe", "jprobe", "kretprobe", "kprobe+kretprobe", "jprobe+kretprobe"):
+        assert any(line.startswith(probe + " ") for line in out.splitlines())
+    header = next(line for line in out.splitlines() if line.startswith("probe "))
+    for mode in ("single-step", "boost", "optimize", "auto", "kernel 2005"):
+        assert mode in header
