@@ -292,14 +292,14 @@ class KprobeEngine:
         (HandlerTimeout / HandlerInterrupted are raised inside it).  A handler's
         KeyboardInterrupt or SystemExit is its failure too: it must not end the shell."""
         guard = self.guard
-        call = guard.enter()
+        depth = guard.enter()
         try:
             try:
                 result = fn(*args)
             finally:
-                guard.leave(call)
+                guard.leave(depth)
         except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
-            guard.leave(call)  # in case the guard's exception landed inside leave() itself
+            guard.leave(depth)  # in case the guard's exception landed inside leave() itself
             self._handler_failed(p, which, exc)
             # An internal probe (the trampoline's) has no slot to step: it is done.
             return 1 if p.internal else 0
