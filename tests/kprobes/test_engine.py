@@ -26,19 +26,6 @@ STEP_CALLS = 10
 JCALLS = 4
 
 
-@pytest.fixture(scope="module")
-def engine_path(build_guest):
-    return build_guest("engine")
-
-
-@pytest.fixture(scope="module")
-def ref(engine_path):
-    m = Machine(engine_path)
-    assert m.run().reason is StopReason.HALTED
-    assert m.console.startswith("s=0x2\ns=0x4\n")
-    return snapshot(m)
-
-
 @pytest.fixture
 def m(engine_path):
     return Machine(engine_path)

@@ -24,18 +24,6 @@ JCALLS = 4
 MODES = ["single-step", "auto"]
 
 
-@pytest.fixture(scope="module")
-def engine_path(build_guest):
-    return build_guest("engine")
-
-
-@pytest.fixture(scope="module")
-def ref(engine_path):
-    m = Machine(engine_path)
-    assert m.run().reason is StopReason.HALTED
-    return snapshot(m)
-
-
 @pytest.fixture
 def m(engine_path):
     machine = Machine(engine_path)

@@ -13,11 +13,6 @@ from kprobe_shell.kprobes.kretprobes import KretprobeInstance
 pytestmark = pytest.mark.no_invariants
 
 
-@pytest.fixture(scope="module")
-def engine_path(build_guest):
-    return build_guest("engine")
-
-
 @pytest.fixture
 def m(engine_path):
     machine = Machine(engine_path)
