@@ -141,6 +141,8 @@ class KprobeOptimizer:
         self._return_points: set[int] | None = None  # saved rips on the guest's stacks, per stop
         self._pending: set[int] = set()  # addresses to look at again when the guest is stopped
         self._shown_ip = engine.regs.shown_ip
+        self._regs = engine.regs
+        self._kcb = engine.ctlblks[0]  # the hit path's (see optimized_callback)
         self.machine.before_run.append(self.kprobe_optimizer)
         self.machine.after_run.append(self.leave_detour_at_stop)
         self.machine.address_translators.append(self.guest_address_of)
@@ -162,9 +164,9 @@ class KprobeOptimizer:
                 return  # unoptimized since the jump was taken: the copies still do the work
             engine = self.engine
             p = op.kp
-            # This CPU's kprobe_ctlblk, looked up once per hit (only ever CPU 0: nothing is
-            # optimized on SMP, see wanted()).
-            kcb = engine.kcb
+            # This CPU's kprobe_ctlblk: only ever CPU 0's (nothing is optimized on SMP, see
+            # wanted()), so it is looked up once, at construction.
+            kcb = self._kcb
             if kcb.current_kprobe is not None:
                 engine._inc_nmissed(p)
                 if engine.narrator is not None:
@@ -177,13 +179,19 @@ class KprobeOptimizer:
             shown_ip[0] = op.addr + 1
             writes = machine.rip_writes
             pre = p.pre_handler
+            regs = self._regs
             handled = 0
             if op.is_aggr:
-                handled = pre(p, engine.regs)
+                handled = pre(p, regs)
             else:
                 p.hits += 1
                 if pre is not None:
-                    handled = engine._call(p, "pre_handler", pre, p, engine.regs)
+                    if p.engine_pre_handler:
+                        # A kretprobe's entry: engine code that guards the user's
+                        # entry_handler itself (and reports its own failures as _call).
+                        handled = pre(p, regs)
+                    else:
+                        handled = engine._call(p, "pre_handler", pre, p, regs)
             shown_ip[0] = None
             if handled:
                 # The handler took over (a jprobe): it is done unless it waits for its
