@@ -37,7 +37,11 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from ..machine import StopReason
+from ..machine import MachineError, StopReason
+# The C accessors themselves, for the two hot paths (Machine's wrappers cost a Python
+# call each; their error messages are kept below).
+from ..machine.machine import NS_PER_INSN, _REG_RSP, _UcAccessError
+from ..machine.machine import _exchange_top_of_stack, _peek_u64, _push_u64
 from ..machine.layout import STUB_PAGE
 from ..machine.tasks import PSEUDO_TASK_ADDR
 from .guard import HandlerInterrupted, HandlerTimeout
@@ -278,14 +282,18 @@ class KretprobeManager:
             ri = free.pop(0)
             ri.rp = rp
             ri.task = task = self._fixed_task or machine.tasks.current_address()
-            ri.entry_time_ns = machine.time_ns
+            ri.entry_time_ns = _peek_u64(machine._retired_addr) * NS_PER_INSN  # machine.time_ns
             if ri.data:
                 ri.data.clear()
             tramp = self.booster if engine.mode in _BOOSTED_MODES else self.trampoline
             entry_handler = rp.entry_handler
             if entry_handler is None:
-                # One call: read the return address at rsp and put the trampoline's there.
-                rsp, ri.ret_addr = machine.exchange_top_of_stack(tramp)
+                # One call: read the return address at rsp and put the trampoline's there
+                # (machine.exchange_top_of_stack without its Python frame).
+                try:
+                    rsp, ri.ret_addr = _exchange_top_of_stack(machine._uch, _REG_RSP, tramp)
+                except _UcAccessError:
+                    raise MachineError("cannot exchange the top of the stack: not mapped") from None
                 ri.stack_slot = rsp
             else:
                 # The entry_handler sees the stack as the function was entered.
@@ -443,7 +451,10 @@ class KretprobeManager:
                 # Stopping before the `ret`: resuming here would run the handlers again.
                 machine.set_reg("rip", orig_ret_address)
                 return
-            machine.push_u64(orig_ret_address)
+            try:  # machine.push_u64 without its Python frame
+                _push_u64(machine._uch, _REG_RSP, orig_ret_address)
+            except _UcAccessError:
+                raise MachineError("cannot push: the stack is not mapped") from None
             if engine.narrator is not None:
                 engine.say(lambda: f"kretprobe booster: returning to {machine.image.symbols.format(orig_ret_address)}")
         except BaseException as exc:  # noqa: BLE001 - an engine bug: a BUG stop, as the trampoline's
