@@ -276,8 +276,7 @@ class KretprobeManager:
             if not free:
                 rp.nmissed += 1
                 if engine.narrator is not None:
-                    engine.say(lambda: f"pre_handler_kretprobe of probe {rp.number or rp!r}: no free instance (all "
-                               f"{rp.maxactive} of maxactive in flight), so this call is not traced: nmissed = {rp.nmissed}")
+                    self._say_missed(rp)
                 return
             ri = free.pop(0)
             ri.rp = rp
@@ -309,19 +308,29 @@ class KretprobeManager:
             bucket.insert(0, ri)
             rp.used_instances.insert(0, ri)
             if engine.narrator is not None:
-                engine.say(lambda: (lambda task: (
-                    f"arch_prepare_kretprobe: probe {rp.number or rp!r} takes instance #{ri.index} "
-                    f"({len(rp.used_instances)} used, {len(rp.free_instances)} free) for "
-                    f"{task.label if task else hex(ri.task)}; the return address at stack slot 0x{rsp:x}, "
-                    f"0x{ri.ret_addr:x} ("
-                    + ("kretprobe_trampoline: another return probe got there first"
-                       if self.is_trampoline(ri.ret_addr) else machine.image.symbols.format(ri.ret_addr))
-                    + "), is saved in the instance and replaced by "
-                    + (f"kretprobe_trampoline 0x{tramp:x}" if tramp == self.trampoline else
-                       f"the kretprobe booster's ret 0x{tramp:x} (the tool's stub page: kprobe-mode {self.engine.mode})")
-                    + f"; instance at the head of kretprobe_inst_table[{hash_ptr(ri.task)}]"))(machine.tasks.read_task(ri.task)))
+                self._say_prepared(rp, ri, rsp, tramp)
         except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
             engine._handler_failed(rp.kp, "pre_handler", exc)
+
+    # Narration, out of line: a lambda in a hot function turns the locals it names into
+    # closure cells, which every hit would pay for.
+    def _say_missed(self, rp: Kretprobe) -> None:
+        self.engine.say(lambda: f"pre_handler_kretprobe of probe {rp.number or rp!r}: no free instance (all "
+                        f"{rp.maxactive} of maxactive in flight), so this call is not traced: nmissed = {rp.nmissed}")
+
+    def _say_prepared(self, rp: Kretprobe, ri: KretprobeInstance, rsp: int, tramp: int) -> None:
+        machine = self.machine
+        self.engine.say(lambda: (lambda task: (
+            f"arch_prepare_kretprobe: probe {rp.number or rp!r} takes instance #{ri.index} "
+            f"({len(rp.used_instances)} used, {len(rp.free_instances)} free) for "
+            f"{task.label if task else hex(ri.task)}; the return address at stack slot 0x{rsp:x}, "
+            f"0x{ri.ret_addr:x} ("
+            + ("kretprobe_trampoline: another return probe got there first"
+               if self.is_trampoline(ri.ret_addr) else machine.image.symbols.format(ri.ret_addr))
+            + "), is saved in the instance and replaced by "
+            + (f"kretprobe_trampoline 0x{tramp:x}" if tramp == self.trampoline else
+               f"the kretprobe booster's ret 0x{tramp:x} (the tool's stub page: kprobe-mode {self.engine.mode})")
+            + f"; instance at the head of kretprobe_inst_table[{hash_ptr(ri.task)}]"))(machine.tasks.read_task(ri.task)))
 
     # ------------------------------------------------------------------ return
     def is_trampoline(self, addr: int) -> bool:
@@ -338,11 +347,7 @@ class KretprobeManager:
             head = self.kretprobe_inst_table[hash_ptr(task)]
         narrate = engine.narrator is not None
         if narrate:
-            machine = engine.machine
-            engine.say(lambda: f"trampoline_probe_handler: walking kretprobe_inst_table[{hash_ptr(task)}] "
-                       f"({len(head)} instance(s)) for the instances of "
-                       f"{(machine.tasks.read_task(task) or machine.tasks.pseudo).label} (task_struct 0x{task:x}), "
-                       "newest first")
+            self._say_walk(task, head)
         orig_ret_address = 0
         consumed = 0
         trampoline, booster = self.trampoline, self.booster
@@ -355,13 +360,7 @@ class KretprobeManager:
                 continue
             rp = ri.rp
             if narrate:
-                engine.say(lambda: f"  instance #{ri.index} of probe {rp.number or rp!r} "
-                           f"({machine.image.symbols.containing(rp.addr)[0].name}): ret_addr 0x{ri.ret_addr:x} "
-                           + ("(kretprobe_trampoline: keep walking)" if self.is_trampoline(ri.ret_addr) else
-                              f"({machine.image.symbols.format(ri.ret_addr)})")
-                           + (f"; calling its handler, rax = 0x{machine.reg('rax'):x}" if rp.handler is not None else "")
-                           if rp is not None else
-                           f"  an instance of an unregistered probe: ret_addr 0x{ri.ret_addr:x}, no handler")
+                self._say_instance(ri, rp)
             consumed += 1
             if rp is not None:
                 rp.hits += 1
@@ -384,6 +383,23 @@ class KretprobeManager:
                 break
         self._consumed = consumed  # for the narration
         return orig_ret_address
+
+    def _say_walk(self, task: int, head: list) -> None:
+        machine = self.machine
+        self.engine.say(lambda: f"trampoline_probe_handler: walking kretprobe_inst_table[{hash_ptr(task)}] "
+                        f"({len(head)} instance(s)) for the instances of "
+                        f"{(machine.tasks.read_task(task) or machine.tasks.pseudo).label} (task_struct 0x{task:x}), "
+                        "newest first")
+
+    def _say_instance(self, ri: KretprobeInstance, rp: "Kretprobe | None") -> None:
+        machine = self.machine
+        self.engine.say(lambda: f"  instance #{ri.index} of probe {rp.number or rp!r} "
+                        f"({machine.image.symbols.containing(rp.addr)[0].name}): ret_addr 0x{ri.ret_addr:x} "
+                        + ("(kretprobe_trampoline: keep walking)" if self.is_trampoline(ri.ret_addr) else
+                           f"({machine.image.symbols.format(ri.ret_addr)})")
+                        + (f"; calling its handler, rax = 0x{machine.reg('rax'):x}" if rp.handler is not None else "")
+                        if rp is not None else
+                        f"  an instance of an unregistered probe: ret_addr 0x{ri.ret_addr:x}, no handler")
 
     def _no_instance_bug(self, task: int) -> None:
         machine = self.engine.machine
@@ -456,13 +472,17 @@ class KretprobeManager:
             except _UcAccessError:
                 raise MachineError("cannot push: the stack is not mapped") from None
             if engine.narrator is not None:
-                engine.say(lambda: f"kretprobe booster: returning to {machine.image.symbols.format(orig_ret_address)}")
+                self._say_boosted(orig_ret_address)
         except BaseException as exc:  # noqa: BLE001 - an engine bug: a BUG stop, as the trampoline's
             engine.regs.shown_ip[0] = None
             try:
                 engine._handler_failed(self.trampoline_probe, "booster", exc)
             except BaseException as exc2:  # noqa: BLE001 - nothing may escape a ctypes hook
                 machine.hook_failed(exc2)
+
+    def _say_boosted(self, orig_ret_address: int) -> None:
+        machine = self.machine
+        self.engine.say(lambda: f"kretprobe booster: returning to {machine.image.symbols.format(orig_ret_address)}")
 
     def recycle_rp_inst(self, ri: KretprobeInstance) -> None:
         bucket = ri.bucket if ri.bucket is not None else self.kretprobe_inst_table[hash_ptr(ri.task)]

@@ -170,7 +170,7 @@ class KprobeOptimizer:
             if kcb.current_kprobe is not None:
                 engine._inc_nmissed(p)
                 if engine.narrator is not None:
-                    engine.say(lambda: f"optimized probe at 0x{op.addr:x} hit inside a handler: nmissed, no handlers run")
+                    self._say_missed(op)
                 return
             kcb.current_kprobe = p
             kcb.kprobe_status = _HIT_ACTIVE
@@ -212,10 +212,19 @@ class KprobeOptimizer:
                 # handlers a second time.  Resume in the copies instead.
                 machine.set_reg("rip", op.buffer)
             if engine.narrator is not None:
-                engine.say(lambda: f"optimized probe at {machine.image.symbols.format(op.addr)}: handlers ran at "
-                           f"the detour entry 0x{op.entry:x}; the relocated copies run from 0x{op.buffer:x}")
+                self._say_hit(op)
         except BaseException as exc:  # noqa: BLE001 - an engine bug: stop the guest, raise from run()
             self.machine.hook_failed(exc)
+
+    # Narration, out of line: a lambda in optimized_callback would turn the locals it
+    # names into closure cells, which every hit would pay for.
+    def _say_missed(self, op: Optprobe) -> None:
+        self.engine.say(lambda: f"optimized probe at 0x{op.addr:x} hit inside a handler: nmissed, no handlers run")
+
+    def _say_hit(self, op: Optprobe) -> None:
+        machine = self.machine
+        self.engine.say(lambda: f"optimized probe at {machine.image.symbols.format(op.addr)}: handlers ran at "
+                        f"the detour entry 0x{op.entry:x}; the relocated copies run from 0x{op.buffer:x}")
 
     def resume_in_detour(self, p: "Kprobe") -> bool:
         """After a jprobe's longjmp: run the replaced instructions from the detour buffer
