@@ -37,8 +37,14 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from ..machine import StopReason
+from ..machine import MachineError, StopReason
+# The C accessors themselves, for the two hot paths (Machine's wrappers cost a Python
+# call each; their error messages are kept below).
+from ..machine.machine import NS_PER_INSN, _REG_RSP, _UcAccessError
+from ..machine.machine import _exchange_top_of_stack, _peek_u64, _push_u64
 from ..machine.layout import STUB_PAGE
+from ..machine.tasks import PSEUDO_TASK_ADDR
+from .guard import HandlerInterrupted, HandlerTimeout
 from .core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, KprobeStatus, ProbeError, hash_ptr
 
 #: Where the kretprobe booster's `ret` stands in the machine's stub page.
@@ -135,7 +141,16 @@ class KretprobeManager:
 
     def __init__(self, engine: "KprobeEngine"):
         self.engine = engine
-        machine = engine.machine
+        self.machine = machine = engine.machine
+        # Constants of the hot paths, looked up once: the register view, and on one CPU
+        # its kprobe_ctlblk (on SMP the booster asks for the running CPU's each time).
+        self._regs = engine.regs
+        self._shown_ip = engine.regs.shown_ip
+        self._smp = machine.ncpus > 1
+        self._kcb0 = engine.ctlblks[0]
+        # Without kernel tasks (a freestanding image) the current task is always the
+        # machine's pseudo task: no call to ask for it (0: ask, TaskView.current_address).
+        self._fixed_task = PSEUDO_TASK_ADDR if machine.tasks.layout is None else 0
         self.kretprobe_inst_table: list[list[KretprobeInstance]] = [[] for _ in range(KPROBE_TABLE_SIZE)]
         #: task -> its bucket of kretprobe_inst_table (hash_ptr is big-integer arithmetic
         #: in Python: worth remembering on the hot path).
@@ -218,6 +233,9 @@ class KretprobeManager:
         # pre_handler_kretprobe -> arch_prepare_kretprobe(rp, regs); its None is the 0 that
         # lets the probed instruction run.
         rp.kp.pre_handler = functools.partial(self._arch_prepare_kretprobe_hit, rp)
+        # It guards the entry_handler itself and catches its own failures (see
+        # _arch_prepare_kretprobe_hit), so the optimized path calls it directly.
+        rp.kp.engine_pre_handler = True
         try:
             self.engine.register_kprobe(rp.kp)
         except ProbeError:
@@ -244,50 +262,75 @@ class KretprobeManager:
 
     def _arch_prepare_kretprobe_hit(self, rp: Kretprobe, p: Kprobe, regs) -> None:
         """arch_prepare_kretprobe, as the probe's pre_handler (p is rp's kprobe).
-        A hot path (every call of the function): no allocation, C accessors only."""
-        machine = self.engine.machine
-        free = rp.free_instances
-        if not free:
-            rp.nmissed += 1
-            self.engine.say(lambda: f"pre_handler_kretprobe of probe {rp.number or rp!r}: no free instance (all "
-                            f"{rp.maxactive} of maxactive in flight), so this call is not traced: nmissed = {rp.nmissed}")
-            return
-        ri = free.pop(0)
-        ri.rp = rp
-        ri.task = task = machine.tasks.current_address()
-        ri.entry_time_ns = machine.time_ns
-        if ri.data:
-            ri.data.clear()
-        tramp = self.booster if self.engine.mode in _BOOSTED_MODES else self.trampoline
-        if rp.entry_handler is None:
-            # One call: read the return address at rsp and put the trampoline's there.
-            rsp, ri.ret_addr = machine.exchange_top_of_stack(tramp)
-            ri.stack_slot = rsp
-        else:
-            # The entry_handler sees the stack as the function was entered.
-            ri.stack_slot = rsp = machine.reg("rsp")
-            ri.ret_addr = machine.read_u64(rsp)
-            self.engine._call(rp.kp, "entry_handler", rp.entry_handler, ri, regs)
-            machine.write_stack_u64(rsp, tramp)  # the stack is not code: no translation-cache check
-        # add_rp_inst: to the head of the task's bucket and of the probe's used list.
-        bucket = self._buckets.get(task)
-        if bucket is None:
-            bucket = self._buckets[task] = self.kretprobe_inst_table[hash_ptr(task)]
-        ri.bucket = bucket
-        bucket.insert(0, ri)
-        rp.used_instances.insert(0, ri)
-        if self.engine.narrator is not None:
-            self.engine.say(lambda: (lambda task: (
-                f"arch_prepare_kretprobe: probe {rp.number or rp!r} takes instance #{ri.index} "
-                f"({len(rp.used_instances)} used, {len(rp.free_instances)} free) for "
-                f"{task.label if task else hex(ri.task)}; the return address at stack slot 0x{rsp:x}, "
-                f"0x{ri.ret_addr:x} ("
-                + ("kretprobe_trampoline: another return probe got there first"
-                   if self.is_trampoline(ri.ret_addr) else machine.image.symbols.format(ri.ret_addr))
-                + "), is saved in the instance and replaced by "
-                + (f"kretprobe_trampoline 0x{tramp:x}" if tramp == self.trampoline else
-                   f"the kretprobe booster's ret 0x{tramp:x} (the tool's stub page: kprobe-mode {self.engine.mode})")
-                + f"; instance at the head of kretprobe_inst_table[{hash_ptr(ri.task)}]"))(machine.tasks.read_task(ri.task)))
+        A hot path (every call of the function): no allocation, C accessors only, and
+        the manager's constants in locals.
+
+        The optimized path calls it without KprobeEngine._call (Kprobe.engine_pre_handler):
+        it runs the user's entry_handler through _call itself, and a failure of its own
+        (the stack not mapped) is reported as _call would (charged to rp, the probed
+        instruction runs)."""
+        engine = self.engine
+        try:
+            machine = self.machine
+            free = rp.free_instances
+            if not free:
+                rp.nmissed += 1
+                if engine.narrator is not None:
+                    self._say_missed(rp)
+                return
+            ri = free.pop(0)
+            ri.rp = rp
+            ri.task = task = self._fixed_task or machine.tasks.current_address()
+            ri.entry_time_ns = _peek_u64(machine._retired_addr) * NS_PER_INSN  # machine.time_ns
+            if ri.data:
+                ri.data.clear()
+            tramp = self.booster if engine.mode in _BOOSTED_MODES else self.trampoline
+            entry_handler = rp.entry_handler
+            if entry_handler is None:
+                # One call: read the return address at rsp and put the trampoline's there
+                # (machine.exchange_top_of_stack without its Python frame).
+                try:
+                    rsp, ri.ret_addr = _exchange_top_of_stack(machine._uch, _REG_RSP, tramp)
+                except _UcAccessError:
+                    raise MachineError("cannot exchange the top of the stack: not mapped") from None
+                ri.stack_slot = rsp
+            else:
+                # The entry_handler sees the stack as the function was entered.
+                ri.stack_slot = rsp = machine.reg("rsp")
+                ri.ret_addr = machine.read_u64(rsp)
+                engine._call(rp.kp, "entry_handler", entry_handler, ri, regs)
+                machine.write_stack_u64(rsp, tramp)  # the stack is not code: no translation-cache check
+            # add_rp_inst: to the head of the task's bucket and of the probe's used list.
+            bucket = self._buckets.get(task)
+            if bucket is None:
+                bucket = self._buckets[task] = self.kretprobe_inst_table[hash_ptr(task)]
+            ri.bucket = bucket
+            bucket.insert(0, ri)
+            rp.used_instances.insert(0, ri)
+            if engine.narrator is not None:
+                self._say_prepared(rp, ri, rsp, tramp)
+        except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
+            engine._handler_failed(rp.kp, "pre_handler", exc)
+
+    # Narration, out of line: a lambda in a hot function turns the locals it names into
+    # closure cells, which every hit would pay for.
+    def _say_missed(self, rp: Kretprobe) -> None:
+        self.engine.say(lambda: f"pre_handler_kretprobe of probe {rp.number or rp!r}: no free instance (all "
+                        f"{rp.maxactive} of maxactive in flight), so this call is not traced: nmissed = {rp.nmissed}")
+
+    def _say_prepared(self, rp: Kretprobe, ri: KretprobeInstance, rsp: int, tramp: int) -> None:
+        machine = self.machine
+        self.engine.say(lambda: (lambda task: (
+            f"arch_prepare_kretprobe: probe {rp.number or rp!r} takes instance #{ri.index} "
+            f"({len(rp.used_instances)} used, {len(rp.free_instances)} free) for "
+            f"{task.label if task else hex(ri.task)}; the return address at stack slot 0x{rsp:x}, "
+            f"0x{ri.ret_addr:x} ("
+            + ("kretprobe_trampoline: another return probe got there first"
+               if self.is_trampoline(ri.ret_addr) else machine.image.symbols.format(ri.ret_addr))
+            + "), is saved in the instance and replaced by "
+            + (f"kretprobe_trampoline 0x{tramp:x}" if tramp == self.trampoline else
+               f"the kretprobe booster's ret 0x{tramp:x} (the tool's stub page: kprobe-mode {self.engine.mode})")
+            + f"; instance at the head of kretprobe_inst_table[{hash_ptr(ri.task)}]"))(machine.tasks.read_task(ri.task)))
 
     # ------------------------------------------------------------------ return
     def is_trampoline(self, addr: int) -> bool:
@@ -304,13 +347,11 @@ class KretprobeManager:
             head = self.kretprobe_inst_table[hash_ptr(task)]
         narrate = engine.narrator is not None
         if narrate:
-            machine = engine.machine
-            engine.say(lambda: f"trampoline_probe_handler: walking kretprobe_inst_table[{hash_ptr(task)}] "
-                       f"({len(head)} instance(s)) for the instances of "
-                       f"{(machine.tasks.read_task(task) or machine.tasks.pseudo).label} (task_struct 0x{task:x}), "
-                       "newest first")
+            self._say_walk(task, head)
         orig_ret_address = 0
         consumed = 0
+        trampoline, booster = self.trampoline, self.booster
+        call = engine._call
         i = 0
         while i < len(head):
             ri = head[i]
@@ -319,25 +360,46 @@ class KretprobeManager:
                 continue
             rp = ri.rp
             if narrate:
-                engine.say(lambda: f"  instance #{ri.index} of probe {rp.number or rp!r} "
-                           f"({machine.image.symbols.containing(rp.addr)[0].name}): ret_addr 0x{ri.ret_addr:x} "
-                           + ("(kretprobe_trampoline: keep walking)" if self.is_trampoline(ri.ret_addr) else
-                              f"({machine.image.symbols.format(ri.ret_addr)})")
-                           + (f"; calling its handler, rax = 0x{machine.reg('rax'):x}" if rp.handler is not None else "")
-                           if rp is not None else
-                           f"  an instance of an unregistered probe: ret_addr 0x{ri.ret_addr:x}, no handler")
+                self._say_instance(ri, rp)
             consumed += 1
             if rp is not None:
                 rp.hits += 1
-                if rp.handler is not None:
+                handler = rp.handler
+                if handler is not None:
                     # The handler sees where the function really returns to.
-                    engine._call(rp.kp, "handler", rp.handler, ri, regs)
+                    call(rp.kp, "handler", handler, ri, regs)
             orig_ret_address = ri.ret_addr
-            self.recycle_rp_inst(ri)  # removes it from head: i now points at the next one
-            if orig_ret_address != self.trampoline and orig_ret_address != self.booster:
+            # recycle_rp_inst, inlined (a call less per return): out of its bucket (head,
+            # where add_rp_inst put it: i now points at the next one) and back to its
+            # probe's free list.  ri.rp is read again: the handler may have unregistered
+            # the probe, which leaves its instances in flight without one.
+            head.remove(ri)
+            ri.bucket = None
+            rp = ri.rp
+            if rp is not None:
+                rp.used_instances.remove(ri)
+                rp.free_instances.append(ri)
+            if orig_ret_address != trampoline and orig_ret_address != booster:
                 break
         self._consumed = consumed  # for the narration
         return orig_ret_address
+
+    def _say_walk(self, task: int, head: list) -> None:
+        machine = self.machine
+        self.engine.say(lambda: f"trampoline_probe_handler: walking kretprobe_inst_table[{hash_ptr(task)}] "
+                        f"({len(head)} instance(s)) for the instances of "
+                        f"{(machine.tasks.read_task(task) or machine.tasks.pseudo).label} (task_struct 0x{task:x}), "
+                        "newest first")
+
+    def _say_instance(self, ri: KretprobeInstance, rp: "Kretprobe | None") -> None:
+        machine = self.machine
+        self.engine.say(lambda: f"  instance #{ri.index} of probe {rp.number or rp!r} "
+                        f"({machine.image.symbols.containing(rp.addr)[0].name}): ret_addr 0x{ri.ret_addr:x} "
+                        + ("(kretprobe_trampoline: keep walking)" if self.is_trampoline(ri.ret_addr) else
+                           f"({machine.image.symbols.format(ri.ret_addr)})")
+                        + (f"; calling its handler, rax = 0x{machine.reg('rax'):x}" if rp.handler is not None else "")
+                        if rp is not None else
+                        f"  an instance of an unregistered probe: ret_addr 0x{ri.ret_addr:x}, no handler")
 
     def _no_instance_bug(self, task: int) -> None:
         machine = self.engine.machine
@@ -376,23 +438,26 @@ class KretprobeManager:
         kernel's booster), then push the real return address for the `ret` to take.
         (A fast hook: called from ctypes, so nothing may escape.)"""
         engine = self.engine
-        machine = engine.machine
+        machine = self.machine
         try:
-            if machine.ncpus > 1 and engine._kprobe_lock_held_elsewhere():
-                # SMP, the 2005 serialisation: return handlers run under kprobe_lock, which
-                # another CPU holds (a jprobe handler, an in-place step).  Return through
-                # the int3 trampoline instead, whose trap waits for the lock
-                # (kprobe_handler); the instances do not care which way they are reached.
-                machine.set_reg("rip", self.trampoline)
-                return
-            task = machine.tasks.current_address()
-            kcb = engine.kcb  # the returning CPU's kprobe_ctlblk, looked up once
+            if self._smp:
+                if engine._kprobe_lock_held_elsewhere():
+                    # SMP, the 2005 serialisation: return handlers run under kprobe_lock, which
+                    # another CPU holds (a jprobe handler, an in-place step).  Return through
+                    # the int3 trampoline instead, whose trap waits for the lock
+                    # (kprobe_handler); the instances do not care which way they are reached.
+                    machine.set_reg("rip", self.trampoline)
+                    return
+                kcb = engine.kcb  # the returning CPU's kprobe_ctlblk, looked up once
+            else:
+                kcb = self._kcb0
+            task = self._fixed_task or machine.tasks.current_address()
             saved, saved_status = kcb.current_kprobe, kcb.kprobe_status
             kcb.current_kprobe = self.trampoline_probe
             kcb.kprobe_status = _HIT_ACTIVE
-            shown_ip = engine.regs.shown_ip
+            shown_ip = self._shown_ip
             shown_ip[0] = self.trampoline
-            orig_ret_address = self._run_return_handlers(task, engine.regs)
+            orig_ret_address = self._run_return_handlers(task, self._regs)
             shown_ip[0] = None
             kcb.current_kprobe, kcb.kprobe_status = saved, saved_status
             if not orig_ret_address:
@@ -402,15 +467,22 @@ class KretprobeManager:
                 # Stopping before the `ret`: resuming here would run the handlers again.
                 machine.set_reg("rip", orig_ret_address)
                 return
-            machine.push_u64(orig_ret_address)
+            try:  # machine.push_u64 without its Python frame
+                _push_u64(machine._uch, _REG_RSP, orig_ret_address)
+            except _UcAccessError:
+                raise MachineError("cannot push: the stack is not mapped") from None
             if engine.narrator is not None:
-                engine.say(lambda: f"kretprobe booster: returning to {machine.image.symbols.format(orig_ret_address)}")
+                self._say_boosted(orig_ret_address)
         except BaseException as exc:  # noqa: BLE001 - an engine bug: a BUG stop, as the trampoline's
             engine.regs.shown_ip[0] = None
             try:
                 engine._handler_failed(self.trampoline_probe, "booster", exc)
             except BaseException as exc2:  # noqa: BLE001 - nothing may escape a ctypes hook
                 machine.hook_failed(exc2)
+
+    def _say_boosted(self, orig_ret_address: int) -> None:
+        machine = self.machine
+        self.engine.say(lambda: f"kretprobe booster: returning to {machine.image.symbols.format(orig_ret_address)}")
 
     def recycle_rp_inst(self, ri: KretprobeInstance) -> None:
         bucket = ri.bucket if ri.bucket is not None else self.kretprobe_inst_table[hash_ptr(ri.task)]

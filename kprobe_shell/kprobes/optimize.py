@@ -141,6 +141,8 @@ class KprobeOptimizer:
         self._return_points: set[int] | None = None  # saved rips on the guest's stacks, per stop
         self._pending: set[int] = set()  # addresses to look at again when the guest is stopped
         self._shown_ip = engine.regs.shown_ip
+        self._regs = engine.regs
+        self._kcb = engine.ctlblks[0]  # the hit path's (see optimized_callback)
         self.machine.before_run.append(self.kprobe_optimizer)
         self.machine.after_run.append(self.leave_detour_at_stop)
         self.machine.address_translators.append(self.guest_address_of)
@@ -162,13 +164,13 @@ class KprobeOptimizer:
                 return  # unoptimized since the jump was taken: the copies still do the work
             engine = self.engine
             p = op.kp
-            # This CPU's kprobe_ctlblk, looked up once per hit (only ever CPU 0: nothing is
-            # optimized on SMP, see wanted()).
-            kcb = engine.kcb
+            # This CPU's kprobe_ctlblk: only ever CPU 0's (nothing is optimized on SMP, see
+            # wanted()), so it is looked up once, at construction.
+            kcb = self._kcb
             if kcb.current_kprobe is not None:
                 engine._inc_nmissed(p)
                 if engine.narrator is not None:
-                    engine.say(lambda: f"optimized probe at 0x{op.addr:x} hit inside a handler: nmissed, no handlers run")
+                    self._say_missed(op)
                 return
             kcb.current_kprobe = p
             kcb.kprobe_status = _HIT_ACTIVE
@@ -177,13 +179,19 @@ class KprobeOptimizer:
             shown_ip[0] = op.addr + 1
             writes = machine.rip_writes
             pre = p.pre_handler
+            regs = self._regs
             handled = 0
             if op.is_aggr:
-                handled = pre(p, engine.regs)
+                handled = pre(p, regs)
             else:
                 p.hits += 1
                 if pre is not None:
-                    handled = engine._call(p, "pre_handler", pre, p, engine.regs)
+                    if p.engine_pre_handler:
+                        # A kretprobe's entry: engine code that guards the user's
+                        # entry_handler itself (and reports its own failures as _call).
+                        handled = pre(p, regs)
+                    else:
+                        handled = engine._call(p, "pre_handler", pre, p, regs)
             shown_ip[0] = None
             if handled:
                 # The handler took over (a jprobe): it is done unless it waits for its
@@ -204,10 +212,19 @@ class KprobeOptimizer:
                 # handlers a second time.  Resume in the copies instead.
                 machine.set_reg("rip", op.buffer)
             if engine.narrator is not None:
-                engine.say(lambda: f"optimized probe at {machine.image.symbols.format(op.addr)}: handlers ran at "
-                           f"the detour entry 0x{op.entry:x}; the relocated copies run from 0x{op.buffer:x}")
+                self._say_hit(op)
         except BaseException as exc:  # noqa: BLE001 - an engine bug: stop the guest, raise from run()
             self.machine.hook_failed(exc)
+
+    # Narration, out of line: a lambda in optimized_callback would turn the locals it
+    # names into closure cells, which every hit would pay for.
+    def _say_missed(self, op: Optprobe) -> None:
+        self.engine.say(lambda: f"optimized probe at 0x{op.addr:x} hit inside a handler: nmissed, no handlers run")
+
+    def _say_hit(self, op: Optprobe) -> None:
+        machine = self.machine
+        self.engine.say(lambda: f"optimized probe at {machine.image.symbols.format(op.addr)}: handlers ran at "
+                        f"the detour entry 0x{op.entry:x}; the relocated copies run from 0x{op.buffer:x}")
 
     def resume_in_detour(self, p: "Kprobe") -> bool:
         """After a jprobe's longjmp: run the replaced instructions from the detour buffer

@@ -44,8 +44,35 @@ struct icount {
      * than one unicorn hook each (a cost on every guest instruction), this hook
      * dispatches to them. */
     uint64_t n_tool_hooks;
-    struct { uint64_t begin, end; code_cb cb; } tool_hooks[MAX_TOOL_HOOKS];
+    /* py: the Python callable itself (a borrowed reference: Machine keeps it alive), called
+     * through the C API rather than through cb, a ctypes thunk: the thunk's argument
+     * conversion costs about as much as the rest of a booster or optimized-probe hit's
+     * host transition.  cb stays as the way to call a C callback (py NULL). */
+    struct { uint64_t begin, end; code_cb cb; PyObject *py; } tool_hooks[MAX_TOOL_HOOKS];
 };
+
+/* Call a tool hook's Python callable as the ctypes thunk would: (uc, address, size, None),
+ * holding the GIL (uc_emu_start runs without it); an exception cannot go anywhere (the
+ * callbacks catch their own): it is reported as unraisable, as ctypes does. */
+static void call_py_hook(PyObject *fn, void *uc, uint64_t address, uint32_t size)
+{
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyObject *args[4] = {PyLong_FromVoidPtr(uc), PyLong_FromUnsignedLongLong(address),
+                         PyLong_FromUnsignedLong(size), Py_None};
+    if (args[0] && args[1] && args[2]) {
+        PyObject *r = PyObject_Vectorcall(fn, args, 4, NULL);
+        if (r)
+            Py_DECREF(r);
+        else
+            PyErr_WriteUnraisable(fn);
+    } else {
+        PyErr_WriteUnraisable(fn);
+    }
+    Py_XDECREF(args[0]);
+    Py_XDECREF(args[1]);
+    Py_XDECREF(args[2]);
+    PyGILState_Release(st);
+}
 
 static inline void count_one(struct icount *c, void *uc)
 {
@@ -72,7 +99,10 @@ static void icount_hook(void *uc, uint64_t address, uint32_t size, void *user_da
     }
     for (i = 0; i < c->n_tool_hooks; i++) {
         if (c->tool_hooks[i].begin <= address && address <= c->tool_hooks[i].end) {
-            c->tool_hooks[i].cb(uc, address, size, NULL);
+            if (c->tool_hooks[i].py)
+                call_py_hook(c->tool_hooks[i].py, uc, address, size);
+            else
+                c->tool_hooks[i].cb(uc, address, size, NULL);
             return;
         }
     }
