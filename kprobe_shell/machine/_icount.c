@@ -153,44 +153,51 @@ static PyObject *access_error(int err, const char *what, uint64_t where)
     return NULL;
 }
 
+/*
+ * The accessors' arguments: the unicorn handle, then one or two integers (a register id,
+ * an address, a value, an offset).  Integers are taken modulo 2**64, so a negative offset
+ * wraps as the CPU's own address arithmetic does.  b may be NULL when the third argument
+ * is not an integer (mem_write's data).  0 on success, -1 with the exception set.
+ */
+static int unpack(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char *usage, void **uc,
+                  uint64_t *a, uint64_t *b)
+{
+    if (nargs != want) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    *uc = PyLong_AsVoidPtr(args[0]);
+    *a = PyLong_AsUnsignedLongLongMask(args[1]);
+    if (b)
+        *b = PyLong_AsUnsignedLongLongMask(args[2]);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 /* reg_read(uch, regid) -> int */
 static PyObject *fast_reg_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    uint64_t value = 0;
+    uint64_t regid, value = 0;
     void *uc;
-    int regid, err;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "reg_read(uch, regid)");
+    int err;
+    if (unpack(args, nargs, 2, "reg_read(uch, regid)", &uc, &regid, NULL) < 0)
         return NULL;
-    }
-    uc = PyLong_AsVoidPtr(args[0]);
-    regid = (int)PyLong_AsLong(args[1]);
-    if (PyErr_Occurred())
-        return NULL;
-    err = p_reg_read(uc, regid, &value);
+    err = p_reg_read(uc, (int)regid, &value);
     if (err)
-        return access_error(err, "reg_read", (uint64_t)regid);
+        return access_error(err, "reg_read", regid);
     return PyLong_FromUnsignedLongLong(value);
 }
 
 /* reg_write(uch, regid, value) */
 static PyObject *fast_reg_write(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    uint64_t value;
+    uint64_t regid, value;
     void *uc;
-    int regid, err;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "reg_write(uch, regid, value)");
+    int err;
+    if (unpack(args, nargs, 3, "reg_write(uch, regid, value)", &uc, &regid, &value) < 0)
         return NULL;
-    }
-    uc = PyLong_AsVoidPtr(args[0]);
-    regid = (int)PyLong_AsLong(args[1]);
-    value = PyLong_AsUnsignedLongLongMask(args[2]);
-    if (PyErr_Occurred())
-        return NULL;
-    err = p_reg_write(uc, regid, &value);
+    err = p_reg_write(uc, (int)regid, &value);
     if (err)
-        return access_error(err, "reg_write", (uint64_t)regid);
+        return access_error(err, "reg_write", regid);
     Py_RETURN_NONE;
 }
 
@@ -198,27 +205,19 @@ static PyObject *fast_reg_write(PyObject *self, PyObject *const *args, Py_ssize_
 static PyObject *fast_mem_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     void *uc;
-    uint64_t address;
-    Py_ssize_t size;
+    uint64_t address, size;
     PyObject *out;
     int err;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "mem_read(uch, address, size)");
+    if (unpack(args, nargs, 3, "mem_read(uch, address, size)", &uc, &address, &size) < 0)
         return NULL;
-    }
-    uc = PyLong_AsVoidPtr(args[0]);
-    address = PyLong_AsUnsignedLongLongMask(args[1]);
-    size = PyLong_AsSsize_t(args[2]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (size < 0) {
+    if (size > (uint64_t)PY_SSIZE_T_MAX) {
         PyErr_SetString(PyExc_ValueError, "negative size");
         return NULL;
     }
-    out = PyBytes_FromStringAndSize(NULL, size);
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (!out)
         return NULL;
-    err = p_mem_read(uc, address, PyBytes_AS_STRING(out), (uint64_t)size);
+    err = p_mem_read(uc, address, PyBytes_AS_STRING(out), size);
     if (err) {
         Py_DECREF(out);
         return access_error(err, "mem_read", address);
@@ -233,13 +232,7 @@ static PyObject *fast_mem_write(PyObject *self, PyObject *const *args, Py_ssize_
     uint64_t address;
     Py_buffer view;
     int err;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "mem_write(uch, address, data)");
-        return NULL;
-    }
-    uc = PyLong_AsVoidPtr(args[0]);
-    address = PyLong_AsUnsignedLongLongMask(args[1]);
-    if (PyErr_Occurred())
+    if (unpack(args, nargs, 3, "mem_write(uch, address, data)", &uc, &address, NULL) < 0)
         return NULL;
     if (PyObject_GetBuffer(args[2], &view, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -256,13 +249,7 @@ static PyObject *fast_read_u64(PyObject *self, PyObject *const *args, Py_ssize_t
     void *uc;
     uint64_t address, value = 0;
     int err;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "read_u64(uch, address)");
-        return NULL;
-    }
-    uc = PyLong_AsVoidPtr(args[0]);
-    address = PyLong_AsUnsignedLongLongMask(args[1]);
-    if (PyErr_Occurred())
+    if (unpack(args, nargs, 2, "read_u64(uch, address)", &uc, &address, NULL) < 0)
         return NULL;
     err = p_mem_read(uc, address, &value, 8);  /* x86 is little-endian, as the host */
     if (err)
@@ -276,14 +263,7 @@ static PyObject *fast_write_u64(PyObject *self, PyObject *const *args, Py_ssize_
     void *uc;
     uint64_t address, value;
     int err;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "write_u64(uch, address, value)");
-        return NULL;
-    }
-    uc = PyLong_AsVoidPtr(args[0]);
-    address = PyLong_AsUnsignedLongLongMask(args[1]);
-    value = PyLong_AsUnsignedLongLongMask(args[2]);
-    if (PyErr_Occurred())
+    if (unpack(args, nargs, 3, "write_u64(uch, address, value)", &uc, &address, &value) < 0)
         return NULL;
     err = p_mem_write(uc, address, &value, 8);
     if (err)
@@ -295,24 +275,16 @@ static PyObject *fast_write_u64(PyObject *self, PyObject *const *args, Py_ssize_
 static PyObject *fast_read_u64_at_reg(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     void *uc;
-    int regid, err;
-    uint64_t base = 0, value = 0;
-    long long offset;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "read_u64_at_reg(uch, regid, offset)");
+    int err;
+    uint64_t regid, offset, base = 0, value = 0;
+    if (unpack(args, nargs, 3, "read_u64_at_reg(uch, regid, offset)", &uc, &regid, &offset) < 0)
         return NULL;
-    }
-    uc = PyLong_AsVoidPtr(args[0]);
-    regid = (int)PyLong_AsLong(args[1]);
-    offset = PyLong_AsLongLong(args[2]);
-    if (PyErr_Occurred())
-        return NULL;
-    err = p_reg_read(uc, regid, &base);
+    err = p_reg_read(uc, (int)regid, &base);
     if (err)
-        return access_error(err, "reg_read", (uint64_t)regid);
-    err = p_mem_read(uc, base + (uint64_t)offset, &value, 8);
+        return access_error(err, "reg_read", regid);
+    err = p_mem_read(uc, base + offset, &value, 8);
     if (err)
-        return access_error(err, "mem_read", base + (uint64_t)offset);
+        return access_error(err, "mem_read", base + offset);
     return PyLong_FromUnsignedLongLong(value);
 }
 
@@ -323,20 +295,13 @@ static PyObject *fast_read_u64_at_reg(PyObject *self, PyObject *const *args, Py_
 static PyObject *fast_exchange_top_of_stack(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     void *uc;
-    int regid, err;
-    uint64_t rsp = 0, old = 0, value;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "exchange_top_of_stack(uch, rsp_regid, value)");
+    int err;
+    uint64_t regid, rsp = 0, old = 0, value;
+    if (unpack(args, nargs, 3, "exchange_top_of_stack(uch, rsp_regid, value)", &uc, &regid, &value) < 0)
         return NULL;
-    }
-    uc = PyLong_AsVoidPtr(args[0]);
-    regid = (int)PyLong_AsLong(args[1]);
-    value = PyLong_AsUnsignedLongLongMask(args[2]);
-    if (PyErr_Occurred())
-        return NULL;
-    err = p_reg_read(uc, regid, &rsp);
+    err = p_reg_read(uc, (int)regid, &rsp);
     if (err)
-        return access_error(err, "reg_read", (uint64_t)regid);
+        return access_error(err, "reg_read", regid);
     err = p_mem_read(uc, rsp, &old, 8);
     if (err)
         return access_error(err, "mem_read", rsp);
@@ -350,27 +315,20 @@ static PyObject *fast_exchange_top_of_stack(PyObject *self, PyObject *const *arg
 static PyObject *fast_push_u64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     void *uc;
-    int regid, err;
-    uint64_t rsp = 0, value;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "push_u64(uch, rsp_regid, value)");
+    int err;
+    uint64_t regid, rsp = 0, value;
+    if (unpack(args, nargs, 3, "push_u64(uch, rsp_regid, value)", &uc, &regid, &value) < 0)
         return NULL;
-    }
-    uc = PyLong_AsVoidPtr(args[0]);
-    regid = (int)PyLong_AsLong(args[1]);
-    value = PyLong_AsUnsignedLongLongMask(args[2]);
-    if (PyErr_Occurred())
-        return NULL;
-    err = p_reg_read(uc, regid, &rsp);
+    err = p_reg_read(uc, (int)regid, &rsp);
     if (err)
-        return access_error(err, "reg_read", (uint64_t)regid);
+        return access_error(err, "reg_read", regid);
     rsp -= 8;
     err = p_mem_write(uc, rsp, &value, 8);
     if (err)
         return access_error(err, "mem_write", rsp);
-    err = p_reg_write(uc, regid, &rsp);
+    err = p_reg_write(uc, (int)regid, &rsp);
     if (err)
-        return access_error(err, "reg_write", (uint64_t)regid);
+        return access_error(err, "reg_write", regid);
     Py_RETURN_NONE;
 }
 
