@@ -24,19 +24,27 @@ USER_PROGRAM = textwrap.dedent(r"""
     }
 """)
 
-GCC = ["gcc", "-O2", "-g", "-ffreestanding", "-nostdlib", "-static", "-no-pie", "-fno-pic",
-       "-fcf-protection=none", "-mgeneral-regs-only", "-fno-stack-protector", "-fno-omit-frame-pointer",
-       "-fno-optimize-sibling-calls"]
 
 
 @pytest.fixture(scope="session")
-def user_image(tmp_path_factory) -> str:
-    d = tmp_path_factory.mktemp("shellimg")
-    src = d / "walker.c"
-    src.write_text(USER_PROGRAM)
-    out = d / "walker.elf"
-    subprocess.run([*GCC, "-o", str(out), str(src)], check=True)
-    return str(out)
+def build_c_image(tmp_path_factory):
+    """build_c_image(name, source, extra=()) -> the path of a one-file C guest with DWARF,
+    compiled as the test guests are (tests/guests/guestbuild.py)."""
+    import guestbuild
+
+    def build(name: str, source: str, extra: tuple[str, ...] = ()) -> str:
+        d = tmp_path_factory.mktemp(name)
+        src = d / f"{name}.c"
+        src.write_text(source)
+        return str(guestbuild.compile_guest(src, d / f"{name}.elf", debug=True, extra=extra))
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def user_image(build_c_image) -> str:
+    # frame pointers and real calls: `bt` and `finish` have frames to walk
+    return build_c_image("walker", USER_PROGRAM, extra=("-fno-omit-frame-pointer", "-fno-optimize-sibling-calls"))
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -22,9 +21,6 @@ __attribute__((noinline)) long leaf(long a, long b) { x += a; return a * b; }
 void _start(void) { leaf(1, 2); for (;;) x++; }
 """
 
-GCC = ["gcc", "-O2", "-g", "-ffreestanding", "-nostdlib", "-static", "-no-pie", "-fno-pic",
-       "-fcf-protection=none", "-mgeneral-regs-only", "-fno-stack-protector"]
-
 PROMPT = "(kprobe)"
 CPR_REQUEST = "\x1b[6n"
 UP = "\x1b[A"
@@ -32,13 +28,8 @@ NEW_PROMPT = "\x1b[?2004h"
 
 
 @pytest.fixture(scope="module")
-def loop_image(tmp_path_factory) -> str:
-    d = tmp_path_factory.mktemp("loopimg")
-    src = d / "loop.c"
-    src.write_text(LOOP_PROGRAM)
-    out = d / "loop.elf"
-    subprocess.run([*GCC, "-o", str(out), str(src)], check=True)
-    return str(out)
+def loop_image(build_c_image) -> str:
+    return build_c_image("loop", LOOP_PROGRAM)
 
 
 class Terminal:
