@@ -1,54 +1,114 @@
 /*
  * The instruction counter behind the guest's virtual clock.
  *
- * Unicorn has no icount mode, and `emu_start(count=N)` counts with a hidden hook whose
- * counter cannot be read.  The clock must be exact (timer ticks land on the same guest
- * instruction in every run, with or without probes) and readable from every probe hit
- * (trace timestamps), so we register this C callback as a UC_HOOK_CODE over the image's
- * text and the tool's pages above it.  Every instruction of the text is counted;
- * instructions run in the tool's own pages (instruction slots, trampolines) are not: a
- * probe costs the guest's clock nothing.
+ * Unicorn has no icount mode, and `emu_start(count=N)` counts with a hidden hook on every
+ * instruction whose counter cannot be read.  The clock must be exact (timer ticks land on
+ * the same guest instruction in every run, with or without probes) and readable from
+ * every probe hit (trace timestamps), and it must cost nearly nothing: no hook on every
+ * guest instruction (a C callback per instruction made the guest ~2.5x slower than bare
+ * unicorn; one per translated block costs a few percent).
  *
- * Detour buffers (jump-optimized probes) are the exception: the relocated copies of the
- * replaced instructions stand for guest instructions, and they must be counted, with the
- * deadline checked before each, exactly as the originals would have been.  The same hook
- * covers the tool's pages above the image and counts an instruction there only when a
- * byte map says it stands for a guest instruction (the first copy is not counted: the
- * `jmp` planted at the probed address already was; the jump back stands for nothing).
- * It also dispatches to the engine's callbacks on the tool's own code, so that probes
- * never lengthen unicorn's hook list (walked on every hooked instruction).
+ * So the image's text is counted a block at a time.  block_hook is a UC_HOOK_BLOCK over
+ * the text: at the start of each translated block it adds the block's instruction count,
+ * decoded once with capstone and kept in a table keyed by (address, size).  That is exact
+ * wherever a count is read, because every point where the tool reads or stops the clock
+ * ends a translated block: an int3 (a trap), the `jmp` of a jump-optimized probe, sti,
+ * popf and iretq (the only instructions that turn interrupts on).  What does not end a
+ * block is settled by the machine from the block's record (blk_*): a fault in the middle
+ * of a block, an exact-address code hook (a breakpoint), a stop from another thread.
  *
- * The hook runs before each instruction.  When the count has reached the deadline it
- * asks unicorn to stop before that instruction runs, which is where the machine
- * delivers a timer tick or ends an instruction budget.
+ * A deadline (the next timer tick, the end of an instruction budget or of an SMP quantum)
+ * that falls inside a block cannot be honoured from a block hook.  The hook stops before
+ * the block and leaves its place in split_*; the machine drops that block from the
+ * translation cache and runs again with `until` at the exact instruction, which makes
+ * unicorn end the block there (a handful of times per timer period).
+ *
+ * A tick that finds interrupts off is held and retried every `retry` instructions until
+ * they are on.  Interrupts can only come on at the end of a block (sti, popf and iretq end
+ * their block in QEMU), so when a block starts with them off every retry point inside it
+ * would fail: the hook moves the tick past the block (the retry points stay where
+ * stopping at each would have put them) instead of stopping.  It does not even read
+ * EFLAGS for that unless they may have come on since it last knew them off: after a
+ * block ending in one of those instructions, or anything else than a block of the text
+ * (the tool's code, a trap, a stop: if_may_rise).
+ *
+ * Instructions run in the tool's own pages (instruction slots, trampolines) are not
+ * counted: a probe costs the guest's clock nothing.  Detour buffers (jump-optimized
+ * probes) are the exception: the relocated copies of the replaced instructions stand for
+ * guest instructions, and they must be counted, with the deadline checked before each,
+ * exactly as the originals would have been.  The tool's pages are small and run only on a
+ * probe hit, so there tool_hook, a UC_HOOK_CODE, counts an instruction when a byte map says
+ * it stands for a guest instruction (the first copy is not counted: the `jmp` planted at
+ * the probed address already was; the jump back stands for nothing).  It also dispatches
+ * to the engine's callbacks on the tool's own code, so that probes never lengthen
+ * unicorn's hook list (walked on every hooked instruction).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef void (*code_cb)(void *uc, uint64_t address, uint32_t size, void *user_data);
+typedef int (*uc_reg_fn)(void *uc, int regid, void *value);
+typedef int (*uc_mem_read_fn)(void *uc, uint64_t address, void *bytes, uint64_t size);
+typedef int (*uc_mem_write_fn)(void *uc, uint64_t address, const void *bytes, uint64_t size);
+/* capstone's cs_disasm_iter(csh, const uint8_t **code, size_t *size, uint64_t *address, cs_insn *) */
+typedef bool (*cs_disasm_iter_fn)(size_t handle, const uint8_t **code, size_t *size, uint64_t *address, void *insn);
+
+static uc_reg_fn p_reg_read, p_reg_write;
+static uc_mem_read_fn p_mem_read;
+static uc_mem_write_fn p_mem_write;
+static cs_disasm_iter_fn p_disasm_iter;
+static size_t cs_handle;
+static void *cs_insn_buf;   /* one cs_insn from cs_malloc, reused */
+static int eflags_regid;
 
 #define MAX_TOOL_HOOKS 4
+#define EFLAGS_IF 0x200
+
+/* Instruction counts of translated blocks, keyed by (address, size): open addressing,
+ * linear probing; size 0 marks a free entry, BLOCK_GONE one whose code was rewritten.
+ * The memory is a ctypes buffer owned by the Machine (see block_table_bytes). */
+#define BLOCK_TABLE_SIZE 8192          /* a power of two; the bundled kernel has ~1300 blocks */
+#define BLOCK_GONE 0xFFFFFFFFu
+#define MAY_SET_IF 0x80000000u         /* in n: the block ends with sti, popf or iret */
+struct block_entry { uint64_t address; uint32_t size, n; };
+struct block_table { uint64_t filled; struct block_entry e[BLOCK_TABLE_SIZE]; };
 
 struct icount {
-    uint64_t retired;          /* guest instructions started in the image's text */
-    uint64_t deadline;         /* stop before the instruction that would pass this */
+    uint64_t retired;          /* guest instructions started */
+    uint64_t deadline;         /* stop before the instruction that would pass this: min(tick, limit) */
     void (*emu_stop)(void *uc);/* uc_emu_stop, passed in from Python */
-    uint64_t text_end;         /* the hook covers [text start, tool end): text below this */
     /* Detour buffers: counted[a - detour_base] is 1 when the instruction at a is the
      * relocated copy of a guest instruction. */
     uint64_t detour_base;
     uint64_t detour_size;
     const uint8_t *counted;
     /* Callbacks on the tool's own code (detour entries, the kretprobe booster): rather
-     * than one unicorn hook each (a cost on every guest instruction), this hook
-     * dispatches to them. */
-    uint64_t n_tool_hooks;
-    /* py: the Python callable itself (a borrowed reference: Machine keeps it alive), called
+     * than one unicorn hook each, tool_hook dispatches to them.
+     * py: the Python callable itself (a borrowed reference: Machine keeps it alive), called
      * through the C API rather than through cb, a ctypes thunk: the thunk's argument
      * conversion costs about as much as the rest of a booster or optimized-probe hit's
      * host transition.  cb stays as the way to call a C callback (py NULL). */
+    uint64_t n_tool_hooks;
     struct { uint64_t begin, end; code_cb cb; PyObject *py; } tool_hooks[MAX_TOOL_HOOKS];
+    uint64_t tick;             /* the timer's next tick (or retry point) */
+    uint64_t limit;            /* the other deadlines: end of the budget, of the quantum */
+    uint64_t retry;            /* 0, or the retry period of a tick waiting for interrupts on */
+    /* The last block counted: [blk_addr, blk_end), blk_n instructions, the count before it
+     * blk_base.  blk_end 0: no block to settle against. */
+    uint64_t blk_addr, blk_end, blk_base, blk_n;
+    /* A deadline falls inside the block [split_addr, +split_size): run it to the exact
+     * instruction (the machine does; split_size 0: nothing to do). */
+    uint64_t split_addr, split_size;
+    struct block_table *blocks;
+    uint64_t if_may_rise;      /* interrupts may have come on since a block started with them off */
+    /* Set by another thread (Ctrl-C) instead of calling uc_emu_stop: unicorn skips block
+     * hooks once a stop is requested but a block may still start before the request takes
+     * effect, and that block would run uncounted.  Stopping from the hooks themselves is
+     * exact. */
+    volatile uint64_t stop_asked;
 };
 
 /* Call a tool hook's Python callable as the ctypes thunk would: (uc, address, size, None),
@@ -74,6 +134,111 @@ static void call_py_hook(PyObject *fn, void *uc, uint64_t address, uint32_t size
     PyGILState_Release(st);
 }
 
+/* Does the instruction at code turn interrupts on, or may it: sti, popf, iret (after any
+ * operand-size or REX prefix)? */
+static int may_set_if(const uint8_t *code, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (code[i] == 0x66 || (code[i] & 0xF0) == 0x40))
+        i++;
+    return i < len && (code[i] == 0xFB || code[i] == 0x9D || code[i] == 0xCF);
+}
+
+/* How many instructions the block [address, address+size) holds, as capstone decodes the
+ * guest's memory, with MAY_SET_IF when the last one may turn interrupts on.  Bytes
+ * capstone cannot decode end the block (the CPU raises #UD there): they count as one
+ * instruction. */
+static uint32_t decode_block(void *uc, uint64_t address, uint32_t size)
+{
+    uint8_t buf[8192];
+    const uint8_t *code = buf, *last = buf;
+    size_t left = size;
+    uint64_t at = address;
+    uint32_t n = 0;
+    if (size > sizeof(buf) || !p_disasm_iter || p_mem_read(uc, address, buf, size))
+        return 1 | MAY_SET_IF;
+    while (left) {
+        last = code;
+        if (!p_disasm_iter(cs_handle, &code, &left, &at, cs_insn_buf))
+            return (n + 1) | MAY_SET_IF;
+        n++;
+    }
+    return n | (may_set_if(last, (size_t)(buf + size - last)) ? MAY_SET_IF : 0);
+}
+
+static uint32_t block_insns(struct icount *c, void *uc, uint64_t address, uint32_t size)
+{
+    struct block_table *t = c->blocks;
+    uint64_t i = (address * 0x9E3779B97F4A7C15ull ^ size) & (BLOCK_TABLE_SIZE - 1);
+    struct block_entry *e, *reuse = NULL;
+    uint32_t n;
+    for (;; i = (i + 1) & (BLOCK_TABLE_SIZE - 1)) {
+        e = &t->e[i];
+        if (e->size == 0)
+            break;
+        if (e->size == size && e->address == address)
+            return e->n;
+        if (e->size == BLOCK_GONE && !reuse)
+            reuse = e;
+    }
+    n = decode_block(uc, address, size);
+    if (!reuse) {
+        if (t->filled >= BLOCK_TABLE_SIZE * 3 / 4) {   /* full of old blocks: start over */
+            memset(t, 0, sizeof(*t));
+            return block_insns(c, uc, address, size);
+        }
+        t->filled++;
+        reuse = e;
+    }
+    reuse->address = address;
+    reuse->size = size;
+    reuse->n = n;
+    return n;
+}
+
+static int interrupts_on(void *uc)
+{
+    uint64_t eflags = 0;
+    p_reg_read(uc, eflags_regid, &eflags);
+    return (eflags & EFLAGS_IF) != 0;
+}
+
+static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    struct icount *c = user_data;
+    uint32_t info;
+    if (c->stop_asked) {
+        c->blk_end = 0;
+        c->emu_stop(uc);
+        return;
+    }
+    info = block_insns(c, uc, address, size);
+    uint64_t n = info & ~MAY_SET_IF, end = c->retired + n;
+    if (end > c->deadline && c->retry && c->deadline == c->tick && c->tick < c->limit
+        && !(c->if_may_rise && interrupts_on(uc))) {
+        /* Interrupts stay off to this block's end: every retry point in it would fail. */
+        c->if_may_rise = 0;
+        c->tick += (end - c->tick + c->retry - 1) / c->retry * c->retry;
+        c->deadline = c->tick < c->limit ? c->tick : c->limit;
+    }
+    if (end > c->deadline) {
+        c->blk_end = 0;            /* this block does not start now */
+        if (c->retired < c->deadline) {
+            c->split_addr = address;
+            c->split_size = size;
+        }
+        c->emu_stop(uc);
+        return;
+    }
+    c->blk_addr = address;
+    c->blk_end = address + size;
+    c->blk_base = c->retired;
+    c->blk_n = n;
+    c->retired = end;
+    if (info & MAY_SET_IF)
+        c->if_may_rise = 1;
+}
+
 static inline void count_one(struct icount *c, void *uc)
 {
     if (c->retired >= c->deadline) {
@@ -83,15 +248,15 @@ static inline void count_one(struct icount *c, void *uc)
     c->retired++;
 }
 
-static void icount_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+static void tool_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     struct icount *c = user_data;
-    uint64_t off, i;
-    if (address < c->text_end) {       /* the image's text: every instruction counts */
-        count_one(c, uc);
+    uint64_t off = address - c->detour_base, i;
+    c->if_may_rise = 1;   /* a copied sti or popf runs here too */
+    if (c->stop_asked) {
+        c->emu_stop(uc);
         return;
     }
-    off = address - c->detour_base;
     if (off < c->detour_size) {
         if (c->counted[off])
             count_one(c, uc);
@@ -108,9 +273,47 @@ static void icount_hook(void *uc, uint64_t address, uint32_t size, void *user_da
     }
 }
 
-static PyObject *hook_address(PyObject *self, PyObject *unused)
+static PyObject *hook_addresses(PyObject *self, PyObject *unused)
 {
-    return PyLong_FromVoidPtr((void *)icount_hook);
+    return Py_BuildValue("(NN)", PyLong_FromVoidPtr((void *)block_hook), PyLong_FromVoidPtr((void *)tool_hook));
+}
+
+/* init_decoder(cs_disasm_iter, csh, cs_insn, eflags_regid): capstone's iterator, a handle
+ * (x86-64, detail off) and an instruction from its cs_malloc; unicorn's EFLAGS id. */
+static PyObject *init_decoder(PyObject *self, PyObject *args)
+{
+    unsigned long long fn, handle, insn;
+    int regid;
+    if (!PyArg_ParseTuple(args, "KKKi", &fn, &handle, &insn, &regid))
+        return NULL;
+    p_disasm_iter = (cs_disasm_iter_fn)(uintptr_t)fn;
+    cs_handle = (size_t)handle;
+    cs_insn_buf = (void *)(uintptr_t)insn;
+    eflags_regid = regid;
+    Py_RETURN_NONE;
+}
+
+/* forget_blocks(table, lo, hi): code in [lo, hi) was rewritten; drop the counts of the
+ * blocks that overlap it. */
+static PyObject *forget_blocks(PyObject *self, PyObject *args)
+{
+    unsigned long long table, lo, hi;
+    struct block_table *t;
+    uint64_t i;
+    if (!PyArg_ParseTuple(args, "KKK", &table, &lo, &hi))
+        return NULL;
+    t = (struct block_table *)(uintptr_t)table;
+    for (i = 0; i < BLOCK_TABLE_SIZE; i++) {
+        struct block_entry *e = &t->e[i];
+        if (e->size && e->size != BLOCK_GONE && e->address < hi && lo < e->address + e->size)
+            e->size = BLOCK_GONE;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *block_table_bytes(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromSize_t(sizeof(struct block_table));
 }
 
 /*
@@ -122,13 +325,6 @@ static PyObject *hook_address(PyObject *self, PyObject *unused)
  * uc_mem_write (their addresses are passed in from Python, as uc_emu_stop is above) with
  * a stack buffer: a plain C call.  Only for registers that fit in 64 bits.
  */
-typedef int (*uc_reg_fn)(void *uc, int regid, void *value);
-typedef int (*uc_mem_read_fn)(void *uc, uint64_t address, void *bytes, uint64_t size);
-typedef int (*uc_mem_write_fn)(void *uc, uint64_t address, const void *bytes, uint64_t size);
-
-static uc_reg_fn p_reg_read, p_reg_write;
-static uc_mem_read_fn p_mem_read;
-static uc_mem_write_fn p_mem_write;
 static PyObject *UcAccessError;
 
 static PyObject *fast_init(PyObject *self, PyObject *args)
@@ -354,8 +550,11 @@ static PyMethodDef methods[] = {
     {"mem_write", (PyCFunction)(void (*)(void))fast_mem_write, METH_FASTCALL, "mem_write(uch, address, data)"},
     {"read_u64", (PyCFunction)(void (*)(void))fast_read_u64, METH_FASTCALL, "read_u64(uch, address) -> int"},
     {"write_u64", (PyCFunction)(void (*)(void))fast_write_u64, METH_FASTCALL, "write_u64(uch, address, value)"},
-    {"hook_address", hook_address, METH_NOARGS,
-     "Address of the C UC_HOOK_CODE callback that counts guest instructions."},
+    {"hook_addresses", hook_addresses, METH_NOARGS,
+     "(block_hook, tool_hook): the C callbacks that count guest instructions (see the top of _icount.c)."},
+    {"init_decoder", init_decoder, METH_VARARGS, "init_decoder(cs_disasm_iter, csh, cs_insn, eflags_regid)"},
+    {"forget_blocks", forget_blocks, METH_VARARGS, "forget_blocks(table, lo, hi): code in [lo, hi) was rewritten."},
+    {"block_table_bytes", block_table_bytes, METH_NOARGS, "Size of the block-count table a Machine allocates."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,9 +5,10 @@ whoever registered for them, offers exact single-address code hooks, and runs th
 until something stops it: `hlt` with interrupts off, an instruction budget, a request
 from another thread (Ctrl-C), a fault, or a stop asked for by a trap handler.
 
-Speed: nothing is hooked over all of memory except the C instruction counter, over the
-image's text and the tool's pages (see _icount.c), which also dispatches to the probe
-engine's callbacks on the tool's code; everything else is an exact-address hook or a trap.
+Speed: no hook runs on every guest instruction.  The clock counts the image's text a
+translated block at a time (a C block hook, see _icount.c) and the tool's own pages an
+instruction at a time (a C code hook that also dispatches to the probe engine's callbacks
+on the tool's code); everything else is an exact-address hook or a trap.
 Register and memory access goes through small C accessors (unicorn's Python binding
 costs microseconds per call); they act on the current CPU's unicorn instance.
 
@@ -36,6 +37,7 @@ from typing import Callable
 
 from unicorn import (
     UC_ARCH_X86,
+    UC_HOOK_BLOCK,
     UC_HOOK_CODE,
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
@@ -59,6 +61,8 @@ from unicorn import (
     UcError,
 )
 from unicorn import x86_const as X
+from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+from capstone import _cs as _capstone_lib
 from unicorn.unicorn_py3.unicorn import uclib
 
 from . import _icount
@@ -169,9 +173,13 @@ class _ICount(ctypes.Structure):
 
     _fields_ = [
         ("retired", ctypes.c_uint64), ("deadline", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p),
-        ("text_end", ctypes.c_uint64),
         ("detour_base", ctypes.c_uint64), ("detour_size", ctypes.c_uint64), ("counted", ctypes.c_void_p),
         ("n_tool_hooks", ctypes.c_uint64), ("tool_hooks", _ToolHook * _MAX_TOOL_HOOKS),
+        ("tick", ctypes.c_uint64), ("limit", ctypes.c_uint64), ("retry", ctypes.c_uint64),
+        ("blk_addr", ctypes.c_uint64), ("blk_end", ctypes.c_uint64), ("blk_base", ctypes.c_uint64),
+        ("blk_n", ctypes.c_uint64),
+        ("split_addr", ctypes.c_uint64), ("split_size", ctypes.c_uint64),
+        ("blocks", ctypes.c_void_p), ("if_may_rise", ctypes.c_uint64), ("stop_asked", ctypes.c_uint64),
     ]
 
 
@@ -202,6 +210,7 @@ class Cpu:
         self.icount = icount
         self.state = state
         self.next_tick = 0
+        self.irq_waiting = False  # its timer ticked with interrupts off: retry every IRQ_RETRY
         self.uch = uc._uch.value  # the uc_engine pointer, for the C accessors
         self.retired_addr = ctypes.addressof(icount)  # `retired` is its first field
         self.intr_cb = None  # the ctypes interrupt hook (kept alive with the CPU)
@@ -220,6 +229,19 @@ _read_u64, _write_u64 = _icount.read_u64, _icount.write_u64
 _read_u64_at_reg = _icount.read_u64_at_reg
 _exchange_top_of_stack, _push_u64, _peek_u64 = _icount.exchange_top_of_stack, _icount.push_u64, _icount.peek_u64
 _UcAccessError = _icount.UcAccessError
+
+# The clock's block hook decodes each new translated block once with capstone's C
+# iterator (see _icount.c): one handle and one instruction buffer for the process.
+_DECODER = Cs(CS_ARCH_X86, CS_MODE_64)
+_capstone_lib.cs_malloc.restype = ctypes.c_void_p
+_capstone_lib.cs_malloc.argtypes = [ctypes.c_size_t]
+_DECODER_INSN = _capstone_lib.cs_malloc(_DECODER.csh)  # never freed: one for the process
+_icount.init_decoder(ctypes.cast(_capstone_lib.cs_disasm_iter, ctypes.c_void_p).value, _DECODER.csh.value,
+                     _DECODER_INSN, X.UC_X86_REG_EFLAGS)
+_BLOCK_HOOK, _TOOL_HOOK = _icount.hook_addresses()
+_BLOCK_TABLE_BYTES = _icount.block_table_bytes()
+#: A tick that finds interrupts off is retried this many instructions later.
+IRQ_RETRY = 16
 _REG_RSP = X.UC_X86_REG_RSP
 _REG_RIP = X.UC_X86_REG_RIP
 _REG_EFLAGS = X.UC_X86_REG_EFLAGS
@@ -285,10 +307,17 @@ class Machine:
         self._pending_stop: StopEvent | None = None
         self._fault: tuple[str, int | None] | None = None
         self._running = False
+        self._run_thread = 0  # the thread in run() (hooks run on it)
+        self._run_serial = 0  # which run(): a late fallback stop must not hit the next one
         self._code_hooks: dict[int, list[tuple[Uc, int]]] = {}
         self._next_hook_token = 1
         #: Set by end_quantum() from a trap handler (see there).
         self._end_quantum = False
+        #: A hook asked unicorn to stop (see _call_code_hook).
+        self._stopping = False
+        #: The block of the last in/out instruction, and how many came before it in that block.
+        self._io_block: tuple[int, int, int] | None = None
+        self._io_index = 0
         #: Called with no arguments at the start of every run(), while the guest is still
         #: stopped (the probe engine's delayed optimizer works there).
         self.before_run: list[Callable[[], None]] = []
@@ -313,12 +342,16 @@ class Machine:
     def _boot(self) -> None:
         self._shared_ram: list[mmap.mmap] = []  # host buffers behind every CPU's memory (SMP)
         self.cpus: list[Cpu] = []
-        lo, hi = self.image.text_span
+        # Instruction counts of the text's translated blocks, shared by every CPU's clock
+        # (they run the same code); owned here, freed with the machine.
+        self._block_table = ctypes.create_string_buffer(_BLOCK_TABLE_BYTES)
         for index in range(self.ncpus):
             uc = Uc(UC_ARCH_X86, UC_MODE_64)
             state = CpuState.ONLINE if index == 0 else CpuState.WAIT_FOR_SIPI
-            # text_end: the clock's hook counts every instruction below it (see _icount.c).
-            self.cpus.append(Cpu(index, uc, _ICount(0, _NO_DEADLINE, _EMU_STOP_ADDR, hi), state))
+            icount = _ICount(0, _NO_DEADLINE, _EMU_STOP_ADDR)
+            icount.tick = icount.limit = _NO_DEADLINE
+            icount.blocks = ctypes.addressof(self._block_table)
+            self.cpus.append(Cpu(index, uc, icount, state))
         self._switch_cpu(self.cpus[0])
         self._map_image()
         # The tool's region: GDT + stub page, slot pages (mapped on demand), boot stack.
@@ -356,18 +389,20 @@ class Machine:
     def _install_cpu_hooks(self, cpu: Cpu) -> None:
         """The hooks every CPU needs: its clock, traps, port I/O and bad accesses."""
         uc = cpu.uc
-        # The clock: exact count of instructions started in the image's text.  One hook
-        # over the text and the tool's pages above it (see _icount.c): the only hook on
-        # every guest instruction.  Each CPU's has its own struct icount (cpu.icount).
-        lo, _hi = self.image.text_span
-        handle = ctypes.c_size_t()
-        err = uclib.uc_hook_add(
-            uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.c_void_p(_icount.hook_address()),
-            ctypes.cast(ctypes.pointer(cpu.icount), ctypes.c_void_p), ctypes.c_uint64(lo),
-            ctypes.c_uint64(RESERVED_END - 1),
-        )
-        if err:
-            raise MachineError(f"could not install the instruction counter (unicorn error {err})")
+        # The clock: exact count of instructions started in the image's text, a block at a
+        # time, and of the detour copies in the tool's pages, an instruction at a time (see
+        # _icount.c).  Each CPU's has its own struct icount (cpu.icount).
+        lo, hi = self.image.text_span
+        for kind, fn, begin, end in ((UC_HOOK_BLOCK, _BLOCK_HOOK, lo, hi - 1),
+                                     (UC_HOOK_CODE, _TOOL_HOOK, RESERVED_BASE, RESERVED_END - 1)):
+            handle = ctypes.c_size_t()
+            err = uclib.uc_hook_add(
+                uc._uch, ctypes.byref(handle), kind, ctypes.c_void_p(fn),
+                ctypes.cast(ctypes.pointer(cpu.icount), ctypes.c_void_p), ctypes.c_uint64(begin),
+                ctypes.c_uint64(end),
+            )
+            if err:
+                raise MachineError(f"could not install the instruction counter (unicorn error {err})")
         # Traps (int3, the debug trap) are a probe's hot path: a plain ctypes callback,
         # without the binding's two wrapper frames (see add_fast_code_hook).  It works on
         # the current CPU (self.uc), the one that trapped: only one runs at a time.
@@ -448,6 +483,7 @@ class Machine:
         if self.ncpus == 1:
             return
         self._end_quantum = True
+        self._stopping = True
         self.uc.emu_stop()
 
     def _start_secondary_cpu(self, params_addr: int) -> None:
@@ -467,7 +503,7 @@ class Machine:
         uc.reg_write(X.UC_X86_REG_RSP, rsp)
         uc.reg_write(X.UC_X86_REG_GS_BASE, gs_base)
         uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)
-        cpu.icount.retired = self._icount.retired
+        cpu.icount.retired = self._clock_at_io()
         cpu.next_tick = cpu.icount.retired + self.timer_period
         cpu.state = CpuState.ONLINE
 
@@ -517,10 +553,34 @@ class Machine:
     def adjust_clock(self, delta: int) -> None:
         """Take instructions the tool planted (an int3 at a trampoline) off the clock."""
         self._icount.retired += delta
+        self._icount.blk_end = 0  # the count is settled by hand from here
 
     def set_clock(self, retired: int) -> None:
         """Put the clock back, for work the guest did on the tool's behalf (a jprobe handler)."""
         self._icount.retired = retired
+        self._icount.blk_end = 0
+
+    def _clock_at(self, addr: int, started: bool) -> tuple[int, int] | None:
+        """The exact count at the instruction at addr inside the block being run, which the
+        block hook counted whole when it began (see _icount.c): (count with the instruction
+        at addr started or not, instructions of the block after it).  None when addr is not
+        in that block (the count is exact already)."""
+        ic = self._icount
+        if not (ic.blk_end and ic.blk_addr <= addr < ic.blk_end):
+            return None
+        index = 0
+        for address, _size, _mn, _ops in _DECODER.disasm_lite(self.read(ic.blk_addr, addr - ic.blk_addr), ic.blk_addr):
+            if address >= addr:
+                break
+            index += 1
+        return ic.blk_base + index + started, ic.blk_n - index - 1
+
+    def _settle_clock(self, addr: int, started: bool) -> None:
+        """The block being run stops being run at addr (a fault, a stop): count exactly."""
+        exact = self._clock_at(addr, started)
+        if exact is not None:
+            self._icount.retired = exact[0]
+            self._icount.blk_end = 0
 
     # ------------------------------------------------------------------ registers
     def reg(self, name: str) -> int:
@@ -553,9 +613,11 @@ class Machine:
             raise MachineError(f"cannot write {len(data)} bytes at 0x{addr:x}: not mapped") from None
         if self._overlaps_code(addr, len(data)):
             # Code changed under the translator: drop translated blocks holding it, on
-            # every CPU (each unicorn instance has its own translation cache).
+            # every CPU (each unicorn instance has its own translation cache), and the
+            # clock's instruction counts of those blocks.
             for cpu in self.cpus:
                 cpu.uc.ctl_remove_cache(addr, addr + len(data))
+            _icount.forget_blocks(ctypes.addressof(self._block_table), addr, addr + len(data))
 
     def read_u64(self, addr: int) -> int:
         try:
@@ -668,13 +730,33 @@ class Machine:
             watch(addr)  # e.g. a jump planted over addr would keep the guest from running it
         hooks = []
         for cpu in self.cpus if cpus is None else [self.cpus[i] for i in cpus]:
-            hooks.append((cpu.uc, cpu.uc.hook_add(UC_HOOK_CODE, lambda uc, a, s, ud: callback(self), None, addr, addr)))
+            hooks.append((cpu.uc, cpu.uc.hook_add(UC_HOOK_CODE, lambda uc, a, s, ud: self._call_code_hook(callback, a),
+                                                  None, addr, addr)))
             # Blocks translated before the hook existed would not call it.
             cpu.uc.ctl_remove_cache(addr, addr + 1)
         token, self._next_hook_token = self._next_hook_token, self._next_hook_token + 1
         self._code_hooks[token] = hooks
         self.hooked_addresses[token] = addr
         return token
+
+    def _call_code_hook(self, callback: Callable[["Machine"], None], addr: int) -> None:
+        """An exact-address hook in the middle of a block: the clock counted the whole block
+        when it began; the callback sees the count as the instruction's own (it has started,
+        as a per-instruction counter would have it), and the rest of the block is counted
+        again after it unless the block stops here (a stop, or rip moved)."""
+        ic = self._icount
+        ic.if_may_rise = 1  # the callback may change IF (see _icount.c)
+        exact = self._clock_at(addr, True)
+        if exact is None:
+            callback(self)
+            return
+        ic.retired, rest = exact
+        self._stopping = False
+        callback(self)
+        if not self._stopping and self.rip == addr:
+            ic.retired += rest
+        else:
+            ic.blk_end = 0
 
     def add_fast_code_hook(self, begin: int, end: int, callback: Callable[[int, int, int, int], None]) -> int:
         """A code hook on [begin, end] called as callback(uch, address, size, user_data)
@@ -722,6 +804,7 @@ class Machine:
         """From a fast hook: stop the guest; run() raises exc (as for unicorn's hooks)."""
         if self.uc._hook_exception is None:
             self.uc._hook_exception = exc
+        self._stopping = True
         self.uc.emu_stop()
 
     def remove_hook(self, handle: int) -> None:
@@ -733,6 +816,7 @@ class Machine:
         """From a trap handler: stop the run after this trap with event as the reason."""
         if self._pending_stop is None:
             self._pending_stop = event
+        self._stopping = True
         self.uc.emu_stop()
 
     def uncount_current(self) -> None:
@@ -743,7 +827,23 @@ class Machine:
     def request_stop(self) -> None:
         """Thread-safe: stop a running guest as soon as possible (Ctrl-C)."""
         self._stop_requested = True
-        if self._running:
+        if not self._running:
+            return
+        if threading.get_ident() == self._run_thread:  # from a hook: unicorn stops at once
+            self._stopping = True
+            self.uc.emu_stop()
+            return
+        # From another thread, the clock's hooks stop the CPU at its next block (see
+        # stop_asked in _icount.c).  Code they do not see (the guest running in its data
+        # pages, say) is stopped by unicorn after a moment.
+        for cpu in self.cpus:
+            cpu.icount.stop_asked = 1
+        fallback = threading.Timer(0.25, self._stop_if_still_running, args=(self._run_serial,))
+        fallback.daemon = True
+        fallback.start()
+
+    def _stop_if_still_running(self, serial: int) -> None:
+        if self._running and self._run_serial == serial:
             self.uc.emu_stop()
 
     @property
@@ -761,10 +861,14 @@ class Machine:
         if self.last_stop is not None and self.last_stop.reason in (StopReason.FAULT, StopReason.BUG):
             return self.last_stop
         self._stop_requested = False
+        for cpu in self.cpus:
+            cpu.icount.stop_asked = 0
         for prepare in self.before_run:
             prepare()
         budget_end = None if max_insns is None else self._icount.retired + max(0, max_insns)
         with self._lock:
+            self._run_thread = threading.get_ident()
+            self._run_serial += 1
             self._running = True
             try:
                 event = self._run_loop(budget_end) if self.ncpus == 1 else self._run_smp(budget_end)
@@ -812,7 +916,13 @@ class Machine:
         """Run the current CPU until something stops the guest (a StopEvent), or, with a
         quantum_end (SMP), until its clock reaches it (_QUANTUM_OVER), it gives the rest of
         its quantum up (end_quantum), or it parks in `cli; hlt` (_PARKED)."""
-        uc, ic = self.uc, self._icount
+        uc, ic, cpu = self.uc, self._icount, self.cpu
+        until = _UNTIL_NEVER  # where a deadline inside a block is (see _split_block)
+        hard_limit = _NO_DEADLINE  # the deadlines besides the timer's
+        if budget_end is not None:
+            hard_limit = budget_end
+        if quantum_end is not None and quantum_end < hard_limit:
+            hard_limit = quantum_end
         while True:
             if self._stop_requested:
                 return self._event(StopReason.INTERRUPTED, "stopped by request (Ctrl-C)")
@@ -820,38 +930,54 @@ class Machine:
                 return self._event(StopReason.BUDGET, "instruction budget reached")
             if quantum_end is not None and ic.retired >= quantum_end:
                 return _QUANTUM_OVER
-            deadline = self._next_tick
-            if budget_end is not None and budget_end < deadline:
-                deadline = budget_end
-            if quantum_end is not None and quantum_end < deadline:
-                deadline = quantum_end
-            ic.deadline = deadline
+            ic.tick, ic.limit = self._next_tick, hard_limit
+            ic.deadline = min(self._next_tick, hard_limit)
+            ic.retry = IRQ_RETRY if cpu.irq_waiting else 0
+            ic.if_may_rise = 1  # whatever ran meanwhile (a delivered interrupt, a handler) may have set IF
+            ic.split_size = 0
             self._fault = None
+            self._stopping = False
             try:
-                uc.emu_start(uc.reg_read(X.UC_X86_REG_RIP), _UNTIL_NEVER)
+                uc.emu_start(uc.reg_read(X.UC_X86_REG_RIP), until)
             except UcError as exc:
                 self._end_quantum = False
+                self._settle_clock(self.rip, True)  # the faulting instruction started
                 if self._notify_fault(14 if self._fault and self._fault[1] is not None else 6):
                     continue
                 return self._fault_event(exc)
             finally:
                 ic.deadline = _NO_DEADLINE
+                self._next_tick = ic.tick  # the block hook moves a tick waiting for IF on
+                stopped_at_until, until = until, _UNTIL_NEVER
+            deadline = min(self._next_tick, hard_limit)
+            if self._stop_requested:
+                # A stop from another thread can land after the block hook counted a block
+                # and before its end: before its first instruction, or after an in/out
+                # (unicorn looks at stop requests after an I/O hook).
+                self._settle_clock(self.rip, False)
             if self._pending_stop is not None:
                 event, self._pending_stop = self._pending_stop, None
                 self._end_quantum = False
                 return event
             if self._fault is not None:
                 self._end_quantum = False
+                self._settle_clock(self.rip, True)
                 return self._fault_event(None)
             if self._end_quantum:
                 self._end_quantum = False
                 return _QUANTUM_OVER
-            if self._stop_requested:
+            if self._stop_requested and not self._stopped_after_hlt():
+                continue  # (a CPU that executed hlt goes to sleep first: the stop must not wake it)
+            if ic.split_size:
+                until = self._split_block(ic.split_addr, ic.split_size, deadline - ic.retired, stopped_at_until)
                 continue
+            at_until = self.rip == stopped_at_until
+            if at_until and ic.retired < deadline:
+                continue  # the block was reached another way, before the deadline: run on
             # [tests fix] A hlt that is exactly the deadline-th instruction also leaves
             # retired == deadline; it was taken for a deadline stop, and the next run
             # resumed past the hlt (a user image then ran off the end of _start).
-            if ic.retired >= deadline and not self._stopped_after_hlt():
+            if ic.retired >= deadline and (at_until or not self._stopped_after_hlt()):
                 shutdown = self._timer_tick()
                 if shutdown is not None:
                     return shutdown
@@ -881,6 +1007,18 @@ class Machine:
             if shutdown is not None:
                 return shutdown
 
+    def _split_block(self, start: int, size: int, k: int, until_before: int) -> int:
+        """A deadline falls k instructions into the block [start, start+size), which the
+        block hook saw beginning and stopped before (see _icount.c).  Returns the address of
+        its k-th instruction, to run with `until` there: the block is dropped from the
+        translation cache, so that unicorn translates it again and ends it at that
+        address (a cached block would run past it)."""
+        addresses = [a for a, _s, _m, _o in _DECODER.disasm_lite(self.read(start, size), start)]
+        if not 0 < k < len(addresses) or addresses[k] == until_before:
+            raise MachineError(f"the clock cannot stop {k} instructions into the block at 0x{start:x}")
+        self.uc.ctl_remove_cache(start, start + size)
+        return addresses[k]
+
     def _stopped_after_hlt(self) -> bool:
         """Did emu_start return because the guest executed hlt (rather than at a deadline
         just after an instruction whose last byte happens to be 0xf4)?"""
@@ -907,18 +1045,21 @@ class Machine:
         ic = self._icount
         if ic.retired < self._next_tick:
             return None
-        eflags = self.uc.reg_read(X.UC_X86_REG_EFLAGS)
-        if eflags & EFLAGS_IF and (shutdown := self._interrupt_frame_problem(TIMER_VECTOR)):
+        if not _reg_read(self._uch, _REG_EFLAGS) & EFLAGS_IF:
+            # Interrupts are off: the tick is held (the local APIC keeps it pending) and
+            # looked at again a few instructions later.  The clock's block hook skips the
+            # retries it knows would fail (see _icount.c).
+            self._next_tick = ic.retired + IRQ_RETRY
+            self.cpu.irq_waiting = True
+            return None
+        self.cpu.irq_waiting = False
+        if shutdown := self._interrupt_frame_problem(TIMER_VECTOR):
             return self._event(StopReason.FAULT, shutdown, details={"vector": TIMER_VECTOR, "triple_fault": True})
-        if eflags & EFLAGS_IF and self._deliver_interrupt(TIMER_VECTOR):
-            while self._next_tick <= ic.retired:
-                self._next_tick += self.timer_period
-        elif not self._timer_vector_present():
-            while self._next_tick <= ic.retired:
-                self._next_tick += self.timer_period
-        else:
-            # Interrupts are off: look again a few instructions later (pending IRQ).
-            self._next_tick = ic.retired + 16
+        # Delivered, or dropped when the guest has no timer vector (it never set one up).
+        self._deliver_interrupt(TIMER_VECTOR)
+        while self._next_tick <= ic.retired:
+            self._next_tick += self.timer_period
+        return None
 
     def _interrupt_frame_problem(self, vector: int) -> str | None:
         """[robustness fix] Why the CPU could not push an interrupt frame, if it could not.
@@ -981,6 +1122,11 @@ class Machine:
             self.hook_failed(exc)
 
     def _on_interrupt(self, uc: Uc, intno: int, user_data) -> None:
+        self._icount.if_may_rise = 1  # the trap's handler may change IF (see _icount.c)
+        if intno not in (1, 3):
+            # A fault in the middle of a block (#DE, say) ends it there: count exactly.
+            # (Traps end their block: rip is past it.)
+            self._settle_clock(uc.reg_read(X.UC_X86_REG_RIP), True)
         handler = self.trap_handlers.get(intno)
         if handler is not None and handler(self):
             return
@@ -994,13 +1140,39 @@ class Machine:
             msg = FAULT_NAMES.get(intno, f"exception vector {intno}")
         self.stop_guest(self._event(StopReason.FAULT, msg, details={"vector": intno}))
 
+    def _note_io(self) -> None:
+        """Count the in/out instructions of the block being run, for _clock_at_io."""
+        ic = self._icount
+        block = (ic.blk_addr, ic.blk_end, ic.blk_base)
+        if block == self._io_block:
+            self._io_index += 1
+        else:
+            self._io_block, self._io_index = block, 0
+
+    def _clock_at_io(self) -> int:
+        """The exact count at the in/out instruction being run.  unicorn does not bring rip
+        up to date for an I/O hook (only code hooks and faults do), so it is found as the
+        n-th in/out of the block the clock counted whole (see _note_io)."""
+        ic = self._icount
+        if ic.blk_end and self._io_block == (ic.blk_addr, ic.blk_end, ic.blk_base):
+            code = self.read(ic.blk_addr, ic.blk_end - ic.blk_addr)
+            seen = 0
+            for index, (_a, _s, mnemonic, _o) in enumerate(_DECODER.disasm_lite(code, ic.blk_addr)):
+                if mnemonic in ("in", "out"):
+                    if seen == self._io_index:
+                        return ic.blk_base + index + 1
+                    seen += 1
+        return ic.retired  # not in the block (a probed in/out stepped in its slot): exact already
+
     def _on_out(self, uc: Uc, port: int, size: int, value: int, user_data) -> None:
+        self._note_io()
         if port == SERIAL_PORT:
             self.serial.write_byte(value & 0xFF)
         elif port == SMP_STARTUP_PORT and size == 4:
             self._start_secondary_cpu(value & 0xFFFFFFFF)
 
     def _on_in(self, uc: Uc, port: int, size: int, user_data) -> int:
+        self._note_io()
         if port == SERIAL_LSR:
             return 0x60  # transmitter empty: the guest may always send
         if port == SMP_STARTUP_PORT:
