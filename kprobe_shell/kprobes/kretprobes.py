@@ -63,7 +63,7 @@ DEFAULT_MAXACTIVE = max(10, 2 * NR_CPUS)
 MAXACTIVE_MAX = 4096
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class KretprobeInstance:
     """struct kretprobe_instance: one call in flight."""
 
@@ -236,6 +236,7 @@ class KretprobeManager:
         # It guards the entry_handler itself and catches its own failures (see
         # _arch_prepare_kretprobe_hit), so the optimized path calls it directly.
         rp.kp.engine_pre_handler = True
+        rp.kp.fast_entry = self._make_fast_entry(rp)
         try:
             self.engine.register_kprobe(rp.kp)
         except ProbeError:
@@ -312,6 +313,53 @@ class KretprobeManager:
         except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
             engine._handler_failed(rp.kp, "pre_handler", exc)
 
+    def _make_fast_entry(self, rp: Kretprobe) -> Callable:
+        """The entry of rp when it is alone at a jump-optimized address (optimized_callback
+        calls it instead of the general path): pre_handler_kretprobe with no entry_handler
+        runs nothing of the user's, so nothing can see current_kprobe, regs or rip, and
+        the hit is only the bookkeeping of _arch_prepare_kretprobe_hit (the same steps,
+        in the same order), with every constant in a closure cell.  With an entry_handler
+        or narration it defers to the general path."""
+        engine, machine, p = self.engine, self.machine, rp.kp
+        buckets, table, fixed_task, tasks = self._buckets, self.kretprobe_inst_table, self._fixed_task, machine.tasks
+        booster = self.booster
+        retired_addr = machine._retired_addr
+
+        def fast_entry(kcb, regs) -> bool:
+            if rp.entry_handler is not None or engine.narrator is not None or engine.mode not in _BOOSTED_MODES:
+                return False
+            if kcb.current_kprobe is not None:
+                engine._inc_nmissed(p)
+                return True
+            p.hits += 1
+            free = rp.free_instances
+            if not free:
+                rp.nmissed += 1
+                return True
+            try:
+                ri = free.pop(0)
+                ri.rp = rp
+                ri.task = task = fixed_task or tasks.current_address()
+                ri.entry_time_ns = _peek_u64(retired_addr) * NS_PER_INSN
+                if ri.data:
+                    ri.data.clear()
+                try:
+                    ri.stack_slot, ri.ret_addr = _exchange_top_of_stack(machine._uch, _REG_RSP, booster)
+                except _UcAccessError:
+                    free.insert(0, ri)
+                    raise MachineError("cannot exchange the top of the stack: not mapped") from None
+                bucket = buckets.get(task)
+                if bucket is None:
+                    bucket = buckets[task] = table[hash_ptr(task)]
+                ri.bucket = bucket
+                bucket.insert(0, ri)
+                rp.used_instances.insert(0, ri)
+            except (Exception, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
+                engine._handler_failed(p, "pre_handler", exc)
+            return True
+
+        return fast_entry
+
     # Narration, out of line: a lambda in a hot function turns the locals it names into
     # closure cells, which every hit would pay for.
     def _say_missed(self, rp: Kretprobe) -> None:
@@ -346,11 +394,11 @@ class KretprobeManager:
         if head is None:
             head = self.kretprobe_inst_table[hash_ptr(task)]
         narrate = engine.narrator is not None
+        trampoline, booster = self.trampoline, self.booster
         if narrate:
             self._say_walk(task, head)
         orig_ret_address = 0
         consumed = 0
-        trampoline, booster = self.trampoline, self.booster
         call = engine._call
         i = 0
         while i < len(head):
@@ -457,7 +505,26 @@ class KretprobeManager:
             kcb.kprobe_status = _HIT_ACTIVE
             shown_ip = self._shown_ip
             shown_ip[0] = self.trampoline
-            orig_ret_address = self._run_return_handlers(task, self._regs)
+            head = self._buckets.get(task)
+            ri = head[0] if head else None
+            if (ri is not None and ri.task == task and engine.narrator is None
+                    and (orig_ret_address := ri.ret_addr) != self.trampoline and orig_ret_address != self.booster):
+                # The common case: one call of one probed function returns, its instance at
+                # the head of the task's bucket.  _run_return_handlers' steps for it, inline.
+                rp = ri.rp
+                if rp is not None:
+                    rp.hits += 1
+                    if rp.handler is not None:
+                        engine._call(rp.kp, "handler", rp.handler, ri, self._regs)
+                head.remove(ri)
+                ri.bucket = None
+                rp = ri.rp
+                if rp is not None:
+                    rp.used_instances.remove(ri)
+                    rp.free_instances.append(ri)
+                self._consumed = 1
+            else:
+                orig_ret_address = self._run_return_handlers(task, self._regs)
             shown_ip[0] = None
             kcb.current_kprobe, kcb.kprobe_status = saved, saved_status
             if not orig_ret_address:

@@ -167,6 +167,12 @@ class KprobeOptimizer:
             # This CPU's kprobe_ctlblk: only ever CPU 0's (nothing is optimized on SMP, see
             # wanted()), so it is looked up once, at construction.
             kcb = self._kcb
+            fast = p.fast_entry
+            if fast is not None and fast(kcb, self._regs):
+                # A lone kretprobe (see KretprobeManager._make_fast_entry).
+                if self.machine._pending_stop is not None:
+                    self.machine.set_reg("rip", op.buffer)  # its failure stops before the `jmp`
+                return
             if kcb.current_kprobe is not None:
                 engine._inc_nmissed(p)
                 if engine.narrator is not None:

@@ -282,8 +282,10 @@ def test_an_internal_handler_failure_is_a_bug_stop_not_a_crash(m, mode, monkeypa
     if mode == "boost":  # returns through the int3 trampoline
         m.kprobes.kretprobes.trampoline_probe.pre_handler = broken
         which = "pre_handler"
-    else:  # returns through the booster's hooked ret
-        monkeypatch.setattr(m.kprobes.kretprobes, "_run_return_handlers", broken)
+    else:  # returns through the booster's hooked ret, which shows regs->ip as the trampoline
+        class BrokenIp(list):
+            __setitem__ = broken
+        monkeypatch.setattr(m.kprobes.kretprobes, "_shown_ip", BrokenIp([None]))
         which = "booster"
     m.register_kretprobe(Kretprobe("jtarget", lambda ri, regs: 0))
     ev = m.run()
