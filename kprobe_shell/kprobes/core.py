@@ -10,7 +10,6 @@ kprobe_status.  The engine never prints: it calls handlers and reports through
 from __future__ import annotations
 
 import enum
-import threading
 import traceback
 from dataclasses import dataclass
 from typing import Callable
@@ -32,7 +31,6 @@ from .x86 import (
 
 KPROBE_HASH_BITS = 6
 KPROBE_TABLE_SIZE = 1 << KPROBE_HASH_BITS
-_get_ident = threading.get_ident
 GOLDEN_RATIO_PRIME_64 = 0x9E37FFFFFFFC0001  # include/linux/hash.h, 2.6
 
 
@@ -260,6 +258,9 @@ class KprobeEngine:
         self.handler_error_policy = "continue"
         #: Ends handlers that run too long (`handler-timeout`) or when Ctrl-C asks (guard.py).
         self.guard = HandlerGuard()
+        # Handlers run on the thread that runs the guest (the prompt's, or a background
+        # run's worker): the guard learns it once per run, not on every call.
+        machine.before_run.append(self.guard.watch_this_thread)
         self.listeners: list[Callable[[object], None]] = []
         self.narrator: Callable[[str], None] | None = None
         self._boundaries: dict[int, list[int]] = {}
@@ -306,7 +307,6 @@ class KprobeEngine:
         # these plain updates are enough (the GIL; the watchdog only reads them).
         guard = self.guard
         depth = guard.depth
-        guard.thread = _get_ident()
         guard.calls += 1
         guard.depth = depth + 1
         try:

@@ -480,7 +480,7 @@ class KretprobeManager:
                        f"({machine.image.symbols.format(orig_ret_address)}), the real return address; no single-step")
         return 1
 
-    def kretprobe_booster(self, _uch, _address, _size, _data) -> None:
+    def kretprobe_booster(self, _address) -> None:
         """The booster's hook, before its `ret`: run the return handlers as the
         trampoline probe (current_kprobe, regs->ip = &kretprobe_trampoline, as the
         kernel's booster), then push the real return address for the `ret` to take.

@@ -151,7 +151,7 @@ class KprobeOptimizer:
         self.machine.code_hook_watchers.append(self.unoptimize_covering)
 
     # ------------------------------------------------------------------ the hit path
-    def optimized_callback(self, _uch, address, _size, _data) -> None:
+    def optimized_callback(self, address) -> None:
         """A hit: the CPU is at the detour entry (the guest ran `jmp` at the probed address).
 
         Mirrors the kernel's optimized_callback: a hit while another probe runs only counts

@@ -111,26 +111,21 @@ struct icount {
     volatile uint64_t stop_asked;
 };
 
-/* Call a tool hook's Python callable as the ctypes thunk would: (uc, address, size, None),
- * holding the GIL (uc_emu_start runs without it); an exception cannot go anywhere (the
- * callbacks catch their own): it is reported as unraisable, as ctypes does. */
-static void call_py_hook(PyObject *fn, void *uc, uint64_t address, uint32_t size)
+/* Call a tool hook's Python callable with the address alone (what the callbacks use: no
+ * objects built for the rest), holding the GIL (uc_emu_start runs without it); an
+ * exception cannot go anywhere (the callbacks catch their own): it is reported as
+ * unraisable, as ctypes does. */
+static void call_py_hook(PyObject *fn, uint64_t address)
 {
     PyGILState_STATE st = PyGILState_Ensure();
-    PyObject *args[4] = {PyLong_FromVoidPtr(uc), PyLong_FromUnsignedLongLong(address),
-                         PyLong_FromUnsignedLong(size), Py_None};
-    if (args[0] && args[1] && args[2]) {
-        PyObject *r = PyObject_Vectorcall(fn, args, 4, NULL);
-        if (r)
-            Py_DECREF(r);
-        else
-            PyErr_WriteUnraisable(fn);
-    } else {
+    PyObject *arg = PyLong_FromUnsignedLongLong(address), *r = NULL;
+    if (arg)
+        r = PyObject_Vectorcall(fn, &arg, 1, NULL);
+    if (r)
+        Py_DECREF(r);
+    else
         PyErr_WriteUnraisable(fn);
-    }
-    Py_XDECREF(args[0]);
-    Py_XDECREF(args[1]);
-    Py_XDECREF(args[2]);
+    Py_XDECREF(arg);
     PyGILState_Release(st);
 }
 
@@ -265,7 +260,7 @@ static void tool_hook(void *uc, uint64_t address, uint32_t size, void *user_data
     for (i = 0; i < c->n_tool_hooks; i++) {
         if (c->tool_hooks[i].begin <= address && address <= c->tool_hooks[i].end) {
             if (c->tool_hooks[i].py)
-                call_py_hook(c->tool_hooks[i].py, uc, address, size);
+                call_py_hook(c->tool_hooks[i].py, address);
             else
                 c->tool_hooks[i].cb(uc, address, size, NULL);
             return;

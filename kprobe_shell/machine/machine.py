@@ -758,14 +758,15 @@ class Machine:
         else:
             ic.blk_end = 0
 
-    def add_fast_code_hook(self, begin: int, end: int, callback: Callable[[int, int, int, int], None]) -> int:
-        """A code hook on [begin, end] called as callback(uch, address, size, user_data)
-        without unicorn's Python binding, which wraps every hook in two more Python
+    def add_fast_code_hook(self, begin: int, end: int, callback: Callable[[int], None]) -> int:
+        """A code hook on [begin, end] called as callback(address) without unicorn's Python
+        binding, which wraps every hook in two more Python
         frames and argument packing, a good part of a probe hit's cost.  In the tool's
         pages the clock's C hook dispatches to it, calling it through the C API (no new
         unicorn hook, so nothing is added to what every guest instruction costs; and no
         ctypes thunk, whose argument conversion costs about 0.1 us per hit); elsewhere it
-        is a unicorn hook with a ctypes callback.
+        is a unicorn hook with a ctypes callback (and the clock as of the block's start, see
+        _icount.c: use add_code_hook in the text).
 
         The callback must not let an exception escape (ctypes would only print it): catch
         it and pass it to hook_failed(), which stops the guest and makes run() raise it,
@@ -783,7 +784,7 @@ class Machine:
                 slot.begin, slot.end, slot.cb, slot.py = begin, end, None, id(callback)
                 ic.n_tool_hooks += 1
             return -1
-        cb = HOOK_CODE_CFUNC(callback)
+        cb = HOOK_CODE_CFUNC(lambda _uch, address, _size, _data: callback(address))
         self._fast_hooks.append(cb)  # ctypes frees the thunk with the last reference
         handles = []
         for cpu in self.cpus:
