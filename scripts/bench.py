@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def go():
                 session.machine.run()
+                session.out.flush()  # the trace lines still waiting to be rendered (see Output)
                 f.close()
             return go
         return setup

@@ -14,7 +14,16 @@ RESET = "\x1b[0m"
 
 
 class Output:
-    """Text for people, JSON objects for tools (`--json`): one per command result and per event."""
+    """Text for people, JSON objects for tools (`--json`): one per command result and per event.
+
+    Trace events are not rendered at the probe hit: trace() keeps the event record and
+    renders it later, in order with everything else (before anything else is written, at
+    flush(), or when `batch` have piled up), as ftrace keeps binary records in its ring
+    buffer and formats them when the trace is read.  A person at a terminal sees each line
+    at once (batch 1); a file or a pipe gets them rendered and written 512 at a time."""
+
+    #: How many trace events wait to be rendered when the output is not a terminal.
+    TRACE_BATCH = 512
 
     def __init__(self, stream: TextIO | None = None, *, color: bool | None = None, json_mode: bool = False,
                  palette: dict[str, str] | None = None):
@@ -25,6 +34,9 @@ class Output:
         self.color = color and not json_mode
         self.json_mode = json_mode
         self._collected: list[str] | None = None
+        self._pending: list = []  # trace events not rendered yet
+        interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.batch = 1 if interactive else self.TRACE_BATCH
 
     def style(self, text: str, role: str) -> str:
         if not self.color or not self.palette.get(role):
@@ -32,6 +44,25 @@ class Output:
         return f"{self.palette[role]}{text}{RESET}"
 
     def write(self, text: str) -> None:
+        if self._pending:
+            self._render_pending()
+        self.stream.write(text)
+
+    def trace(self, ev) -> None:
+        """A trace event (tracing.trace.TraceEvent) from a probe hit: rendered later."""
+        pending = self._pending
+        pending.append(ev)
+        if len(pending) >= self.batch:
+            self._render_pending()
+
+    def _render_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        if self.json_mode:
+            text = "".join(json.dumps(ev.as_json(), sort_keys=True) + "\n" for ev in pending)
+        elif self.color and self.palette.get("trace"):
+            text = "".join(self.style(ev.ftrace(), "trace") + "\n" for ev in pending)
+        else:
+            text = "".join(ev.ftrace() + "\n" for ev in pending)
         self.stream.write(text)
 
     def print(self, text: str = "", role: str | None = None) -> None:
@@ -58,6 +89,8 @@ class Output:
 
     def flush(self) -> None:
         try:
+            if self._pending:
+                self._render_pending()
             self.stream.flush()
         except Exception:  # noqa: BLE001 - a closed pipe must not kill the shell
             pass

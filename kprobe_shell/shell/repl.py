@@ -209,7 +209,7 @@ class Repl:
                 self._banner()
                 return self._loop()
             finally:
-                out.stream.flush()
+                out.flush()
                 out.stream = direct
 
     def _banner(self) -> None:

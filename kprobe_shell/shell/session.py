@@ -173,12 +173,7 @@ class Session:
                 agg.apply(self, ev)
         if up is not None and up.silent:
             return
-        # Only the form that is shown is built (a probe hit pays for one rendering).
-        out = self.out
-        if out.json_mode:
-            out.event(ev.as_json(), "", "trace")
-        else:
-            out.event(None, ev.ftrace(), "trace")
+        self.out.trace(ev)  # rendered later, in order (see Output)
 
     def trace_event_for(self, up: UserProbe, where: str, args: str = "", values: dict | None = None) -> TraceEvent:
         m = self.machine
