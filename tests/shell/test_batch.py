@@ -90,6 +90,19 @@ def test_breakpoint_stops_and_continue_goes_on(user_image, tmp_path, run_shell):
     assert "user image done" in r.stdout
 
 
+def test_info_registers_shows_the_named_ones_as_gdb_does(user_image, tmp_path, run_shell):
+    r = run_shell(user_image, "--batch", "-ex", "break leaf", "-ex", "run", "-ex", "info registers rip $rsp",
+                  "-ex", "regs", tmp_home=str(tmp_path))
+    assert r.returncode == 0, r.stdout
+    named = r.stdout.split("Breakpoint 1, leaf+0x0/")[1].splitlines()[1:3]
+    assert [line.split()[0].lstrip("*") for line in named] == ["rip", "rsp"]
+    assert "<leaf>" in named[0] or "<leaf+0x0>" in named[0]
+    assert r.stdout.count("eflags") == 1  # only the full `regs` lists every register
+    r = run_shell(user_image, "--batch", "-ex", "regs rip foo", tmp_home=str(tmp_path))
+    assert r.returncode != 0
+    assert "no register named 'foo'" in r.stdout + r.stderr
+
+
 def test_errors_change_nothing(user_image, tmp_path, run_shell):
     # Without --batch an error does not end the run: every command gets its say.
     r = run_shell(user_image, "-ex", "kprobe leaf+1", "-ex", "kprobe 0x10", "-ex", "delete 7", "-ex", "probes",

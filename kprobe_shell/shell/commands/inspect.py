@@ -14,16 +14,21 @@ from .common import eval_address, no_arguments, parse_number
 
 
 @command("regs", group="inspect", aliases=("info registers", "i r", "registers"),
-         summary="the CPU's registers (changed ones marked)", usage="regs")
+         summary="the CPU's registers (changed ones marked)", usage="regs [REG...]",
+         example="info registers rip rsp")
 def cmd_regs(session, rest: str):
-    """General registers and eflags; those changed since the guest last started running
-are highlighted (marked * in plain output)."""
-    no_arguments(rest, "regs")
+    """General registers and eflags, or only the ones named (as gdb's `info registers rip`);
+those changed since the guest last started running are highlighted (marked * in plain
+output)."""
+    names = [w.lstrip("$").lower() for w in rest.split()]
+    unknown = [n for n in names if n not in GENERAL_REGISTERS]
+    if unknown:
+        raise CommandError(f"no register named '{unknown[0]}' (registers: {' '.join(GENERAL_REGISTERS)})")
     m = session.machine
     regs = m.registers()
     prev = session.last_regs or regs
     out = session.out
-    for name in GENERAL_REGISTERS:
+    for name in names or GENERAL_REGISTERS:
         value = regs[name]
         changed = prev.get(name) != value
         extra = ""
