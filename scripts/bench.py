@@ -283,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     rows += [("optimized kprobe, no-op handler", per_hit("k", "optimize"), 2.0, "x floor"),
              ("boosted kprobe, no-op handler", per_hit("k", "boost"), 6.0, "x floor"),
              ("kretprobe entry + return, auto mode", per_hit("r", "auto"), 4.0, "x floor")]
-    w("\n(5) targets\n")
+    w("\n(5) targets (each value as shown, to two decimals, against the issue's limit)\n")
     for label, value, limit, unit in rows:
-        w(f"{label:<46}{value:>7.2f}{unit:<8} <= {limit:<4} {'met' if value <= limit else 'MISSED'}\n")
+        w(f"{label:<46}{value:>7.2f}{unit:<8} <= {limit:<4} {'met' if round(value, 2) <= limit else 'MISSED'}\n")
     print(out.getvalue(), end="")
     return 0
 

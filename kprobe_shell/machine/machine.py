@@ -939,7 +939,7 @@ class Machine:
             self._fault = None
             self._stopping = False
             try:
-                uc.emu_start(uc.reg_read(X.UC_X86_REG_RIP), until)
+                uc.emu_start(self.rip, until)
             except UcError as exc:
                 self._end_quantum = False
                 self._settle_clock(self.rip, True)  # the faulting instruction started
