@@ -15,7 +15,9 @@
  * ends a translated block: an int3 (a trap), the `jmp` of a jump-optimized probe, sti,
  * popf and iretq (the only instructions that turn interrupts on).  What does not end a
  * block is settled by the machine from the block's record (blk_*): a fault in the middle
- * of a block, an exact-address code hook (a breakpoint), a stop from another thread.
+ * of a block, an exact-address code hook (a breakpoint), an in/out (the SMP startup IPI),
+ * a stop unicorn makes after an I/O hook.  A stop asked for by another thread (Ctrl-C) is
+ * made by the hooks themselves, before a block starts (stop_asked).
  *
  * A deadline (the next timer tick, the end of an instruction budget or of an SMP quantum)
  * that falls inside a block cannot be honoured from a block hook.  The hook stops before
