@@ -59,7 +59,7 @@ BAD = [
     ("set explain", "usage: set NAME VALUE"),
     ("trace save", "usage: trace save FILE"),
     ("reset now", "usage: reset [--no-probes]"),
-    ("regs all", "unexpected 'all' (usage: regs)"),
+    ("regs all", "no register named 'all' (registers: rax rbx"),
     ("tasks 1", "unexpected '1' (usage: tasks)"),
     ("probes 1", "unexpected '1' (usage: probes)"),
     ("instances 1", "unexpected '1' (usage: instances [--all | --table])"),
