@@ -69,7 +69,7 @@ class Kprobe:
     #: optimized path calls it directly, without a second guard around it.
     engine_pre_handler = False
     #: A kretprobe's entry, when the optimized path can take a shorter way (see
-    #: KretprobeManager._make_fast_entry): fast_entry(kcb, regs) -> True when it did the hit.
+    #: KretprobeManager._make_fast_entry): fast_entry(kcb) -> True when it did the hit.
     fast_entry = None
 
     def __init__(

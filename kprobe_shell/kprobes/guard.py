@@ -10,8 +10,8 @@ bytecode).  `interrupt()` raises HandlerInterrupted the same way: Machine.reques
 guest.
 
 Cost: a handler that returns normally pays two integer updates on the way in and one
-on the way out (about 0.1 us; the thread is noted once per run; a lock and a record per call cost five times that, more than
-an optimized probe hit).  The watchdog does the rest: it notices a call by the call
+on the way out (about 0.1 us; the thread is noted once per run; a lock and a record per
+call cost several times that, more than an optimized probe hit).  The watchdog does the rest: it notices a call by the call
 counter, starts that call's countdown when it first sees it (so the timeout is honoured
 within one watchdog interval), and never touches the guest.
 A deterministic guard (a sys.settrace line budget) was weighed and rejected: tracing

@@ -323,9 +323,8 @@ class KretprobeManager:
         engine, machine, p = self.engine, self.machine, rp.kp
         buckets, table, fixed_task, tasks = self._buckets, self.kretprobe_inst_table, self._fixed_task, machine.tasks
         booster = self.booster
-        retired_addr = machine._retired_addr
 
-        def fast_entry(kcb, regs) -> bool:
+        def fast_entry(kcb) -> bool:
             if rp.entry_handler is not None or engine.narrator is not None or engine.mode not in _BOOSTED_MODES:
                 return False
             if kcb.current_kprobe is not None:
@@ -340,7 +339,7 @@ class KretprobeManager:
                 ri = free.pop(0)
                 ri.rp = rp
                 ri.task = task = fixed_task or tasks.current_address()
-                ri.entry_time_ns = _peek_u64(retired_addr) * NS_PER_INSN
+                ri.entry_time_ns = _peek_u64(machine._retired_addr) * NS_PER_INSN  # this CPU's clock
                 if ri.data:
                     ri.data.clear()
                 try:

@@ -168,7 +168,7 @@ class KprobeOptimizer:
             # wanted()), so it is looked up once, at construction.
             kcb = self._kcb
             fast = p.fast_entry
-            if fast is not None and fast(kcb, self._regs):
+            if fast is not None and fast(kcb):
                 # A lone kretprobe (see KretprobeManager._make_fast_entry).
                 if self.machine._pending_stop is not None:
                     self.machine.set_reg("rip", op.buffer)  # its failure stops before the `jmp`

@@ -568,12 +568,12 @@ class Machine:
         ic = self._icount
         if not (ic.blk_end and ic.blk_addr <= addr < ic.blk_end):
             return None
-        index = 0
-        for address, _size, _mn, _ops in _DECODER.disasm_lite(self.read(ic.blk_addr, addr - ic.blk_addr), ic.blk_addr):
-            if address >= addr:
-                break
-            index += 1
+        index = len(self._block_instructions(ic.blk_addr, addr))
         return ic.blk_base + index + started, ic.blk_n - index - 1
+
+    def _block_instructions(self, start: int, end: int) -> list[tuple[int, str]]:
+        """(address, mnemonic) of each instruction in [start, end), as the CPU sees memory."""
+        return [(a, mn) for a, _s, mn, _o in _DECODER.disasm_lite(self.read(start, end - start), start)]
 
     def _settle_clock(self, addr: int, started: bool) -> None:
         """The block being run stops being run at addr (a fault, a stop): count exactly."""
@@ -1014,7 +1014,7 @@ class Machine:
         its k-th instruction, to run with `until` there: the block is dropped from the
         translation cache, so that unicorn translates it again and ends it at that
         address (a cached block would run past it)."""
-        addresses = [a for a, _s, _m, _o in _DECODER.disasm_lite(self.read(start, size), start)]
+        addresses = [a for a, _mn in self._block_instructions(start, start + size)]
         if not 0 < k < len(addresses) or addresses[k] == until_before:
             raise MachineError(f"the clock cannot stop {k} instructions into the block at 0x{start:x}")
         self.uc.ctl_remove_cache(start, start + size)
@@ -1156,9 +1156,8 @@ class Machine:
         n-th in/out of the block the clock counted whole (see _note_io)."""
         ic = self._icount
         if ic.blk_end and self._io_block == (ic.blk_addr, ic.blk_end, ic.blk_base):
-            code = self.read(ic.blk_addr, ic.blk_end - ic.blk_addr)
             seen = 0
-            for index, (_a, _s, mnemonic, _o) in enumerate(_DECODER.disasm_lite(code, ic.blk_addr)):
+            for index, (_a, mnemonic) in enumerate(self._block_instructions(ic.blk_addr, ic.blk_end)):
                 if mnemonic in ("in", "out"):
                     if seen == self._io_index:
                         return ic.blk_base + index + 1
