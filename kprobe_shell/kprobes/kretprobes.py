@@ -176,7 +176,7 @@ class KretprobeManager:
         # The booster: a `ret` the hook fires on (see the module docs).
         self.booster = STUB_PAGE + BOOSTER_OFFSET
         machine.write(self.booster, b"\xc3")
-        machine.add_fast_code_hook(self.booster, self.booster, self.kretprobe_booster)
+        machine.add_fast_code_hook(self.booster, self.booster, self._make_booster())
         self.kretprobes: list[Kretprobe] = []
         flush = syms.get("kprobe_flush_task")
         if flush is not None:
@@ -479,72 +479,80 @@ class KretprobeManager:
                        f"({machine.image.symbols.format(orig_ret_address)}), the real return address; no single-step")
         return 1
 
-    def kretprobe_booster(self, _address) -> None:
-        """The booster's hook, before its `ret`: run the return handlers as the
-        trampoline probe (current_kprobe, regs->ip = &kretprobe_trampoline, as the
-        kernel's booster), then push the real return address for the `ret` to take.
-        (A fast hook: called from ctypes, so nothing may escape.)"""
-        engine = self.engine
-        machine = self.machine
-        try:
-            if self._smp:
-                if engine._kprobe_lock_held_elsewhere():
-                    # SMP, the 2005 serialisation: return handlers run under kprobe_lock, which
-                    # another CPU holds (a jprobe handler, an in-place step).  Return through
-                    # the int3 trampoline instead, whose trap waits for the lock
-                    # (kprobe_handler); the instances do not care which way they are reached.
-                    machine.set_reg("rip", self.trampoline)
-                    return
-                kcb = engine.kcb  # the returning CPU's kprobe_ctlblk, looked up once
-            else:
-                kcb = self._kcb0
-            task = self._fixed_task or machine.tasks.current_address()
-            saved, saved_status = kcb.current_kprobe, kcb.kprobe_status
-            kcb.current_kprobe = self.trampoline_probe
-            kcb.kprobe_status = _HIT_ACTIVE
-            shown_ip = self._shown_ip
-            shown_ip[0] = self.trampoline
-            head = self._buckets.get(task)
-            ri = head[0] if head else None
-            if (ri is not None and ri.task == task and engine.narrator is None
-                    and (orig_ret_address := ri.ret_addr) != self.trampoline and orig_ret_address != self.booster):
-                # The common case: one call of one probed function returns, its instance at
-                # the head of the task's bucket.  _run_return_handlers' steps for it, inline.
-                rp = ri.rp
-                if rp is not None:
-                    rp.hits += 1
-                    if rp.handler is not None:
-                        engine._call(rp.kp, "handler", rp.handler, ri, self._regs)
-                head.remove(ri)
-                ri.bucket = None
-                rp = ri.rp
-                if rp is not None:
-                    rp.used_instances.remove(ri)
-                    rp.free_instances.append(ri)
-                self._consumed = 1
-            else:
-                orig_ret_address = self._run_return_handlers(task, self._regs)
-            shown_ip[0] = None
-            kcb.current_kprobe, kcb.kprobe_status = saved, saved_status
-            if not orig_ret_address:
-                self._no_instance_bug(task)
-                return
-            if machine._pending_stop is not None:
-                # Stopping before the `ret`: resuming here would run the handlers again.
-                machine.set_reg("rip", orig_ret_address)
-                return
-            try:  # machine.push_u64 without its Python frame
-                _push_u64(machine._uch, _REG_RSP, orig_ret_address)
-            except _UcAccessError:
-                raise MachineError("cannot push: the stack is not mapped") from None
-            if engine.narrator is not None:
-                self._say_boosted(orig_ret_address)
-        except BaseException as exc:  # noqa: BLE001 - an engine bug: a BUG stop, as the trampoline's
-            engine.regs.shown_ip[0] = None
+    def _make_booster(self) -> Callable[[int], None]:
+        """kretprobe_booster, the hook on the booster's `ret` (a fast hook: called from C,
+        so nothing may escape), with the manager's constants in closure cells: it runs on
+        every return of a probed function."""
+        manager, engine, machine = self, self.engine, self.machine
+        smp, kcb0, fixed_task, tasks = self._smp, self._kcb0, self._fixed_task, machine.tasks
+        trampoline, booster, trampoline_probe = self.trampoline, self.booster, self.trampoline_probe
+        buckets, shown_ip, regs, call = self._buckets, self._shown_ip, self._regs, engine._call
+        run_return_handlers = self._run_return_handlers
+
+        def kretprobe_booster(_address) -> None:
+            """Run the return handlers as the trampoline probe (current_kprobe, regs->ip =
+            &kretprobe_trampoline, as the kernel's booster), then push the real return
+            address for the `ret` to take."""
             try:
-                engine._handler_failed(self.trampoline_probe, "booster", exc)
-            except BaseException as exc2:  # noqa: BLE001 - nothing may escape a ctypes hook
-                machine.hook_failed(exc2)
+                if smp:
+                    if engine._kprobe_lock_held_elsewhere():
+                        # SMP, the 2005 serialisation: return handlers run under kprobe_lock,
+                        # which another CPU holds (a jprobe handler, an in-place step).  Return
+                        # through the int3 trampoline instead, whose trap waits for the lock
+                        # (kprobe_handler); the instances do not care which way they are reached.
+                        machine.set_reg("rip", trampoline)
+                        return
+                    kcb = engine.kcb  # the returning CPU's kprobe_ctlblk, looked up once
+                else:
+                    kcb = kcb0
+                task = fixed_task or tasks.current_address()
+                saved, saved_status = kcb.current_kprobe, kcb.kprobe_status
+                kcb.current_kprobe = trampoline_probe
+                kcb.kprobe_status = _HIT_ACTIVE
+                shown_ip[0] = trampoline
+                head = buckets.get(task)
+                ri = head[0] if head else None
+                if (ri is not None and ri.task == task and engine.narrator is None
+                        and (orig_ret_address := ri.ret_addr) != trampoline and orig_ret_address != booster):
+                    # The common case: one call of one probed function returns, its instance
+                    # at the head of the task's bucket.  _run_return_handlers' steps for it.
+                    rp = ri.rp
+                    if rp is not None:
+                        rp.hits += 1
+                        if rp.handler is not None:
+                            call(rp.kp, "handler", rp.handler, ri, regs)
+                    head.remove(ri)
+                    ri.bucket = None
+                    rp = ri.rp
+                    if rp is not None:
+                        rp.used_instances.remove(ri)
+                        rp.free_instances.append(ri)
+                    manager._consumed = 1
+                else:
+                    orig_ret_address = run_return_handlers(task, regs)
+                shown_ip[0] = None
+                kcb.current_kprobe, kcb.kprobe_status = saved, saved_status
+                if not orig_ret_address:
+                    manager._no_instance_bug(task)
+                    return
+                if machine._pending_stop is not None:
+                    # Stopping before the `ret`: resuming here would run the handlers again.
+                    machine.set_reg("rip", orig_ret_address)
+                    return
+                try:  # machine.push_u64 without its Python frame
+                    _push_u64(machine._uch, _REG_RSP, orig_ret_address)
+                except _UcAccessError:
+                    raise MachineError("cannot push: the stack is not mapped") from None
+                if engine.narrator is not None:
+                    manager._say_boosted(orig_ret_address)
+            except BaseException as exc:  # noqa: BLE001 - an engine bug: a BUG stop, as the trampoline's
+                shown_ip[0] = None
+                try:
+                    engine._handler_failed(trampoline_probe, "booster", exc)
+                except BaseException as exc2:  # noqa: BLE001 - nothing may escape a C hook
+                    machine.hook_failed(exc2)
+
+        return kretprobe_booster
 
     def _say_boosted(self, orig_ret_address: int) -> None:
         machine = self.machine

@@ -270,6 +270,17 @@ static void tool_hook(void *uc, uint64_t address, uint32_t size, void *user_data
     }
 }
 
+/* A block hook that does nothing: what unicorn itself charges for calling a C block hook
+ * (the clock's floor), measured by scripts/bench.py beside block_hook. */
+static void empty_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+}
+
+static PyObject *empty_hook_address(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromVoidPtr((void *)empty_block_hook);
+}
+
 static PyObject *hook_addresses(PyObject *self, PyObject *unused)
 {
     return Py_BuildValue("(NN)", PyLong_FromVoidPtr((void *)block_hook), PyLong_FromVoidPtr((void *)tool_hook));
@@ -549,6 +560,8 @@ static PyMethodDef methods[] = {
     {"write_u64", (PyCFunction)(void (*)(void))fast_write_u64, METH_FASTCALL, "write_u64(uch, address, value)"},
     {"hook_addresses", hook_addresses, METH_NOARGS,
      "(block_hook, tool_hook): the C callbacks that count guest instructions (see the top of _icount.c)."},
+    {"empty_hook_address", empty_hook_address, METH_NOARGS,
+     "A C code/block callback that does nothing (the benchmark's floor for the clock's block hook)."},
     {"init_decoder", init_decoder, METH_VARARGS, "init_decoder(cs_disasm_iter, csh, cs_insn, eflags_regid)"},
     {"forget_blocks", forget_blocks, METH_VARARGS, "forget_blocks(table, lo, hi): code in [lo, hi) was rewritten."},
     {"block_table_bytes", block_table_bytes, METH_NOARGS, "Size of the block-count table a Machine allocates."},

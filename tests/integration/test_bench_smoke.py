@@ -19,8 +19,9 @@ def test_bench_quick_prints_the_table(capsys):
     spec.loader.exec_module(bench)
     assert bench.main(["--quick"]) == 0
     out = capsys.readouterr().out
-    for row in ("(1) workload", "micro, bare unicorn", "micro, tool with no probes", "micro, probes never hit",
-                "(2) floor", "(3) per hit", "(4) trace-line rendering"):
+    for row in ("(1) workload", "  bare unicorn (no tool)", "  unicorn + an empty C block hook",
+                "  tool with no probes", "  probes never hit", "a run's fixed cost", "(2) floor", "(3) per hit",
+                "(4) trace-line rendering", "(5) targets"):
         assert row in out
     for probe in ("kprobe", "jprobe", "kretprobe", "kprobe+kretprobe", "jprobe+kretprobe"):
         assert any(line.startswith(probe + " ") for line in out.splitlines())

@@ -279,15 +279,21 @@ def test_an_internal_handler_failure_is_a_bug_stop_not_a_crash(m, mode, monkeypa
         raise RuntimeError("engine bug")
 
     m.kprobes.set_mode(mode)
+    rp = m.register_kretprobe(Kretprobe("jtarget", lambda ri, regs: 0))
     if mode == "boost":  # returns through the int3 trampoline
         m.kprobes.kretprobes.trampoline_probe.pre_handler = broken
         which = "pre_handler"
-    else:  # returns through the booster's hooked ret, which shows regs->ip as the trampoline
-        class BrokenIp(list):
-            __setitem__ = broken
-        monkeypatch.setattr(m.kprobes.kretprobes, "_shown_ip", BrokenIp([None]))
+    else:  # returns through the booster's hooked ret: it fails as it makes the trampoline
+        # probe current (kcb.current_kprobe = &trampoline_p), before any bookkeeping
+        kcb_class = type(m.kprobes.ctlblks[0])
+        slot = kcb_class.current_kprobe  # the slot's own descriptor
+
+        def set_current(kcb, p):
+            if p is m.kprobes.kretprobes.trampoline_probe:
+                broken()
+            slot.__set__(kcb, p)
+        monkeypatch.setattr(kcb_class, "current_kprobe", property(slot.__get__, set_current))
         which = "booster"
-    m.register_kretprobe(Kretprobe("jtarget", lambda ri, regs: 0))
     ev = m.run()
     assert ev.reason is StopReason.BUG and ev.is_final
     assert f"internal error in the engine's kretprobe_trampoline ({which}): RuntimeError: engine bug" in ev.message
