@@ -177,9 +177,9 @@ class Session:
 
     def trace_event_for(self, up: UserProbe, where: str, args: str = "", values: dict | None = None) -> TraceEvent:
         m = self.machine
-        task = m.tasks.current()
+        comm, pid = m.tasks.current_comm_pid() or ("?", -1)
         return TraceEvent(
-            time_ns=m.time_ns, comm=task.comm if task else "?", pid=task.pid if task else -1,
+            time_ns=m.time_ns, comm=comm, pid=pid,
             cpu=m.cpu_id, event=up.event, where=where, args=args, kind=up.kind,
             probe=up.number, values=values or {},
         )
