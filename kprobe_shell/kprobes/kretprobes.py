@@ -527,7 +527,6 @@ class KretprobeManager:
                     if rp is not None:
                         rp.used_instances.remove(ri)
                         rp.free_instances.append(ri)
-                    manager._consumed = 1
                 else:
                     orig_ret_address = run_return_handlers(task, regs)
                 shown_ip[0] = None
