@@ -22,8 +22,12 @@ from typing import TYPE_CHECKING, Callable
 from ..machine import StopReason
 from ..machine.image import ABI_ARG_REGISTERS
 from ..machine.layout import EFLAGS_IF
+from ..machine.machine import REGISTERS, _REG_RSP, _reg_read
 from .core import Kprobe, ProbeError
 from .percpu import per_cpu
+
+#: unicorn's ids of the argument registers, in ABI order.
+_ARG_REGIDS = tuple(REGISTERS[name] for name in ABI_ARG_REGISTERS)
 
 if TYPE_CHECKING:
     from .core import KprobeEngine
@@ -215,12 +219,12 @@ class JprobeManager:
                 params = [None] * count
             self._params[key] = params
         values = []
-        rsp = machine.reg("rsp")
+        uch = machine._uch  # the running CPU's: registers read without machine.reg's frame
         for i, param in enumerate(params):
             if i < len(ABI_ARG_REGISTERS):
-                raw = machine.reg(ABI_ARG_REGISTERS[i])
+                raw = _reg_read(uch, _ARG_REGIDS[i])
             else:
-                raw = machine.read_u64(rsp + 8 * (i - len(ABI_ARG_REGISTERS) + 1))
+                raw = machine.read_u64(_reg_read(uch, _REG_RSP) + 8 * (i - len(ABI_ARG_REGISTERS) + 1))
             if param is not None and param.size < 8:
                 raw &= (1 << (8 * param.size)) - 1
                 if param.signed and raw >> (8 * param.size - 1):

@@ -94,10 +94,15 @@ def make_kretprobe_handler(session, up: UserProbe, render=None, condition=None):
 def make_jprobe_trace_entry(session, up: UserProbe):
     """A Python jprobe entry that prints the probed call's arguments, named from DWARF."""
     machine = session.machine
+    probed: dict[int, tuple] = {}  # the probed address -> (sym+off, DWARF parameters), looked up once
 
     def entry(*args):
-        func = machine.symbols.containing(up.addr)[0].name
-        params = machine.image.parameters.get(func) or []
+        addr = up.addr
+        known = probed.get(addr)
+        if known is None:
+            func = machine.symbols.containing(addr)[0].name
+            known = probed[addr] = (machine.symbols.format(addr), machine.image.parameters.get(func) or [])
+        where, params = known
         parts = []
         for i, value in enumerate(args):
             name = params[i].name if i < len(params) else f"arg{i + 1}"
@@ -109,7 +114,7 @@ def make_jprobe_trace_entry(session, up: UserProbe):
                     shown = "(fault)"
             parts.append(f"{name}={shown}")
         args_text = (" " + " ".join(parts)) if parts else ""
-        session.emit_trace(session.trace_event_for(up, machine.symbols.format(up.addr), args_text), up)
+        session.emit_trace(session.trace_event_for(up, where, args_text), up)
         session.run_probe_commands(up)
 
     entry.__qualname__ = "(built-in entry: prints the arguments)"  # what `probes` shows as the handler
