@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..machine.machine import GENERAL_REGISTERS, REGISTERS
+from ..machine.machine import GENERAL_REGISTERS, REGISTERS, _reg_read
 
 if TYPE_CHECKING:
     from ..machine import Machine, Task
@@ -23,6 +23,13 @@ def canonical_register(name: str) -> str | None:
     name = name.lower().lstrip("%")
     name = ALIASES.get(name, name)
     return name if name in REGISTERS else None
+
+
+#: The spellings handlers write most (regs.rdi, regs.ax), straight to unicorn's register
+#: id: a register read is on the hot path of nearly every handler.
+_READABLE = {name: REGISTERS[name] for name in REGISTERS}
+_READABLE.update((alias, REGISTERS[name]) for alias, name in ALIASES.items())
+_RIP_ID = REGISTERS["rip"]
 
 
 class RegisterWriteError(ValueError):
@@ -68,12 +75,15 @@ class PtRegs:
         self.shown_ip[0] = ip
 
     def __getattr__(self, name: str) -> int:
-        reg = canonical_register(name)
-        if reg is None:
-            raise AttributeError(f"no register '{name}'")
-        if reg == "rip" and self.shown_ip[0] is not None:
+        regid = _READABLE.get(name)
+        if regid is None:  # another spelling (RAX, %rax), or no register at all
+            reg = canonical_register(name)
+            if reg is None:
+                raise AttributeError(f"no register '{name}'")
+            regid = REGISTERS[reg]
+        if regid == _RIP_ID and self.shown_ip[0] is not None:
             return self.shown_ip[0]
-        return self._machine.reg(reg)
+        return _reg_read(self._machine._uch, regid)
 
     def __setattr__(self, name: str, value: int) -> None:
         reg = canonical_register(name)
