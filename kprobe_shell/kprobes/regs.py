@@ -27,7 +27,7 @@ def canonical_register(name: str) -> str | None:
 
 #: The spellings handlers write most (regs.rdi, regs.ax), straight to unicorn's register
 #: id: a register read is on the hot path of nearly every handler.
-_READABLE = {name: REGISTERS[name] for name in REGISTERS}
+_READABLE = dict(REGISTERS)
 _READABLE.update((alias, REGISTERS[name]) for alias, name in ALIASES.items())
 _RIP_ID = REGISTERS["rip"]
 

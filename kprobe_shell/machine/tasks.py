@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 #: Where the pseudo task of a task-less image "lives": a stable key for per-task tables.
 PSEUDO_TASK_ADDR = STUB_PAGE + 0x800
 
+#: TASK_COMM_LEN: task_struct.comm, NUL-padded.
+TASK_COMM_LEN = 16
+
+
+def _comm(raw: bytes, off: int) -> str:
+    """task_struct.comm out of raw bytes, starting at off."""
+    return raw[off : off + TASK_COMM_LEN].split(b"\0", 1)[0].decode("latin-1")
+
+
 STATE_NAMES = {0: "R", 1: "S", 2: "D", 4: "T", 16: "Z", 32: "X"}
 STATE_WORDS = {0: "running", 1: "sleeping", 2: "disk-sleep", 4: "stopped", 16: "zombie", 32: "dead"}
 
@@ -105,13 +114,13 @@ class TaskView:
             raw = self.machine.read(addr + lo, hi - lo)
         except Exception:  # noqa: BLE001 - not mapped: no task there
             return None
-        comm = raw[lay["off_comm"] - lo : lay["off_comm"] - lo + 16].split(b"\0", 1)[0].decode("latin-1")
-        return comm, int.from_bytes(raw[lay["off_pid"] - lo : lay["off_pid"] - lo + 4], "little", signed=True)
+        pid = int.from_bytes(raw[lay["off_pid"] - lo : lay["off_pid"] - lo + 4], "little", signed=True)
+        return _comm(raw, lay["off_comm"] - lo), pid
 
     @functools.cached_property
     def _comm_pid_span(self) -> tuple[int, int]:
         lay = self.layout
-        return min(lay["off_comm"], lay["off_pid"]), max(lay["off_comm"] + 16, lay["off_pid"] + 4)
+        return min(lay["off_comm"], lay["off_pid"]), max(lay["off_comm"] + TASK_COMM_LEN, lay["off_pid"] + 4)
 
     def read_task(self, addr: int) -> Task | None:
         lay = self.layout
@@ -125,7 +134,7 @@ class TaskView:
         def word(off: int, fmt: str = "<q") -> int:
             return struct.unpack_from(fmt, raw, off)[0]
 
-        comm = raw[lay["off_comm"] : lay["off_comm"] + 16].split(b"\0", 1)[0].decode("latin-1")
+        comm = _comm(raw, lay["off_comm"])
         parent = word(lay["off_parent"], "<Q")
         parent_pid = None
         if parent:
