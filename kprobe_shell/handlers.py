@@ -378,7 +378,9 @@ def emit(*text, **fields) -> None:
     parts = [str(t) for t in text] + [f"{k}={_format_field(v)}" for k, v in fields.items()]
     args = "".join(" " + p for p in parts)
     values = {k: _plain(v) for k, v in fields.items()}
-    session.emit_trace(session.trace_event_for(up, hit_where(ctx), args, values), up)
+    from .shell.probe_handlers import trace_event
+
+    session.emit_trace(trace_event(session, up, hit_where(ctx), args, values), up)
 
 
 def hit_where(ctx: HitContext) -> str:

@@ -2,7 +2,8 @@
 
 The first word completes to command names and aliases (read from the registry, so a new
 command completes as soon as it is registered), plus the probe-definition words `p`, `r`
-and `-:`.  Later words complete by the argument kind the command declares: symbols of
+and `-:`.  The rest of the line is resolved as dispatch resolves it (resolve.py), and
+later words complete by the argument kind the command declares: symbols of
 the image for locations, probe numbers, file names, setting names and their values,
 command names for `help`.  Probe definitions (`p SYM ARGS`, `r SYM ARGS`) complete their
 fetch arguments: registers, $argN/$stack/$comm/$retval, memory dereferences, the DWARF
@@ -10,13 +11,14 @@ parameter names of the probed function, and the `:TYPE` suffixes.
 """
 from __future__ import annotations
 
-import re
 from typing import Iterable
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 
-from .registry import REGISTRY, CommandError
+from .registry import REGISTRY
+from .resolve import resolve
+from .settings import BY_NAME as SETTINGS_BY_NAME
 
 #: Probe-definition words and what they mean (the first word of a kprobe_events line).
 EVENT_WORDS = {
@@ -39,15 +41,6 @@ FETCH_TYPES = ([f"u{n}" for n in (8, 16, 32, 64)] + [f"s{n}" for n in (8, 16, 32
 GDB_REGISTERS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12",
                  "r13", "r14", "r15", "rip", "eflags")
 
-SETTING_VALUES = {
-    "explain": ("on", "off"),
-    "color": ("on", "off"),
-    "kprobe-mode": ("auto", "single-step", "boost", "optimize"),
-    "kprobe-step": ("out-of-line", "in-place"),
-    "handler-error": ("continue", "disable", "stop"),
-    "handler-timeout": ("1", "5", "off"),
-}
-
 #: Fixed words some commands take in their free-text arguments.
 COMMAND_OPTIONS = {
     "kretprobe": ("maxactive=", "--unsafe"),
@@ -57,33 +50,13 @@ COMMAND_OPTIONS = {
     "explain": ("on", "off"),
 }
 
-_EVENT_WORD_RE = re.compile(r"(p|r\d*)(:\S*)?|-:\S*")
-
-
-def is_event_word(word: str) -> bool:
-    return bool(_EVENT_WORD_RE.fullmatch(word))
-
 
 def command_for_line(line: str):
-    """(Command, rest) for a line, dispatched as Session.execute does; None when unknown."""
-    from . import commands  # noqa: F401 - registers every command
-
-    line = line.strip()
-    if not line:
+    """(Command, its argument) for a line, as Session.execute dispatches it; None when unknown."""
+    resolved = resolve(line)
+    if not resolved.line or resolved.command is None:
         return None
-    word, _, rest = line.partition(" ")
-    try:
-        if "/" in word and word.split("/")[0] in ("x", "print", "output"):
-            return REGISTRY.lookup(word.split("/")[0]), rest.strip()
-        if is_event_word(word) and not (word == "p" and rest.strip().startswith("$")):
-            if word == "r" and not rest.strip():
-                return REGISTRY.lookup("run"), ""
-            return REGISTRY.lookup("probe-event"), line
-        if word == "p":
-            return REGISTRY.lookup("print"), rest.strip()
-        return REGISTRY.lookup_line(line)
-    except CommandError:
-        return None
+    return resolved.command, resolved.argument
 
 
 class ShellCompleter(Completer):
@@ -109,33 +82,26 @@ class ShellCompleter(Completer):
             return
         # The word under the cursor and the complete words before it.
         word = text.split(" ")[-1]
-        before = text[: len(text) - len(word)]
-        words = before.split()
-        first = words[0]
-        if first == "p" and (words[1:2] or [word])[0].startswith("$"):
-            # gdb's print: p $rsp, p $rip+4
-            if len(words) == 1:
-                yield from self._registers(word)
-            return
-        if is_event_word(first) and not first.startswith("-:"):
-            yield from self._event_line(first, words[1:], word)
-            return
         # A multi-word alias still being typed ("info reg", "i r").
         yield from self._multiword_alias(stripped)
-        found = command_for_line(before)
-        if found is None:
+        resolved = resolve(text, typing=True)
+        if resolved.command is None:
             return
-        cmd, rest = found
-        done = rest.split()
-        yield from self._by_kind(cmd, cmd.arg_kind(len(done)), done, word, complete_event)
+        if resolved.form == "probe-event":
+            if not resolved.head.startswith("-:"):
+                yield from self._event_line(resolved.head, text[: len(text) - len(word)].split()[1:], word)
+            return
+        args = resolved.args
+        if word and not args.endswith(word):
+            return  # the word is still part of the command's name
+        done = args[: len(args) - len(word)].split()
+        yield from self._by_kind(resolved.command, resolved.arg_kind(len(done)), done, word, complete_event)
 
     # ------------------------------------------------------------------ first word
     def _command_names(self, prefix: str) -> Iterable[Completion]:
-        from . import commands  # noqa: F401
-
         if prefix.startswith("-:"):
             # -:EVENT removes a probe event: complete the events that exist.
-            for up in sorted(self.session.probes.values(), key=lambda p: p.number):
+            for up in self.session.probes.sorted():
                 text = f"-:{up.event}"
                 if up.event and not up.is_breakpoint and text.startswith(prefix):
                     yield Completion(text, -len(prefix), display_meta=f"probe {up.number} at {up.location}")
@@ -214,14 +180,13 @@ class ShellCompleter(Completer):
 
     def _settings(self, prefix: str) -> Iterable[Completion]:
         for name in sorted(self.session.settings):
-            if name.startswith(prefix):
-                value = self.session.settings[name]
-                shown = {True: "on", False: "off", None: "auto"}.get(value, value) \
-                    if not isinstance(value, int) or isinstance(value, bool) else value
+            if name.startswith(prefix) and name in SETTINGS_BY_NAME:
+                shown = SETTINGS_BY_NAME[name].shown(self.session.settings[name])
                 yield Completion(name, -len(prefix), display_meta=f"now {shown}")
 
     def _setting_values(self, setting: str, prefix: str) -> Iterable[Completion]:
-        values = SETTING_VALUES.get(setting)
+        row = SETTINGS_BY_NAME.get(setting)
+        values = row.choices if row is not None and row.choices else None
         if values is None and setting in self.session.settings:
             values = (str(self.session.settings[setting]),)
         for v in values or ():

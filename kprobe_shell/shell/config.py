@@ -16,6 +16,12 @@ from __future__ import annotations
 
 import os
 
+from .registry import CommandError
+from .settings import CONFIG_SETTINGS, parse_setting
+
+#: prompt-style values of the config file.
+PROMPT_STYLES = ("default", "plain", "no-toolbar")
+
 
 def config_dir() -> str:
     return os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "kprobe-shell")
@@ -23,11 +29,6 @@ def config_dir() -> str:
 
 def data_dir() -> str:
     return os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "kprobe-shell")
-
-
-#: Settings the config file may give defaults for: the ones `set` takes at start-up.
-CONFIG_SETTINGS = ("timer-period", "history-size", "kprobe-mode", "kprobe-step", "handler-error", "handler-timeout",
-                   "cpus")
 
 
 def load_config(path: str | None = None) -> dict:
@@ -57,11 +58,8 @@ def load_config(path: str | None = None) -> dict:
             continue
         key, value = (s.strip() for s in line.split("=", 1))
         if key in CONFIG_SETTINGS:
-            from .commands.misc import _parse_setting  # the same check as `set`
-            from .registry import CommandError
-
             try:
-                out[key] = _parse_setting(key, value)
+                out[key] = parse_setting(key, value)  # the same check as `set`
             except CommandError as exc:
                 skip(str(exc))
         elif key == "color":
@@ -70,8 +68,6 @@ def load_config(path: str | None = None) -> dict:
             else:
                 out[key] = {"on": True, "off": False}.get(value)
         elif key == "prompt-style":
-            from .repl import PROMPT_STYLES
-
             if value in PROMPT_STYLES:
                 out[key] = value
             else:

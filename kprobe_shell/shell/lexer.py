@@ -1,22 +1,23 @@
-"""Syntax colour: a pygments lexer for the command language, and disassembly highlighting.
+"""Syntax colour for the command line: a pygments lexer.
 
-The lexer reads command names from the registry, so a new command is coloured as soon as
-it is registered.
+Each line is resolved as dispatch resolves it (resolve.py), so the head is coloured as
+what Enter would run: a command (`r 100` is gdb's run), a probe definition (`r walk`),
+a map line (`@fd = hist(retval) on 1`); its arguments are coloured by their shape.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import re
 
-from pygments.lexer import RegexLexer, bygroups
+from pygments.lexer import RegexLexer
 from pygments.token import Comment, Keyword, Name, Number, Operator, String, Text
 
+from .asm_highlight import highlight_asm
+from .resolve import ResolvedLine, resolve
 
-def _command_words() -> str:
-    from . import commands  # noqa: F401
-    from .registry import REGISTRY
+__all__ = ["KprobeShellLexer", "highlight_asm"]
 
-    words = sorted({w for name in REGISTRY.names() for w in [name.split()[0]]}, key=len, reverse=True)
-    return "|".join(w.replace("?", r"\?") for w in words)
+_EVENT_HEAD = re.compile(r"(p|r\d*|-)(:.*)?")
+_MAP_NAME = re.compile(r"@\w*")
 
 
 class KprobeShellLexer(RegexLexer):
@@ -25,45 +26,76 @@ class KprobeShellLexer(RegexLexer):
     name = "kprobe-shell"
     aliases = ["kprobe-shell"]
 
+    tokens = {
+        "root": [
+            (r"\s*#.*$", Comment),
+            (r".+", Text),  # a line that names no command
+        ],
+        "args": [
+            (r"\s+", Text),
+            (r"#.*$", Comment),
+            (r'"[^"]*"', String),
+            (r"%\w+|\$\w+", Name.Variable),
+            (r"[+-]?0x[0-9a-fA-F]+|[+-]?\d+", Number),
+            (r":(u|s|x)(8|16|32|64)|:string|:symbol|:ustring", Keyword.Type),
+            (r"\w+=", Name.Attribute),
+            (r"--[\w-]+", Name.Attribute),                      # --unsafe, --no-probes
+            (r"if\b|&&|\|\||==|!=|<=|>=|[<>!~]", Operator),
+            (r"[a-z]+(?:-[a-z]+)+\b", Name.Constant),          # kprobe-mode, single-step
+            (r"[A-Za-z_][\w.]*", Name.Function),
+            (r".", Text),
+        ],
+    }
+
     @classmethod
     def build(cls) -> "KprobeShellLexer":
-        words = _command_words()
-        cls.tokens = {
-            "root": [
-                (r"\s*#.*$", Comment),
-                (r"(\s*)(p|r\d*|-)(:[\w/]*)?(?=\s|$)", bygroups(Text, Keyword.Declaration, Name.Label), "args"),
-                (rf"(\s*)({words})(/\w+)?(?=\s|$)", bygroups(Text, Keyword, Operator), "args"),
-                (r"(\s*)(@\w*)", bygroups(Text, Name.Variable.Global), "args"),  # @map[...] = f() on EVENT
-                (r".+", Text),
-            ],
-            "args": [
-                (r"\s+", Text),
-                (r"#.*$", Comment),
-                (r'"[^"]*"', String),
-                (r"%\w+|\$\w+", Name.Variable),
-                (r"[+-]?0x[0-9a-fA-F]+|[+-]?\d+", Number),
-                (r":(u|s|x)(8|16|32|64)|:string|:symbol|:ustring", Keyword.Type),
-                (r"\w+=", Name.Attribute),
-                (r"--[\w-]+", Name.Attribute),                      # --unsafe, --no-probes
-                (r"if\b|&&|\|\||==|!=|<=|>=|[<>!~]", Operator),
-                (r"[a-z]+(?:-[a-z]+)+\b", Name.Constant),          # kprobe-mode, single-step
-                (r"[A-Za-z_][\w.]*", Name.Function),
-                (r".", Text),
-            ],
-        }
-        cls._all_tokens = None  # pygments caches compiled tokens per class
         return cls()
 
+    def get_tokens_unprocessed(self, text, stack=("root",)):
+        pos = 0
+        for line in text.splitlines(keepends=True):
+            yield from self._line(line, pos)
+            pos += len(line)
 
-@lru_cache(maxsize=1)
-def _asm_lexer():
-    from pygments.lexers.asm import NasmLexer
+    def _line(self, line: str, pos: int):
+        stripped = line.lstrip()
+        lead = len(line) - len(stripped)
+        command_text = stripped.rstrip("\r\n")
+        resolved = resolve(command_text) if command_text and not command_text.startswith("#") else None
+        if resolved is None or resolved.command is None:
+            yield from self._lex(line, pos, ("root",))
+            return
+        if lead:
+            yield pos, Text, line[:lead]
+        at = pos + lead
+        consumed = 0
+        for offset, token, value in _head_tokens(resolved):
+            yield at + offset, token, value
+            consumed = offset + len(value)
+        yield from self._lex(stripped[consumed:], at + consumed, ("root", "args"))
 
-    return NasmLexer()
+    def _lex(self, text: str, pos: int, stack: tuple[str, ...]):
+        for index, token, value in RegexLexer.get_tokens_unprocessed(self, text, stack):
+            yield pos + index, token, value
 
 
-def highlight_asm(text: str) -> str:
-    from pygments import highlight
-    from pygments.formatters import TerminalFormatter
-
-    return highlight(text, _asm_lexer(), TerminalFormatter()).rstrip("\n")
+def _head_tokens(resolved: ResolvedLine):
+    """(offset, token, text) of the words that name the command."""
+    head = resolved.head
+    if resolved.form == "probe-event":
+        m = _EVENT_HEAD.fullmatch(head)
+        yield 0, Keyword.Declaration, m.group(1)
+        if m.group(2):
+            yield len(m.group(1)), Name.Label, m.group(2)
+    elif resolved.form == "aggregate":
+        yield 0, Name.Variable.Global, _MAP_NAME.match(head).group(0)
+    elif resolved.form == "format":
+        name, fmt = head.split("/", 1)
+        yield 0, Keyword, name
+        yield len(name), Operator, "/" + fmt
+    else:
+        offset = 0
+        for part in re.split(r"(\s+)", head):
+            if part:
+                yield offset, Text if part.isspace() else Keyword, part
+                offset += len(part)

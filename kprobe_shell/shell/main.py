@@ -8,7 +8,7 @@ from .registry import CommandError
 
 
 def run_shell(args) -> int:
-    from .commands.misc import QuitRequest
+    from .registry import QuitRequest
     from .config import CONFIG_SETTINGS, load_config
     from .script import run_lines
     from .session import Session

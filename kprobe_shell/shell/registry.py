@@ -26,6 +26,10 @@ class CommandError(Exception):
     """A command could not do what was asked; nothing was changed."""
 
 
+class QuitRequest(Exception):
+    """`quit` (or Ctrl-D): the prompt, scripts and batch mode end the session."""
+
+
 @dataclass
 class Command:
     name: str

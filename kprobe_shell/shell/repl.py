@@ -17,13 +17,15 @@ import signal
 import sys
 import threading
 
+from .config import PROMPT_STYLES, data_dir
+from .history import trim_history_file
 from .registry import CommandError
+from .resolve import resolve
+from .script import attach_commands, is_commands_block
 
 PROMPT = "(kprobe) "
 CONTINUATION_PROMPT = "> "
 
-#: prompt-style values of the config file.
-PROMPT_STYLES = ("default", "plain", "no-toolbar")
 
 
 def run_repl(session, config) -> int:
@@ -45,8 +47,6 @@ def open_history(session, config):
     if size <= 0:
         return InMemoryHistory()
     try:
-        from .config import data_dir
-
         directory = data_dir()
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, "history")
@@ -57,43 +57,6 @@ def open_history(session, config):
         return FileHistory(path)
     except OSError:
         return InMemoryHistory()
-
-
-def trim_history_file(path: str, size: int, slack: int | None = None) -> None:
-    """Keep the newest `size` entries once the file holds `slack` more than that (default
-    a tenth, so a start-up does not rewrite the file every time)."""
-    if slack is None:
-        slack = size // 10
-    try:
-        if slack and os.path.getsize(path) < 32 * size:  # an entry takes >= 33 bytes: cannot be over
-            return
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.readlines()
-    except OSError:
-        return
-    entries: list[list[str]] = []
-    current: list[str] = []
-    for line in lines:
-        if line.startswith("#") and current and any(x.startswith("+") for x in current):
-            entries.append(current)
-            current = []
-        current.append(line)
-    if current:
-        entries.append(current)
-    if len(entries) <= size + slack:
-        return
-    keep = entries[-size:] if size > 0 else []
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for entry in keep:
-                f.writelines(entry)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
 
 
 # ---------------------------------------------------------------------- output routing
@@ -245,7 +208,7 @@ class Repl:
                 self.last_repeatable = repeat_form(line)
             if line.startswith("#"):
                 continue
-            if self._is_commands_block(line):
+            if is_commands_block(line):
                 self._read_commands_block(line)
                 continue
             try:
@@ -259,7 +222,7 @@ class Repl:
     # -------------------------------------------------------------- one command
     def run_command(self, line: str) -> bool:
         """Run one line in a worker thread; True when the user asked to quit."""
-        from .commands.misc import QuitRequest
+        from .registry import QuitRequest
 
         session = self.session
         result: dict = {}
@@ -336,21 +299,12 @@ class Repl:
             app.invalidate()
 
     # -------------------------------------------------------------- commands N ... end
-    @staticmethod
-    def _is_commands_block(line: str) -> bool:
-        from .completer import command_for_line
-
-        found = command_for_line(line)
-        return found is not None and found[0].name == "commands"
-
     def _read_commands_block(self, header: str) -> None:
-        from .script import attach_commands
-
         session = self.session
         args = header.split()[1:]
         try:
             if args:
-                target = session.get_probe(args[0]).number
+                target = session.probes.lookup(args[0]).number
             elif session.probes:
                 target = max(session.probes)
             else:
@@ -384,13 +338,8 @@ class Repl:
 def repeat_form(line: str) -> str | None:
     """What an empty Enter after `line` runs: the line itself if its command is repeatable
     (`x/4gx ADDR` repeats as `x/4gx`: gdb shows the next units), else None."""
-    from .completer import command_for_line
-
-    found = command_for_line(line)
-    if found is None:
-        return None
-    cmd, _rest = found
-    if not cmd.repeatable:
+    cmd = resolve(line).command
+    if cmd is None or not cmd.repeatable:
         return None
     if cmd.name == "x":
         return line.split()[0]

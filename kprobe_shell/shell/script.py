@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from .registry import CommandError
+from .resolve import resolve
 
 
 class ScriptError(CommandError):
@@ -30,7 +31,7 @@ def read_block(lines: list[tuple[int, str]], i: int) -> tuple[list[str], int]:
 def attach_commands(session, header: str, body: list[str]) -> None:
     args = header.split()[1:]
     if args:
-        up = session.get_probe(args[0])
+        up = session.probes.lookup(args[0])
     elif session.probes:
         up = session.probes[max(session.probes)]
     else:
@@ -38,6 +39,12 @@ def attach_commands(session, header: str, body: list[str]) -> None:
     up.silent = bool(body) and body[0] == "silent"
     up.commands = [b for b in body if b and not b.startswith("#")][1 if up.silent else 0 :]
     session.out.print(f"Commands for {up.number}: {len(up.commands)} line(s){' (silent)' if up.silent else ''}")
+
+
+def is_commands_block(line: str) -> bool:
+    """Does the line open a `commands [N] ... end` block (by any name dispatch accepts)?"""
+    cmd = resolve(line).command
+    return cmd is not None and cmd.name == "commands"
 
 
 def run_lines(session, source: Iterable[str], name: str) -> None:
@@ -51,7 +58,7 @@ def run_lines(session, source: Iterable[str], name: str) -> None:
         if not stripped or stripped.startswith("#"):
             continue
         try:
-            if stripped.split()[0] == "commands":
+            if is_commands_block(stripped):
                 body, i = read_block(lines, i)
                 attach_commands(session, stripped, body)
             else:

@@ -6,11 +6,11 @@ the tests all drive the same `execute()`.
 """
 from __future__ import annotations
 
+import json
 import shlex
 import threading
-from dataclasses import dataclass, field
 
-from ..api import HandlerError, Jprobe, Kprobe, Kretprobe, Machine, ProbeError
+from ..api import HandlerError, Machine, ProbeError
 from ..images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, bundled_image_path
 from ..kprobes.core import describe_handler_exception
 from ..kprobes.kretprobes import FlushEvent
@@ -18,41 +18,13 @@ from ..machine import ImageError, MachineError, StopEvent, StopReason
 from ..tracing.maps import MapStore
 from ..tracing.trace import TraceBuffer, TraceEvent
 from .output import Output
-from .registry import REGISTRY, CommandError
+from .registry import CommandError, QuitRequest
+from .resolve import resolve
+from .script import run_lines
+from .settings import DEFAULT_SETTINGS, configure_machine
+from .userprobes import UserProbe, UserProbes, create_from_spec
 
-
-@dataclass
-class UserProbe:
-    """A numbered entry of `probes`: a probe or a breakpoint and what the user attached to it."""
-
-    number: int
-    kind: str               # k, j, r (probes), b (breakpoint), t (temporary breakpoint)
-    location: str           # as the user wrote it
-    addr: int
-    obj: object = None      # Kprobe / Jprobe / Kretprobe, or the hook handle of a breakpoint
-    event: str = ""
-    spec: dict = field(default_factory=dict)  # how to re-create it after reset/load
-    commands: list[str] = field(default_factory=list)
-    silent: bool = False
-    hits: int = 0           # breakpoints count here; probes count on their kprobe
-    enabled: bool = True
-
-    @property
-    def is_breakpoint(self) -> bool:
-        return self.kind in ("b", "t")
-
-
-DEFAULT_SETTINGS = {
-    "timer-period": 5000,
-    "cpus": 1,
-    "kprobe-mode": "auto",
-    "kprobe-step": "out-of-line",
-    "handler-error": "continue",
-    "handler-timeout": 5.0,
-    "explain": False,
-    "color": None,
-    "history-size": 10000,
-}
+__all__ = ["Session", "UserProbe"]
 
 
 class Session:
@@ -70,8 +42,8 @@ class Session:
         #: build for one CPU, its SMP build for more) at every reset.
         self.image_explicit = image is not None
         self.image_path = image or self.bundled_image()
-        self.probes: dict[int, UserProbe] = {}
-        self.next_number = 1
+        #: The user's probes and breakpoints by number (see userprobes.py).
+        self.probes = UserProbes()
         self.trace = TraceBuffer()
         #: bpftrace-style maps (handler files' count()/hist() ..., and `@map = f() on EVENT`)
         self.maps = MapStore()
@@ -103,22 +75,17 @@ class Session:
             m = Machine(path, timer_period=int(self.settings["timer-period"]), cpus=int(self.settings["cpus"]))
         except (ImageError, MachineError) as exc:
             raise CommandError(str(exc)) from None
-        m.kprobes.set_mode(self.settings["kprobe-mode"])
-        m.kprobes.set_step_mode(self.settings["kprobe-step"])
-        m.kprobes.handler_error_policy = self.settings["handler-error"]
-        m.kprobes.guard.timeout = self.settings["handler-timeout"]
+        configure_machine(self, m)
         m.kprobes.listeners.append(self._on_engine_event)
-        if self.settings["explain"]:
-            m.kprobes.narrator = self._narrate
         m.serial.line_listeners.append(self._on_console_line)
         return m
 
     def replace_machine(self, path: str, keep_probes: bool = True) -> list[str]:
         """A fresh machine (reset or load); probes are re-created on it. Returns failures."""
         new = self._new_machine(path)  # raises before anything changes
-        old_probes = sorted(self.probes.values(), key=lambda p: p.number)
+        old_probes = self.probes.sorted()
         self.machine, self.image_path = new, path
-        self.probes = {}
+        self.probes.clear()
         # A fresh machine is a fresh run: maps start empty, as each bpftrace run's do.
         self.maps.clear()
         self.stop_event = None
@@ -128,15 +95,10 @@ class Session:
             for up in old_probes:
                 up.spec.pop("_warned_missed", None)  # the counters start again from zero
                 try:
-                    self._recreate(up)
+                    create_from_spec(self, up)
                 except (ProbeError, CommandError, KeyError) as exc:
                     failures.append(f"probe {up.number} ({up.location}) dropped: {exc}")
         return failures
-
-    def _recreate(self, up: UserProbe) -> None:
-        from .commands import probes as probe_cmds
-
-        probe_cmds.create_from_spec(self, up)
 
     # ------------------------------------------------------------------ events during a run
     def _on_console_line(self, line: bytes) -> None:
@@ -175,15 +137,6 @@ class Session:
             return
         self.out.trace(ev)  # rendered later, in order (see Output)
 
-    def trace_event_for(self, up: UserProbe, where: str, args: str = "", values: dict | None = None) -> TraceEvent:
-        m = self.machine
-        comm, pid = m.tasks.current_comm_pid() or ("?", -1)
-        return TraceEvent(
-            time_ns=m.time_ns, comm=comm, pid=pid,
-            cpu=m.cpu_id, event=up.event, where=where, args=args, kind=up.kind,
-            probe=up.number, values=values or {},
-        )
-
     def run_probe_commands(self, up: UserProbe) -> None:
         """`commands N ... end` of a probe, run at the hit (inspection only)."""
         if not up.commands or self._in_probe_commands:
@@ -213,27 +166,13 @@ class Session:
         return shown
 
     # ------------------------------------------------------------------ numbering
-    def add_user_probe(self, up: UserProbe) -> UserProbe:
-        if not up.number:
-            up.number = self.next_number
-            self.next_number += 1
-        self.probes[up.number] = up
-        if hasattr(up.obj, "number"):
-            up.obj.number = up.number
-            kp = getattr(up.obj, "kp", None)
-            if kp is not None:
-                kp.number = up.number
-        return up
+    @property
+    def next_number(self) -> int:
+        return self.probes.next_number
 
-    def get_probe(self, text: str) -> UserProbe:
-        try:
-            n = int(text.lstrip("#$"))
-        except ValueError:
-            raise CommandError(f"'{text}' is not a probe number") from None
-        if n not in self.probes:
-            have = ", ".join(str(k) for k in sorted(self.probes)) or "none"
-            raise CommandError(f"no probe or breakpoint number {n} (existing: {have})")
-        return self.probes[n]
+    def add_user_probe(self, up: UserProbe) -> UserProbe:
+        """Number and keep a probe made outside the shell's commands (Python API users)."""
+        return self.probes.add(up)
 
     # ------------------------------------------------------------------ running
     def run_guest(self, max_insns: int | None = None) -> StopEvent:
@@ -299,7 +238,7 @@ class Session:
         return f"probe {ev.probe} {ev.event} at {ev.where} ({ev.comm}-{ev.pid})"
 
     def _warn_missed(self) -> None:
-        for up in sorted(self.probes.values(), key=lambda p: p.number):
+        for up in self.probes.sorted():
             obj = up.obj
             missed = getattr(obj, "nmissed", 0)
             seen = up.spec.setdefault("_warned_missed", 0)
@@ -328,26 +267,13 @@ class Session:
         line = line.strip()
         if not line or line.startswith("#"):
             return None
-        word, _, rest = line.partition(" ")
-        from . import commands  # noqa: F401 - registers every command
-
-        # gdb's x/FMT and print/FMT glue the format to the command.
-        if "/" in word and word.split("/")[0] in ("x", "print", "output"):
-            word, fmt = word.split("/", 1)
-            cmd, rest = REGISTRY.lookup(word), f"/{fmt} {rest}".strip()
-        elif word == "r" and (not rest.rstrip("& ").strip() or rest.rstrip("& ").strip().isdigit()):
-            cmd = REGISTRY.lookup("run")  # gdb's `r [N]`; a return probe always names a symbol
-        elif _is_probe_event_line(word) and not (word == "p" and rest.strip().startswith("$")):
-            cmd, rest = REGISTRY.lookup("probe-event"), line
-        elif word == "p":
-            cmd = REGISTRY.lookup("print")
-        elif word.startswith("@"):
-            cmd, rest = REGISTRY.lookup("aggregate"), line  # bpftrace's `@name[key] = f(v)`
-        else:
-            cmd, rest = REGISTRY.lookup_line(line)
+        resolved = resolve(line)
+        cmd = resolved.command
+        if cmd is None:
+            raise CommandError(resolved.error)
+        rest = resolved.argument
         if from_probe and cmd.runs_guest:
             raise CommandError(f"'{cmd.name}' cannot run inside a probe's commands (the guest is mid-trap)")
-        rest = rest.strip()
         if cmd.runs_guest and rest.endswith("&"):
             return self.start_background(cmd, rest[:-1].strip(), line)
         if self.background_running and cmd.name not in ALLOWED_WHILE_RUNNING:
@@ -407,8 +333,6 @@ class Session:
             self.out.end_command(line, False, error=str(exc))
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
-            from .commands.misc import QuitRequest
-
             if isinstance(exc, QuitRequest):
                 self.out.end_command(line, True)
                 raise
@@ -423,6 +347,10 @@ class Session:
         self.out.end_command(line, True, data if _jsonable(data) else None)
         return data
 
+    def run_lines(self, lines: list[str], name: str) -> None:
+        """Run a command file's lines (`source`); the first error stops it as FILE:LINE."""
+        run_lines(self, lines, name)
+
     def split_args(self, rest: str) -> list[str]:
         try:
             return shlex.split(rest)
@@ -434,16 +362,7 @@ class Session:
 ALLOWED_WHILE_RUNNING = frozenset({"interrupt", "help", "echo", "show", "quit"})
 
 
-def _is_probe_event_line(word: str) -> bool:
-    """ftrace's kprobe_events lines: p, p:EVENT, r, r4, r:EVENT, -:EVENT."""
-    import re
-
-    return bool(re.fullmatch(r"(p|r\d*)(:\S*)?|-:\S*", word))
-
-
 def _jsonable(data: object) -> bool:
-    import json
-
     try:
         json.dumps(data)
         return True

@@ -115,15 +115,25 @@ def stack_slots(machine, count: int, start: int | None = None) -> list[StackSlot
     if not slots:
         return slots
     by_addr = {s.addr: s for s in slots}
-    mgr = machine.kprobes.kretprobes
     # Every instance in flight records the stack slot it overwrote: index them by slot.
     owners: dict[int, list] = {}
-    for bucket in mgr.kretprobe_inst_table:
+    for bucket in machine.kprobes.kretprobes.kretprobe_inst_table:
         for ri in bucket:
             owners.setdefault(ri.stack_slot, []).append(ri)
+    frame_func = _label_prologue(machine, by_addr, owners, rsp)
+    _label_frame_chain(machine, by_addr, owners, rbp, frame_func)
+    for s in slots:
+        _classify_slot(machine, s, owners, rsp, rbp, start, top)
+    return slots
 
-    # The frame-pointer chain: [rbp] is the caller's rbp, [rbp+8] the return address.  The
-    # function owning a frame is rip's function for the first, then each return site's.
+
+def _label_prologue(machine, by_addr: dict, owners: dict, rsp: int) -> str:
+    """Label the return address (and saved rbp) of a function stopped in its prologue;
+    returns the function that owns the frame rbp points at.
+
+    The frame-pointer chain: [rbp] is the caller's rbp, [rbp+8] the return address.  The
+    function owning a frame is rip's function for the first, then each return site's."""
+    mgr = machine.kprobes.kretprobes
     frame_func = _function_name(machine, machine.rip)
     hit = machine.symbols.containing(machine.rip)
     # In the prologue rbp is still the caller's: at +0 the return address is at rsp, after
@@ -142,7 +152,13 @@ def stack_slots(machine, count: int, start: int | None = None) -> list[StackSlot
                 ret.kind = "return"
                 ret.text = f"return address of {frame_func} -> {machine.symbols.format(ret.value)}"
                 frame_func = _function_name(machine, ret.value)
-    frame, seen = rbp, set()
+    return frame_func
+
+
+def _label_frame_chain(machine, by_addr: dict, owners: dict, frame: int, frame_func: str) -> None:
+    """Walk the saved-rbp chain from `frame`, labelling each saved rbp and return address."""
+    mgr = machine.kprobes.kretprobes
+    seen = set()
     while frame in by_addr and frame not in seen:
         seen.add(frame)
         saved = by_addr[frame]
@@ -161,37 +177,38 @@ def stack_slots(machine, count: int, start: int | None = None) -> list[StackSlot
             frame_func = _function_name(machine, real[-1].ret_addr) if real else "?"
         frame = saved.value
 
-    for s in slots:
-        if s.addr == rsp:
-            s.marks.append("rsp")
-        if s.addr == rbp:
-            s.marks.append("rbp")
-        if mgr.is_trampoline(s.value):
-            s.kind = "trampoline"
-            s.instances = owners.get(s.addr, [])
-            s.text = _trampoline_text(machine, s.instances)
-        elif s.kind:
-            continue
-        elif machine.image.is_text(s.value) and _follows_call(machine, s.value):
-            s.kind = "return"
-            s.text = f"return address -> {machine.symbols.format(s.value)}"
-        elif machine.image.is_text(s.value):
-            s.kind = "code"
-            s.text = f"code address {machine.symbols.format(s.value)}"
-        elif top is not None and start - 0x2000 <= s.value < top and s.value % 8 == 0:
-            s.kind = "stack"
-            s.text = f"pointer into the stack (rsp{s.value - rsp:+#x})"
+
+def _classify_slot(machine, s: StackSlot, owners: dict, rsp: int, rbp: int, start: int, top: int | None) -> None:
+    """Mark rsp/rbp, and say what a slot the frame chain did not explain holds."""
+    if s.addr == rsp:
+        s.marks.append("rsp")
+    if s.addr == rbp:
+        s.marks.append("rbp")
+    if machine.kprobes.kretprobes.is_trampoline(s.value):
+        s.kind = "trampoline"
+        s.instances = owners.get(s.addr, [])
+        s.text = _trampoline_text(machine, s.instances)
+    elif s.kind:
+        return
+    elif machine.image.is_text(s.value) and _follows_call(machine, s.value):
+        s.kind = "return"
+        s.text = f"return address -> {machine.symbols.format(s.value)}"
+    elif machine.image.is_text(s.value):
+        s.kind = "code"
+        s.text = f"code address {machine.symbols.format(s.value)}"
+    elif top is not None and start - 0x2000 <= s.value < top and s.value % 8 == 0:
+        s.kind = "stack"
+        s.text = f"pointer into the stack (rsp{s.value - rsp:+#x})"
+    else:
+        task = machine.tasks.read_task(s.value) if machine.tasks.has_kernel_tasks and s.value else None
+        if task is not None and machine.tasks.exists(s.value):
+            s.kind = "task"
+            s.text = f"task_struct of {task.label}"
         else:
-            task = machine.tasks.read_task(s.value) if machine.tasks.has_kernel_tasks and s.value else None
-            if task is not None and machine.tasks.exists(s.value):
-                s.kind = "task"
-                s.text = f"task_struct of {task.label}"
-            else:
-                hit = machine.symbols.containing(s.value)
-                if hit is not None and hit[0].size and hit[0].contains(s.value) and hit[0].type == "OBJECT":
-                    s.kind = "data"
-                    s.text = f"&{machine.symbols.format(s.value, with_size=False)}"
-    return slots
+            hit = machine.symbols.containing(s.value)
+            if hit is not None and hit[0].size and hit[0].contains(s.value) and hit[0].type == "OBJECT":
+                s.kind = "data"
+                s.text = f"&{machine.symbols.format(s.value, with_size=False)}"
 
 
 def _trampoline_text(machine, instances: list) -> str:

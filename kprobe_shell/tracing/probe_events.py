@@ -288,7 +288,7 @@ class _Parser:
         if is_return_suffix:
             kind = "r"
         if event is None:
-            event = _default_event_name(kind, symbol, offset, address)
+            event = default_event_name(kind, symbol, offset, address)
         site = _ProbeSite(kind == "r", symbol is not None and offset == 0, symbol)
         args = self.parse_args(words[2:], site)
         probe_filter = None
@@ -683,9 +683,10 @@ def _matching_paren(text: str, open_index: int) -> int | None:
     return None
 
 
-def _default_event_name(kind: str, symbol: str | None, offset: int,
+def default_event_name(kind: str, symbol: str | None, offset: int,
                         address: int | None) -> str:
-    """ftrace's "%c_%s_%ld" / "%c_0x%p" names, sanitized and truncated."""
+    """The event name of a probe defined without one: ftrace's "%c_%s_%ld" / "%c_0x%p"
+    (trace_kprobe.c), sanitized and truncated.  Every probe the shell makes is named here."""
     if symbol is not None:
         name = f"{kind}_{symbol}_{offset}"
     else:

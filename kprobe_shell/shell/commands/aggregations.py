@@ -89,7 +89,7 @@ def probe_fields(up) -> dict[str, str] | None:
 
 def _find_probe(session, text: str):
     if text.lstrip("#").isdigit():
-        return session.get_probe(text)
+        return session.probes.lookup(text)
     for up in session.probes.values():
         if up.event == text:
             return up
@@ -263,7 +263,7 @@ the kprobe's own (trace_kprobe_missed), so a too-small maxactive shows here."""
     if rest.strip():
         raise CommandError("usage: kprobe_profile")
     data = []
-    for up in sorted(session.probes.values(), key=lambda u: u.number):
+    for up in session.probes.sorted():
         if up.is_breakpoint:
             continue
         obj = up.obj

@@ -78,7 +78,7 @@ def parse_probe_numbers(session, rest: str) -> list:
     """`delete 1 3`: the user probes named, each once, all checked before anything changes."""
     targets = []
     for word in session.split_args(rest):
-        up = session.get_probe(word)
+        up = session.probes.lookup(word)
         if up not in targets:
             targets.append(up)
     return targets

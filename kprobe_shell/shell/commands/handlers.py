@@ -8,111 +8,17 @@ new ones registered.  A mistake anywhere is one line, FILE:LINE: what, and chang
 from __future__ import annotations
 
 import fnmatch
-import functools
 import os
 import sys
 import traceback
 import types
 
 from ... import handlers as H
-from ...api import Jprobe, Kprobe, Kretprobe, ProbeError
+from ...api import ProbeError
 from ...kprobes.core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS
 from ..registry import CommandError, command
-from ..session import UserProbe
+from ..userprobes import UserProbe, create_from_spec, create_handler_probe, delete_user_probe
 from .common import parse_location
-
-
-# ---------------------------------------------------------------------- wrapping user code
-def _in_context(session, up, fn, *, returns: bool = False, commands: bool = False):
-    """fn(ri, regs) / fn(p, regs) / fn(*args) with the helpers pointed at this hit.
-
-    Exceptions go through untouched: the engine reports them with the user's file:line,
-    charges them to the probe (its `faults`) and the guest goes on."""
-
-    @functools.wraps(fn)  # keeps the signature: a jprobe without DWARF counts its arguments
-    def call(*args):
-        ri = args[0] if returns else None
-        with H.active(H.HitContext(session, up, ri)):
-            try:
-                result = fn(*args)
-            except SystemExit as exc:
-                # sys.exit() in a handler must not end the shell: it is the handler's fault,
-                # reported with the handler's file:line (the traceback is kept).
-                raise H.HandlerUsageError(f"sys.exit({exc.code!r}) in a probe handler").with_traceback(
-                    exc.__traceback__) from None
-        if commands:  # `commands N ... end`, once per hit, as for the shell's own probes
-            session.run_probe_commands(up)
-        return result
-
-    return call
-
-
-def _first_args(fn):
-    """A jprobe function may take fewer parameters than the probed function has (the
-    kernel's jprobe handlers must mirror the prototype; leaving off trailing ones is harmless)."""
-    from ...kprobes.jprobes import _positional_count
-
-    n = _positional_count(fn)
-
-    @functools.wraps(fn)
-    def entry(*args):
-        return fn(*args[:n])
-
-    return entry
-
-
-def _pre_wrapper(session, up, fn):
-    inner = _in_context(session, up, fn, commands=True)
-
-    def pre_handler(p, regs):
-        # The kernel's contract: non-zero means "I changed rip, do not single-step".
-        return 1 if inner(p, regs) else 0
-
-    return functools.update_wrapper(pre_handler, fn)
-
-
-def create_handler_probe(session, up: UserProbe) -> UserProbe:
-    """Register (or, after reset/load, register again) one probe of a handler file."""
-    m = session.machine
-    spec = up.spec
-    req: H.ProbeRequest = spec["request"]
-    sym, off, addr = spec["symbol"], spec["offset"], spec["addr"]
-    if sym is not None:
-        if sym not in m.symbols:
-            raise CommandError(m.symbols.unknown_message(sym))
-        addr = m.symbols[sym].address + off
-    # The user's own object (init(machine) + register_*) is registered the first time;
-    # after reset/load a fresh one is built from the same handlers.
-    obj = req.obj if (req.obj is not None and not spec.get("_obj_taken")) else None
-    spec["_obj_taken"] = True
-    where = dict(addr=None if sym else addr)
-    if up.kind == "k":
-        if obj is None:
-            obj = Kprobe(sym, off, **where, name=up.event)
-        obj.pre_handler = _pre_wrapper(session, up, req.handler) if req.handler else None
-        obj.post_handler = _in_context(session, up, req.post_handler) if req.post_handler else None
-        obj.fault_handler = _in_context(session, up, req.fault_handler) if req.fault_handler else None
-        up.obj = obj
-        m.register_kprobe(obj)
-    elif up.kind == "j":
-        entry = _in_context(session, up, _first_args(req.handler), commands=True)
-        if obj is None:
-            obj = Jprobe(sym, entry, **where, name=up.event)
-        obj.entry = entry
-        up.obj = obj
-        m.register_jprobe(obj)
-    else:
-        handler = _in_context(session, up, req.handler, returns=True, commands=True) if req.handler else None
-        entry = _in_context(session, up, req.entry_handler) if req.entry_handler else None
-        if obj is None:
-            obj = Kretprobe(sym, handler, req.maxactive, **where, entry_handler=entry, name=up.event)
-        obj.handler, obj.entry_handler = handler, entry
-        up.obj = obj
-        m.register_kretprobe(obj)
-    up.addr = obj.addr
-    if not up.enabled:
-        m.disable_probe(obj)
-    return session.add_user_probe(up)
 
 
 # ---------------------------------------------------------------------- loading a file
@@ -219,8 +125,6 @@ def load_handler_file(session, path: str) -> list[UserProbe]:
             raise CommandError(f"{req.where}: {exc}") from None
 
     # Checked: now replace the file's old probes by the new ones.
-    from .probes import delete_user_probe
-
     for up in sorted(replaced, key=lambda u: u.number):
         delete_user_probe(session, up)
     created: list[UserProbe] = []
@@ -235,7 +139,7 @@ def load_handler_file(session, path: str) -> list[UserProbe]:
             for done in created:
                 delete_user_probe(session, done)
             for old in sorted(replaced, key=lambda u: u.number):
-                session._recreate(old)
+                create_from_spec(session, old)
             raise CommandError(f"{req.where}: {exc}") from None
     return created
 
@@ -279,8 +183,6 @@ goes on. Without an argument: the loaded files and their probes."""
         ups = handler_files(session).get(key)
         if not ups:
             raise CommandError(f"{args[1]} is not loaded (see 'handlers')")
-        from .probes import delete_user_probe
-
         for up in ups:
             delete_user_probe(session, up)
         out.print(f"Unloaded {args[1]}: deleted {', '.join(str(u.number) for u in ups)}")

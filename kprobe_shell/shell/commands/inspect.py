@@ -210,7 +210,7 @@ def disassemble_lines(session, start: int, count: int | None, end: int | None = 
 def session_highlight(session, text: str) -> str:
     if not session.out.color:
         return text
-    from ..lexer import highlight_asm
+    from ..asm_highlight import highlight_asm
 
     return highlight_asm(text)
 

@@ -3,227 +3,14 @@ from __future__ import annotations
 
 import os
 
-from ...api import Jprobe, Kprobe, Kretprobe, ProbeError
-from ...machine import StopReason
 from ...tracing.probe_events import KRETPROBE_MAXACTIVE_MAX
 from ..registry import CommandError, command
-from ..session import UserProbe
+from ..userprobes import delete_user_probe, describe_new, new_probe, why_not_optimized
 from .common import no_arguments, parse_location, parse_number, parse_probe_numbers
 
 
-def _signed(value: int) -> int:
-    return value - (1 << 64) if value >> 63 else value
-
-
-def _event_name(kind: str, symbol: str | None, offset: int, addr: int) -> str:
-    """ftrace's default event names: p_SYM_OFFS, r_SYM_0, p_0xADDR_0."""
-    base = symbol if symbol else f"0x{addr:x}"
-    return f"{'r' if kind == 'r' else 'p'}_{base}_{offset}"
-
-
-# ---------------------------------------------------------------------- handlers
-def make_kprobe_handler(session, up: UserProbe, render=None, condition=None):
-    """The default pre_handler: one ftrace line per hit, then the probe's commands."""
-    machine = session.machine
-    fmt = machine.symbols.format
-    where_of: dict[int, str] = {}  # sym+off of the probed address, formatted once
-
-    def pre_handler(p, regs):
-        args, values = render(regs) if render else ("", {})
-        if condition is not None and not condition(values):
-            return 0
-        where = where_of.get(p.addr)
-        if where is None:
-            where = where_of[p.addr] = fmt(p.addr)
-        session.emit_trace(session.trace_event_for(up, where, args, values), up)
-        session.run_probe_commands(up)
-        return 0
-
-    return pre_handler
-
-
-def make_kprobe_post_handler(session, up: UserProbe):
-    """A post_handler in the spirit of the kernel's kprobe_example: one line after the step.
-
-    It runs at the debug trap, before resume_execution, so it sees what the 2005 kernel's
-    post_handler saw: rip still inside the insn slot (just past the copy) and TF set."""
-    machine = session.machine
-    fmt = machine.symbols.format
-
-    def post_handler(p, regs, flags):
-        rip, eflags = regs.rip, machine.eflags
-        slot = machine.kprobes.slots.slot_of(rip)
-        where = f"slot 0x{slot:x}+0x{rip - slot:x}" if slot is not None else fmt(rip)
-        args = f" post_handler: rip=0x{rip:x} ({where}) eflags=0x{eflags:x}{' TF' if eflags & 0x100 else ''}"
-        session.emit_trace(session.trace_event_for(up, fmt(p.addr), args, {"rip": rip, "eflags": eflags}), up)
-
-    return post_handler
-
-
-def make_kretprobe_handler(session, up: UserProbe, render=None, condition=None):
-    """The default return handler: the return site and the function, the value signed and hex."""
-    machine = session.machine
-    fmt = machine.symbols.format
-
-    names: dict[int, str] = {}  # return sites and probed functions, formatted once
-
-    def name_of(addr: int, function: bool = False) -> str:
-        key = -addr if function else addr
-        text = names.get(key)
-        if text is None:
-            text = names[key] = machine.symbols.containing(addr)[0].name if function else fmt(addr)
-        return text
-
-    def handler(ri, regs):
-        site = name_of(ri.ret_addr)
-        func = name_of(ri.rp.addr, function=True) if ri.rp else "?"
-        if render is not None:
-            args, values = render(regs)
-        else:
-            rax = regs.rax
-            args, values = f" ret={_signed(rax)} (0x{rax:x})", {"ret": _signed(rax)}
-        if condition is not None and not condition(values):
-            return 0
-        session.emit_trace(session.trace_event_for(up, f"{site} <- {func}", args, values), up)
-        session.run_probe_commands(up)
-        return 0
-
-    return handler
-
-
-def make_jprobe_trace_entry(session, up: UserProbe):
-    """A Python jprobe entry that prints the probed call's arguments, named from DWARF."""
-    machine = session.machine
-    probed: dict[int, tuple] = {}  # the probed address -> (sym+off, DWARF parameters), looked up once
-
-    def entry(*args):
-        addr = up.addr
-        known = probed.get(addr)
-        if known is None:
-            func = machine.symbols.containing(addr)[0].name
-            known = probed[addr] = (machine.symbols.format(addr), machine.image.parameters.get(func) or [])
-        where, params = known
-        parts = []
-        for i, value in enumerate(args):
-            name = params[i].name if i < len(params) else f"arg{i + 1}"
-            shown = f"{value}" if value < 0 else f"0x{value:x}"
-            if i < len(params) and params[i].is_string and value > 0:
-                try:
-                    shown = '"' + machine.read_cstring(value).decode("utf-8", "replace") + '"'
-                except Exception:  # noqa: BLE001 - a bad pointer shows as (fault)
-                    shown = "(fault)"
-            parts.append(f"{name}={shown}")
-        args_text = (" " + " ".join(parts)) if parts else ""
-        session.emit_trace(session.trace_event_for(up, where, args_text), up)
-        session.run_probe_commands(up)
-
-    entry.__qualname__ = "(built-in entry: prints the arguments)"  # what `probes` shows as the handler
-    return entry
-
-
-# ---------------------------------------------------------------------- creating probes
-def create_from_spec(session, up: UserProbe) -> UserProbe:
-    """(Re)create a user probe on the session's machine from its spec."""
-    m = session.machine
-    spec = up.spec
-    kind = up.kind
-    if kind in ("b", "t"):
-        return _create_breakpoint(session, up)
-    if spec.get("request") is not None:
-        from .handlers import create_handler_probe
-
-        return create_handler_probe(session, up)
-    if spec.get("line"):
-        from .events import create_probe_event
-
-        return create_probe_event(session, spec["line"], number=up.number, commands=up.commands, silent=up.silent)
-    sym, off = spec.get("symbol"), spec.get("offset", 0)
-    addr = spec.get("addr")
-    if kind == "k":
-        obj = Kprobe(sym, off, addr=None if sym else addr)
-        up.obj = obj
-        obj.pre_handler = make_kprobe_handler(session, up)
-        if spec.get("post"):
-            obj.post_handler = make_kprobe_post_handler(session, up)
-        m.register_kprobe(obj)
-    elif kind == "j":
-        entry = spec["entry"]
-        if entry == "-":
-            obj = Jprobe(sym, make_jprobe_trace_entry(session, up), addr=None if sym else addr)
-        else:
-            obj = Jprobe(sym, entry, addr=None if sym else addr)
-        up.obj = obj
-        m.register_jprobe(obj)
-    elif kind == "r":
-        obj = Kretprobe(sym, None, spec.get("maxactive", 0), addr=None if sym else addr, unsafe=spec.get("unsafe", False))
-        up.obj = obj
-        obj.handler = make_kretprobe_handler(session, up)
-        m.register_kretprobe(obj)
-    else:
-        raise CommandError(f"unknown probe kind {kind}")
-    up.addr = obj.addr
-    if not up.enabled:
-        m.disable_probe(obj)
-    return session.add_user_probe(up)
-
-
-def _create_breakpoint(session, up: UserProbe) -> UserProbe:
-    m = session.machine
-
-    def on_break(machine):
-        if session._skip_break_once == up.addr:
-            session._skip_break_once = None
-            return
-        if not up.enabled or machine.kprobes.kprobe_running():
-            return
-        up.hits += 1
-        if session._stop_at_break is not None:
-            return  # [robustness fix] two breakpoints on one address: the first one reports the stop
-        machine.uncount_current()  # the instruction runs after we continue, counted then
-        session._stop_at_break = up
-        machine.stop_guest(machine._event(StopReason.BREAKPOINT, f"breakpoint {up.number}"))
-
-    up.obj = m.add_code_hook(up.addr, on_break)
-    return session.add_user_probe(up)
-
-
-def _new_probe(session, kind: str, location: str, spec: dict) -> UserProbe:
-    sym, off, addr = parse_location(session, location)
-    spec.update(symbol=sym, offset=off, addr=addr)
-    if kind == "r" and off:
-        raise CommandError("a return probe goes on a function's entry: no offset")
-    if kind == "j" and off:
-        # [robustness fix] the offset was dropped and the jprobe landed on the entry.
-        raise CommandError(f"a jprobe goes on a function's entry (offset 0), not {sym}+0x{off:x}")
-    up = UserProbe(number=0, kind=kind, location=location, addr=addr, spec=spec,
-                   event=_event_name(kind, sym, off, addr))
-    if kind in ("b", "t"):
-        if not session.machine.image.is_text(addr):
-            raise CommandError(f"0x{addr:x} is not in the image's text")
-        return _create_breakpoint(session, up)
-    try:
-        return create_from_spec(session, up)
-    except ProbeError as exc:
-        raise CommandError(str(exc)) from None
-
-
-def _describe_new(session, up: UserProbe) -> None:
-    what = {"k": "Kprobe", "j": "Jprobe", "r": "Kretprobe", "b": "Breakpoint", "t": "Temporary breakpoint"}[up.kind]
-    others = [o for o in sorted(session.probes.values(), key=lambda o: o.number)
-              if o.addr == up.addr and o is not up and o.is_breakpoint == up.is_breakpoint]
-    if others:
-        nums = ", ".join(str(o.number) for o in others)
-        if up.is_breakpoint:
-            session.out.print(f"Note: breakpoint {nums} also set at 0x{up.addr:x}.")
-        else:
-            session.out.print(f"Note: probe {nums} also at 0x{up.addr:x}: the probes share the address "
-                              "(an aggregate kprobe runs each one's handlers).")
-    extra = ""
-    if up.kind == "r":
-        extra = f" maxactive={up.obj.maxactive}"
-    if up.kind == "j":
-        extra = f" -> {up.obj.entry_label}"
-    session.out.print(f"{what} {up.number} at 0x{up.addr:x}: {session.machine.symbols.format(up.addr)}{extra}")
+def _new_probe(session, kind: str, location: str, spec: dict):
+    return new_probe(session, kind, location, parse_location(session, location), spec)
 
 
 @command("kprobe", repeatable=False, group="probes", aliases=("kp",), args=("location",),
@@ -243,7 +30,7 @@ boosted: the debug trap is what calls it)."""
     if not location:
         raise CommandError("usage: kprobe LOCATION [--post]")
     up = _new_probe(session, "k", location, {"post": post} if post else {})
-    _describe_new(session, up)
+    describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
 
 
@@ -262,7 +49,7 @@ there); without HANDLER a built-in handler prints the arguments, named from DWAR
     if entry != "-" and entry not in session.machine.symbols:
         raise CommandError(session.machine.symbols.unknown_message(entry))
     up = _new_probe(session, "j", args[0], {"entry": entry})
-    _describe_new(session, up)
+    describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
 
 
@@ -286,13 +73,13 @@ nmissed. --unsafe allows the exec path (do_execve, flush_thread, ...) to show th
             if n < 0:
                 raise CommandError("maxactive must be >= 0 (0 means the default)")
             if n > KRETPROBE_MAXACTIVE_MAX:
-                # [robustness fix] maxactive=10**11 built that many instances and ran out of memory.
+                # Each instance is preallocated, as register_kretprobe does: bound the pool.
                 raise CommandError(f"maxactive must be at most {KRETPROBE_MAXACTIVE_MAX}")
             spec["maxactive"] = n
         else:
             raise CommandError(f"unexpected '{a}' (maxactive=N or --unsafe)")
     up = _new_probe(session, "r", args[0], spec)
-    _describe_new(session, up)
+    describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
 
 
@@ -305,7 +92,7 @@ prompt comes back. Breakpoints cost nothing elsewhere (a hook on that one addres
     if not rest:
         raise CommandError("usage: break LOCATION")
     up = _new_probe(session, "b", rest, {})
-    _describe_new(session, up)
+    describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
 
 
@@ -316,21 +103,8 @@ def cmd_tbreak(session, rest: str):
     if not rest:
         raise CommandError("usage: tbreak LOCATION")
     up = _new_probe(session, "t", rest, {})
-    _describe_new(session, up)
+    describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
-
-
-def delete_user_probe(session, up: UserProbe) -> None:
-    m = session.machine
-    if up.is_breakpoint:
-        m.remove_hook(up.obj)
-    else:
-        try:
-            m.unregister(up.obj)
-        except ProbeError as exc:  # e.g. `delete` in a probe's own commands (mid-hit)
-            raise CommandError(str(exc)) from None
-    session.probes.pop(up.number, None)
-    session.drop_aggregations(up.number)
 
 
 @command("delete", repeatable=False, group="probes", aliases=("d", "del"), args=("probe",),
@@ -339,7 +113,6 @@ def cmd_delete(session, rest: str):
     """Unregister probes/breakpoints by number: the int3 is removed from guest memory (the
 original byte put back), the slot freed; a kretprobe's calls in flight return normally."""
     nums = session.split_args(rest)
-    # [robustness fix] `delete 1 1` deleted 1, then raised a ProbeError out of the shell.
     targets = parse_probe_numbers(session, rest) if nums else list(session.probes.values())
     for up in targets:
         delete_user_probe(session, up)
@@ -383,7 +156,7 @@ and for return probes maxactive with free/used instances."""
     header = f"{'Num':<4}{'Type':<5}{'Address':<20}{'What':<34}{'Enb':<4}{'Hits':>7}{'Missed':>8}  {'Mode':<12}Details"
     out.print(header, "header")
     data = []
-    for up in sorted(session.probes.values(), key=lambda p: p.number):
+    for up in session.probes.sorted():
         obj = up.obj
         if up.is_breakpoint:
             hits, missed, mode, details = up.hits, 0, "-", "breakpoint" if up.kind == "b" else "temporary"
@@ -404,9 +177,7 @@ and for return probes maxactive with free/used instances."""
             if in_place or mode == "in-place":
                 details = f"{details} missed (in-place window)={in_place}".strip()
             if session.machine.kprobes.mode == "optimize" and mode != "optimized":
-                from .misc import _not_optimized
-
-                why = _not_optimized(session.machine, up)
+                why = why_not_optimized(session.machine, up)
                 if why:
                     details += f" (not optimized: {why})"
             if up.event:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ...kprobes.x86 import decode_at
 from ...machine import MachineError, StopReason
 from ..registry import CommandError, command
+from ..userprobes import delete_user_probe
 from .common import no_arguments, parse_location, parse_number
 
 
@@ -22,8 +23,6 @@ def _go(session, max_insns: int | None = None, quiet_budget: bool = False):
     session._skip_break_once = None
     up = session._stop_at_break
     if event.reason is StopReason.BREAKPOINT and up is not None and up.kind == "t":
-        from .probes import delete_user_probe
-
         delete_user_probe(session, up)
     session.report_stop(event, quiet_budget=quiet_budget)
     if event.reason is StopReason.BREAKPOINT and up is not None and up.commands:

@@ -6,8 +6,8 @@ import sys
 
 from .. import views
 from ..registry import CommandError, command
+from ..settings import apply_setting
 from .common import parse_number
-from .misc import apply_setting
 
 
 @command("explain", group="shell", args=("text",), repeatable=False,
@@ -112,9 +112,9 @@ arithmetic that re-targets it: new = (addr + old) - slot.  Without N: every prob
     if len(args) > 1:
         raise CommandError("usage: slot [N]")
     if args:
-        targets = [session.get_probe(args[0])]
+        targets = [session.probes.lookup(args[0])]
     else:
-        targets = [up for up in sorted(session.probes.values(), key=lambda p: p.number) if not up.is_breakpoint]
+        targets = [up for up in session.probes.sorted() if not up.is_breakpoint]
         if not targets:
             raise CommandError("no probes: plant one first (kprobe LOCATION)")
     rendered = [views.render_slot(session, up) for up in targets]  # all checked before any output
