@@ -63,6 +63,8 @@ def load_config(path: str | None = None) -> dict:
             except CommandError as exc:
                 skip(str(exc))
         elif key == "color":
+            # Not a `set` default: it decides how the shell's output starts, and `auto`
+            # (colour for a terminal only) is a state `set color` cannot return to.
             if value not in ("on", "off", "auto"):
                 skip("color is on, off or auto")
             else:

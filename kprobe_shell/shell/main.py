@@ -8,10 +8,11 @@ from .registry import CommandError
 
 
 def run_shell(args) -> int:
+    from .config import load_config
     from .registry import QuitRequest
-    from .config import CONFIG_SETTINGS, load_config
     from .script import run_lines
     from .session import Session
+    from .settings import CONFIG_SETTINGS
 
     config = load_config()
     color = {"on": True, "off": False}.get(args.color, config.get("color"))
@@ -46,7 +47,7 @@ def run_shell(args) -> int:
                     out.error(f"kprobe-shell: cannot read {value}: {exc.strerror}")
                     return 1 if args.batch else 2
                 except UnicodeDecodeError:
-                    # [robustness fix] a binary file given with -x ended in a traceback.
+                    # -x of a binary file: say so, as `source` does, instead of a traceback.
                     out.error(f"kprobe-shell: cannot read {value}: not a text file")
                     return 1 if args.batch else 2
                 try:

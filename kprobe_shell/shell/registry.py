@@ -1,7 +1,7 @@
 """The command registry: the one place that names every command.
 
-Dispatch, `help`, completion and the highlighter all read from here, so adding a command
-is one decorated function.  Lookup follows gdb: a command's full name, one of its
+Dispatch, `help`, completion and the highlighter all read from here (through the line
+resolver, resolve.py), so adding a command is one decorated function.  Lookup follows gdb: a command's full name, one of its
 aliases, or any unambiguous prefix of its name.
 """
 from __future__ import annotations
@@ -58,6 +58,10 @@ class Registry:
     def command(self, name: str, *, group: str, summary: str, usage: str = "", aliases: tuple[str, ...] = (),
                 args: tuple[str, ...] = (), example: str = "", details: str = "", runs_guest: bool = False,
                 repeatable: bool = True):
+        unknown = [kind for kind in args if kind not in ARG_KINDS]
+        if unknown:
+            raise ValueError(f"command {name}: unknown argument kind {unknown[0]!r} (one of {', '.join(ARG_KINDS)})")
+
         def register(func: Callable) -> Callable:
             cmd = Command(name, func, group, summary, usage or name, aliases, args, example,
                           details or (func.__doc__ or "").strip(), runs_guest, repeatable)

@@ -5,8 +5,6 @@ import re
 
 from ..registry import CommandError
 
-_REG_RE = re.compile(r"\$([a-z0-9_]+)")
-
 
 def parse_number(text: str, what: str = "number") -> int:
     try:
@@ -82,7 +80,3 @@ def parse_probe_numbers(session, rest: str) -> list:
         if up not in targets:
             targets.append(up)
     return targets
-
-
-def fmt_addr(session, addr: int) -> str:
-    return session.machine.symbols.format(addr)

@@ -53,8 +53,8 @@ def _flags(v: int) -> str:
 
 # ---------------------------------------------------------------------- x/FMT
 def _x_state(session) -> dict:
-    """The last format and next address of `x`, per session ([robustness fix]: it was a
-    module global, so one session's `x` continued at another session's address)."""
+    """The last format and next address of `x`, kept per session: two sessions in one
+    process (the tests, the Python API) must not continue at each other's address."""
     state = getattr(session, "_x_state", None)
     if state is None:
         state = session._x_state = {"count": 1, "fmt": "x", "size": "w", "next": None}
@@ -252,8 +252,8 @@ def backtrace(session, limit: int = 64) -> list[tuple[int, str]]:
             ret = m.read_u64(m.reg("rsp") + (8 if sym[1] == 1 else 0))
         except MachineError:
             ret = 0
-        # [robustness fix] _start's "return address" (0, or whatever the stack holds) was
-        # listed as a frame, and `finish` there ran the guest to its end looking for it.
+        # Only a return address into the image (or the trampoline) is a frame: _start's
+        # "return address" is 0 or stack garbage, and `finish` there would run to the end.
         if ret and (m.image.is_text(ret) or mgr.is_trampoline(ret)):
             frames.append(_resolve(mgr, task, ret, hijacked))
             hijacked += frames[-1][1] != ""

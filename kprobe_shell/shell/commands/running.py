@@ -123,7 +123,7 @@ def cmd_nexti(session, rest: str):
     try:
         insn = decode_at(session.machine.kprobes.original_bytes(m.rip, 15), m.rip)
     except MachineError:
-        insn = None  # [robustness fix] rip in unmapped memory (after a fault): MachineError escaped
+        insn = None  # rip in unmapped memory (after a fault): step it, and report the fault
     if insn is not None and insn.mnemonic == "call":
         _run_to(session, m.rip + insn.length)
     else:
@@ -154,7 +154,7 @@ def cmd_until(session, rest: str):
         raise CommandError("usage: until LOCATION")
     _sym, _off, addr = parse_location(session, rest)
     if not session.machine.image.is_text(addr):
-        # [robustness fix] a data or unmapped address was never reached: the guest ran to its end.
+        # A data or unmapped address is never executed: the guest would run to its end.
         raise CommandError(f"0x{addr:x} is not in the image's text: the guest never executes it")
     _run_to(session, addr)
     _show_pc(session)
