@@ -10,7 +10,8 @@ from ...kprobes.x86 import _cs
 from ...machine import MachineError
 from ...machine.machine import GENERAL_REGISTERS, CpuState
 from ..registry import CommandError, command
-from .common import eval_address, no_arguments, parse_number
+from ..locations import eval_address
+from .common import no_arguments, parse_number
 
 
 @command("regs", group="inspect", aliases=("info registers", "i r", "registers"),

@@ -6,7 +6,8 @@ import os
 from ...tracing.probe_events import KRETPROBE_MAXACTIVE_MAX
 from ..registry import CommandError, command
 from ..userprobes import delete_user_probe, describe_new, new_probe, why_not_optimized
-from .common import no_arguments, parse_location, parse_number, parse_probe_numbers
+from ..locations import parse_location
+from .common import no_arguments, parse_number, parse_probe_numbers
 
 
 def _new_probe(session, kind: str, location: str, spec: dict):

@@ -5,7 +5,8 @@ from ...kprobes.x86 import decode_at
 from ...machine import MachineError, StopReason
 from ..registry import CommandError, command
 from ..userprobes import delete_user_probe
-from .common import no_arguments, parse_location, parse_number
+from ..locations import parse_location
+from .common import no_arguments, parse_number
 
 
 def _go(session, max_insns: int | None = None, quiet_budget: bool = False):
