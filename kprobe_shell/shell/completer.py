@@ -91,10 +91,9 @@ class ShellCompleter(Completer):
             if not resolved.head.startswith("-:"):
                 yield from self._event_line(resolved.head, text[: len(text) - len(word)].split()[1:], word)
             return
-        args = resolved.args
-        if word and not args.endswith(word):
-            return  # the word is still part of the command's name
-        done = args[: len(args) - len(word)].split()
+        done = resolved.arguments_before(word)
+        if done is None:
+            return
         yield from self._by_kind(resolved.command, resolved.arg_kind(len(done)), done, word, complete_event)
 
     # ------------------------------------------------------------------ first word

@@ -54,6 +54,13 @@ class ResolvedLine:
         """The kind of the command's argument at index (completion's question)."""
         return self.command.arg_kind(index) if self.command is not None else None
 
+    def arguments_before(self, word: str) -> list[str] | None:
+        """The complete arguments before `word`, the one the cursor is in (its index is
+        their number); None when `word` is still part of the command's name."""
+        if word and not self.args.endswith(word):
+            return None
+        return self.args[: len(self.args) - len(word)].split()
+
 
 def resolve(line: str, *, typing: bool = False) -> ResolvedLine:
     """The command `line` runs.  With typing, the line's last word is still being typed

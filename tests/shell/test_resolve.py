@@ -87,6 +87,10 @@ def test_format_and_multiword_heads():
     assert (r.command.name, r.form, r.head, r.args, r.argument) == ("x", "format", "x/4gx", "$rsp", "/4gx   $rsp")
     r = resolve("info registers rip")
     assert (r.command.name, r.head, r.args) == ("regs", "info registers", "rip")
+    # where the cursor is: after `set kprobe-mode `, the second argument, of kind text
+    r = resolve("set kprobe-mode ", typing=True)
+    assert r.arguments_before("") == ["kprobe-mode"] and r.arg_kind(1) == "text"
+    assert resolve("i r", typing=True).arguments_before("r") is None  # still the alias `i r`
     tokens = [(t, v) for t, v in KprobeShellLexer.build().get_tokens("info registers rip") if v.strip()]
     assert tokens[:2] == [(Keyword, "info"), (Keyword, "registers")]
 
