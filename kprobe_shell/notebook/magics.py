@@ -74,7 +74,8 @@ class NotebookShell:
         finally:
             out.flush()
             out.stream = saved
-        text = buffer.getvalue().rstrip("\n")
+        text = buffer.getvalue()
+        text = text[:-1] if text.endswith("\n") else text  # a display ends its own line
         return View(text, self._html(kind, data, text))
 
     def _html(self, kind: str, data, text: str) -> str:
