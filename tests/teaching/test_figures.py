@@ -9,6 +9,7 @@ headless Chromium when it is installed (.ci/run installs Debian's chromium).
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -65,6 +66,12 @@ def test_committed_figures_are_what_the_code_draws(kernel_path, tmp_path):
         committed = ROOT / "docs" / "figures" / path.name
         assert committed.read_bytes() == path.read_bytes(), (
             f"docs/figures/{path.name} is stale: run python3 scripts/make_figures.py")
+
+
+def test_the_readme_shows_a_committed_figure():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = re.findall(r"!\[[^\]]*\]\((docs/figures/[\w.-]+\.svg)\)", readme)
+    assert shown and all(Path(p).name in make_figures.FIGURES for p in shown)
 
 
 def test_stack_figure_links_each_hijacked_slot_to_its_instance(at_recursion):
