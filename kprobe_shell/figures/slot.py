@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..kprobes.x86 import decode_at
 from ..shell import views
+from .planted import planted_at
 from .style import CHAR_WIDTH, COLORS, FONT_SIZE, LINE, arrow, box, label, new_drawing, title
 
 X = 16
@@ -21,19 +22,6 @@ def _bytes(d, raw: bytes, x: float, y: float, colors: dict[int, str]) -> float:
     for i, b in enumerate(raw):
         label(d, f"{b:02x}", x + i * STEP, y, color=colors.get(i, COLORS["ink"]), bold=i in colors)
     return x + len(raw) * STEP
-
-
-def _planted(session, data: dict) -> tuple[bytes, str, int | None]:
-    """What memory holds at the probed address now, what it is, and where it jumps."""
-    m = session.machine
-    addr, original = data["addr"], bytes.fromhex(data["original"])
-    now = m.read(addr, 5)
-    if now[0] == 0xCC and original[0] != 0xCC:
-        return now[:1], f"int3 planted over {original[0]:02x}: the CPU traps to do_int3", None
-    if data["mode"] == "optimized" and now[0] == 0xE9:
-        target = (addr + 5 + int.from_bytes(now[1:5], "little", signed=True)) & 0xFFFFFFFFFFFFFFFF
-        return now, f"jmp rel32 to the detour at 0x{target:x} (optimized: no trap)", target
-    return now[:1], "the original byte: the probe is not armed", None
 
 
 def _next_step(data: dict, fixup: str) -> str:
@@ -55,7 +43,8 @@ def slot_svg(session, up) -> str:
     if "old_disp" in data:
         lo = entry.ainsn.rip_disp_offset
         disp = {i: COLORS["changed"] for i in range(lo, lo + 4)}
-    now, planted_text, _detour = _planted(session, data)
+    planted = planted_at(m, addr, original, data["mode"])
+    now = planted.raw
     nxt = data.get("branch_target", addr + n)
     height = 48 + 4 * (2 * LINE + 12) + 3 * 34 + (2 * LINE + 12 if disp else 0) + 16
     d = new_drawing(BOX_W + 2 * X, height)
@@ -77,7 +66,7 @@ def slot_svg(session, up) -> str:
 
     base = panel(f"memory at 0x{addr:x} ({m.symbols.format(addr, with_size=False)}) now", "planted-bg", "planted")
     end = _bytes(d, now, X + 10, base, {i: COLORS["planted"] for i in range(len(now))})
-    label(d, planted_text, max(end, X + 10 + 6 * STEP) + 8, base, color=COLORS["planted"])
+    label(d, planted.text, max(end, X + 10 + 6 * STEP) + 8, base, color=COLORS["planted"])
     link("the probe's handlers run (kprobe_handler: pre_handler)", COLORS["planted"])
     base = panel("the instruction it replaced (kept in the kprobe)", "box", "edge")
     end = _bytes(d, original, X + 10, base, disp)

@@ -63,7 +63,7 @@ def stack_svg(session, count: int = 16) -> str:
               color=COLORS["planted"] if s.kind == "trampoline" else COLORS["ink"], bold=s.kind == "trampoline")
         text = fit(_describe(s), DESC_CHARS)
         if text:
-            label(d, text, x_desc, y + 15, color=COLORS.get(edge if edge != "edge" else "ink", COLORS["ink"]))
+            label(d, text, x_desc, y + 15, color=COLORS[edge] if s.kind in _FILL else COLORS["ink"])
         if s.marks:
             mark = "<- " + ",".join(s.marks)
             label(d, mark, x_val - 8, y + 15, anchor="end", color=COLORS["marker"], bold=True)

@@ -140,14 +140,21 @@ def _number(ri):
 
 
 # ---------------------------------------------------------------------- slots
-def slot_html(data: list[dict], text: str) -> str:
+def slot_html(session, data: list[dict], text: str) -> str:
+    """Per probe: the original bytes, what memory holds now (int3, or an optimized probe's
+    jmp), the copy in the slot; then the shell's slot view."""
+    from ..figures.planted import planted_at
+
     rows = []
     for info in data:
         original, copy = bytes.fromhex(info["original"]), bytes.fromhex(info["copy"])
+        planted = planted_at(session.machine, info["addr"], original, info["mode"])
+        now = " ".join(f"{b:02x}" for b in planted.raw)
         rows.append([str(info["probe"]), f"0x{info['addr']:x}", " ".join(f"{b:02x}" for b in original),
-                     '<span class="planted">cc</span>' if info["armed"] else "(not armed)",
+                     f'<span class="planted">{now}</span> {escape(planted.what)}' if planted.what != "original"
+                     else f"{now} (not armed)",
                      f"0x{info['slot']:x}", " ".join(f"{b:02x}" for b in copy), escape(info["mode"])])
-    grid = table(["probe", "address", "original", "planted", "slot", "copy", "mode"], rows)
+    grid = table(["probe", "address", "original", "in memory", "slot", "copy", "mode"], rows)
     return fragment(grid + f"<pre>{escape(text)}</pre>")
 
 

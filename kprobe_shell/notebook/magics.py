@@ -5,11 +5,13 @@ kernel, kept from cell to cell as they are from line to line at the shell's prom
 Commands print what they print in the shell (plain text, no colour), in order; the views
 (`probes`, `instances`, `stack`, `slot`, `trace`, `maps`) come back as objects whose
 text is the shell's text and whose HTML is drawn (buckets and chains, highlighted slots
-linked to their instances, bars), so a notebook shows the picture and keeps the words.
+linked to their instances, bars), so a notebook shows the picture and keeps the words;
+a figure written with --svg FILE is shown inline as well.
 """
 from __future__ import annotations
 
 import io
+import os
 import sys
 
 from ..shell.output import Output
@@ -39,8 +41,10 @@ def _view_kind(line: str) -> tuple[str | None, str]:
     except CommandError:
         return None, ""
     words = rest.split()
-    if "--svg" in words or line.split()[0] in ("p", "r"):
+    if line.split()[0] in ("p", "r"):
         return None, rest
+    if "--svg" in words:
+        return ("figure" if cmd.name in ("stack", "instances", "slot", "trace") else None), rest
     if cmd.name == "trace" and words[:1] not in ([], ["show"]):
         return None, rest
     if cmd.name == "maps" and words[:1] == ["clear"]:
@@ -61,7 +65,7 @@ class NotebookShell:
 
     def run(self, line: str) -> View | None:
         """One command; a view comes back as a View, anything else prints as it runs."""
-        kind, _rest = _view_kind(line)
+        kind, rest = _view_kind(line)
         if kind is None:
             self.session.execute_and_report(line)
             return None
@@ -76,10 +80,17 @@ class NotebookShell:
             out.stream = saved
         text = buffer.getvalue()
         text = text[:-1] if text.endswith("\n") else text  # a display ends its own line
-        return View(text, self._html(kind, data, text))
+        return View(text, self._html(kind, data, text, rest))
 
-    def _html(self, kind: str, data, text: str) -> str:
+    def _html(self, kind: str, data, text: str, rest: str) -> str:
         s = self.session
+        if kind == "figure":  # the figure just written, drawn inline too
+            from ..figures import take_svg_option
+
+            _others, path = take_svg_option(s, rest, "--svg FILE")
+            with open(os.path.expanduser(path), encoding="utf-8") as f:
+                svg = f.read()
+            return svg[svg.index("<svg"):]
         if kind == "probes":
             return html.probes_html(data)
         if kind == "instances":
@@ -87,7 +98,7 @@ class NotebookShell:
         if kind == "stack":
             return html.stack_html(s, len(data) or 1)
         if kind == "slot":
-            return html.slot_html(data, text)
+            return html.slot_html(s, data, text)
         if kind == "trace":
             return html.trace_html(s.trace.events)
         return html.maps_html(data or [])

@@ -135,3 +135,15 @@ def test_python_api_objects_display_as_html(ipython):
     assert "kretprobe_inst_table" in page and "Stack of" in page
     assert repr(instances(m)).startswith("kretprobe_inst_table: 64 buckets")
     assert repr(stack(m, 4)).startswith("Stack of ")
+
+
+def test_a_figure_written_from_a_cell_is_shown_inline(notebook, tmp_path):
+    path = tmp_path / "stack.svg"
+    view = notebook.run(f"stack 24 --svg {path}")
+    assert repr(view).startswith(f"Saved the stack to {path} (SVG, ")
+    assert view._repr_html_().startswith("<svg") and view._repr_html_() in path.read_text()
+
+
+def test_slot_html_shows_what_memory_holds(notebook):
+    page = notebook.run("slot 1")._repr_html_()
+    assert '<span class="planted">cc</span> int3' in page

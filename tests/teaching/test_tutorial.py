@@ -142,3 +142,13 @@ def run_shell_plain(tmp_path):
                               env=env, timeout=60, stdin=subprocess.DEVNULL)
 
     return run
+
+
+def test_ctrl_c_leaves_the_tour(kernel_path, tmp_path):
+    child = spawn(["--color", "off", "-ex", "tutorial"], tmp_path)
+    child.expect(PROMPT)
+    child.sendintr()
+    child.expect_exact("Left the tutorial after 0 of 12 steps (interrupted); 'tutorial' starts it again.")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

@@ -48,7 +48,10 @@ def _read(session, prompt: str) -> str:
     session.out.flush()
     machine = session.machine
     while True:
-        ready, _, _ = select.select([sys.stdin], [], [], 0.2)
+        try:
+            ready, _, _ = select.select([sys.stdin], [], [], 0.2)
+        except KeyboardInterrupt:  # Ctrl-C where the tour runs on the main thread (-ex tutorial)
+            raise _Leave("interrupted") from None
         if ready:
             line = sys.stdin.readline()
             if not line:
