@@ -25,9 +25,9 @@ STYLE = """<style>
 .kps .return {color: #2e7d32}
 .kps .mark {color: #ef6c00; font-weight: bold}
 .kps .changed {background: #fff3c4}
-.kps .chain {display: flex; align-items: center; margin: 4px 0}
+.kps .chain {display: flex; align-items: center; margin: 4px 0; overflow-x: auto}
 .kps .bucket {border: 2px solid #1565c0; background: #e3eefb; padding: 6px; min-width: 40px; text-align: center}
-.kps .node {border: 1px solid #c2185b; background: #fde4ee; padding: 4px 8px; margin-left: 4px}
+.kps .node {border: 1px solid #c2185b; background: #fde4ee; padding: 4px 8px; margin-left: 4px; flex: none; white-space: nowrap}
 .kps .arrow {color: #1565c0; padding: 0 4px}
 .kps .bar {display: inline-block; height: 10px; background: #1565c0; vertical-align: middle}
 .kps a {color: inherit}
@@ -204,8 +204,13 @@ def maps_html(data: list[dict]) -> str:
 
 
 def _bucket(b: dict) -> str:
+    """A bucket's range as bpftrace labels it, from the inclusive [min, max] of the JSON."""
     lo, hi = b["min"], b["max"]
-    return f"[{'...' if lo is None else lo}, {'...' if hi is None else hi})"
+    if lo is None:
+        return f"(..., {hi + 1})"
+    if hi is None:
+        return f"[{lo}, ...)"
+    return f"[{lo}]" if lo == hi else f"[{lo}, {hi + 1})"
 
 
 def text_html(text: str) -> str:

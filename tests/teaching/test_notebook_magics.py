@@ -101,6 +101,8 @@ def test_maps_html_draws_counts_and_histograms_as_bars(notebook):
     widths = [int(w) for w in re.findall(r'class="bar" style="width: (\d+)px"', page)]
     assert widths and max(widths) == 240 and min(widths) >= 0
     assert "@lat (hist)" in page and "@opens (count)" in page
+    # bucket labels as bpftrace prints them: the pids 2..6 fall in [2, 4) and [4, 8)
+    assert "<td>[2, 4)</td>" in page and "<td>[4, 8)</td>" in page
 
 
 def test_bad_input_is_one_line(ipython, capsys):
