@@ -14,6 +14,9 @@ import drawsvg as draw
 
 from .style import COLORS, FONT_SIZE, LINE, label, new_drawing, text_width, title
 
+#: The most events one timeline draws (the latest ones): past that a slide is a smear and
+#: the SVG grows by megabytes.  `trace clear` before the part to show narrows it down.
+MAX_EVENTS = 5000
 PALETTE = ("#1565c0", "#c2185b", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#8d6e63", "#455a64")
 ROW = 34
 PLOT_W = 760
@@ -72,6 +75,8 @@ def _ticks(t0: int, t1: int) -> list[int]:
 
 def timeline_svg(events) -> str:
     events = list(events)
+    total = len(events)
+    events = events[-MAX_EVENTS:]
     spans, lone = pair_events(events)
     tasks = sorted({f"{ev.comm}-{ev.pid}" for ev in events}, key=lambda t: (int(t.rpartition("-")[2]), t))
     funcs = sorted({s.func for s in spans} | {ev.event for ev in lone})
@@ -83,7 +88,8 @@ def timeline_svg(events) -> str:
     legend_rows = -(-len(funcs) // 3)
     height = 50 + len(tasks) * ROW + 50 + legend_rows * LINE + 24
     d = new_drawing(x0 + PLOT_W + 30, height)
-    title(d, f"Trace timeline: {len(events)} event(s), {len(tasks)} task(s), virtual time (1 instruction = 1 ns)")
+    shown = f"the last {len(events)} of {total} events" if total > len(events) else f"{total} event(s)"
+    title(d, f"Trace timeline: {shown}, {len(tasks)} task(s), virtual time (1 instruction = 1 ns)")
 
     def x(t: int) -> float:
         return round(x0 + (t - t0) * scale, 1)

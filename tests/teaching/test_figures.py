@@ -149,6 +149,15 @@ def test_timeline_pairs_calls_with_returns_and_leaves_the_rest_as_ticks():
     assert {"t1-1", "t2-2"} <= set(texts(svg))
 
 
+def test_a_long_trace_draws_its_latest_events():
+    from kprobe_shell.figures.timeline import MAX_EVENTS
+
+    events = [_ev(10 * i, 1 + i % 3, "k", "g+0x4/0x20", "p_g") for i in range(MAX_EVENTS + 7)]
+    words = texts(figures.timeline_svg(events))
+    assert f"Trace timeline: the last {MAX_EVENTS} of {MAX_EVENTS + 7} events, 3 task(s), " \
+           "virtual time (1 instruction = 1 ns)" in words
+
+
 @pytest.mark.parametrize("line, message", [
     ("stack --svg", "--svg needs a FILE (usage: stack [N] [--svg FILE])"),
     ("stack 4 --svg /nonexistent-dir/x.svg", "cannot write /nonexistent-dir/x.svg: No such file or directory"),
