@@ -16,7 +16,7 @@ import pytest
 
 pexpect = pytest.importorskip("pexpect")
 
-PROMPT = r"tutorial (\d+)/12> "
+PROMPT = r"tutorial (\d+)/16> "
 
 
 def spawn(args: list[str], tmp_path, **kw):
@@ -25,6 +25,11 @@ def spawn(args: list[str], tmp_path, **kw):
     env.pop("NO_COLOR", None)
     return pexpect.spawn(sys.executable, ["-m", "kprobe_shell", *args], env=env, encoding="utf-8",
                          codec_errors="replace", timeout=30, dimensions=(40, 160), **kw)
+
+
+def flat(text: str) -> str:
+    """The tour's words with its line wrapping undone."""
+    return re.sub(r"\s+", " ", text)
 
 
 class Student:
@@ -53,10 +58,10 @@ def test_a_student_walks_through_the_whole_tour(kernel_path, tmp_path):
     child = spawn(["--color", "off", "-ex", "tutorial"], tmp_path)
     s = Student(child)
     intro = s.answer("kprobe do_exit")  # a wrong answer
-    assert "Lesson 1: a first kprobe (step 1 of 12)" in intro and "Your turn: Plant a kprobe on do_fork." in intro
+    assert "Lesson 1: a first kprobe (step 1 of 16)" in intro and "Your turn: Plant a kprobe on do_fork." in intro
     said = s.reply()
     assert "Kprobe 1 at 0x" in said
-    assert "Not quite: that placed a kprobe at do_exit+0x0, but this step asks for a\r\n  kprobe at do_fork." in said
+    assert "Not quite: that placed a kprobe at do_exit+0x0, but this step asks for a kprobe at do_fork." in flat(said)
     assert "Deleted 1" in said and "(Removed what it placed, number 1, so the lesson can go on.)" in said
     s.answer("run")  # another step's command: not run
     said = s.reply()
@@ -90,8 +95,17 @@ def test_a_student_walks_through_the_whole_tour(kernel_path, tmp_path):
     assert said.count("kretprobe_trampoline: hijacked return address") == 5
     said = s.answer("continue")
     assert re.search(r"head -> \[#4 probe 3 \(path_lookup_recursive\)", said)
-    child.expect(r"Tutorial finished: 12 of 12 steps\. The shell is yours\.")
-    assert ": r_path_lookup_recursive_0: (" in child.before
+    said = s.answer("kretprobe do_sys_open")  # a pool of 10, not of 1: wrong, undone
+    assert ": r_path_lookup_recursive_0: (" in said and "[guest halted" in said
+    said = s.answer("kretprobe do_sys_open maxactive=1")
+    assert "Not quite: that kretprobe has a pool of 10 instances; this step wants only one" in flat(said)
+    assert "Deleted 5" in said
+    for line in ("reset", "run", "probes"):
+        said = s.answer(line)
+    assert re.search(r"warning: probe 6 \(do_sys_open\) missed (\d+) hit\(s\)", said)
+    child.expect(r"Tutorial finished: 16 of 16 steps\. The shell is yours\.")
+    missed = int(re.search(r"^6 +r +0x0+1027d0 +do_sys_open\+0x0/0xba +y +\d+ +(\d+) ", child.before, re.M).group(1))
+    assert missed > 0
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
@@ -112,13 +126,13 @@ def test_the_tour_starts_at_the_prompt_and_quit_leaves_it_not_the_shell(kernel_p
     wait_for("(kprobe)")
     time.sleep(0.3)
     child.send("tutorial\r")
-    wait_for("tutorial 1/12> ")
+    wait_for("tutorial 1/16> ")
     child.sendline("skip")  # runs the step's command for the student
-    said = wait_for("tutorial 2/12> ")
+    said = wait_for("tutorial 2/16> ")
     assert "(running it for you: kprobe do_fork)" in said and "Kprobe 1 at 0x101a30" in said
     child.sendline("quit")
     said = wait_for("(kprobe)")
-    assert "Left the tutorial after 1 of 12 steps (left); 'tutorial' starts it again." in said
+    assert "Left the tutorial after 1 of 16 steps (left); 'tutorial' starts it again." in said
     time.sleep(0.3)
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
@@ -148,7 +162,7 @@ def test_ctrl_c_leaves_the_tour(kernel_path, tmp_path):
     child = spawn(["--color", "off", "-ex", "tutorial"], tmp_path)
     child.expect(PROMPT)
     child.sendintr()
-    child.expect_exact("Left the tutorial after 0 of 12 steps (interrupted); 'tutorial' starts it again.")
+    child.expect_exact("Left the tutorial after 0 of 16 steps (interrupted); 'tutorial' starts it again.")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0

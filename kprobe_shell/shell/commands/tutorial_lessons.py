@@ -2,7 +2,7 @@
 
 A step names the commands that belong to it and checks the machine, not the spelling:
 `kprobe do_fork` and `kp do_fork+0` both pass the first step, and `kprobe do_exit` is
-answered with what it did instead.  The words follow scripts/demos (lessons 1, 2 and 4).
+answered with what it did instead.  The words follow scripts/demos (lessons 1, 2, 4 and 5).
 """
 from __future__ import annotations
 
@@ -127,9 +127,39 @@ def _any(_a: Attempt) -> None:
     return None
 
 
+def _open_pool(session):
+    up = _probe_at(session, "r", "do_sys_open")
+    return up.obj if up is not None else None
+
+
+def _small_pool(a: Attempt) -> str | None:
+    rp = _open_pool(a.session)
+    if rp is None:
+        return _placed("r", "do_sys_open", "a kretprobe")(a)
+    if rp.maxactive == 1:
+        return None
+    return f"that kretprobe has a pool of {rp.maxactive} instances; this step wants only one (maxactive=1)."
+
+
+def _fresh_small_pool(a: Attempt) -> str | None:
+    if a.session.machine.time_ns == 0 and _open_pool(a.session) is not None:
+        return None
+    return "the machine is not fresh, or the do_sys_open kretprobe is missing."
+
+
+def _missed(a: Attempt) -> str | None:
+    rp = _open_pool(a.session)
+    if rp is None:
+        return "the do_sys_open kretprobe is gone."
+    if rp.nmissed:
+        return None
+    return "no call was missed yet: run the guest to the end (run)."
+
+
 L1 = "Lesson 1: a first kprobe"
 L2 = "Lesson 2: the copy in the insn slot"
 L4 = "Lesson 3: return probes and the hijacked return address"
+L5 = "Lesson 4: when maxactive is too small"
 
 STEPS = [
     Step(L1, "A kprobe is a breakpoint the kernel plants on itself: the first byte of the probed "
@@ -184,6 +214,21 @@ STEPS = [
     Step(L4, "Let the calls return: each return goes through the trampoline, which runs the handler "
              "(the trace line) and jumps to the real address.",
          "Continue to the end.", ("continue", "run"), lambda s: "continue", _halted,
-         "Every return was traced with its real return site, never the trampoline. That is the whole "
-         "mechanism: int3, the slot, the hijacked return. scripts/demos has the longer lessons."),
+         "Every return was traced with its real return site, never the trampoline: int3, the slot, "
+         "the hijacked return."),
+    Step(L5, "Each kretprobe owns a fixed pool of maxactive instances, one per call in flight. "
+             "Five tasks sleep inside do_sys_open at once: try a pool of one.",
+         "Plant a kretprobe on do_sys_open with maxactive=1.", ("kretprobe",),
+         lambda s: "kretprobe do_sys_open maxactive=1", _small_pool,
+         "One instance: the first call in flight takes it, the others find the pool empty.", undo_probes=True),
+    Step(L5, "Start again from a fresh machine.", "Boot a fresh machine.", ("reset",), lambda s: "reset",
+         _fresh_small_pool, "Fresh machine; every probe registered again with its counters at zero."),
+    Step(L5, "Run it all.", "Run the guest.", ("run", "continue"), lambda s: "run", _missed,
+         "While one task held the only instance, the other tasks' calls could not be hijacked: "
+         "pre_handler_kretprobe counted them in nmissed and their returns were never traced "
+         "(the warning at the end says so)."),
+    Step(L5, "Count what was missed.", "List the probes.", ("probes",), lambda s: "probes", _any,
+         "Missed on the do_sys_open kretprobe is the number of calls whose return was lost. The kernel's "
+         "default pool is max(10, 2*NR_CPUS); always look at nmissed. scripts/demos has the longer lessons, "
+         "docs/notebooks the same as notebooks."),
 ]
