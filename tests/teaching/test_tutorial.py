@@ -111,6 +111,7 @@ def test_a_student_walks_through_the_whole_tour(kernel_path, tmp_path):
     assert child.exitstatus == 0
 
 
+@pytest.mark.slow
 def test_the_tour_starts_at_the_prompt_and_quit_leaves_it_not_the_shell(kernel_path, tmp_path):
     child = spawn([], tmp_path)
 
