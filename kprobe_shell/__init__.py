@@ -23,3 +23,11 @@ __all__ = [
     "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe", "Machine",
     "MachineError", "ProbeError", "StopEvent", "StopReason",
 ]
+
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext kprobe_shell` in IPython or Jupyter: the %kps and %%kps magics (see
+    kprobe_shell.notebook; needs the `notebook` extra)."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)

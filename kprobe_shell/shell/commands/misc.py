@@ -101,10 +101,12 @@ def cmd_show(session, rest: str):
 
 
 @command("trace", group="trace", args=("text",), repeatable=False,
-         summary="the trace buffer: show, clear, save FILE", usage="trace [show|clear|save FILE]")
+         summary="the trace buffer: show, clear, save FILE, --svg FILE (a timeline)",
+         usage="trace [show|clear|save FILE|--svg FILE]")
 def cmd_trace(session, rest: str):
     """Every trace line since the last clear (ftrace format, virtual time). `trace save
-FILE` writes them to a file."""
+FILE` writes them to a file; `trace --svg FILE` draws them as a timeline: one row per
+task, entry/return pairs as bars, other hits as ticks."""
     args = session.split_args(rest)
     sub = args[0] if args else "show"
     if sub == "show":
@@ -124,6 +126,12 @@ FILE` writes them to a file."""
         except OSError as exc:
             raise CommandError(f"cannot write {args[1]}: {exc.strerror}") from None
         session.out.print(f"Saved {len(session.trace.events)} trace lines to {args[1]}")
+    elif sub == "--svg":
+        from ... import figures
+
+        if len(args) != 2:
+            raise CommandError("usage: trace --svg FILE")
+        figures.save_svg(session, figures.timeline_svg(session.trace.events), args[1], "the trace timeline")
     else:
         raise CommandError("usage: trace [show|clear|save FILE]")
 

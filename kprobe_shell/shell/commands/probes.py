@@ -202,7 +202,7 @@ and for return probes maxactive with free/used instances."""
 
 @command("instances", group="probes", aliases=("inst",),
          summary="the per-task return-probe instance tables (kretprobe_inst_table)",
-         usage="instances [--all | --table]", example="instances\ninstances --table")
+         usage="instances [--all | --table | --svg FILE]", example="instances\ninstances --table\ninstances --svg table.svg")
 def cmd_instances(session, rest: str):
     """For every task with return-probe calls in flight: its bucket of the 64-bucket
 kretprobe_inst_table and each instance, newest first: probe, function, the real return
@@ -210,6 +210,14 @@ address, the stack slot that now holds the trampoline. --all also lists each kre
 free/used pool. --table draws the table itself: every non-empty bucket as the chain it
 is (head first, tasks sharing a bucket interleaved), the empty buckets as ranges, and
 each kretprobe's pool."""
+    if rest.split()[:1] == ["--svg"]:
+        from ... import figures
+
+        rest, svg = figures.take_svg_option(session, rest, "instances --svg FILE")
+        if rest.strip():
+            raise CommandError(f"unexpected '{rest.strip()}' (usage: instances --svg FILE)")
+        figures.save_svg(session, figures.instances_svg(session), svg, "kretprobe_inst_table")
+        return {"svg": svg}
     option = rest.strip()
     if option not in ("", "--all", "--table"):
         raise CommandError(f"unexpected '{option}' (usage: instances [--all | --table])")

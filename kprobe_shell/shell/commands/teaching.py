@@ -82,18 +82,24 @@ is not a terminal it only prints TEXT, so demos run unchanged in batch mode and 
 
 
 @command("stack", group="inspect", args=("number",), summary="the stack around rsp, each 8-byte slot explained",
-         usage="stack [N]", example="stack\nstack 32")
+         usage="stack [N] [--svg FILE]", example="stack\nstack 32\nstack 8 --svg stack.svg")
 def cmd_stack(session, rest: str):
     """N 8-byte slots (default 16) from rsp towards the stack top, each labelled: return
 addresses (sym+off), saved frame pointers (the rbp chain), and the slots a kretprobe
 overwrote with kretprobe_trampoline, with the instance that owns each (probe, task, the
-real return address).  rsp and rbp are marked."""
+real return address).  rsp and rbp are marked.  --svg FILE draws it as a figure instead."""
+    from ... import figures
+
+    rest, svg = figures.take_svg_option(session, rest, "stack [N] [--svg FILE]")
     args = session.split_args(rest)
     if len(args) > 1:
-        raise CommandError("usage: stack [N]")
+        raise CommandError("usage: stack [N] [--svg FILE]")
     count = parse_number(args[0], "slot count") if args else 16
     if not 1 <= count <= views.MAX_STACK_SLOTS:
         raise CommandError(f"the slot count must be between 1 and {views.MAX_STACK_SLOTS}")
+    if svg is not None:
+        figures.save_svg(session, figures.stack_svg(session, count), svg, "the stack")
+        return {"svg": svg}
     lines, data = views.render_stack(session, count)
     for line in lines:
         session.out.print(line)
@@ -102,15 +108,21 @@ real return address).  rsp and rbp are marked."""
 
 @command("slot", group="probes", aliases=("slots",), args=("probe",),
          summary="a probe's original instruction beside its out-of-line copy in the insn slot",
-         usage="slot [N]", example="kprobe kprobe_target\nslot 1")
+         usage="slot [N] [--svg FILE]", example="kprobe kprobe_target\nslot 1\nslot 1 --svg slot.svg")
 def cmd_slot(session, rest: str):
     """Side by side: the original instruction (address, bytes, disassembly), what memory
 holds now (the planted int3), the copy in the probe's insn slot and the jmp back that a
 boosted probe takes.  A RIP-relative displacement is shown [bracketed] in both, with the
-arithmetic that re-targets it: new = (addr + old) - slot.  Without N: every probe."""
+arithmetic that re-targets it: new = (addr + old) - slot.  Without N: every probe.
+--svg FILE draws one probe's slot as a figure, with where execution goes next."""
+    from ... import figures
+
+    rest, svg = figures.take_svg_option(session, rest, "slot [N] [--svg FILE]")
     args = session.split_args(rest)
     if len(args) > 1:
-        raise CommandError("usage: slot [N]")
+        raise CommandError("usage: slot [N] [--svg FILE]")
+    if svg is not None:
+        return _slot_figure(session, args, svg)
     if args:
         targets = [session.probes.lookup(args[0])]
     else:
@@ -126,6 +138,17 @@ arithmetic that re-targets it: new = (addr + old) - slot.  Without N: every prob
             session.out.print(line)
         data.append(info)
     return data
+
+
+def _slot_figure(session, args: list[str], svg: str):
+    from ... import figures
+
+    probes = [up for up in session.probes.values() if not up.is_breakpoint]
+    if not args and len(probes) != 1:
+        raise CommandError("--svg draws one probe's slot: slot N --svg FILE")
+    up = session.get_probe(args[0]) if args else probes[0]
+    figures.save_svg(session, figures.slot_svg(session, up), svg, f"the slot of probe {up.number}")
+    return {"svg": svg, "probe": up.number}
 
 
 @command("smoke-test", group="probes", args=("number",), repeatable=False,
