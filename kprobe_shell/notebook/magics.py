@@ -149,7 +149,7 @@ def register_magics(ipython) -> None:
 
 
 def _run_magic(line: str, cell: str | None, show):
-    from ..shell.commands.misc import QuitRequest
+    from ..shell.registry import QuitRequest
 
     shell = current_shell()
     try:

@@ -146,7 +146,7 @@ def _slot_figure(session, args: list[str], svg: str):
     probes = [up for up in session.probes.values() if not up.is_breakpoint]
     if not args and len(probes) != 1:
         raise CommandError("--svg draws one probe's slot: slot N --svg FILE")
-    up = session.get_probe(args[0]) if args else probes[0]
+    up = session.probes.lookup(args[0]) if args else probes[0]
     figures.save_svg(session, figures.slot_svg(session, up), svg, f"the slot of probe {up.number}")
     return {"svg": svg, "probe": up.number}
 

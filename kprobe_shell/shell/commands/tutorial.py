@@ -14,7 +14,7 @@ import sys
 import textwrap
 
 from ..registry import REGISTRY, CommandError, command
-from .misc import apply_setting
+from ..settings import apply_setting
 from .tutorial_lessons import STEPS, Attempt
 
 #: Commands that only look: allowed at any step, they change nothing the lesson needs.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .common import eval_address
+from ..locations import eval_address
 from ..registry import CommandError
 
 
