@@ -15,16 +15,18 @@
  * wherever a count is read, because every point where the tool reads or stops the clock
  * ends a translated block: an int3 (a trap), the `jmp` of a jump-optimized probe, sti,
  * popf and iretq (the only instructions that turn interrupts on).  What does not end a
- * block is settled by the machine from the block's record (blk_*): a fault in the middle
- * of a block, an exact-address code hook (a breakpoint), an in/out (the SMP startup IPI),
- * a stop unicorn makes after an I/O hook.  A stop asked for by another thread (Ctrl-C) is
- * made by the hooks themselves, before a block starts (stop_asked).
+ * block is settled by clock.py from the block's record (blk_*, InstructionClock.settle):
+ * a fault in the middle of a block, an exact-address code hook (a breakpoint), an in/out
+ * (the SMP startup IPI), a stop unicorn makes after an I/O hook.  A stop asked for by
+ * another thread (Ctrl-C) is made by the hooks themselves, before a block starts
+ * (stop_asked).
  *
  * A deadline (the next timer tick, the end of an instruction budget or of an SMP quantum)
  * that falls inside a block cannot be honoured from a block hook.  The hook stops before
- * the block and leaves its place in split_*; the machine drops that block from the
- * translation cache and runs again with `until` at the exact instruction, which makes
- * unicorn end the block there (a handful of times per timer period).
+ * the block and leaves its place in split_*; InstructionClock.split_block drops that
+ * block from the translation cache and the run loop runs again with `until` at the exact
+ * instruction, which makes unicorn end the block there (a handful of times per timer
+ * period).
  *
  * A tick that finds interrupts off is held and retried every `retry` instructions until
  * they are on.  Interrupts can only come on at the end of a block (sti, popf and iretq end
@@ -72,14 +74,13 @@ static int eflags_regid;
 
 /* Instruction counts of translated blocks, keyed by (address, size): open addressing,
  * linear probing; size 0 marks a free entry, BLOCK_GONE one whose code was rewritten.
- * The memory is a ctypes buffer owned by the Machine (see BLOCK_TABLE_BYTES). */
+ * The memory is a ctypes buffer clock.BlockTable owns (see BLOCK_TABLE_BYTES). */
 #define BLOCK_TABLE_SIZE 8192          /* a power of two; the bundled kernel has ~1300 blocks */
 #define BLOCK_GONE 0xFFFFFFFFu
 #define MAY_SET_IF 0x80000000u         /* in n: the block ends with sti, popf or iret */
 struct block_entry { uint64_t address; uint32_t size, n; };
 struct block_table { uint64_t filled; struct block_entry e[BLOCK_TABLE_SIZE]; };
-/* py: the Python callable itself (a borrowed reference: Machine keeps it alive); cb, a C
- * callback, when py is NULL (see struct icount). */
+/* One callback on the tool's own code: see tool_hooks in struct icount. */
 struct tool_hook { uint64_t begin, end; code_cb cb; PyObject *py; };
 
 struct icount {
