@@ -1,9 +1,12 @@
-# The only reason this file exists: setuptools needs it to declare the C extension.
+# The only reason this file exists: setuptools needs it to declare the C extensions.
 # Everything else is in pyproject.toml.
 from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("kprobe_shell.machine._icount", ["kprobe_shell/machine/_icount.c"]),
+        # The instruction clock's hooks (see kprobe_shell/machine/clock.py).
+        Extension("kprobe_shell.machine._clock", ["kprobe_shell/machine/_clock.c"]),
+        # Register and memory accessors (see kprobe_shell/machine/capi.py).
+        Extension("kprobe_shell.machine._accessors", ["kprobe_shell/machine/_accessors.c"]),
     ]
 )

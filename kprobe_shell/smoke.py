@@ -80,7 +80,7 @@ def _u32(m: Machine, name: str) -> int:
 def _run_smoke(m: Machine) -> None:
     """Run init until smoke_test() is over: the entry of fixup_selftest(), its next call."""
     def done(machine):
-        machine.stop_guest(machine._event(StopReason.BREAKPOINT, "smoke_test() done"))
+        machine.stop_guest(machine.stop_event(StopReason.BREAKPOINT, "smoke_test() done"))
 
     hook = m.add_code_hook(m.symbols["fixup_selftest"].address, done)
     try:

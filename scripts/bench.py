@@ -169,7 +169,8 @@ def measure(args, scratch: str) -> str:
 
     from kprobe_shell import Jprobe, Kprobe, Kretprobe, Machine
     from kprobe_shell.images import bundled_image_path
-    from kprobe_shell.machine import Image, _icount
+    from kprobe_shell.machine import Image
+    from kprobe_shell.machine.clock import EMPTY_HOOK_ADDRESS
     from kprobe_shell.machine.machine import Machine as MachineAlone
     from kprobe_shell.shell.output import Output
     from kprobe_shell.shell.session import Session
@@ -203,7 +204,7 @@ def measure(args, scratch: str) -> str:
             if empty_block_hook:  # a C callback, as the clock's is (a Python one costs a transition)
                 handle = ctypes.c_size_t()
                 err = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK,
-                                        ctypes.c_void_p(_icount.empty_hook_address()), None,
+                                        ctypes.c_void_p(EMPTY_HOOK_ADDRESS), None,
                                         ctypes.c_uint64(1), ctypes.c_uint64(0))
                 assert err == 0, err
             return lambda: uc.emu_start(img.entry, (1 << 64) - 1)

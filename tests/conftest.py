@@ -22,8 +22,7 @@ import guestbuild  # noqa: E402
 @pytest.fixture(scope="session")
 def build_guest(tmp_path_factory):
     """build_guest(name, *, debug=False, extra=(), flags=None, tag='') -> path of the ELF."""
-    if not guestbuild.have_compiler():
-        pytest.skip(f"no C compiler ({guestbuild.CC}) to build the test guests")
+    guestbuild.require_compiler()
     out_dir = tmp_path_factory.mktemp("guests")
     built: dict[tuple, str] = {}
 

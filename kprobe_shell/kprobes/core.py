@@ -335,7 +335,7 @@ class KprobeEngine:
             # [robustness fix] The engine's own handler failed: this is a bug of the tool, and
             # stepping on would crash it (the trampoline probe has no slot).  Stop, inspectable.
             name = owner.name or repr(owner)
-            self.machine.stop_guest(self.machine._event(
+            self.machine.stop_guest(self.machine.stop_event(
                 StopReason.BUG, f"internal error in the engine's {name} ({which}): "
                 f"{type(exc).__name__}: {exc}"))
             return
@@ -348,7 +348,7 @@ class KprobeEngine:
             self.disable(getattr(owner, "kp", owner))
         elif self.handler_error_policy == "stop":
             self.machine.stop_guest(
-                self.machine._event(StopReason.HANDLER, f"{which} of {owner!r} {describe_handler_exception(exc)}")
+                self.machine.stop_event(StopReason.HANDLER, f"{which} of {owner!r} {describe_handler_exception(exc)}")
             )
 
     # ------------------------------------------------------------------ the table
@@ -543,7 +543,7 @@ class KprobeEngine:
         if rip == entry.slot:
             # The copy has not run: the original will, and be counted; its int3 was.
             machine.set_reg("rip", entry.addr)
-            machine.adjust_clock(-1)
+            machine.clock.adjust(-1)
         else:
             machine.set_reg("rip", entry.addr + entry.ainsn.length)  # at the jmp back
         if self.current_kprobe is entry and self.kprobe_status in (KprobeStatus.HIT_SS, KprobeStatus.REENTER):
@@ -922,10 +922,10 @@ class KprobeEngine:
         self.lock_spins += 1
         self.kcb.spinning = True
         machine.set_reg("rip", addr)
-        machine.adjust_clock(-1)
+        machine.clock.adjust(-1)
         self.say(lambda: f"cpu {machine.cpu_id}: int3 at {machine.image.symbols.format(addr)} while another CPU "
                          "holds kprobe_lock: spinning (2005 serialisation)")
-        machine.end_quantum()
+        machine.smp.end_quantum()
         return True
 
     def _hand_over_kprobe_lock(self, machine: Machine) -> None:
@@ -935,7 +935,7 @@ class KprobeEngine:
         comes first (without this, the CPU that released would take the lock again at its
         next hit, and a CPU that hits probes often would starve the others)."""
         if machine.ncpus > 1 and any(k.spinning for k in self.ctlblks):
-            machine.end_quantum()
+            machine.smp.end_quantum()
 
     def set_step_mode(self, mode: str) -> None:
         if mode not in STEP_MODES:
@@ -969,7 +969,7 @@ class KprobeEngine:
         machine.set_reg("eflags", (eflags | EFLAGS_TF) & ~EFLAGS_IF)
         machine.set_reg("rip", p.addr)
         # The int3 was counted; the instruction is counted again when it runs at addr.
-        machine.adjust_clock(-1)
+        machine.clock.adjust(-1)
         self._rep_count_before = machine.reg("rcx") if p.ainsn.is_rep_string() else None
         others = [c.index for c in machine.cpus if c.index != machine.cpu_id]
         if others and p.addr not in self._in_place_windows:
@@ -977,7 +977,7 @@ class KprobeEngine:
                 p.addr, lambda m, entry=p: self._missed_in_place(entry), cpus=others)
         self.say(lambda: f"single-stepping '{p.ainsn.text}' in place at 0x{p.addr:x}: original byte restored, "
                          "other CPUs run past the probe until the int3 is back")
-        machine.end_quantum()
+        machine.smp.end_quantum()
 
     def _missed_in_place(self, entry: Kprobe) -> None:
         for child in entry.children if isinstance(entry, AggrKprobe) else [entry]:

@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING, Callable
 from ..machine import StopReason
 from ..machine.image import ABI_ARG_REGISTERS
 from ..machine.layout import EFLAGS_IF
-from ..machine.machine import REGISTERS, _REG_RSP, _reg_read
+from ..machine import capi
+from ..machine.registers import REGISTERS
 from .core import Kprobe, ProbeError
 from .percpu import per_cpu
 
+_reg_read = capi.reg_read
+_REG_RSP = REGISTERS["rsp"]
 #: unicorn's ids of the argument registers, in ABI order.
 _ARG_REGIDS = tuple(REGISTERS[name] for name in ABI_ARG_REGISTERS)
 
@@ -178,7 +181,7 @@ class JprobeManager:
         rsp = machine.reg("rsp")
         if rsp != self.jprobe_saved_rsp:
             machine.stop_guest(
-                machine._event(
+                machine.stop_event(
                     StopReason.BUG,
                     f"kernel BUG in longjmp_break_handler: current rsp 0x{rsp:x} does not match the saved "
                     f"rsp 0x{self.jprobe_saved_rsp:x} of {jp!r} (the handler left its stack unbalanced)",
@@ -190,7 +193,7 @@ class JprobeManager:
         for name, value in self.jprobe_saved_regs.items():
             machine.set_reg(name, value)
         machine.write(self.jprobe_saved_rsp, self.jprobes_stack)
-        machine.set_clock(self._clock_at_entry)
+        machine.clock.set(self._clock_at_entry)
         self.active = None
         engine.say(lambda: f"jprobe_return's int3 at {machine.image.symbols.format(addr)}: no probe there, so the running "
                    f"jprobe's break_handler (longjmp_break_handler) takes it: rsp 0x{rsp:x} matches the saved rsp; "
@@ -219,7 +222,7 @@ class JprobeManager:
                 params = [None] * count
             self._params[key] = params
         values = []
-        uch = machine._uch  # the running CPU's: registers read without machine.reg's frame
+        uch = machine.uch  # the running CPU's: registers read without machine.reg's frame
         for i, param in enumerate(params):
             if i < len(ABI_ARG_REGISTERS):
                 raw = _reg_read(uch, _ARG_REGIDS[i])

@@ -37,15 +37,19 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from ..machine import MachineError, StopReason
-# The C accessors themselves, for the two hot paths (Machine's wrappers cost a Python
-# call each; their error messages are kept below).
-from ..machine.machine import NS_PER_INSN, _REG_RSP, _UcAccessError
-from ..machine.machine import _exchange_top_of_stack, _peek_u64, _push_u64
+from ..machine import MachineError, StopReason, capi
+from ..machine.clock import NS_PER_INSN
+from ..machine.registers import REGISTERS
 from ..machine.layout import STUB_PAGE
 from ..machine.tasks import PSEUDO_TASK_ADDR
 from .guard import HandlerInterrupted, HandlerTimeout
 from .core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, KprobeStatus, ProbeError, hash_ptr
+
+# The C accessors themselves, bound once for the two hot paths (Machine's wrappers cost a
+# Python call each; their error messages are kept below).
+_exchange_top_of_stack, _peek_u64, _push_u64 = capi.exchange_top_of_stack, capi.peek_u64, capi.push_u64
+_UcAccessError = capi.AccessError
+_REG_RSP = REGISTERS["rsp"]
 
 #: Where the kretprobe booster's `ret` stands in the machine's stub page.
 BOOSTER_OFFSET = 0x40
@@ -282,7 +286,7 @@ class KretprobeManager:
             ri = free.pop(0)
             ri.rp = rp
             ri.task = task = self._fixed_task or machine.tasks.current_address()
-            ri.entry_time_ns = _peek_u64(machine._retired_addr) * NS_PER_INSN  # machine.time_ns
+            ri.entry_time_ns = _peek_u64(machine.retired_addr) * NS_PER_INSN  # machine.time_ns
             if ri.data:
                 ri.data.clear()
             tramp = self.booster if engine.mode in _BOOSTED_MODES else self.trampoline
@@ -291,7 +295,7 @@ class KretprobeManager:
                 # One call: read the return address at rsp and put the trampoline's there
                 # (machine.exchange_top_of_stack without its Python frame).
                 try:
-                    rsp, ri.ret_addr = _exchange_top_of_stack(machine._uch, _REG_RSP, tramp)
+                    rsp, ri.ret_addr = _exchange_top_of_stack(machine.uch, _REG_RSP, tramp)
                 except _UcAccessError:
                     raise MachineError("cannot exchange the top of the stack: not mapped") from None
                 ri.stack_slot = rsp
@@ -339,11 +343,11 @@ class KretprobeManager:
                 ri = free.pop(0)
                 ri.rp = rp
                 ri.task = task = fixed_task or tasks.current_address()
-                ri.entry_time_ns = _peek_u64(machine._retired_addr) * NS_PER_INSN  # this CPU's clock
+                ri.entry_time_ns = _peek_u64(machine.retired_addr) * NS_PER_INSN  # this CPU's clock
                 if ri.data:
                     ri.data.clear()
                 try:
-                    ri.stack_slot, ri.ret_addr = _exchange_top_of_stack(machine._uch, _REG_RSP, booster)
+                    ri.stack_slot, ri.ret_addr = _exchange_top_of_stack(machine.uch, _REG_RSP, booster)
                 except _UcAccessError:
                     free.insert(0, ri)
                     raise MachineError("cannot exchange the top of the stack: not mapped") from None
@@ -453,7 +457,7 @@ class KretprobeManager:
         cur = machine.tasks.current()
         who = cur.label if cur else f"task 0x{task:x}"
         machine.stop_guest(
-            machine._event(
+            machine.stop_event(
                 StopReason.BUG,
                 f"kernel BUG at kretprobe_trampoline: {who} returned through the trampoline but "
                 "has no return-probe instance (BUG_ON(!orig_ret_address)); its instances were "
@@ -465,7 +469,7 @@ class KretprobeManager:
         engine = self.engine
         machine = engine.machine
         if self._trampoline_counted:
-            machine.adjust_clock(-1)
+            machine.clock.adjust(-1)
         task = machine.tasks.current_address()
         orig_ret_address = self._run_return_handlers(task, regs)
         engine.current_kprobe = None
@@ -534,12 +538,12 @@ class KretprobeManager:
                 if not orig_ret_address:
                     manager._no_instance_bug(task)
                     return
-                if machine._pending_stop is not None:
+                if machine.pending_stop is not None:
                     # Stopping before the `ret`: resuming here would run the handlers again.
                     machine.set_reg("rip", orig_ret_address)
                     return
                 try:  # machine.push_u64 without its Python frame
-                    _push_u64(machine._uch, _REG_RSP, orig_ret_address)
+                    _push_u64(machine.uch, _REG_RSP, orig_ret_address)
                 except _UcAccessError:
                     raise MachineError("cannot push: the stack is not mapped") from None
                 if engine.narrator is not None:

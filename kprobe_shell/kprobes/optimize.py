@@ -53,7 +53,7 @@ unregistered.  One buffer per probed address is built once and kept.
 The instruction clock stays exact: the `jmp` at the probed address is counted (in the
 image's text) and stands for instruction 1; the relocated copies of instructions 2..n
 are counted by the clock's C hook, which covers the detour pages too and counts there by
-a byte map (_icount.c); it checks the timer deadline before each, so a tick lands before the same guest
+a byte map (_clock.c); it checks the timer deadline before each, so a tick lands before the same guest
 instruction as without the probe (with rip in the detour; the return lands back there).
 The copy of instruction 1, the detour entry and the jump back are not counted.
 
@@ -67,8 +67,6 @@ import bisect
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from unicorn import x86_const as X
 
 from ..machine.layout import (
     BOOT_STACK_BASE,
@@ -170,7 +168,7 @@ class KprobeOptimizer:
             fast = p.fast_entry
             if fast is not None and fast(kcb):
                 # A lone kretprobe (see KretprobeManager._make_fast_entry).
-                if self.machine._pending_stop is not None:
+                if self.machine.pending_stop is not None:
                     self.machine.set_reg("rip", op.buffer)  # its failure stops before the `jmp`
                 return
             if kcb.current_kprobe is not None:
@@ -213,7 +211,7 @@ class KprobeOptimizer:
                     # A handler wrote rip but did not say it took over: the int3 path steps
                     # the instruction anyway (rip = slot), so the copies run here too.
                     machine.set_reg("rip", op.buffer)
-            if machine._pending_stop is not None and machine.rip_writes == writes:
+            if machine.pending_stop is not None and machine.rip_writes == writes:
                 # The guest stops before the entry `jmp` ran; resuming there would call the
                 # handlers a second time.  Resume in the copies instead.
                 machine.set_reg("rip", op.buffer)
@@ -475,7 +473,7 @@ class KprobeOptimizer:
             return self._return_points
         machine = self.machine
         points = {machine.rip}
-        _sel, _base, limit, _flags = machine.uc.reg_read(X.UC_X86_REG_IDTR)
+        _base, limit = machine.interrupts.idtr()
         if limit:  # without an IDT no interrupt or exception frame can exist
             lo, hi = machine.image.text_span
             areas = [(BOOT_STACK_BASE, RESERVED_END - BOOT_STACK_BASE)]

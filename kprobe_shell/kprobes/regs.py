@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..machine.machine import GENERAL_REGISTERS, REGISTERS, _reg_read
+from ..machine import capi
+from ..machine.registers import GENERAL_REGISTERS, REGISTERS
 
 if TYPE_CHECKING:
     from ..machine import Machine, Task
@@ -83,7 +84,7 @@ class PtRegs:
             regid = REGISTERS[reg]
         if regid == _RIP_ID and self.shown_ip[0] is not None:
             return self.shown_ip[0]
-        return _reg_read(self._machine._uch, regid)
+        return capi.reg_read(self._machine.uch, regid)
 
     def __setattr__(self, name: str, value: int) -> None:
         reg = canonical_register(name)

@@ -1,9 +1,13 @@
-"""The emulated x86_64 machine: image loading, vCPU, memory, console, clock and timer."""
+"""The emulated x86_64 machine: image loading, vCPUs, memory, console, clock and timer
+(see machine.py for its parts), and its C accessors (capi)."""
+from . import capi
+from .devices import Console
+from .events import MachineError, StopEvent, StopReason
 from .image import Image, ImageError, Parameter, Symbol, SymbolTable
-from .machine import Console, Machine, MachineError, StopEvent, StopReason
+from .machine import Machine
 from .tasks import Task
 
 __all__ = [
     "Console", "Image", "ImageError", "Machine", "MachineError", "Parameter",
-    "StopEvent", "StopReason", "Symbol", "SymbolTable", "Task",
+    "StopEvent", "StopReason", "Symbol", "SymbolTable", "Task", "capi",
 ]

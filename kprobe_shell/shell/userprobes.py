@@ -156,9 +156,9 @@ def _create_breakpoint(session, up: UserProbe) -> UserProbe:
         up.hits += 1
         if session._stop_at_break is not None:
             return  # two breakpoints on one address: the first one reports the stop
-        machine.uncount_current()  # the instruction runs after we continue, counted then
+        machine.clock.uncount_current()  # the instruction runs after we continue, counted then
         session._stop_at_break = up
-        machine.stop_guest(machine._event(StopReason.BREAKPOINT, f"breakpoint {up.number}"))
+        machine.stop_guest(machine.stop_event(StopReason.BREAKPOINT, f"breakpoint {up.number}"))
 
     up.obj = m.add_code_hook(up.addr, on_break)
     return session.probes.add(up)

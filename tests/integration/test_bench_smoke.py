@@ -4,16 +4,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import pytest
-
 BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
 
 
 def test_bench_quick_prints_the_table(capsys):
     import guestbuild
 
-    if not guestbuild.have_compiler():
-        pytest.skip("no C compiler for the benchmark's guest")
+    guestbuild.require_compiler()
     spec = importlib.util.spec_from_file_location("kp_bench", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -159,7 +159,7 @@ def test_a_handler_that_stops_the_guest_does_not_run_twice(m, ref):
 
     def stop_third(p, regs):
         if p.hits == 3:
-            regs.machine.stop_guest(regs.machine._event(StopReason.BREAKPOINT, "third hit"))
+            regs.machine.stop_guest(regs.machine.stop_event(StopReason.BREAKPOINT, "third hit"))
         return 0
 
     kp = m.register_kprobe(Kprobe("opt_plain", pre_handler=stop_third))
@@ -283,14 +283,14 @@ def test_kernel_ticks_inside_detours_change_nothing(kernel_path):
     multi = [p for p in probes if p.mode == "optimized" and len(m.kprobes.optimizer.active[p.addr].insns) > 1]
     assert len(multi) > 20
     in_detour = []
-    deliver = m._deliver_interrupt
+    deliver = m.interrupts.deliver
 
     def spy(vector):
         if DETOUR_BASE <= m.rip < DETOUR_END:
             in_detour.append(m.rip)
         return deliver(vector)
 
-    m._deliver_interrupt = spy
+    m.interrupts.deliver = spy
     for budget in (7_000, 13_001, 30_000, 50_000):
         a, b = ref.run(budget), m.run(budget)
         assert a.reason is b.reason is StopReason.BUDGET

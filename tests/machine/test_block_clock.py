@@ -1,4 +1,4 @@
-"""The clock counts the text a translated block at a time (see _icount.c), and must still
+"""The clock counts the text a translated block at a time (see _clock.c), and must still
 be exact at every point where it is read or stops the guest.
 
 The references here are independent of the block hook: unicorn's own instruction count
@@ -17,7 +17,7 @@ import pytest
 from unicorn import UC_HOOK_CODE
 
 from kprobe_shell import Machine, StopReason
-from kprobe_shell.machine.machine import _UNTIL_NEVER
+from kprobe_shell.machine.machine import UNTIL_NEVER
 
 #: Every timer tick of the bundled kernel's run, as (cpu, clock, rip), recorded with the
 #: per-instruction clock this one replaced: (ticks, sha256 of the JSON list, final clocks).
@@ -33,13 +33,13 @@ PER_INSTRUCTION_CLOCK_TICKS = {
 
 def tick_log(m: Machine) -> list:
     log = []
-    deliver = m._deliver_interrupt
+    deliver = m.interrupts.deliver
 
     def record(vector):
-        log.append((m.cpu.index, m._icount.retired, m.rip))
+        log.append((m.cpu.index, m.cpu.icount.retired, m.rip))
         return deliver(vector)
 
-    m._deliver_interrupt = record
+    m.interrupts.deliver = record
     return log
 
 
@@ -61,7 +61,7 @@ def unicorn_count_rip(path: str, k: int) -> int:
     """Where unicorn's own instruction counter stops after k instructions from boot (the
     guest has no timer vector, so the machine delivers nothing meanwhile)."""
     ref = Machine(path)
-    ref.uc.emu_start(ref.rip, _UNTIL_NEVER, count=k)
+    ref.uc.emu_start(ref.rip, UNTIL_NEVER, count=k)
     return ref.rip
 
 

@@ -14,7 +14,7 @@ from unicorn import x86_const as X
 
 from kprobe_shell import Machine, StopReason
 from kprobe_shell.images import BUNDLED_SMP_KERNEL, bundled_image_path
-from kprobe_shell.machine.machine import CpuState
+from kprobe_shell.machine.smp import CpuState
 
 TASK_TAGS = ("[opener1]", "[opener2]", "[netd]", "[execer]", "[hello]", "[quitter]")
 
@@ -105,7 +105,7 @@ def test_tasks_are_spread_and_each_cpu_has_its_own_current_and_timer():
         for cpu in m.cpus:
             if cpu.state is not CpuState.ONLINE:
                 continue
-            task = m.tasks.read_task(m.cpu_current_task(cpu.index))
+            task = m.tasks.read_task(m.smp.cpu_current_task(cpu.index))
             assert task is not None
             # current is this CPU's: %gs points at its own cpu_pda, and it runs only its tasks
             assert cpu.uc.reg_read(X.UC_X86_REG_GS_BASE) == pda + 32 * cpu.index
@@ -168,7 +168,7 @@ def test_clock_state_and_fast_hooks_are_per_cpu():
     m.add_code_hook(addr, count)
     while m.run(max_insns=5_000).reason is StopReason.BUDGET:
         # The accessors read the current CPU's registers, not always CPU 0's.
-        assert m.registers() == m.cpu_registers(m.cpu_id)
+        assert m.registers() == m.cpus[m.cpu_id].registers()
         assert m.retired == m.cpu.icount.retired
     assert by_cpu[0] > 0 and by_cpu[1] > 0
     assert len(seen) == sum(by_cpu.values())

@@ -118,8 +118,7 @@ def test_command_options_after_the_location(session):
 
 
 def test_symbols_follow_a_new_image(session, user_image, tmp_path):
-    import shutil
-    import subprocess
+    import guestbuild
 
     completer = ShellCompleter(session)
     doc = Document("kprobe wal", 10)
@@ -127,9 +126,8 @@ def test_symbols_follow_a_new_image(session, user_image, tmp_path):
     src = tmp_path / "other.c"
     src.write_text("void waltz(void) {}\nvoid _start(void) { waltz(); for (;;) ; }\n")
     out = tmp_path / "other.elf"
-    gcc = shutil.which("gcc")
-    subprocess.run([gcc, "-O1", "-ffreestanding", "-nostdlib", "-static", "-no-pie", "-fcf-protection=none",
-                    "-o", str(out), str(src)], check=True)
+    guestbuild.compile_guest(src, out, flags=("-O1", "-ffreestanding", "-nostdlib", "-static", "-no-pie",
+                                              "-fcf-protection=none"))
     session.execute(f"load {out}")
     assert [c.text for c in completer.get_completions(doc, CompleteEvent())] == ["waltz"]
 

@@ -8,7 +8,8 @@ from capstone import CS_GRP_JUMP as _CS_GRP_JUMP
 
 from ...kprobes.x86 import _cs
 from ...machine import MachineError
-from ...machine.machine import GENERAL_REGISTERS, CpuState
+from ...machine.registers import GENERAL_REGISTERS
+from ...machine.smp import CpuState
 from ..registry import CommandError, command
 from ..locations import eval_address
 from .common import no_arguments, parse_number
@@ -327,7 +328,7 @@ other CPUs' idle tasks, which are not on the task list, are listed too."""
     running_on: dict[int, int] = {}
     if smp:
         for cpu in m.cpus:
-            addr = m.cpu_current_task(cpu.index)
+            addr = m.smp.cpu_current_task(cpu.index)
             if addr:
                 running_on[addr] = cpu.index
         listed = {t.address for t in tasks}
@@ -360,8 +361,8 @@ commands (regs, bt, x ...) look at: the one that ran last."""
     out.print(f"  {'CPU':>3} {'STATE':<14} {'CLOCK':>12}  {'TASK':<20} RIP", "header")
     data = []
     for cpu in m.cpus:
-        regs = m.cpu_registers(cpu.index)
-        task = m.tasks.read_task(m.cpu_current_task(cpu.index)) if cpu.state is not CpuState.WAIT_FOR_SIPI else None
+        regs = cpu.registers()
+        task = m.tasks.read_task(m.smp.cpu_current_task(cpu.index)) if cpu.state is not CpuState.WAIT_FOR_SIPI else None
         label = task.label if task else "-"
         where = m.symbols.format(regs["rip"]) if task else "-"
         mark = "*" if cpu.index == m.cpu_id else " "

@@ -104,9 +104,9 @@ def _run_to(session, addr: int):
 
     def on_reach(machine):
         if machine.tasks.current_address() == task and not machine.kprobes.kprobe_running():
-            machine.uncount_current()
+            machine.clock.uncount_current()
             hit["stop"] = True
-            machine.stop_guest(machine._event(StopReason.BREAKPOINT, "reached"))
+            machine.stop_guest(machine.stop_event(StopReason.BREAKPOINT, "reached"))
 
     handle = m.add_code_hook(addr, on_reach)
     try:

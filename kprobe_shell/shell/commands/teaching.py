@@ -49,7 +49,7 @@ def _wait_for_enter(session) -> None:
     prompt turns into a machine stop request, see repl.py) ends the wait: the demo stops
     there instead of waiting for an Enter that will never come."""
     machine = session.machine
-    machine._stop_requested = False  # a request left over from an earlier Ctrl-C is not for us
+    machine.stop_requested = False  # a request left over from an earlier Ctrl-C is not for us
     while True:
         try:
             ready, _, _ = select.select([sys.stdin], [], [], 0.2)
@@ -59,8 +59,8 @@ def _wait_for_enter(session) -> None:
         if ready:
             sys.stdin.readline()
             return
-        if machine._stop_requested:
-            machine._stop_requested = False
+        if machine.stop_requested:
+            machine.stop_requested = False
             raise CommandError("interrupted at a pause: the rest of the script is skipped")
 
 

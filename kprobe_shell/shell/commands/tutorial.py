@@ -57,8 +57,8 @@ def _read(session, prompt: str) -> str:
             if not line:
                 raise _Leave("end of input")
             return line.strip()
-        if getattr(machine, "_stop_requested", False):
-            machine._stop_requested = False
+        if machine.stop_requested:
+            machine.stop_requested = False
             raise _Leave("interrupted")
 
 

@@ -1,5 +1,6 @@
 /*
- * The instruction counter behind the guest's virtual clock.
+ * The instruction clock: the C hooks behind the guest's virtual clock (clock.py drives them;
+ * struct icount is mirrored there with ctypes, its size checked against ICOUNT_SIZE).
  *
  * Unicorn has no icount mode, and `emu_start(count=N)` counts with a hidden hook on every
  * instruction whose counter cannot be read.  The clock must be exact (timer ticks land on
@@ -14,16 +15,18 @@
  * wherever a count is read, because every point where the tool reads or stops the clock
  * ends a translated block: an int3 (a trap), the `jmp` of a jump-optimized probe, sti,
  * popf and iretq (the only instructions that turn interrupts on).  What does not end a
- * block is settled by the machine from the block's record (blk_*): a fault in the middle
- * of a block, an exact-address code hook (a breakpoint), an in/out (the SMP startup IPI),
- * a stop unicorn makes after an I/O hook.  A stop asked for by another thread (Ctrl-C) is
- * made by the hooks themselves, before a block starts (stop_asked).
+ * block is settled by clock.py from the block's record (blk_*, InstructionClock.settle):
+ * a fault in the middle of a block, an exact-address code hook (a breakpoint), an in/out
+ * (the SMP startup IPI), a stop unicorn makes after an I/O hook.  A stop asked for by
+ * another thread (Ctrl-C) is made by the hooks themselves, before a block starts
+ * (stop_asked).
  *
  * A deadline (the next timer tick, the end of an instruction budget or of an SMP quantum)
  * that falls inside a block cannot be honoured from a block hook.  The hook stops before
- * the block and leaves its place in split_*; the machine drops that block from the
- * translation cache and runs again with `until` at the exact instruction, which makes
- * unicorn end the block there (a handful of times per timer period).
+ * the block and leaves its place in split_*; InstructionClock.split_block drops that
+ * block from the translation cache and the run loop runs again with `until` at the exact
+ * instruction, which makes unicorn end the block there (a handful of times per timer
+ * period).
  *
  * A tick that finds interrupts off is held and retried every `retry` instructions until
  * they are on.  Interrupts can only come on at the end of a block (sti, popf and iretq end
@@ -47,6 +50,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -54,13 +58,12 @@
 typedef void (*code_cb)(void *uc, uint64_t address, uint32_t size, void *user_data);
 typedef int (*uc_reg_fn)(void *uc, int regid, void *value);
 typedef int (*uc_mem_read_fn)(void *uc, uint64_t address, void *bytes, uint64_t size);
-typedef int (*uc_mem_write_fn)(void *uc, uint64_t address, const void *bytes, uint64_t size);
 /* capstone's cs_disasm_iter(csh, const uint8_t **code, size_t *size, uint64_t *address, cs_insn *) */
 typedef bool (*cs_disasm_iter_fn)(size_t handle, const uint8_t **code, size_t *size, uint64_t *address, void *insn);
 
-static uc_reg_fn p_reg_read, p_reg_write;
+/* unicorn's uc_reg_read and uc_mem_read, and capstone's decoder: passed in by init(). */
+static uc_reg_fn p_reg_read;
 static uc_mem_read_fn p_mem_read;
-static uc_mem_write_fn p_mem_write;
 static cs_disasm_iter_fn p_disasm_iter;
 static size_t cs_handle;
 static void *cs_insn_buf;   /* one cs_insn from cs_malloc, reused */
@@ -71,12 +74,14 @@ static int eflags_regid;
 
 /* Instruction counts of translated blocks, keyed by (address, size): open addressing,
  * linear probing; size 0 marks a free entry, BLOCK_GONE one whose code was rewritten.
- * The memory is a ctypes buffer owned by the Machine (see block_table_bytes). */
+ * The memory is a ctypes buffer clock.BlockTable owns (see BLOCK_TABLE_BYTES). */
 #define BLOCK_TABLE_SIZE 8192          /* a power of two; the bundled kernel has ~1300 blocks */
 #define BLOCK_GONE 0xFFFFFFFFu
 #define MAY_SET_IF 0x80000000u         /* in n: the block ends with sti, popf or iret */
 struct block_entry { uint64_t address; uint32_t size, n; };
 struct block_table { uint64_t filled; struct block_entry e[BLOCK_TABLE_SIZE]; };
+/* One callback on the tool's own code: see tool_hooks in struct icount. */
+struct tool_hook { uint64_t begin, end; code_cb cb; PyObject *py; };
 
 struct icount {
     uint64_t retired;          /* guest instructions started */
@@ -94,7 +99,7 @@ struct icount {
      * conversion costs about as much as the rest of a booster or optimized-probe hit's
      * host transition.  cb stays as the way to call a C callback (py NULL). */
     uint64_t n_tool_hooks;
-    struct { uint64_t begin, end; code_cb cb; PyObject *py; } tool_hooks[MAX_TOOL_HOOKS];
+    struct tool_hook tool_hooks[MAX_TOOL_HOOKS];
     uint64_t tick;             /* the timer's next tick (or retry point) */
     uint64_t limit;            /* the other deadlines: end of the budget, of the quantum */
     uint64_t retry;            /* 0, or the retry period of a tick waiting for interrupts on */
@@ -286,18 +291,21 @@ static PyObject *hook_addresses(PyObject *self, PyObject *unused)
     return Py_BuildValue("(NN)", PyLong_FromVoidPtr((void *)block_hook), PyLong_FromVoidPtr((void *)tool_hook));
 }
 
-/* init_decoder(cs_disasm_iter, csh, cs_insn, eflags_regid): capstone's iterator, a handle
- * (x86-64, detail off) and an instruction from its cs_malloc; unicorn's EFLAGS id. */
-static PyObject *init_decoder(PyObject *self, PyObject *args)
+/* init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read): capstone's
+ * iterator, a handle (x86-64, detail off) and an instruction from its cs_malloc; unicorn's
+ * EFLAGS id and its register and memory readers (function addresses). */
+static PyObject *init(PyObject *self, PyObject *args)
 {
-    unsigned long long fn, handle, insn;
+    unsigned long long fn, handle, insn, rr, mr;
     int regid;
-    if (!PyArg_ParseTuple(args, "KKKi", &fn, &handle, &insn, &regid))
+    if (!PyArg_ParseTuple(args, "KKKiKK", &fn, &handle, &insn, &regid, &rr, &mr))
         return NULL;
     p_disasm_iter = (cs_disasm_iter_fn)(uintptr_t)fn;
     cs_handle = (size_t)handle;
     cs_insn_buf = (void *)(uintptr_t)insn;
     eflags_regid = regid;
+    p_reg_read = (uc_reg_fn)(uintptr_t)rr;
+    p_mem_read = (uc_mem_read_fn)(uintptr_t)mr;
     Py_RETURN_NONE;
 }
 
@@ -319,270 +327,35 @@ static PyObject *forget_blocks(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *block_table_bytes(PyObject *self, PyObject *unused)
-{
-    return PyLong_FromSize_t(sizeof(struct block_table));
-}
-
-/*
- * Fast register and memory access for the probe engine's hot paths.
- *
- * unicorn's Python binding spends 2-4 microseconds per reg_read/mem_write (it picks a
- * register class, builds ctypes buffers, checks types): several times the cost of the
- * host transition itself.  These call the same uc_reg_read/uc_reg_write/uc_mem_read/
- * uc_mem_write (their addresses are passed in from Python, as uc_emu_stop is above) with
- * a stack buffer: a plain C call.  Only for registers that fit in 64 bits.
- */
-static PyObject *UcAccessError;
-
-static PyObject *fast_init(PyObject *self, PyObject *args)
-{
-    unsigned long long rr, rw, mr, mw;
-    if (!PyArg_ParseTuple(args, "KKKK", &rr, &rw, &mr, &mw))
-        return NULL;
-    p_reg_read = (uc_reg_fn)(uintptr_t)rr;
-    p_reg_write = (uc_reg_fn)(uintptr_t)rw;
-    p_mem_read = (uc_mem_read_fn)(uintptr_t)mr;
-    p_mem_write = (uc_mem_write_fn)(uintptr_t)mw;
-    Py_RETURN_NONE;
-}
-
-static PyObject *access_error(int err, const char *what, uint64_t where)
-{
-    PyObject *exc_args = Py_BuildValue("(isK)", err, what, (unsigned long long)where);
-    if (exc_args) {
-        PyErr_SetObject(UcAccessError, exc_args);
-        Py_DECREF(exc_args);
-    }
-    return NULL;
-}
-
-/*
- * The accessors' arguments: the unicorn handle, then one or two integers (a register id,
- * an address, a value, an offset).  Integers are taken modulo 2**64, so a negative offset
- * wraps as the CPU's own address arithmetic does.  b may be NULL when the third argument
- * is not an integer (mem_write's data).  0 on success, -1 with the exception set.
- */
-static int unpack(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char *usage, void **uc,
-                  uint64_t *a, uint64_t *b)
-{
-    if (nargs != want) {
-        PyErr_SetString(PyExc_TypeError, usage);
-        return -1;
-    }
-    *uc = PyLong_AsVoidPtr(args[0]);
-    *a = PyLong_AsUnsignedLongLongMask(args[1]);
-    if (b)
-        *b = PyLong_AsUnsignedLongLongMask(args[2]);
-    return PyErr_Occurred() ? -1 : 0;
-}
-
-/* reg_read(uch, regid) -> int */
-static PyObject *fast_reg_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    uint64_t regid, value = 0;
-    void *uc;
-    int err;
-    if (unpack(args, nargs, 2, "reg_read(uch, regid)", &uc, &regid, NULL) < 0)
-        return NULL;
-    err = p_reg_read(uc, (int)regid, &value);
-    if (err)
-        return access_error(err, "reg_read", regid);
-    return PyLong_FromUnsignedLongLong(value);
-}
-
-/* reg_write(uch, regid, value) */
-static PyObject *fast_reg_write(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    uint64_t regid, value;
-    void *uc;
-    int err;
-    if (unpack(args, nargs, 3, "reg_write(uch, regid, value)", &uc, &regid, &value) < 0)
-        return NULL;
-    err = p_reg_write(uc, (int)regid, &value);
-    if (err)
-        return access_error(err, "reg_write", regid);
-    Py_RETURN_NONE;
-}
-
-/* mem_read(uch, address, size) -> bytes */
-static PyObject *fast_mem_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    void *uc;
-    uint64_t address, size;
-    PyObject *out;
-    int err;
-    if (unpack(args, nargs, 3, "mem_read(uch, address, size)", &uc, &address, &size) < 0)
-        return NULL;
-    if (size > (uint64_t)PY_SSIZE_T_MAX) {
-        PyErr_SetString(PyExc_ValueError, "negative size");
-        return NULL;
-    }
-    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
-    if (!out)
-        return NULL;
-    err = p_mem_read(uc, address, PyBytes_AS_STRING(out), size);
-    if (err) {
-        Py_DECREF(out);
-        return access_error(err, "mem_read", address);
-    }
-    return out;
-}
-
-/* mem_write(uch, address, data) */
-static PyObject *fast_mem_write(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    void *uc;
-    uint64_t address;
-    Py_buffer view;
-    int err;
-    if (unpack(args, nargs, 3, "mem_write(uch, address, data)", &uc, &address, NULL) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[2], &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    err = p_mem_write(uc, address, view.buf, (uint64_t)view.len);
-    PyBuffer_Release(&view);
-    if (err)
-        return access_error(err, "mem_write", address);
-    Py_RETURN_NONE;
-}
-
-/* read_u64(uch, address) -> int */
-static PyObject *fast_read_u64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    void *uc;
-    uint64_t address, value = 0;
-    int err;
-    if (unpack(args, nargs, 2, "read_u64(uch, address)", &uc, &address, NULL) < 0)
-        return NULL;
-    err = p_mem_read(uc, address, &value, 8);  /* x86 is little-endian, as the host */
-    if (err)
-        return access_error(err, "mem_read", address);
-    return PyLong_FromUnsignedLongLong(value);
-}
-
-/* write_u64(uch, address, value) */
-static PyObject *fast_write_u64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    void *uc;
-    uint64_t address, value;
-    int err;
-    if (unpack(args, nargs, 3, "write_u64(uch, address, value)", &uc, &address, &value) < 0)
-        return NULL;
-    err = p_mem_write(uc, address, &value, 8);
-    if (err)
-        return access_error(err, "mem_write", address);
-    Py_RETURN_NONE;
-}
-
-/* read_u64_at_reg(uch, regid, offset) -> int: *(u64 *)(reg + offset), e.g. %gs:0 (current) */
-static PyObject *fast_read_u64_at_reg(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    void *uc;
-    int err;
-    uint64_t regid, offset, base = 0, value = 0;
-    if (unpack(args, nargs, 3, "read_u64_at_reg(uch, regid, offset)", &uc, &regid, &offset) < 0)
-        return NULL;
-    err = p_reg_read(uc, (int)regid, &base);
-    if (err)
-        return access_error(err, "reg_read", regid);
-    err = p_mem_read(uc, base + offset, &value, 8);
-    if (err)
-        return access_error(err, "mem_read", base + offset);
-    return PyLong_FromUnsignedLongLong(value);
-}
-
-/*
- * exchange_top_of_stack(uch, rsp_regid, value) -> (rsp, old): the u64 at rsp is replaced
- * by value (arch_prepare_kretprobe: the return address becomes the trampoline's).
- */
-static PyObject *fast_exchange_top_of_stack(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    void *uc;
-    int err;
-    uint64_t regid, rsp = 0, old = 0, value;
-    if (unpack(args, nargs, 3, "exchange_top_of_stack(uch, rsp_regid, value)", &uc, &regid, &value) < 0)
-        return NULL;
-    err = p_reg_read(uc, (int)regid, &rsp);
-    if (err)
-        return access_error(err, "reg_read", regid);
-    err = p_mem_read(uc, rsp, &old, 8);
-    if (err)
-        return access_error(err, "mem_read", rsp);
-    err = p_mem_write(uc, rsp, &value, 8);
-    if (err)
-        return access_error(err, "mem_write", rsp);
-    return Py_BuildValue("(KK)", (unsigned long long)rsp, (unsigned long long)old);
-}
-
-/* push_u64(uch, rsp_regid, value): rsp -= 8; *(u64 *)rsp = value (what a call leaves). */
-static PyObject *fast_push_u64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    void *uc;
-    int err;
-    uint64_t regid, rsp = 0, value;
-    if (unpack(args, nargs, 3, "push_u64(uch, rsp_regid, value)", &uc, &regid, &value) < 0)
-        return NULL;
-    err = p_reg_read(uc, (int)regid, &rsp);
-    if (err)
-        return access_error(err, "reg_read", regid);
-    rsp -= 8;
-    err = p_mem_write(uc, rsp, &value, 8);
-    if (err)
-        return access_error(err, "mem_write", rsp);
-    err = p_reg_write(uc, (int)regid, &rsp);
-    if (err)
-        return access_error(err, "reg_write", regid);
-    Py_RETURN_NONE;
-}
-
-/* peek_u64(address) -> int: a u64 in this process (the clock's counter, read without ctypes). */
-static PyObject *fast_peek_u64(PyObject *self, PyObject *arg)
-{
-    void *p = PyLong_AsVoidPtr(arg);
-    if (!p)
-        return PyErr_Occurred() ? NULL : PyLong_FromLong(0);
-    return PyLong_FromUnsignedLongLong(*(volatile uint64_t *)p);
-}
-
 static PyMethodDef methods[] = {
-    {"read_u64_at_reg", (PyCFunction)(void (*)(void))fast_read_u64_at_reg, METH_FASTCALL, "read_u64_at_reg(uch, regid, offset) -> int"},
-    {"exchange_top_of_stack", (PyCFunction)(void (*)(void))fast_exchange_top_of_stack, METH_FASTCALL,
-     "exchange_top_of_stack(uch, rsp_regid, value) -> (rsp, old)"},
-    {"push_u64", (PyCFunction)(void (*)(void))fast_push_u64, METH_FASTCALL, "push_u64(uch, rsp_regid, value)"},
-    {"peek_u64", fast_peek_u64, METH_O, "peek_u64(address) -> int"},
-    {"init", fast_init, METH_VARARGS, "init(uc_reg_read, uc_reg_write, uc_mem_read, uc_mem_write): function addresses."},
-    {"reg_read", (PyCFunction)(void (*)(void))fast_reg_read, METH_FASTCALL, "reg_read(uch, regid) -> int"},
-    {"reg_write", (PyCFunction)(void (*)(void))fast_reg_write, METH_FASTCALL, "reg_write(uch, regid, value)"},
-    {"mem_read", (PyCFunction)(void (*)(void))fast_mem_read, METH_FASTCALL, "mem_read(uch, address, size) -> bytes"},
-    {"mem_write", (PyCFunction)(void (*)(void))fast_mem_write, METH_FASTCALL, "mem_write(uch, address, data)"},
-    {"read_u64", (PyCFunction)(void (*)(void))fast_read_u64, METH_FASTCALL, "read_u64(uch, address) -> int"},
-    {"write_u64", (PyCFunction)(void (*)(void))fast_write_u64, METH_FASTCALL, "write_u64(uch, address, value)"},
     {"hook_addresses", hook_addresses, METH_NOARGS,
-     "(block_hook, tool_hook): the C callbacks that count guest instructions (see the top of _icount.c)."},
+     "(block_hook, tool_hook): the C callbacks that count guest instructions (see the top of _clock.c)."},
     {"empty_hook_address", empty_hook_address, METH_NOARGS,
      "A C code/block callback that does nothing (the benchmark's floor for the clock's block hook)."},
-    {"init_decoder", init_decoder, METH_VARARGS, "init_decoder(cs_disasm_iter, csh, cs_insn, eflags_regid)"},
+    {"init", init, METH_VARARGS, "init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read)"},
     {"forget_blocks", forget_blocks, METH_VARARGS, "forget_blocks(table, lo, hi): code in [lo, hi) was rewritten."},
-    {"block_table_bytes", block_table_bytes, METH_NOARGS, "Size of the block-count table a Machine allocates."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_icount", "Exact guest instruction counting for the virtual clock.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_clock", "Exact guest instruction counting for the virtual clock.", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__icount(void)
+/* The sizes clock.py checks its ctypes mirror of struct icount against, and the size of
+ * the block table a machine allocates. */
+PyMODINIT_FUNC PyInit__clock(void)
 {
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    UcAccessError = PyErr_NewException("_icount.UcAccessError", NULL, NULL);
-    if (!UcAccessError || PyModule_AddObject(m, "UcAccessError", UcAccessError) < 0) {
-        Py_XDECREF(UcAccessError);
+    if (PyModule_AddIntConstant(m, "MAX_TOOL_HOOKS", MAX_TOOL_HOOKS) < 0
+        || PyModule_AddIntConstant(m, "TOOL_HOOK_SIZE", (long)sizeof(struct tool_hook)) < 0
+        || PyModule_AddIntConstant(m, "ICOUNT_SIZE", (long)sizeof(struct icount)) < 0
+        || PyModule_AddIntConstant(m, "ICOUNT_STOP_ASKED_OFFSET", (long)offsetof(struct icount, stop_asked)) < 0
+        || PyModule_AddIntConstant(m, "BLOCK_TABLE_BYTES", (long)sizeof(struct block_table)) < 0) {
         Py_DECREF(m);
         return NULL;
     }
-    Py_INCREF(UcAccessError);
     return m;
 }
+

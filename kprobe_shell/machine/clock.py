@@ -1,0 +1,211 @@
+"""The instruction clock: each CPU's exact count of guest instructions, the virtual time.
+
+The counting itself is done by C hooks on unicorn (see _clock.c, block_hook and
+tool_hook): the image's text a translated block at a time, the detour copies in the
+tool's pages an instruction at a time.  This module mirrors their state, struct icount,
+with ctypes (its size checked against the C side at import), installs the hooks on a CPU,
+and settles the count exactly where a block is left part way (a fault, a code hook in the
+middle of a block, an in/out, a deadline inside a block).
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Callable
+
+from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+from capstone import _cs as _capstone_lib
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, Uc
+from unicorn import x86_const as X
+from unicorn.unicorn_py3.unicorn import uclib
+
+from . import _clock, capi
+from .events import MachineError
+from .layout import RESERVED_BASE, RESERVED_END
+
+#: Virtual CPU speed: one retired instruction is one nanosecond of guest time.
+NS_PER_INSN = 1
+#: A deadline that never comes (deadline, tick and limit of struct icount).
+NO_DEADLINE = (1 << 64) - 1
+MAX_TOOL_HOOKS = _clock.MAX_TOOL_HOOKS
+
+
+class ToolHook(ctypes.Structure):
+    """struct tool_hook in _clock.c.  py: the callable's PyObject* (id()), called through
+    the C API."""
+
+    _fields_ = [("begin", ctypes.c_uint64), ("end", ctypes.c_uint64), ("cb", ctypes.c_void_p), ("py", ctypes.c_void_p)]
+
+
+class ICount(ctypes.Structure):
+    """struct icount in _clock.c (the field comments are there)."""
+
+    _fields_ = [
+        ("retired", ctypes.c_uint64), ("deadline", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p),
+        ("detour_base", ctypes.c_uint64), ("detour_size", ctypes.c_uint64), ("counted", ctypes.c_void_p),
+        ("n_tool_hooks", ctypes.c_uint64), ("tool_hooks", ToolHook * MAX_TOOL_HOOKS),
+        ("tick", ctypes.c_uint64), ("limit", ctypes.c_uint64), ("retry", ctypes.c_uint64),
+        ("blk_addr", ctypes.c_uint64), ("blk_end", ctypes.c_uint64), ("blk_base", ctypes.c_uint64),
+        ("blk_n", ctypes.c_uint64),
+        ("split_addr", ctypes.c_uint64), ("split_size", ctypes.c_uint64),
+        ("blocks", ctypes.c_void_p), ("if_may_rise", ctypes.c_uint64), ("stop_asked", ctypes.c_uint64),
+    ]
+
+
+def _check_layout() -> None:
+    """The ctypes mirror must lay struct icount out as the compiler did: a field added on
+    one side only would make the hooks read the wrong words."""
+    mine = (ctypes.sizeof(ToolHook), ctypes.sizeof(ICount), ICount.stop_asked.offset)
+    theirs = (_clock.TOOL_HOOK_SIZE, _clock.ICOUNT_SIZE, _clock.ICOUNT_STOP_ASKED_OFFSET)
+    if mine != theirs:
+        raise ImportError(f"clock.py's struct icount (tool_hook, icount, stop_asked offset: {mine}) does not "
+                          f"match _clock.c's {theirs}: rebuild the extension (python3 setup.py build_ext --inplace)")
+
+
+_check_layout()
+
+_EMU_STOP_ADDR = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
+# The block hook decodes each new translated block once with capstone's C iterator: one
+# handle and one instruction buffer for the process.
+_DECODER = Cs(CS_ARCH_X86, CS_MODE_64)
+_capstone_lib.cs_malloc.restype = ctypes.c_void_p
+_capstone_lib.cs_malloc.argtypes = [ctypes.c_size_t]
+_DECODER_INSN = _capstone_lib.cs_malloc(_DECODER.csh)  # never freed: one for the process
+_clock.init(ctypes.cast(_capstone_lib.cs_disasm_iter, ctypes.c_void_p).value, _DECODER.csh.value, _DECODER_INSN,
+            X.UC_X86_REG_EFLAGS, ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value,
+            ctypes.cast(uclib.uc_mem_read, ctypes.c_void_p).value)
+_BLOCK_HOOK, _TOOL_HOOK = _clock.hook_addresses()
+#: The C block hook that does nothing (the benchmark's floor for the clock).
+EMPTY_HOOK_ADDRESS = _clock.empty_hook_address()
+
+
+class BlockTable:
+    """Instruction counts of the text's translated blocks, shared by every CPU's clock
+    (they run the same code)."""
+
+    def __init__(self) -> None:
+        self.buffer = ctypes.create_string_buffer(_clock.BLOCK_TABLE_BYTES)
+        self.address = ctypes.addressof(self.buffer)
+
+    def forget(self, lo: int, hi: int) -> None:
+        """Code in [lo, hi) was rewritten: its blocks must be counted afresh."""
+        _clock.forget_blocks(self.address, lo, hi)
+
+
+class InstructionClock:
+    """One CPU's clock: its struct icount (`counter`, which the C hooks update) and the
+    exact settling of a count where a block is left part way."""
+
+    def __init__(self, uc: Uc, blocks: BlockTable) -> None:
+        self.uc = uc
+        self.uch = uc._uch.value
+        self.counter = ICount(0, NO_DEADLINE, _EMU_STOP_ADDR)
+        self.counter.tick = self.counter.limit = NO_DEADLINE
+        self.counter.blocks = blocks.address
+        #: Where `retired` is (its first field), for capi.peek_u64.
+        self.retired_addr = ctypes.addressof(self.counter)
+
+    def install(self, text_span: tuple[int, int]) -> None:
+        """Count instructions started in the image's text, a block at a time, and in the
+        detour copies of the tool's pages, an instruction at a time."""
+        lo, hi = text_span
+        for kind, fn, begin, end in ((UC_HOOK_BLOCK, _BLOCK_HOOK, lo, hi - 1),
+                                     (UC_HOOK_CODE, _TOOL_HOOK, RESERVED_BASE, RESERVED_END - 1)):
+            handle = ctypes.c_size_t()
+            err = uclib.uc_hook_add(
+                self.uc._uch, ctypes.byref(handle), kind, ctypes.c_void_p(fn),
+                ctypes.cast(ctypes.pointer(self.counter), ctypes.c_void_p), ctypes.c_uint64(begin),
+                ctypes.c_uint64(end),
+            )
+            if err:
+                raise MachineError(f"could not install the instruction counter (unicorn error {err})")
+
+    @property
+    def retired(self) -> int:
+        return self.counter.retired
+
+    def adjust(self, delta: int) -> None:
+        """Take instructions the tool planted (an int3 at a trampoline) off the clock."""
+        self.counter.retired += delta
+        self.counter.blk_end = 0  # the count is settled by hand from here
+
+    def set(self, retired: int) -> None:
+        """Put the clock back, for work the guest did on the tool's behalf (a jprobe handler)."""
+        self.counter.retired = retired
+        self.counter.blk_end = 0
+
+    def uncount_current(self) -> None:
+        """The instruction about to run was counted but will not run now (a stop at it)."""
+        self.counter.retired -= 1
+
+    def block_instructions(self, start: int, end: int) -> list[tuple[int, str]]:
+        """(address, mnemonic) of each instruction in [start, end), as the CPU sees memory."""
+        try:
+            code = capi.mem_read(self.uch, start, end - start)
+        except capi.AccessError:
+            raise MachineError(f"cannot read {end - start} bytes at 0x{start:x}: not mapped") from None
+        return [(a, mn) for a, _s, mn, _o in _DECODER.disasm_lite(code, start)]
+
+    def at(self, addr: int, started: bool) -> tuple[int, int] | None:
+        """The exact count at the instruction at addr inside the block being run, which the
+        block hook counted whole when it began: (count with the instruction at addr
+        started or not, instructions of the block after it).  None when addr is not in
+        that block (the count is exact already)."""
+        ic = self.counter
+        if not (ic.blk_end and ic.blk_addr <= addr < ic.blk_end):
+            return None
+        index = len(self.block_instructions(ic.blk_addr, addr))
+        return ic.blk_base + index + started, ic.blk_n - index - 1
+
+    def settle(self, addr: int, started: bool) -> None:
+        """The block being run stops being run at addr (a fault, a stop): count exactly."""
+        exact = self.at(addr, started)
+        if exact is not None:
+            self.counter.retired = exact[0]
+            self.counter.blk_end = 0
+
+    def around_hook(self, addr: int, callback: Callable[[], bool]) -> None:
+        """An exact-address hook in the middle of a block: the clock counted the whole block
+        when it began; callback() sees the count as the instruction's own (it has started,
+        as a per-instruction counter would have it), and the rest of the block is counted
+        again after it unless the block stops here: callback returns whether it goes on."""
+        ic = self.counter
+        ic.if_may_rise = 1  # the callback may change IF (see _clock.c)
+        exact = self.at(addr, True)
+        if exact is None:
+            callback()
+            return
+        ic.retired, rest = exact
+        if callback():
+            ic.retired += rest
+        else:
+            ic.blk_end = 0
+
+    def split_block(self, k: int, until_before: int) -> int:
+        """A deadline falls k instructions into the block [split_addr, +split_size), which
+        the block hook saw beginning and stopped before.  Returns the address of its k-th
+        instruction, to run with `until` there: the block is dropped from the translation
+        cache, so that unicorn translates it again and ends it at that address (a cached
+        block would run past it)."""
+        start, size = self.counter.split_addr, self.counter.split_size
+        addresses = [a for a, _mn in self.block_instructions(start, start + size)]
+        if not 0 < k < len(addresses) or addresses[k] == until_before:
+            raise MachineError(f"the clock cannot stop {k} instructions into the block at 0x{start:x}")
+        self.uc.ctl_remove_cache(start, start + size)
+        return addresses[k]
+
+    def count_in(self, counted: ctypes.Array, base: int, size: int) -> None:
+        """Count the instructions of [base, base+size) marked in the byte map counted."""
+        self.counter.counted = ctypes.cast(counted, ctypes.c_void_p)
+        self.counter.detour_base, self.counter.detour_size = base, size
+
+    def add_tool_hook(self, begin: int, end: int, callback: Callable[[int], None]) -> bool:
+        """Have the tool hook call callback(address) on [begin, end] in the tool's pages;
+        False when its slots are full.  The C side holds no reference: the caller keeps
+        callback alive."""
+        ic = self.counter
+        if ic.n_tool_hooks >= MAX_TOOL_HOOKS:
+            return False
+        slot = ic.tool_hooks[ic.n_tool_hooks]
+        slot.begin, slot.end, slot.cb, slot.py = begin, end, None, id(callback)
+        ic.n_tool_hooks += 1
+        return True
