@@ -11,6 +11,7 @@ from ...api import Kprobe, Kretprobe, ProbeError
 from ...machine import MachineError
 from ...machine.image import ABI_ARG_REGISTERS
 from ...tracing import fetch as F
+from ...tracing.perf_probe import is_perf_syntax
 from ...tracing.probe_events import ProbeEventError, parse_probe_event
 from ..registry import CommandError, command
 from ..session import UserProbe
@@ -96,6 +97,14 @@ def create_probe_event(session, line: str, *, number: int = 0, commands=None, si
         raise CommandError(str(exc)) from None
     if defn.kind == "-":
         raise CommandError("internal: delete handled by the caller")
+    if ":" not in line.split()[0]:
+        # A default name already taken gets a new one, as perf probe names a second probe.
+        from .perfprobe import unique_event_name, with_event_name
+
+        event = unique_event_name(session, defn.event, number)
+        if event != defn.event:
+            line = with_event_name(line, event)
+            defn.event = event
     for up in session.probes.values():
         if up.event == defn.event and up.number != number:
             raise CommandError(f"event '{defn.group}/{defn.event}' already exists (probe {up.number}); "
@@ -168,6 +177,10 @@ Errors point at the offending character and register nothing."""
                 session.out.print(f"Deleted {up.number} ({defn.group}/{defn.event})")
                 return None
         raise CommandError(f"no event '{defn.event}' (see 'probes')")
+    if is_perf_syntax(line):
+        from .perfprobe import define
+
+        return define(session, line)
     up = create_probe_event(session, line)
     _describe_new(session, up)
     session.out.print(f"  {up.spec['definition']}")

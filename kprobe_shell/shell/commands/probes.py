@@ -9,6 +9,7 @@ from ...tracing.probe_events import KRETPROBE_MAXACTIVE_MAX
 from ..registry import CommandError, command
 from ..session import UserProbe
 from .common import no_arguments, parse_location, parse_number, parse_probe_numbers
+from .perfprobe import is_wildcard, place_wildcard, unique_event_name
 
 
 def _signed(value: int) -> int:
@@ -196,7 +197,7 @@ def _new_probe(session, kind: str, location: str, spec: dict) -> UserProbe:
         # [robustness fix] the offset was dropped and the jprobe landed on the entry.
         raise CommandError(f"a jprobe goes on a function's entry (offset 0), not {sym}+0x{off:x}")
     up = UserProbe(number=0, kind=kind, location=location, addr=addr, spec=spec,
-                   event=_event_name(kind, sym, off, addr))
+                   event=unique_event_name(session, _event_name(kind, sym, off, addr)))
     if kind in ("b", "t"):
         if not session.machine.image.is_text(addr):
             raise CommandError(f"0x{addr:x} is not in the image's text")
@@ -242,6 +243,8 @@ boosted: the debug trap is what calls it)."""
     location = " ".join(w for w in words if w != "--post")  # `do_fork + 4` is one location
     if not location:
         raise CommandError("usage: kprobe LOCATION [--post]")
+    if is_wildcard(location):  # kprobe vfs_*: one probe per matching function
+        return place_wildcard(session, "k", location, lambda name: _new_probe(session, "k", name, {"post": post} if post else {}))
     up = _new_probe(session, "k", location, {"post": post} if post else {})
     _describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
@@ -291,6 +294,8 @@ nmissed. --unsafe allows the exec path (do_execve, flush_thread, ...) to show th
             spec["maxactive"] = n
         else:
             raise CommandError(f"unexpected '{a}' (maxactive=N or --unsafe)")
+    if is_wildcard(args[0]):  # kretprobe sys_*: one return probe per matching function
+        return place_wildcard(session, "r", args[0], lambda name: _new_probe(session, "r", name, dict(spec)))
     up = _new_probe(session, "r", args[0], spec)
     _describe_new(session, up)
     return {"number": up.number, "addr": up.addr}

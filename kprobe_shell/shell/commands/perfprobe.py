@@ -1,0 +1,256 @@
+"""Probes placed where the source says (perf probe's language), listings, and wildcards.
+
+    probe -L do_sys_open                 the probe-able lines, numbered as perf numbers them
+    probe -V sum_list:5                  the variables available there, with their types
+    probe 'sum_list:5 total it->st.sum'  a probe per address line 5 maps to
+    p 'do_*' $params                     a wildcard: one probe per function, skips summarised
+    kretprobe sys_*                      the same for the kprobe/kretprobe commands
+
+Every definition is compiled (tracing/perf_probe.py) into ordinary kprobe_events lines,
+so the probes it makes are kprobe_events probes like any other.
+"""
+from __future__ import annotations
+
+import re
+
+from ...machine.dwarf_locations import DwarfLocationError, debug_info, type_name
+from ...tracing.perf_probe import PerfProbeError, parse_point, split_line, source_lines, translate
+from ..registry import CommandError, command
+
+_GLOB = re.compile(r"[*?\[]")
+
+
+# ---------------------------------------------------------------------- event names
+def event_taken(session, event: str, number: int = 0) -> bool:
+    return any(up.event == event and up.number != number for up in session.probes.values())
+
+
+def unique_event_name(session, event: str, number: int = 0) -> str:
+    """EVENT if free, else EVENT_1, EVENT_2 ... (perf probe's get_new_event_name)."""
+    if not event_taken(session, event, number):
+        return event
+    i = 1
+    while event_taken(session, f"{event}_{i}", number):
+        i += 1
+    return f"{event}_{i}"
+
+
+def with_event_name(line: str, event: str) -> str:
+    """A kprobe_events line with EVENT named explicitly in its head (kept group)."""
+    head, _, rest = line.partition(" ")
+    kind, colon, name = head.partition(":")
+    group = name.partition("/")[0] + "/" if colon and "/" in name else ""
+    return f"{kind}:{group}{event} {rest}"
+
+
+# ---------------------------------------------------------------------- wildcards
+def is_wildcard(location: str) -> bool:
+    return bool(_GLOB.search(location))
+
+
+def matching_functions(session, pattern: str) -> list[str]:
+    """Functions of the image whose names match PATTERN, in address order."""
+    return [s.name for s in session.machine.symbols.glob(pattern) if s.type == "FUNC" and s.size]
+
+
+#: Why a match could not take a probe, in a few words (the engine's message says it in full).
+_REASONS = (
+    ("exec path", "on the exec path (a return probe there needs --unsafe)"),
+    ("dying task", "on the exit path (a return probe there needs --unsafe)"),
+    ("engine's own", "the probe engine's own code"),
+    ("is hlt", "starts with hlt"),
+    ("already an int3", "already an int3"),
+    ("Failed to find the location", "a variable is optimized out there"),
+    ("no debug info", "no debug info"),
+)
+
+
+def skip_reason(message: str, name: str) -> str:
+    first = message.splitlines()[0] if message else "refused"
+    for needle, reason in _REASONS:
+        if needle in message:
+            return reason
+    return re.sub(rf"\b{re.escape(name)}\b", "it", first.removeprefix("parse error: "))
+
+
+def place_each(session, pattern: str, place) -> list:
+    """Call PLACE(name) for every function matching PATTERN; report the ones refused,
+    one line per reason, and never stop a script for them."""
+    names = matching_functions(session, pattern)
+    if not names:
+        raise CommandError(f"no function matches '{pattern}'")
+    placed, skipped = [], {}
+    for name in names:
+        try:
+            placed.extend(place(name))
+        except (CommandError, PerfProbeError, DwarfLocationError) as exc:
+            skipped.setdefault(skip_reason(str(exc), name), []).append(name)
+    out = session.out
+    out.print(f"{len(placed)} probe(s) on {len(names) - sum(map(len, skipped.values()))} of the "
+              f"{len(names)} functions matching '{pattern}'")
+    for reason, who in skipped.items():
+        out.print(f"  skipped {len(who)}: {reason}: {', '.join(who)}", "warning")
+    return placed
+
+
+def place_wildcard(session, kind: str, pattern: str, make) -> list[dict]:
+    """`kprobe vfs_*` / `kretprobe sys_*`: MAKE(name) registers one probe and returns it."""
+    from .probes import _describe_new
+
+    def place(name):
+        up = make(name)
+        _describe_new(session, up)
+        return [{"number": up.number, "addr": up.addr, "function": name}]
+
+    return place_each(session, pattern, place)
+
+
+# ---------------------------------------------------------------------- definitions
+def define(session, line: str) -> list[dict]:
+    """A p/r line in perf probe's language: every probe it names, each announced."""
+    try:
+        perf = split_line(line)
+    except PerfProbeError as exc:
+        raise CommandError(str(exc)) from None
+    func = perf.point.function
+    if func is not None and is_wildcard(func):
+        return place_each(session, func, lambda name: _define_at(session, line, [name]))
+    return _define_at(session, line, None)
+
+
+def _define_at(session, line: str, functions: list[str] | None) -> list[dict]:
+    from .events import create_probe_event
+    from .probes import _describe_new
+
+    m = session.machine
+    try:
+        lines = translate(debug_info(m.image), m.symbols, line, functions)
+    except (PerfProbeError, DwarfLocationError) as exc:
+        raise CommandError(str(exc)) from None
+    made = []
+    for site, text, explicit in lines:
+        event = text.split()[0].partition(":")[2].partition("/")[2]
+        if not explicit:
+            text = with_event_name(text, unique_event_name(session, event))
+        up = create_probe_event(session, text)
+        up.spec["perf"] = line
+        _describe_new(session, up)
+        session.out.print(f"  {up.spec['definition']}")
+        made.append({"number": up.number, "event": up.event, "addr": up.addr, "line": site.line})
+    return made
+
+
+# ---------------------------------------------------------------------- listings
+def list_lines(session, spec: str) -> list[dict]:
+    """perf probe -L FUNC: the function's source, probe-able lines numbered from its
+    declaration (0), the others blank (show_line_range)."""
+    info = _info(session)
+    point = _parse(spec)
+    if point.function is None:
+        raise CommandError("usage: probe -L FUNC")
+    try:
+        fn = info.function(point.function)
+    except DwarfLocationError as exc:
+        raise CommandError(str(exc)) from None
+    lines = info.function_lines(fn)
+    source = source_lines(info, fn.decl_file)
+    if source is None:
+        raise CommandError(f"cannot find the source file {fn.decl_file}")
+    last = max(lines) if lines else fn.decl_line
+    while last < len(source) and not source[last - 1].startswith("}"):
+        last += 1  # down to the closing brace, as perf shows the whole body
+    out = session.out
+    out.print(f"<{fn.name}@{fn.decl_file}:0>", "header")
+    data = []
+    for number in range(fn.decl_line, min(last, len(source)) + 1):
+        text = source[number - 1]
+        if number in lines:
+            out.print(f"{number - fn.decl_line:>7}  {text}")
+            data.append({"line": number - fn.decl_line, "source_line": number, "addresses": lines[number]})
+        else:
+            out.print(f"         {text}")
+    return data
+
+
+def list_variables(session, spec: str) -> list[dict]:
+    """perf probe -V POINT: for each address the point names, the variables with a
+    location there (type, name); the ones without are listed as optimized out."""
+    info = _info(session)
+    m = session.machine
+    try:
+        perf = split_line("p " + spec)
+        sites = translate(info, m.symbols, "p " + spec)
+    except (PerfProbeError, DwarfLocationError) as exc:
+        raise CommandError(str(exc)) from None
+    out = session.out
+    out.print(f"Available variables at {perf.point.text}", "header")
+    data = []
+    for site, _, _ in sites:
+        out.print(f"        @<{site.function}+{site.offset}>")
+        fn = info.function(site.function)
+        for var in info.variables_at(fn, site.addr):
+            try:
+                info.location(fn, var, site.addr)
+                state = "available"
+            except DwarfLocationError as exc:
+                state = "optimized out" if "optimized out" in str(exc) else "unsupported location"
+            shown = f"{type_name(var.type_die)}\t{var.name}"
+            out.print(f"                {shown}" + ("" if state == "available" else f"\t({state} at this point)"))
+            data.append({"addr": site.addr, "name": var.name, "type": type_name(var.type_die), "state": state})
+    return data
+
+
+def _info(session):
+    info = debug_info(session.machine.image)
+    if not info.available:
+        raise CommandError("the image has no DWARF debug info (build it with -g)")
+    return info
+
+
+def _parse(spec: str):
+    try:
+        return parse_point(spec.strip().strip("'\""))
+    except PerfProbeError as exc:
+        raise CommandError(str(exc)) from None
+
+
+@command("probe", repeatable=False, group="probes", args=("location", "text"),
+         summary="perf probe's language: probe by source line, variable and member; -L/-V listings",
+         usage="probe [-a] [[GRP:]EVENT=]POINT [ARG...] [if FILTER]\n"
+               "       probe -L FUNC\n       probe -V POINT\n"
+               "  POINT  FUNC[@SRC][:RLN|+OFF|%return|;PATTERN] | SRC:LINE | SRC;PATTERN\n"
+               "  ARG    [NAME=]VAR[->m|.m|[i]...][:TYPE] | @GLOBAL... | $vars | $params | FETCHARG",
+         example="probe -L sum_list\nprobe -V sum_list:5\nprobe sum_list:5 total it->st.sum it->vals[2]\n"
+                 "probe 'do_sys_open;*fd = *' fd\np do_sys_open:3 $vars\np 'do_*' $params\n"
+                 "kretprobe sys_*")
+def cmd_probe(session, rest: str):
+    """perf probe's point and argument language over the image's DWARF. FUNC:RLN counts
+lines from FUNC's declaration, as `probe -L FUNC` numbers them; SRC:LINE is a line of
+SRC. A line becomes one probe at every address the line table maps it to (a loop's
+condition, code the compiler duplicated). Arguments name parameters and locals, read
+through their DWARF location (location lists included: a register in one range, the stack
+in another), members (->, .), array elements ([i]), @GLOBAL variables; $vars and
+$params take every one available. Types default to the C type's (s32, u64, x64 for
+pointers, bitfields as b<w>@<o>/<c>); :string reads a char pointer or array. A variable
+without a location at the address is refused in perf's words ("Perhaps it has been
+optimized out"). Each probe is compiled to a kprobe_events line (shown), in group
+'probe', named FUNC, FUNC_L<RLN>, FUNC__return; a name already taken gets _1, _2 ...
+(an explicit name that is taken is refused). A FUNC with * ? [ places one probe per
+matching function; the ones refused are skipped and summarised by reason. The same
+language works after `p`/`r` (p sum_list:5 total)."""
+    text = rest.strip()
+    if not text:
+        raise CommandError("usage: probe [-a] POINT [ARG...] | probe -L FUNC | probe -V POINT")
+    option, _, arg = text.partition(" ")
+    if option == "-L":
+        return list_lines(session, arg)
+    if option == "-V":
+        return list_variables(session, arg.strip().strip("'\""))
+    if option == "-a":
+        text = arg.strip()
+    if text.startswith("-"):
+        raise CommandError(f"unknown option '{option}' (-a, -L, -V)")
+    if len(text) > 1 and text[0] in "'\"" and text[-1] == text[0]:
+        text = text[1:-1]  # perf probe 'FUNC:3 var' takes the definition as one word
+    kind = "r" if re.search(r"%return\b", text.split()[0]) else "p"
+    return define(session, f"{kind} {text}")
