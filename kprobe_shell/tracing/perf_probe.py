@@ -309,8 +309,17 @@ def compile_args(info: DebugInfo, site: Site, args: list[str], is_return: bool) 
         fn = fn or _dwarf_function(info, site.function, None)
         value, last = _variable_chain(info, fn, site.addr, expr)
         fetch, ftype = _finish(value, type_text, expr)
-        out.append(f"{name or last}={fetch}:{ftype}")
+        out.append(f"{name or _fresh_name(last, out)}={fetch}:{ftype}")
     return out
+
+
+def _fresh_name(name: str, made: list[str]) -> str:
+    """A field named after its last member, made unique (prev->pid, prev->parent->pid)."""
+    used = {arg.partition("=")[0] for arg in made}
+    fresh, i = name, 1
+    while fresh in used:
+        fresh, i = f"{name}_{i}", i + 1
+    return fresh
 
 
 def _typed_global(info: DebugInfo, expr: str) -> bool:
