@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from elftools.dwarf.descriptions import describe_reg_name
 from elftools.dwarf.dwarf_expr import DWARFExprParser
@@ -78,7 +78,6 @@ class Variable:
     type_die: object     # None for void
     is_param: bool
     scope_depth: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class DebugInfo:
@@ -131,12 +130,6 @@ class DebugInfo:
         if fn is None:
             raise DwarfLocationError(f"no debug info for function '{name}'")
         return fn
-
-    def function_at(self, addr: int) -> Function | None:
-        for fn in self.functions.values():
-            if fn.low_pc <= addr < fn.high_pc:
-                return fn
-        return None
 
     def _decl_file(self, die, cu) -> str | None:
         attr = die.attributes.get("DW_AT_decl_file")

@@ -190,6 +190,8 @@ def _check_point(p: PerfPoint) -> None:
                           p.pattern is not None) if x]
     if len(extras) > 1:
         raise PerfProbeError(f"'{p.text}': use one of :LINE, +OFF, %return or ;PATTERN")
+    if p.function is None and p.file is None:
+        raise PerfProbeError(f"'{p.text}': name a function or a source file before ':LINE' or ';PATTERN'")
     if p.function is None and p.line is None and p.pattern is None:
         raise PerfProbeError(f"'{p.text}': a source file needs :LINE or ;PATTERN")
     if p.function is None and (p.offset or p.is_return):
@@ -498,7 +500,10 @@ def translate(info: DebugInfo, symbols, line: str, functions: list[str] | None =
     perf = split_line(line)
     if not info.available and perf.point.function is None:
         raise PerfProbeError("the image has no DWARF debug info: probe by symbol and register")
-    sites = resolve_sites(info, symbols, perf.point, functions)
+    point = perf.point
+    if perf.kind == "r" and (point.offset or point.line is not None or point.rel_line is not None or point.pattern):
+        raise PerfProbeError(f"'{point.text}': a return probe goes on a function's entry (FUNC%return)")
+    sites = resolve_sites(info, symbols, point, functions)
     out = []
     group = perf.group or PERF_GROUP
     for i, site in enumerate(sites):

@@ -242,3 +242,18 @@ def test_help_documents_the_language(kernel_session):
     for words in ("FUNC[@SRC][:RLN|+OFF|%return|;PATTERN]", "probe -L FUNC", "$vars", "optimized out",
                   "perf probe's language", "p 'do_*'"):
         assert words in text, words
+
+
+def test_json_and_maps_see_the_fields_of_a_probe_by_source(run_shell, tmp_path):
+    import json
+
+    r = run_shell("--batch", "--json", "-ex", "p link_path_walk:21 this.len this.name:string",
+                  "-ex", "@lens[len] = count() on link_path_walk_L21", "-ex", "run", tmp_home=str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    objs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    made = objs[0]["data"][0]
+    assert made["event"] == "link_path_walk_L21" and made["line"] > 21
+    traces = [o for o in objs if o.get("type") == "trace" and o["event"] == "link_path_walk_L21"]
+    assert traces and all(o["args"]["len"] == len(o["args"]["name"].split("/")[0]) for o in traces)
+    [lens] = [o for o in objs if o.get("type") == "map"]
+    assert sum(e["value"] for e in lens["entries"]) == len(traces)  # every hit counted once

@@ -47,6 +47,7 @@ def test_points_parse_as_perf_reads_them(text, fields):
     ("fs.c", "needs :LINE"),
     ("do_fork;", "No pattern"),
     ("", "Missing probe point"),
+    (":3", "name a function or a source file"),
 ])
 def test_bad_points_say_why(text, words):
     with pytest.raises(PerfProbeError, match=words):
@@ -119,6 +120,7 @@ def test_member_chains_and_elements_compile_to_nested_loads(guest):
     ("p weigh it->vals[9]", "past the end"),
     ("p weigh nobody", "Failed to find 'nobody'"),
     ("p weigh%return it->id", "a return probe sees no locals"),
+    ("r weigh:1", "a return probe goes on a function's entry"),
     ("p nosuchfunction:3", "no symbol .nosuchfunction."),
 ])
 def test_bad_arguments_say_why(guest, line, words):

@@ -13,9 +13,10 @@ from ...machine.image import ABI_ARG_REGISTERS
 from ...tracing import fetch as F
 from ...tracing.perf_probe import is_perf_syntax
 from ...tracing.probe_events import ProbeEventError, parse_probe_event
-from ..registry import CommandError, command
+from ..registry import REGISTRY, CommandError, command
 from ..session import UserProbe
 from .probes import _describe_new, delete_user_probe, make_kprobe_handler, make_kretprobe_handler
+from .wildcards import unique_event_name, with_event_name
 
 
 class MachineFetchContext:
@@ -99,8 +100,6 @@ def create_probe_event(session, line: str, *, number: int = 0, commands=None, si
         raise CommandError("internal: delete handled by the caller")
     if ":" not in line.split()[0]:
         # A default name already taken gets a new one, as perf probe names a second probe.
-        from .perfprobe import unique_event_name, with_event_name
-
         event = unique_event_name(session, defn.event, number)
         if event != defn.event:
             line = with_event_name(line, event)
@@ -181,9 +180,8 @@ works here too ('help probe'): FUNC:RLN, SRC:LINE, FUNC;PATTERN, locals and memb
                 return None
         raise CommandError(f"no event '{defn.event}' (see 'probes')")
     if is_perf_syntax(line):
-        from .perfprobe import define
-
-        return define(session, line)
+        # perf probe's language: the `probe` command compiles it into lines of this one.
+        return REGISTRY.lookup("probe").func(session, line)
     up = create_probe_event(session, line)
     _describe_new(session, up)
     session.out.print(f"  {up.spec['definition']}")

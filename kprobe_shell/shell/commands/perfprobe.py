@@ -16,93 +16,11 @@ import re
 from ...machine.dwarf_locations import DwarfLocationError, debug_info, type_name
 from ...tracing.perf_probe import PerfProbeError, parse_point, split_line, source_lines, translate
 from ..registry import CommandError, command
+from .events import create_probe_event
+from .probes import _describe_new
+from .wildcards import is_wildcard, place_each, unique_event_name, with_event_name
 
-_GLOB = re.compile(r"[*?\[]")
-
-
-# ---------------------------------------------------------------------- event names
-def event_taken(session, event: str, number: int = 0) -> bool:
-    return any(up.event == event and up.number != number for up in session.probes.values())
-
-
-def unique_event_name(session, event: str, number: int = 0) -> str:
-    """EVENT if free, else EVENT_1, EVENT_2 ... (perf probe's get_new_event_name)."""
-    if not event_taken(session, event, number):
-        return event
-    i = 1
-    while event_taken(session, f"{event}_{i}", number):
-        i += 1
-    return f"{event}_{i}"
-
-
-def with_event_name(line: str, event: str) -> str:
-    """A kprobe_events line with EVENT named explicitly in its head (kept group)."""
-    head, _, rest = line.partition(" ")
-    kind, colon, name = head.partition(":")
-    group = name.partition("/")[0] + "/" if colon and "/" in name else ""
-    return f"{kind}:{group}{event} {rest}"
-
-
-# ---------------------------------------------------------------------- wildcards
-def is_wildcard(location: str) -> bool:
-    return bool(_GLOB.search(location))
-
-
-def matching_functions(session, pattern: str) -> list[str]:
-    """Functions of the image whose names match PATTERN, in address order."""
-    return [s.name for s in session.machine.symbols.glob(pattern) if s.type == "FUNC" and s.size]
-
-
-#: Why a match could not take a probe, in a few words (the engine's message says it in full).
-_REASONS = (
-    ("exec path", "on the exec path (a return probe there needs --unsafe)"),
-    ("dying task", "on the exit path (a return probe there needs --unsafe)"),
-    ("engine's own", "the probe engine's own code"),
-    ("is hlt", "starts with hlt"),
-    ("already an int3", "already an int3"),
-    ("Failed to find the location", "a variable is optimized out there"),
-    ("no debug info", "no debug info"),
-)
-
-
-def skip_reason(message: str, name: str) -> str:
-    first = message.splitlines()[0] if message else "refused"
-    for needle, reason in _REASONS:
-        if needle in message:
-            return reason
-    return re.sub(rf"\b{re.escape(name)}\b", "it", first.removeprefix("parse error: "))
-
-
-def place_each(session, pattern: str, place) -> list:
-    """Call PLACE(name) for every function matching PATTERN; report the ones refused,
-    one line per reason, and never stop a script for them."""
-    names = matching_functions(session, pattern)
-    if not names:
-        raise CommandError(f"no function matches '{pattern}'")
-    placed, skipped = [], {}
-    for name in names:
-        try:
-            placed.extend(place(name))
-        except (CommandError, PerfProbeError, DwarfLocationError) as exc:
-            skipped.setdefault(skip_reason(str(exc), name), []).append(name)
-    out = session.out
-    out.print(f"{len(placed)} probe(s) on {len(names) - sum(map(len, skipped.values()))} of the "
-              f"{len(names)} functions matching '{pattern}'")
-    for reason, who in skipped.items():
-        out.print(f"  skipped {len(who)}: {reason}: {', '.join(who)}", "warning")
-    return placed
-
-
-def place_wildcard(session, kind: str, pattern: str, make) -> list[dict]:
-    """`kprobe vfs_*` / `kretprobe sys_*`: MAKE(name) registers one probe and returns it."""
-    from .probes import _describe_new
-
-    def place(name):
-        up = make(name)
-        _describe_new(session, up)
-        return [{"number": up.number, "addr": up.addr, "function": name}]
-
-    return place_each(session, pattern, place)
+_KPROBE_EVENTS_HEAD = re.compile(r"(p|r\d*)(:\S+)?")
 
 
 # ---------------------------------------------------------------------- definitions
@@ -114,14 +32,12 @@ def define(session, line: str) -> list[dict]:
         raise CommandError(str(exc)) from None
     func = perf.point.function
     if func is not None and is_wildcard(func):
-        return place_each(session, func, lambda name: _define_at(session, line, [name]))
+        return place_each(session, func, lambda name: _define_at(session, line, [name]),
+                          (PerfProbeError, DwarfLocationError))
     return _define_at(session, line, None)
 
 
 def _define_at(session, line: str, functions: list[str] | None) -> list[dict]:
-    from .events import create_probe_event
-    from .probes import _describe_new
-
     m = session.machine
     try:
         lines = translate(debug_info(m.image), m.symbols, line, functions)
@@ -252,5 +168,7 @@ language works after `p`/`r` (p sum_list:5 total)."""
         raise CommandError(f"unknown option '{option}' (-a, -L, -V)")
     if len(text) > 1 and text[0] in "'\"" and text[-1] == text[0]:
         text = text[1:-1]  # perf probe 'FUNC:3 var' takes the definition as one word
+    if _KPROBE_EVENTS_HEAD.fullmatch(text.split()[0]):
+        return define(session, text)  # a p/r line of the kprobe_events command, in perf's language
     kind = "r" if re.search(r"%return\b", text.split()[0]) else "p"
     return define(session, f"{kind} {text}")

@@ -9,7 +9,7 @@ from ...tracing.probe_events import KRETPROBE_MAXACTIVE_MAX
 from ..registry import CommandError, command
 from ..session import UserProbe
 from .common import no_arguments, parse_location, parse_number, parse_probe_numbers
-from .perfprobe import is_wildcard, place_wildcard, unique_event_name
+from .wildcards import is_wildcard, place_each, unique_event_name
 
 
 def _signed(value: int) -> int:
@@ -227,6 +227,13 @@ def _describe_new(session, up: UserProbe) -> None:
     session.out.print(f"{what} {up.number} at 0x{up.addr:x}: {session.machine.symbols.format(up.addr)}{extra}")
 
 
+def _place_one(session, kind: str, name: str, spec: dict) -> list[dict]:
+    """One probe of a wildcard's matches, announced as a single one is."""
+    up = _new_probe(session, kind, name, spec)
+    _describe_new(session, up)
+    return [{"number": up.number, "addr": up.addr, "function": name}]
+
+
 @command("kprobe", repeatable=False, group="probes", aliases=("kp",), args=("location",),
          summary="plant a kprobe: one trace line per hit",
          usage="kprobe LOCATION [--post]",
@@ -244,7 +251,7 @@ boosted: the debug trap is what calls it)."""
     if not location:
         raise CommandError("usage: kprobe LOCATION [--post]")
     if is_wildcard(location):  # kprobe vfs_*: one probe per matching function
-        return place_wildcard(session, "k", location, lambda name: _new_probe(session, "k", name, {"post": post} if post else {}))
+        return place_each(session, location, lambda name: _place_one(session, "k", name, {"post": post} if post else {}))
     up = _new_probe(session, "k", location, {"post": post} if post else {})
     _describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
@@ -295,7 +302,7 @@ nmissed. --unsafe allows the exec path (do_execve, flush_thread, ...) to show th
         else:
             raise CommandError(f"unexpected '{a}' (maxactive=N or --unsafe)")
     if is_wildcard(args[0]):  # kretprobe sys_*: one return probe per matching function
-        return place_wildcard(session, "r", args[0], lambda name: _new_probe(session, "r", name, dict(spec)))
+        return place_each(session, args[0], lambda name: _place_one(session, "r", name, dict(spec)))
     up = _new_probe(session, "r", args[0], spec)
     _describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
