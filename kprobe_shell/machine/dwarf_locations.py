@@ -106,24 +106,34 @@ class DebugInfo:
             for cu in self.dwarf.iter_CUs() if self.dwarf else ():
                 for die in cu.iter_DIEs():
                     fn = self._function_of(die, cu)
-                    if fn is not None and fn.name not in self._functions:
-                        self._functions[fn.name] = fn
+                    if fn is not None:
+                        self._add_function(fn)
         return self._functions
 
     def _function_of(self, die, cu) -> Function | None:
-        if die.tag != "DW_TAG_subprogram" or "DW_AT_low_pc" not in die.attributes:
+        """A function with code of its own, or (low_pc = high_pc = 0) one that only
+        exists inlined into its callers."""
+        if die.tag != "DW_TAG_subprogram" or "DW_AT_declaration" in die.attributes:
             return None
         origin = _origin(die)
         name = _attr_str(origin, "DW_AT_name")
+        line = origin.attributes.get("DW_AT_decl_line")
         if name is None:
             return None
-        low = die.attributes["DW_AT_low_pc"].value
-        high_attr = die.attributes.get("DW_AT_high_pc")
-        if high_attr is None:
-            return None
-        high = high_attr.value if high_attr.form == "DW_FORM_addr" else low + high_attr.value
-        line = origin.attributes.get("DW_AT_decl_line")
+        low, high_attr = die.attributes.get("DW_AT_low_pc"), die.attributes.get("DW_AT_high_pc")
+        if low is None or high_attr is None:
+            if "DW_AT_inline" not in die.attributes:
+                return None
+            low = high = 0
+        else:
+            low = low.value
+            high = high_attr.value if high_attr.form == "DW_FORM_addr" else low + high_attr.value
         return Function(name, die, cu, low, high, self._decl_file(origin, cu), line.value if line else 0)
+
+    def _add_function(self, fn: Function) -> None:
+        known = self._functions.get(fn.name)
+        if known is None or (known.high_pc == 0 and fn.high_pc):
+            self._functions[fn.name] = fn  # the copy with code wins over the inline-only one
 
     def function(self, name: str) -> Function:
         fn = self.functions.get(name)
@@ -218,12 +228,23 @@ class DebugInfo:
         return sorted(set(out))
 
     def function_lines(self, fn: Function) -> dict[int, list[int]]:
-        """Line number -> addresses, for the lines of FN's own file inside FN."""
+        """Line number -> addresses, for the lines of FN's own file inside FN (for an
+        inline-only function: its lines wherever it was inlined, up to the next function
+        declared in its file)."""
         result: dict[int, list[int]] = {}
+        end = self._next_declaration(fn)
         for row in self.lines:
-            if fn.low_pc <= row.address < fn.high_pc and (fn.decl_file is None or same_file(row.file, fn.decl_file)):
+            if fn.decl_file is not None and not same_file(row.file, fn.decl_file):
+                continue
+            inside = fn.low_pc <= row.address < fn.high_pc if fn.high_pc else fn.decl_line <= row.line < end
+            if inside:
                 result.setdefault(row.line, []).append(row.address)
         return result
+
+    def _next_declaration(self, fn: Function) -> float:
+        later = [f.decl_line for f in self.functions.values()
+                 if f.decl_file == fn.decl_file and f.decl_line > fn.decl_line]
+        return min(later, default=float("inf"))
 
     def source_path(self, file: str) -> str | None:
         """The source file on this machine: as recorded, else next to the image."""
@@ -262,7 +283,8 @@ class DebugInfo:
             low = attrs["DW_AT_low_pc"].value
             high = attrs["DW_AT_high_pc"]
             end = high.value if high.form == "DW_FORM_addr" else low + high.value
-            return low <= addr < end
+            # An inlined call the compiler folded away has an empty range at one address.
+            return low <= addr < end or low == end == addr
         if "DW_AT_ranges" in attrs:
             ranges = self.dwarf.range_lists()
             rnglist = ranges.get_range_list_at_offset(attrs["DW_AT_ranges"].value, cu=die.cu) \

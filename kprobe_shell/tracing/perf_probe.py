@@ -114,7 +114,13 @@ def is_perf_syntax(line: str) -> bool:
 
 
 def split_line(line: str) -> PerfLine:
-    words = line.split()
+    """p|r[MAXACTIVE][:[GRP/]EVENT] [[GRP:]EVENT=]POINT ARGS [if FILTER]; the definition
+    after the head may be quoted as one word, as a shell passes it to perf probe."""
+    head, _, body = line.strip().partition(" ")
+    body = body.strip()
+    if len(body) > 1 and body[0] in "'\"" and body[-1] == body[0]:
+        body = body[1:-1]
+    words = [head] + body.split()
     head = words[0]
     kind = "r" if head[0] == "r" else "p"
     maxactive = re.match(r"r(\d*)", head).group(1) if kind == "r" else ""
@@ -211,12 +217,14 @@ def resolve_sites(info: DebugInfo, symbols, point: PerfPoint, functions: list[st
 
 
 def _function_sites(info: DebugInfo, symbols, point: PerfPoint, name: str) -> list[Site]:
-    sym = symbols.get(name)
-    if sym is None:
-        raise PerfProbeError(symbols.unknown_message(name))
     if point.rel_line is None and point.pattern is None:
+        sym = symbols.get(name)
+        if sym is None:
+            raise PerfProbeError(symbols.unknown_message(name))
         suffix = "__return" if point.is_return else (f"_{point.offset}" if point.offset else "")
         return [Site(sym.address + point.offset, name, point.offset, name + suffix)]
+    if name not in info.functions and symbols.get(name) is None:
+        raise PerfProbeError(symbols.unknown_message(name))
     fn = _dwarf_function(info, name, point.file)
     if point.pattern is not None:
         lines = sorted(line for line in info.function_lines(fn) if _matches(info, fn.decl_file, line, point.pattern))
@@ -226,12 +234,20 @@ def _function_sites(info: DebugInfo, symbols, point: PerfPoint, name: str) -> li
         lines = [fn.decl_line + point.rel_line]
     sites = []
     for line in lines:
-        addrs = info.line_addresses(fn.decl_file, line, within=fn)
-        if not addrs and point.pattern is None:
-            raise PerfProbeError(f"line {point.rel_line} of {name} ({fn.decl_file}:{line}) has no "
-                                 f"instructions: see 'probe -L {name}' for the probe-able lines")
-        for addr in addrs:
-            sites.append(Site(addr, name, addr - sym.address, f"{name}_L{line - fn.decl_line}", line))
+        # Every address of the line, the copies inlined into callers included (as perf).
+        sites.extend(_line_sites(info, symbols, fn.decl_file, line, f"{name}_L{line - fn.decl_line}"))
+    if not sites:
+        raise PerfProbeError(f"line {point.rel_line} of {name} ({fn.decl_file}:{lines[0]}) has no "
+                             f"instructions: see 'probe -L {name}' for the probe-able lines")
+    return sites
+
+
+def _line_sites(info: DebugInfo, symbols, file: str | None, line: int, name: str) -> list[Site]:
+    sites = []
+    for addr in info.line_addresses(file, line):
+        hit = symbols.containing(addr)
+        if hit is not None:
+            sites.append(Site(addr, hit[0].name, hit[1], name, line))
     return sites
 
 
@@ -243,12 +259,9 @@ def _file_sites(info: DebugInfo, symbols, point: PerfPoint) -> list[Site]:
         lines = [point.line]
     sites = []
     for line in lines:
-        for addr in info.line_addresses(point.file, line):
-            hit = symbols.containing(addr)
-            if hit is None:
-                continue
-            sym, off = hit
-            sites.append(Site(addr, sym.name, off, f"{sym.name}_L{line}", line))
+        for site in _line_sites(info, symbols, point.file, line, ""):
+            site.name = f"{site.function}_L{line}"
+            sites.append(site)
     if not sites:
         raise PerfProbeError(f"no instructions for {point.file}:{point.line if point.pattern is None else point.pattern} "
                              "in the line table")

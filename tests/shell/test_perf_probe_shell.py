@@ -257,3 +257,19 @@ def test_json_and_maps_see_the_fields_of_a_probe_by_source(run_shell, tmp_path):
     assert traces and all(o["args"]["len"] == len(o["args"]["name"].split("/")[0]) for o in traces)
     [lens] = [o for o in objs if o.get("type") == "map"]
     assert sum(e["value"] for e in lens["entries"]) == len(traces)  # every hit counted once
+
+
+def test_a_line_of_an_inlined_function_is_probed_in_every_copy(kernel_session):
+    """kernel.h's IS_ERR exists only inlined: its line maps to one address per copy, each
+    a probe; the first copy in do_sys_open (IS_ERR(tmp)) runs once per call."""
+    s, out = kernel_session
+    made = s.execute("p IS_ERR:0")
+    where = [s.machine.symbols.containing(d["addr"]) for d in made]
+    functions = {sym.name for sym, _ in where}
+    assert len(made) == len({d["addr"] for d in made}) >= 2 and {"do_sys_open", "do_fork"} <= functions
+    assert len({d["event"] for d in made}) == len(made)  # IS_ERR_L0, IS_ERR_L0_1, ...
+    first_in_open = min(d["number"] for d, (sym, _) in zip(made, where) if sym.name == "do_sys_open")
+    s.execute("kprobe do_sys_open")
+    s.execute("run")
+    calls = s.probes[max(s.probes)].obj.hits
+    assert calls > 0 and s.probes[first_in_open].obj.hits == calls

@@ -17,7 +17,7 @@ from ...machine.dwarf_locations import DwarfLocationError, debug_info, type_name
 from ...tracing.perf_probe import PerfProbeError, parse_point, split_line, source_lines, translate
 from ..registry import CommandError, command
 from .events import create_probe_event
-from .probes import _describe_new
+from .probes import _describe_new, delete_user_probe
 from .wildcards import is_wildcard, place_each, unique_event_name, with_event_name
 
 _KPROBE_EVENTS_HEAD = re.compile(r"(p|r\d*)(:\S+)?")
@@ -43,17 +43,23 @@ def _define_at(session, line: str, functions: list[str] | None) -> list[dict]:
         lines = translate(debug_info(m.image), m.symbols, line, functions)
     except (PerfProbeError, DwarfLocationError) as exc:
         raise CommandError(str(exc)) from None
-    made = []
-    for site, text, explicit in lines:
-        event = text.split()[0].partition(":")[2].partition("/")[2]
-        if not explicit:
-            text = with_event_name(text, unique_event_name(session, event))
-        up = create_probe_event(session, text)
+    made, next_number = [], session.next_number
+    try:
+        for site, text, explicit in lines:
+            event = text.split()[0].partition(":")[2].partition("/")[2]
+            if not explicit:
+                text = with_event_name(text, unique_event_name(session, event))
+            made.append((site, create_probe_event(session, text)))
+    except CommandError:
+        for _, up in made:  # all of a definition's probes, or none of them
+            delete_user_probe(session, up)
+        session.next_number = next_number
+        raise
+    for site, up in made:
         up.spec["perf"] = line
         _describe_new(session, up)
         session.out.print(f"  {up.spec['definition']}")
-        made.append({"number": up.number, "event": up.event, "addr": up.addr, "line": site.line})
-    return made
+    return [{"number": up.number, "event": up.event, "addr": up.addr, "line": site.line} for site, up in made]
 
 
 # ---------------------------------------------------------------------- listings
@@ -72,9 +78,7 @@ def list_lines(session, spec: str) -> list[dict]:
     source = source_lines(info, fn.decl_file)
     if source is None:
         raise CommandError(f"cannot find the source file {fn.decl_file}")
-    last = max(lines) if lines else fn.decl_line
-    while last < len(source) and not source[last - 1].startswith("}"):
-        last += 1  # down to the closing brace, as perf shows the whole body
+    last = max([_closing_brace(source, fn.decl_line), *lines])
     out = session.out
     out.print(f"<{fn.name}@{fn.decl_file}:0>", "header")
     data = []
@@ -86,6 +90,18 @@ def list_lines(session, spec: str) -> list[dict]:
         else:
             out.print(f"         {text}")
     return data
+
+
+def _closing_brace(source: list[str], first: int) -> int:
+    """The line that closes the body opened at or after line FIRST (perf shows it all)."""
+    depth, opened = 0, False
+    for number in range(first, len(source) + 1):
+        text = source[number - 1]
+        depth += text.count("{") - text.count("}")
+        opened = opened or "{" in text
+        if opened and depth <= 0:
+            return number
+    return first
 
 
 def list_variables(session, spec: str) -> list[dict]:
