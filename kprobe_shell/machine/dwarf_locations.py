@@ -31,10 +31,10 @@ from elftools.elf.elffile import ELFFile
 DWARF_REGISTERS = ("rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp",
                    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip")
 
-#: perf's words when a variable has no location at the probed address.
-OPTIMIZED_OUT = ("Failed to find the location of the '{0}' variable at this address.\n"
-                 " Perhaps it has been optimized out.\n"
-                 " Use 'probe -V' to list the variables available at a probe point.")
+#: perf's words when a variable has no location at the probed address (on one line).
+OPTIMIZED_OUT = ("Failed to find the location of the '{0}' variable at this address. "
+                 "Perhaps it has been optimized out. "
+                 "Use 'probe -V' to list the variables available at a probe point.")
 #: perf's words for a location it cannot turn into a fetch (a computed value).
 UNSUPPORTED = "Sorry, we don't support this variable location yet ('{0}': {1})."
 

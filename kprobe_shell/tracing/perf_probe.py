@@ -520,7 +520,7 @@ def translate(info: DebugInfo, symbols, line: str, functions: list[str] | None =
     out = []
     group = perf.group or PERF_GROUP
     for i, site in enumerate(sites):
-        event = perf.event if perf.event else site.name
+        event = perf.event if perf.event else re.sub(r"\W", "_", site.name)  # foo.isra.0 -> foo_isra_0
         if perf.event and len(sites) > 1:
             event = f"{perf.event}_{i}" if i else perf.event
         where = site.function + (f"+{site.offset}" if site.offset else "")

@@ -102,7 +102,7 @@ def test_a_local_in_a_register_then_on_the_stack_reads_the_same_value(guest):
 def test_an_optimized_out_variable_is_refused_and_listed_as_such(guest):
     s, out = guest
     after = rel("n += note(keep);", SPILL_DECL)
-    with pytest.raises(CommandError, match=r"'unused' variable at this address.\n Perhaps it has been optimized out"):
+    with pytest.raises(CommandError, match=r"'unused' variable at this address. Perhaps it has been optimized out"):
         s.execute(f"probe spill:{after} keep unused")
     assert not s.probes  # nothing half-made
     rows = s.execute(f"probe -V spill:{after}")

@@ -32,12 +32,13 @@ def define(session, line: str) -> list[dict]:
         raise CommandError(str(exc)) from None
     func = perf.point.function
     if func is not None and is_wildcard(func):
-        return place_each(session, func, lambda name: _define_at(session, line, [name]),
+        # One name for many functions: the first takes it, the others _1, _2 ...
+        return place_each(session, func, lambda name: _define_at(session, line, [name], rename_taken=True),
                           (PerfProbeError, DwarfLocationError))
     return _define_at(session, line, None)
 
 
-def _define_at(session, line: str, functions: list[str] | None) -> list[dict]:
+def _define_at(session, line: str, functions: list[str] | None, rename_taken: bool = False) -> list[dict]:
     m = session.machine
     try:
         lines = translate(debug_info(m.image), m.symbols, line, functions)
@@ -47,7 +48,7 @@ def _define_at(session, line: str, functions: list[str] | None) -> list[dict]:
     try:
         for site, text, explicit in lines:
             event = text.split()[0].partition(":")[2].partition("/")[2]
-            if not explicit:
+            if not explicit or rename_taken:
                 text = with_event_name(text, unique_event_name(session, event))
             made.append((site, create_probe_event(session, text)))
     except CommandError:
