@@ -273,3 +273,10 @@ def test_a_line_of_an_inlined_function_is_probed_in_every_copy(kernel_session):
     s.execute("run")
     calls = s.probes[max(s.probes)].obj.hits
     assert calls > 0 and s.probes[first_in_open].obj.hits == calls
+
+
+def test_breakpoints_take_no_event_name(kernel_session):
+    s, out = kernel_session
+    s.execute("break do_fork")
+    s.execute("kprobe do_fork")
+    assert s.probes[2].event == "p_do_fork_0"

@@ -19,7 +19,9 @@ _GLOB = re.compile(r"[*?\[]")
 
 # ---------------------------------------------------------------------- event names
 def event_taken(session, event: str, number: int = 0) -> bool:
-    return any(up.event == event and up.number != number for up in session.probes.values())
+    """Whether a probe other than NUMBER has EVENT (breakpoints trace nothing: no event)."""
+    return any(up.event == event and up.number != number and not up.is_breakpoint
+               for up in session.probes.values())
 
 
 def unique_event_name(session, event: str, number: int = 0) -> str:
