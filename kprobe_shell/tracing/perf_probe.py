@@ -50,6 +50,7 @@ _GLOB = re.compile(r"[*?\[]")
 _CHAIN = re.compile(r"(->|\.)([A-Za-z_]\w*)|\[(\d+)\]")
 _VAR = re.compile(r"[A-Za-z_]\w*")
 _PASS_THROUGH = "%$+-\\"  # kprobe_events fetch args start with one of these
+_INNER_NAME = re.compile(r"(?<=\()([A-Za-z_]\w*)(?=\))")  # +0(filename): a name's value inside a load
 
 
 class PerfProbeError(Exception):
@@ -101,6 +102,9 @@ def is_perf_syntax(line: str) -> bool:
     point = words[1].strip("'\"")
     if "=" in point or _GLOB.search(point) or any(c in point for c in ":@;"):
         return True
+    # Past a function's entry its parameters are no longer where the ABI put them: a name
+    # there is read through its DWARF location.
+    past_entry = bool(re.search(r"\+(0[xX]0*[1-9a-fA-F]|0*[1-9])", point))
     for word in words[2:]:
         if word == "if":
             break
@@ -109,6 +113,8 @@ def is_perf_syntax(line: str) -> bool:
         if expr in ("$vars", "$params") or "->" in expr or "[" in expr:
             return True
         if "." in expr and _VAR.match(expr.lstrip("@")):
+            return True
+        if past_entry and (_VAR.fullmatch(expr) or _INNER_NAME.search(expr)):
             return True
     return False
 
@@ -316,6 +322,10 @@ def compile_args(info: DebugInfo, site: Site, args: list[str], is_return: bool) 
             fn = fn or _dwarf_function(info, site.function, None)
             out.extend(_all_variables(info, fn, site, params_only=expr == "$params"))
             continue
+        if expr[:1] in "+-" and _INNER_NAME.search(expr):
+            fn = fn or _dwarf_function(info, site.function, None)
+            out.append(_inner_names(info, fn, site.addr, arg))
+            continue
         if expr[:1] in _PASS_THROUGH or (expr.startswith("@") and not _typed_global(info, expr)):
             out.append(arg)  # the kprobe_events language itself
             continue
@@ -335,6 +345,15 @@ def _fresh_name(name: str, made: list[str]) -> str:
     while fresh in used:
         fresh, i = f"{name}_{i}", i + 1
     return fresh
+
+
+def _inner_names(info: DebugInfo, fn, addr: int, arg: str) -> str:
+    """+OFF(NAME) -> +OFF(where NAME's value is at ADDR): a register, a stack slot's load."""
+    def value_of(match) -> str:
+        value = _local_or_global(info, fn, addr, match.group(1))
+        return str(value.fetch)  # as an inner fetch, a memory location loads the 8-byte value
+
+    return _INNER_NAME.sub(value_of, arg)
 
 
 def _typed_global(info: DebugInfo, expr: str) -> bool:

@@ -280,3 +280,15 @@ def test_breakpoints_take_no_event_name(kernel_session):
     s.execute("break do_fork")
     s.execute("kprobe do_fork")
     assert s.probes[2].event == "p_do_fork_0"
+
+
+def test_a_name_inside_a_load_reads_its_value(kernel_session):
+    """+0(filename) was refused; at the entry it is %si, past it the DWARF location."""
+    s, out = kernel_session
+    s.execute("p:reg do_sys_open a=+0(%si):string")
+    s.execute("p:named do_sys_open a=+0(filename):string")
+    s.execute("p:later do_sys_open+4 a=+0(filename):string")
+    s.execute("run")
+    reg, named, later = (events(s, e) for e in ("reg", "named", "later"))
+    assert reg and reg == named == later
+    assert all(h["a"].startswith("/") for h in reg)

@@ -66,6 +66,11 @@ def test_bad_points_say_why(text, words):
     ("p weigh it->vals[2]", True),
     ("p do_fork $params", True),
     ("p 'do_*'", True),
+    ("p do_sys_open name=+0(filename):string", False),   # at the entry: the ABI register
+    ("p do_sys_open+0 filename", False),
+    ("p do_sys_open+4 filename", True),                  # past it: the DWARF location
+    ("p do_sys_open+0x10 name=+0(filename):string", True),
+    ("p do_sys_open+4 %di", False),
 ])
 def test_only_perf_lines_leave_the_ftrace_parser(line, perf):
     """Every kprobe_events line keeps its meaning; only what ftrace lacks is translated."""
