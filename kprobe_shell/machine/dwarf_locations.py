@@ -531,16 +531,20 @@ def _describe_ops(ops) -> str:
 
 
 # ---------------------------------------------------------------------- one DebugInfo per image
-_CACHE: dict[int, tuple[object, DebugInfo]] = {}
+_CACHE: dict[int, tuple[bytes, DebugInfo]] = {}
+_CACHE_SIZE = 4
 
 
 def debug_info(image) -> DebugInfo:
-    """The image's DebugInfo, built once (the image's bytes never change)."""
+    """The image's DebugInfo, built once per image contents: reading DWARF takes a second
+    or two on the bundled kernel, and `reset`/`load` of the same file reuse it."""
     raw = image._elf_bytes
-    hit = _CACHE.get(id(raw))
-    if hit is not None and hit[0] is raw:
+    key = hash(raw)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == raw:
         return hit[1]
     info = DebugInfo(raw, os.path.dirname(os.path.abspath(image.path)))
-    _CACHE.clear()  # one image at a time is the common case; keep memory bounded
-    _CACHE[id(raw)] = (raw, info)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (raw, info)
     return info
