@@ -33,6 +33,7 @@ FETCHARGS, space separated, at most 128::
   FETCHARG:TYPE  u8..u64 s8..s64 x8..x64 (default x64), char, string,
                  ustring, symbol, or a bitfield b<width>@<offset>/<container>
   name[:TYPE]    perf-probe style parameter, resolved by resolve_param()
+                 (also inside a dereference, +0(name), when resolve_param is given)
 
 Numbers are read like the kernel's kstrtoul(..., 0): 0x.. is hex, a leading
 0 means octal, anything else decimal.
