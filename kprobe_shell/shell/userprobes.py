@@ -92,7 +92,7 @@ def new_probe(session: Session, kind: str, location: str, point: tuple[str | Non
     if kind == "j" and off:
         raise CommandError(f"a jprobe goes on a function's entry (offset 0), not {sym}+0x{off:x}")
     up = UserProbe(number=0, kind=kind, location=location, addr=addr, spec=spec,
-                   event=default_event_name("r" if kind == "r" else "p", sym, off, addr))
+                   event=unique_event_name(session, default_event_name("r" if kind == "r" else "p", sym, off, addr)))
     if kind in ("b", "t"):
         if not session.machine.image.is_text(addr):
             raise CommandError(f"0x{addr:x} is not in the image's text")
@@ -200,6 +200,33 @@ def _dwarf_types(machine, defn) -> None:
             arg.type = F.FETCH_TYPES[name]
 
 
+# ---------------------------------------------------------------------- event names
+# Event names are unique, as ftrace enforces: a default name already taken gets _1, _2 ...
+# (perf probe's get_new_event_name); an explicit one that is taken is refused.
+def event_taken(session, event: str, number: int = 0) -> bool:
+    """Whether a probe other than NUMBER has EVENT (breakpoints trace nothing: no event)."""
+    return any(up.event == event and up.number != number and not up.is_breakpoint
+               for up in session.probes.values())
+
+
+def unique_event_name(session, event: str, number: int = 0) -> str:
+    """EVENT if free, else EVENT_1, EVENT_2 ... (NUMBER: the probe being re-created)."""
+    if not event_taken(session, event, number):
+        return event
+    i = 1
+    while event_taken(session, f"{event}_{i}", number):
+        i += 1
+    return f"{event}_{i}"
+
+
+def with_event_name(line: str, event: str) -> str:
+    """A kprobe_events line with EVENT named explicitly in its head (its group kept)."""
+    head, _, rest = line.partition(" ")
+    kind, colon, name = head.partition(":")
+    group = name.partition("/")[0] + "/" if colon and "/" in name else ""
+    return f"{kind}:{group}{event} {rest}"
+
+
 def create_probe_event(session: Session, line: str, *, number: int = 0, commands=None, silent=False) -> UserProbe:
     m = session.machine
     try:
@@ -208,6 +235,12 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
         raise CommandError(str(exc)) from None
     if defn.kind == "-":
         raise CommandError("internal: delete handled by the caller")
+    if ":" not in line.split()[0]:
+        # A default name already taken gets a new one, as perf probe names a second probe.
+        event = unique_event_name(session, defn.event, number)
+        if event != defn.event:
+            line = with_event_name(line, event)
+            defn.event = event
     for up in session.probes.values():
         if up.event == defn.event and up.number != number:
             raise CommandError(f"event '{defn.group}/{defn.event}' already exists (probe {up.number}); "

@@ -33,6 +33,7 @@ FETCHARGS, space separated, at most 128::
   FETCHARG:TYPE  u8..u64 s8..s64 x8..x64 (default x64), char, string,
                  ustring, symbol, or a bitfield b<width>@<offset>/<container>
   name[:TYPE]    perf-probe style parameter, resolved by resolve_param()
+                 (also inside a dereference, +0(name), when resolve_param is given)
 
 Numbers are read like the kernel's kstrtoul(..., 0): 0x.. is hex, a leading
 0 means octal, anything else decimal.
@@ -50,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Union
 
 from .fetch import (
+    DEFAULT_TYPE,
     FETCH_TYPES,
     Arg,
     Comm,
@@ -480,7 +482,7 @@ class _Parser:
             return self.parse_deref(text, pos, site, depth)
         if first == "\\":
             return self.parse_immediate(text, pos)
-        return self.parse_param_name(text, pos, depth)
+        return self.parse_param_name(text, pos, depth, site)
 
     def parse_var(self, text: str, pos: int, site: _ProbeSite) -> FetchArg:
         """$retval, $stack, $stackN, $argN, $comm."""
@@ -590,7 +592,7 @@ class _Parser:
             raise self.error(f"Invalid immediate value '{rest}'", pos + 1)
         return Immediate(value)
 
-    def parse_param_name(self, text: str, pos: int, depth: int) -> NamedParam:
+    def parse_param_name(self, text: str, pos: int, depth: int, site: _ProbeSite) -> FetchArg:
         """A perf-probe style parameter name, or garbage."""
         if not _IDENT.match(text):
             raise self.error(
@@ -599,10 +601,12 @@ class _Parser:
         bad = _first_bad_char(text, _IDENT)
         if bad < len(text):
             raise self.error(f"Invalid fetch argument: unexpected '{text[bad]}'", pos + bad)
-        if depth > 0:
+        if depth > 0 and self.resolve_param is None:
             raise self.error(
                 f"Parameter name '{text}' can not be dereferenced: perf-style names "
                 "must be a whole argument", pos)
+        if depth > 0:  # +0(filename): the name's value, resolved from the debug info now
+            return self.resolve(NamedParam(text), DEFAULT_TYPE, site, pos)
         return NamedParam(text)
 
     def resolve(self, param: NamedParam, ftype: FetchType, site: _ProbeSite,

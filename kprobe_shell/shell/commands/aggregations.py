@@ -257,9 +257,11 @@ by themselves when the guest halts. `maps clear` empties every map (or one)."""
          example="kprobe_profile")
 def cmd_kprobe_profile(session, rest: str):
     """ftrace's /sys/kernel/debug/tracing/kprobe_profile: one line per probe event,
-`  EVENT(44 wide) HITS(15) MISSES(15)`. HITS counts the probe's int3 hits (a return
-probe's entries, as ftrace's nhit does); MISSES adds a return probe's maxactive misses to
-the kprobe's own (trace_kprobe_missed), so a too-small maxactive shows here."""
+`  EVENT(44 wide) HITS(15) MISSES(15)`. HITS is ftrace's nhit: a kprobe's hits, and for
+a return probe the returns its handler saw (kretprobe_dispatcher counts nhit, not the
+entry), the same number `probes` and the JSON show; MISSES adds a return probe's
+maxactive misses to the kprobe's own (trace_kprobe_missed), so a too-small maxactive
+shows here and hits + misses count the calls."""
     if rest.strip():
         raise CommandError("usage: kprobe_profile")
     data = []
@@ -268,7 +270,7 @@ the kprobe's own (trace_kprobe_missed), so a too-small maxactive shows here."""
             continue
         obj = up.obj
         kp = getattr(obj, "kp", obj)
-        hits = kp.hits
+        hits = obj.hits  # a return probe's: returns handled (trace_kprobe.c's nhit)
         missed = kp.nmissed + (obj.nmissed if obj is not kp else 0)
         name = up.event or f"probe{up.number}"
         session.out.print(f"  {name:<44} {hits:>15} {missed:>15}")

@@ -7,25 +7,29 @@
 """
 from __future__ import annotations
 
+from ...tracing.perf_probe import is_perf_syntax
 from ...tracing.probe_events import ProbeEventError, parse_probe_event
-from ..registry import CommandError, command
+from ..registry import REGISTRY, CommandError, command
 from ..userprobes import create_probe_event, delete_user_probe, describe_new
 
 
-@command("probe-event", repeatable=False, group="probes", aliases=("kprobe_events",), args=("location", "text"),
+@command("probe-event", repeatable=False, group="probes", aliases=("kprobe_events", "p"), args=("location", "text"),
          summary="define a probe in ftrace's kprobe_events language (p ..., r ..., -:EVENT)",
          usage="p[:[GRP/]EVENT] SYM[+offs]|ADDR [FETCHARGS] [if FILTER]\n"
                "       r[MAXACTIVE][:[GRP/]EVENT] SYM [FETCHARGS] [if FILTER]\n       -:[GRP/]EVENT",
          example="p do_sys_open dfd=%di filename=+0(%si):string flags=%dx:x32\n"
                  "p do_sys_open filename:string flags\nr do_sys_open $retval:s64\n"
-                 "p:opens do_sys_open name=+0(%si):string if name ~ \"/etc/*\"\n-:opens")
+                 "p:opens do_sys_open name=+0(%si):string if name ~ \"/etc/*\"\n-:opens\n"
+                 "p fs.c:305 this.len nd->dentry->d_inode\np 'do_*' $params")
 def cmd_probe_event(session, rest: str):
     """Exactly the ftrace kprobe_events syntax. FETCHARGS: %REG, @ADDR, @SYM[+|-offs],
 $stackN, $stack, $argN (entry only), $retval (return only), $comm, +|-OFFS(FETCHARG),
 NAME=FETCHARG, FETCHARG:TYPE (u8..u64, s8..s64, x8..x64, string, symbol; default x64).
 Parameters can be named as in perf probe when the image has DWARF. A trailing
 `if EXPR` keeps only hits where EXPR holds (==, !=, <, >, <=, >=, ~ glob, &&, ||, !).
-Errors point at the offending character and register nothing."""
+Errors point at the offending character and register nothing. perf probe's language
+works here too ('help probe'): FUNC:RLN, SRC:LINE, FUNC;PATTERN, locals and members
+(VAR->m.m, VAR[i]), $vars, $params, and wildcards (p 'do_*' ...: one probe per match)."""
     line = rest.strip()
     if line.startswith("-:"):
         try:
@@ -38,6 +42,9 @@ Errors point at the offending character and register nothing."""
                 session.out.print(f"Deleted {up.number} ({defn.group}/{defn.event})")
                 return None
         raise CommandError(f"no event '{defn.event}' (see 'probes')")
+    if is_perf_syntax(line):
+        # perf probe's language: the `probe` command compiles it into lines of this one.
+        return REGISTRY.lookup("probe").func(session, line)
     up = create_probe_event(session, line)
     describe_new(session, up)
     session.out.print(f"  {up.spec['definition']}")

@@ -8,10 +8,18 @@ from ..registry import CommandError, command
 from ..userprobes import delete_user_probe, describe_new, new_probe, why_not_optimized
 from ..locations import parse_location
 from .common import no_arguments, parse_number, parse_probe_numbers
+from .wildcards import is_wildcard, place_each
 
 
 def _new_probe(session, kind: str, location: str, spec: dict):
     return new_probe(session, kind, location, parse_location(session, location), spec)
+
+
+def _place_one(session, kind: str, name: str, spec: dict) -> list[dict]:
+    """One probe of a wildcard's matches, announced as a single one is."""
+    up = _new_probe(session, kind, name, spec)
+    describe_new(session, up)
+    return [{"number": up.number, "addr": up.addr, "function": name}]
 
 
 @command("kprobe", repeatable=False, group="probes", aliases=("kp",), args=("location",),
@@ -30,6 +38,8 @@ boosted: the debug trap is what calls it)."""
     location = " ".join(w for w in words if w != "--post")  # `do_fork + 4` is one location
     if not location:
         raise CommandError("usage: kprobe LOCATION [--post]")
+    if is_wildcard(location):  # kprobe vfs_*: one probe per matching function
+        return place_each(session, location, lambda name: _place_one(session, "k", name, {"post": post} if post else {}))
     up = _new_probe(session, "k", location, {"post": post} if post else {})
     describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
@@ -79,6 +89,8 @@ nmissed. --unsafe allows the exec path (do_execve, flush_thread, ...) to show th
             spec["maxactive"] = n
         else:
             raise CommandError(f"unexpected '{a}' (maxactive=N or --unsafe)")
+    if is_wildcard(args[0]):  # kretprobe sys_*: one return probe per matching function
+        return place_each(session, args[0], lambda name: _place_one(session, "r", name, dict(spec)))
     up = _new_probe(session, "r", args[0], spec)
     describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
