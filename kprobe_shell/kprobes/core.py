@@ -9,220 +9,45 @@ kprobe_status.  The engine never prints: it calls handlers and reports through
 """
 from __future__ import annotations
 
-import enum
+import bisect
 import traceback
-from dataclasses import dataclass
 from typing import Callable
 
 from ..machine import Machine, StopEvent, StopReason
 from ..machine.layout import EFLAGS_IF, EFLAGS_TF, RESERVED_BASE, RESERVED_END
-from .percpu import KprobeCtlblk, per_cpu
 from .guard import HandlerGuard, HandlerInterrupted, HandlerTimeout
+from .invariants import extra_invariants
+from .jprobes import JprobeManager
+from .kretprobes import KretprobeManager
+from .optimize import KprobeOptimizer
+from .percpu import KprobeCtlblk, per_cpu
 from .regs import PtRegs
+from .types import (  # noqa: F401  (re-exported: the shell and the API import them from here)
+    EXEC_PATH_PATTERNS,
+    EXIT_PATH_PATTERNS,
+    KPROBE_TABLE_SIZE,
+    MODES,
+    STEP_MODES,
+    BOOSTED_MODES,
+    AggrKprobe,
+    HandlerError,
+    Kprobe,
+    KprobeStatus,
+    ProbeError,
+    ProbeMode,
+    StepMode,
+    describe_handler_exception,
+    hash_ptr,
+)
 from .x86 import (
     BREAKPOINT_INSTRUCTION,
     DecodedInsn,
     InsnSlots,
-    ProbeError,
+    _cs,
     copy_for_slot,
     decode_at,
     jmp_rel32,
 )
-
-KPROBE_HASH_BITS = 6
-KPROBE_TABLE_SIZE = 1 << KPROBE_HASH_BITS
-GOLDEN_RATIO_PRIME_64 = 0x9E37FFFFFFFC0001  # include/linux/hash.h, 2.6
-
-
-def hash_ptr(value: int, bits: int = KPROBE_HASH_BITS) -> int:
-    """The kernel's hash_long() for 64-bit pointers (2.6 include/linux/hash.h)."""
-    return ((value * GOLDEN_RATIO_PRIME_64) & 0xFFFFFFFFFFFFFFFF) >> (64 - bits)
-
-
-class KprobeStatus(enum.Enum):
-    HIT_ACTIVE = "KPROBE_HIT_ACTIVE"    # pre-handlers running (or a jprobe handler in the guest)
-    HIT_SS = "KPROBE_HIT_SS"            # single-stepping the copy
-    HIT_SSDONE = "KPROBE_HIT_SSDONE"    # post-handlers running
-    REENTER = "KPROBE_REENTER"          # stepping a probe hit while another was running
-
-
-#: How a probe gets past its instruction (see `set kprobe-mode`); "auto" (the default) is
-#: the fastest that is safe for each probe: optimized, else boosted, else single-stepped.
-#: "optimize" picks the same per probe, for teaching: `probes` then says why a probe
-#: could not be optimized.
-MODES = ("single-step", "boost", "optimize")
-
-#: Where the probed instruction is single-stepped (see `set kprobe-step`): out of line in
-#: its slot, as the kernel does; or in place (the original byte put back, the instruction
-#: stepped at its own address, the int3 planted again), as early naive implementations did,
-#: which lets other CPUs run through the probe unseen while the byte is back.
-STEP_MODES = ("out-of-line", "in-place")
-
-
-class Kprobe:
-    """struct kprobe: a probe on one instruction, with its handlers and counters."""
-
-    kind = "k"
-    #: True when pre_handler is the engine's own code (a kretprobe's entry,
-    #: arch_prepare_kretprobe), which runs the user's entry_handler through
-    #: KprobeEngine._call itself and reports its own failures as _call would: the
-    #: optimized path calls it directly, without a second guard around it.
-    engine_pre_handler = False
-    #: A kretprobe's entry, when the optimized path can take a shorter way (see
-    #: KretprobeManager._make_fast_entry): fast_entry(kcb) -> True when it did the hit.
-    fast_entry = None
-
-    def __init__(
-        self,
-        symbol_name: str | None = None,
-        offset: int = 0,
-        *,
-        addr: int | None = None,
-        pre_handler: Callable | None = None,
-        post_handler: Callable | None = None,
-        fault_handler: Callable | None = None,
-        break_handler: Callable | None = None,
-        name: str | None = None,
-    ):
-        if symbol_name is None and addr is None:
-            raise ProbeError("a probe needs symbol_name or addr")
-        self.symbol_name = symbol_name
-        self.offset = offset
-        self.addr = addr
-        self.pre_handler = pre_handler
-        self.post_handler = post_handler
-        self.fault_handler = fault_handler
-        self.break_handler = break_handler
-        self.name = name
-        self.nmissed = 0
-        self.hits = 0
-        self.faults = 0  # handler errors and faults charged to this probe
-        #: Executions of the probed instruction on other CPUs while an in-place step had the
-        #: original byte back (`set kprobe-step in-place`): calls the probe never saw.
-        self.missed_in_place = 0
-        self.disabled = False
-        self.internal = False  # the engine's own (the trampoline probe): not listed, not user-removable
-        self.number: int | None = None  # the shell's probe number
-        # Set by arch_prepare_kprobe:
-        self.opcode: int | None = None
-        self.ainsn: DecodedInsn | None = None
-        self.slot: int | None = None
-        self.boosted = False
-        self.optimize_refusal: str | None = None  # why the optimizer left it an int3 probe
-        self.engine: "KprobeEngine | None" = None
-
-    def __repr__(self) -> str:
-        where = self.symbol_name + (f"+0x{self.offset:x}" if self.offset else "") if self.symbol_name else ""
-        return f"<{type(self).__name__} {where or hex(self.addr or 0)}>"
-
-    @property
-    def registered(self) -> bool:
-        return self.engine is not None
-
-    @property
-    def mode(self) -> str:
-        """How hits get past the instruction: decided by the table entry (an aggregate
-        manager decides for all the probes sharing its address)."""
-        entry = self.engine.get_kprobe(self.addr) if self.engine is not None else None
-        if entry is not None and self.addr in self.engine.optimizer.active:
-            return "optimized"
-        return "boost" if (entry or self).boosted else "single-step"
-
-    @property
-    def owner(self) -> "Kprobe":
-        """The user-facing probe a kprobe belongs to (a jprobe's or kretprobe's kp: itself)."""
-        return getattr(self, "_owner", self)
-
-
-class AggrKprobe(Kprobe):
-    """The manager that stands in the table when several probes share an address."""
-
-    kind = "aggr"
-
-    def __init__(self, first: Kprobe):
-        super().__init__(addr=first.addr)
-        self.children: list[Kprobe] = [first]
-        self.curr: Kprobe | None = None
-        self.pre_handler = self._aggr_pre_handler
-        self.post_handler = self._aggr_post_handler
-        self.fault_handler = self._aggr_fault_handler
-        self.break_handler = self._aggr_break_handler
-        self.opcode, self.ainsn, self.slot = first.opcode, first.ainsn, first.slot
-
-    def add(self, p: Kprobe) -> None:
-        """add_new_kprobe: a jprobe (break_handler) goes last, kprobes go first (newest first)."""
-        if p.break_handler or p.kind == "j":
-            if any(c.break_handler or c.kind == "j" for c in self.children):
-                raise ProbeError(f"0x{p.addr:x} already has a jprobe: at most one jprobe per address")
-            self.children.append(p)
-        else:
-            self.children.insert(0, p)
-
-    def active_children(self) -> list[Kprobe]:
-        return [c for c in self.children if not c.disabled]
-
-    def _aggr_pre_handler(self, p, regs) -> int:
-        for child in self.active_children():
-            # [tests fix] A child without a pre_handler is hit too (as a lone probe
-            # without one is); it was skipped before its hit was counted.
-            child.hits += 1
-            if child.pre_handler is None:
-                continue
-            self.curr = child
-            self.engine.say(lambda: f"aggregate: pre_handler of probe {child.owner.number or child.owner!r} "
-                            f"({type(child.owner).__name__.lower()})")
-            if self.engine._call(child, "pre_handler", child.pre_handler, child, regs):
-                return 1
-        return 0
-
-    def _aggr_post_handler(self, p, regs, flags) -> None:
-        for child in self.active_children():
-            if child.post_handler is not None:
-                self.curr = child
-                self.engine.say(lambda: f"aggregate: post_handler of probe {child.owner.number or child.owner!r}")
-                self.engine._call(child, "post_handler", child.post_handler, child, regs, flags)
-
-    def _aggr_fault_handler(self, p, regs, trapnr) -> int:
-        cur = self.curr
-        if cur is not None and cur.fault_handler is not None:
-            return self.engine._call(cur, "fault_handler", cur.fault_handler, cur, regs, trapnr)
-        return 0
-
-    def _aggr_break_handler(self, p, regs) -> int:
-        cur = self.curr
-        if cur is not None and cur.break_handler is not None:
-            return self.engine._call(cur, "break_handler", cur.break_handler, cur, regs)
-        return 0
-
-
-@dataclass
-class HandlerError:
-    """A handler raised: reported with its file and line, charged to the probe."""
-
-    probe: Kprobe
-    handler: str
-    exception: BaseException
-    where: str  # "file:line" of the innermost frame in the handler's code
-
-    def __str__(self) -> str:
-        return f"{self.handler} of {self.probe.owner!r} {describe_handler_exception(self.exception)} ({self.where})"
-
-
-def describe_handler_exception(exc: BaseException) -> str:
-    """"raised ValueError: ...", or what the guard did to a handler that would not return."""
-    if isinstance(exc, HandlerTimeout):
-        return "ran past the handler-timeout and was stopped (HandlerTimeout)"
-    if isinstance(exc, (HandlerInterrupted, KeyboardInterrupt)):
-        return "was interrupted by Ctrl-C"
-    return f"raised {type(exc).__name__}: {exc}"
-
-
-#: Functions still running when the 2005 kernel calls kprobe_flush_task, so their return
-#: probes lose their instance (see kretprobes.py): the exec chain down to flush_thread, and
-#: exit_thread on the exit path (do_exit never returns, so it is safe).
-EXEC_PATH_PATTERNS = ("sys_execve", "do_execve", "search_binary_handler", "load_*_binary", "flush_old_exec",
-                      "flush_thread")
-EXIT_PATH_PATTERNS = ("exit_thread", "kprobe_flush_task")
 
 
 class KprobeEngine:
@@ -237,6 +62,24 @@ class KprobeEngine:
     _prev = per_cpu("prev_kprobe")
     _rep_count_before = per_cpu("rep_count_before")
 
+    #: The kprobe-modes whose hits may take the jump and whose returns take the kretprobe
+    #: booster (none while the fast paths are off).
+    boosted_modes = BOOSTED_MODES
+
+    @property
+    def fast_paths(self) -> bool:
+        """True (the default): hits take the inlined paths of fastpath.py where they apply.
+        False: every hit takes the reference paths they mirror (int3 probes, returns through
+        the int3 trampoline), for differential tests."""
+        return self.boosted_modes is BOOSTED_MODES
+
+    @fast_paths.setter
+    def fast_paths(self, on: bool) -> None:
+        self.boosted_modes = BOOSTED_MODES if on else ()
+        for bucket in self.kprobe_table:
+            for p in list(bucket):
+                self.optimizer.refresh(p)
+
     @property
     def kcb(self) -> KprobeCtlblk:
         """get_kprobe_ctlblk(): the control block of the CPU that is running."""
@@ -245,7 +88,7 @@ class KprobeEngine:
     def __init__(self, machine: Machine):
         self.machine = machine
         self.ctlblks = [KprobeCtlblk() for _ in range(machine.ncpus)]
-        self.step_mode = "out-of-line"  # see STEP_MODES
+        self.step_mode = StepMode.OUT_OF_LINE
         #: addr -> the code hook counting other CPUs' runs through an open in-place window.
         self._in_place_windows: dict[int, int] = {}
         #: Times a CPU hit an int3 while another CPU held the 2005 kprobe_lock and spun.
@@ -253,7 +96,7 @@ class KprobeEngine:
         self.kprobe_table: list[list[Kprobe]] = [[] for _ in range(KPROBE_TABLE_SIZE)]
         self.slots = InsnSlots(machine)
         self.regs = PtRegs(machine)
-        self.mode = "auto"  # "auto" (boost when safe), "single-step", "boost"
+        self.mode = ProbeMode.AUTO
         #: What to do when a handler raises: "continue", "disable" the probe, or "stop" the guest.
         self.handler_error_policy = "continue"
         #: Ends handlers that run too long (`handler-timeout`) or when Ctrl-C asks (guard.py).
@@ -272,15 +115,9 @@ class KprobeEngine:
         machine.trap_handlers[1] = self.post_kprobe_handler
         machine.fault_notifier = self.kprobe_fault_handler
         # The jump optimizer (optprobes, kprobes/optimize.py).
-        from .optimize import KprobeOptimizer
-
         self.optimizer = KprobeOptimizer(self)
         # Return probes need their trampoline probe from the start, as the kernel's arch_init.
-        from .kretprobes import KretprobeManager
-
         self.kretprobes = KretprobeManager(self)
-        from .jprobes import JprobeManager
-
         self.jprobes = JprobeManager(self)
 
     # ------------------------------------------------------------------ reporting
@@ -302,9 +139,9 @@ class KprobeEngine:
         The guard ends a handler that runs past handler-timeout or when Ctrl-C comes
         (HandlerTimeout / HandlerInterrupted are raised inside it).  A handler's
         KeyboardInterrupt or SystemExit is its failure too: it must not end the shell."""
-        # HandlerGuard.enter() and leave(), inlined (same updates, same order): two method
-        # calls per handler call were a measurable part of a probe hit.  guard.py says why
-        # these plain updates are enough (the GIL; the watchdog only reads them).
+        # The guard's bookkeeping is done here, not in guard methods (a method call per
+        # handler call is a measurable part of a probe hit): guard.py says why these plain
+        # updates are enough (the GIL; the watchdog only reads them).
         guard = self.guard
         depth = guard.depth
         guard.calls += 1
@@ -386,8 +223,6 @@ class KprobeEngine:
             hit = image.symbols.containing(func_addr)
             sym = hit[0]
             code = image.symbol_bytes(sym)
-            from .x86 import _cs
-
             out, end = [], sym.address
             for insn in _cs.disasm(code, sym.address):
                 out.append(insn.address)
@@ -420,8 +255,6 @@ class KprobeEngine:
         sym, off = hit
         bounds = self.instruction_boundaries(sym.address)
         if addr not in bounds:
-            import bisect
-
             i = bisect.bisect_left(bounds, addr)
             before = bounds[i - 1] if i > 0 else None
             after = bounds[i] if i < len(bounds) else None
@@ -619,7 +452,7 @@ class KprobeEngine:
     def set_mode(self, mode: str) -> None:
         if mode not in ("auto", *MODES):
             raise ProbeError(f"unknown kprobe mode '{mode}' (auto, single-step, boost, optimize)")
-        self.mode = mode
+        self.mode = ProbeMode(mode)
         for bucket in self.kprobe_table:
             for p in list(bucket):
                 p.boosted = self._want_boost(p)
@@ -942,7 +775,7 @@ class KprobeEngine:
             raise ProbeError(f"unknown kprobe step mode '{mode}' (out-of-line, in-place)")
         if any(k.current_kprobe is not None for k in self.ctlblks):
             raise ProbeError("a probe is being handled (the guest stopped mid-step): run on first")
-        self.step_mode = mode
+        self.step_mode = StepMode(mode)
         # In-place stepping steps every hit at the probed address: no jump over it.
         for bucket in self.kprobe_table:
             for p in list(bucket):
@@ -1030,8 +863,6 @@ class KprobeEngine:
                         if a != b and a == BREAKPOINT_INSTRUCTION and lo + i not in planted:
                             problems.append(f"0xcc left at 0x{lo + i:x} where no probe is armed")
         problems.extend(self.kretprobes.check_invariants())
-        from .invariants import extra_invariants
-
         problems.extend(extra_invariants(self))
         return problems
 

@@ -23,7 +23,7 @@ from ..machine import StopReason
 from ..machine.image import ABI_ARG_REGISTERS
 from ..machine.layout import EFLAGS_IF
 from ..machine.machine import REGISTERS, _REG_RSP, _reg_read
-from .core import Kprobe, ProbeError
+from .types import Kprobe, ProbeError
 from .percpu import per_cpu
 
 #: unicorn's ids of the argument registers, in ABI order.

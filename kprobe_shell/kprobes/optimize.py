@@ -78,10 +78,13 @@ from ..machine.layout import (
     PAGE_SIZE,
     RESERVED_END,
 )
-from .x86 import BREAKPOINT_INSTRUCTION, DecodedInsn, ProbeError, copy_for_slot, decode_at, jmp_rel32
+from .fastpath import optimized_callback
+from .types import ProbeError
+from .x86 import BREAKPOINT_INSTRUCTION, DecodedInsn, _cs, copy_for_slot, decode_at, jmp_rel32
 
 if TYPE_CHECKING:
-    from .core import Kprobe, KprobeEngine
+    from .core import KprobeEngine
+    from .types import Kprobe
 
 #: Why nothing is optimized on a machine with several CPUs (see the module docs).
 SMP_REFUSAL = "SMP (no stop_machine model)"
@@ -151,76 +154,8 @@ class KprobeOptimizer:
         self.machine.code_hook_watchers.append(self.unoptimize_covering)
 
     # ------------------------------------------------------------------ the hit path
-    def optimized_callback(self, address) -> None:
-        """A hit: the CPU is at the detour entry (the guest ran `jmp` at the probed address).
-
-        Mirrors the kernel's optimized_callback: a hit while another probe runs only counts
-        nmissed; else the probe runs with current_kprobe set and the handlers see
-        rip = addr + 1, as after an int3.  Returning lets the CPU run the copies.
-        (A fast hook: called from ctypes, so nothing may escape; see add_fast_code_hook.)"""
-        try:
-            op = self._by_entry.get(address)
-            if op is None or not op.active:
-                return  # unoptimized since the jump was taken: the copies still do the work
-            engine = self.engine
-            p = op.kp
-            # This CPU's kprobe_ctlblk: only ever CPU 0's (nothing is optimized on SMP, see
-            # wanted()), so it is looked up once, at construction.
-            kcb = self._kcb
-            fast = p.fast_entry
-            if fast is not None and fast(kcb):
-                # A lone kretprobe (see KretprobeManager._make_fast_entry).
-                if self.machine._pending_stop is not None:
-                    self.machine.set_reg("rip", op.buffer)  # its failure stops before the `jmp`
-                return
-            if kcb.current_kprobe is not None:
-                engine._inc_nmissed(p)
-                if engine.narrator is not None:
-                    self._say_missed(op)
-                return
-            kcb.current_kprobe = p
-            kcb.kprobe_status = _HIT_ACTIVE
-            machine = self.machine
-            shown_ip = self._shown_ip
-            shown_ip[0] = op.addr + 1
-            writes = machine.rip_writes
-            pre = p.pre_handler
-            regs = self._regs
-            handled = 0
-            if op.is_aggr:
-                handled = pre(p, regs)
-            else:
-                p.hits += 1
-                if pre is not None:
-                    if p.engine_pre_handler:
-                        # A kretprobe's entry: engine code that guards the user's
-                        # entry_handler itself (and reports its own failures as _call).
-                        handled = pre(p, regs)
-                    else:
-                        handled = engine._call(p, "pre_handler", pre, p, regs)
-            shown_ip[0] = None
-            if handled:
-                # The handler took over (a jprobe): it is done unless it waits for its
-                # break_handler (jprobe_return), exactly as on the int3 path.
-                taker = p.curr if op.is_aggr else p
-                if taker is None or taker.break_handler is None:
-                    kcb.current_kprobe = None
-                    kcb.kprobe_status = None
-            else:
-                kcb.current_kprobe = None
-                kcb.kprobe_status = None
-                if machine.rip_writes != writes:
-                    # A handler wrote rip but did not say it took over: the int3 path steps
-                    # the instruction anyway (rip = slot), so the copies run here too.
-                    machine.set_reg("rip", op.buffer)
-            if machine._pending_stop is not None and machine.rip_writes == writes:
-                # The guest stops before the entry `jmp` ran; resuming there would call the
-                # handlers a second time.  Resume in the copies instead.
-                machine.set_reg("rip", op.buffer)
-            if engine.narrator is not None:
-                self._say_hit(op)
-        except BaseException as exc:  # noqa: BLE001 - an engine bug: stop the guest, raise from run()
-            self.machine.hook_failed(exc)
+    #: The hit, a fast hook on every detour entry (fastpath.py).
+    optimized_callback = optimized_callback
 
     # Narration, out of line: a lambda in optimized_callback would turn the locals it
     # names into closure cells, which every hit would pay for.
@@ -247,8 +182,8 @@ class KprobeOptimizer:
     def wanted(self, entry: "Kprobe") -> str | None:
         """None when entry may be optimized now; else why not (shown by `probes`)."""
         engine = self.engine
-        if engine.mode not in ("auto", "optimize"):
-            return f"kprobe-mode is {engine.mode}"
+        if engine.mode not in engine.boosted_modes:
+            return f"kprobe-mode is {engine.mode}" if engine.fast_paths else "the fast paths are off"
         if self.machine.ncpus > 1:
             return SMP_REFUSAL
         if engine.step_mode == "in-place":
@@ -296,7 +231,7 @@ class KprobeOptimizer:
     def kprobe_optimizer(self) -> None:
         """Before a run (the guest is stopped): the delayed optimizations."""
         self._return_points = None  # the stacks may have changed since the last stop
-        if self.engine.mode in ("auto", "optimize"):
+        if self.engine.mode in self.engine.boosted_modes:
             # Refusals that may have gone away (a breakpoint removed, a task moved on).
             for bucket in self.engine.kprobe_table:
                 for entry in bucket:
@@ -436,8 +371,6 @@ class KprobeOptimizer:
         return self._indirect_jump_funcs
 
     def _scan_branches(self) -> None:
-        from .x86 import _cs
-
         image = self.machine.image
         targets: dict[int, int] = {}
         indirect: set[int] = set()
@@ -598,7 +531,3 @@ def _cannot_relocate(insn: DecodedInsn) -> str | None:
         return "it traps, halts or enters the kernel"
     return "a relative jump (its target depends on where it runs)"
 
-
-from .core import KprobeStatus as _KprobeStatus  # noqa: E402  (core imports this module lazily)
-
-_HIT_ACTIVE = _KprobeStatus.HIT_ACTIVE

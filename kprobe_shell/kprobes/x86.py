@@ -18,6 +18,7 @@ from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from capstone import x86_const as CX
 
 from ..machine.layout import INSN_SLOT_BASE, INSN_SLOT_END, PAGE_SIZE
+from .types import ProbeError
 
 MAX_INSN_SIZE = 15
 #: A slot holds the copy (<= 15 bytes) and, for a boosted probe, a 5-byte jmp back.
@@ -31,10 +32,6 @@ LEGACY_PREFIXES = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x6
 
 _cs = Cs(CS_ARCH_X86, CS_MODE_64)
 _cs.detail = True
-
-
-class ProbeError(Exception):
-    """A probe cannot be placed or registered; the message says why (the kernel's -EINVAL)."""
 
 
 def decode(code: bytes, addr: int):
