@@ -62,20 +62,21 @@ class KprobeEngine:
     _prev = per_cpu("prev_kprobe")
     _rep_count_before = per_cpu("rep_count_before")
 
-    #: The kprobe-modes whose hits may take the jump and whose returns take the kretprobe
-    #: booster (none while the fast paths are off).
-    boosted_modes = BOOSTED_MODES
+    #: See fast_paths (read on the hot paths, hence a plain attribute).
+    inline_fast_paths = True
 
     @property
     def fast_paths(self) -> bool:
         """True (the default): hits take the inlined paths of fastpath.py where they apply.
-        False: every hit takes the reference paths they mirror (int3 probes, returns through
-        the int3 trampoline), for differential tests."""
-        return self.boosted_modes is BOOSTED_MODES
+        False: they take the reference paths those mirror (nothing is jump-optimized, so
+        entries go through kprobe_handler; the booster's returns walk the instances with
+        _run_return_handlers), for differential tests.  The probes and the addresses they
+        plant stay the same, so the guest sees no difference."""
+        return self.inline_fast_paths
 
     @fast_paths.setter
     def fast_paths(self, on: bool) -> None:
-        self.boosted_modes = BOOSTED_MODES if on else ()
+        self.inline_fast_paths = bool(on)
         for bucket in self.kprobe_table:
             for p in list(bucket):
                 self.optimizer.refresh(p)

@@ -12,7 +12,8 @@ narration (`explain on`) always takes it.
   mirroring KretprobeManager._arch_prepare_kretprobe_hit.
 
 KprobeEngine.fast_paths = False sends every hit through the reference paths instead
-(tests/kprobes/test_fastpath_differential.py runs the engine's workloads both ways).
+(nothing is jump-optimized, the booster walks with _run_return_handlers);
+tests/kprobes/test_fastpath_differential.py runs the engine's workloads both ways.
 
 This module and regs.py are the only ones that reach the machine's C accessors.
 """
@@ -24,7 +25,7 @@ from ..machine import MachineError
 # The C accessors themselves, for the hot paths (Machine's wrappers cost a Python call
 # each; their error messages are kept below).
 from ..machine.machine import _REG_RSP, _UcAccessError, _exchange_top_of_stack, _push_u64
-from .types import KprobeStatus, hash_ptr
+from .types import BOOSTED_MODES, KprobeStatus, hash_ptr
 
 if TYPE_CHECKING:
     from .kretprobes import Kretprobe, KretprobeManager
@@ -71,7 +72,7 @@ def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]
             shown_ip[0] = trampoline
             head = buckets.get(task)
             ri = head[0] if head else None
-            if (ri is not None and ri.task == task and engine.narrator is None
+            if (ri is not None and ri.task == task and engine.narrator is None and engine.inline_fast_paths
                     and (orig_ret_address := ri.ret_addr) != trampoline and orig_ret_address != booster):
                 # The common case: one call of one probed function returns, its instance
                 # at the head of the task's bucket.  _run_return_handlers' steps for it.
@@ -128,7 +129,7 @@ def make_lone_kretprobe_entry(manager: "KretprobeManager", rp: "Kretprobe") -> C
     booster = manager.booster
 
     def fast_entry(kcb) -> bool:
-        if rp.entry_handler is not None or engine.narrator is not None or engine.mode not in engine.boosted_modes:
+        if rp.entry_handler is not None or engine.narrator is not None or engine.mode not in BOOSTED_MODES:
             return False
         if kcb.current_kprobe is not None:
             engine._inc_nmissed(p)

@@ -43,7 +43,7 @@ from ..machine.tasks import PSEUDO_TASK_ADDR
 from .fastpath import _REG_RSP, _UcAccessError, _exchange_top_of_stack, make_kretprobe_booster, make_lone_kretprobe_entry
 from .guard import HandlerInterrupted, HandlerTimeout
 from .x86 import decode_at
-from .types import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, ProbeError, hash_ptr
+from .types import BOOSTED_MODES, EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, ProbeError, hash_ptr
 
 #: Where the kretprobe booster's `ret` stands in the machine's stub page.
 BOOSTER_OFFSET = 0x40
@@ -276,7 +276,7 @@ class KretprobeManager:
             ri.task = task = self._fixed_task or machine.tasks.current_address()
             if ri.data:
                 ri.data.clear()
-            tramp = self.booster if engine.mode in engine.boosted_modes else self.trampoline
+            tramp = self.booster if engine.mode in BOOSTED_MODES else self.trampoline
             entry_handler = rp.entry_handler
             if entry_handler is None:
                 # One call: read the return address at rsp and put the trampoline's there

@@ -79,7 +79,7 @@ from ..machine.layout import (
     RESERVED_END,
 )
 from .fastpath import optimized_callback
-from .types import ProbeError
+from .types import BOOSTED_MODES, ProbeError
 from .x86 import BREAKPOINT_INSTRUCTION, DecodedInsn, _cs, copy_for_slot, decode_at, jmp_rel32
 
 if TYPE_CHECKING:
@@ -182,8 +182,10 @@ class KprobeOptimizer:
     def wanted(self, entry: "Kprobe") -> str | None:
         """None when entry may be optimized now; else why not (shown by `probes`)."""
         engine = self.engine
-        if engine.mode not in engine.boosted_modes:
-            return f"kprobe-mode is {engine.mode}" if engine.fast_paths else "the fast paths are off"
+        if engine.mode not in BOOSTED_MODES:
+            return f"kprobe-mode is {engine.mode}"
+        if not engine.inline_fast_paths:
+            return "the fast paths are off (KprobeEngine.fast_paths)"
         if self.machine.ncpus > 1:
             return SMP_REFUSAL
         if engine.step_mode == "in-place":
@@ -231,7 +233,7 @@ class KprobeOptimizer:
     def kprobe_optimizer(self) -> None:
         """Before a run (the guest is stopped): the delayed optimizations."""
         self._return_points = None  # the stacks may have changed since the last stop
-        if self.engine.mode in self.engine.boosted_modes:
+        if self.engine.mode in BOOSTED_MODES:
             # Refusals that may have gone away (a breakpoint removed, a task moved on).
             for bucket in self.engine.kprobe_table:
                 for entry in bucket:
