@@ -20,6 +20,8 @@ from .invariants import extra_invariants
 from .jprobes import JprobeManager
 from .kretprobes import KretprobeManager
 from .optimize import KprobeOptimizer
+from .narrate import Armed, Disarmed, RipFixed, StackWordFixed
+from .narrate import render as render_narration
 from .percpu import KprobeCtlblk, per_cpu
 from .regs import PtRegs
 from .types import (  # noqa: F401  (re-exported: the shell and the API import them from here)
@@ -42,6 +44,7 @@ from .types import (  # noqa: F401  (re-exported: the shell and the API import t
 from .x86 import (
     BREAKPOINT_INSTRUCTION,
     DecodedInsn,
+    Fixup,
     InsnSlots,
     _cs,
     copy_for_slot,
@@ -133,6 +136,11 @@ class KprobeEngine:
             words = text() if callable(text) else text
             if words:  # a narration may decide there is nothing worth saying
                 self.narrator(words)
+
+    def narrate(self, event) -> None:
+        """A narration event (narrate.py) for `explain on`; callers check that somebody
+        listens first, so a probe hit pays nothing for it otherwise."""
+        self.narrator(render_narration(event, self.machine.image.symbols))
 
     def _call(self, p: Kprobe, which: str, fn: Callable, *args):
         """Run a user handler; an exception is reported and charged to the probe, never fatal.
@@ -461,13 +469,13 @@ class KprobeEngine:
 
     def arm_kprobe(self, p: Kprobe) -> None:
         self.machine.write(p.addr, bytes([BREAKPOINT_INSTRUCTION]))
-        self.say(lambda: f"armed: int3 (cc) planted at {self.machine.image.symbols.format(p.addr)} (0x{p.addr:x}) "
-                 f"over the original byte {p.opcode:02x}")
+        if self.narrator is not None:
+            self.narrate(Armed(p.addr, p.opcode))
 
     def disarm_kprobe(self, p: Kprobe) -> None:
         self.machine.write(p.addr, bytes([p.opcode]))
-        self.say(lambda: f"disarmed: original byte {p.opcode:02x} written back over the int3 at "
-                 f"{self.machine.image.symbols.format(p.addr)} (0x{p.addr:x})")
+        if self.narrator is not None:
+            self.narrate(Disarmed(p.addr, p.opcode))
 
     def planted(self) -> dict[int, int]:
         """Address -> original first byte, for every armed int3 (for `x` and `disas`);
@@ -625,42 +633,29 @@ class KprobeEngine:
         return True
 
     def resume_execution(self, p: Kprobe, machine: Machine) -> None:
-        """Fix rip and the stack after the copy ran in the slot (the table in the docs)."""
-        insn = p.ainsn
-        # Stepped in place, the "copy" is the original: every fix-up below is then the
+        """Fix rip and the stack after the copy ran in the slot (the rules: x86.Fixup)."""
+        kind = p.ainsn.fixup_kind()
+        # Stepped in place, the "copy" is the original: every rule below is then the
         # identity, except pushf's (TF must not stay in the pushed flags).
         copy_rip, orig_rip = (p.addr if self.kcb.ss_in_place else p.slot), p.addr
-        rsp = machine.reg("rsp")
-        kind = insn.fixup_kind()
-        fix_rip = True
-        if kind == "pushf":
+        if kind is Fixup.PUSHF:
+            rsp = machine.reg("rsp")
             tos = machine.read_u64(rsp)
-            machine.write_u64(rsp, (tos & ~(EFLAGS_TF | EFLAGS_IF)) | self.kprobe_old_rflags)
-            self.say(lambda: f"pushf pushed the stepping flags: the word at 0x{rsp:x} goes from 0x{tos:x} to "
-                     f"0x{machine.read_u64(rsp):x} (TF/IF as before the trap)")
-        elif kind in ("ret/iret: rip absolute", "indirect jmp: rip absolute", "far jmp: rip absolute"):
-            fix_rip = False
-        elif kind == "call rel32":
+            self._fix_stack_word(kind, rsp, tos, (tos & ~(EFLAGS_TF | EFLAGS_IF)) | self.kprobe_old_rflags)
+        elif kind is Fixup.CALL_REL32 or kind is Fixup.INDIRECT_CALL:
+            rsp = machine.reg("rsp")
             tos = machine.read_u64(rsp)
-            machine.write_u64(rsp, orig_rip + (tos - copy_rip))
-            self.say(lambda: f"the call pushed a return address inside the slot: stack slot 0x{rsp:x} goes from "
-                     f"0x{tos:x} to 0x{orig_rip + (tos - copy_rip):x} "
-                     f"({machine.image.symbols.format(orig_rip + (tos - copy_rip))})")
-        elif kind == "indirect call":
-            tos = machine.read_u64(rsp)
-            machine.write_u64(rsp, orig_rip + (tos - copy_rip))
-            self.say(lambda: f"the indirect call pushed a return address inside the slot: stack slot 0x{rsp:x} goes "
-                     f"from 0x{tos:x} to 0x{orig_rip + (tos - copy_rip):x} "
-                     f"({machine.image.symbols.format(orig_rip + (tos - copy_rip))})")
-            fix_rip = False
-        if fix_rip:
+            self._fix_stack_word(kind, rsp, tos, orig_rip + (tos - copy_rip))
+        moved = not kind.rip_absolute
+        if moved:
             machine.set_reg("rip", orig_rip + (machine.rip - copy_rip))
-        self.say(lambda: (
-            f"resume_execution, fix-up '{kind}': rip 0x{copy_rip + machine.rip - orig_rip:x} (relative to the slot) -> "
-            f"0x{machine.rip:x} ({machine.image.symbols.format(machine.rip)}) = 0x{orig_rip:x} + "
-            f"(0x{copy_rip + machine.rip - orig_rip:x} - slot 0x{copy_rip:x})" if fix_rip else
-            f"resume_execution, fix-up '{kind}': rip 0x{machine.rip:x} ({machine.image.symbols.format(machine.rip)}) "
-            "is already absolute: left alone"))
+        if self.narrator is not None:
+            self.narrate(RipFixed(kind, copy_rip, orig_rip, machine.rip, moved))
+
+    def _fix_stack_word(self, kind: Fixup, rsp: int, before: int, after: int) -> None:
+        self.machine.write_u64(rsp, after)
+        if self.narrator is not None:
+            self.narrate(StackWordFixed(kind, rsp, before, after))
 
     def _rep_string_exit_pass(self, p: Kprobe, machine: Machine) -> None:
         """[tests fix] Keep the clock exact across a stepped rep string instruction.

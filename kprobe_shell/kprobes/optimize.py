@@ -79,7 +79,7 @@ from ..machine.layout import (
     RESERVED_END,
 )
 from .fastpath import optimized_callback
-from .types import BOOSTED_MODES, ProbeError
+from .types import BOOSTED_MODES, ProbeError, Refusal
 from .x86 import BREAKPOINT_INSTRUCTION, DecodedInsn, _cs, copy_for_slot, decode_at, jmp_rel32
 
 if TYPE_CHECKING:
@@ -203,8 +203,7 @@ class KprobeOptimizer:
         if isinstance(op, str):
             return op
         for other in self._probes_inside(op):
-            return (f"another probe at {self.machine.image.symbols.format(other)} lies inside the "
-                    f"{op.length} bytes the jump would replace")
+            return self._probe_inside_refusal(other, op)
         if op.active:
             return None  # already planted: nothing to wait for
         return self._resume_point_inside(op)
@@ -219,7 +218,7 @@ class KprobeOptimizer:
             # Registered from a handler: the jump is written when the guest is stopped
             # (the kernel's delayed optimizer), the int3 does the work meanwhile.
             self._pending.add(entry.addr)
-            entry.optimize_refusal = "waiting for the guest to stop (the optimizer's delayed work)"
+            entry.optimize_refusal = Refusal("waiting for the guest to stop (the optimizer's delayed work)", transient=True)
             return
         why = self.wanted(entry)
         entry.optimize_refusal = why
@@ -227,7 +226,7 @@ class KprobeOptimizer:
             self.arch_optimize_kprobe(entry)
         elif why is not None and op is not None:
             self.arch_unoptimize_kprobe(op, armed=self._live(entry))
-        if why is not None and why.startswith("a task may resume"):
+        if isinstance(why, Refusal) and why.transient:
             self._pending.add(entry.addr)
 
     def kprobe_optimizer(self) -> None:
@@ -238,7 +237,7 @@ class KprobeOptimizer:
             for bucket in self.engine.kprobe_table:
                 for entry in bucket:
                     why = entry.optimize_refusal
-                    if why is not None and why.startswith(_TRANSIENT) and entry.addr not in self.active:
+                    if isinstance(why, Refusal) and why.transient and entry.addr not in self.active:
                         self._pending.add(entry.addr)
         pending, self._pending = self._pending, set()
         for addr in sorted(pending):
@@ -270,7 +269,8 @@ class KprobeOptimizer:
                 self.arch_unoptimize_kprobe(op, armed=True)
                 self._pending.add(op.addr)
                 if op.kp is not None:
-                    op.kp.optimize_refusal = "the guest stopped inside its replaced bytes: optimized again at a later stop"
+                    op.kp.optimize_refusal = Refusal(
+                        "the guest stopped inside its replaced bytes: optimized again at a later stop", transient=True)
         machine.set_reg("rip", orig)
         event.rip = orig
 
@@ -282,8 +282,7 @@ class KprobeOptimizer:
             if op is not None and a < addr < a + op.length:
                 self.arch_unoptimize_kprobe(op, armed=True)
                 if op.kp is not None:
-                    op.kp.optimize_refusal = (f"another probe at {self.machine.image.symbols.format(addr)} "
-                                              f"lies inside the {op.length} bytes the jump would replace")
+                    op.kp.optimize_refusal = self._probe_inside_refusal(addr, op)
                 if self.machine.running:
                     self._pending.add(a)
 
@@ -293,6 +292,10 @@ class KprobeOptimizer:
             entry = self.engine.get_kprobe(a)
             if entry is not None and a not in self.active:
                 self.refresh(entry)
+
+    def _probe_inside_refusal(self, other: int, op: Optprobe) -> Refusal:
+        return Refusal(f"another probe at {self.machine.image.symbols.format(other)} lies inside the "
+                       f"{op.length} bytes the jump would replace", transient=True)
 
     def _live(self, entry: "Kprobe") -> bool:
         children = entry.children if hasattr(entry, "children") else [entry]
@@ -339,7 +342,7 @@ class KprobeOptimizer:
                 return f"cannot decode the instruction at {syms.format(a)}"
             if a + insn.length > sym.end:
                 return f"the instruction at {syms.format(a)} runs past the end of {sym.name}"
-            why = _cannot_relocate(insn)
+            why = insn.classified.relocation_refusal
             if why:
                 return f"'{insn.text}' at {syms.format(a)} cannot run relocated: {why}"
             insns.append(insn)
@@ -393,14 +396,14 @@ class KprobeOptimizer:
         hooked = set(self.machine.hooked_addresses.values())
         return [a for a in range(op.addr + 1, op.addr + op.length) if get(a) is not None or a in hooked]
 
-    def _resume_point_inside(self, op: Optprobe) -> str | None:
+    def _resume_point_inside(self, op: Optprobe) -> Refusal | None:
         """The kernel's synchronize_sched() before the jump is written: no CPU may be in,
         and no task may resume into, the bytes past the first."""
         points = self._resume_points()
         for a in range(op.addr + 1, op.addr + op.length):
             if a in points:
-                return (f"a task may resume at {self.machine.image.symbols.format(a)}, inside the replaced "
-                        "bytes: the jump is written at a later stop")
+                return Refusal(f"a task may resume at {self.machine.image.symbols.format(a)}, inside the "
+                               "replaced bytes: the jump is written at a later stop", transient=True)
         return None
 
     def _resume_points(self) -> set[int]:
@@ -511,25 +514,3 @@ class KprobeOptimizer:
         if owner is not None and owner.ainsn is not None:
             return owner.addr if a == slot else owner.addr + owner.ainsn.length
         return None
-
-
-#: How the refusals that a later stop may lift begin.
-_TRANSIENT = ("another probe", "a task may resume", "the guest stopped inside", "waiting")
-
-
-def _cannot_relocate(insn: DecodedInsn) -> str | None:
-    """Why an instruction cannot run from a detour buffer (None: it can)."""
-    if insn.boostable():
-        return None
-    kind = insn.fixup_kind()
-    if kind != "rip relative to slot":
-        return f"it needs the '{kind}' fix-up"
-    if insn.is_rep_string():
-        return "a rep string instruction (its iterations are counted one by one)"
-    if insn.opcode in (0xFA, 0xFB, 0x9D, 0xCF, 0x9C):
-        return "it changes or pushes the interrupt flag"
-    op2 = insn.raw[insn.opcode_index + 1] if insn.opcode_index + 1 < insn.length else None
-    if insn.opcode in (0xCC, 0xCD, 0xCE, 0xF4) or (insn.opcode == 0x0F and not 0x80 <= (op2 or 0) <= 0x8F):
-        return "it traps, halts or enters the kernel"
-    return "a relative jump (its target depends on where it runs)"
-

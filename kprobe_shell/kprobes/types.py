@@ -39,6 +39,20 @@ class KprobeStatus(enum.Enum):
     REENTER = "KPROBE_REENTER"          # stepping a probe hit while another was running
 
 
+class Refusal(str):
+    """Why a probe is not optimized (Kprobe.optimize_refusal, shown by `probes`): the text,
+    and whether a later stop may lift it (another probe in the way, a task about to
+    resume inside the bytes, the optimizer's delayed work).  A plain str is a refusal
+    that lasts (the mode, the instruction, the handlers)."""
+
+    transient: bool
+
+    def __new__(cls, text: str, *, transient: bool = False) -> "Refusal":
+        refusal = super().__new__(cls, text)
+        refusal.transient = transient
+        return refusal
+
+
 class ProbeMode(enum.StrEnum):
     """How a probe gets past its instruction (see `set kprobe-mode`); AUTO (the default) is
     the fastest that is safe for each probe: optimized, else boosted, else single-stepped.

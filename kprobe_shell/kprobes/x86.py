@@ -12,6 +12,8 @@ absolute" list (the 2005 code had no case for it).
 """
 from __future__ import annotations
 
+import enum
+import functools
 from dataclasses import dataclass
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
@@ -82,7 +84,7 @@ class DecodedInsn:
 
     def is_if_modifier(self) -> bool:
         """cli, sti, popf, iret change IF: the step must not put the saved IF back."""
-        return self.opcode in (0xFA, 0xFB, 0x9D, 0xCF)
+        return self.opcode in IF_MODIFIERS
 
     def is_rep_string(self) -> bool:
         """A rep/repe/repne-prefixed string instruction (movs, stos, lods, cmps, scas, ins,
@@ -91,49 +93,101 @@ class DecodedInsn:
             b in (0xF2, 0xF3) for b in self.raw[: self.opcode_index]
         )
 
-    def fixup_kind(self) -> str:
-        """Which resume_execution case applies (names as the table in the docs)."""
-        op = self.opcode
-        if op == 0x9C:
-            return "pushf"
-        if op in (0xC3, 0xCB, 0xC2, 0xCA, 0xCF):
-            return "ret/iret: rip absolute"
-        if op == 0xE8:
-            return "call rel32"
-        if op == 0xFF:
-            reg = self.modrm_reg
-            if reg in (2, 3):
-                return "indirect call"
-            if reg in (4, 5):
-                return "indirect jmp: rip absolute"
-        if op == 0xEA:
-            return "far jmp: rip absolute"
-        return "rip relative to slot"
+    @functools.cached_property
+    def classified(self) -> "InsnClass":
+        return classify(self)
+
+    def fixup_kind(self) -> "Fixup":
+        """Which resume_execution rule applies (see classify)."""
+        return self.classified.fixup
 
     def boostable(self) -> bool:
-        """May run from the slot followed by `jmp addr+len`, with no debug trap.
+        """May run from the slot followed by `jmp addr+len`, with no debug trap (see classify)."""
+        return self.classified.boostable
 
-        Like the kernel's can_boost(): not for anything whose effect depends on where it
-        runs (relative jumps/calls, RIP-relative operands are fine: the displacement is
-        fixed), not for what changes flow or IF, and not for pushf (the pushed TF/IF).
-        """
-        op = self.opcode
-        if self.fixup_kind() != "rip relative to slot":
-            return False
-        # [tests fix] A boosted rep string instruction ran all its iterations in the slot,
-        # where the clock does not count, so the guest's clock (and with it the timer and
-        # the interleaving of tasks) drifted by one instruction per iteration.
-        if self.is_rep_string():
-            return False
-        if op in (0x70 + i for i in range(16)) or op in (0xE9, 0xEB, 0xE0, 0xE1, 0xE2, 0xE3):
-            return False
-        if op == 0x0F and self.opcode_index + 1 < len(self.raw):
-            op2 = self.raw[self.opcode_index + 1]
-            if 0x80 <= op2 <= 0x8F or op2 in (0x05, 0x07, 0x34, 0x35, 0x01, 0x0B):
-                return False
-        if op in (0xFA, 0xFB, 0x9D, 0xCF, 0xCC, 0xCD, 0xCE, 0xF4, 0x9C, 0xFF, 0xEA, 0xE8):
-            return False
-        return True
+
+class Fixup(enum.StrEnum):
+    """resume_execution's rules: how rip and the stack are fixed after the copy ran in the
+    slot (a str: it prints as the rule's name)."""
+
+    RIP_RELATIVE = "rip relative to slot"          # rip = addr + (rip - slot)
+    PUSHF = "pushf"                                # and TF/IF in the pushed word as before the trap
+    RIP_ABSOLUTE = "ret/iret: rip absolute"        # rip left alone
+    INDIRECT_JMP = "indirect jmp: rip absolute"    # rip left alone
+    FAR_JMP = "far jmp: rip absolute"              # rip left alone
+    CALL_REL32 = "call rel32"                      # the pushed return address moved back, and rip
+    INDIRECT_CALL = "indirect call"                # the pushed return address moved back, rip left alone
+
+    @property
+    def rip_absolute(self) -> bool:
+        return self in (Fixup.RIP_ABSOLUTE, Fixup.INDIRECT_JMP, Fixup.FAR_JMP, Fixup.INDIRECT_CALL)
+
+
+#: Why an instruction that needs no fix-up still cannot run from a slot without the debug
+#: trap (boosted) or from a detour buffer (optimized): its effect depends on where it runs.
+_JUMPS = "a relative jump (its target depends on where it runs)"
+_CHANGES_IF = "it changes or pushes the interrupt flag"
+_TRAPS = "it traps, halts or enters the kernel"
+_REP_STRING = "a rep string instruction (its iterations are counted one by one)"
+
+#: cli, sti, popf, iret: the instructions that change IF.
+IF_MODIFIERS = frozenset({0xFA, 0xFB, 0x9D, 0xCF})
+
+#: The one opcode table (one-byte opcodes): what resume_execution does, and why the
+#: instruction cannot be boosted or relocated (None: it can).  Opcodes not listed are
+#: rip-relative-to-slot and boostable; 0x0f and 0xff are decoded further in classify().
+OPCODES: dict[int, tuple[Fixup, str | None]] = {
+    0x9C: (Fixup.PUSHF, _CHANGES_IF),
+    **{op: (Fixup.RIP_ABSOLUTE, _JUMPS) for op in (0xC3, 0xCB, 0xC2, 0xCA, 0xCF)},
+    0xE8: (Fixup.CALL_REL32, _JUMPS),
+    0xEA: (Fixup.FAR_JMP, _JUMPS),
+    **{op: (Fixup.RIP_RELATIVE, _JUMPS) for op in (*range(0x70, 0x80), 0xE9, 0xEB, 0xE0, 0xE1, 0xE2, 0xE3)},
+    **{op: (Fixup.RIP_RELATIVE, _CHANGES_IF) for op in IF_MODIFIERS if op != 0xCF},  # iret: above
+    **{op: (Fixup.RIP_RELATIVE, _TRAPS) for op in (0xCC, 0xCD, 0xCE, 0xF4)},
+}
+#: 0xff by its ModRM reg field (the 2005 code tested the opcode byte instead); the other
+#: forms (inc, dec, push of memory) are not boosted either.
+_GROUP_FF = {2: Fixup.INDIRECT_CALL, 3: Fixup.INDIRECT_CALL, 4: Fixup.INDIRECT_JMP, 5: Fixup.INDIRECT_JMP}
+#: Two-byte opcodes (after 0x0f) that trap or enter the kernel: syscall, sysret,
+#: sysenter, sysexit, the 0f 01 system group, ud2.  0f 80-8f are the jcc rel32.
+_TRAPPING_0F = frozenset({0x05, 0x07, 0x34, 0x35, 0x01, 0x0B})
+
+
+@dataclass(frozen=True)
+class InsnClass:
+    """What classify() says about an instruction."""
+
+    fixup: Fixup
+    boostable: bool
+    #: Why it cannot run from a detour buffer (None: it can); the optimizer shows it.
+    relocation_refusal: str | None
+
+
+def classify(insn: DecodedInsn) -> InsnClass:
+    """The fix-up resume_execution applies, whether the copy may run boosted (the kernel's
+    can_boost()), and why it cannot run relocated (can_optimize_insns).
+
+    A boosted or relocated copy runs with no debug trap after it, so anything whose effect
+    depends on where it runs (relative jumps and calls, returns), that changes flow or IF,
+    pushes the flags (the pushed TF/IF), or traps is refused; RIP-relative operands are
+    fine (the displacement is fixed when the copy is made).  A rep string instruction is
+    refused too: it would run all its iterations in the slot, where the clock does not
+    count them one by one."""
+    op = insn.opcode
+    fixup, why = OPCODES.get(op, (Fixup.RIP_RELATIVE, None))
+    if op == 0xFF:
+        fixup, why = _GROUP_FF.get(insn.modrm_reg, Fixup.RIP_RELATIVE), _JUMPS
+    elif op == 0x0F and insn.opcode_index + 1 < insn.length:
+        op2 = insn.raw[insn.opcode_index + 1]
+        if 0x80 <= op2 <= 0x8F:
+            why = _JUMPS
+        elif op2 in _TRAPPING_0F:
+            why = _TRAPS
+    if fixup is not Fixup.RIP_RELATIVE:
+        why = f"it needs the '{fixup}' fix-up"
+    elif insn.is_rep_string():
+        why = _REP_STRING
+    return InsnClass(fixup, why is None, why)
 
 
 def decode_at(code: bytes, addr: int) -> DecodedInsn | None:
