@@ -13,16 +13,16 @@ import bisect
 import traceback
 from typing import Callable
 
-from ..machine import Machine, StopEvent, StopReason
-from ..machine.layout import EFLAGS_IF, EFLAGS_TF, RESERVED_BASE, RESERVED_END
+from ..machine import Machine, StopReason
+from ..machine.layout import EFLAGS_TF, RESERVED_BASE, RESERVED_END
 from .guard import HandlerGuard, HandlerInterrupted, HandlerTimeout
 from .invariants import extra_invariants
 from .jprobes import JprobeManager
 from .kretprobes import KretprobeManager
 from .optimize import KprobeOptimizer
-from .narrate import Armed, Disarmed, RipFixed, StackWordFixed
+from .narrate import Armed, Disarmed
 from .narrate import render as render_narration
-from .percpu import KprobeCtlblk, per_cpu
+from .percpu import KprobeCtlblk, hand_over_kprobe_lock, per_cpu, spin_on_kprobe_lock
 from .regs import PtRegs
 from .types import (  # noqa: F401  (re-exported: the shell and the API import them from here)
     EXEC_PATH_PATTERNS,
@@ -30,7 +30,6 @@ from .types import (  # noqa: F401  (re-exported: the shell and the API import t
     KPROBE_TABLE_SIZE,
     MODES,
     STEP_MODES,
-    BOOSTED_MODES,
     AggrKprobe,
     HandlerError,
     Kprobe,
@@ -44,12 +43,16 @@ from .types import (  # noqa: F401  (re-exported: the shell and the API import t
 from .x86 import (
     BREAKPOINT_INSTRUCTION,
     DecodedInsn,
-    Fixup,
     InsnSlots,
     _cs,
-    copy_for_slot,
+    arch_prepare_kprobe,
     decode_at,
     jmp_rel32,
+    prepare_singlestep,
+    prepare_singlestep_in_place,
+    rep_string_exit_pass,
+    resume_execution,
+    want_boost,
 )
 
 
@@ -178,8 +181,8 @@ class KprobeEngine:
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
         self._emit(HandlerError(owner, which, exc, where))
         if owner.internal:
-            # [robustness fix] The engine's own handler failed: this is a bug of the tool, and
-            # stepping on would crash it (the trampoline probe has no slot).  Stop, inspectable.
+            # The engine's own handler failed: this is a bug of the tool, and stepping on
+            # would crash it (the trampoline probe has no slot).  Stop, inspectable.
             name = owner.name or repr(owner)
             self.machine.stop_guest(self.machine._event(
                 StopReason.BUG, f"internal error in the engine's {name} ({which}): "
@@ -189,8 +192,7 @@ class KprobeEngine:
             self.machine.request_stop()  # Ctrl-C: the guest stops too, whatever the policy
             return
         if self.handler_error_policy == "disable" and not owner.internal:
-            # [robustness fix] a jprobe's or kretprobe's `disabled` is its kprobe's (read-only
-            # on the owner): disabling the owner itself raised AttributeError in the engine.
+            # A jprobe's or kretprobe's `disabled` is its kprobe's (read-only on the owner).
             self.disable(getattr(owner, "kp", owner))
         elif self.handler_error_policy == "stop":
             self.machine.stop_guest(
@@ -283,9 +285,9 @@ class KprobeEngine:
 
     # ------------------------------------------------------------------ register/unregister
     def _refuse_from_handler(self, what: str) -> None:
-        """[robustness fix] register/unregister from inside a handler: the kernel's may sleep
-        and must not be called there; here, a probe unregistering itself mid-hit lost its
-        slot under the step and crashed the engine (TypeError)."""
+        """register/unregister from inside a handler: the kernel's may sleep and must not be
+        called there; here, a probe unregistering itself mid-hit would lose its slot under
+        the step."""
         if self.guard.running:
             raise ProbeError(f"{what} cannot be called from a probe handler; disable the probe instead")
 
@@ -308,7 +310,7 @@ class KprobeEngine:
                 raise
             return p
         try:
-            self.arch_prepare_kprobe(p, insn)
+            arch_prepare_kprobe(self, p, insn)
         except ProbeError:
             p.engine = None
             raise
@@ -373,11 +375,10 @@ class KprobeEngine:
             entry.slot = None
 
     def _leave_slot(self, entry: Kprobe) -> None:
-        """[tests fix] The guest was stopped between the int3 and the out-of-line copy (a
-        handler asked to stop, or a breakpoint): its rip is in the slot about to be freed
-        (and filled with int3s), and the next run faulted there.  Send it back to the
-        probed address, where the original instruction now stands, flags as before the
-        step."""
+        """The guest was stopped between the int3 and the out-of-line copy (a handler asked
+        to stop, or a breakpoint): its rip is in the slot about to be freed (and filled with
+        int3s), where the next run would fault.  Send it back to the probed address, where
+        the original instruction now stands, flags as before the step."""
         machine = self.machine
         rip = machine.rip
         if self.slots.slot_of(rip) != entry.slot:
@@ -418,53 +419,17 @@ class KprobeEngine:
         elif not live and armed:
             self.disarm_kprobe(entry)
         if isinstance(entry, AggrKprobe):
-            entry.boosted = self._want_boost(entry)
+            entry.boosted = want_boost(self, entry)
         self.optimizer.refresh(entry)
 
     # ------------------------------------------------------------------ arch: prepare, arm
-    def _want_boost(self, p: Kprobe) -> bool:
-        if self.mode == "single-step" or p.ainsn is None or not p.ainsn.boostable():
-            return False
-        # A post_handler needs the debug trap after the step; a break_handler (jprobe) needs
-        # the stepped path after longjmp.
-        # [tests fix] A fault_handler needs the probe to be running while the copy executes
-        # (kprobe_fault_handler only sees faults of a running probe): a boosted copy that
-        # faulted never reached the fault_handler.
-        if isinstance(p, AggrKprobe):
-            return not any(c.post_handler or c.break_handler or c.fault_handler for c in p.children)
-        return p.post_handler is None and p.break_handler is None and p.fault_handler is None
-
-    def arch_prepare_kprobe(self, p: Kprobe, insn: DecodedInsn) -> None:
-        slot = self.slots.get(p)
-        try:
-            copy = copy_for_slot(insn, slot)
-        except ProbeError:
-            self.slots.free(slot)
-            raise
-        p.ainsn, p.opcode, p.slot = insn, insn.raw[0], slot
-        p.boosted = self._want_boost(p)
-        # The jmp back is there for boosted runs; a single-step never reaches it (the debug
-        # trap comes first), so one slot layout serves both modes.
-        self.machine.write(slot, copy + jmp_rel32(slot + len(copy), p.addr + insn.length))
-        self.say(lambda: f"arch_prepare_kprobe: copied '{insn.text}' ({insn.raw.hex(' ')}) from "
-                 f"{self.machine.image.symbols.format(p.addr)} into insn slot {(slot - self.slots.base) // self.slots.size} "
-                 f"at 0x{slot:x}, followed by jmp 0x{p.addr + insn.length:x} (the way back when boosted)")
-        if insn.rip_disp_offset is not None:
-            # new_disp = (addr + old_disp) - slot: both displacements count from the end of the instruction.
-            self.say(lambda off=insn.rip_disp_offset,
-                     old=int.from_bytes(insn.raw[insn.rip_disp_offset:insn.rip_disp_offset + 4], "little", signed=True),
-                     new=int.from_bytes(copy[insn.rip_disp_offset:insn.rip_disp_offset + 4], "little", signed=True): (
-                f"RIP-relative operand: displacement 0x{old & 0xffffffff:08x} ({old:+#x}) at byte {off} reaches "
-                f"0x{p.addr + insn.length + old:x} from 0x{p.addr + insn.length:x}; in the slot it becomes "
-                f"0x{new & 0xffffffff:08x} ({new:+#x}), which reaches the same address from 0x{slot + insn.length:x}"))
-
     def set_mode(self, mode: str) -> None:
         if mode not in ("auto", *MODES):
             raise ProbeError(f"unknown kprobe mode '{mode}' (auto, single-step, boost, optimize)")
         self.mode = ProbeMode(mode)
         for bucket in self.kprobe_table:
             for p in list(bucket):
-                p.boosted = self._want_boost(p)
+                p.boosted = want_boost(self, p)
                 self.optimizer.refresh(p)
 
     def arm_kprobe(self, p: Kprobe) -> None:
@@ -506,7 +471,7 @@ class KprobeEngine:
         addr = machine.rip - 1
         kcb = self.kcb  # this CPU's kprobe_ctlblk, looked up once per trap (a hot path)
         if machine.ncpus > 1 and kcb.current_kprobe is None and self._kprobe_lock_held_elsewhere():
-            return self._spin_on_kprobe_lock(machine, addr)
+            return spin_on_kprobe_lock(self, machine, addr)
         if kcb.spinning:
             kcb.spinning = False  # the lock was free this time: this CPU takes it
         p = self.get_kprobe(addr)
@@ -523,7 +488,7 @@ class KprobeEngine:
                          f"{self._prev[0].owner.number or self._prev[0].owner!r} is running (a handler is active): "
                          f"no handlers run, nmissed of probe {p.owner.number or p.owner!r} is now {p.owner.nmissed}; "
                          "the instruction is just stepped (KPROBE_REENTER)")
-                self._prepare_singlestep(p, machine)
+                prepare_singlestep(self, p, machine)
                 self.kprobe_status = KprobeStatus.REENTER
                 return True
             cur = self.current_kprobe
@@ -558,10 +523,10 @@ class KprobeEngine:
                     f"pre_handler returned 1: it changed the flow, rip is now "
                     f"{machine.image.symbols.format(machine.rip)} (0x{machine.rip:x}); no single-step"))
                 # The handler moved execution (jprobe, trampoline): no single-step.
-                # [tests fix] Only a jprobe (break_handler) stays the running probe until its
+                # Only a jprobe (break_handler) stays the running probe until its
                 # jprobe_return int3; any other handler that took over is done, so the probe
-                # stops running (later kernels' reset_current_kprobe).  Before, it stayed
-                # current forever and every later hit of any probe counted as nmissed.
+                # stops running (later kernels' reset_current_kprobe); else every later hit
+                # of any probe would count as nmissed.
                 taker = p.curr if isinstance(p, AggrKprobe) else p
                 if taker is None or taker.break_handler is None:
                     kcb.current_kprobe = None
@@ -576,7 +541,7 @@ class KprobeEngine:
         if self.optimizer.active and self.optimizer.resume_in_detour(p):
             return  # after a jprobe's longjmp: the copies run in the detour buffer
         if self.step_mode == "in-place":
-            self._prepare_singlestep_in_place(p, machine)
+            prepare_singlestep_in_place(self, p, machine)
             self.kprobe_status = KprobeStatus.HIT_SS
             return
         if p.boosted:
@@ -590,20 +555,8 @@ class KprobeEngine:
                      f"{machine.image.symbols.format(p.addr + p.ainsn.length)} (0x{p.addr + p.ainsn.length:x}): "
                      f"no debug trap, no post_handler")
             return
-        self._prepare_singlestep(p, machine)
+        prepare_singlestep(self, p, machine)
         self.kprobe_status = KprobeStatus.HIT_SS
-
-    def _prepare_singlestep(self, p: Kprobe, machine: Machine) -> None:
-        self.kcb.ss_in_place = False
-        eflags = machine.eflags
-        self.kprobe_saved_rflags = self.kprobe_old_rflags = eflags & (EFLAGS_TF | EFLAGS_IF)
-        if p.ainsn.is_if_modifier():
-            self.kprobe_saved_rflags &= ~EFLAGS_IF
-        machine.set_reg("eflags", (eflags | EFLAGS_TF) & ~EFLAGS_IF)
-        machine.set_reg("rip", p.slot)
-        self._rep_count_before = machine.reg("rcx") if p.ainsn.is_rep_string() else None
-        self.say(lambda: f"single-step out of line: rip 0x{p.addr + 1:x} -> slot 0x{p.slot:x} holding "
-                 f"'{p.ainsn.text}'; eflags 0x{eflags:x} -> 0x{machine.eflags:x} (TF set, IF cleared) (KPROBE_HIT_SS)")
 
     def post_kprobe_handler(self, machine: Machine) -> bool:
         """The debug trap after the step: post_handler, resume_execution, flags back."""
@@ -619,8 +572,8 @@ class KprobeEngine:
                 cur.post_handler(cur, regs, 0)
             else:
                 self._call(cur, "post_handler", cur.post_handler, cur, regs, 0)
-        self.resume_execution(cur, machine)
-        self._rep_string_exit_pass(cur, machine)
+        resume_execution(self, cur, machine)
+        rep_string_exit_pass(self, cur, machine)
         machine.set_reg("eflags", (machine.eflags & ~EFLAGS_TF) | self.kprobe_saved_rflags)
         if self.kcb.ss_in_place:
             self._close_in_place_window(cur)
@@ -629,64 +582,14 @@ class KprobeEngine:
         else:
             self.current_kprobe = None
             self.kprobe_status = None
-            self._hand_over_kprobe_lock(machine)
+            hand_over_kprobe_lock(self, machine)
         return True
-
-    def resume_execution(self, p: Kprobe, machine: Machine) -> None:
-        """Fix rip and the stack after the copy ran in the slot (the rules: x86.Fixup)."""
-        kind = p.ainsn.fixup_kind()
-        # Stepped in place, the "copy" is the original: every rule below is then the
-        # identity, except pushf's (TF must not stay in the pushed flags).
-        copy_rip, orig_rip = (p.addr if self.kcb.ss_in_place else p.slot), p.addr
-        if kind is Fixup.PUSHF:
-            rsp = machine.reg("rsp")
-            tos = machine.read_u64(rsp)
-            self._fix_stack_word(kind, rsp, tos, (tos & ~(EFLAGS_TF | EFLAGS_IF)) | self.kprobe_old_rflags)
-        elif kind is Fixup.CALL_REL32 or kind is Fixup.INDIRECT_CALL:
-            rsp = machine.reg("rsp")
-            tos = machine.read_u64(rsp)
-            self._fix_stack_word(kind, rsp, tos, orig_rip + (tos - copy_rip))
-        moved = not kind.rip_absolute
-        if moved:
-            machine.set_reg("rip", orig_rip + (machine.rip - copy_rip))
-        if self.narrator is not None:
-            self.narrate(RipFixed(kind, copy_rip, orig_rip, machine.rip, moved))
-
-    def _fix_stack_word(self, kind: Fixup, rsp: int, before: int, after: int) -> None:
-        self.machine.write_u64(rsp, after)
-        if self.narrator is not None:
-            self.narrate(StackWordFixed(kind, rsp, before, after))
-
-    def _rep_string_exit_pass(self, p: Kprobe, machine: Machine) -> None:
-        """[tests fix] Keep the clock exact across a stepped rep string instruction.
-
-        Unstepped, the CPU's instruction counter sees each iteration as one instruction
-        plus one more pass that finds the count exhausted and leaves; stepped (TF set),
-        each iteration is one hit of the int3 and the last iteration leaves at once.  So
-        when a step ends the instruction by exhausting rcx, send the guest back to the
-        probed address for that last pass (rcx is 0: it only moves rip on).  The pass
-        hits the probe like any other; without it every timer tick after it landed one
-        instruction early.
-        """
-        before = getattr(self, "_rep_count_before", None)
-        self._rep_count_before = None
-        if before is None or before == 0 or machine.rip == p.addr:
-            return  # no iteration ran, or the instruction is not finished yet
-        insn = p.ainsn
-        if machine.reg("rcx") != 0:
-            return  # repe/repne ended on ZF, not on the count
-        if insn.opcode in (0xA6, 0xA7, 0xAE, 0xAF):
-            zf = bool(machine.eflags & 0x40)
-            repe = any(b == 0xF3 for b in insn.raw[: insn.opcode_index])
-            if zf != repe:
-                return  # the ZF condition ended it (it is tested before the count)
-        machine.set_reg("rip", p.addr)
 
     def kprobe_fault_handler(self, machine: Machine, trapnr: int) -> bool:
         """A fault while a probe is active: its fault_handler first, else undo the step."""
         cur = self.current_kprobe
         if cur is None:
-            # [tests fix] A boosted copy faulted (no probe is running then): make the fault
+            # A boosted copy faulted (no probe is running then): make the fault
             # appear where the guest put the instruction, not in the slot, as for a step.
             slot = self.slots.slot_of(machine.rip)
             owner = self.slots.owner.get(slot) if slot is not None else None
@@ -738,34 +641,6 @@ class KprobeEngine:
         me = self.machine.cpu.index
         return any(k.current_kprobe is not None for i, k in enumerate(self.ctlblks) if i != me)
 
-    def _spin_on_kprobe_lock(self, machine: Machine, addr: int) -> bool:
-        """2.6.12's lock_kprobes() on a CPU that finds the lock taken: it spins until the
-        lock is free.  Modelled as waiting: the trap is undone (rip back on the int3, which
-        is counted again when it is taken again) and this CPU is not scheduled for the rest
-        of its quantum, so the CPU that holds the lock runs on; when its turn comes again
-        the int3 traps again and takes the lock if it is free by then (the holder hands it
-        over: _hand_over_kprobe_lock).  Its clock does not run while it waits: charging
-        the spin to it (a whole quantum per wait) made a CPU that hits many probes spend
-        more time spinning than its timer period, a livelock of the model rather than of
-        the kernel.  No handler runs meanwhile: handlers never run on two CPUs at once."""
-        self.lock_spins += 1
-        self.kcb.spinning = True
-        machine.set_reg("rip", addr)
-        machine.adjust_clock(-1)
-        self.say(lambda: f"cpu {machine.cpu_id}: int3 at {machine.image.symbols.format(addr)} while another CPU "
-                         "holds kprobe_lock: spinning (2005 serialisation)")
-        machine.end_quantum()
-        return True
-
-    def _hand_over_kprobe_lock(self, machine: Machine) -> None:
-        """unlock_kprobes() with a CPU spinning on the lock: on hardware the spinner sees
-        the lock free within a few cycles and takes it, long before this CPU reaches its
-        next probe.  So this CPU yields the rest of its quantum, and the spinner's retry
-        comes first (without this, the CPU that released would take the lock again at its
-        next hit, and a CPU that hits probes often would starve the others)."""
-        if machine.ncpus > 1 and any(k.spinning for k in self.ctlblks):
-            machine.end_quantum()
-
     def set_step_mode(self, mode: str) -> None:
         if mode not in STEP_MODES:
             raise ProbeError(f"unknown kprobe step mode '{mode}' (out-of-line, in-place)")
@@ -776,41 +651,6 @@ class KprobeEngine:
         for bucket in self.kprobe_table:
             for p in list(bucket):
                 self.optimizer.refresh(p)
-
-    def _prepare_singlestep_in_place(self, p: Kprobe, machine: Machine) -> None:
-        """The naive single-step: put the original byte back, step the instruction at its own
-        address, plant the int3 again in the debug trap (post_kprobe_handler).
-
-        A step takes a trap in, the instruction, and a trap out: on hardware the other CPUs
-        run meanwhile, and while the byte is back they run through the probe without
-        trapping.  Modelled as: this CPU gives the rest of its quantum up at the int3, the
-        other CPUs run their quanta with the original byte in place, and then this CPU steps
-        and re-plants.  Each time another CPU starts the instruction in that window is a
-        hit the probe never saw: a code hook on the address, on the other CPUs only and only
-        while the window is open, counts them (missed_in_place)."""
-        kcb = self.kcb
-        eflags = machine.eflags
-        self.kprobe_saved_rflags = self.kprobe_old_rflags = eflags & (EFLAGS_TF | EFLAGS_IF)
-        if p.ainsn.is_if_modifier():
-            self.kprobe_saved_rflags &= ~EFLAGS_IF
-        kcb.ss_in_place = True
-        machine.write(p.addr, bytes([p.opcode]))
-        machine.set_reg("eflags", (eflags | EFLAGS_TF) & ~EFLAGS_IF)
-        machine.set_reg("rip", p.addr)
-        # The int3 was counted; the instruction is counted again when it runs at addr.
-        machine.adjust_clock(-1)
-        self._rep_count_before = machine.reg("rcx") if p.ainsn.is_rep_string() else None
-        others = [c.index for c in machine.cpus if c.index != machine.cpu_id]
-        if others and p.addr not in self._in_place_windows:
-            self._in_place_windows[p.addr] = machine.add_code_hook(
-                p.addr, lambda m, entry=p: self._missed_in_place(entry), cpus=others)
-        self.say(lambda: f"single-stepping '{p.ainsn.text}' in place at 0x{p.addr:x}: original byte restored, "
-                         "other CPUs run past the probe until the int3 is back")
-        machine.end_quantum()
-
-    def _missed_in_place(self, entry: Kprobe) -> None:
-        for child in entry.children if isinstance(entry, AggrKprobe) else [entry]:
-            child.owner.missed_in_place += 1
 
     def _close_in_place_window(self, p: Kprobe) -> None:
         """After the in-place step: stop counting misses and plant the int3 again (if the

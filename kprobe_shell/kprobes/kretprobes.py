@@ -198,7 +198,7 @@ class KretprobeManager:
         if rp.manager is not None:
             raise ProbeError(f"{rp!r} is already registered")
         if rp.maxactive > MAXACTIVE_MAX:
-            # [robustness fix] each instance is an object: maxactive=10**11 ran out of memory.
+            # Each instance is an object: a huge maxactive would exhaust the host's memory.
             raise ProbeError(f"maxactive {rp.maxactive} is too big (at most {MAXACTIVE_MAX})")
         addr = self.engine.resolve(rp.kp)
         sym = self.engine.machine.image.symbols.containing(addr)

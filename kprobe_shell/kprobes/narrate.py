@@ -11,18 +11,28 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..machine.symbols import SymbolTable
+    from ..machine.image import SymbolTable
     from .x86 import Fixup
 
 
 @dataclass(frozen=True)
-class StackWordFixed:
-    """resume_execution rewrote the word at rsp (pushf's flags, a call's return address)."""
+class FlagsWordFixed:
+    """resume_execution put TF and IF back in the flags pushf pushed at rsp."""
 
-    fixup: "Fixup"
     rsp: int
     before: int
     after: int
+
+
+@dataclass(frozen=True)
+class ReturnAddressFixed:
+    """resume_execution moved the return address a call pushed from the slot back to the
+    probed code."""
+
+    rsp: int
+    before: int
+    after: int
+    indirect: bool
 
 
 @dataclass(frozen=True)
@@ -54,13 +64,13 @@ def render(event, symbols: "SymbolTable") -> str:
     return _RENDERERS[type(event)](event, symbols.format)
 
 
-def _stack_word_fixed(e: StackWordFixed, fmt) -> str:
-    from .x86 import Fixup
+def _flags_word_fixed(e: FlagsWordFixed, fmt) -> str:
+    return (f"pushf pushed the stepping flags: the word at 0x{e.rsp:x} goes from 0x{e.before:x} to "
+            f"0x{e.after:x} (TF/IF as before the trap)")
 
-    if e.fixup is Fixup.PUSHF:
-        return (f"pushf pushed the stepping flags: the word at 0x{e.rsp:x} goes from 0x{e.before:x} to "
-                f"0x{e.after:x} (TF/IF as before the trap)")
-    call = "the indirect call" if e.fixup is Fixup.INDIRECT_CALL else "the call"
+
+def _return_address_fixed(e: ReturnAddressFixed, fmt) -> str:
+    call = "the indirect call" if e.indirect else "the call"
     return (f"{call} pushed a return address inside the slot: stack slot 0x{e.rsp:x} goes from "
             f"0x{e.before:x} to 0x{e.after:x} ({fmt(e.after)})")
 
@@ -83,7 +93,8 @@ def _disarmed(e: Disarmed, fmt) -> str:
 
 
 _RENDERERS = {
-    StackWordFixed: _stack_word_fixed,
+    FlagsWordFixed: _flags_word_fixed,
+    ReturnAddressFixed: _return_address_fixed,
     RipFixed: _rip_fixed,
     Armed: _armed,
     Disarmed: _disarmed,

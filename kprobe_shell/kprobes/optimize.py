@@ -11,7 +11,7 @@ and the following ones until 5 bytes are covered, with `jmp rel32` to a detour:
                      jmp addr+length           (back to the instruction after the range)
 
 The hook on the entry is one host transition with no write to rip (the cheapest way to
-catch a hit in unicorn, see performance-notes.md); the handler then returns and the CPU
+catch a hit in unicorn: scripts/bench.py shows it as "the floor"); the handler then returns and the CPU
 runs the copies where it is.  All detour entries are contiguous, and the clock's C hook
 (which already covers the tool's pages) dispatches to one callback for all of them:
 adding probes never lengthens unicorn's hook list, which it walks on every hooked

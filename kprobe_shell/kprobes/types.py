@@ -190,8 +190,7 @@ class AggrKprobe(Kprobe):
 
     def _aggr_pre_handler(self, p, regs) -> int:
         for child in self.active_children():
-            # [tests fix] A child without a pre_handler is hit too (as a lone probe
-            # without one is); it was skipped before its hit was counted.
+            # A child without a pre_handler is hit too (as a lone probe without one is).
             child.hits += 1
             if child.pre_handler is None:
                 continue
