@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Callable
 from ..machine import StopReason
 from ..machine.image import ABI_ARG_REGISTERS
 from ..machine.layout import EFLAGS_IF
-from ..machine.machine import REGISTERS, _REG_RSP, _reg_read
+from ..machine.machine import REGISTERS
 from .types import Kprobe, ProbeError
 from .percpu import per_cpu
+from .regs import _REG_RSP, _reg_read
 
 #: unicorn's ids of the argument registers, in ABI order.
 _ARG_REGIDS = tuple(REGISTERS[name] for name in ABI_ARG_REGISTERS)

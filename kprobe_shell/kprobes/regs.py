@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..machine.machine import GENERAL_REGISTERS, REGISTERS, _reg_read
+# The machine's C register accessor (and rsp's id for it): this module and fastpath.py
+# are the only ones that import the machine's private accessors.
+from ..machine.machine import _REG_RSP, GENERAL_REGISTERS, REGISTERS, _reg_read  # noqa: F401  (_REG_RSP: jprobes)
 
 if TYPE_CHECKING:
     from ..machine import Machine, Task
