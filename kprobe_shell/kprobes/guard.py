@@ -54,8 +54,8 @@ class HandlerGuard:
     """The handler calls of one engine running now, as a depth (an entry_handler runs
     inside the kretprobe's own pre_handler, so calls nest) and a count of calls begun.
 
-    The hot path (enter/leave) takes no lock: the GIL makes each update atomic, and the
-    watchdog only ever reads them.  Firing is the delicate part: the exception must land
+    The hot path (KprobeEngine._call updates depth and calls; leave) takes no lock: the
+    GIL makes each update atomic, and the watchdog only ever reads them.  Firing is the delicate part: the exception must land
     in the handler, not in the engine after the handler returned.  The watchdog raises it
     only while the call it timed is still running, and withdraws it when that call turns
     out to have ended meanwhile; leave() withdraws one that came too late as well."""
@@ -77,13 +77,6 @@ class HandlerGuard:
     def watch_this_thread(self) -> None:
         """The calling thread is about to run the guest, and so the handlers."""
         self.thread = _get_ident()
-
-    def enter(self) -> int:
-        """A handler call begins; returns the depth to give back to leave()."""
-        depth = self.depth
-        self.calls += 1
-        self.depth = depth + 1
-        return depth
 
     def leave(self, depth: int) -> None:
         """The handler is over; idempotent (the engine calls it again when the guard's

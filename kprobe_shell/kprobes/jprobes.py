@@ -24,11 +24,11 @@ from ..machine.image import ABI_ARG_REGISTERS
 from ..machine.layout import EFLAGS_IF
 from ..machine import capi
 from ..machine.registers import REGISTERS
-from .core import Kprobe, ProbeError
+from .types import Kprobe, ProbeError
 from .percpu import per_cpu
-
 _reg_read = capi.reg_read
 _REG_RSP = REGISTERS["rsp"]
+
 #: unicorn's ids of the argument registers, in ABI order.
 _ARG_REGIDS = tuple(REGISTERS[name] for name in ABI_ARG_REGISTERS)
 

@@ -38,24 +38,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from ..machine import MachineError, StopReason, capi
-from ..machine.clock import NS_PER_INSN
-from ..machine.registers import REGISTERS
 from ..machine.layout import STUB_PAGE
 from ..machine.tasks import PSEUDO_TASK_ADDR
+from ..machine.registers import REGISTERS
+from .fastpath import make_kretprobe_booster, make_lone_kretprobe_entry
 from .guard import HandlerInterrupted, HandlerTimeout
-from .core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, KprobeStatus, ProbeError, hash_ptr
-
-# The C accessors themselves, bound once for the two hot paths (Machine's wrappers cost a
-# Python call each; their error messages are kept below).
-_exchange_top_of_stack, _peek_u64, _push_u64 = capi.exchange_top_of_stack, capi.peek_u64, capi.push_u64
-_UcAccessError = capi.AccessError
-_REG_RSP = REGISTERS["rsp"]
+from .x86 import decode_at
+from .types import BOOSTED_MODES, EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, ProbeError, hash_ptr
 
 #: Where the kretprobe booster's `ret` stands in the machine's stub page.
 BOOSTER_OFFSET = 0x40
-_HIT_ACTIVE = KprobeStatus.HIT_ACTIVE
-#: The kprobe-modes whose returns go through the booster rather than the int3 trampoline.
-_BOOSTED_MODES = ("auto", "optimize")
 
 if TYPE_CHECKING:
     from .core import KprobeEngine
@@ -76,7 +68,6 @@ class KretprobeInstance:
     ret_addr: int = 0
     task: int = 0  # the task_struct pointer
     stack_slot: int = 0  # where on the stack the return address was replaced
-    entry_time_ns: int = 0
     data: dict = field(default_factory=dict)  # entry_handler -> handler scratch space
     bucket: list | None = field(default=None, repr=False)  # its kretprobe_inst_table bucket while in use
 
@@ -180,7 +171,7 @@ class KretprobeManager:
         # The booster: a `ret` the hook fires on (see the module docs).
         self.booster = STUB_PAGE + BOOSTER_OFFSET
         machine.write(self.booster, b"\xc3")
-        machine.add_fast_code_hook(self.booster, self.booster, self._make_booster())
+        machine.add_fast_code_hook(self.booster, self.booster, make_kretprobe_booster(self))
         self.kretprobes: list[Kretprobe] = []
         flush = syms.get("kprobe_flush_task")
         if flush is not None:
@@ -195,8 +186,6 @@ class KretprobeManager:
 
     def _register_trampoline_probe(self, tp: Kprobe) -> None:
         """register_kprobe(&trampoline_p) without the user-facing refusals."""
-        from .x86 import decode_at
-
         engine = self.engine
         insn = decode_at(engine.machine.read(self.trampoline, 15), self.trampoline)
         tp.addr = self.trampoline
@@ -210,7 +199,7 @@ class KretprobeManager:
         if rp.manager is not None:
             raise ProbeError(f"{rp!r} is already registered")
         if rp.maxactive > MAXACTIVE_MAX:
-            # [robustness fix] each instance is an object: maxactive=10**11 ran out of memory.
+            # Each instance is an object: a huge maxactive would exhaust the host's memory.
             raise ProbeError(f"maxactive {rp.maxactive} is too big (at most {MAXACTIVE_MAX})")
         addr = self.engine.resolve(rp.kp)
         sym = self.engine.machine.image.symbols.containing(addr)
@@ -240,7 +229,7 @@ class KretprobeManager:
         # It guards the entry_handler itself and catches its own failures (see
         # _arch_prepare_kretprobe_hit), so the optimized path calls it directly.
         rp.kp.engine_pre_handler = True
-        rp.kp.fast_entry = self._make_fast_entry(rp)
+        rp.kp.fast_entry = make_lone_kretprobe_entry(self, rp)
         try:
             self.engine.register_kprobe(rp.kp)
         except ProbeError:
@@ -286,17 +275,16 @@ class KretprobeManager:
             ri = free.pop(0)
             ri.rp = rp
             ri.task = task = self._fixed_task or machine.tasks.current_address()
-            ri.entry_time_ns = _peek_u64(machine.retired_addr) * NS_PER_INSN  # machine.time_ns
             if ri.data:
                 ri.data.clear()
-            tramp = self.booster if engine.mode in _BOOSTED_MODES else self.trampoline
+            tramp = self.booster if engine.mode in BOOSTED_MODES else self.trampoline
             entry_handler = rp.entry_handler
             if entry_handler is None:
                 # One call: read the return address at rsp and put the trampoline's there
                 # (machine.exchange_top_of_stack without its Python frame).
                 try:
-                    rsp, ri.ret_addr = _exchange_top_of_stack(machine.uch, _REG_RSP, tramp)
-                except _UcAccessError:
+                    rsp, ri.ret_addr = capi.exchange_top_of_stack(machine.uch, REGISTERS["rsp"], tramp)
+                except capi.AccessError:
                     raise MachineError("cannot exchange the top of the stack: not mapped") from None
                 ri.stack_slot = rsp
             else:
@@ -316,52 +304,6 @@ class KretprobeManager:
                 self._say_prepared(rp, ri, rsp, tramp)
         except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
             engine._handler_failed(rp.kp, "pre_handler", exc)
-
-    def _make_fast_entry(self, rp: Kretprobe) -> Callable:
-        """The entry of rp when it is alone at a jump-optimized address (optimized_callback
-        calls it instead of the general path): pre_handler_kretprobe with no entry_handler
-        runs nothing of the user's, so nothing can see current_kprobe, regs or rip, and
-        the hit is only the bookkeeping of _arch_prepare_kretprobe_hit (the same steps,
-        in the same order), with every constant in a closure cell.  With an entry_handler
-        or narration it defers to the general path."""
-        engine, machine, p = self.engine, self.machine, rp.kp
-        buckets, table, fixed_task, tasks = self._buckets, self.kretprobe_inst_table, self._fixed_task, machine.tasks
-        booster = self.booster
-
-        def fast_entry(kcb) -> bool:
-            if rp.entry_handler is not None or engine.narrator is not None or engine.mode not in _BOOSTED_MODES:
-                return False
-            if kcb.current_kprobe is not None:
-                engine._inc_nmissed(p)
-                return True
-            p.hits += 1
-            free = rp.free_instances
-            if not free:
-                rp.nmissed += 1
-                return True
-            try:
-                ri = free.pop(0)
-                ri.rp = rp
-                ri.task = task = fixed_task or tasks.current_address()
-                ri.entry_time_ns = _peek_u64(machine.retired_addr) * NS_PER_INSN  # this CPU's clock
-                if ri.data:
-                    ri.data.clear()
-                try:
-                    ri.stack_slot, ri.ret_addr = _exchange_top_of_stack(machine.uch, _REG_RSP, booster)
-                except _UcAccessError:
-                    free.insert(0, ri)
-                    raise MachineError("cannot exchange the top of the stack: not mapped") from None
-                bucket = buckets.get(task)
-                if bucket is None:
-                    bucket = buckets[task] = table[hash_ptr(task)]
-                ri.bucket = bucket
-                bucket.insert(0, ri)
-                rp.used_instances.insert(0, ri)
-            except (Exception, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
-                engine._handler_failed(p, "pre_handler", exc)
-            return True
-
-        return fast_entry
 
     # Narration, out of line: a lambda in a hot function turns the locals it names into
     # closure cells, which every hit would pay for.
@@ -482,80 +424,6 @@ class KretprobeManager:
             engine.say(lambda: f"trampoline: {self._consumed} instance(s) consumed and recycled; rip = 0x{orig_ret_address:x} "
                        f"({machine.image.symbols.format(orig_ret_address)}), the real return address; no single-step")
         return 1
-
-    def _make_booster(self) -> Callable[[int], None]:
-        """kretprobe_booster, the hook on the booster's `ret` (a fast hook: called from C,
-        so nothing may escape), with the manager's constants in closure cells: it runs on
-        every return of a probed function."""
-        manager, engine, machine = self, self.engine, self.machine
-        smp, kcb0, fixed_task, tasks = self._smp, self._kcb0, self._fixed_task, machine.tasks
-        trampoline, booster, trampoline_probe = self.trampoline, self.booster, self.trampoline_probe
-        buckets, shown_ip, regs, call = self._buckets, self._shown_ip, self._regs, engine._call
-        run_return_handlers = self._run_return_handlers
-
-        def kretprobe_booster(_address) -> None:
-            """Run the return handlers as the trampoline probe (current_kprobe, regs->ip =
-            &kretprobe_trampoline, as the kernel's booster), then push the real return
-            address for the `ret` to take."""
-            try:
-                if smp:
-                    if engine._kprobe_lock_held_elsewhere():
-                        # SMP, the 2005 serialisation: return handlers run under kprobe_lock,
-                        # which another CPU holds (a jprobe handler, an in-place step).  Return
-                        # through the int3 trampoline instead, whose trap waits for the lock
-                        # (kprobe_handler); the instances do not care which way they are reached.
-                        machine.set_reg("rip", trampoline)
-                        return
-                    kcb = engine.kcb  # the returning CPU's kprobe_ctlblk, looked up once
-                else:
-                    kcb = kcb0
-                task = fixed_task or tasks.current_address()
-                saved, saved_status = kcb.current_kprobe, kcb.kprobe_status
-                kcb.current_kprobe = trampoline_probe
-                kcb.kprobe_status = _HIT_ACTIVE
-                shown_ip[0] = trampoline
-                head = buckets.get(task)
-                ri = head[0] if head else None
-                if (ri is not None and ri.task == task and engine.narrator is None
-                        and (orig_ret_address := ri.ret_addr) != trampoline and orig_ret_address != booster):
-                    # The common case: one call of one probed function returns, its instance
-                    # at the head of the task's bucket.  _run_return_handlers' steps for it.
-                    rp = ri.rp
-                    if rp is not None:
-                        rp.hits += 1
-                        if rp.handler is not None:
-                            call(rp.kp, "handler", rp.handler, ri, regs)
-                    head.remove(ri)
-                    ri.bucket = None
-                    rp = ri.rp
-                    if rp is not None:
-                        rp.used_instances.remove(ri)
-                        rp.free_instances.append(ri)
-                else:
-                    orig_ret_address = run_return_handlers(task, regs)
-                shown_ip[0] = None
-                kcb.current_kprobe, kcb.kprobe_status = saved, saved_status
-                if not orig_ret_address:
-                    manager._no_instance_bug(task)
-                    return
-                if machine.pending_stop is not None:
-                    # Stopping before the `ret`: resuming here would run the handlers again.
-                    machine.set_reg("rip", orig_ret_address)
-                    return
-                try:  # machine.push_u64 without its Python frame
-                    _push_u64(machine.uch, _REG_RSP, orig_ret_address)
-                except _UcAccessError:
-                    raise MachineError("cannot push: the stack is not mapped") from None
-                if engine.narrator is not None:
-                    manager._say_boosted(orig_ret_address)
-            except BaseException as exc:  # noqa: BLE001 - an engine bug: a BUG stop, as the trampoline's
-                shown_ip[0] = None
-                try:
-                    engine._handler_failed(trampoline_probe, "booster", exc)
-                except BaseException as exc2:  # noqa: BLE001 - nothing may escape a C hook
-                    machine.hook_failed(exc2)
-
-        return kretprobe_booster
 
     def _say_boosted(self, orig_ret_address: int) -> None:
         machine = self.machine

@@ -11,7 +11,7 @@ and the following ones until 5 bytes are covered, with `jmp rel32` to a detour:
                      jmp addr+length           (back to the instruction after the range)
 
 The hook on the entry is one host transition with no write to rip (the cheapest way to
-catch a hit in unicorn, see performance-notes.md); the handler then returns and the CPU
+catch a hit in unicorn: scripts/bench.py shows it as "the floor"); the handler then returns and the CPU
 runs the copies where it is.  All detour entries are contiguous, and the clock's C hook
 (which already covers the tool's pages) dispatches to one callback for all of them:
 adding probes never lengthens unicorn's hook list, which it walks on every hooked
@@ -68,6 +68,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+
 from ..machine.layout import (
     BOOT_STACK_BASE,
     DETOUR_BASE,
@@ -76,10 +77,13 @@ from ..machine.layout import (
     PAGE_SIZE,
     RESERVED_END,
 )
-from .x86 import BREAKPOINT_INSTRUCTION, DecodedInsn, ProbeError, copy_for_slot, decode_at, jmp_rel32
+from .fastpath import optimized_callback
+from .types import BOOSTED_MODES, ProbeError, Refusal
+from .x86 import BREAKPOINT_INSTRUCTION, DecodedInsn, _cs, copy_for_slot, decode_at, jmp_rel32
 
 if TYPE_CHECKING:
-    from .core import Kprobe, KprobeEngine
+    from .core import KprobeEngine
+    from .types import Kprobe
 
 #: Why nothing is optimized on a machine with several CPUs (see the module docs).
 SMP_REFUSAL = "SMP (no stop_machine model)"
@@ -149,76 +153,8 @@ class KprobeOptimizer:
         self.machine.code_hook_watchers.append(self.unoptimize_covering)
 
     # ------------------------------------------------------------------ the hit path
-    def optimized_callback(self, address) -> None:
-        """A hit: the CPU is at the detour entry (the guest ran `jmp` at the probed address).
-
-        Mirrors the kernel's optimized_callback: a hit while another probe runs only counts
-        nmissed; else the probe runs with current_kprobe set and the handlers see
-        rip = addr + 1, as after an int3.  Returning lets the CPU run the copies.
-        (A fast hook: called from ctypes, so nothing may escape; see add_fast_code_hook.)"""
-        try:
-            op = self._by_entry.get(address)
-            if op is None or not op.active:
-                return  # unoptimized since the jump was taken: the copies still do the work
-            engine = self.engine
-            p = op.kp
-            # This CPU's kprobe_ctlblk: only ever CPU 0's (nothing is optimized on SMP, see
-            # wanted()), so it is looked up once, at construction.
-            kcb = self._kcb
-            fast = p.fast_entry
-            if fast is not None and fast(kcb):
-                # A lone kretprobe (see KretprobeManager._make_fast_entry).
-                if self.machine.pending_stop is not None:
-                    self.machine.set_reg("rip", op.buffer)  # its failure stops before the `jmp`
-                return
-            if kcb.current_kprobe is not None:
-                engine._inc_nmissed(p)
-                if engine.narrator is not None:
-                    self._say_missed(op)
-                return
-            kcb.current_kprobe = p
-            kcb.kprobe_status = _HIT_ACTIVE
-            machine = self.machine
-            shown_ip = self._shown_ip
-            shown_ip[0] = op.addr + 1
-            writes = machine.rip_writes
-            pre = p.pre_handler
-            regs = self._regs
-            handled = 0
-            if op.is_aggr:
-                handled = pre(p, regs)
-            else:
-                p.hits += 1
-                if pre is not None:
-                    if p.engine_pre_handler:
-                        # A kretprobe's entry: engine code that guards the user's
-                        # entry_handler itself (and reports its own failures as _call).
-                        handled = pre(p, regs)
-                    else:
-                        handled = engine._call(p, "pre_handler", pre, p, regs)
-            shown_ip[0] = None
-            if handled:
-                # The handler took over (a jprobe): it is done unless it waits for its
-                # break_handler (jprobe_return), exactly as on the int3 path.
-                taker = p.curr if op.is_aggr else p
-                if taker is None or taker.break_handler is None:
-                    kcb.current_kprobe = None
-                    kcb.kprobe_status = None
-            else:
-                kcb.current_kprobe = None
-                kcb.kprobe_status = None
-                if machine.rip_writes != writes:
-                    # A handler wrote rip but did not say it took over: the int3 path steps
-                    # the instruction anyway (rip = slot), so the copies run here too.
-                    machine.set_reg("rip", op.buffer)
-            if machine.pending_stop is not None and machine.rip_writes == writes:
-                # The guest stops before the entry `jmp` ran; resuming there would call the
-                # handlers a second time.  Resume in the copies instead.
-                machine.set_reg("rip", op.buffer)
-            if engine.narrator is not None:
-                self._say_hit(op)
-        except BaseException as exc:  # noqa: BLE001 - an engine bug: stop the guest, raise from run()
-            self.machine.hook_failed(exc)
+    #: The hit, a fast hook on every detour entry (fastpath.py).
+    optimized_callback = optimized_callback
 
     # Narration, out of line: a lambda in optimized_callback would turn the locals it
     # names into closure cells, which every hit would pay for.
@@ -245,8 +181,10 @@ class KprobeOptimizer:
     def wanted(self, entry: "Kprobe") -> str | None:
         """None when entry may be optimized now; else why not (shown by `probes`)."""
         engine = self.engine
-        if engine.mode not in ("auto", "optimize"):
+        if engine.mode not in BOOSTED_MODES:
             return f"kprobe-mode is {engine.mode}"
+        if not engine.inline_fast_paths:
+            return "the fast paths are off (KprobeEngine.fast_paths)"
         if self.machine.ncpus > 1:
             return SMP_REFUSAL
         if engine.step_mode == "in-place":
@@ -264,8 +202,7 @@ class KprobeOptimizer:
         if isinstance(op, str):
             return op
         for other in self._probes_inside(op):
-            return (f"another probe at {self.machine.image.symbols.format(other)} lies inside the "
-                    f"{op.length} bytes the jump would replace")
+            return self._probe_inside_refusal(other, op)
         if op.active:
             return None  # already planted: nothing to wait for
         return self._resume_point_inside(op)
@@ -280,7 +217,7 @@ class KprobeOptimizer:
             # Registered from a handler: the jump is written when the guest is stopped
             # (the kernel's delayed optimizer), the int3 does the work meanwhile.
             self._pending.add(entry.addr)
-            entry.optimize_refusal = "waiting for the guest to stop (the optimizer's delayed work)"
+            entry.optimize_refusal = Refusal("waiting for the guest to stop (the optimizer's delayed work)", transient=True)
             return
         why = self.wanted(entry)
         entry.optimize_refusal = why
@@ -288,18 +225,18 @@ class KprobeOptimizer:
             self.arch_optimize_kprobe(entry)
         elif why is not None and op is not None:
             self.arch_unoptimize_kprobe(op, armed=self._live(entry))
-        if why is not None and why.startswith("a task may resume"):
+        if isinstance(why, Refusal) and why.transient:
             self._pending.add(entry.addr)
 
     def kprobe_optimizer(self) -> None:
         """Before a run (the guest is stopped): the delayed optimizations."""
         self._return_points = None  # the stacks may have changed since the last stop
-        if self.engine.mode in ("auto", "optimize"):
+        if self.engine.mode in BOOSTED_MODES:
             # Refusals that may have gone away (a breakpoint removed, a task moved on).
             for bucket in self.engine.kprobe_table:
                 for entry in bucket:
                     why = entry.optimize_refusal
-                    if why is not None and why.startswith(_TRANSIENT) and entry.addr not in self.active:
+                    if isinstance(why, Refusal) and why.transient and entry.addr not in self.active:
                         self._pending.add(entry.addr)
         pending, self._pending = self._pending, set()
         for addr in sorted(pending):
@@ -331,7 +268,8 @@ class KprobeOptimizer:
                 self.arch_unoptimize_kprobe(op, armed=True)
                 self._pending.add(op.addr)
                 if op.kp is not None:
-                    op.kp.optimize_refusal = "the guest stopped inside its replaced bytes: optimized again at a later stop"
+                    op.kp.optimize_refusal = Refusal(
+                        "the guest stopped inside its replaced bytes: optimized again at a later stop", transient=True)
         machine.set_reg("rip", orig)
         event.rip = orig
 
@@ -343,8 +281,7 @@ class KprobeOptimizer:
             if op is not None and a < addr < a + op.length:
                 self.arch_unoptimize_kprobe(op, armed=True)
                 if op.kp is not None:
-                    op.kp.optimize_refusal = (f"another probe at {self.machine.image.symbols.format(addr)} "
-                                              f"lies inside the {op.length} bytes the jump would replace")
+                    op.kp.optimize_refusal = self._probe_inside_refusal(addr, op)
                 if self.machine.running:
                     self._pending.add(a)
 
@@ -354,6 +291,10 @@ class KprobeOptimizer:
             entry = self.engine.get_kprobe(a)
             if entry is not None and a not in self.active:
                 self.refresh(entry)
+
+    def _probe_inside_refusal(self, other: int, op: Optprobe) -> Refusal:
+        return Refusal(f"another probe at {self.machine.image.symbols.format(other)} lies inside the "
+                       f"{op.length} bytes the jump would replace", transient=True)
 
     def _live(self, entry: "Kprobe") -> bool:
         children = entry.children if hasattr(entry, "children") else [entry]
@@ -400,7 +341,7 @@ class KprobeOptimizer:
                 return f"cannot decode the instruction at {syms.format(a)}"
             if a + insn.length > sym.end:
                 return f"the instruction at {syms.format(a)} runs past the end of {sym.name}"
-            why = _cannot_relocate(insn)
+            why = insn.classified.relocation_refusal
             if why:
                 return f"'{insn.text}' at {syms.format(a)} cannot run relocated: {why}"
             insns.append(insn)
@@ -434,8 +375,6 @@ class KprobeOptimizer:
         return self._indirect_jump_funcs
 
     def _scan_branches(self) -> None:
-        from .x86 import _cs
-
         image = self.machine.image
         targets: dict[int, int] = {}
         indirect: set[int] = set()
@@ -456,14 +395,14 @@ class KprobeOptimizer:
         hooked = set(self.machine.hooked_addresses.values())
         return [a for a in range(op.addr + 1, op.addr + op.length) if get(a) is not None or a in hooked]
 
-    def _resume_point_inside(self, op: Optprobe) -> str | None:
+    def _resume_point_inside(self, op: Optprobe) -> Refusal | None:
         """The kernel's synchronize_sched() before the jump is written: no CPU may be in,
         and no task may resume into, the bytes past the first."""
         points = self._resume_points()
         for a in range(op.addr + 1, op.addr + op.length):
             if a in points:
-                return (f"a task may resume at {self.machine.image.symbols.format(a)}, inside the replaced "
-                        "bytes: the jump is written at a later stop")
+                return Refusal(f"a task may resume at {self.machine.image.symbols.format(a)}, inside the "
+                               "replaced bytes: the jump is written at a later stop", transient=True)
         return None
 
     def _resume_points(self) -> set[int]:
@@ -574,29 +513,3 @@ class KprobeOptimizer:
         if owner is not None and owner.ainsn is not None:
             return owner.addr if a == slot else owner.addr + owner.ainsn.length
         return None
-
-
-#: How the refusals that a later stop may lift begin.
-_TRANSIENT = ("another probe", "a task may resume", "the guest stopped inside", "waiting")
-
-
-def _cannot_relocate(insn: DecodedInsn) -> str | None:
-    """Why an instruction cannot run from a detour buffer (None: it can)."""
-    if insn.boostable():
-        return None
-    kind = insn.fixup_kind()
-    if kind != "rip relative to slot":
-        return f"it needs the '{kind}' fix-up"
-    if insn.is_rep_string():
-        return "a rep string instruction (its iterations are counted one by one)"
-    if insn.opcode in (0xFA, 0xFB, 0x9D, 0xCF, 0x9C):
-        return "it changes or pushes the interrupt flag"
-    op2 = insn.raw[insn.opcode_index + 1] if insn.opcode_index + 1 < insn.length else None
-    if insn.opcode in (0xCC, 0xCD, 0xCE, 0xF4) or (insn.opcode == 0x0F and not 0x80 <= (op2 or 0) <= 0x8F):
-        return "it traps, halts or enters the kernel"
-    return "a relative jump (its target depends on where it runs)"
-
-
-from .core import KprobeStatus as _KprobeStatus  # noqa: E402  (core imports this module lazily)
-
-_HIT_ACTIVE = _KprobeStatus.HIT_ACTIVE

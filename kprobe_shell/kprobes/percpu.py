@@ -22,6 +22,12 @@ kprobe_handler for what a CPU that finds the lock taken does.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..machine import Machine
+    from .core import KprobeEngine
+
 
 class KprobeCtlblk:
     """struct kprobe_ctlblk: one CPU's kprobe state (and its jprobe save area)."""
@@ -59,3 +65,34 @@ def per_cpu(field: str, doc: str = "") -> property:
         setattr(self.kcb, field, value)
 
     return property(get, set, doc=doc or f"this CPU's kprobe_ctlblk.{field}")
+
+
+# ---------------------------------------------------------------------- the 2005 kprobe_lock
+def spin_on_kprobe_lock(engine: "KprobeEngine", machine: Machine, addr: int) -> bool:
+    """2.6.12's lock_kprobes() on a CPU that finds the lock taken: it spins until the
+    lock is free.  Modelled as waiting: the trap is undone (rip back on the int3, which
+    is counted again when it is taken again) and this CPU is not scheduled for the rest
+    of its quantum, so the CPU that holds the lock runs on; when its turn comes again
+    the int3 traps again and takes the lock if it is free by then (the holder hands it
+    over: _hand_over_kprobe_lock).  Its clock does not run while it waits: charging
+    the spin to it (a whole quantum per wait) made a CPU that hits many probes spend
+    more time spinning than its timer period, a livelock of the model rather than of
+    the kernel.  No handler runs meanwhile: handlers never run on two CPUs at once."""
+    engine.lock_spins += 1
+    engine.kcb.spinning = True
+    machine.set_reg("rip", addr)
+    machine.clock.adjust(-1)
+    engine.say(lambda: f"cpu {machine.cpu_id}: int3 at {machine.image.symbols.format(addr)} while another CPU "
+                     "holds kprobe_lock: spinning (2005 serialisation)")
+    machine.smp.end_quantum()
+    return True
+
+
+def hand_over_kprobe_lock(engine: "KprobeEngine", machine: Machine) -> None:
+    """unlock_kprobes() with a CPU spinning on the lock: on hardware the spinner sees
+    the lock free within a few cycles and takes it, long before this CPU reaches its
+    next probe.  So this CPU yields the rest of its quantum, and the spinner's retry
+    comes first (without this, the CPU that released would take the lock again at its
+    next hit, and a CPU that hits probes often would starve the others)."""
+    if machine.ncpus > 1 and any(k.spinning for k in engine.ctlblks):
+        machine.smp.end_quantum()

@@ -72,9 +72,6 @@ class PtRegs:
         #: so that the hot path sets it with one store.
         object.__setattr__(self, "shown_ip", [None])
 
-    def show_ip(self, ip: int | None) -> None:
-        self.shown_ip[0] = ip
-
     def __getattr__(self, name: str) -> int:
         regid = _READABLE.get(name)
         if regid is None:  # another spelling (RAX, %rax), or no register at all
