@@ -1240,3 +1240,75 @@ class Machine:
     @property
     def eflags(self) -> int:
         return _reg_read(self._uch, _REG_EFLAGS)
+
+    # ------------------------------------------------------------------ debugger support
+    # For a debugger attached to the machine (the gdb remote stub, kprobe_shell/gdbstub):
+    # data watchpoints and running one CPU alone.  None of it costs anything until used.
+    def add_memory_watch(self, begin: int, end: int, *, reads: bool, writes: bool,
+                         callback: Callable[[bool, int, int], bool]) -> int:
+        """Watch the guest's accesses to [begin, end) on every CPU, as x86's debug registers
+        do (DR7's R/W bits); returns a handle for remove_hook.
+
+        callback(is_write, address, size) is called for each access that overlaps the
+        range.  When it returns True the guest stops at the accessing instruction, which
+        has not completed (unicorn cannot stop between an access and the end of its
+        instruction): rip is at it, the clock has not counted it, and a write's bytes are
+        put back as they were.  The event's details["watch"] is (is_write, address, size);
+        a debugger finishes the instruction with run(1) while its callback says False and
+        reports the stop after it, trap-like, as the CPU's #DB does."""
+        from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_WRITE
+
+        kinds = (UC_HOOK_MEM_READ if reads else 0) | (UC_HOOK_MEM_WRITE if writes else 0)
+        if not hasattr(self, "_watched_writes"):
+            self._watched_writes: list[tuple[int, bytes]] = []
+            self.after_run.insert(0, self._put_back_watched_writes)
+
+        def on_access(uc: Uc, access: int, address: int, size: int, _value: int, _data) -> None:
+            if not (address < end and begin < address + size):
+                return
+            is_write = access == UC_MEM_WRITE
+            if not callback(is_write, address, size):
+                return
+            rip = uc.reg_read(X.UC_X86_REG_RIP)
+            if is_write:
+                # unicorn stores the bytes after this hook, then stops: put back after the run.
+                self._watched_writes.append((address, bytes(uc.mem_read(address, size))))
+            self._settle_clock(rip, False)
+            self.stop_guest(self._event(StopReason.BREAKPOINT, "watchpoint", rip=rip,
+                                        details={"watch": (is_write, address, size)}))
+
+        hooks = [(cpu.uc, cpu.uc.hook_add(kinds, on_access, None, max(0, begin - 7), end - 1)) for cpu in self.cpus]
+        token, self._next_hook_token = self._next_hook_token, self._next_hook_token + 1
+        self._code_hooks[token] = hooks
+        return token
+
+    def _put_back_watched_writes(self, _event: StopEvent) -> None:
+        while self._watched_writes:
+            address, old = self._watched_writes.pop()
+            _mem_write(self._uch, address, old)
+
+    def run_alone(self, index: int, max_insns: int | None = None) -> StopEvent:
+        """run() with only CPU index running and the others held where they are (their clocks
+        stand still), as a debugger steps one vCPU.  The next plain run() starts with it."""
+        if not 0 <= index < self.ncpus:
+            raise MachineError(f"no CPU {index} (the machine has {self.ncpus})")
+        if self.ncpus == 1:
+            return self.run(max_insns)
+        held = [c for c in self.cpus if c.index != index and c.state is CpuState.ONLINE]
+        for cpu in held:
+            cpu.state = CpuState.PARKED
+        if not self._running:
+            self._turn = index
+            self._switch_cpu(self.cpus[index])
+        try:
+            event = self.run(max_insns)
+        finally:
+            for cpu in held:
+                if cpu.state is CpuState.PARKED:
+                    cpu.state = CpuState.ONLINE
+        if event.reason is StopReason.HALTED and held:
+            # Only the stepped CPU parked: the machine as a whole goes on.
+            self.halted = False
+            event = self._event(StopReason.BUDGET, f"CPU {index} parked (hlt with interrupts off)")
+            self.last_stop = event
+        return event

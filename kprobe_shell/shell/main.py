@@ -55,6 +55,15 @@ def run_shell(args) -> int:
                     out.error(str(exc))
                     if args.batch:
                         return 1
+        # -ex and -x first (probes to have in place), then gdb, then the prompt or stdin.
+        if getattr(args, "gdb", None):
+            from .commands.gdbserver import serve_gdb
+
+            try:
+                serve_gdb(session, args.gdb)
+            except CommandError as exc:
+                out.error(f"kprobe-shell: --gdb {args.gdb}: {exc}")
+                return 2
         if interactive:
             from .repl import run_repl
 

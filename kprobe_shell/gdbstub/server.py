@@ -1,0 +1,165 @@
+"""The connection: a socket gdb attaches to, the acks, and the loop that answers packets.
+
+One gdb at a time.  A reader thread owns the socket's receiving side, so that the 0x03
+interrupt is seen while the guest runs on the serving thread; everything else it reads
+goes, in order, to the serving loop.  A connection that drops ends the session as a
+detach does: gdb's breakpoints go, the machine stays as it is, the shell takes over.
+"""
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+
+from .packets import PacketHandlers, SessionEnd
+from .protocol import PACKET_SIZE, PacketReader, frame
+from .target import GdbTarget
+
+#: How long the serving loop waits for gdb's next packet before giving the connection up.
+IDLE_TIMEOUT = 3600.0
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """`[HOST:]PORT` (also qemu's `tcp::PORT`); loopback unless a host is named."""
+    spec = text.strip()
+    if spec.startswith("tcp:"):
+        spec = spec[4:]
+    host, sep, port = spec.rpartition(":")
+    if not sep:
+        host = ""
+    try:
+        number = int(port, 10)
+    except ValueError:
+        raise ValueError(f"'{text}' is not [HOST:]PORT") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} is not between 0 and 65535")
+    return host or "127.0.0.1", number
+
+
+class GdbServer:
+    """Listen on (host, port) and serve one gdb connection against the session."""
+
+    def __init__(self, session, host: str = "127.0.0.1", port: int = 1234, *, log=None) -> None:
+        self.session = session
+        self.log = log or (lambda text: None)
+        self.listener = socket.create_server((host, port), reuse_port=False)
+        self.address = self.listener.getsockname()[:2]
+        self._sock: socket.socket | None = None
+        self._items: queue.Queue = queue.Queue()
+        self._ack = True
+        self._last_sent = b""
+        self._running = False  # the guest runs for a c/s packet (0x03 may stop it)
+        self.target: GdbTarget | None = None
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    def close(self) -> None:
+        """Close the connection and stop listening (wakes a serve() waiting in accept)."""
+        for sock in (self._sock, self.listener):
+            if sock is None:
+                continue
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    # ------------------------------------------------------------------ the session
+    def serve(self) -> str:
+        """Wait for gdb, answer it until it detaches, kills or goes away; how it ended."""
+        try:
+            self._sock, peer = self.listener.accept()
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.log(f"gdb connected from {peer[0]}:{peer[1]}")
+            self.target = GdbTarget(self.session)
+            self.target.attach()
+            threading.Thread(target=self._read_loop, name="gdbstub-reader", daemon=True).start()
+            return self._serve_packets(PacketHandlers(self.target, self))
+        finally:
+            if self.target is not None:
+                self.target.follow_machine()
+                self.target.detach()
+            self.close()
+
+    def _serve_packets(self, handlers: PacketHandlers) -> str:
+        while True:
+            try:
+                item = self._items.get(timeout=IDLE_TIMEOUT)
+            except queue.Empty:
+                return "gdb went quiet: the connection was closed"
+            if item is None:
+                return "gdb closed the connection"
+            if item.kind == "nak" and self._last_sent:
+                self._send_raw(self._last_sent)
+            elif item.kind in ("bad-checksum", "too-long"):
+                self._send_raw(b"-")
+            elif item.kind == "packet":
+                if self._ack:
+                    self._send_raw(b"+")
+                try:
+                    reply = handlers.handle(item.payload)
+                except SessionEnd as end:
+                    if end.reply is not None:
+                        self.send(end.reply)
+                    return end.reason
+                if reply is not None:
+                    self.send(reply)
+
+    def run_guest(self, work):
+        """Run work() (a resume) with the 0x03 interrupt armed."""
+        self._running = True
+        try:
+            return work()
+        finally:
+            self._running = False
+
+    def no_ack_mode(self) -> None:
+        self._ack = False
+
+    # ------------------------------------------------------------------ the wire
+    def send(self, payload: str | bytes) -> None:
+        data = payload.encode("latin-1") if isinstance(payload, str) else payload
+        if len(data) > PACKET_SIZE:
+            raise ValueError("reply longer than the packet size")
+        self._last_sent = frame(data)
+        self._send_raw(self._last_sent)
+
+    def _send_raw(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError:
+            self._items.put(None)
+
+    def _read_loop(self) -> None:
+        reader = PacketReader()
+        sock = self._sock
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                self._items.put(None)
+                self._interrupt()  # a dropped connection stops a running guest too
+                return
+            for item in reader.feed(data):
+                if item.kind == "interrupt":
+                    self._interrupt()
+                else:
+                    self._items.put(item)
+
+    def _interrupt(self) -> None:
+        """Stop the guest a c/s packet runs; a 0x03 while it is stopped means nothing."""
+        if not self._running or self.target is None:
+            return
+        machine = self.session.machine
+        for _ in range(200):  # the run may be about to start (run() clears earlier requests)
+            if machine.running:
+                machine.request_stop()
+                return
+            if not self._running:
+                return
+            time.sleep(0.005)

@@ -1,0 +1,105 @@
+"""Debian's gdb attached to the machine: the habits of kernel debugging over QEMU's stub
+(break, bt, finish, x/i, stepi, threads, watch, monitor, interrupt, detach), checked
+against what the guest itself computed and printed."""
+from __future__ import annotations
+
+import re
+
+from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+from capstone.x86 import X86_OP_MEM, X86_REG_RIP
+from unicorn.x86_const import UC_X86_REG_RIP
+
+from kprobe_shell.machine import Image
+
+
+def _image(session) -> Image:
+    return session.machine.image
+
+
+def _insn_ending_at(image: Image, pc: int):
+    """The instruction of the function holding pc that ends exactly at pc."""
+    sym, _off = image.symbols.containing(pc - 1)
+    cs = Cs(CS_ARCH_X86, CS_MODE_64)
+    cs.detail = True
+    for insn in cs.disasm(image.symbol_bytes(sym), sym.address):
+        if insn.address + insn.size == pc:
+            return insn
+    raise AssertionError(f"no instruction ends at 0x{pc:x}")
+
+
+def _memory_target(insn) -> int | None:
+    for op in insn.operands:
+        if op.type == X86_OP_MEM:
+            if op.mem.base == X86_REG_RIP:
+                return insn.address + insn.size + op.mem.disp
+            if op.mem.base == 0 and op.mem.index == 0:
+                return op.mem.disp & 0xFFFFFFFFFFFFFFFF
+    return None
+
+
+def test_break_bt_finish_stepi_watch_monitor_then_detach(stub):
+    run = stub()
+    image = _image(run.session)
+    vfs_read = image.symbols["vfs_read"].address
+    first = Cs(CS_ARCH_X86, CS_MODE_64).disasm(image.symbol_bytes(image.symbols["vfs_read"]), vfs_read)
+    second_insn = next(first)
+    out = run.gdb(
+        "break vfs_read", "continue", "bt", "x/3i $pc", "stepi", "print/x $pc", "delete",
+        "finish", "watch jiffies", "continue", "print/x $pc", "delete",
+        "monitor probes", "monitor nosuchcommand", "detach")
+    assert run.ended() == "gdb detached"
+    # The breakpoint, with DWARF arguments, and the caller chain of the guest's read.
+    assert re.search(r"Breakpoint 1, vfs_read \(file=.*count=(count@entry=)?160", out), out
+    assert re.search(r"#1 +0x[0-9a-f]+ in sys_read \(fd=", out), out
+    assert re.search(r"#2 +0x[0-9a-f]+ in cat_file \(who=.*\"opener1\"", out), out
+    # x/3i: three instructions from the stop, the first at vfs_read.
+    assert re.search(rf"=> 0x{vfs_read:x} <vfs_read>:\s+\S+", out), out
+    assert len(re.findall(r"\n +0x[0-9a-f]+ <vfs_read\+\d+>:", out)) >= 2, out
+    # stepi: exactly one instruction on.
+    assert f"$1 = 0x{vfs_read + second_insn.size:x}" in out, out
+    # finish: the value the guest then printed itself ("read /etc/motd: N bytes").
+    returned = re.search(r"Value returned is \$\d+ = (\d+)", out)
+    assert returned, out
+    console = run.session.machine.console
+    # The watchpoint: it fires after the instruction that wrote jiffies, and gdb sees
+    # the old and new values.
+    watched = re.search(r"Old value = (\d+)\s+New value = (\d+)", out)
+    assert watched and int(watched.group(2)) == int(watched.group(1)) + 1, out
+    pc = int(re.findall(r"\$\d+ = 0x([0-9a-f]+)", out)[-1], 16)
+    writer = _insn_ending_at(image, pc)
+    assert _memory_target(writer) == image.symbols["jiffies"].address, (writer.mnemonic, writer.op_str)
+    # monitor: shell output comes back; a bad command says why, and gdb goes on.
+    assert "No probes or breakpoints." in out
+    assert "error: unknown command 'nosuchcommand'" in out
+    assert "[Inferior 1 (Remote target) detached]" in out
+    # Detached: the shell goes on from where gdb left the guest, to the end.
+    run.session.execute("continue")
+    assert "guest halted" in run.shell_output
+    console = run.session.machine.console
+    assert re.search(rf"\[opener1\] read /etc/motd: {returned.group(1)} bytes", console), console
+
+
+def test_two_cpus_are_two_threads(stub):
+    run = stub(cpus=2)
+    out = run.gdb("break vfs_read", "continue", "info threads", "thread 1", "print/x $pc",
+                  "thread 2", "print/x $pc", "detach")
+    assert run.ended() == "gdb detached"
+    threads = re.findall(r"Thread (\d+) \(CPU#(\d) \[(\w[\w ]*)\]", out)
+    assert [(t, c) for t, c, _ in threads] == [("1", "0"), ("2", "1")], out
+    m = run.session.machine
+    pcs = [int(x, 16) for x in re.findall(r"\$\d+ = 0x([0-9a-f]+)", out)]
+    # gdb reads each CPU's own registers.
+    assert pcs == [m.guest_address(cpu.uc.reg_read(UC_X86_REG_RIP)) for cpu in m.cpus], out
+
+
+def test_interrupt_a_running_guest_then_the_shell_goes_on(stub):
+    run = stub()
+    # gdb's Ctrl-C: SIGINT to gdb while `continue` waits, which it sends as the 0x03 byte.
+    timer = ("python import os, signal, threading; "
+             "threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)).start()")
+    out = run.gdb(timer, "continue", "print $pc", "detach")
+    assert run.ended() == "gdb detached"
+    assert "received signal SIGINT" in out, out
+    assert not run.session.machine.halted
+    run.session.execute("continue")
+    assert "minikernel: all tasks reaped, halting" in run.session.machine.console
