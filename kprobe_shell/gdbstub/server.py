@@ -71,7 +71,10 @@ class GdbServer:
     def serve(self) -> str:
         """Wait for gdb, answer it until it detaches, kills or goes away; how it ended."""
         try:
-            self._sock, peer = self.listener.accept()
+            try:
+                self._sock, peer = self.listener.accept()
+            except OSError:
+                return "the stub stopped listening"
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.log(f"gdb connected from {peer[0]}:{peer[1]}")
             self.target = GdbTarget(self.session)

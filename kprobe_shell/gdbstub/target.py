@@ -45,9 +45,14 @@ class GdbTarget:
         self.breakpoints: dict[tuple[int, int], int] = {}  # (type 0/1, addr) -> hook handle
         self.watchpoints: dict[tuple[int, int, int], Watchpoint] = {}
         self.watch_muted = False
+        #: A kprobe's int3 gdb stepped over by writing pc (see write_register).
+        self.int3_skipped: int | None = None
+        self._pass_once: int | None = None
         self.last_stop: str = ""
         self.stopped_thread = self.machine.cpu_id + 1
         self._kprobe_int3 = None
+        self._kprobe_debug = None
+        self._finishing_probe_step = False
 
     # ------------------------------------------------------------------ attach / detach
     def attach(self) -> None:
@@ -55,6 +60,8 @@ class GdbTarget:
         m = self.machine
         self._kprobe_int3 = m.trap_handlers.get(3)
         m.trap_handlers[3] = self._int3_notifier_chain
+        self._kprobe_debug = m.trap_handlers.get(1)
+        m.trap_handlers[1] = self._debug_notifier_chain
         self.last_stop = self._stop_reply_for_signal(SIGTRAP)
 
     def detach(self) -> None:
@@ -66,11 +73,13 @@ class GdbTarget:
             m.remove_hook(wp.handle)
         self.breakpoints.clear()
         self.watchpoints.clear()
-        if m.trap_handlers.get(3) == self._int3_notifier_chain:
-            if self._kprobe_int3 is None:
-                del m.trap_handlers[3]
-            else:
-                m.trap_handlers[3] = self._kprobe_int3
+        for vector, mine, theirs in ((3, self._int3_notifier_chain, self._kprobe_int3),
+                                     (1, self._debug_notifier_chain, self._kprobe_debug)):
+            if m.trap_handlers.get(vector) == mine:
+                if theirs is None:
+                    del m.trap_handlers[vector]
+                else:
+                    m.trap_handlers[vector] = theirs
 
     def follow_machine(self) -> None:
         """After a `monitor reset` or `monitor load` the session has a new machine: gdb's
@@ -121,8 +130,15 @@ class GdbTarget:
         uc = self.machine.cpus[index].uc
         if read_register(uc, number) == data:
             return  # unchanged (gdb's G rewrites every register)
-        if number == RIP and self._shown_rip(index).to_bytes(8, "little") == data:
+        shown = self._shown_rip(index)
+        if number == RIP and shown.to_bytes(8, "little") == data:
             return  # the probed address shown for a copy being stepped: leave the copy be
+        if number == RIP and int.from_bytes(data, "little") == shown + 1 and self._kprobe_owns(shown):
+            # gdb takes a kprobe's int3 under its breakpoint for the program's own
+            # ("permanent") breakpoint and steps over it by moving pc past the int3.  The
+            # instruction under it is real: it runs at the next resume instead.
+            self.int3_skipped = shown
+            return
         if self.machine.kprobes.kprobe_running() and number == RIP:
             raise TargetError("a probe is being stepped on this CPU; step or continue first")
         try:
@@ -193,10 +209,19 @@ class GdbTarget:
         def on_reach(machine) -> None:
             if self._kprobe_owns(addr):
                 return  # kprobes' notifier runs first: the int3 path stops (see _int3_notifier_chain)
+            if self._passing(addr):
+                return
             machine.uncount_current()  # the instruction runs after we go on, counted then
             self._stop(machine, "swbreak" if kind == 0 else "hwbreak", addr)
 
         self.breakpoints[(kind, addr)] = m.add_code_hook(addr, on_reach)
+
+    def _passing(self, addr: int) -> bool:
+        """The guest resumes at addr past a breakpoint gdb stepped over: not again now."""
+        if self._pass_once != addr:
+            return False
+        self._pass_once = None
+        return True
 
     def _kprobe_owns(self, addr: int) -> bool:
         m = self.machine
@@ -206,8 +231,16 @@ class GdbTarget:
         """int3: kprobes' notifier, then the debugger's when a gdb breakpoint is there too."""
         addr = machine.rip - 1
         handled = self._kprobe_int3(machine) if self._kprobe_int3 is not None else False
-        if handled and (0, addr) in self.breakpoints or handled and (1, addr) in self.breakpoints:
+        if handled and not self._passing(addr) and ((0, addr) in self.breakpoints or (1, addr) in self.breakpoints):
             self._stop(machine, "swbreak" if (0, addr) in self.breakpoints else "hwbreak", addr)
+        return handled
+
+    def _debug_notifier_chain(self, machine) -> bool:
+        """The debug trap: kprobes' post_kprobe_handler, then the debugger's step ends
+        there when it was finishing a probed instruction's step (see _step)."""
+        handled = self._kprobe_debug(machine) if self._kprobe_debug is not None else False
+        if handled and self._finishing_probe_step:
+            machine.stop_guest(machine._event(StopReason.BREAKPOINT, "stepped", details={"step": True}))
         return handled
 
     def _stop(self, machine, why: str, addr: int) -> None:
@@ -238,11 +271,14 @@ class GdbTarget:
         if last is not None and last.reason in (StopReason.FAULT, StopReason.BUG):
             return self.stop_reply(last)
         self._skip_shell_breakpoint()
+        self._pass_once = None
+        if self.int3_skipped is not None:
+            step_thread = self._after_int3_skip(step_thread)
         with session.run_lock:
             if step_thread is None:
                 event = m.run()
             else:
-                event = m.run_alone(self.cpu_of(step_thread), 1)
+                event = self._step(self.cpu_of(step_thread))
             if "watch" in event.details:
                 event = self._finish_watched_access(event)
         session.stop_event = event
@@ -250,6 +286,44 @@ class GdbTarget:
         self.stopped_thread = m.cpu_id + 1
         self.last_stop = self.stop_reply(event)
         return self.last_stop
+
+    def _step(self, index: int) -> StopEvent:
+        """One instruction on CPU index.  A CPU stopped in the middle of a probe hit (its
+        handlers ran, the copy of the probed instruction is still to run in the tool's
+        pages) has only that copy left of the instruction: the step ends after it, at the
+        debug trap's post-handler or where a boosted copy jumps back."""
+        m = self.machine
+        real = m.cpus[index].uc.reg_read(REGISTERS[RIP].uc_id)
+        if not RESERVED_BASE <= real < RESERVED_END:
+            return m.run_alone(index, 1)
+        probed = m.guest_address(real)
+        p = m.kprobes.get_kprobe(probed)
+        back = None
+        if p is not None and p.ainsn is not None:
+            back = m.add_code_hook(probed + p.ainsn.length, self._end_of_copy, cpus=[index])
+        self._finishing_probe_step = True
+        try:
+            return m.run_alone(index, None)
+        finally:
+            self._finishing_probe_step = False
+            if back is not None:
+                m.remove_hook(back)
+
+    def _end_of_copy(self, machine) -> None:
+        if self._finishing_probe_step:
+            machine.uncount_current()
+            machine.stop_guest(machine._event(StopReason.BREAKPOINT, "stepped", details={"step": True}))
+
+    def _after_int3_skip(self, step_thread: int | None) -> int | None:
+        """gdb "skipped" a kprobe's int3 at addr (see write_register): for a stepi it then
+        continues to a breakpoint at addr + 1, which stands for "one instruction": step
+        instead.  A continue goes past addr without stopping there again."""
+        addr, self.int3_skipped = self.int3_skipped, None
+        if step_thread is None and ((0, addr + 1) in self.breakpoints or (1, addr + 1) in self.breakpoints):
+            return self.stopped_thread
+        if self.machine.rip == addr:
+            self._pass_once = addr
+        return step_thread
 
     def _skip_shell_breakpoint(self) -> None:
         """A shell breakpoint we stopped at must let the guest past it, as `continue` does."""

@@ -55,10 +55,16 @@ class StubRun:
 
 
 @pytest.fixture
-def stub(kernel_path):
+def stub(raw_stub):
     """stub(*shell_commands, cpus=1) -> a StubRun waiting for gdb on a free port."""
     if GDB is None:
         pytest.skip("gdb is not installed (apt-get install gdb): these tests drive the real gdb")
+    return raw_stub
+
+
+@pytest.fixture
+def raw_stub(kernel_path):
+    """As stub, for tests that speak the protocol themselves (no gdb needed)."""
     runs: list[StubRun] = []
 
     def start(*commands: str, cpus: int = 1) -> StubRun:

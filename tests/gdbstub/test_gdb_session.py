@@ -81,15 +81,21 @@ def test_break_bt_finish_stepi_watch_monitor_then_detach(stub):
 
 def test_two_cpus_are_two_threads(stub):
     run = stub(cpus=2)
-    out = run.gdb("break vfs_read", "continue", "info threads", "thread 1", "print/x $pc",
-                  "thread 2", "print/x $pc", "detach")
+    out = run.gdb("break vfs_read", "continue", "delete", "info threads", "thread 1", "print/x $pc",
+                  "thread 2", "print/x $pc", "stepi", "print/x $pc", "thread 1", "print/x $pc", "detach")
     assert run.ended() == "gdb detached"
     threads = re.findall(r"Thread (\d+) \(CPU#(\d) \[(\w[\w ]*)\]", out)
     assert [(t, c) for t, c, _ in threads] == [("1", "0"), ("2", "1")], out
     m = run.session.machine
     pcs = [int(x, 16) for x in re.findall(r"\$\d+ = 0x([0-9a-f]+)", out)]
-    # gdb reads each CPU's own registers.
-    assert pcs == [m.guest_address(cpu.uc.reg_read(UC_X86_REG_RIP)) for cpu in m.cpus], out
+    # gdb reads each CPU's own registers; stepi steps the selected CPU alone.
+    cpu0, cpu1, cpu1_stepped, cpu0_after = pcs
+    assert [cpu0_after, cpu1_stepped] == [m.guest_address(cpu.uc.reg_read(UC_X86_REG_RIP)) for cpu in m.cpus], out
+    assert cpu0_after == cpu0, out
+    insn = next(Cs(CS_ARCH_X86, CS_MODE_64).disasm(m.kprobes.original_bytes(cpu1, 15), cpu1))
+    if not insn.mnemonic.startswith(("j", "call", "ret")):
+        assert cpu1_stepped == cpu1 + insn.size, (insn.mnemonic, out)
+    assert cpu1_stepped != cpu1, out
 
 
 def test_interrupt_a_running_guest_then_the_shell_goes_on(stub):
