@@ -232,7 +232,13 @@ class GdbTarget:
         addr = machine.rip - 1
         handled = self._kprobe_int3(machine) if self._kprobe_int3 is not None else False
         if handled and not self._passing(addr) and ((0, addr) in self.breakpoints or (1, addr) in self.breakpoints):
-            self._stop(machine, "swbreak" if (0, addr) in self.breakpoints else "hwbreak", addr)
+            if machine.guest_address(machine.rip) != addr:
+                # The probe's handler sent the guest elsewhere (a jprobe's entry, the
+                # trampoline's real return address): a plain SIGTRAP there, since gdb
+                # ignores a breakpoint stop away from its breakpoint.
+                machine.stop_guest(machine._event(StopReason.BREAKPOINT, f"moved by the probe at 0x{addr:x}"))
+            else:
+                self._stop(machine, "swbreak" if (0, addr) in self.breakpoints else "hwbreak", addr)
         return handled
 
     def _debug_notifier_chain(self, machine) -> bool:

@@ -169,3 +169,29 @@ def test_the_gdbserver_command_refuses_bad_addresses(raw_stub):
                      ("1 2", "usage"), ("256.1.1.1:5", "cannot listen")):
         with pytest.raises(CommandError, match=re.escape(why)):
             session.execute(f"gdbserver {bad}")
+
+
+def _monitor(c: Client, line: str) -> tuple[str, str]:
+    """qRcmd: (the text of its O packets, the final reply)."""
+    c.send_raw(frame(b"qRcmd," + line.encode().hex().encode()))
+    text = ""
+    while True:
+        reply = c.reply()
+        if not reply.startswith("O") or reply == "OK":
+            return text, reply
+        text += bytes.fromhex(reply[1:]).decode()
+
+
+def test_monitor_runs_shell_commands_and_refuses_the_ones_that_would_end_it(client):
+    run, c = client
+    text, reply = _monitor(c, "kretprobe vfs_read")
+    assert reply == "OK" and text.startswith("Kretprobe 1 at 0x")
+    text, reply = _monitor(c, "probes")
+    assert reply == "OK" and "vfs_read+0x0" in text
+    for line, word in (("quit", "quit"), ("gdbserver 0", "gdbserver")):
+        text, reply = _monitor(c, line)
+        assert reply == "OK" and text == f"error: '{word}' cannot run from gdb's monitor (detach first)\n"
+    # The shell's own output went back to gdb, not to the shell's terminal.
+    assert "Kretprobe 1" not in run.shell_output
+    assert c.ask("D") == "OK" and run.ended() == "gdb detached"
+    assert run.session.probes[1].location == "vfs_read"
