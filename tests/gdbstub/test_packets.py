@@ -3,6 +3,7 @@ not parse or ask for the impossible, a hostile stream, and a connection that dro
 machine and the shell stay usable after all of it."""
 from __future__ import annotations
 
+import functools
 import re
 import socket
 import time
@@ -16,6 +17,7 @@ from kprobe_shell.gdbstub.registers import REGISTERS, target_xml
 class Client:
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gdb does
         self.reader = PacketReader(max_size=1 << 20)
         self.items: list = []
 
@@ -194,4 +196,48 @@ def test_monitor_runs_shell_commands_and_refuses_the_ones_that_would_end_it(clie
     # The shell's own output went back to gdb, not to the shell's terminal.
     assert "Kretprobe 1" not in run.shell_output
     assert c.ask("D") == "OK" and run.ended() == "gdb detached"
+    assert run.session.probes[1].location == "vfs_read"
+
+
+@functools.lru_cache(maxsize=None)
+def _plain_run(kernel_path):
+    from kprobe_shell.api import Machine
+
+    m = Machine(kernel_path)
+    m.run()
+    return m.console, m.retired
+
+
+@pytest.mark.parametrize("kind,name", [(2, "watch"), (3, "rwatch"), (4, "awatch")])
+def test_watchpoints_stop_after_the_access_and_change_nothing_the_guest_computes(client, kernel_path, kind, name):
+    run, c = client
+    m = run.session.machine
+    jiffies = m.image.symbols["jiffies"].address
+    assert c.ask(f"Z{kind},{jiffies:x},8") == "OK"
+    seen = []
+    for _ in range(3):
+        before = m.read_u64(jiffies)
+        reply = c.ask("c")
+        assert reply == f"T05{name}:{jiffies:x};thread:1;", reply
+        seen.append((before, m.read_u64(jiffies), m.rip))
+    assert c.ask(f"z{kind},{jiffies:x},8") == "OK"
+    if kind == 3:
+        return  # reads: two of the kinds run to the end, which is enough to compare
+    assert c.ask("c") == "W00"
+    # Reported after the instruction (the boot's bss clearing, then `jiffies++` in the
+    # timer interrupt): a write watchpoint sees the value written, and the guest ran
+    # exactly as it does unwatched (same console, same instruction count).
+    if kind == 2:
+        assert seen[-1][1] == seen[-1][0] + 1, seen
+    assert (m.console, m.retired) == _plain_run(kernel_path)
+
+
+def test_kill_gives_the_shell_a_fresh_machine(client):
+    run, c = client
+    run.session.execute("kprobe vfs_read")
+    old = run.session.machine
+    assert c.ask("s") == "T05thread:1;"
+    c.send_raw(frame(b"k"))
+    assert run.ended().startswith("gdb killed the guest")
+    assert run.session.machine is not old and run.session.machine.retired == 0
     assert run.session.probes[1].location == "vfs_read"
