@@ -6,7 +6,8 @@ from __future__ import annotations
 import io
 import os
 
-from .protocol import PACKET_SIZE, escape_binary, unescape_binary
+from ..machine.layout import RESERVED_BASE
+from .protocol import PACKET_SIZE, escape_binary
 from .registers import REGISTERS, target_xml
 from .target import TargetError
 
@@ -242,7 +243,7 @@ class PacketHandlers:
     def query(self, args: str) -> str:
         name, _, rest = args.partition(":")
         if name == "Supported":
-            return (f"PacketSize={PACKET_SIZE:x};qXfer:features:read+;qXfer:exec-file:read+;"
+            return (f"PacketSize={PACKET_SIZE:x};qXfer:features:read+;qXfer:exec-file:read+;qXfer:libraries:read+;"
                     "QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+")
         if name == "Xfer":
             return self._xfer(rest)
@@ -279,6 +280,9 @@ class PacketHandlers:
             data = target_xml().encode()
         elif obj == "exec-file":
             data = os.path.abspath(self.target.session.image_path).encode()
+        elif obj == "libraries" and self.server.tool_symbols_path:
+            data = (f'<library-list><library name="{self.server.tool_symbols_path}">'
+                    f'<segment address="0x{RESERVED_BASE:x}"/></library></library-list>').encode()
         else:
             return ""
         chunk = data[offset:offset + min(length, MAX_READ)]
@@ -312,5 +316,3 @@ class PacketHandlers:
             self.server.send("O" + text[start:start + step].hex())
         return "OK"
 
-
-__all__ = ["PacketHandlers", "SessionEnd", "unescape_binary"]

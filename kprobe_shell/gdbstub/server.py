@@ -7,14 +7,18 @@ detach does: gdb's breakpoints go, the machine stays as it is, the shell takes o
 """
 from __future__ import annotations
 
+import os
 import queue
+import shutil
 import socket
+import tempfile
 import threading
 import time
 
 from .packets import PacketHandlers, SessionEnd
 from .protocol import PACKET_SIZE, PacketReader, frame
 from .target import GdbTarget
+from .toolsyms import tool_symbol_file, tool_symbols
 
 #: How long the serving loop waits for gdb's next packet before giving the connection up.
 IDLE_TIMEOUT = 3600.0
@@ -51,6 +55,8 @@ class GdbServer:
         self._last_sent = b""
         self._running = False  # the guest runs for a c/s packet (0x03 may stop it)
         self.target: GdbTarget | None = None
+        self._tool_dir: str | None = None
+        self.tool_symbols_path: str | None = None
 
     @property
     def port(self) -> int:
@@ -79,6 +85,7 @@ class GdbServer:
             self.log(f"gdb connected from {peer[0]}:{peer[1]}")
             self.target = GdbTarget(self.session)
             self.target.attach()
+            self._write_tool_symbols()
             threading.Thread(target=self._read_loop, name="gdbstub-reader", daemon=True).start()
             return self._serve_packets(PacketHandlers(self.target, self))
         finally:
@@ -86,6 +93,17 @@ class GdbServer:
                 self.target.follow_machine()
                 self.target.detach()
             self.close()
+            if self._tool_dir is not None:
+                shutil.rmtree(self._tool_dir, ignore_errors=True)
+
+    def _write_tool_symbols(self) -> None:
+        """The tool's pages as a symbol file gdb loads like a library (see toolsyms.py)."""
+        kretprobes = getattr(self.session.machine.kprobes, "kretprobes", None)
+        self._tool_dir = tempfile.mkdtemp(prefix="kprobe-shell-gdb-")
+        path = os.path.join(self._tool_dir, "kprobe-shell-tool-pages.so")
+        with open(path, "wb") as f:
+            f.write(tool_symbol_file(tool_symbols(getattr(kretprobes, "booster", None))))
+        self.tool_symbols_path = path
 
     def _serve_packets(self, handlers: PacketHandlers) -> str:
         while True:

@@ -1,7 +1,7 @@
 """gdb and kprobes together, through `kprobe-shell --gdb`: gdb sees memory as it is (the
 int3, the jmp), a gdb breakpoint on a probed instruction stops after the probe's handler
 ran (kprobes' int3 notifier first, then the debugger's), and a kretprobe's hijacked return
-address is in gdb's backtrace, explained by `monitor instances`."""
+address is in gdb's backtrace as kretprobe_trampoline, explained by `monitor instances`."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,9 @@ import threading
 import pytest
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 
+from kprobe_shell.kprobes.kretprobes import BOOSTER_OFFSET
 from kprobe_shell.machine import Image
+from kprobe_shell.machine.layout import STUB_PAGE
 
 GDB = shutil.which("gdb")
 GDB_TIMEOUT = 60
@@ -59,9 +61,9 @@ def gdb_installed(kernel_path):
 def test_kretprobe_and_a_gdb_breakpoint_on_the_probed_instruction(gdb_installed):
     image = Image.load(gdb_installed)
     vfs_read = image.symbols["vfs_read"].address
-    trampoline = image.symbols["kretprobe_trampoline"].address
+    booster = STUB_PAGE + BOOSTER_OFFSET  # kprobe-mode auto: returns go through the booster
     first = next(Cs(CS_ARCH_X86, CS_MODE_64).disasm(image.symbol_bytes(image.symbols["vfs_read"]), vfs_read))
-    proc, port, lines, killer = _shell_with_gdb("-ex", "set kprobe-mode single-step", "-ex", "kretprobe vfs_read")
+    proc, port, lines, killer = _shell_with_gdb("-ex", "kretprobe vfs_read")
     try:
         out = _gdb(port, "break vfs_read", "continue", "bt 2", "x/i $pc", "monitor instances", "monitor probes",
                    "monitor disas vfs_read", "stepi", "print/x $pc", "continue", "print/x $pc", "detach")
@@ -76,7 +78,7 @@ def test_kretprobe_and_a_gdb_breakpoint_on_the_probed_instruction(gdb_installed)
     # instance and put the trampoline in the return address's stack slot.
     assert re.search(r"Breakpoint 1, vfs_read \(file=", out), out
     assert re.search(r"used=1\b", out), out
-    assert re.search(rf"#1 +0x0*{trampoline:x} in ", out), out
+    assert re.search(rf"#1 +0x0*{booster:x} in kretprobe_trampoline \(\)", out), out
     instances = re.search(r"task opener1-2 .*\n +#0 probe 1 vfs_read: returns to (sys_read\+0x[0-9a-f]+)", out)
     assert instances and "now holds kretprobe_trampoline" in out, out
     # gdb reads memory as it is: the probe's int3 at the probed address; the shell says why.

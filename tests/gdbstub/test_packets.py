@@ -4,6 +4,7 @@ machine and the shell stay usable after all of it."""
 from __future__ import annotations
 
 import functools
+import os
 import re
 import socket
 import time
@@ -241,3 +242,24 @@ def test_kill_gives_the_shell_a_fresh_machine(client):
     assert run.ended().startswith("gdb killed the guest")
     assert run.session.machine is not old and run.session.machine.retired == 0
     assert run.session.probes[1].location == "vfs_read"
+
+
+def test_the_tool_pages_symbol_file(client):
+    from elftools.elf.elffile import ELFFile
+
+    from kprobe_shell.kprobes.kretprobes import BOOSTER_OFFSET
+    from kprobe_shell.machine.layout import STUB_PAGE
+
+    run, c = client
+    assert "qXfer:libraries:read+" in c.ask("qSupported")
+    reply = c.ask("qXfer:libraries:read::0,1000")
+    path = re.fullmatch(r'l<library-list><library name="([^"]+)"><segment address="0x40000000"/></library>'
+                        r"</library-list>", reply).group(1)
+    with open(path, "rb") as f:
+        symbols = {s.name: (s["st_value"], s["st_size"]) for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()}
+    booster = STUB_PAGE + BOOSTER_OFFSET
+    assert run.session.machine.kprobes.kretprobes.booster == booster
+    # gdb names a caller's frame by its return address minus one: both bytes are covered.
+    assert symbols["kretprobe_trampoline"] == (booster - 1, 2)
+    assert c.ask("D") == "OK" and run.ended() == "gdb detached"
+    assert not os.path.exists(path)
