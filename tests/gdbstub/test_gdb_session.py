@@ -101,8 +101,9 @@ def test_two_cpus_are_two_threads(stub):
 def test_interrupt_a_running_guest_then_the_shell_goes_on(stub):
     run = stub()
     # gdb's Ctrl-C: SIGINT to gdb while `continue` waits, which it sends as the 0x03 byte.
-    timer = ("python import os, signal, threading; "
-             "threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)).start()")
+    # The timer starts when gdb has resumed the guest (gdb.events.cont), not before.
+    timer = ("python import gdb, os, signal, threading; gdb.events.cont.connect(lambda event: "
+             "threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)).start())")
     out = run.gdb(timer, "continue", "print $pc", "detach")
     assert run.ended() == "gdb detached"
     assert "received signal SIGINT" in out, out

@@ -263,3 +263,15 @@ def test_the_tool_pages_symbol_file(client):
     assert symbols["kretprobe_trampoline"] == (booster - 1, 2)
     assert c.ask("D") == "OK" and run.ended() == "gdb detached"
     assert not os.path.exists(path)
+
+
+def test_the_gdb_option_refuses_a_bad_address_before_anything_runs(kernel_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-m", "kprobe_shell", "--batch", "--gdb", "nope", "-ex", "echo ran"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env)
+    assert done.returncode == 2
+    assert "kprobe-shell: --gdb nope: 'nope' is not [HOST:]PORT" in done.stdout + done.stderr

@@ -1,6 +1,8 @@
 """gdbserver: let gdb attach to the machine over the remote serial protocol."""
 from __future__ import annotations
 
+import threading
+
 from ..registry import CommandError, command
 
 
@@ -23,7 +25,7 @@ def serve_gdb(session, spec: str) -> str:
         ended = server.serve()
     except KeyboardInterrupt:
         server.close()
-        raise CommandError("gdbserver: stopped waiting") from None
+        raise CommandError("gdbserver: stopped by Ctrl-C (gdb's breakpoints are gone; the shell takes over)") from None
     _say(session, f"{ended}; the shell takes over")
     return ended
 
@@ -45,8 +47,12 @@ runs any shell command and prints its output (`monitor probes`, `monitor instanc
 probe planted, and on an instruction that holds both a kprobe and a gdb breakpoint the
 kprobe's handler runs first, then gdb stops (the kernel's int3 notifier chain order:
 kprobes, then the debugger). `detach` (or gdb going away) gives the machine back to the
-shell as gdb left it; `kill` gives the shell a fresh machine. PORT 0 picks a free port."""
+shell as gdb left it; `kill` gives the shell a fresh machine. PORT 0 picks a free port.
+A monitor command that runs the guest (`monitor continue`) does run it, behind gdb's back:
+gdb's registers and frames are stale until its next stop (`maint flush register-cache`)."""
     if not rest.strip() or len(rest.split()) != 1:
         raise CommandError("usage: gdbserver [HOST:]PORT")
+    if session.background is not None and threading.current_thread() is session.background:
+        raise CommandError("gdbserver waits for gdb and gives it the machine: not in the background (drop the '&')")
     serve_gdb(session, rest.strip())
     return None
