@@ -80,10 +80,13 @@ class PacketHandlers:
             return ""
         try:
             return handler(text[1:])
-        except Malformed:
+        except (Malformed, TargetError):
             return E_INVALID
-        except TargetError:
-            return E_INVALID
+        except SessionEnd:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug of the stub or the engine: said, not fatal
+            self.server.log(f"gdbstub: internal error answering '{text[:40]}': {type(exc).__name__}: {exc}")
+            return "E01"
 
     # ------------------------------------------------------------------ registers
     def read_registers(self, _args: str) -> str:

@@ -343,7 +343,7 @@ class GdbTarget:
         it, as x86 reports a data breakpoint (a trap: rip past the instruction)."""
         self.watch_muted = True
         try:
-            after = self.machine.run_alone(self.machine.cpu_id, 1)
+            after = self._step(self.machine.cpu_id)
         finally:
             self.watch_muted = False
         if after.reason is not StopReason.BUDGET:
