@@ -77,6 +77,12 @@ def test_break_bt_finish_stepi_watch_monitor_then_detach(stub):
     assert "guest halted" in run.shell_output
     console = run.session.machine.console
     assert re.search(rf"\[opener1\] read /etc/motd: {returned.group(1)} bytes", console), console
+    # gdb's stops, steps and watchpoint changed nothing the guest computed, nor its clock.
+    from kprobe_shell.api import Machine
+
+    alone = Machine(image.path)
+    alone.run()
+    assert (console, run.session.machine.retired) == (alone.console, alone.retired)
 
 
 def test_two_cpus_are_two_threads(stub):
@@ -110,3 +116,24 @@ def test_interrupt_a_running_guest_then_the_shell_goes_on(stub):
     assert not run.session.machine.halted
     run.session.execute("continue")
     assert "minikernel: all tasks reaped, halting" in run.session.machine.console
+
+
+def test_a_breakpoint_inside_a_guest_jprobe_handler_and_the_guest_computes_the_same(stub):
+    import io
+
+    from kprobe_shell.shell.output import Output
+    from kprobe_shell.shell.session import Session
+
+    run = stub("jprobe do_sys_open jdo_sys_open")
+    out = run.gdb("break jdo_sys_open", "continue", "bt 2", "next", "continue", "delete", "detach")
+    assert run.ended() == "gdb detached"
+    hits = re.findall(r'Breakpoint 1, jdo_sys_open \(dfd=-100, filename=0x[0-9a-f]+ "([^"]+)"', out)
+    assert hits == ["/etc/motd", "/etc/passwd"], out
+    assert re.search(r"#1 +0x[0-9a-f]+ in sys_open \(filename=", out), out
+    run.session.execute("continue")
+    m = run.session.machine
+    # The same run with no debugger: the same console, to the same instruction count.
+    alone = Session(output=Output(io.StringIO(), color=False))
+    alone.execute("jprobe do_sys_open jdo_sys_open")
+    alone.execute("run")
+    assert m.halted and (m.console, m.retired) == (alone.machine.console, alone.machine.retired)
