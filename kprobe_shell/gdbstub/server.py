@@ -38,7 +38,7 @@ def parse_listen_address(text: str) -> tuple[str, int]:
         raise ValueError(f"'{text}' is not [HOST:]PORT") from None
     if not 0 <= number <= 65535:
         raise ValueError(f"port {number} is not between 0 and 65535")
-    return host or "127.0.0.1", number
+    return host.strip("[]") or "127.0.0.1", number
 
 
 class GdbServer:
@@ -47,7 +47,8 @@ class GdbServer:
     def __init__(self, session, host: str = "127.0.0.1", port: int = 1234, *, log=None) -> None:
         self.session = session
         self.log = log or (lambda text: None)
-        self.listener = socket.create_server((host, port), reuse_port=False)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.create_server((host, port), family=family)
         self.address = self.listener.getsockname()[:2]
         self._sock: socket.socket | None = None
         self._items: queue.Queue = queue.Queue()

@@ -19,8 +19,8 @@ def serve_gdb(session, spec: str) -> str:
     except OSError as exc:
         raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound_host, bound_port = server.address
-    _say(session, f"Waiting for gdb on {bound_host}:{bound_port} "
-                  f"(gdb: target remote {bound_host}:{bound_port}); the machine stays stopped until then")
+    where = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
+    _say(session, f"Waiting for gdb on {where} (gdb: target remote {where}); the machine stays stopped until then")
     try:
         ended = server.serve()
     except KeyboardInterrupt:
