@@ -20,8 +20,8 @@ from .protocol import PACKET_SIZE, PacketReader, frame
 from .target import GdbTarget
 from .toolsyms import tool_symbol_file, tool_symbols
 
-#: How long the serving loop waits for gdb's next packet before giving the connection up.
-IDLE_TIMEOUT = 3600.0
+#: How often, in seconds, a waiting stub looks for the prompt's Ctrl-C.
+POLL = 0.2
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -78,10 +78,11 @@ class GdbServer:
     def serve(self) -> str:
         """Wait for gdb, answer it until it detaches, kills or goes away; how it ended."""
         try:
-            try:
-                self._sock, peer = self.listener.accept()
-            except OSError:
-                return "the stub stopped listening"
+            accepted = self._accept()
+            if isinstance(accepted, str):
+                return accepted
+            self._sock, peer = accepted
+            self._sock.settimeout(None)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.log(f"gdb connected from {peer[0]}:{peer[1]}")
             self.target = GdbTarget(self.session)
@@ -106,12 +107,29 @@ class GdbServer:
             f.write(tool_symbol_file(tool_symbols(getattr(kretprobes, "booster", None))))
         self.tool_symbols_path = path
 
+    def _accept(self):
+        """(socket, peer) of gdb's connection, or why there is none: the prompt's Ctrl-C
+        asks the machine to stop (the prompt runs commands in a worker thread), which
+        ends the wait."""
+        self.session.machine.take_stop_request()
+        self.listener.settimeout(POLL)
+        while True:
+            try:
+                return self.listener.accept()
+            except socket.timeout:
+                if self.session.machine.take_stop_request():
+                    return "stopped waiting for gdb (Ctrl-C)"
+            except OSError:
+                return "the stub stopped listening"
+
     def _serve_packets(self, handlers: PacketHandlers) -> str:
         while True:
             try:
-                item = self._items.get(timeout=IDLE_TIMEOUT)
+                item = self._items.get(timeout=POLL)  # gdb may think at a breakpoint for ever
             except queue.Empty:
-                return "gdb went quiet: the connection was closed"
+                if self.session.machine.take_stop_request():
+                    return "stopped by Ctrl-C at the shell: gdb's connection is closed"
+                continue
             if item is None:
                 return "gdb closed the connection"
             if item.kind == "nak" and self._last_sent:
@@ -137,6 +155,7 @@ class GdbServer:
             return work()
         finally:
             self._running = False
+            self.session.machine.take_stop_request()  # gdb's own 0x03 is answered: spent
 
     def no_ack_mode(self) -> None:
         self._ack = False

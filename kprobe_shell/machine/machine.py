@@ -1287,6 +1287,15 @@ class Machine:
             address, old = self._watched_writes.pop()
             _mem_write(self._uch, address, old)
 
+    def take_stop_request(self) -> bool:
+        """Was request_stop() called since the last run ended (or while stopped)?  Clears
+        it.  A debugger stub waiting for its client polls this, so that the prompt's
+        Ctrl-C, which asks the machine to stop, ends the wait."""
+        if self._running:
+            return False
+        asked, self._stop_requested = self._stop_requested, False
+        return asked
+
     def run_alone(self, index: int, max_insns: int | None = None) -> StopEvent:
         """run() with only CPU index running and the others held where they are (their clocks
         stand still), as a debugger steps one vCPU.  The next plain run() starts with it."""

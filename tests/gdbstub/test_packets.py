@@ -275,3 +275,39 @@ def test_the_gdb_option_refuses_a_bad_address_before_anything_runs(kernel_path):
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env)
     assert done.returncode == 2
     assert "kprobe-shell: --gdb nope: 'nope' is not [HOST:]PORT" in done.stdout + done.stderr
+
+
+def test_ctrl_c_at_the_prompt_ends_the_wait_and_the_gdb_session(kernel_path):
+    """The prompt runs a command in a worker thread and turns Ctrl-C into
+    machine.request_stop(): that ends gdbserver's wait, and a connected gdb's session."""
+    import io
+    import threading
+
+    from kprobe_shell.shell.output import Output
+    from kprobe_shell.shell.session import Session
+
+    session = Session(output=Output(io.StringIO(), color=False))
+    for connect in (False, True):
+        done = threading.Thread(target=session.execute, args=("gdbserver 127.0.0.1:0",), daemon=True)
+        done.start()
+        port = None
+        for _ in range(200):
+            found = re.findall(r"Waiting for gdb on 127\.0\.0\.1:(\d+)", session.out.stream.getvalue())
+            if len(found) == 1 + connect:
+                port = int(found[-1])
+                break
+            time.sleep(0.01)
+        assert port is not None
+        if connect:
+            c = Client(port)
+            assert c.ask("?") == "T05thread:1;"
+        session.machine.request_stop()  # what the prompt's SIGINT handler does
+        done.join(5)
+        assert not done.is_alive()
+        if connect:
+            assert c.next_item() is None  # the stub closed the connection
+            c.close()
+    text = session.out.stream.getvalue()
+    assert "stopped waiting for gdb (Ctrl-C); the shell takes over" in text
+    assert "stopped by Ctrl-C at the shell: gdb's connection is closed; the shell takes over" in text
+    session.execute("stepi")  # the shell goes on

@@ -47,7 +47,8 @@ runs any shell command and prints its output (`monitor probes`, `monitor instanc
 probe planted, and on an instruction that holds both a kprobe and a gdb breakpoint the
 kprobe's handler runs first, then gdb stops (the kernel's int3 notifier chain order:
 kprobes, then the debugger). `detach` (or gdb going away) gives the machine back to the
-shell as gdb left it; `kill` gives the shell a fresh machine. PORT 0 picks a free port.
+shell as gdb left it; `kill` gives the shell a fresh machine; Ctrl-C at the shell ends the
+wait, or gdb's session (after stopping the guest gdb runs). PORT 0 picks a free port.
 A monitor command that runs the guest (`monitor continue`) does run it, behind gdb's back:
 gdb's registers and frames are stale until its next stop (`maint flush register-cache`)."""
     if not rest.strip() or len(rest.split()) != 1:
