@@ -112,9 +112,9 @@ class GdbServer:
         asks the machine to stop (the prompt runs commands in a worker thread), which
         ends the wait."""
         self.session.machine.take_stop_request()
-        self.listener.settimeout(POLL)
         while True:
             try:
+                self.listener.settimeout(POLL)
                 return self.listener.accept()
             except socket.timeout:
                 if self.session.machine.take_stop_request():
