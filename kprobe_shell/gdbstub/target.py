@@ -284,7 +284,10 @@ class GdbTarget:
             if step_thread is None:
                 event = m.run()
             else:
-                event = self._step(self.cpu_of(step_thread))
+                try:
+                    event = self._step(self.cpu_of(step_thread))
+                except MachineError as exc:  # a CPU not started yet, or parked
+                    raise TargetError(str(exc)) from None
             if "watch" in event.details:
                 event = self._finish_watched_access(event)
         session.stop_event = event

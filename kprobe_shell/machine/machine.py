@@ -1303,6 +1303,8 @@ class Machine:
             raise MachineError(f"no CPU {index} (the machine has {self.ncpus})")
         if self.ncpus == 1:
             return self.run(max_insns)
+        if self.cpus[index].state is not CpuState.ONLINE:
+            raise MachineError(f"CPU {index} cannot run: {self.cpus[index].state.value}")
         held = [c for c in self.cpus if c.index != index and c.state is CpuState.ONLINE]
         for cpu in held:
             cpu.state = CpuState.PARKED

@@ -311,3 +311,15 @@ def test_ctrl_c_at_the_prompt_ends_the_wait_and_the_gdb_session(kernel_path):
     assert "stopped waiting for gdb (Ctrl-C); the shell takes over" in text
     assert "stopped by Ctrl-C at the shell: gdb's connection is closed; the shell takes over" in text
     session.execute("stepi")  # the shell goes on
+
+
+def test_stepping_a_cpu_that_cannot_run_is_refused(raw_stub):
+    run = raw_stub(cpus=2)
+    c = Client(run.port)
+    try:
+        assert bytes.fromhex(c.ask("qThreadExtraInfo,2")).decode() == "CPU#1 [waiting for SIPI]"
+        assert c.ask("vCont;s:2") == "E16"
+        assert c.ask("vCont;s:1") == "T05thread:1;"
+        assert c.ask("D") == "OK" and run.ended() == "gdb detached"
+    finally:
+        c.close()
