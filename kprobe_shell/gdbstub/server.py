@@ -41,6 +41,11 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", number
 
 
+def _is_resume(payload: bytes) -> bool:
+    """c, C, s, S and vCont;...: the packets that run the guest."""
+    return payload[:1] in (b"c", b"C", b"s", b"S") or payload.startswith(b"vCont;")
+
+
 class GdbServer:
     """Listen on (host, port) and serve one gdb connection against the session."""
 
@@ -55,6 +60,8 @@ class GdbServer:
         self._ack = True
         self._last_sent = b""
         self._running = False  # the guest runs for a c/s packet (0x03 may stop it)
+        self._resumes_pending = 0  # resume packets read and not answered yet
+        self._interrupt_lock = threading.Lock()
         self.target: GdbTarget | None = None
         self._tool_dir: str | None = None
         self.tool_symbols_path: str | None = None
@@ -145,6 +152,10 @@ class GdbServer:
                     if end.reply is not None:
                         self.send(end.reply)
                     return end.reason
+                finally:
+                    if _is_resume(item.payload):
+                        with self._interrupt_lock:
+                            self._resumes_pending -= 1
                 if reply is not None:
                     self.send(reply)
 
@@ -154,8 +165,9 @@ class GdbServer:
         try:
             return work()
         finally:
-            self._running = False
-            self.session.machine.take_stop_request()  # gdb's own 0x03 is answered: spent
+            with self._interrupt_lock:
+                self._running = False
+                self.session.machine.take_stop_request()  # gdb's own 0x03 is answered: spent
 
     def no_ack_mode(self) -> None:
         self._ack = False
@@ -189,18 +201,25 @@ class GdbServer:
             for item in reader.feed(data):
                 if item.kind == "interrupt":
                     self._interrupt()
-                else:
-                    self._items.put(item)
+                    continue
+                if item.kind == "packet" and _is_resume(item.payload):
+                    with self._interrupt_lock:
+                        self._resumes_pending += 1
+                self._items.put(item)
 
     def _interrupt(self) -> None:
-        """Stop the guest a c/s packet runs; a 0x03 while it is stopped means nothing."""
-        if not self._running or self.target is None:
-            return
-        machine = self.session.machine
-        for _ in range(200):  # the run may be about to start (run() clears earlier requests)
-            if machine.running:
-                machine.request_stop()
-                return
-            if not self._running:
-                return
+        """Stop the guest that a resume packet runs, or is about to run: the 0x03 may come
+        before the serving thread has begun the run (the packet is still queued), and
+        run() forgets earlier stop requests.  A 0x03 with no resume outstanding means
+        nothing.  The request is made under the lock that ends a run, so that a run
+        never ends with gdb's request left over for the prompt's Ctrl-C check."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with self._interrupt_lock:
+                if not self._running and not self._resumes_pending:
+                    return
+                machine = self.session.machine
+                if self._running and machine.running:
+                    machine.request_stop()
+                    return
             time.sleep(0.005)

@@ -11,6 +11,8 @@ from unicorn.x86_const import UC_X86_REG_RIP
 
 from kprobe_shell.machine import Image
 
+from gdbstub_helpers import slow_guest  # tests/gdbstub/ (pytest puts a test's directory on the path)
+
 
 def _image(session) -> Image:
     return session.machine.image
@@ -106,6 +108,7 @@ def test_two_cpus_are_two_threads(stub):
 
 def test_interrupt_a_running_guest_then_the_shell_goes_on(stub):
     run = stub()
+    fast_again = slow_guest(run.session)
     # gdb's Ctrl-C: SIGINT to gdb while `continue` waits, which it sends as the 0x03 byte.
     # The timer starts when gdb has resumed the guest (gdb.events.cont), not before.
     timer = ("python import gdb, os, signal, threading; gdb.events.cont.connect(lambda event: "
@@ -114,6 +117,7 @@ def test_interrupt_a_running_guest_then_the_shell_goes_on(stub):
     assert run.ended() == "gdb detached"
     assert "received signal SIGINT" in out, out
     assert not run.session.machine.halted
+    fast_again()
     run.session.execute("continue")
     assert "minikernel: all tasks reaped, halting" in run.session.machine.console
 

@@ -14,6 +14,8 @@ import pytest
 from kprobe_shell.gdbstub.protocol import PACKET_SIZE, PacketReader, checksum, escape_binary, frame, unescape_binary
 from kprobe_shell.gdbstub.registers import REGISTERS, target_xml
 
+from gdbstub_helpers import slow_guest  # tests/gdbstub/ (pytest puts a test's directory on the path)
+
 
 class Client:
     def __init__(self, port: int) -> None:
@@ -141,6 +143,7 @@ def test_malformed_and_hostile_packets_get_error_replies(client):
 
 def test_a_dropped_connection_leaves_the_machine_and_shell_usable(client):
     run, c = client
+    fast_again = slow_guest(run.session)
     c.ask("QStartNoAckMode")
     c.send_raw(frame(b"c"))  # the guest runs...
     time.sleep(0.05)
@@ -149,12 +152,14 @@ def test_a_dropped_connection_leaves_the_machine_and_shell_usable(client):
     m = run.session.machine
     assert not m.running and not m.halted
     assert 3 not in m.trap_handlers or m.trap_handlers[3] == m.kprobes.kprobe_handler
+    fast_again()
     run.session.execute("continue")
     assert "minikernel: all tasks reaped, halting" in m.console
 
 
 def test_interrupt_byte_stops_a_running_guest(client):
     run, c = client
+    slow_guest(run.session)
     c.send_raw(frame(b"c"))
     time.sleep(0.05)
     c.send_raw(b"\x03")
