@@ -1,4 +1,4 @@
-"""kprobe-shell [IMAGE] [--batch] [-ex CMD]... [-x FILE]... [--json] [--timer-period N] [--cpus N]
+"""kprobe-shell [IMAGE] [--batch] [-ex CMD]... [-x FILE]... [--json] [--timer-period N] [--cpus N] [--gdb [HOST:]PORT]
 
 With no -ex/-x and a terminal on stdin: the interactive prompt.  Otherwise the commands
 of -x files and -ex options run in order (then stdin when it is not a terminal), and with
@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="guest instructions between timer interrupts (default 5000)")
     p.add_argument("--cpus", type=int, default=None, metavar="N",
                    help="virtual CPUs, 1-4 (default 1; the bundled kernel's SMP build for 2 or more)")
+    p.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
+                   help="after the -ex and -x commands, wait for gdb on PORT (loopback unless HOST is given); "
+                        "the shell takes over when gdb detaches")
     p.add_argument("--color", choices=("auto", "on", "off"), default="auto", help="colour output")
     return p
 

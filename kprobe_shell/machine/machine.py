@@ -53,6 +53,7 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib
 
 from . import capi
+from .debug import Debugger
 from .clock import NO_DEADLINE, NS_PER_INSN, BlockTable, InstructionClock
 from .devices import Console, Ports
 from .events import MachineError, StopEvent, StopReason
@@ -177,6 +178,8 @@ class Machine:
         self.serial = Console()
         self.ports = Ports(self, self.serial)
         self.smp = Scheduler(self, quantum)
+        #: Watchpoints and single-CPU runs for an attached debugger (the gdb stub).
+        self.debug = Debugger(self)
         self.interrupts = Interrupts(self)
         self.traps = Traps(self)
         #: vector -> callable(machine) -> bool (True: handled, carry on).
@@ -467,8 +470,7 @@ class Machine:
                                                   None, addr, addr)))
             # Blocks translated before the hook existed would not call it.
             cpu.uc.ctl_remove_cache(addr, addr + 1)
-        token, self._next_hook_token = self._next_hook_token, self._next_hook_token + 1
-        self._code_hooks[token] = hooks
+        token = self.register_hooks(hooks)
         self.hooked_addresses[token] = addr
         return token
 
@@ -503,8 +505,7 @@ class Machine:
                 raise MachineError(f"could not add a code hook (unicorn error {err})")
             cpu.uc.ctl_remove_cache(begin, end + 1)
             handles.append((cpu.uc, handle.value))
-        token, self._next_hook_token = self._next_hook_token, self._next_hook_token + 1
-        self._code_hooks[token] = handles
+        token = self.register_hooks(handles)
         return token
 
     def hook_failed(self, exc: BaseException) -> None:
@@ -512,6 +513,12 @@ class Machine:
         if self.uc._hook_exception is None:
             self.uc._hook_exception = exc
         self.stop_cpu()
+
+    def register_hooks(self, hooks: list[tuple[Uc, int]]) -> int:
+        """One handle for unicorn hooks added on the CPUs' instances, for remove_hook."""
+        token, self._next_hook_token = self._next_hook_token, self._next_hook_token + 1
+        self._code_hooks[token] = hooks
+        return token
 
     def remove_hook(self, handle: int) -> None:
         for uc, h in self._code_hooks.pop(handle, ()):

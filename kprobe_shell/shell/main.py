@@ -7,6 +7,18 @@ from .output import Output
 from .registry import CommandError
 
 
+def _serve_gdb(session, where: str) -> bool:
+    """--gdb [HOST:]PORT: wait for gdb and let it drive the machine until it detaches."""
+    from .commands.gdbserver import serve_gdb
+
+    try:
+        serve_gdb(session, where)
+    except CommandError as exc:
+        session.out.error(f"kprobe-shell: --gdb {where}: {exc}")
+        return False
+    return True
+
+
 def run_shell(args) -> int:
     from .config import load_config
     from .registry import QuitRequest
@@ -56,6 +68,9 @@ def run_shell(args) -> int:
                     out.error(str(exc))
                     if args.batch:
                         return 1
+        # -ex and -x first (probes to have in place), then gdb, then the prompt or stdin.
+        if getattr(args, "gdb", None) and not _serve_gdb(session, args.gdb):
+            return 2
         if interactive:
             from .repl import run_repl
 

@@ -30,6 +30,8 @@ LINE = st.builds(lambda w, a: " ".join([w, *a]),
                  st.one_of(st.sampled_from(WORDS), st.text(max_size=8)), st.lists(ARG, max_size=4))
 #: Commands that run the guest a long way or leave the process: kept, but bounded.
 NOT_ALONE = {"quit", "q", "exit"}
+#: Commands that wait for a person on another program (gdbserver waits for gdb to attach).
+WAITS_FOR_A_DEBUGGER = {"gdbserver"}
 
 EVENT_HEADS = ["p", "r", "r2", "r4097", "p:", "p:ev", "r:ev", "p:g/ev", "p:g/", "p:/ev", "-:ev", "-:", "p:1bad"]
 FETCH = ["%di", "%si", "%ax", "%zz", "x=%di", "x=%di:u32", "s=+0(%si):string", "+8($stack)", "$stack2", "$stack",
@@ -55,10 +57,19 @@ def in_tmp(tmp_path):
         os.chdir(old)
 
 
+def _command_name(word: str) -> str | None:
+    try:
+        return REGISTRY.lookup(word).name
+    except CommandError:
+        return None
+
+
 def execute_all(image, lines):
     s = Session(image, output=Output(io.StringIO(), color=False), timer_period=500)
     for line in lines:
         if line.split()[:1] and line.split()[0] in NOT_ALONE:
+            continue
+        if line.split()[:1] and _command_name(line.split()[0]) in WAITS_FOR_A_DEBUGGER:
             continue
         try:
             s.execute(line)
