@@ -45,6 +45,7 @@ trap 'rm -rf "$BUILD"' EXIT
 # code is exactly what it was before SMP existed.
 cd "$SRC"
 PREFIX_MAP=(-ffile-prefix-map="$SRC"=. -ffile-prefix-map="$BUILD"=build)
+USERSPACE_SOURCES="binfmt_elf.c mm.c syscall.c"
 build_kernel() {	# build_kernel OUTPUT.elf OBJDIR [extra cflags...]
 	local out="$1" objdir="$BUILD/$2"
 	shift 2
@@ -52,6 +53,11 @@ build_kernel() {	# build_kernel OUTPUT.elf OBJDIR [extra cflags...]
 	mkdir -p "$objdir"
 	for src in head.S entry.S fixups.S $(ls *.c | sort); do
 		if [[ $src == smp.c && " $* " != *" -DCONFIG_SMP "* ]]; then
+			continue
+		fi
+		# user processes (paging, ring 3, system calls): only in the
+		# -DCONFIG_USERSPACE builds, so the other kernels stay as they were
+		if [[ " $USERSPACE_SOURCES " == *" $src "* && " $* " != *" -DCONFIG_USERSPACE "* ]]; then
 			continue
 		fi
 		obj="$objdir/${src%.*}.o"
@@ -64,6 +70,7 @@ build_kernel() {	# build_kernel OUTPUT.elf OBJDIR [extra cflags...]
 }
 build_kernel minikernel.elf up
 build_kernel minikernel-smp.elf smp -DCONFIG_SMP
+build_kernel minikernel-user.elf user -DCONFIG_USERSPACE
 
 # --- the example user image (built exactly as the README documents) ------
 cp "$EXAMPLES/hello.c" "$BUILD/hello.c"
@@ -72,6 +79,7 @@ cp "$EXAMPLES/hello.c" "$BUILD/hello.c"
 if [[ $CHECK == 1 ]]; then
 	status=0
 	for pair in "minikernel.elf:$SRC/minikernel.elf" "minikernel-smp.elf:$SRC/minikernel-smp.elf" \
+		"minikernel-user.elf:$SRC/minikernel-user.elf" \
 		"hello.elf:$EXAMPLES/hello.elf"; do
 		built="$BUILD/${pair%%:*}"
 		committed="${pair#*:}"
@@ -87,7 +95,9 @@ fi
 
 install -m 0644 "$BUILD/minikernel.elf" "$SRC/minikernel.elf"
 install -m 0644 "$BUILD/minikernel-smp.elf" "$SRC/minikernel-smp.elf"
+install -m 0644 "$BUILD/minikernel-user.elf" "$SRC/minikernel-user.elf"
 install -m 0644 "$BUILD/hello.elf" "$EXAMPLES/hello.elf"
 echo "built ${SRC#"$ROOT"/}/minikernel.elf ($(stat -c %s "$SRC/minikernel.elf") bytes)"
 echo "built ${SRC#"$ROOT"/}/minikernel-smp.elf ($(stat -c %s "$SRC/minikernel-smp.elf") bytes)"
+echo "built ${SRC#"$ROOT"/}/minikernel-user.elf ($(stat -c %s "$SRC/minikernel-user.elf") bytes)"
 echo "built ${EXAMPLES#"$ROOT"/}/hello.elf ($(stat -c %s "$EXAMPLES/hello.elf") bytes)"

@@ -71,6 +71,10 @@ static struct disk_entry disk[] = {
 	{ "/dev/oops",		S_IFCHR | 0444, NULL, 0, &oops_fops },
 	{ "/usr/lib/modules/2.6.12/modules.dep", S_IFREG | 0644, modules_dep,
 	  sizeof(modules_dep) - 1, &generic_ro_fops },
+#ifdef CONFIG_USERSPACE
+	/* free slots for the programs (and stdin files) the machine provides */
+	[9 ... 9 + 2 * 16 - 1] = { "", 0, NULL, 0, NULL },
+#endif
 };
 
 #define NR_DISK		ARRAY_SIZE(disk)
@@ -103,6 +107,34 @@ __kfunc void vfs_init(void)
 		}
 	}
 }
+
+#ifdef CONFIG_USERSPACE
+#define ENOSPC 28
+void tty_write_bytes(const char *s, size_t n);
+static char added_paths[2 * 16][48];
+
+/* Put a file the machine provides on the disk (/bin/NAME, /stdin/N). */
+__kfunc int disk_add_file(const char *path, const char *data, unsigned long size, umode_t mode)
+{
+	for (unsigned int i = 0; i < NR_DISK; i++) {
+		if (disk[i].path[0])
+			continue;
+		strlcpy(added_paths[i - 9], path, sizeof(added_paths[0]));
+		disk[i].path = added_paths[i - 9];
+		disk[i].mode = mode;
+		disk[i].data = data;
+		disk[i].size = size;
+		disk[i].fop = &generic_ro_fops;
+		file_inodes[i].i_ino = 100 + i;
+		file_inodes[i].i_mode = mode;
+		file_inodes[i].i_size = size;
+		file_inodes[i].i_data = data;
+		file_inodes[i].i_fop = &generic_ro_fops;
+		return 0;
+	}
+	return -ENOSPC;
+}
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Dentry cache */
@@ -715,7 +747,12 @@ __kfunc ssize_t console_write(struct file *file, const char *buf, size_t count, 
 {
 	(void)file;
 	(void)ppos;
+#ifdef CONFIG_USERSPACE
+	/* raw bytes (printk would stop at a NUL and cut at 256) */
+	tty_write_bytes(buf, count);
+#else
 	printk("%.*s", (int)count, buf);
+#endif
 	return count;
 }
 

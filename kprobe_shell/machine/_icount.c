@@ -61,6 +61,9 @@ typedef bool (*cs_disasm_iter_fn)(size_t handle, const uint8_t **code, size_t *s
 static uc_reg_fn p_reg_read, p_reg_write;
 static uc_mem_read_fn p_mem_read;
 static uc_mem_write_fn p_mem_write;
+/* uc_vmem_read(uc, address, prot, bytes, size): through the guest's page tables */
+typedef int (*uc_vmem_read_fn)(void *uc, uint64_t address, int prot, void *bytes, size_t size);
+static uc_vmem_read_fn p_vmem_read;
 static cs_disasm_iter_fn p_disasm_iter;
 static size_t cs_handle;
 static void *cs_insn_buf;   /* one cs_insn from cs_malloc, reused */
@@ -111,6 +114,8 @@ struct icount {
      * effect, and that block would run uncounted.  Stopping from the hooks themselves is
      * exact. */
     volatile uint64_t stop_asked;
+    /* The guest runs with paging (user processes): decode blocks through its page tables. */
+    uint64_t vmem;
 };
 
 /* Call a tool hook's Python callable with the address alone (what the callbacks use: no
@@ -145,14 +150,17 @@ static int may_set_if(const uint8_t *code, size_t len)
  * guest's memory, with MAY_SET_IF when the last one may turn interrupts on.  Bytes
  * capstone cannot decode end the block (the CPU raises #UD there): they count as one
  * instruction. */
-static uint32_t decode_block(void *uc, uint64_t address, uint32_t size)
+static uint32_t decode_block(struct icount *c, void *uc, uint64_t address, uint32_t size)
 {
     uint8_t buf[8192];
     const uint8_t *code = buf, *last = buf;
     size_t left = size;
     uint64_t at = address;
     uint32_t n = 0;
-    if (size > sizeof(buf) || !p_disasm_iter || p_mem_read(uc, address, buf, size))
+    if (size > sizeof(buf) || !p_disasm_iter)
+        return 1 | MAY_SET_IF;
+    if (c->vmem && p_vmem_read ? p_vmem_read(uc, address, 1 /* UC_PROT_READ */, buf, size)
+                               : p_mem_read(uc, address, buf, size))
         return 1 | MAY_SET_IF;
     while (left) {
         last = code;
@@ -178,7 +186,7 @@ static uint32_t block_insns(struct icount *c, void *uc, uint64_t address, uint32
         if (e->size == BLOCK_GONE && !reuse)
             reuse = e;
     }
-    n = decode_block(uc, address, size);
+    n = decode_block(c, uc, address, size);
     if (!reuse) {
         if (t->filled >= BLOCK_TABLE_SIZE * 3 / 4) {   /* full of old blocks: start over */
             memset(t, 0, sizeof(*t));
@@ -344,6 +352,16 @@ static PyObject *fast_init(PyObject *self, PyObject *args)
     p_reg_write = (uc_reg_fn)(uintptr_t)rw;
     p_mem_read = (uc_mem_read_fn)(uintptr_t)mr;
     p_mem_write = (uc_mem_write_fn)(uintptr_t)mw;
+    Py_RETURN_NONE;
+}
+
+/* init_vmem(uc_vmem_read): for machines whose guest turns paging on (see struct icount). */
+static PyObject *init_vmem(PyObject *self, PyObject *args)
+{
+    unsigned long long fn;
+    if (!PyArg_ParseTuple(args, "K", &fn))
+        return NULL;
+    p_vmem_read = (uc_vmem_read_fn)(uintptr_t)fn;
     Py_RETURN_NONE;
 }
 
@@ -563,6 +581,7 @@ static PyMethodDef methods[] = {
     {"empty_hook_address", empty_hook_address, METH_NOARGS,
      "A C code/block callback that does nothing (the benchmark's floor for the clock's block hook)."},
     {"init_decoder", init_decoder, METH_VARARGS, "init_decoder(cs_disasm_iter, csh, cs_insn, eflags_regid)"},
+    {"init_vmem", init_vmem, METH_VARARGS, "init_vmem(uc_vmem_read): decode paged guests' blocks."},
     {"forget_blocks", forget_blocks, METH_VARARGS, "forget_blocks(table, lo, hi): code in [lo, hi) was rewritten."},
     {"block_table_bytes", block_table_bytes, METH_NOARGS, "Size of the block-count table a Machine allocates."},
     {NULL, NULL, 0, NULL},

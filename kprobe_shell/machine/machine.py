@@ -87,6 +87,7 @@ from .layout import (
     TIMER_VECTOR,
 )
 from .tasks import TaskView
+from .userspace import DEFAULT_RAM_SIZE, Program, UserSpace, UserSpaceError
 
 #: Register names as handlers and the shell use them -> unicorn ids.
 REGISTERS = {
@@ -180,6 +181,7 @@ class _ICount(ctypes.Structure):
         ("blk_n", ctypes.c_uint64),
         ("split_addr", ctypes.c_uint64), ("split_size", ctypes.c_uint64),
         ("blocks", ctypes.c_void_p), ("if_may_rise", ctypes.c_uint64), ("stop_asked", ctypes.c_uint64),
+        ("vmem", ctypes.c_uint64),
     ]
 
 
@@ -286,7 +288,8 @@ class Machine:
     """
 
     def __init__(self, image: Image | str, *, timer_period: int = 5000, cpus: int = 1,
-                 quantum: int = SMP_QUANTUM) -> None:
+                 quantum: int = SMP_QUANTUM, programs: list[Program] | None = None,
+                 ram_size: int = DEFAULT_RAM_SIZE, keep_workload: bool = False) -> None:
         check_machine_config(timer_period=timer_period, cpus=cpus, quantum=quantum)
         if isinstance(image, str):
             image = Image.load(image)
@@ -336,6 +339,15 @@ class Machine:
         self.hooked_addresses: dict[int, int] = {}
         #: Called with the address before add_code_hook hooks it.
         self.code_hook_watchers: list[Callable[[int], None]] = []
+        #: User processes (see userspace.py): for a kernel built with CONFIG_USERSPACE.
+        self.userspace: UserSpace | None = None
+        if self.image.symbols.get("syscall_gate") is not None:
+            try:
+                self.userspace = UserSpace(self, programs or [], ram_size=ram_size, keep_workload=keep_workload)
+            except UserSpaceError as exc:
+                raise MachineError(str(exc)) from None
+        elif programs:
+            raise MachineError(f"{image.path}: this kernel cannot run programs (it was not built with CONFIG_USERSPACE)")
         self._boot()
 
     # ------------------------------------------------------------------ set-up
@@ -381,6 +393,14 @@ class Machine:
 
         for cpu in self.cpus:
             self._install_cpu_hooks(cpu)
+        if self.userspace is not None:
+            try:
+                self.userspace.setup_memory()
+            except UserSpaceError as exc:
+                raise MachineError(str(exc)) from None
+            for cpu in self.cpus:
+                self.userspace.install_cpu_hooks(cpu)
+            self.userspace.install_kernel_hooks()
         self._next_tick = self.timer_period
         # The SMP scheduler: whose turn it is, and where the current round of quanta ends.
         self._turn = 0
@@ -604,6 +624,11 @@ class Machine:
         try:
             return _mem_read(self._uch, addr, size)
         except _UcAccessError:
+            if self.userspace is not None:  # a user address: through the page tables
+                try:
+                    return self.userspace.read_virtual(addr, size)
+                except UserSpaceError:
+                    pass
             raise MachineError(f"cannot read {size} bytes at 0x{addr:x}: not mapped") from None
 
     def write(self, addr: int, data: bytes) -> None:
@@ -1069,6 +1094,8 @@ class Machine:
         the #PF cannot be delivered on that stack either (#DF), and the CPU shuts down: a
         triple fault.  Before, the host's write of the frame raised MachineError out of run().
         """
+        if self.userspace is not None and self.userspace.user_mode():
+            return None  # the trap gate switches to the kernel stack
         rsp = self.uc.reg_read(X.UC_X86_REG_RSP)
         frame_at = ((rsp & ~0xF) - 40) & 0xFFFFFFFFFFFFFFFF
         if self.is_mapped(frame_at, 40) or self._idt_gate(vector) is None:
@@ -1099,6 +1126,8 @@ class Machine:
         gate = self._idt_gate(vector)
         if gate is None:
             return False
+        if self.userspace is not None and self.userspace.user_mode():
+            return self.userspace.enter_trap(vector)
         handler, gate_type = gate
         read = self.uc.reg_read
         rsp = read(X.UC_X86_REG_RSP)
@@ -1128,6 +1157,9 @@ class Machine:
             # A fault in the middle of a block (#DE, say) ends it there: count exactly.
             # (Traps end their block: rip is past it.)
             self._settle_clock(uc.reg_read(X.UC_X86_REG_RIP), True)
+        if self.userspace is not None and self.userspace.user_mode():
+            self.userspace.enter_trap(intno)  # a program's fault: its kernel deals with it
+            return
         handler = self.trap_handlers.get(intno)
         if handler is not None and handler(self):
             return

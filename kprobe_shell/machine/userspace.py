@@ -1,0 +1,269 @@
+"""User processes: what the machine does for a kernel that runs Linux programs in ring 3.
+
+The bundled kernel's CONFIG_USERSPACE build (minikernel-user.elf) turns paging on, runs
+static x86_64 Linux executables at CPL 3 and serves their system calls with its own code.
+unicorn 2.1.4 cannot take two of the CPU's privilege switches by itself (measured, see
+guest_images/README.md, "User processes"):
+
+- `syscall` only calls UC_HOOK_INSN hooks and falls through: it never loads CS/SS from
+  STAR nor jumps to LSTAR.  The hook here completes it as the CPU would (rcx = the next
+  rip, r11 = rflags, rflags &= ~FMASK) and sends the CPU to the kernel's gate page, whose
+  far call through a 64-bit call gate is a real switch to CPL 0 on the TSS's rsp0 stack.
+  (A rip written in that hook lands 2 bytes further on: the hook writes 2 less.)
+- unicorn never delivers interrupts or exceptions through the IDT.  A timer tick or a
+  fault taken at CPL 3 parks rip, rflags, the vector, the error code and CR2 in the
+  kernel's user_trap_info[cpu], clears IF and goes through the trap gate the same way.
+
+The machine also puts the programs (and stdin files) in guest RAM for the kernel's disk,
+fills in boot_params, counts user code with the clock, and reads user memory through the
+current page tables.
+"""
+from __future__ import annotations
+
+import ctypes
+import shlex
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_INSN, UC_PROT_ALL, UC_PROT_READ, UC_PROT_WRITE
+from unicorn import x86_const as X
+from unicorn.unicorn_py3.unicorn import uclib
+
+from . import _icount
+from .layout import EFLAGS_IF, EFLAGS_TF, PAGE_SIZE, TIMER_VECTOR
+
+if TYPE_CHECKING:
+    from .machine import Cpu, Machine
+
+#: Guest physical memory the kernel allocates pages from: [RAM_BASE, RAM_BASE + ram_size).
+RAM_BASE = 0x80000000
+DEFAULT_RAM_SIZE = 256 << 20
+MAX_RAM_SIZE = 2 << 30
+#: Where the machine puts the programs' files and arguments for the kernel's disk.
+FILES_BASE = 0x50000000
+FILES_END = 0x60000000
+#: User virtual addresses (uspace.h): the kernel lives low, identity-mapped.
+USER_RANGES = ((0x400000, 0x40000000), (0x100000000, 0x800000000000))
+MAX_PROGRAMS = 16
+ARGV_BYTES = 1024
+#: rflags bits the kernel's MSR_FMASK clears on a syscall: IF, TF, DF.
+SYSCALL_FMASK = 0x200 | 0x100 | 0x400
+_PTE_PRESENT, _PTE_PSE, _PTE_ADDR = 0x1, 0x80, 0x000FFFFFFFFFF000
+_BOOT_PROGRAM = struct.Struct("<32s6Q")
+_BOOT_PARAMS_HEAD = struct.Struct("<5Q")
+
+_uc_vmem_read = getattr(uclib, "uc_vmem_read", None)
+if _uc_vmem_read is not None:
+    _icount.init_vmem(ctypes.cast(_uc_vmem_read, ctypes.c_void_p).value)
+
+
+class UserSpaceError(Exception):
+    """A program the machine cannot run (not found, too many, arguments too long)."""
+
+
+@dataclass
+class Program:
+    """A host executable to run as a guest process: /bin/NAME with argv, stdin from a file."""
+
+    path: str
+    argv: list[str]
+    stdin: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @classmethod
+    def parse(cls, line: str) -> "Program":
+        """`PROGRAM [ARG...] [< FILE]`, shell-quoted."""
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UserSpaceError(f"exec: {exc}") from None
+        stdin = None
+        if "<" in words:
+            at = words.index("<")
+            if at + 2 != len(words):
+                raise UserSpaceError("exec: `< FILE` must come last, with one file name")
+            stdin, words = words[at + 1], words[:at]
+        if not words:
+            raise UserSpaceError("exec: which program? (exec PROGRAM [ARG...] [< FILE])")
+        prog = cls(words[0], [], stdin)
+        prog.argv = [prog.name] + words[1:]
+        return prog
+
+
+def _read_host_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise UserSpaceError(f"{what} {path}: {exc.strerror}") from None
+
+
+class UserSpace:
+    """The machine's side of user processes, for an image built with CONFIG_USERSPACE."""
+
+    def __init__(self, machine: "Machine", programs: list[Program], *, ram_size: int = DEFAULT_RAM_SIZE,
+                 keep_workload: bool = False) -> None:
+        syms = machine.image.symbols
+        self.machine = machine
+        self.syscall_gate = syms.get("syscall_gate").address
+        self.trap_gate = syms.get("trap_gate").address
+        self.trap_info = syms.get("user_trap_info").address
+        self.boot_params = syms.get("boot_params").address
+        if not PAGE_SIZE * 64 <= ram_size <= MAX_RAM_SIZE or ram_size % PAGE_SIZE:
+            raise UserSpaceError(f"the guest RAM must be a multiple of 4 KiB from 256 KiB to 2 GiB (asked for {ram_size})")
+        if len(programs) > MAX_PROGRAMS:
+            raise UserSpaceError(f"at most {MAX_PROGRAMS} programs run at once (asked for {len(programs)})")
+        self.programs = programs
+        self.ram_size = ram_size
+        self.keep_workload = keep_workload
+        self._files = [(_read_host_file(p.path, "exec: cannot read"),
+                        _read_host_file(p.stdin, "exec: cannot read stdin file") if p.stdin else None)
+                       for p in programs]
+
+    # ------------------------------------------------------------------ boot
+    def setup_memory(self) -> None:
+        """Map RAM and the files area; write the files, arguments and boot_params."""
+        m = self.machine
+        m._map(RAM_BASE, self.ram_size, UC_PROT_ALL)  # user code runs from RAM
+        used = sum(len(img) + len(stdin or b"") + ARGV_BYTES + 2 * PAGE_SIZE for img, stdin in self._files)
+        size = max(PAGE_SIZE, -(-used // PAGE_SIZE) * PAGE_SIZE)
+        if FILES_BASE + size > FILES_END:
+            raise UserSpaceError(f"the programs and their stdin files take {used} bytes: at most "
+                                 f"{FILES_END - FILES_BASE} fit")
+        m._map(FILES_BASE, size, UC_PROT_READ | UC_PROT_WRITE)
+        at = FILES_BASE
+        entries = []
+        for prog, (image, stdin) in zip(self.programs, self._files):
+            image_at, at = self._place(at, image)
+            stdin_at, at = self._place(at, stdin) if stdin is not None else (0, at)
+            blob = b"".join(a.encode() + b"\0" for a in prog.argv)
+            if len(blob) > ARGV_BYTES:
+                raise UserSpaceError(f"exec {prog.name}: the arguments take {len(blob)} bytes, at most {ARGV_BYTES}")
+            argv_at, at = self._place(at, blob.ljust(ARGV_BYTES, b"\0"))
+            name = prog.name.encode()
+            if len(name) > 31 or not name:
+                raise UserSpaceError(f"exec: program name {prog.name!r}: 1 to 31 bytes")
+            entries.append(_BOOT_PROGRAM.pack(name, image_at, len(image), stdin_at,
+                                              len(stdin) if stdin is not None else (1 << 64) - 1,
+                                              argv_at, len(prog.argv)))
+        head = _BOOT_PARAMS_HEAD.pack(RAM_BASE, self.ram_size, m.timer_period, len(entries), int(self.keep_workload))
+        m.uc.mem_write(self.boot_params, head + b"".join(entries))
+
+    def _place(self, at: int, data: bytes) -> tuple[int, int]:
+        self.machine.uc.mem_write(at, data)
+        return at, at + -(-max(len(data), 1) // PAGE_SIZE) * PAGE_SIZE
+
+    def install_cpu_hooks(self, cpu: "Cpu") -> None:
+        """The syscall completion, and the clock over user code (decoded through the page
+        tables: two programs may have different code at one address)."""
+        uc = cpu.uc
+        uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
+        cpu.icount.vmem = 1
+        block_hook = _icount.hook_addresses()[0]
+        for lo, hi in USER_RANGES:
+            handle = ctypes.c_size_t()
+            err = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK, ctypes.c_void_p(block_hook),
+                                    ctypes.cast(ctypes.pointer(cpu.icount), ctypes.c_void_p),
+                                    ctypes.c_uint64(lo), ctypes.c_uint64(hi - 1))
+            if err:
+                raise UserSpaceError(f"could not count user code (unicorn error {err})")
+
+    def install_kernel_hooks(self) -> None:
+        """A new address space (CR3 loaded) may hold other code at the same addresses: the
+        clock forgets its counts of user blocks."""
+        load_cr3 = self.machine.image.symbols.get("load_cr3")
+        if load_cr3 is not None:
+            self.machine.add_code_hook(load_cr3.address, self._on_load_cr3)
+
+    def _on_load_cr3(self, machine: "Machine") -> None:
+        for lo, hi in USER_RANGES:
+            _icount.forget_blocks(ctypes.addressof(machine._block_table), lo, hi)
+
+    # ------------------------------------------------------------------ privilege switches
+    def user_mode(self) -> bool:
+        return self.machine.uc.reg_read(X.UC_X86_REG_CS) & 3 == 3
+
+    def _on_syscall(self, uc, user_data) -> None:
+        rip = uc.reg_read(X.UC_X86_REG_RIP)  # the syscall instruction (2 bytes)
+        rflags = uc.reg_read(X.UC_X86_REG_EFLAGS)
+        uc.reg_write(X.UC_X86_REG_RCX, rip + 2)
+        uc.reg_write(X.UC_X86_REG_R11, rflags)
+        uc.reg_write(X.UC_X86_REG_EFLAGS, rflags & ~SYSCALL_FMASK)
+        uc.reg_write(X.UC_X86_REG_RIP, self.syscall_gate - 2)  # unicorn adds the 2 back
+
+    def enter_trap(self, vector: int) -> bool:
+        """An interrupt or fault at CPL 3: park it for the kernel and take the trap gate."""
+        uc = self.machine.uc
+        rip = uc.reg_read(X.UC_X86_REG_RIP)
+        rflags = uc.reg_read(X.UC_X86_REG_EFLAGS)
+        cr2 = uc.reg_read(X.UC_X86_REG_CR2) if vector == 14 else 0
+        error = self._page_fault_error(cr2, rip) if vector == 14 else 0
+        info = struct.pack("<5Q", rip, rflags, vector, error, cr2)
+        uc.mem_write(self.trap_info + 64 * self.machine.cpu.index, info)
+        uc.reg_write(X.UC_X86_REG_EFLAGS, rflags & ~(EFLAGS_IF | EFLAGS_TF))
+        self.machine.set_reg("rip", self.trap_gate)
+        return True
+
+    def deliver_timer(self) -> bool:
+        return self.enter_trap(TIMER_VECTOR)
+
+    def _page_fault_error(self, cr2: int, rip: int) -> int:
+        """The #PF error code unicorn does not expose: present, write, user, fetch."""
+        error = 4  # user mode
+        if self.translate(cr2) is not None:
+            error |= 1
+        if cr2 == rip:
+            error |= 16
+        elif self._writes_memory(rip):
+            error |= 2
+        return error
+
+    def _writes_memory(self, rip: int) -> bool:
+        from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+        from capstone.x86 import X86_OP_MEM
+
+        try:
+            code = self.read_virtual(rip, 16)
+        except UserSpaceError:
+            return False
+        md = Cs(CS_ARCH_X86, CS_MODE_64)
+        md.detail = True
+        for insn in md.disasm(code, rip, 1):
+            return any(op.type == X86_OP_MEM and op.access & 2 for op in insn.operands) or insn.mnemonic.startswith("push")
+        return False
+
+    # ------------------------------------------------------------------ memory
+    def translate(self, addr: int) -> int | None:
+        """The physical address of addr through the current page tables, or None."""
+        m = self.machine
+        cr0 = m.uc.reg_read(X.UC_X86_REG_CR0)
+        if not cr0 & 0x80000000:
+            return addr
+        table = m.uc.reg_read(X.UC_X86_REG_CR3) & _PTE_ADDR
+        for level, shift in enumerate((39, 30, 21, 12)):
+            try:
+                entry = struct.unpack("<Q", m.uc.mem_read(table + ((addr >> shift) & 511) * 8, 8))[0]
+            except Exception:  # noqa: BLE001 - unmapped table: no translation
+                return None
+            if not entry & _PTE_PRESENT:
+                return None
+            if shift in (30, 21) and entry & _PTE_PSE:
+                return (entry & _PTE_ADDR & ~((1 << shift) - 1)) | (addr & ((1 << shift) - 1))
+            table = entry & _PTE_ADDR
+        return table | (addr & 0xFFF)
+
+    def read_virtual(self, addr: int, size: int) -> bytes:
+        """Read through the current process's page tables, a page at a time."""
+        out = bytearray()
+        while len(out) < size:
+            at = addr + len(out)
+            phys = self.translate(at)
+            if phys is None:
+                raise UserSpaceError(f"0x{at:x} is not mapped in the current address space")
+            n = min(size - len(out), PAGE_SIZE - (at & 0xFFF))
+            out += self.machine.uc.mem_read(phys, n)
+        return bytes(out)
