@@ -26,12 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="guest instructions between timer interrupts (default 5000)")
     p.add_argument("--cpus", type=int, default=None, metavar="N",
                    help="virtual CPUs, 1-4 (default 1; the bundled kernel's SMP build for 2 or more)")
+    p.add_argument("--exec", dest="execs", action="append", default=[], metavar="'PROGRAM [ARG...]'",
+                   help="run a static Linux program as a user process (repeatable; as -ex 'exec ...' given first)")
+    p.add_argument("--ram", type=int, default=None, metavar="MIB",
+                   help="guest RAM for user processes, in MiB (default 256)")
+    p.add_argument("--keep-workload", action="store_true",
+                   help="with --exec: run the built-in workload too")
     p.add_argument("--color", choices=("auto", "on", "off"), default="auto", help="colour output")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.actions = [("ex", "exec " + e) for e in args.execs] + args.actions
     from .shell.main import run_shell
 
     try:

@@ -64,39 +64,33 @@ __kfunc long sys_user_write(unsigned int fd, const char *buf, size_t count)
 	return sys_write(fd, buf, count);
 }
 
-__kfunc long sys_writev(unsigned int fd, const struct iovec *vec, unsigned long vlen)
+/*
+ * fs/read_write.c: do_readv_writev() calls the file's read or write
+ * operation once per segment, not vfs_read/vfs_write (so sys_write
+ * counts write(2) calls only, as on Linux).
+ */
+__kfunc long do_readv_writev(int type, struct file *file, const struct iovec *vec,
+			     unsigned long vlen, loff_t *pos)
 {
+	ssize_t (*fn)(struct file *, char *, size_t, loff_t *);
 	long total = 0;
 
+	if (!(file->f_mode & (type == READ ? FMODE_READ : FMODE_WRITE)))
+		return -EBADF;
+	fn = type == READ ? file->f_op->read : (void *)file->f_op->write;
+	if (!fn)
+		return -EINVAL;
 	for (unsigned long i = 0; i < vlen; i++) {
 		struct iovec iv;
 		long n;
 
 		if (copy_from_user(&iv, &vec[i], sizeof(iv)))
-			return -EFAULT;
+			return total ? total : -EFAULT;
 		if (!iv.iov_len)
 			continue;
-		n = sys_user_write(fd, iv.iov_base, iv.iov_len);
-		if (n < 0)
-			return total ? total : n;
-		total += n;
-	}
-	return total;
-}
-
-__kfunc long sys_readv(unsigned int fd, const struct iovec *vec, unsigned long vlen)
-{
-	long total = 0;
-
-	for (unsigned long i = 0; i < vlen; i++) {
-		struct iovec iv;
-		long n;
-
-		if (copy_from_user(&iv, &vec[i], sizeof(iv)))
-			return -EFAULT;
-		if (!iv.iov_len)
-			continue;
-		n = sys_user_read(fd, iv.iov_base, iv.iov_len);
+		if (!access_ok((unsigned long)iv.iov_base, iv.iov_len, type == READ))
+			return total ? total : -EFAULT;
+		n = fn(file, iv.iov_base, iv.iov_len, pos);
 		if (n < 0)
 			return total ? total : n;
 		total += n;
@@ -104,6 +98,31 @@ __kfunc long sys_readv(unsigned int fd, const struct iovec *vec, unsigned long v
 			break;
 	}
 	return total;
+}
+
+static long readv_writev(int type, unsigned int fd, const struct iovec *vec, unsigned long vlen)
+{
+	struct file *file = fget(fd);
+	loff_t pos;
+	long ret;
+
+	if (!file)
+		return -EBADF;
+	pos = file->f_pos;
+	ret = do_readv_writev(type, file, vec, vlen, &pos);
+	file->f_pos = pos;
+	fput(file);
+	return ret;
+}
+
+__kfunc long sys_writev(unsigned int fd, const struct iovec *vec, unsigned long vlen)
+{
+	return readv_writev(WRITE, fd, vec, vlen);
+}
+
+__kfunc long sys_readv(unsigned int fd, const struct iovec *vec, unsigned long vlen)
+{
+	return readv_writev(READ, fd, vec, vlen);
 }
 
 __kfunc long sys_user_open(const char *filename, int flags, int mode)
