@@ -28,14 +28,16 @@ extern unsigned long timer_ticks;
 int disk_add_file(const char *path, const char *data, unsigned long size, umode_t mode);
 
 /* Unknown system calls: -ENOSYS, reported once per number. */
-static unsigned char ni_reported[(NR_syscalls + 7) / 8 + 64];
+#define NI_REPORTED_MAX	4096		/* numbers past this are reported every time */
+static unsigned char ni_reported[NI_REPORTED_MAX / 8];
 
 __kfunc long sys_ni_syscall_regs(struct pt_regs *regs)
 {
 	unsigned long nr = regs->orig_rax;
 
-	if (nr < sizeof(ni_reported) * 8 && !(ni_reported[nr / 8] & (1 << (nr % 8)))) {
-		ni_reported[nr / 8] |= 1 << (nr % 8);
+	if (nr >= NI_REPORTED_MAX || !(ni_reported[nr / 8] & (1 << (nr % 8)))) {
+		if (nr < NI_REPORTED_MAX)
+			ni_reported[nr / 8] |= 1 << (nr % 8);
 		printk("%s[%d]: system call %lu is not implemented (-ENOSYS)\n",
 		       current->comm, current->pid, nr);
 	}
@@ -578,7 +580,10 @@ __kfunc int user_program_main(void *arg)
 	ret = sys_execve(path, argv, envp, &regs);
 	if (ret == 0)
 		ret_from_execve(&regs);
-	printk("init: execve(\"%s\") failed: %ld\n", path, ret);
+	if (ret == -ENOEXEC)
+		printk("init: %s: exec format error: not a static x86_64 Linux executable\n", path);
+	else
+		printk("init: execve(\"%s\") failed: %ld\n", path, ret);
 	return 127 << 8;
 }
 
