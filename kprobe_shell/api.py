@@ -23,7 +23,7 @@ from .kprobes.kretprobes import Kretprobe, KretprobeInstance
 from .kprobes.x86 import ProbeError
 from .machine import Image, ImageError, MachineError, StopEvent, StopReason
 from .machine.machine import Machine as _BareMachine
-from .machine.machine import check_machine_config
+from .machine.machine import ProgramError, check_machine_config
 from .machine.userspace import DEFAULT_RAM_SIZE, Program
 
 __all__ = [
@@ -55,6 +55,8 @@ class Machine(_BareMachine):
         try:
             super().__init__(image, timer_period=timer_period, cpus=cpus, **extra)
             self.kprobes = KprobeEngine(self)
+        except ProgramError:
+            raise  # the programs asked for are wrong, not the image
         except (MachineError, ProbeError, UcError) as exc:
             # An image that passes the ELF checks but whose symbols point nowhere
             # (task_struct_layout in unmapped memory, say) raised MachineError from the

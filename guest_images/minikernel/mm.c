@@ -150,6 +150,22 @@ __kfunc void cpu_init_user(void)
 /* ------------------------------------------------------------------ */
 /* The page allocator: a free list in front of a never-used frontier. */
 
+/* arch/x86_64/lib/clear_page.S, copy_page.S: a string instruction per page */
+__kfunc void clear_page(void *page)
+{
+	unsigned long d0, d1;
+
+	__asm__ __volatile__("rep stosq" : "=&c"(d0), "=&D"(d1) : "0"(PAGE_SIZE / 8), "1"(page), "a"(0UL) : "memory");
+}
+
+__kfunc void copy_page(void *to, void *from)
+{
+	unsigned long d0, d1, d2;
+
+	__asm__ __volatile__("rep movsq" : "=&c"(d0), "=&D"(d1), "=&S"(d2)
+			     : "0"(PAGE_SIZE / 8), "1"(to), "2"(from) : "memory");
+}
+
 __kfunc unsigned long get_zeroed_page(void)
 {
 	unsigned long flags, page = 0;
@@ -166,7 +182,7 @@ __kfunc unsigned long get_zeroed_page(void)
 		nr_free_pages_count--;
 	spin_unlock_irqrestore(&page_lock, flags);
 	if (page)
-		memset((void *)page, 0, PAGE_SIZE);
+		clear_page((void *)page);
 	return page;
 }
 
@@ -307,7 +323,7 @@ static int copy_level(struct mm_struct *mm, unsigned long *table, int level, uns
 		}
 		if (map_user_page(mm, addr, e & _PAGE_RW))
 			return -ENOMEM;
-		memcpy((void *)(*pte_offset(mm, addr, 0) & PTE_ADDR_MASK), (void *)(e & PTE_ADDR_MASK), PAGE_SIZE);
+		copy_page((void *)(*pte_offset(mm, addr, 0) & PTE_ADDR_MASK), (void *)(e & PTE_ADDR_MASK));
 	}
 	return 0;
 }

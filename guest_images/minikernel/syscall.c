@@ -561,6 +561,7 @@ __kfunc int user_program_main(void *arg)
 	struct pt_regs regs;
 	long ret;
 
+	set_task_comm(current, bp->name);	/* as exec would, so a failed exec is named too */
 	snprintf(path, sizeof(path), "/bin/%s", bp->name);
 	for (unsigned long i = 0; i < bp->argc && i < 32; i++) {
 		argv[i] = s;

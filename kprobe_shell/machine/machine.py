@@ -161,6 +161,11 @@ class MachineError(Exception):
     """A request the machine cannot honour (bad address, not stopped, ...)."""
 
 
+class ProgramError(MachineError):
+    """A program the machine was asked to run that it cannot (see userspace.py): the
+    request is wrong, not the image."""
+
+
 class _ToolHook(ctypes.Structure):
     # py: the callable's PyObject* (id()), called through the C API (see _icount.c).
     _fields_ = [("begin", ctypes.c_uint64), ("end", ctypes.c_uint64), ("cb", ctypes.c_void_p), ("py", ctypes.c_void_p)]
@@ -341,13 +346,15 @@ class Machine:
         self.code_hook_watchers: list[Callable[[int], None]] = []
         #: User processes (see userspace.py): for a kernel built with CONFIG_USERSPACE.
         self.userspace: UserSpace | None = None
+        #: emu_start's `until` when no deadline falls inside a block (see UserSpace.until_never).
+        self._until_never = _UNTIL_NEVER
         if self.image.symbols.get("syscall_gate") is not None:
             try:
                 self.userspace = UserSpace(self, programs or [], ram_size=ram_size, keep_workload=keep_workload)
             except UserSpaceError as exc:
-                raise MachineError(str(exc)) from None
+                raise ProgramError(str(exc)) from None
         elif programs:
-            raise MachineError(f"{image.path}: this kernel cannot run programs (it was not built with CONFIG_USERSPACE)")
+            raise ProgramError(f"{image.path}: this kernel cannot run programs (it was not built with CONFIG_USERSPACE)")
         self._boot()
 
     # ------------------------------------------------------------------ set-up
@@ -397,10 +404,11 @@ class Machine:
             try:
                 self.userspace.setup_memory()
             except UserSpaceError as exc:
-                raise MachineError(str(exc)) from None
+                raise ProgramError(str(exc)) from None
             for cpu in self.cpus:
                 self.userspace.install_cpu_hooks(cpu)
             self.userspace.install_kernel_hooks()
+            self._until_never = self.userspace.until_never
         self._next_tick = self.timer_period
         # The SMP scheduler: whose turn it is, and where the current round of quanta ends.
         self._turn = 0
@@ -943,7 +951,7 @@ class Machine:
         quantum_end (SMP), until its clock reaches it (_QUANTUM_OVER), it gives the rest of
         its quantum up (end_quantum), or it parks in `cli; hlt` (_PARKED)."""
         uc, ic, cpu = self.uc, self._icount, self.cpu
-        until = _UNTIL_NEVER  # where a deadline inside a block is (see _split_block)
+        until = self._until_never  # where a deadline inside a block is (see _split_block)
         hard_limit = _NO_DEADLINE  # the deadlines besides the timer's
         if budget_end is not None:
             hard_limit = budget_end
@@ -974,7 +982,7 @@ class Machine:
             finally:
                 ic.deadline = _NO_DEADLINE
                 self._next_tick = ic.tick  # the block hook moves a tick waiting for IF on
-                stopped_at_until, until = until, _UNTIL_NEVER
+                stopped_at_until, until = until, self._until_never
             deadline = min(self._next_tick, hard_limit)
             if self._stop_requested:
                 # A stop from another thread can land after the block hook counted a block

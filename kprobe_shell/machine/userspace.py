@@ -53,6 +53,47 @@ _PTE_PRESENT, _PTE_PSE, _PTE_ADDR = 0x1, 0x80, 0x000FFFFFFFFFF000
 _BOOT_PROGRAM = struct.Struct("<32s6Q")
 _BOOT_PARAMS_HEAD = struct.Struct("<5Q")
 
+def _find_old_exception_offset() -> int | None:
+    """Where QEMU's CPUX86State.old_exception lies in a unicorn context, found by making
+    one page fault happen (-1 before, 14 after)."""
+    from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
+
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0x10000, 0x10000)
+    for i, entry in enumerate((0x11000 | 3, 0x12000 | 3, 0x13000 | 3, 0x14000 | 3)):
+        uc.mem_write(0x10000 + 0x1000 * i + (0 if i < 3 else 0x14 * 8), struct.pack("<Q", entry))
+    uc.mem_write(0x14000, b"\x8b\x04\x25\x00\x00\x00\x00")  # mov 0x0,%eax: page 0 is absent
+    uc.reg_write(X.UC_X86_REG_CR3, 0x10000)
+    uc.reg_write(X.UC_X86_REG_CR4, uc.reg_read(X.UC_X86_REG_CR4) | 0x20)
+    uc.reg_write(X.UC_X86_REG_CR0, uc.reg_read(X.UC_X86_REG_CR0) | 0x80000000)
+    before = bytes(uc.context_save())
+    uc.hook_add(UC_HOOK_INTR, lambda uc, n, u: uc.emu_stop())
+    try:
+        uc.emu_start(0x14000, 0x14007, count=1)
+    except UcError:
+        return None
+    after = bytes(uc.context_save())
+    hits = [off for off in range(0, len(before) - 3, 4)
+            if before[off:off + 4] == b"\xff\xff\xff\xff" and after[off:off + 4] == b"\x0e\x00\x00\x00"]
+    return hits[0] if len(hits) == 1 else None
+
+
+#: unicorn never delivers exceptions itself (that is do_interrupt_all's job in QEMU, which
+#: also sets old_exception back to -1), so after one fault the next one is taken for a
+#: fault during delivery: a double fault, then a triple fault that silently stops the CPU.
+#: The machine resets it by hand after each user fault (see reset_old_exception).
+_OLD_EXCEPTION_OFFSET = _find_old_exception_offset()
+
+
+def reset_old_exception(uc) -> None:
+    """The exception was delivered (to the kernel's trap gate): old_exception = -1."""
+    if _OLD_EXCEPTION_OFFSET is None:
+        return
+    ctx = uc.context_save()
+    ctypes.memmove(ctx.context.value + _OLD_EXCEPTION_OFFSET, b"\xff\xff\xff\xff", 4)
+    uc.context_restore(ctx)
+
+
 _uc_vmem_read = getattr(uclib, "uc_vmem_read", None)
 if _uc_vmem_read is not None:
     _icount.init_vmem(ctypes.cast(_uc_vmem_read, ctypes.c_void_p).value)
@@ -183,6 +224,16 @@ class UserSpace:
         for lo, hi in USER_RANGES:
             _icount.forget_blocks(ctypes.addressof(machine._block_table), lo, hi)
 
+    @property
+    def until_never(self) -> int:
+        """emu_start's `until` when no deadline is due inside a block.  unicorn drops the
+        translated block at `until` on every emu_start, translating the address through the
+        current page tables; one that is not mapped (the usual all-ones) raises a #PF that
+        nobody sees, and leaves QEMU's old_exception set, so that the next real fault became
+        a double fault.  The gate page is mapped, user-readable, in every address space,
+        and its pointer data is never executed."""
+        return self.trap_gate + 16
+
     # ------------------------------------------------------------------ privilege switches
     def user_mode(self) -> bool:
         return self.machine.uc.reg_read(X.UC_X86_REG_CS) & 3 == 3
@@ -204,6 +255,8 @@ class UserSpace:
         error = self._page_fault_error(cr2, rip) if vector == 14 else 0
         info = struct.pack("<5Q", rip, rflags, vector, error, cr2)
         uc.mem_write(self.trap_info + 64 * self.machine.cpu.index, info)
+        if vector != TIMER_VECTOR:
+            reset_old_exception(uc)
         uc.reg_write(X.UC_X86_REG_EFLAGS, rflags & ~(EFLAGS_IF | EFLAGS_TF))
         self.machine.set_reg("rip", self.trap_gate)
         return True

@@ -29,9 +29,9 @@ int main(void)
 		small[i] = malloc(16 + i);
 		snprintf(small[i], 16 + i, "block %d", i);
 	}
-	big = malloc(8 << 20);			/* mmap'd by both libcs */
-	memset(big, 0x5a, 8 << 20);
-	for (int i = 0; i < (8 << 20); i += 4096)
+	big = malloc(1 << 20);			/* mmap'd by both libcs */
+	memset(big, 0x5a, 1 << 20);
+	for (int i = 0; i < (1 << 20); i += 4096)
 		sum += (unsigned char)big[i];
 	printf("%s .. %s, big sum %lu\n", small[0], small[99], sum);
 	for (int i = 0; i < 100; i++)
