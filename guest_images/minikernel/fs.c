@@ -113,26 +113,33 @@ __kfunc void vfs_init(void)
 void tty_write_bytes(const char *s, size_t n);
 static char added_paths[2 * 16][48];
 
-/* Put a file the machine provides on the disk (/bin/NAME, /stdin/N). */
+/* Put a file the machine provides on the disk (/bin/NAME, /stdin/N); it
+ * replaces a file of the same name (a program called hello is not the
+ * kernel's own /bin/hello). */
 __kfunc int disk_add_file(const char *path, const char *data, unsigned long size, umode_t mode)
 {
-	for (unsigned int i = 0; i < NR_DISK; i++) {
-		if (disk[i].path[0])
-			continue;
+	unsigned int i;
+
+	for (i = 0; i < NR_DISK && strcmp(disk[i].path, path); i++)
+		;
+	if (i == NR_DISK) {
+		for (i = 0; i < NR_DISK && disk[i].path[0]; i++)
+			;
+		if (i == NR_DISK)
+			return -ENOSPC;
 		strlcpy(added_paths[i - 9], path, sizeof(added_paths[0]));
 		disk[i].path = added_paths[i - 9];
-		disk[i].mode = mode;
-		disk[i].data = data;
-		disk[i].size = size;
-		disk[i].fop = &generic_ro_fops;
-		file_inodes[i].i_ino = 100 + i;
-		file_inodes[i].i_mode = mode;
-		file_inodes[i].i_size = size;
-		file_inodes[i].i_data = data;
-		file_inodes[i].i_fop = &generic_ro_fops;
-		return 0;
 	}
-	return -ENOSPC;
+	disk[i].mode = mode;
+	disk[i].data = data;
+	disk[i].size = size;
+	disk[i].fop = &generic_ro_fops;
+	file_inodes[i].i_ino = 100 + i;
+	file_inodes[i].i_mode = mode;
+	file_inodes[i].i_size = size;
+	file_inodes[i].i_data = data;
+	file_inodes[i].i_fop = &generic_ro_fops;
+	return 0;
 }
 #endif
 

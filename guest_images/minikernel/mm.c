@@ -450,8 +450,7 @@ __kfunc long strncpy_from_user(char *dst, const char *src, long count)
 }
 
 /* ------------------------------------------------------------------ */
-/* Context switch (called from switch_to): the address space, FS base,
- * FPU state (eager fxsave/fxrstor) and TSS.rsp0. */
+/* Context switch: the address space, the FPU, FS base and TSS.rsp0. */
 
 __kfunc void activate_mm(struct mm_struct *mm)
 {
@@ -459,25 +458,79 @@ __kfunc void activate_mm(struct mm_struct *mm)
 		load_cr3(mm->pgd);
 }
 
+/*
+ * Lazy FPU switching, as 2.6 does it (include/asm-x86_64/i387.h,
+ * traps.c): a switch saves the FPU state only of a task that used it in
+ * its time slice and sets CR0.TS; the next task's first FPU or SSE
+ * instruction raises #NM, and math_state_restore() loads its state.
+ */
+static inline void clts(void)
+{
+	__asm__ __volatile__("clts");
+}
+
+static inline void stts(void)
+{
+	unsigned long cr0;
+
+	__asm__ __volatile__("mov %%cr0,%0" : "=r"(cr0));
+	__asm__ __volatile__("mov %0,%%cr0" : : "r"(cr0 | 8));	/* TS */
+}
+
+static inline void fxsave(struct task_struct *tsk)
+{
+	__asm__ __volatile__("fxsave %0" : "=m"(*(char (*)[512])tsk->i387));
+}
+
+static inline void fxrstor(struct task_struct *tsk)
+{
+	__asm__ __volatile__("fxrstor %0" : : "m"(*(char (*)[512])tsk->i387));
+}
+
+/* exec: the initial FPU state, loaded now. */
 __kfunc void load_fpu_init(struct task_struct *tsk)
 {
 	memset(tsk->i387, 0, sizeof(tsk->i387));
 	*(u16 *)&tsk->i387[0] = 0x37f;		/* fcw */
 	*(u32 *)&tsk->i387[24] = 0x1f80;	/* mxcsr */
 	tsk->used_math = 1;
-	__asm__ __volatile__("fxrstor %0" : : "m"(*(char (*)[512])tsk->i387));
+	clts();
+	fxrstor(tsk);
+	tsk->usedfpu = 1;
 }
 
+/* #NM: the current task touches the FPU for the first time in this slice. */
+__kfunc void math_state_restore(void)
+{
+	struct task_struct *me = current;
+
+	clts();
+	if (!me->used_math)
+		load_fpu_init(me);
+	else
+		fxrstor(me);
+	me->usedfpu = 1;
+}
+
+/* unlazy_fpu(): save the state of a task that used the FPU in its slice. */
+__kfunc void unlazy_fpu(struct task_struct *tsk)
+{
+	if (tsk->usedfpu) {
+		fxsave(tsk);
+		tsk->usedfpu = 0;
+		stts();
+	}
+}
+
+/* Context switch (called from switch_to): the FPU (lazily), FS base,
+ * TSS.rsp0 and the address space. */
 __kfunc void __switch_to(struct task_struct *prev, struct task_struct *next)
 {
-	if (prev->used_math) {
-		__asm__ __volatile__("fxsave %0" : "=m"(*(char (*)[512])prev->i387));
+	unlazy_fpu(prev);
+	if (prev->used_math)
 		prev->fs = rdmsrl(MSR_FS_BASE);
-	}
-	if (next->used_math) {
-		__asm__ __volatile__("fxrstor %0" : : "m"(*(char (*)[512])next->i387));
+	if (next->used_math)
 		wrmsrl(MSR_FS_BASE, next->fs);
-	}
 	init_tss.rsp0 = (unsigned long)next->stack + THREAD_SIZE;
 	activate_mm(next->mm);
 }
@@ -485,10 +538,10 @@ __kfunc void __switch_to(struct task_struct *prev, struct task_struct *next)
 /* fork: the child copies the parent's saved FPU state and FS base (unlazy_fpu). */
 __kfunc void prepare_to_copy(struct task_struct *tsk)
 {
-	if (tsk->used_math) {
-		__asm__ __volatile__("fxsave %0" : "=m"(*(char (*)[512])tsk->i387));
+	if (tsk->usedfpu)
+		fxsave(tsk);
+	if (tsk->used_math)
 		tsk->fs = rdmsrl(MSR_FS_BASE);
-	}
 }
 
 __kfunc long sys_arch_prctl(int code, unsigned long addr)
@@ -515,5 +568,6 @@ __kfunc struct mm_struct *copy_user_mm(struct task_struct *p, struct task_struct
 		return NULL;
 	}
 	p->mm = mm;
+	p->usedfpu = 0;			/* its state is the copy in i387 */
 	return mm;
 }

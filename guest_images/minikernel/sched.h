@@ -212,6 +212,7 @@ struct task_struct {
 	unsigned long fs;		/* user FS base (arch_prctl), switched by switch_mm */
 	unsigned long clear_child_tid;
 	int used_math;			/* i387 holds this task's FPU/SSE state */
+	int usedfpu;			/* TS_USEDFPU: its state is in the FPU now */
 	unsigned char i387[512] __aligned(16);	/* fxsave area */
 #endif
 };

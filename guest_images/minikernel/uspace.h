@@ -82,6 +82,7 @@ long strncpy_from_user(char *dst, const char *src, long count);
 void __switch_to(struct task_struct *prev, struct task_struct *next);
 void activate_mm(struct mm_struct *mm);
 void load_fpu_init(struct task_struct *tsk);
+void math_state_restore(void);
 
 /* binfmt_elf.c */
 struct linux_binprm;

@@ -83,6 +83,8 @@ def _find_old_exception_offset() -> int | None:
 #: fault during delivery: a double fault, then a triple fault that silently stops the CPU.
 #: The machine resets it by hand after each user fault (see reset_old_exception).
 _OLD_EXCEPTION_OFFSET = _find_old_exception_offset()
+#: The vectors QEMU's check_exception remembers in old_exception (#DE, #TS-#GP, #PF).
+_CONTRIBUTORY_OR_PF = frozenset({0, 10, 11, 12, 13, 14})
 
 
 def reset_old_exception(uc) -> None:
@@ -255,7 +257,7 @@ class UserSpace:
         error = self._page_fault_error(cr2, rip) if vector == 14 else 0
         info = struct.pack("<5Q", rip, rflags, vector, error, cr2)
         uc.mem_write(self.trap_info + 64 * self.machine.cpu.index, info)
-        if vector != TIMER_VECTOR:
+        if vector in _CONTRIBUTORY_OR_PF:
             reset_old_exception(uc)
         uc.reg_write(X.UC_X86_REG_EFLAGS, rflags & ~(EFLAGS_IF | EFLAGS_TF))
         self.machine.set_reg("rip", self.trap_gate)

@@ -88,3 +88,18 @@ def test_static_pie(build_program):
     path = build_program("hello", "glibc", extra=("-static-pie", "-fPIE"), tag="-pie")
     m = run_programs(Program(path, ["hello", "pie"]))
     assert program_output(m.console) == native([path, "pie"])
+
+
+def test_fpu_state_is_per_process_lazily_switched(build_program):
+    """Two programs computing in floating point and SSE at once, preempted often: each
+    prints what it prints natively; the #NM traps of lazy switching reach the kernel's
+    math_state_restore()."""
+    from kprobe_shell import Kprobe
+
+    path = build_program("fpu", "glibc", extra=("-lm",))
+    m = Machine(programs=[Program(path, ["fpu", "1.5"]), Program(path, ["fpu", "7"])], timer_period=700)
+    restores = m.register_kprobe(Kprobe(symbol_name="math_state_restore", pre_handler=lambda p, regs: 0))
+    assert m.run(max_insns=BUDGET).reason is StopReason.HALTED
+    for seed in ("1.5", "7"):
+        assert native([path, seed]) in m.console
+    assert restores.hits > 10
