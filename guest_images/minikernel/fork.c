@@ -198,6 +198,7 @@ __kfunc struct task_struct *copy_process(unsigned long clone_flags,
 			free_task_struct(p);
 			return ERR_PTR(-ENOMEM);
 		}
+		copy_files(p);
 	}
 #endif
 	sched_fork(p);

@@ -425,11 +425,19 @@ __kfunc void init_files(struct files_struct *files)
 	files->next_fd = 3;
 }
 
+/* The first fd to look at: 3 for the kernel's tasks (0-2 are always the
+ * console); a program may close and reuse 0-2. */
+#ifdef CONFIG_USERSPACE
+#define FIRST_FD	0
+#else
+#define FIRST_FD	3
+#endif
+
 __kfunc void exit_files(struct task_struct *tsk)
 {
 	struct files_struct *files = tsk->files;
 
-	for (int fd = 3; fd < NR_OPEN_DEFAULT; fd++) {
+	for (int fd = FIRST_FD; fd < NR_OPEN_DEFAULT; fd++) {
 		struct file *f = files->fd_array[fd];
 
 		files->fd_array[fd] = NULL;
@@ -442,7 +450,7 @@ __kfunc int get_unused_fd(void)
 {
 	struct files_struct *files = current->files;
 
-	for (int fd = 3; fd < NR_OPEN_DEFAULT; fd++) {
+	for (int fd = FIRST_FD; fd < NR_OPEN_DEFAULT; fd++) {
 		if (!files->fd_array[fd]) {
 			files->fd_array[fd] = FD_RESERVED;
 			return fd;
@@ -460,6 +468,27 @@ static void fd_install(unsigned int fd, struct file *file)
 {
 	current->files->fd_array[fd] = file;
 }
+
+#ifdef CONFIG_USERSPACE
+/* fork of a program: the child shares its parent's open files (dup_fd). */
+__kfunc void copy_files(struct task_struct *p)
+{
+	struct files_struct *old = current->files, *new = p->files;
+	unsigned long flags;
+
+	spin_lock_irqsave(&files_lock, flags);
+	for (int fd = 0; fd < NR_OPEN_DEFAULT; fd++) {
+		struct file *f = old->fd_array[fd];
+
+		if (!f || f == FD_RESERVED)
+			continue;
+		if (f != &console_file)
+			f->f_count++;
+		new->fd_array[fd] = f;
+	}
+	spin_unlock_irqrestore(&files_lock, flags);
+}
+#endif
 
 __kfunc struct file *fget(unsigned int fd)
 {

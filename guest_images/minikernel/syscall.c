@@ -519,8 +519,14 @@ __kfunc long sys_rseq(void)
 
 __kfunc long sys_pipe(int *fds)
 {
-	(void)fds;
-	return sys_ni_syscall();
+	return do_pipe(fds);
+}
+
+__kfunc long sys_pipe2(int *fds, int flags)
+{
+	if (flags & ~0x80000)		/* O_CLOEXEC is accepted (no exec closes here) */
+		return -EINVAL;
+	return do_pipe(fds);
 }
 
 #define SC(nr, fn)	[nr] = (sys_call_ptr_t)(fn)
@@ -539,7 +545,7 @@ const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	SC(108, sys_getuid), SC(110, sys_getppid), SC(158, sys_arch_prctl), SC(186, sys_getpid),
 	SC(201, sys_time), SC(218, sys_set_tid_address), SC(228, sys_clock_gettime),
 	SC(231, sys_user_exit), SC(257, sys_openat), SC(262, sys_newfstatat),
-	SC(273, sys_set_robust_list), SC(302, sys_prlimit64), SC(318, sys_getrandom), SC(334, sys_rseq),
+	SC(273, sys_set_robust_list), SC(293, sys_pipe2), SC(302, sys_prlimit64), SC(318, sys_getrandom), SC(334, sys_rseq),
 };
 
 /* ------------------------------------------------------------------ */

@@ -89,6 +89,10 @@ struct linux_binprm;
 int load_elf_user_binary(struct linux_binprm *bprm, struct pt_regs *regs);
 int elf_is_user(const void *ehdr);
 
+/* fs.c, pipe.c */
+void copy_files(struct task_struct *p);
+long do_pipe(int *fd);
+
 /* syscall.c */
 int run_user_programs(void);
 void do_user_trap(struct pt_regs *regs);

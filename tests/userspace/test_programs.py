@@ -103,3 +103,11 @@ def test_fpu_state_is_per_process_lazily_switched(build_program):
     for seed in ("1.5", "7"):
         assert native([path, seed]) in m.console
     assert restores.hits > 10
+
+
+@pytest.mark.parametrize("libc", LIBCS)
+def test_pipe_between_parent_and_child(build_program, libc):
+    path = build_program("pipe", libc)
+    m = run_programs(Program(path, ["pipe"]))
+    assert program_output(m.console) == native([path])
+    assert "parent read 64000 bytes" in m.console
