@@ -238,7 +238,8 @@ class UserSpace:
 
     # ------------------------------------------------------------------ privilege switches
     def user_mode(self) -> bool:
-        return self.machine.uc.reg_read(X.UC_X86_REG_CS) & 3 == 3
+        """Is the current CPU at CPL 3?  (Asked on every trap: the C register accessor.)"""
+        return self.machine.reg("cs") & 3 == 3
 
     def _on_syscall(self, uc, user_data) -> None:
         rip = uc.reg_read(X.UC_X86_REG_RIP)  # the syscall instruction (2 bytes)

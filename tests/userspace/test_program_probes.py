@@ -93,3 +93,20 @@ def test_probes_on_every_syscall_and_vfs_instruction_change_nothing(stdin_progra
     assert "3: GAMMA DELTA\n" in program_output(m.console)
     assert sum(r.kp.hits for r in rets) > 20 and all(k.hits > 0 for k in kps[:1])
     assert all(r.nmissed == 0 for r in rets)
+
+
+def test_the_shell_inspects_a_program_in_a_system_call(build_program):
+    """Stopped in sys_write: x reads the program's buffer through its page tables, tasks
+    lists the process, bt shows the kernel frames down to system_call."""
+    out = io.StringIO()
+    s = Session(output=Output(out, color=False))
+    s.execute(f"exec {build_program('hello', 'glibc')} inspected")
+    s.execute("break sys_write")
+    s.execute("run")
+    at = len(out.getvalue())
+    for line in ("x/s $rsi", "tasks", "bt"):
+        s.execute(line)
+    text = out.getvalue()[at:]
+    assert '"hello, world (2 arguments)\\x0aargv[1] = inspected\\x0a"' in text
+    assert re.search(r"\*\s+2 hello-glibc\s+R\s+1 ", text)
+    assert re.search(r"#0 .* in sys_write\+0x0/.*\n#1 .* in sys_user_write\+.*\n#2 .* in system_call\+", text)
