@@ -199,6 +199,44 @@ static int check_elf(struct linux_binprm_head *bprm, struct elf64_hdr *e, struct
 	return 0;
 }
 
+/* Map every PT_LOAD; the program headers' address and the end of the image. */
+static int map_elf_segments(struct linux_binprm_head *bprm, struct elf64_hdr *e, struct elf64_phdr *ph,
+			    unsigned long bias, unsigned long *phdr, unsigned long *brk)
+{
+	for (int i = 0; i < e->e_phnum; i++) {
+		int retval;
+
+		if (ph[i].p_type == PT_PHDR)
+			*phdr = ph[i].p_vaddr + bias;
+		if (ph[i].p_type != PT_LOAD)
+			continue;
+		if (!*phdr && ph[i].p_offset == 0)
+			*phdr = ph[i].p_vaddr + bias + e->e_phoff;
+		retval = map_segment(bprm, &ph[i], bias);
+		if (retval)
+			return retval;
+		if (ph[i].p_vaddr + bias + ph[i].p_memsz > *brk)
+			*brk = ph[i].p_vaddr + bias + ph[i].p_memsz;
+	}
+	return 0;
+}
+
+/* arch/x86_64/kernel/process.c: start_thread() for a user program, with
+ * the initial FPU state and FS base 0. */
+__kfunc void start_thread_user(struct pt_regs *regs, unsigned long new_rip, unsigned long new_rsp)
+{
+	current->fs = 0;
+	load_fpu_init(current);
+	__asm__ __volatile__("wrmsr" : : "c"(0xc0000100), "a"(0), "d"(0));
+	memset(regs, 0, sizeof(*regs));
+	regs->orig_rax = -1;
+	regs->rip = new_rip;
+	regs->rsp = new_rsp;
+	regs->cs = __USER_CS;
+	regs->ss = __USER_DS;
+	regs->eflags = X86_EFLAGS_IF | 0x2;
+}
+
 __kfunc int load_elf_user_binary(struct linux_binprm *bprm_, struct pt_regs *regs)
 {
 	struct linux_binprm_head *bprm = (struct linux_binprm_head *)bprm_;
@@ -207,7 +245,7 @@ __kfunc int load_elf_user_binary(struct linux_binprm *bprm_, struct pt_regs *reg
 	struct arg_strings *a;
 	struct mm_struct *mm;
 	unsigned long bias = 0, phdr = 0, brk = 0, sp;
-	int retval, i;
+	int retval, i, committed = 0;
 
 	retval = check_elf(bprm, e, ph);
 	if (retval)
@@ -223,6 +261,7 @@ __kfunc int load_elf_user_binary(struct linux_binprm *bprm_, struct pt_regs *reg
 
 	/* point of no return: drop the old address space */
 	mm = current->mm;
+	committed = 1;
 	flush_old_exec(bprm_);
 	if (mm && mm->pgd)
 		mmput(mm);
@@ -236,19 +275,9 @@ __kfunc int load_elf_user_binary(struct linux_binprm *bprm_, struct pt_regs *reg
 
 	if (e->e_type == ET_DYN)
 		bias = ELF_ET_DYN_BASE;
-	for (i = 0; i < e->e_phnum; i++) {
-		if (ph[i].p_type == PT_PHDR)
-			phdr = ph[i].p_vaddr + bias;
-		if (ph[i].p_type != PT_LOAD)
-			continue;
-		if (!phdr && ph[i].p_offset == 0)
-			phdr = ph[i].p_vaddr + bias + e->e_phoff;
-		retval = map_segment(bprm, &ph[i], bias);
-		if (retval)
-			goto out;
-		if (ph[i].p_vaddr + bias + ph[i].p_memsz > brk)
-			brk = ph[i].p_vaddr + bias + ph[i].p_memsz;
-	}
+	retval = map_elf_segments(bprm, e, ph, bias, &phdr, &brk);
+	if (retval)
+		goto out;
 	mm->start_brk = mm->brk = PAGE_ALIGN(brk);
 	for (i = 1; i <= STACK_PAGES; i++) {
 		retval = map_user_page(mm, STACK_TOP - i * PAGE_SIZE, _PAGE_RW);
@@ -259,20 +288,11 @@ __kfunc int load_elf_user_binary(struct linux_binprm *bprm_, struct pt_regs *reg
 	strlcpy(mm->exe, bprm->filename, sizeof(mm->exe));
 	sp = create_elf_tables(a, bprm->filename, phdr, e->e_phnum, e->e_entry + bias);
 
-	current->fs = 0;
-	load_fpu_init(current);
-	__asm__ __volatile__("wrmsr" : : "c"(0xc0000100), "a"(0), "d"(0));
-	memset(regs, 0, sizeof(*regs));
-	regs->orig_rax = -1;
-	regs->rip = e->e_entry + bias;
-	regs->rsp = sp;
-	regs->cs = __USER_CS;
-	regs->ss = __USER_DS;
-	regs->eflags = X86_EFLAGS_IF | 0x2;
+	start_thread_user(regs, e->e_entry + bias, sp);
 	retval = 0;
 out:
 	free_page((unsigned long)a);
-	if (retval && current->mm && current->mm->pgd) {
+	if (retval && committed) {
 		/* past the point of no return: the process cannot go on */
 		printk("exec: %s: cannot load (error %d), killing %s[%d]\n",
 		       bprm->filename, retval, current->comm, current->pid);
