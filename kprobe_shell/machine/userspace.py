@@ -50,6 +50,8 @@ ARGV_BYTES = 1024
 #: rflags bits the kernel's MSR_FMASK clears on a syscall: IF, TF, DF.
 SYSCALL_FMASK = 0x200 | 0x100 | 0x400
 _PTE_PRESENT, _PTE_PSE, _PTE_ADDR = 0x1, 0x80, 0x000FFFFFFFFFF000
+#: struct pt_regs (asm-offsets.h): its size and where rip (then cs, eflags, rsp) is.
+_PT_REGS_SIZE, _PT_REGS_RIP = 168, 128
 _BOOT_PROGRAM = struct.Struct("<32s6Q")
 _BOOT_PARAMS_HEAD = struct.Struct("<5Q")
 
@@ -291,6 +293,20 @@ class UserSpace:
         for insn in md.disasm(code, rip, 1):
             return any(op.type == X86_OP_MEM and op.access & 2 for op in insn.operands) or insn.mnemonic.startswith("push")
         return False
+
+    def user_frame(self) -> tuple[int, int] | None:
+        """(rip, rsp) where the current task left user mode, from the struct pt_regs at the
+        top of its kernel stack (system_call and user_trap_gate build it there), or None when
+        the CPU is not in the kernel on behalf of a program."""
+        m = self.machine
+        if self.user_mode():
+            return None
+        try:
+            regs = m.read_u64_at_reg("gs_base", 16) - _PT_REGS_SIZE  # %gs:kernelstack
+            rip, cs, _flags, rsp = struct.unpack("<4Q", m.read(regs + _PT_REGS_RIP, 32))
+        except Exception:  # noqa: BLE001 - no per-CPU area or stack: no user frame
+            return None
+        return (rip, rsp) if cs & 3 == 3 else None
 
     # ------------------------------------------------------------------ memory
     def translate(self, addr: int) -> int | None:

@@ -97,7 +97,7 @@ def test_probes_on_every_syscall_and_vfs_instruction_change_nothing(stdin_progra
 
 def test_the_shell_inspects_a_program_in_a_system_call(build_program):
     """Stopped in sys_write: x reads the program's buffer through its page tables, tasks
-    lists the process, bt shows the kernel frames down to system_call."""
+    lists the process, bt shows the kernel frames down to system_call and the user rip."""
     out = io.StringIO()
     s = Session(output=Output(out, color=False))
     s.execute(f"exec {build_program('hello', 'glibc')} inspected")
@@ -109,4 +109,7 @@ def test_the_shell_inspects_a_program_in_a_system_call(build_program):
     text = out.getvalue()[at:]
     assert '"hello, world (2 arguments)\\x0aargv[1] = inspected\\x0a"' in text
     assert re.search(r"\*\s+2 hello-glibc\s+R\s+1 ", text)
-    assert re.search(r"#0 .* in sys_write\+0x0/.*\n#1 .* in sys_user_write\+.*\n#2 .* in system_call\+", text)
+    assert re.search(r"#0 .* in sys_write\+0x0/.*\n#1 .* in sys_user_write\+.*\n#2 .* in system_call\+.*\n"
+                     r"#3 +0x(\w+) in user mode \(rsp 0x7fff\w+\), from the task's pt_regs\n", text)
+    user_rip = int(re.search(r"#3 +0x(\w+) in user mode", text).group(1), 16)
+    assert s.machine.read(user_rip - 2, 2) == b"\x0f\x05"  # just after the program's syscall
