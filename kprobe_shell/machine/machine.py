@@ -409,6 +409,7 @@ class Machine:
                 self.userspace.install_cpu_hooks(cpu)
             self.userspace.install_kernel_hooks()
             self._until_never = self.userspace.until_never
+            self.image.symbols.fallback = self.userspace.format_user_address
         self._next_tick = self.timer_period
         # The SMP scheduler: whose turn it is, and where the current round of quanta ends.
         self._turn = 0

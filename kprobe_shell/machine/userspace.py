@@ -46,6 +46,8 @@ FILES_END = 0x60000000
 #: User virtual addresses (uspace.h): the kernel lives low, identity-mapped.
 USER_RANGES = ((0x400000, 0x40000000), (0x100000000, 0x800000000000))
 MAX_PROGRAMS = 16
+#: Where the kernel loads a static-pie (uspace.h).
+ELF_ET_DYN_BASE = 0x555555554000
 ARGV_BYTES = 1024
 #: rflags bits the kernel's MSR_FMASK clears on a syscall: IF, TF, DF.
 SYSCALL_FMASK = 0x200 | 0x100 | 0x400
@@ -165,6 +167,7 @@ class UserSpace:
         self.programs = programs
         self.ram_size = ram_size
         self.keep_workload = keep_workload
+        self._symbols: dict[int, tuple] = {}  # program index -> (SymbolTable, bias)
         self._files = [(_read_host_file(p.path, "exec: cannot read"),
                         _read_host_file(p.stdin, "exec: cannot read stdin file") if p.stdin else None)
                        for p in programs]
@@ -307,6 +310,37 @@ class UserSpace:
         except Exception:  # noqa: BLE001 - no per-CPU area or stack: no user frame
             return None
         return (rip, rsp) if cs & 3 == 3 else None
+
+    # ------------------------------------------------------------------ symbols
+    def format_user_address(self, addr: int, with_size: bool = True) -> str | None:
+        """A user address as `sym+0x1c/0x40 [prog]`, from the symbols of the program the
+        current task runs (its comm), or None."""
+        if not any(lo <= addr < hi for lo, hi in USER_RANGES):
+            return None
+        task = self.machine.tasks.current()
+        for index, prog in enumerate(self.programs):
+            if task is not None and prog.name[:15] == task.comm:
+                table, bias = self._program_symbols(index)
+                hit = table.containing(addr - bias) if table is not None else None
+                if hit is None:
+                    return None
+                sym, off = hit
+                size = f"/0x{sym.size:x}" if with_size and sym.size else ""
+                return f"{sym.name}+0x{off:x}{size} [{prog.name}]"
+        return None
+
+    def _program_symbols(self, index: int):
+        """(SymbolTable, load bias) of a program, read from its file on first use."""
+        if index not in self._symbols:
+            from .image import Image, ImageError
+
+            image, _stdin = self._files[index]
+            bias = ELF_ET_DYN_BASE if image[16:18] == b"\x03\x00" else 0  # ET_DYN: static-pie
+            try:
+                self._symbols[index] = (Image.from_bytes(image, self.programs[index].path).symbols, bias)
+            except (ImageError, ValueError, KeyError, IndexError):
+                self._symbols[index] = (None, 0)
+        return self._symbols[index]
 
     # ------------------------------------------------------------------ memory
     def translate(self, addr: int) -> int | None:

@@ -110,6 +110,21 @@ def test_the_shell_inspects_a_program_in_a_system_call(build_program):
     assert '"hello, world (2 arguments)\\x0aargv[1] = inspected\\x0a"' in text
     assert re.search(r"\*\s+2 hello-glibc\s+R\s+1 ", text)
     assert re.search(r"#0 .* in sys_write\+0x0/.*\n#1 .* in sys_user_write\+.*\n#2 .* in system_call\+.*\n"
-                     r"#3 +0x(\w+) in user mode \(rsp 0x7fff\w+\), from the task's pt_regs\n", text)
-    user_rip = int(re.search(r"#3 +0x(\w+) in user mode", text).group(1), 16)
+                     r"#3 +0x\w+ in \w*write\+0x\w+/0x\w+ \[hello-glibc\] "
+                     r"\(user mode, rsp 0x7fff\w+, from the task's pt_regs\)\n", text)
+    user_rip = int(re.search(r"#3 +0x(\w+) in ", text).group(1), 16)
     assert s.machine.read(user_rip - 2, 2) == b"\x0f\x05"  # just after the program's syscall
+
+
+def test_disas_names_the_programs_symbols(build_program):
+    out = io.StringIO()
+    s = Session(output=Output(out, color=False))
+    path = build_program("hello", "glibc")
+    s.execute(f"exec {path}")
+    s.execute("break sys_write")
+    s.execute("run")
+    m = s.machine
+    rip = m.userspace.user_frame()[0]
+    at = len(out.getvalue())
+    s.execute(f"disas 0x{rip - 2:x}")
+    assert re.search(rf"0x0*{rip - 2:x} <\w+\+0x\w+ \[hello-glibc\]>: +0f 05 +syscall", out.getvalue()[at:])
