@@ -375,6 +375,50 @@ __kfunc unsigned long do_mmap_anon(unsigned long addr, unsigned long len, int pr
 	return start;
 }
 
+/* Move the page table entries of [old, old+len) to new (a fresh range). */
+static int move_ptes(struct mm_struct *mm, unsigned long old, unsigned long new, unsigned long len)
+{
+	for (unsigned long off = 0; off < len; off += PAGE_SIZE) {
+		unsigned long *src = pte_offset(mm, old + off, 0), *dst;
+
+		if (!src || !(*src & _PAGE_PRESENT))
+			continue;
+		dst = pte_offset(mm, new + off, 1);
+		if (!dst)
+			return -ENOMEM;
+		*dst = *src;
+		*src = 0;
+	}
+	return 0;
+}
+
+__kfunc long do_mremap(unsigned long addr, unsigned long old_len, unsigned long new_len, int may_move)
+{
+	struct mm_struct *mm = current->mm;
+	unsigned long new;
+
+	if (!access_ok(addr, old_len, 0))
+		return -EFAULT;
+	if (new_len <= old_len) {
+		do_munmap(mm, addr + new_len, old_len - new_len);
+		return addr;
+	}
+	if (!may_move)
+		return -ENOMEM;
+	mm->mmap_base -= new_len;
+	new = mm->mmap_base;
+	if (move_ptes(mm, addr, new, old_len))
+		return -ENOMEM;
+	for (unsigned long a = new + old_len; a < new + new_len; a += PAGE_SIZE) {
+		if (map_user_page(mm, a, _PAGE_RW)) {
+			do_munmap(mm, new, a - new);
+			return -ENOMEM;
+		}
+	}
+	load_cr3(mm->pgd);		/* flush the TLB: the old addresses are gone */
+	return new;
+}
+
 __kfunc long do_munmap(struct mm_struct *mm, unsigned long addr, unsigned long len)
 {
 	if (addr & ~PAGE_MASK)

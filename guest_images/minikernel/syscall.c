@@ -321,6 +321,16 @@ __kfunc long sys_munmap(unsigned long addr, size_t len)
 	return do_munmap(current->mm, addr, len);
 }
 
+/* mm/mremap.c: the pages move with their page table entries, no copy. */
+__kfunc long sys_mremap(unsigned long addr, unsigned long old_len, unsigned long new_len,
+			unsigned long flags, unsigned long new_addr)
+{
+	(void)new_addr;
+	if ((addr & ~PAGE_MASK) || !new_len || (flags & ~1UL))	/* MREMAP_MAYMOVE only */
+		return -EINVAL;
+	return do_mremap(addr, PAGE_ALIGN(old_len), PAGE_ALIGN(new_len), flags & 1);
+}
+
 __kfunc long sys_mprotect(unsigned long start, size_t len, unsigned long prot)
 {
 	(void)start;
@@ -474,9 +484,14 @@ __kfunc long sys_fork(void)
 __kfunc long sys_user_clone(unsigned long flags, unsigned long newsp)
 {
 	if (flags & (CLONE_VM | 0x10000 /* CLONE_THREAD */)) {
+		static int threads_reported;
+
 		if ((flags & CSIGNAL) == SIGCHLD && (flags & CLONE_VM) && !(flags & 0x10000))
 			return do_fork(SIGCHLD, newsp, task_pt_regs(current), 0);	/* vfork-style */
-		return sys_ni_syscall();
+		if (!threads_reported++)
+			printk("%s[%d]: clone(CLONE_VM|CLONE_THREAD): threads are not supported (-ENOSYS)\n",
+			       current->comm, current->pid);
+		return -ENOSYS;
 	}
 	return do_fork(flags & CSIGNAL, newsp, task_pt_regs(current), 0);
 }
@@ -536,6 +551,7 @@ const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	SC(0, sys_user_read), SC(1, sys_user_write), SC(2, sys_user_open), SC(3, sys_close),
 	SC(4, sys_newstat), SC(5, sys_newfstat), SC(6, sys_newstat), SC(8, sys_lseek),
 	SC(9, sys_mmap), SC(10, sys_mprotect), SC(11, sys_munmap), SC(12, sys_brk),
+	SC(25, sys_mremap),
 	SC(13, sys_rt_sigaction), SC(14, sys_rt_sigprocmask), SC(16, sys_ioctl),
 	SC(19, sys_readv), SC(20, sys_writev), SC(22, sys_pipe), SC(32, sys_dup), SC(33, sys_dup2),
 	SC(35, sys_nanosleep), SC(39, sys_getpid), SC(56, sys_user_clone), SC(57, sys_fork),

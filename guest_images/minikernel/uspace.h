@@ -75,6 +75,7 @@ int map_user_page(struct mm_struct *mm, unsigned long addr, unsigned long flags)
 unsigned long do_brk(unsigned long addr, unsigned long len);
 unsigned long do_mmap_anon(unsigned long addr, unsigned long len, int prot, int flags);
 long do_munmap(struct mm_struct *mm, unsigned long addr, unsigned long len);
+long do_mremap(unsigned long addr, unsigned long old_len, unsigned long new_len, int may_move);
 int access_ok(unsigned long addr, unsigned long size, int write);
 long copy_to_user(void *to, const void *from, unsigned long n);
 long copy_from_user(void *to, const void *from, unsigned long n);

@@ -100,3 +100,11 @@ def test_the_shell_says_what_is_wrong_and_stays_usable(build_program):
     s.execute("run")
     assert "argv[1] = from-the-shell\n" in s.machine.console
     assert s.machine.halted
+
+
+@pytest.mark.parametrize("libc", ["glibc", "musl"])
+def test_threads_are_refused_with_a_message(build_program, libc):
+    m = run(Program(build_program("threads", libc, extra=("-pthread",)), ["threads"]))
+    out = program_output(m.console)
+    assert out.count(f"threads-{libc}[2]: clone(CLONE_VM|CLONE_THREAD): threads are not supported (-ENOSYS)\n") == 1
+    assert out.endswith("main goes on\n") and "pthread_create failed: " in out

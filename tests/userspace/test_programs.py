@@ -111,3 +111,11 @@ def test_pipe_between_parent_and_child(build_program, libc):
     m = run_programs(Program(path, ["pipe"]))
     assert program_output(m.console) == native([path])
     assert "parent read 64000 bytes" in m.console
+
+
+@pytest.mark.parametrize("libc", LIBCS)
+def test_realloc_of_a_large_block(build_program, libc):
+    path = build_program("realloc", libc)
+    m = run_programs(Program(path, ["realloc"]))
+    assert program_output(m.console) == native([path])
+    assert "not implemented" not in m.console
