@@ -119,3 +119,18 @@ def test_realloc_of_a_large_block(build_program, libc):
     m = run_programs(Program(path, ["realloc"]))
     assert program_output(m.console) == native([path])
     assert "not implemented" not in m.console
+
+
+def test_a_debian_library_libbz2(build_program):
+    """Debian's libbz2 (libbz2-dev's static archive), which nobody here wrote: compress
+    and decompress 30 KB.  glibc only: the archive is built with _FORTIFY_SOURCE, so it
+    needs glibc's __fprintf_chk and does not link with musl."""
+    import os
+
+    if not os.path.exists("/usr/lib/x86_64-linux-gnu/libbz2.a"):
+        pytest.skip("libbz2-dev is not installed (Debian: apt-get install libbz2-dev)")
+    path = build_program("bzip", "glibc", extra=("-lbz2",))
+    m = run_programs(Program(path, ["bzip"]))
+    out = program_output(m.console)
+    assert out == native([path])
+    assert "30000 bytes, identical" in out
