@@ -11,6 +11,7 @@ from .api import (  # noqa: E402
     Machine,
     MachineError,
     ProbeError,
+    Program,
     StopEvent,
     StopReason,
 )
@@ -21,7 +22,7 @@ from .handlers import jprobe, kprobe, kretprobe  # noqa: E402
 __all__ = [
     "handlers", "jprobe", "kprobe", "kretprobe",
     "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe", "Machine",
-    "MachineError", "ProbeError", "StopEvent", "StopReason",
+    "MachineError", "ProbeError", "Program", "StopEvent", "StopReason",
 ]
 
 

@@ -29,12 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
                    help="after the -ex and -x commands, wait for gdb on PORT (loopback unless HOST is given); "
                         "the shell takes over when gdb detaches")
+    p.add_argument("--exec", dest="execs", action="append", default=[], metavar="'PROGRAM [ARG...]'",
+                   help="run a static Linux program as a user process (repeatable; as -ex 'exec ...' given first)")
+    p.add_argument("--ram", type=int, default=None, metavar="MIB",
+                   help="guest RAM for user processes, in MiB (default 256)")
+    p.add_argument("--keep-workload", action="store_true",
+                   help="with --exec: run the built-in workload too")
     p.add_argument("--color", choices=("auto", "on", "off"), default="auto", help="colour output")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.actions = [("ex", "exec " + e) for e in args.execs] + args.actions
     from .shell.main import run_shell
 
     try:

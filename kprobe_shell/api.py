@@ -16,18 +16,20 @@ from __future__ import annotations
 
 from unicorn import UcError
 
-from .images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, bundled_image_path
+from .images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, BUNDLED_USER_KERNEL, bundled_image_path
 from .kprobes.core import AggrKprobe, HandlerError, Kprobe, KprobeEngine
 from .kprobes.jprobes import Jprobe
 from .kprobes.kretprobes import Kretprobe, KretprobeInstance
 from .kprobes.x86 import ProbeError
 from .machine import Image, ImageError, MachineError, StopEvent, StopReason
 from .machine.machine import Machine as _BareMachine
+from .machine.events import ProgramError
 from .machine.machine import check_machine_config
+from .machine.userspace import DEFAULT_RAM_SIZE, Program
 
 __all__ = [
     "AggrKprobe", "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe",
-    "KretprobeInstance", "Machine", "MachineError", "ProbeError", "StopEvent", "StopReason",
+    "KretprobeInstance", "Machine", "MachineError", "ProbeError", "Program", "StopEvent", "StopReason",
 ]
 
 
@@ -35,16 +37,27 @@ class Machine(_BareMachine):
     """An emulated x86_64 machine running a guest image, with the kprobes engine on it."""
 
     def __init__(self, image: str | Image | None = None, *, timer_period: int = 5000, cpus: int = 1,
-                 quantum: int | None = None):
+                 quantum: int | None = None, programs: list[Program | str] | None = None,
+                 ram_size: int = DEFAULT_RAM_SIZE, keep_workload: bool = False):
         extra = {} if quantum is None else {"quantum": quantum}
         check_machine_config(timer_period=timer_period, cpus=cpus, **extra)
-        if image is None:
+        programs = [Program.parse(p) if isinstance(p, str) else p for p in programs or []]
+        if programs:
+            extra.update(programs=programs, ram_size=ram_size, keep_workload=keep_workload)
+        if image is None and programs:
+            # Programs run on the kernel's CONFIG_USERSPACE build (one CPU for now).
+            if cpus > 1:
+                raise MachineError("programs run on one CPU for now: the SMP kernel has no user space yet")
+            image = bundled_image_path(BUNDLED_USER_KERNEL)
+        elif image is None:
             # The bundled kernel comes as a 2.6 kernel did: a UP build, and an SMP build
             # (CONFIG_SMP) that brings up the other CPUs.
             image = bundled_image_path(BUNDLED_SMP_KERNEL if cpus > 1 else BUNDLED_KERNEL)
         try:
             super().__init__(image, timer_period=timer_period, cpus=cpus, **extra)
             self.kprobes = KprobeEngine(self)
+        except ProgramError:
+            raise  # the programs asked for are wrong, not the image
         except (MachineError, ProbeError, UcError) as exc:
             # An image that passes the ELF checks but whose symbols point nowhere
             # (task_struct_layout in unmapped memory, say) raised MachineError from the

@@ -6,6 +6,8 @@ from pathlib import Path
 BUNDLED_KERNEL = "minikernel/minikernel.elf"
 #: The same kernel built with CONFIG_SMP: used when the machine has more than one CPU.
 BUNDLED_SMP_KERNEL = "minikernel/minikernel-smp.elf"
+#: The same kernel built with CONFIG_USERSPACE: used when the machine runs programs.
+BUNDLED_USER_KERNEL = "minikernel/minikernel-user.elf"
 
 
 def bundled_image_path(relative: str = BUNDLED_KERNEL) -> str:

@@ -4,6 +4,7 @@
 #   guest_images/minikernel/minikernel.elf       the bundled guest kernel (UP)
 #   guest_images/minikernel/minikernel-smp.elf   the same sources with -DCONFIG_SMP
 #   guest_images/examples/hello.elf          the "any user image" example
+#   guest_images/examples/wc                 a static Linux program (the user-process lesson)
 #
 # Runnable from any directory.  The output is reproducible: building twice
 # (from any checkout path) gives the same bytes.
@@ -45,6 +46,7 @@ trap 'rm -rf "$BUILD"' EXIT
 # code is exactly what it was before SMP existed.
 cd "$SRC"
 PREFIX_MAP=(-ffile-prefix-map="$SRC"=. -ffile-prefix-map="$BUILD"=build)
+USERSPACE_SOURCES="binfmt_elf.c mm.c pipe.c syscall.c"
 build_kernel() {	# build_kernel OUTPUT.elf OBJDIR [extra cflags...]
 	local out="$1" objdir="$BUILD/$2"
 	shift 2
@@ -52,6 +54,11 @@ build_kernel() {	# build_kernel OUTPUT.elf OBJDIR [extra cflags...]
 	mkdir -p "$objdir"
 	for src in head.S entry.S fixups.S $(ls *.c | sort); do
 		if [[ $src == smp.c && " $* " != *" -DCONFIG_SMP "* ]]; then
+			continue
+		fi
+		# user processes (paging, ring 3, system calls): only in the
+		# -DCONFIG_USERSPACE builds, so the other kernels stay as they were
+		if [[ " $USERSPACE_SOURCES " == *" $src "* && " $* " != *" -DCONFIG_USERSPACE "* ]]; then
 			continue
 		fi
 		obj="$objdir/${src%.*}.o"
@@ -64,14 +71,22 @@ build_kernel() {	# build_kernel OUTPUT.elf OBJDIR [extra cflags...]
 }
 build_kernel minikernel.elf up
 build_kernel minikernel-smp.elf smp -DCONFIG_SMP
+build_kernel minikernel-user.elf user -DCONFIG_USERSPACE
 
 # --- the example user image (built exactly as the README documents) ------
 cp "$EXAMPLES/hello.c" "$BUILD/hello.c"
 (cd "$BUILD" && "$CC" -O2 -ffreestanding -nostdlib -static -no-pie -o hello.elf hello.c)
 
+# --- the example Linux program (its own system calls, no libc) -------------
+cp "$EXAMPLES/wc.c" "$BUILD/wc.c"
+(cd "$BUILD" && "$CC" -O2 -ffreestanding -static -nostdlib -fno-pie -no-pie \
+	-fno-asynchronous-unwind-tables -fcf-protection=none -fno-stack-protector \
+	-Wl,--build-id=none -o wc wc.c)
+
 if [[ $CHECK == 1 ]]; then
 	status=0
 	for pair in "minikernel.elf:$SRC/minikernel.elf" "minikernel-smp.elf:$SRC/minikernel-smp.elf" \
+		"minikernel-user.elf:$SRC/minikernel-user.elf" "wc:$EXAMPLES/wc" \
 		"hello.elf:$EXAMPLES/hello.elf"; do
 		built="$BUILD/${pair%%:*}"
 		committed="${pair#*:}"
@@ -87,7 +102,11 @@ fi
 
 install -m 0644 "$BUILD/minikernel.elf" "$SRC/minikernel.elf"
 install -m 0644 "$BUILD/minikernel-smp.elf" "$SRC/minikernel-smp.elf"
+install -m 0644 "$BUILD/minikernel-user.elf" "$SRC/minikernel-user.elf"
 install -m 0644 "$BUILD/hello.elf" "$EXAMPLES/hello.elf"
+install -m 0755 "$BUILD/wc" "$EXAMPLES/wc"
 echo "built ${SRC#"$ROOT"/}/minikernel.elf ($(stat -c %s "$SRC/minikernel.elf") bytes)"
 echo "built ${SRC#"$ROOT"/}/minikernel-smp.elf ($(stat -c %s "$SRC/minikernel-smp.elf") bytes)"
+echo "built ${SRC#"$ROOT"/}/minikernel-user.elf ($(stat -c %s "$SRC/minikernel-user.elf") bytes)"
 echo "built ${EXAMPLES#"$ROOT"/}/hello.elf ($(stat -c %s "$EXAMPLES/hello.elf") bytes)"
+echo "built ${EXAMPLES#"$ROOT"/}/wc ($(stat -c %s "$EXAMPLES/wc") bytes)"

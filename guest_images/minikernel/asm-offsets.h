@@ -59,4 +59,13 @@
 
 #define TIMER_VECTOR	0x20
 
+#ifdef CONFIG_USERSPACE
+#define __USER_DS	0x1b
+#define __USER_CS	0x23
+#define __SYSCALL_GATE	0x3b
+#define __TRAP_GATE	0x4b
+#define NR_syscalls	335
+#define ENOSYS		38
+#endif
+
 #endif

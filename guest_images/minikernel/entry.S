@@ -108,6 +108,14 @@ switch_to:
 	pushq	%r13
 	pushq	%r14
 	pushq	%r15
+#ifdef CONFIG_USERSPACE
+	/* __switch_to(prev, next): address space, FS base, FPU state, rsp0 */
+	pushq	%rdi
+	pushq	%rsi
+	call	__switch_to
+	popq	%rsi
+	popq	%rdi
+#endif
 	movq	%rsp, TASK_thread_rsp(%rdi)
 	movq	TASK_thread_rsp(%rsi), %rsp
 	movq	%rsi, %gs:PDA_pcurrent
@@ -189,5 +197,125 @@ ret_from_program:
 	call	do_exit
 	ud2
 	.size ret_from_program, . - ret_from_program
+
+#ifdef CONFIG_USERSPACE
+/*
+ * system_call: a user `syscall` enters here at CPL 0.  unicorn's syscall
+ * does not switch privilege, so the machine completes it as the CPU
+ * would (rcx = next rip, r11 = rflags, rflags &= ~FMASK) and sends the
+ * CPU through the gate page's far call to the 64-bit call gate
+ * __SYSCALL_GATE: the CPU loads rsp from TSS.rsp0 and pushes SS, RSP,
+ * CS, RIP(gate page).  That frame becomes the top of a struct pt_regs:
+ * ss and rsp stay, eflags and cs go over the gate's CS and RIP, and the
+ * user rip (rcx) is pushed below.  Return to user with sysretq.
+ */
+	.globl system_call
+	.type system_call, @function
+	.p2align 4
+system_call:
+	movq	%r11, 8(%rsp)			/* eflags over the gate's CS */
+	movq	$__USER_CS, (%rsp)		/* cs over the gate's RIP */
+	pushq	%rcx				/* rip */
+	pushq	%rax				/* orig_rax */
+	SAVE_ALL
+	cld
+	sti
+	movq	$-ENOSYS, %rcx
+	movq	%rcx, RAX(%rsp)
+	cmpq	$NR_syscalls, %rax
+	jae	1f
+	movq	%r10, %rcx			/* 4th argument: C convention */
+	subq	$8, %rsp			/* 16-byte alignment for the call */
+	call	*sys_call_table(,%rax,8)
+	addq	$8, %rsp
+	movq	%rax, RAX(%rsp)
+	jmp	ret_from_sys_call
+1:	movq	%rsp, %rdi
+	subq	$8, %rsp
+	call	sys_ni_syscall_regs
+	addq	$8, %rsp
+	movq	%rax, RAX(%rsp)
+	.globl ret_from_sys_call
+ret_from_sys_call:
+	cli
+	movq	%gs:PDA_kernelstack, %rcx
+	subq	$THREAD_SIZE, %rcx
+	btq	$TIF_NEED_RESCHED, TI_flags(%rcx)
+	jnc	2f
+	sti
+	subq	$8, %rsp
+	call	schedule
+	addq	$8, %rsp
+	jmp	ret_from_sys_call
+2:	RESTORE_ALL
+	addq	$8, %rsp			/* orig_rax */
+	movq	(%rsp), %rcx			/* rip */
+	movq	16(%rsp), %r11			/* eflags */
+	movq	24(%rsp), %rsp			/* user rsp */
+	sysretq
+	.size system_call, . - system_call
+
+/*
+ * user_trap_gate: an interrupt or fault taken at CPL 3.  unicorn does
+ * not deliver through the IDT, so the machine parks the interrupted rip,
+ * rflags, vector and error code in user_trap_info[cpu], clears IF and
+ * sends the CPU through the gate page's far call to __TRAP_GATE.  This
+ * rebuilds the hardware interrupt frame (rip, cs, eflags over the gate's
+ * frame, which holds the user rsp and ss) and goes on to the handler.
+ */
+	.globl user_trap_gate
+	.type user_trap_gate, @function
+	.p2align 4
+user_trap_gate:
+	subq	$8, %rsp			/* rip slot */
+	pushq	%rax
+	pushq	%rbx
+	movq	%gs:PDA_cpunumber, %rax
+	shlq	$6, %rax
+	movq	user_trap_info(%rax), %rbx
+	movq	%rbx, 16(%rsp)			/* rip */
+	movq	$__USER_CS, 24(%rsp)		/* cs */
+	movq	user_trap_info+8(%rax), %rbx
+	movq	%rbx, 32(%rsp)			/* eflags */
+	cmpq	$TIMER_VECTOR, user_trap_info+16(%rax)
+	popq	%rbx
+	popq	%rax
+	je	timer_interrupt
+	pushq	$-1				/* orig_rax */
+	SAVE_ALL
+	cld
+	movq	%rsp, %rdi
+	subq	$8, %rsp
+	call	do_user_trap			/* kills the task */
+	addq	$8, %rsp
+	jmp	ret_from_intr
+	.size user_trap_gate, . - user_trap_gate
+
+/*
+ * The gate page: mapped user-executable in every address space.  The
+ * machine enters it at syscall_gate or trap_gate; each far-calls its
+ * call gate (`rex.W lcall *m16:64`: the offset is ignored for a gate).
+ */
+	.section .text.gate, "ax"
+	.p2align 12
+	.globl __gate_page
+__gate_page:
+	.globl syscall_gate
+syscall_gate:
+	rex.W lcall *syscall_gate_ptr(%rip)
+	ud2
+	.globl trap_gate
+trap_gate:
+	rex.W lcall *trap_gate_ptr(%rip)
+	ud2
+syscall_gate_ptr:
+	.quad	0
+	.word	__SYSCALL_GATE
+trap_gate_ptr:
+	.quad	0
+	.word	__TRAP_GATE
+	.p2align 12
+	.text
+#endif
 
 	.section .note.GNU-stack, "", @progbits

@@ -164,6 +164,10 @@ __kfunc int load_elf_binary(struct linux_binprm *bprm, struct pt_regs *regs)
 	unsigned long top, new_sp, off;
 	int retval, i;
 
+#ifdef CONFIG_USERSPACE
+	if (elf_is_user(elf_ex))
+		return load_elf_user_binary(bprm, regs);
+#endif
 	if (memcmp(elf_ex->e_ident, "\177ELF", 4) || elf_ex->e_ident[4] != 2)
 		return -ENOEXEC;
 	if (elf_ex->e_type != ET_EXEC || elf_ex->e_machine != EM_X86_64)
@@ -279,6 +283,9 @@ __kfunc int do_execve(char *filename, char **argv, char **envp, struct pt_regs *
 	retval = prepare_binprm(&bprm);
 	if (retval < 0)
 		goto out;
+#ifdef CONFIG_USERSPACE
+	if (!elf_is_user(bprm.buf))	/* a user ELF copies its own (binfmt_elf.c) */
+#endif
 	retval = copy_strings(bprm.argc, argv, &bprm);
 	if (retval < 0)
 		goto out;

@@ -97,6 +97,9 @@ __kfunc int wait_task_zombie(struct task_struct *p, int *stat_addr, void *ru)
 
 	(void)ru;
 	p->state = EXIT_DEAD;
+#ifdef CONFIG_USERSPACE
+	mmput(&p->mm_store);		/* the address space goes with the zombie */
+#endif
 	if (stat_addr)
 		*stat_addr = (int)p->exit_code;
 	release_task(p);

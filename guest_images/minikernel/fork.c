@@ -130,9 +130,17 @@ __kfunc int copy_thread(int nr, unsigned long clone_flags, unsigned long rsp,
 	(void)unused;
 	*childregs = *regs;
 	childregs->rax = 0;
+#ifdef CONFIG_USERSPACE
+	if (user_mode(regs)) {		/* fork from a program: back to user mode */
+		if (rsp)
+			childregs->rsp = rsp;
+	} else
+#endif
+	{
 	childregs->rsp = rsp ? rsp : ((unsigned long)childregs & ~15UL);
 	childregs->cs = __KERNEL_CS;
 	childregs->ss = __KERNEL_DS;
+	}
 
 	/* switch_to pops r15 r14 r13 r12 rbx rbp, then returns */
 	frame = (unsigned long *)childregs - 7;
@@ -156,6 +164,9 @@ __kfunc struct task_struct *copy_process(unsigned long clone_flags,
 	void *stack;
 
 	(void)stack_size;
+#ifdef CONFIG_USERSPACE
+	prepare_to_copy(current);
+#endif
 	p = alloc_task_struct();
 	if (!p)
 		return ERR_PTR(-EAGAIN);
@@ -177,6 +188,19 @@ __kfunc struct task_struct *copy_process(unsigned long clone_flags,
 	p->files = &p->files_store;
 	init_files(p->files);
 	p->mm = NULL;
+#ifdef CONFIG_USERSPACE
+	if (current->mm && current->mm->pgd) {
+		struct mm_struct *mm = &p->mm_store;
+		struct task_struct *me = current;
+
+		/* mm_alloc() builds in current->mm_store: build there, then move */
+		if (!copy_user_mm(p, me, mm)) {
+			free_task_struct(p);
+			return ERR_PTR(-ENOMEM);
+		}
+		copy_files(p);
+	}
+#endif
 	sched_fork(p);
 	copy_thread(0, clone_flags, stack_start, 0, p, regs);
 

@@ -71,6 +71,10 @@ static struct disk_entry disk[] = {
 	{ "/dev/oops",		S_IFCHR | 0444, NULL, 0, &oops_fops },
 	{ "/usr/lib/modules/2.6.12/modules.dep", S_IFREG | 0644, modules_dep,
 	  sizeof(modules_dep) - 1, &generic_ro_fops },
+#ifdef CONFIG_USERSPACE
+	/* free slots for the programs (and stdin files) the machine provides */
+	[9 ... 9 + 2 * 16 - 1] = { "", 0, NULL, 0, NULL },
+#endif
 };
 
 #define NR_DISK		ARRAY_SIZE(disk)
@@ -103,6 +107,41 @@ __kfunc void vfs_init(void)
 		}
 	}
 }
+
+#ifdef CONFIG_USERSPACE
+#define ENOSPC 28
+void tty_write_bytes(const char *s, size_t n);
+static char added_paths[2 * 16][48];
+
+/* Put a file the machine provides on the disk (/bin/NAME, /stdin/N); it
+ * replaces a file of the same name (a program called hello is not the
+ * kernel's own /bin/hello). */
+__kfunc int disk_add_file(const char *path, const char *data, unsigned long size, umode_t mode)
+{
+	unsigned int i;
+
+	for (i = 0; i < NR_DISK && strcmp(disk[i].path, path); i++)
+		;
+	if (i == NR_DISK) {
+		for (i = 0; i < NR_DISK && disk[i].path[0]; i++)
+			;
+		if (i == NR_DISK)
+			return -ENOSPC;
+		strlcpy(added_paths[i - 9], path, sizeof(added_paths[0]));
+		disk[i].path = added_paths[i - 9];
+	}
+	disk[i].mode = mode;
+	disk[i].data = data;
+	disk[i].size = size;
+	disk[i].fop = &generic_ro_fops;
+	file_inodes[i].i_ino = 100 + i;
+	file_inodes[i].i_mode = mode;
+	file_inodes[i].i_size = size;
+	file_inodes[i].i_data = data;
+	file_inodes[i].i_fop = &generic_ro_fops;
+	return 0;
+}
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Dentry cache */
@@ -386,11 +425,19 @@ __kfunc void init_files(struct files_struct *files)
 	files->next_fd = 3;
 }
 
+/* The first fd to look at: 3 for the kernel's tasks (0-2 are always the
+ * console); a program may close and reuse 0-2. */
+#ifdef CONFIG_USERSPACE
+#define FIRST_FD	0
+#else
+#define FIRST_FD	3
+#endif
+
 __kfunc void exit_files(struct task_struct *tsk)
 {
 	struct files_struct *files = tsk->files;
 
-	for (int fd = 3; fd < NR_OPEN_DEFAULT; fd++) {
+	for (int fd = FIRST_FD; fd < NR_OPEN_DEFAULT; fd++) {
 		struct file *f = files->fd_array[fd];
 
 		files->fd_array[fd] = NULL;
@@ -403,7 +450,7 @@ __kfunc int get_unused_fd(void)
 {
 	struct files_struct *files = current->files;
 
-	for (int fd = 3; fd < NR_OPEN_DEFAULT; fd++) {
+	for (int fd = FIRST_FD; fd < NR_OPEN_DEFAULT; fd++) {
 		if (!files->fd_array[fd]) {
 			files->fd_array[fd] = FD_RESERVED;
 			return fd;
@@ -421,6 +468,27 @@ static void fd_install(unsigned int fd, struct file *file)
 {
 	current->files->fd_array[fd] = file;
 }
+
+#ifdef CONFIG_USERSPACE
+/* fork of a program: the child shares its parent's open files (dup_fd). */
+__kfunc void copy_files(struct task_struct *p)
+{
+	struct files_struct *old = current->files, *new = p->files;
+	unsigned long flags;
+
+	spin_lock_irqsave(&files_lock, flags);
+	for (int fd = 0; fd < NR_OPEN_DEFAULT; fd++) {
+		struct file *f = old->fd_array[fd];
+
+		if (!f || f == FD_RESERVED)
+			continue;
+		if (f != &console_file)
+			f->f_count++;
+		new->fd_array[fd] = f;
+	}
+	spin_unlock_irqrestore(&files_lock, flags);
+}
+#endif
 
 __kfunc struct file *fget(unsigned int fd)
 {
@@ -715,7 +783,12 @@ __kfunc ssize_t console_write(struct file *file, const char *buf, size_t count, 
 {
 	(void)file;
 	(void)ppos;
+#ifdef CONFIG_USERSPACE
+	/* raw bytes (printk would stop at a NUL and cut at 256) */
+	tty_write_bytes(buf, count);
+#else
 	printk("%.*s", (int)count, buf);
+#endif
 	return count;
 }
 

@@ -272,6 +272,13 @@ __kfunc int init(void *unused)
 	daemonize("init");
 	printk("init: pid %d running, jiffies %lu\n", current->pid, jiffies);
 
+#ifdef CONFIG_USERSPACE
+	if (boot_params.nr_programs && !boot_params.keep_workload) {
+		run_user_programs();
+		printk("minikernel: all tasks reaped, halting\n");
+		machine_halt();
+	}
+#endif
 	smoke_test();
 	fixup_selftest();
 
@@ -344,6 +351,10 @@ __kfunc void start_kernel(void)
 	printk("minikernel: image %p-%p, text %p-%p, task_struct %u bytes, stacks %u bytes\n",
 	       _text, _end, _text, _etext, task_struct_layout.size, task_struct_layout.stack_size);
 	trap_init();
+#ifdef CONFIG_USERSPACE
+	paging_init();
+	cpu_init_user();
+#endif
 	sched_init();
 	time_init();
 	vfs_init();

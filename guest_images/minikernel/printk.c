@@ -264,6 +264,19 @@ __kfunc int printk(const char *fmt, ...)
 	return n;
 }
 
+#ifdef CONFIG_USERSPACE
+/* A program's write(2) to the console: its bytes as they are, under the
+ * same lock as printk, so they never land inside a kernel message. */
+__kfunc void tty_write_bytes(const char *s, size_t n)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&logbuf_lock, flags);
+	early_serial_write(s, n);
+	spin_unlock_irqrestore(&logbuf_lock, flags);
+}
+#endif
+
 __kfunc void machine_halt(void)
 {
 #ifdef CONFIG_SMP

@@ -156,6 +156,12 @@ struct mm_struct {
 	unsigned long arg_start, arg_end;
 	char arg_page[256];		/* argv strings of the last exec */
 	char *argv[8];
+#ifdef CONFIG_USERSPACE
+	unsigned long *pgd;		/* the page tables (CR3); NULL: kernel image only */
+	unsigned long start_brk, brk, mmap_base;
+	unsigned long start_stack, nr_pages;
+	char exe[48];			/* readlink("/proc/self/exe") */
+#endif
 };
 
 /* ------------------------------------------------------------------ */
@@ -202,6 +208,13 @@ struct task_struct {
 	struct mm_struct *mm;
 	struct files_struct files_store;
 	struct mm_struct mm_store;
+#ifdef CONFIG_USERSPACE
+	unsigned long fs;		/* user FS base (arch_prctl), switched by switch_mm */
+	unsigned long clear_child_tid;
+	int used_math;			/* i387 holds this task's FPU/SSE state */
+	int usedfpu;			/* TS_USEDFPU: its state is in the FPU now */
+	unsigned char i387[512] __aligned(16);	/* fxsave area */
+#endif
 };
 
 /* Exported for the host: where each field lives. */
@@ -307,5 +320,9 @@ void sched_init_secondary(void);
 void time_init(void);
 void do_timer_interrupt(struct pt_regs *regs);
 extern unsigned long timer_ticks;
+
+#ifdef CONFIG_USERSPACE
+#include "uspace.h"
+#endif
 
 #endif /* _MK_SCHED_H */

@@ -64,6 +64,9 @@ typedef bool (*cs_disasm_iter_fn)(size_t handle, const uint8_t **code, size_t *s
 /* unicorn's uc_reg_read and uc_mem_read, and capstone's decoder: passed in by init(). */
 static uc_reg_fn p_reg_read;
 static uc_mem_read_fn p_mem_read;
+/* uc_vmem_read(uc, address, prot, bytes, size): through the guest's page tables */
+typedef int (*uc_vmem_read_fn)(void *uc, uint64_t address, int prot, void *bytes, size_t size);
+static uc_vmem_read_fn p_vmem_read;
 static cs_disasm_iter_fn p_disasm_iter;
 static size_t cs_handle;
 static void *cs_insn_buf;   /* one cs_insn from cs_malloc, reused */
@@ -116,6 +119,8 @@ struct icount {
      * effect, and that block would run uncounted.  Stopping from the hooks themselves is
      * exact. */
     volatile uint64_t stop_asked;
+    /* The guest runs with paging (user processes): decode blocks through its page tables. */
+    uint64_t vmem;
 };
 
 /* Call a tool hook's Python callable with the address alone (what the callbacks use: no
@@ -150,14 +155,17 @@ static int may_set_if(const uint8_t *code, size_t len)
  * guest's memory, with MAY_SET_IF when the last one may turn interrupts on.  Bytes
  * capstone cannot decode end the block (the CPU raises #UD there): they count as one
  * instruction. */
-static uint32_t decode_block(void *uc, uint64_t address, uint32_t size)
+static uint32_t decode_block(struct icount *c, void *uc, uint64_t address, uint32_t size)
 {
     uint8_t buf[8192];
     const uint8_t *code = buf, *last = buf;
     size_t left = size;
     uint64_t at = address;
     uint32_t n = 0;
-    if (size > sizeof(buf) || !p_disasm_iter || p_mem_read(uc, address, buf, size))
+    if (size > sizeof(buf) || !p_disasm_iter)
+        return 1 | MAY_SET_IF;
+    if (c->vmem && p_vmem_read ? p_vmem_read(uc, address, 1 /* UC_PROT_READ */, buf, size)
+                               : p_mem_read(uc, address, buf, size))
         return 1 | MAY_SET_IF;
     while (left) {
         last = code;
@@ -183,7 +191,7 @@ static uint32_t block_insns(struct icount *c, void *uc, uint64_t address, uint32
         if (e->size == BLOCK_GONE && !reuse)
             reuse = e;
     }
-    n = decode_block(uc, address, size);
+    n = decode_block(c, uc, address, size);
     if (!reuse) {
         if (t->filled >= BLOCK_TABLE_SIZE * 3 / 4) {   /* full of old blocks: start over */
             memset(t, 0, sizeof(*t));
@@ -327,11 +335,22 @@ static PyObject *forget_blocks(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* init_vmem(uc_vmem_read): for machines whose guest turns paging on (see struct icount). */
+static PyObject *init_vmem(PyObject *self, PyObject *args)
+{
+    unsigned long long fn;
+    if (!PyArg_ParseTuple(args, "K", &fn))
+        return NULL;
+    p_vmem_read = (uc_vmem_read_fn)(uintptr_t)fn;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"hook_addresses", hook_addresses, METH_NOARGS,
      "(block_hook, tool_hook): the C callbacks that count guest instructions (see the top of _clock.c)."},
     {"empty_hook_address", empty_hook_address, METH_NOARGS,
      "A C code/block callback that does nothing (the benchmark's floor for the clock's block hook)."},
+    {"init_vmem", init_vmem, METH_VARARGS, "init_vmem(uc_vmem_read): decode paged guests' blocks."},
     {"init", init, METH_VARARGS, "init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read)"},
     {"forget_blocks", forget_blocks, METH_VARARGS, "forget_blocks(table, lo, hi): code in [lo, hi) was rewritten."},
     {NULL, NULL, 0, NULL},

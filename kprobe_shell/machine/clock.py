@@ -48,6 +48,7 @@ class ICount(ctypes.Structure):
         ("blk_n", ctypes.c_uint64),
         ("split_addr", ctypes.c_uint64), ("split_size", ctypes.c_uint64),
         ("blocks", ctypes.c_void_p), ("if_may_rise", ctypes.c_uint64), ("stop_asked", ctypes.c_uint64),
+        ("vmem", ctypes.c_uint64),
     ]
 
 
@@ -101,6 +102,9 @@ class InstructionClock:
         self.counter = ICount(0, NO_DEADLINE, _EMU_STOP_ADDR)
         self.counter.tick = self.counter.limit = NO_DEADLINE
         self.counter.blocks = blocks.address
+        #: Reads code at a virtual address the guest's page tables map (user processes,
+        #: see userspace.py); None while the guest runs without paging.
+        self.read_virtual: Callable[[int, int], bytes] | None = None
         #: Where `retired` is (its first field), for capi.peek_u64.
         self.retired_addr = ctypes.addressof(self.counter)
 
@@ -142,7 +146,9 @@ class InstructionClock:
         try:
             code = capi.mem_read(self.uch, start, end - start)
         except capi.AccessError:
-            raise MachineError(f"cannot read {end - start} bytes at 0x{start:x}: not mapped") from None
+            if self.read_virtual is None:
+                raise MachineError(f"cannot read {end - start} bytes at 0x{start:x}: not mapped") from None
+            code = self.read_virtual(start, end - start)
         return [(a, mn) for a, _s, mn, _o in _DECODER.disasm_lite(code, start)]
 
     def at(self, addr: int, started: bool) -> tuple[int, int] | None:

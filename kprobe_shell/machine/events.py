@@ -10,6 +10,11 @@ class MachineError(Exception):
     """A request the machine cannot honour (bad address, not stopped, ...)."""
 
 
+class ProgramError(MachineError):
+    """A program the machine was asked to run that it cannot (see userspace.py): the
+    request is wrong, not the image."""
+
+
 class StopReason(enum.Enum):
     HALTED = "halted"            # hlt with interrupts off: the guest is done
     BUDGET = "budget"            # the instruction budget of this run is used up

@@ -101,6 +101,9 @@ class SymbolTable:
         )
         self._sorted = located
         self._addresses = [s.address for s in located]
+        #: Names addresses outside every symbol of the image (a user program's code, see
+        #: machine/userspace.py): fallback(addr, with_size) -> str or None.
+        self.fallback = None
 
     def __len__(self) -> int:
         return len(self.by_name)
@@ -159,7 +162,8 @@ class SymbolTable:
         """ftrace's "sym+0x1c/0x40" form, or a bare hex address outside every symbol."""
         hit = self.containing(addr)
         if hit is None:
-            return f"0x{addr:x}"
+            named = self.fallback(addr, with_size) if self.fallback is not None else None
+            return named or f"0x{addr:x}"
         sym, off = hit
         if with_size and sym.size:
             return f"{sym.name}+0x{off:x}/0x{sym.size:x}"

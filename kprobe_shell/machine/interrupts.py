@@ -63,6 +63,8 @@ class Interrupts:
         fault.
         """
         machine = self.machine
+        if machine.userspace is not None and machine.userspace.user_mode():
+            return None  # the trap gate switches to the kernel stack
         rsp = machine.uc.reg_read(X.UC_X86_REG_RSP)
         frame_at = ((rsp & ~0xF) - 40) & 0xFFFFFFFFFFFFFFFF
         if machine.is_mapped(frame_at, 40) or self.idt_gate(vector) is None:
@@ -98,8 +100,10 @@ class Interrupts:
         gate = self.idt_gate(vector)
         if gate is None:
             return False
-        handler, gate_type = gate
         machine = self.machine
+        if machine.userspace is not None and machine.userspace.user_mode():
+            return machine.userspace.enter_trap(vector)
+        handler, gate_type = gate
         uc = machine.uc
         read = uc.reg_read
         rsp = read(X.UC_X86_REG_RSP)

@@ -76,6 +76,7 @@ from .layout import (
 from .registers import GENERAL_REGISTERS, REGISTERS
 from .smp import PARKED, QUANTUM_OVER, Cpu, CpuState, Scheduler
 from .tasks import TaskView
+from .userspace import DEFAULT_RAM_SIZE, Program, user_space_for
 from .traps import FAULT_NAMES, Traps
 
 __all__ = [
@@ -167,7 +168,8 @@ class Machine:
     """
 
     def __init__(self, image: Image | str, *, timer_period: int = 5000, cpus: int = 1,
-                 quantum: int = SMP_QUANTUM) -> None:
+                 quantum: int = SMP_QUANTUM, programs: list[Program] | None = None,
+                 ram_size: int = DEFAULT_RAM_SIZE, keep_workload: bool = False) -> None:
         check_machine_config(timer_period=timer_period, cpus=cpus, quantum=quantum)
         if isinstance(image, str):
             image = Image.load(image)
@@ -220,6 +222,10 @@ class Machine:
         self.hooked_addresses: dict[int, int] = {}
         #: Called with the address before add_code_hook hooks it.
         self.code_hook_watchers: list[Callable[[int], None]] = []
+        #: User processes (see userspace.py): for a kernel built with CONFIG_USERSPACE.
+        self.userspace = user_space_for(self, programs or [], ram_size=ram_size, keep_workload=keep_workload)
+        #: emu_start's `until` when no deadline falls inside a block (see UserSpace.until_never).
+        self.until_never = UNTIL_NEVER
         self._boot()
 
     # ------------------------------------------------------------------ set-up
@@ -268,6 +274,8 @@ class Machine:
             cpu.clock.install(self.image.text_span)
             self.traps.install(cpu)
             self.ports.install(cpu)
+        if self.userspace is not None:
+            self.userspace.boot()
         self.cpu.next_tick = self.timer_period
 
     def _map(self, addr: int, size: int, prot: int) -> None:
@@ -357,6 +365,8 @@ class Machine:
         try:
             return _mem_read(self.uch, addr, size)
         except _AccessError:
+            if self.userspace is not None:  # a user address: through the page tables
+                return self.userspace.read_virtual(addr, size)
             raise MachineError(f"cannot read {size} bytes at 0x{addr:x}: not mapped") from None
 
     def write(self, addr: int, data: bytes) -> None:
@@ -597,7 +607,7 @@ class Machine:
         its quantum up (end_quantum), or it parks in `cli; hlt` (PARKED)."""
         uc, cpu, clock, traps, smp = self.uc, self.cpu, self.clock, self.traps, self.smp
         ic = clock.counter
-        until = UNTIL_NEVER  # where a deadline inside a block is (see InstructionClock.split_block)
+        until = self.until_never  # where a deadline inside a block is (see InstructionClock.split_block)
         hard_limit = NO_DEADLINE  # the deadlines besides the timer's
         if budget_end is not None:
             hard_limit = budget_end
@@ -628,7 +638,7 @@ class Machine:
             finally:
                 ic.deadline = NO_DEADLINE
                 cpu.next_tick = ic.tick  # the block hook moves a tick waiting for IF on
-                stopped_at_until, until = until, UNTIL_NEVER
+                stopped_at_until, until = until, self.until_never
             deadline = min(cpu.next_tick, hard_limit)
             if self.stop_requested:
                 # A stop from another thread can land after the block hook counted a block

@@ -93,6 +93,9 @@ class Traps:
                 # A fault in the middle of a block (#DE, say) ends it there: count exactly.
                 # (Traps end their block: rip is past it.)
                 clock.settle(machine.uc.reg_read(_REG_RIP), True)
+            if machine.userspace is not None and machine.userspace.user_mode():
+                machine.userspace.enter_trap(intno)  # a program's fault: its kernel deals with it
+                return
             handler = machine.trap_handlers.get(intno)
             if handler is not None and handler(machine):
                 return

@@ -34,6 +34,10 @@ def run_shell(args) -> int:
     for warning in config.get("warnings", ()):
         print(f"kprobe-shell: warning: {warning}", file=sys.stderr)
     settings = {k: v for k, v in config.items() if k in CONFIG_SETTINGS}
+    if getattr(args, "ram", None) is not None:
+        settings["ram-mib"] = args.ram
+    if getattr(args, "keep_workload", False):
+        settings["keep-workload"] = True
     try:
         session = Session(args.image, output=out, timer_period=args.timer_period, settings=settings,
                           cpus=getattr(args, "cpus", None))

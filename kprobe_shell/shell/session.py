@@ -11,7 +11,7 @@ import shlex
 import threading
 
 from ..api import HandlerError, Machine, ProbeError
-from ..images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, bundled_image_path
+from ..images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, BUNDLED_USER_KERNEL, bundled_image_path
 from ..kprobes.core import describe_handler_exception
 from ..kprobes.kretprobes import FlushEvent
 from ..machine import ImageError, MachineError, StopEvent, StopReason
@@ -41,6 +41,8 @@ class Session:
         #: Did the user name the image?  If not, the bundled kernel follows `cpus` (its UP
         #: build for one CPU, its SMP build for more) at every reset.
         self.image_explicit = image is not None
+        #: Programs `exec` put on the guest's disk (they run as user processes).
+        self.programs: list = []
         self.image_path = image or self.bundled_image()
         #: The user's probes and breakpoints by number (see userprobes.py).
         self.probes = UserProbes()
@@ -67,12 +69,19 @@ class Session:
 
     # ------------------------------------------------------------------ the machine
     def bundled_image(self) -> str:
-        """The bundled kernel for the number of CPUs set: UP or SMP build."""
+        """The bundled kernel for the number of CPUs set (UP or SMP build), or its
+        CONFIG_USERSPACE build when programs are to run."""
+        if self.programs:
+            return bundled_image_path(BUNDLED_USER_KERNEL)
         return bundled_image_path(BUNDLED_SMP_KERNEL if int(self.settings["cpus"]) > 1 else BUNDLED_KERNEL)
 
     def _new_machine(self, path: str) -> Machine:
         try:
-            m = Machine(path, timer_period=int(self.settings["timer-period"]), cpus=int(self.settings["cpus"]))
+            extra = {}
+            if self.programs:
+                extra = {"programs": self.programs, "ram_size": int(self.settings["ram-mib"]) << 20,
+                         "keep_workload": bool(self.settings["keep-workload"])}
+            m = Machine(path, timer_period=int(self.settings["timer-period"]), cpus=int(self.settings["cpus"]), **extra)
         except (ImageError, MachineError) as exc:
             raise CommandError(str(exc)) from None
         configure_machine(self, m)

@@ -90,6 +90,15 @@ def _cpus(value: str) -> int:
     return n
 
 
+def _ram_mib(value: str) -> int:
+    from ..machine.userspace import MAX_RAM_SIZE
+
+    n = _integer("ram-mib", value)
+    if not 1 <= n <= MAX_RAM_SIZE >> 20:
+        raise CommandError(f"ram-mib must be 1 to {MAX_RAM_SIZE >> 20} (MiB)")
+    return n
+
+
 def _handler_timeout(value: str) -> float | None:
     if value == "off":
         return None
@@ -185,6 +194,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("history-size", 10000,
             "commands kept in the history file (trimmed at once and at every start)",
             _history_size, after_set=_trim_history),
+    Setting("ram-mib", 256,
+            "guest RAM for user processes, in MiB (applies at the next reset/load)",
+            _ram_mib, after_set=_at_next_machine),
+    Setting("keep-workload", False,
+            "with programs to exec: run the built-in workload too (applies at the next reset/load)",
+            _on_off("keep-workload"), ("on", "off"), after_set=_at_next_machine),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

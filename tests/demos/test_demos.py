@@ -210,6 +210,29 @@ def test_07_smoke_test(tmp_path_factory, kernel_facts):
     assert "FAILED" not in out
 
 
+def wc_counts(data: bytes) -> str:
+    """lines words bytes, as wc (and guest_images/examples/wc) counts them."""
+    lines = data.count(b"\n")
+    return f"{lines} {len(data.split())} {len(data)}"
+
+
+def test_09_your_own_program(tmp_path_factory):
+    out = run_demo("09-your-own-program.kps", tmp_path_factory)
+    source = (ROOT / "guest_images" / "examples" / "wc.c").read_bytes()
+    with open(ROOT / "guest_images" / "examples" / "wc.c", "rb") as stdin:
+        native = subprocess.run([str(ROOT / "guest_images" / "examples" / "wc")], stdin=stdin,
+                                capture_output=True, check=False).stdout.decode()
+    assert native == wc_counts(source) + " -\n"
+    motd = b"Welcome to minikernel 2.6.12 (kprobe-shell guest)\nProbes welcome; please do not probe the probes.\n"
+    assert native + wc_counts(motd) + " /etc/motd\nwc: cannot open /nonexistent\n" in re.sub(r"^ +wc-2 .*\n", "", out, flags=re.M)
+    assert re.search(r'wc-2 +\[000\] +[0-9.]+: opens: \(do_sys_open\+0x0/0x[0-9a-f]+\) filename="/etc/motd"', out)
+    assert re.search(r'wc-2 +\[000\] +[0-9.]+: opens: \(do_sys_open\+0x0/0x[0-9a-f]+\) filename="/nonexistent"', out)
+    reads = re.findall(r"wc-2 .* reads: \(sys_read\+0x[0-9a-f]+/0x[0-9a-f]+ <- vfs_read\) arg1=(0x[0-9a-f]+)", out)
+    assert reads[:len(source) // 64] == ["0x40"] * (len(source) // 64) and "0x0" in reads
+    assert len(re.findall(r"wc-2 .* w: \(sys_write\+0x0/0x[0-9a-f]+\) fd=0x1 count=", out)) == 3
+    assert "init: reaped pid 2 (wc), exit code 1\n" in out
+
+
 DEMO_TESTS = {
     "01-first-kprobe.kps": test_01_first_kprobe,
     "02-single-step-out-of-line.kps": test_02_single_step_out_of_line,
@@ -220,6 +243,7 @@ DEMO_TESTS = {
     "07-smoke-test.kps": test_07_smoke_test,
     # needs the SMP machine's own fixtures; tested beside the other SMP shell tests
     "08-smp-in-place.kps": "tests/shell/test_smp_demo.py::test_demo_shows_in_place_misses_and_out_of_line_none",
+    "09-your-own-program.kps": test_09_your_own_program,
 }
 
 

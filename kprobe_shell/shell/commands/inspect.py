@@ -296,6 +296,10 @@ the task's instances), marked as such."""
     frames = backtrace(session, limit)
     for i, (addr, note) in enumerate(frames):
         session.out.print(f"#{i:<3}0x{addr:016x} in {m.symbols.format(addr)} {note}".rstrip())
+    user = m.userspace.user_frame() if m.userspace is not None else None
+    if user is not None:  # a program's system call or trap: where it left user mode
+        session.out.print(f"#{len(frames):<3}0x{user[0]:016x} in {m.symbols.format(user[0])} "
+                          f"(user mode, rsp 0x{user[1]:x}, from the task's pt_regs)")
     return [{"frame": i, "addr": a, "where": m.symbols.format(a)} for i, (a, _n) in enumerate(frames)]
 
 

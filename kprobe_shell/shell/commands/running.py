@@ -192,3 +192,32 @@ current machine. Probes are re-created by symbol where the new image has them.""
         session.out.error(f)
     m = session.machine
     session.out.print(f"Loaded {args[0]}: entry {m.symbols.format(m.image.entry)}, {len(m.symbols)} symbols")
+
+
+@command("exec", group="running", args=("file",), repeatable=False,
+         summary="run a static Linux program as a user process (a fresh machine)",
+         usage="exec PROGRAM [ARG...] [< FILE]")
+def cmd_exec(session, rest: str):
+    """Put the host executable PROGRAM on the guest's disk as /bin/NAME; init runs it with
+fork + execve, with ARGs and stdin from FILE. Several `exec` lines run several processes at
+once. The programs replace the built-in workload (`set keep-workload on` keeps it). The
+machine is booted afresh with every program given so far; probes are kept."""
+    from ...machine.userspace import Program, UserSpaceError
+
+    try:
+        prog = Program.parse(rest)
+    except UserSpaceError as exc:
+        raise CommandError(str(exc)) from None
+    if session.image_explicit and session.machine.userspace is None:
+        raise CommandError(f"{session.image_path} cannot run programs: the bundled kernel can (its CONFIG_USERSPACE build)")
+    if int(session.settings["cpus"]) > 1:
+        raise CommandError("programs run on one CPU for now: the SMP kernel has no user space yet (set cpus 1)")
+    session.programs.append(prog)
+    try:
+        failures = session.replace_machine(session.image_path if session.image_explicit else session.bundled_image())
+    except CommandError:
+        session.programs.pop()
+        raise
+    for f in failures:
+        session.out.error(f)
+    session.out.print(f"exec: /bin/{prog.name} queued ({len(session.programs)} program(s)); `run` starts them")

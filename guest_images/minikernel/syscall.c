@@ -1,0 +1,682 @@
+/*
+ * syscall.c - the system call table with the x86_64 Linux numbers
+ * (arch/x86_64/kernel/syscall.c), the system calls static glibc and musl
+ * programs make, user faults (arch/x86_64/mm/fault.c, traps.c), and
+ * init's runner for the programs the machine put on the disk.
+ * CONFIG_USERSPACE builds only.
+ */
+#include "uspace.h"
+#include "fs.h"
+
+#define ENOTTY		25
+#define ESPIPE		29
+#define ERANGE		34
+#define SIGILL		4
+#define WNOHANG		1
+#define ENODEV		19
+int get_unused_fd(void);
+
+typedef long (*sys_call_ptr_t)(long, long, long, long, long, long);
+
+long sys_execve(const char *name, char **argv, char **envp, struct pt_regs *regs);
+long sys_exit(int error_code);
+long do_sys_open(int dfd, const char *filename, int flags, int mode);
+void prepare_to_copy(struct task_struct *tsk);
+long sys_arch_prctl(int code, unsigned long addr);
+struct file *filp_open(const char *filename, int flags, int mode);
+extern unsigned long timer_ticks;
+int disk_add_file(const char *path, const char *data, unsigned long size, umode_t mode);
+
+/* Unknown system calls: -ENOSYS, reported once per number. */
+#define NI_REPORTED_MAX	4096		/* numbers past this are reported every time */
+static unsigned char ni_reported[NI_REPORTED_MAX / 8];
+
+__kfunc long sys_ni_syscall_regs(struct pt_regs *regs)
+{
+	unsigned long nr = regs->orig_rax;
+
+	if (nr >= NI_REPORTED_MAX || !(ni_reported[nr / 8] & (1 << (nr % 8)))) {
+		if (nr < NI_REPORTED_MAX)
+			ni_reported[nr / 8] |= 1 << (nr % 8);
+		printk("%s[%d]: system call %lu is not implemented (-ENOSYS)\n",
+		       current->comm, current->pid, nr);
+	}
+	return -ENOSYS;
+}
+
+__kfunc long sys_ni_syscall(void)
+{
+	return sys_ni_syscall_regs(task_pt_regs(current));
+}
+
+/* ------------------------------------------------------------------ */
+/* Files: the user buffers are checked, then the VFS does the work. */
+
+__kfunc long sys_user_read(unsigned int fd, char *buf, size_t count)
+{
+	if (!access_ok((unsigned long)buf, count, 1))
+		return -EFAULT;
+	return sys_read(fd, buf, count);
+}
+
+__kfunc long sys_user_write(unsigned int fd, const char *buf, size_t count)
+{
+	if (!access_ok((unsigned long)buf, count, 0))
+		return -EFAULT;
+	return sys_write(fd, buf, count);
+}
+
+/*
+ * fs/read_write.c: do_readv_writev() calls the file's read or write
+ * operation once per segment, not vfs_read/vfs_write (so sys_write
+ * counts write(2) calls only, as on Linux).
+ */
+__kfunc long do_readv_writev(int type, struct file *file, const struct iovec *vec,
+			     unsigned long vlen, loff_t *pos)
+{
+	ssize_t (*fn)(struct file *, char *, size_t, loff_t *);
+	long total = 0;
+
+	if (!(file->f_mode & (type == READ ? FMODE_READ : FMODE_WRITE)))
+		return -EBADF;
+	fn = type == READ ? file->f_op->read : (void *)file->f_op->write;
+	if (!fn)
+		return -EINVAL;
+	for (unsigned long i = 0; i < vlen; i++) {
+		struct iovec iv;
+		long n;
+
+		if (copy_from_user(&iv, &vec[i], sizeof(iv)))
+			return total ? total : -EFAULT;
+		if (!iv.iov_len)
+			continue;
+		if (!access_ok((unsigned long)iv.iov_base, iv.iov_len, type == READ))
+			return total ? total : -EFAULT;
+		n = fn(file, iv.iov_base, iv.iov_len, pos);
+		if (n < 0)
+			return total ? total : n;
+		total += n;
+		if ((size_t)n < iv.iov_len)
+			break;
+	}
+	return total;
+}
+
+static long readv_writev(int type, unsigned int fd, const struct iovec *vec, unsigned long vlen)
+{
+	struct file *file = fget(fd);
+	loff_t pos;
+	long ret;
+
+	if (!file)
+		return -EBADF;
+	pos = file->f_pos;
+	ret = do_readv_writev(type, file, vec, vlen, &pos);
+	file->f_pos = pos;
+	fput(file);
+	return ret;
+}
+
+__kfunc long sys_writev(unsigned int fd, const struct iovec *vec, unsigned long vlen)
+{
+	return readv_writev(WRITE, fd, vec, vlen);
+}
+
+__kfunc long sys_readv(unsigned int fd, const struct iovec *vec, unsigned long vlen)
+{
+	return readv_writev(READ, fd, vec, vlen);
+}
+
+__kfunc long sys_user_open(const char *filename, int flags, int mode)
+{
+	return do_sys_open(AT_FDCWD, filename, flags | O_LARGEFILE, mode);
+}
+
+__kfunc long sys_openat(int dfd, const char *filename, int flags, int mode)
+{
+	return do_sys_open(dfd, filename, flags | O_LARGEFILE, mode);
+}
+
+__kfunc long sys_lseek(unsigned int fd, long offset, unsigned int whence)
+{
+	struct file *f = fget(fd);
+	long pos;
+
+	if (!f)
+		return -EBADF;
+	if (!S_ISREG(f->f_dentry->d_inode->i_mode)) {
+		fput(f);
+		return -ESPIPE;
+	}
+	pos = whence == 0 ? offset : whence == 1 ? f->f_pos + offset :
+		whence == 2 ? f->f_dentry->d_inode->i_size + offset : -1;
+	if (pos < 0) {
+		fput(f);
+		return -EINVAL;
+	}
+	f->f_pos = pos;
+	fput(f);
+	return pos;
+}
+
+/* struct stat (x86_64) */
+struct kstat64 {
+	unsigned long st_dev, st_ino, st_nlink;
+	u32 st_mode, st_uid, st_gid, pad0;
+	unsigned long st_rdev;
+	long st_size, st_blksize, st_blocks;
+	unsigned long times[6];
+	long unused[3];
+};
+
+static long fill_stat(struct inode *inode, void *statbuf)
+{
+	struct kstat64 st;
+
+	memset(&st, 0, sizeof(st));
+	st.st_dev = 1;
+	st.st_ino = inode->i_ino;
+	st.st_nlink = 1;
+	st.st_mode = inode->i_mode;
+	st.st_size = S_ISREG(inode->i_mode) ? inode->i_size : 0;
+	st.st_blksize = 4096;
+	st.st_blocks = (st.st_size + 511) / 512;
+	if ((inode->i_mode & S_IFMT) == S_IFCHR)
+		st.st_rdev = 0x501;		/* the console, 5:1 */
+	return copy_to_user(statbuf, &st, sizeof(st));
+}
+
+__kfunc long sys_newfstat(unsigned int fd, void *statbuf)
+{
+	struct file *f = fget(fd);
+	long ret;
+
+	if (!f)
+		return -EBADF;
+	if (f->f_dentry->d_inode) {
+		ret = fill_stat(f->f_dentry->d_inode, statbuf);
+	} else {			/* the console */
+		struct inode console = { .i_ino = 3, .i_mode = S_IFCHR | 0600 };
+
+		ret = fill_stat(&console, statbuf);
+	}
+	fput(f);
+	return ret;
+}
+
+__kfunc long sys_newstat(const char *filename, void *statbuf)
+{
+	long fd = sys_user_open(filename, O_RDONLY, 0), ret;
+
+	if (fd < 0)
+		return fd;
+	ret = sys_newfstat(fd, statbuf);
+	sys_close(fd);
+	return ret;
+}
+
+__kfunc long sys_newfstatat(int dfd, const char *filename, void *statbuf, int flag)
+{
+	char c;
+
+	if ((flag & 0x1000) && !copy_from_user(&c, filename, 1) && c == '\0')	/* AT_EMPTY_PATH */
+		return sys_newfstat(dfd, statbuf);
+	return sys_newstat(filename, statbuf);
+}
+
+/* The console is not a terminal: stdio buffers it as it would a pipe. */
+__kfunc long sys_ioctl(unsigned int fd, unsigned int cmd, unsigned long arg)
+{
+	struct file *f = fget(fd);
+
+	(void)cmd;
+	(void)arg;
+	if (!f)
+		return -EBADF;
+	fput(f);
+	return -ENOTTY;
+}
+
+__kfunc long sys_dup2(unsigned int oldfd, unsigned int newfd)
+{
+	struct files_struct *files = current->files;
+	struct file *f = fget(oldfd);
+
+	if (!f)
+		return -EBADF;
+	if (newfd >= NR_OPEN_DEFAULT) {
+		fput(f);
+		return -EBADF;
+	}
+	if (newfd != oldfd) {
+		if (files->fd_array[newfd])
+			sys_close(newfd);
+		files->fd_array[newfd] = f;
+	} else {
+		fput(f);
+	}
+	return newfd;
+}
+
+__kfunc long sys_dup(unsigned int oldfd)
+{
+	int fd = get_unused_fd();
+
+	if (fd < 0)
+		return fd;
+	current->files->fd_array[fd] = NULL;
+	return sys_dup2(oldfd, fd);
+}
+
+__kfunc long sys_readlink(const char *path, char *buf, int bufsiz)
+{
+	char name[32];
+	const char *exe = current->mm ? current->mm->exe : "";
+	long n = strlen(exe);
+
+	if (strncpy_from_user(name, path, sizeof(name)) < 0 || strcmp(name, "/proc/self/exe"))
+		return -ENOENT;
+	if (n > bufsiz)
+		n = bufsiz;
+	return copy_to_user(buf, exe, n) ? -EFAULT : n;
+}
+
+__kfunc long sys_getcwd(char *buf, unsigned long size)
+{
+	if (size < 2)
+		return -ERANGE;
+	return copy_to_user(buf, "/", 2) ? -EFAULT : 2;
+}
+
+/* ------------------------------------------------------------------ */
+/* Memory */
+
+__kfunc long sys_brk(unsigned long brk)
+{
+	struct mm_struct *mm = current->mm;
+	unsigned long newbrk = PAGE_ALIGN(brk);
+
+	if (brk < mm->start_brk || newbrk > USER_LOW_END)
+		return mm->brk;
+	if (newbrk > mm->brk && do_brk(mm->brk, newbrk - mm->brk) != mm->brk)
+		return mm->brk;
+	if (newbrk < mm->brk)
+		do_munmap(mm, newbrk, mm->brk - newbrk);
+	mm->brk = newbrk;
+	return brk;
+}
+
+__kfunc long sys_mmap(unsigned long addr, unsigned long len, unsigned long prot,
+		      unsigned long flags, unsigned long fd, unsigned long off)
+{
+	(void)fd;
+	(void)off;
+	if (!(flags & 0x20))			/* MAP_ANONYMOUS only */
+		return -ENODEV;
+	return do_mmap_anon(addr, len, prot, flags);
+}
+
+__kfunc long sys_munmap(unsigned long addr, size_t len)
+{
+	return do_munmap(current->mm, addr, len);
+}
+
+/* mm/mremap.c: the pages move with their page table entries, no copy. */
+__kfunc long sys_mremap(unsigned long addr, unsigned long old_len, unsigned long new_len,
+			unsigned long flags, unsigned long new_addr)
+{
+	(void)new_addr;
+	if ((addr & ~PAGE_MASK) || !new_len || (flags & ~1UL))	/* MREMAP_MAYMOVE only */
+		return -EINVAL;
+	return do_mremap(addr, PAGE_ALIGN(old_len), PAGE_ALIGN(new_len), flags & 1);
+}
+
+__kfunc long sys_mprotect(unsigned long start, size_t len, unsigned long prot)
+{
+	(void)start;
+	(void)len;
+	(void)prot;
+	return 0;			/* every user page is read-write */
+}
+
+/* ------------------------------------------------------------------ */
+/* Processes */
+
+__kfunc long sys_getpid(void)
+{
+	return current->pid;
+}
+
+__kfunc long sys_getppid(void)
+{
+	return current->parent->pid;
+}
+
+__kfunc long sys_getuid(void)
+{
+	return 0;
+}
+
+__kfunc long sys_set_tid_address(int *tidptr)
+{
+	current->clear_child_tid = (unsigned long)tidptr;
+	return current->pid;
+}
+
+__kfunc long sys_set_robust_list(void *head, size_t len)
+{
+	(void)head;
+	(void)len;
+	return 0;
+}
+
+/* No signal handlers are ever run: the calls succeed, and old masks and
+ * actions read back as empty. */
+__kfunc long sys_rt_sigaction(int sig, const void *act, void *oact, size_t sigsetsize)
+{
+	static const unsigned long none[4];
+
+	(void)sig;
+	(void)act;
+	(void)sigsetsize;
+	return oact ? copy_to_user(oact, none, sizeof(none)) : 0;
+}
+
+__kfunc long sys_rt_sigprocmask(int how, const void *set, void *oset, size_t sigsetsize)
+{
+	unsigned long none = 0;
+
+	(void)how;
+	(void)set;
+	if (oset && sigsetsize == sizeof(none))
+		return copy_to_user(oset, &none, sizeof(none));
+	return 0;
+}
+
+__kfunc long sys_prlimit64(int pid, unsigned int resource, const void *new_rlim, unsigned long *old)
+{
+	unsigned long lim[2] = { ~0UL, ~0UL };
+
+	(void)pid;
+	(void)new_rlim;
+	if (resource == 3)		/* RLIMIT_STACK */
+		lim[0] = lim[1] = STACK_PAGES * PAGE_SIZE;
+	if (old && copy_to_user(old, lim, sizeof(lim)))
+		return -EFAULT;
+	return 0;
+}
+
+__kfunc long sys_getrandom(char *buf, size_t count, unsigned int flags)
+{
+	static u32 seed = 0x2545f491;
+
+	(void)flags;
+	if (!access_ok((unsigned long)buf, count, 1))
+		return -EFAULT;
+	for (size_t i = 0; i < count; i++) {
+		seed = seed * 1103515245 + 12345;
+		buf[i] = seed >> 16;
+	}
+	return count;
+}
+
+struct new_utsname {
+	char sysname[65], nodename[65], release[65], version[65], machine[65], domainname[65];
+};
+
+__kfunc long sys_newuname(struct new_utsname *name)
+{
+	static const struct new_utsname uts = {
+		"Linux", "kprobe-shell", "2.6.12", "#1 minikernel", "x86_64", "(none)",
+	};
+
+	return copy_to_user(name, &uts, sizeof(uts));
+}
+
+/* The virtual clock: jiffies times the machine's nanoseconds per tick. */
+__kfunc long sys_clock_gettime(int which, unsigned long *tp)
+{
+	unsigned long ns = jiffies * boot_params.ns_per_tick, ts[2] = { ns / 1000000000, ns % 1000000000 };
+
+	(void)which;
+	return copy_to_user(tp, ts, sizeof(ts));
+}
+
+__kfunc long sys_gettimeofday(unsigned long *tv, void *tz)
+{
+	unsigned long ns = jiffies * boot_params.ns_per_tick, t[2] = { ns / 1000000000, ns % 1000000000 / 1000 };
+
+	(void)tz;
+	return tv ? copy_to_user(tv, t, sizeof(t)) : 0;
+}
+
+__kfunc long sys_time(long *t)
+{
+	long now = jiffies * boot_params.ns_per_tick / 1000000000;
+
+	if (t && copy_to_user(t, &now, sizeof(now)))
+		return -EFAULT;
+	return now;
+}
+
+__kfunc long sys_nanosleep(const unsigned long *req, unsigned long *rem)
+{
+	unsigned long ts[2], ticks;
+
+	(void)rem;
+	if (copy_from_user(ts, req, sizeof(ts)))
+		return -EFAULT;
+	ticks = (ts[0] * 1000000000 + ts[1]) / (boot_params.ns_per_tick ? boot_params.ns_per_tick : 1) + 1;
+	schedule_timeout_uninterruptible(ticks);
+	return 0;
+}
+
+__kfunc long sys_user_exit(int code)
+{
+	return sys_exit(code);
+}
+
+__kfunc long sys_fork(void)
+{
+	return do_fork(SIGCHLD, 0, task_pt_regs(current), 0);
+}
+
+__kfunc long sys_user_clone(unsigned long flags, unsigned long newsp)
+{
+	if (flags & (CLONE_VM | 0x10000 /* CLONE_THREAD */)) {
+		static int threads_reported;
+
+		if ((flags & CSIGNAL) == SIGCHLD && (flags & CLONE_VM) && !(flags & 0x10000))
+			return do_fork(SIGCHLD, newsp, task_pt_regs(current), 0);	/* vfork-style */
+		if (!threads_reported++)
+			printk("%s[%d]: clone(CLONE_VM|CLONE_THREAD): threads are not supported (-ENOSYS)\n",
+			       current->comm, current->pid);
+		return -ENOSYS;
+	}
+	return do_fork(flags & CSIGNAL, newsp, task_pt_regs(current), 0);
+}
+
+__kfunc long sys_user_execve(const char *name, char **argv, char **envp)
+{
+	return sys_execve(name, argv, envp, task_pt_regs(current));
+}
+
+__kfunc long sys_user_wait4(int pid, int *stat_addr, int options, void *ru)
+{
+	int status = 0;
+	long ret;
+
+	(void)ru;
+	ret = sys_wait4(pid, &status, options, NULL);
+	if (ret > 0 && stat_addr && copy_to_user(stat_addr, &status, sizeof(status)))
+		return -EFAULT;
+	return ret;
+}
+
+__kfunc long sys_kill(int pid, int sig)
+{
+	struct task_struct *p = find_task_by_pid(pid);
+
+	if (!p || p->pid <= 1)
+		return -ESRCH;
+	if (!sig)
+		return 0;
+	if (p == current)
+		do_exit(sig);
+	return -EPERM;			/* no signal delivery to other tasks yet */
+}
+
+/* No restartable sequences here, as in a kernel without CONFIG_RSEQ: glibc goes on. */
+__kfunc long sys_rseq(void)
+{
+	return -ENOSYS;
+}
+
+__kfunc long sys_pipe(int *fds)
+{
+	return do_pipe(fds);
+}
+
+__kfunc long sys_pipe2(int *fds, int flags)
+{
+	if (flags & ~0x80000)		/* O_CLOEXEC is accepted (no exec closes here) */
+		return -EINVAL;
+	return do_pipe(fds);
+}
+
+#define SC(nr, fn)	[nr] = (sys_call_ptr_t)(fn)
+
+const sys_call_ptr_t sys_call_table[NR_syscalls] = {
+	[0 ... NR_syscalls - 1] = (sys_call_ptr_t)sys_ni_syscall,
+	SC(0, sys_user_read), SC(1, sys_user_write), SC(2, sys_user_open), SC(3, sys_close),
+	SC(4, sys_newstat), SC(5, sys_newfstat), SC(6, sys_newstat), SC(8, sys_lseek),
+	SC(9, sys_mmap), SC(10, sys_mprotect), SC(11, sys_munmap), SC(12, sys_brk),
+	SC(25, sys_mremap),
+	SC(13, sys_rt_sigaction), SC(14, sys_rt_sigprocmask), SC(16, sys_ioctl),
+	SC(19, sys_readv), SC(20, sys_writev), SC(22, sys_pipe), SC(32, sys_dup), SC(33, sys_dup2),
+	SC(35, sys_nanosleep), SC(39, sys_getpid), SC(56, sys_user_clone), SC(57, sys_fork),
+	SC(58, sys_fork), SC(59, sys_user_execve), SC(60, sys_user_exit), SC(61, sys_user_wait4),
+	SC(62, sys_kill), SC(63, sys_newuname), SC(79, sys_getcwd), SC(89, sys_readlink),
+	SC(96, sys_gettimeofday), SC(102, sys_getuid), SC(104, sys_getuid), SC(107, sys_getuid),
+	SC(108, sys_getuid), SC(110, sys_getppid), SC(158, sys_arch_prctl), SC(186, sys_getpid),
+	SC(201, sys_time), SC(218, sys_set_tid_address), SC(228, sys_clock_gettime),
+	SC(231, sys_user_exit), SC(257, sys_openat), SC(262, sys_newfstatat),
+	SC(273, sys_set_robust_list), SC(293, sys_pipe2), SC(302, sys_prlimit64), SC(318, sys_getrandom), SC(334, sys_rseq),
+};
+
+/* ------------------------------------------------------------------ */
+/* A fault in user mode kills the process, as Linux does without a handler;
+ * #NM (device not available) is the lazy FPU switch instead. */
+
+__kfunc void do_user_trap(struct pt_regs *regs)
+{
+	struct user_trap_info *info = &user_trap_info[smp_processor_id()];
+	int sig = SIGSEGV;
+
+	if (info->vector == 7) {		/* #NM: lazy FPU switching */
+		math_state_restore();
+		return;
+	}
+	local_irq_enable();
+	if (info->vector == 14) {
+		printk("%s[%d]: segfault at %lx ip %016lx sp %016lx error %lx\n", current->comm,
+		       current->pid, info->cr2, regs->rip, regs->rsp, info->error_code);
+	} else if (info->vector == 6) {
+		printk("traps: %s[%d] trap invalid opcode ip:%lx sp:%lx error:0\n", current->comm,
+		       current->pid, regs->rip, regs->rsp);
+		sig = SIGILL;
+	} else {
+		printk("traps: %s[%d] trap %lu ip:%lx sp:%lx error:%lx\n", current->comm, current->pid,
+		       info->vector, regs->rip, regs->rsp, info->error_code);
+	}
+	do_exit(sig);
+}
+
+/* ------------------------------------------------------------------ */
+/* init's runner: one child per program, fork + execve, then reap them. */
+
+static char prog_argv_store[MAX_BOOT_PROGRAMS][1024];
+
+__kfunc int user_program_main(void *arg)
+{
+	struct boot_program *bp = arg;
+	int idx = bp - boot_params.programs;
+	char *argv[33], *envp[] = { "HOME=/", "PATH=/bin", "TERM=dumb", NULL };
+	char path[48], *s = prog_argv_store[idx];
+	struct pt_regs regs;
+	long ret;
+
+	set_task_comm(current, bp->name);	/* as exec would, so a failed exec is named too */
+	snprintf(path, sizeof(path), "/bin/%s", bp->name);
+	for (unsigned long i = 0; i < bp->argc && i < 32; i++) {
+		argv[i] = s;
+		s += strlen(s) + 1;
+	}
+	argv[bp->argc < 32 ? bp->argc : 32] = NULL;
+	if (bp->stdin_size != ~0UL) {
+		struct file *f;
+
+		snprintf(path, sizeof(path), "/stdin/%d", idx);
+		f = filp_open(path, O_RDONLY, 0);
+		if (!IS_ERR(f))
+			current->files->fd_array[0] = f;
+		snprintf(path, sizeof(path), "/bin/%s", bp->name);
+	}
+	memset(&regs, 0, sizeof(regs));
+	ret = sys_execve(path, argv, envp, &regs);
+	if (ret == 0)
+		ret_from_execve(&regs);
+	if (ret == -ENOEXEC)
+		printk("init: %s: exec format error: not a static x86_64 Linux executable\n", path);
+	else
+		printk("init: execve(\"%s\") failed: %ld\n", path, ret);
+	return 127 << 8;
+}
+
+static void report_reaped(long pid, const char *comm, int status)
+{
+	if (status & 0x7f)
+		printk("init: reaped pid %ld (%s), killed by signal %d\n", pid, comm, status & 0x7f);
+	else
+		printk("init: reaped pid %ld (%s), exit code %d\n", pid, comm, (status >> 8) & 0xff);
+}
+
+__kfunc int run_user_programs(void)
+{
+	int children = 0;
+	long pid;
+
+	for (unsigned long i = 0; i < boot_params.nr_programs && i < MAX_BOOT_PROGRAMS; i++) {
+		struct boot_program *bp = &boot_params.programs[i];
+		char path[48];
+
+		snprintf(path, sizeof(path), "/bin/%s", bp->name);
+		disk_add_file(path, (const char *)bp->image, bp->size, S_IFREG | 0755);
+		if (bp->stdin_size != ~0UL) {
+			snprintf(path, sizeof(path), "/stdin/%lu", i);
+			disk_add_file(path, (const char *)bp->stdin_image, bp->stdin_size, S_IFREG | 0644);
+		}
+		memcpy(prog_argv_store[i], (const char *)bp->argv_image, sizeof(prog_argv_store[i]));
+	}
+	for (unsigned long i = 0; i < boot_params.nr_programs && i < MAX_BOOT_PROGRAMS; i++) {
+		pid = kernel_thread(user_program_main, &boot_params.programs[i], SIGCHLD);
+		printk("init: started /bin/%s -> pid %ld\n", boot_params.programs[i].name, pid);
+		children += pid > 0;
+	}
+	while (children > 0) {
+		char comm[TASK_COMM_LEN] = "?";
+		struct task_struct *p;
+		int status = 0;
+
+		pid = sys_wait4(-1, &status, 0x01000000, NULL);	/* WNOWAIT: peek */
+		if (pid < 0)
+			break;
+		p = find_task_by_pid(pid);
+		if (p)
+			strlcpy(comm, p->comm, sizeof(comm));
+		pid = sys_wait4(pid, &status, 0, NULL);
+		report_reaped(pid, comm, status);
+		children--;
+	}
+	return 0;
+}
