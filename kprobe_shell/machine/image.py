@@ -175,6 +175,9 @@ class Image:
     segments: list[Segment]
     symbols: SymbolTable
     _elf_bytes: bytes = field(repr=False)
+    #: The first problem found in the debug info (read when first needed), or None.
+    dwarf_error: str | None = field(default=None, repr=False)
+    _dwarf_error_reported: bool = field(default=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -204,9 +207,20 @@ class Image:
     @cached_property
     def parameters(self) -> dict[str, list[Parameter]]:
         """Function name -> its parameters, from DWARF (empty when the image has none)."""
-        from .dwarf import read_parameters
+        from .dwarf import read_guarded, read_parameters
 
-        return read_parameters(self._elf_bytes)
+        return read_guarded(self, read_parameters, "argument names unavailable")
+
+    def note_dwarf_error(self, message: str) -> None:
+        if self.dwarf_error is None:
+            self.dwarf_error = message
+
+    def take_dwarf_warning(self) -> str | None:
+        """The debug-info problem, the first time it is asked for after it was found."""
+        if self.dwarf_error is None or self._dwarf_error_reported:
+            return None
+        self._dwarf_error_reported = True
+        return self.dwarf_error
 
     @classmethod
     def load(cls, path: str) -> "Image":

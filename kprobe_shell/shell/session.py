@@ -353,7 +353,18 @@ class Session:
         if self.background_running and cmd.name not in ALLOWED_WHILE_RUNNING:
             raise CommandError(f"the guest is running in the background; 'interrupt' stops it "
                                f"(only {', '.join(sorted(ALLOWED_WHILE_RUNNING))} work meanwhile)")
-        return cmd.func(self, rest)
+        try:
+            return cmd.func(self, rest)
+        finally:
+            self._report_debug_info_error()
+
+    def _report_debug_info_error(self) -> None:
+        """Broken DWARF is found when first read (by whichever command needs it) and
+        reported once, as gdb's "DWARF Error" is; the command itself goes on without it."""
+        machine = self.machine
+        message = machine.image.take_dwarf_warning() if machine is not None else None
+        if message:
+            self.out.event({"type": "warning", "message": message}, f"warning: {message}", "warning")
 
     # ------------------------------------------------------------------ background runs (`continue &`)
     @property

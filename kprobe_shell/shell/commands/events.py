@@ -58,6 +58,8 @@ def _dwarf_resolver(machine):
 
     def resolve(symbol: str, name: str):
         params = machine.image.parameters
+        if not params and machine.image.dwarf_error:
+            return machine.image.dwarf_error + ": name arguments by register (%di, ...)"
         if not params:
             return "the image has no DWARF debug info: name arguments by register (%di, ...)"
         plist = params.get(symbol)
