@@ -312,6 +312,13 @@ class Image:
                     f"{path}: the segment at 0x{vaddr:x} lies above 0x{RESERVED_BASE:x}; "
                     "images must be linked below it (without paging, unicorn cannot run high addresses)"
                 )
+            if filesz < memsz and not seg["p_flags"] & P_FLAGS.PF_W:
+                # Zero fill in memory nothing may write: the kernel's tables (task layout,
+                # strings) would read as zeros and every task walk would fail later.
+                raise ImageError(
+                    f"{path}: the read-only segment 0x{vaddr:x}-0x{vaddr + memsz:x} has {filesz} of its "
+                    f"{memsz} bytes in the file (p_filesz < p_memsz); only a writable segment may end in zeros"
+                )
             segments.append(Segment(vaddr, memsz, seg["p_flags"], raw[off : off + filesz]))
         if not segments:
             raise ImageError(f"{path}: no loadable segments")
@@ -337,4 +344,21 @@ class Image:
             if s["st_shndx"] == "SHN_UNDEF" or s["st_shndx"] == "SHN_ABS":
                 continue
             symbols.append(Symbol(s.name, s["st_value"], s["st_size"], kind[4:]))
+        _check_symbol_extents(symbols, segments, path)
         return cls(path=path, entry=entry, segments=segments, symbols=SymbolTable(symbols), _elf_bytes=raw)
+
+
+def _check_symbol_extents(symbols: list[Symbol], segments: list[Segment], path: str) -> None:
+    """A symbol that starts in a segment ends in it: disas, symbol lookups and `sym+off/size`
+    all trust st_size, and a corrupt one (2^40, 2^64-1) would send them past the image."""
+    starts = [s.vaddr for s in segments]
+    for sym in symbols:
+        i = bisect.bisect_right(starts, sym.address) - 1
+        if i < 0 or sym.address >= segments[i].end:
+            continue  # a label outside the loaded image: never disassembled or probed
+        seg = segments[i]
+        if sym.address + sym.size > seg.end:
+            raise ImageError(
+                f"{path}: symbol '{sym.name}' at 0x{sym.address:x} claims 0x{sym.size:x} bytes, "
+                f"past the end of its segment (0x{seg.end:x})"
+            )

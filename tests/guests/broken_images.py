@@ -33,6 +33,19 @@ def _load_headers(raw: bytes) -> list[int]:
             if struct.unpack_from("<I", raw, phoff + i * phentsize)[0] == PT_LOAD]
 
 
+def _symbol_entry(raw: bytes, name: str) -> int:
+    """File offset of the .symtab entry of symbol name."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    symtab = ELFFile(io.BytesIO(raw)).get_section_by_name(".symtab")
+    for i, sym in enumerate(symtab.iter_symbols()):
+        if sym.name == name:
+            return symtab["sh_offset"] + i * symtab["sh_entsize"]
+    raise KeyError(name)
+
+
 def make_broken_images(good: str, out_dir: str | Path) -> dict[str, tuple[str, tuple[str, ...]]]:
     out_dir = Path(out_dir)
     raw = Path(good).read_bytes()
@@ -63,6 +76,16 @@ def make_broken_images(good: str, out_dir: str | Path) -> dict[str, tuple[str, t
     case("segment above the reserved pages", _patch(raw, first + 16, "<Q", 0x50000000), "lies above 0x40000000")
     case("segment past the file", _patch(raw, first + 32, "<Q", len(raw) * 4), "truncated")
     case("section headers past the file", _patch(raw, E_SHOFF, "<Q", len(raw) + 4096), "truncated (or corrupt)")
+    rodata = _load_headers(raw)[2]  # R only, after the text (tests/guests: workload.c)
+    ro_vaddr, ro_memsz = struct.unpack_from("<Q", raw, rodata + 16)[0], struct.unpack_from("<Q", raw, rodata + 40)[0]
+    case("read-only segment without file bytes", _patch(raw, rodata + 32, "<Q", 0),
+         f"the read-only segment 0x{ro_vaddr:x}-0x{ro_vaddr + ro_memsz:x} has 0 of its {ro_memsz} bytes "
+         "in the file")
+    fn = _symbol_entry(raw, "score_word")
+    case("symbol of 2^40 bytes", _patch(raw, fn + 16, "<Q", 1 << 40),
+         "symbol 'score_word' at 0x", "claims 0x10000000000 bytes, past the end of its segment")
+    case("symbol of 2^64-1 bytes", _patch(raw, fn + 16, "<Q", (1 << 64) - 1),
+         "symbol 'score_word' at 0x", "claims 0xffffffffffffffff bytes, past the end of its segment")
     for cut in (16, 63, 64, 200, len(raw) // 2, len(raw) - 1):
         case(f"cut at {cut}", raw[:cut], "truncated")
 
