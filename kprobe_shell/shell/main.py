@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from ..userfiles import UserFileError, printable_name, read_user_file, text_lines
 from .output import Output
 from .registry import CommandError
 
@@ -40,10 +41,9 @@ def run_shell(args) -> int:
                         return 1
             else:
                 try:
-                    with open(value, encoding="utf-8") as f:
-                        lines = f.readlines()
-                except OSError as exc:
-                    out.error(f"kprobe-shell: cannot read {value}: {exc.strerror}")
+                    lines = text_lines(read_user_file(value))
+                except UserFileError as exc:
+                    out.error(f"kprobe-shell: cannot read {printable_name(value)}: {exc}")
                     return 1 if args.batch else 2
                 except UnicodeDecodeError:
                     # [robustness fix] a binary file given with -x ended in a traceback.

@@ -15,6 +15,7 @@ from ..images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, bundled_image_path
 from ..kprobes.core import describe_handler_exception
 from ..kprobes.kretprobes import FlushEvent
 from ..machine import ImageError, MachineError, StopEvent, StopReason
+from ..numbers import NumberError, is_decimal, parse_int
 from ..tracing.maps import MapStore
 from ..tracing.trace import TraceBuffer, TraceEvent
 from .output import Output
@@ -227,9 +228,9 @@ class Session:
 
     def get_probe(self, text: str) -> UserProbe:
         try:
-            n = int(text.lstrip("#$"))
-        except ValueError:
-            raise CommandError(f"'{text}' is not a probe number") from None
+            n = parse_int(text.lstrip("#$"))
+        except NumberError:
+            raise CommandError(f"'{text[:40]}' is not a probe number") from None
         if n not in self.probes:
             have = ", ".join(str(k) for k in sorted(self.probes)) or "none"
             raise CommandError(f"no probe or breakpoint number {n} (existing: {have})")
@@ -335,7 +336,7 @@ class Session:
         if "/" in word and word.split("/")[0] in ("x", "print", "output"):
             word, fmt = word.split("/", 1)
             cmd, rest = REGISTRY.lookup(word), f"/{fmt} {rest}".strip()
-        elif word == "r" and (not rest.rstrip("& ").strip() or rest.rstrip("& ").strip().isdigit()):
+        elif word == "r" and (not rest.rstrip("& ").strip() or is_decimal(rest.rstrip("& ").strip())):
             cmd = REGISTRY.lookup("run")  # gdb's `r [N]`; a return probe always names a symbol
         elif _is_probe_event_line(word) and not (word == "p" and rest.strip().startswith("$")):
             cmd, rest = REGISTRY.lookup("probe-event"), line

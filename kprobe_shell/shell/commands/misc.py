@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from ...numbers import NumberError, parse_int
+from ...userfiles import UserFileError, printable_name, read_user_file, text_lines
 from ..registry import REGISTRY, CommandError, command
 
 SETTINGS_HELP = {
@@ -81,10 +83,9 @@ first error stops the file and is reported as FILE:LINE: message."""
         raise CommandError(f"source {path}: command files nested more than {MAX_SOURCE_DEPTH} deep "
                            "(does a file source itself?)")
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.readlines()
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        lines = text_lines(read_user_file(path))
+    except UserFileError as exc:
+        raise CommandError(f"cannot read {printable_name(path)}: {exc}") from None
     except UnicodeDecodeError:
         raise CommandError(f"cannot read {path}: not a text file") from None
     session._source_depth = depth + 1
@@ -101,9 +102,14 @@ def _parse_setting(name: str, value: str):
         return value == "on"
     if name in ("timer-period", "history-size"):
         try:
-            n = int(value, 0)
-        except ValueError:
-            raise CommandError(f"set {name} takes a number") from None
+            n = parse_int(value)
+        except NumberError as exc:
+            if exc.too_large and name == "timer-period":
+                n = MAX_TIMER_PERIOD + 1
+            elif exc.too_large:
+                raise CommandError(f"numeric constant too large (set {name})") from None
+            else:
+                raise CommandError(f"set {name} takes a number") from None
         if name == "timer-period" and n < 100:
             raise CommandError("the timer period must be at least 100 instructions")
         if name == "timer-period" and n > MAX_TIMER_PERIOD:
@@ -116,9 +122,11 @@ def _parse_setting(name: str, value: str):
         from ...machine.layout import MAX_CPUS
 
         try:
-            n = int(value, 0)
-        except ValueError:
-            raise CommandError("set cpus takes a number") from None
+            n = parse_int(value)
+        except NumberError as exc:
+            if not exc.too_large:
+                raise CommandError("set cpus takes a number") from None
+            n = MAX_CPUS + 1
         if not 1 <= n <= MAX_CPUS:
             raise CommandError(f"the machine has 1 to {MAX_CPUS} CPUs")
         return n
@@ -242,6 +250,8 @@ FILE` writes them to a file."""
                     f.write(line + "\n")
         except OSError as exc:
             raise CommandError(f"cannot write {args[1]}: {exc.strerror}") from None
+        except ValueError:  # open() refuses a name with a NUL byte
+            raise CommandError(f"cannot write {printable_name(args[1])}: the file name contains a NUL byte") from None
         session.out.print(f"Saved {len(session.trace.events)} trace lines to {args[1]}")
     else:
         raise CommandError("usage: trace [show|clear|save FILE]")
