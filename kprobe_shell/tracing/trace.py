@@ -12,6 +12,7 @@ events are stored as small records and turned into text when shown.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -45,13 +46,13 @@ class TraceBuffer:
     """The `trace` buffer: every event since the last `trace clear`, bounded."""
 
     def __init__(self, limit: int = 200_000):
-        self.events: list[TraceEvent] = []
+        # A full deque drops its oldest in constant time (a list's pop(0) moves them all).
+        self.events: deque[TraceEvent] = deque(maxlen=limit)
         self.limit = limit
         self.dropped = 0
 
     def add(self, event: TraceEvent) -> None:
-        if len(self.events) >= self.limit:
-            self.events.pop(0)
+        if len(self.events) == self.limit:
             self.dropped += 1
         self.events.append(event)
 
