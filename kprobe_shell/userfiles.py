@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import stat
 
+from .textsafe import escape_controls
+
 #: Command files (`source`, `-x`) and handler files: text a person wrote.
 MAX_TEXT_FILE = 8 << 20
 #: Guest images: the bundled kernel is under 1 MiB; the machine's RAM is 1 GiB.
@@ -27,7 +29,7 @@ class UserFileError(Exception):
 
 def printable_name(path: str) -> str:
     """The name as it can be shown: NUL and other control characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+    return escape_controls(path)
 
 
 def read_user_file(path: str, limit: int = MAX_TEXT_FILE) -> bytes:

@@ -18,6 +18,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.constants import P_FLAGS
 from elftools.elf.elffile import ELFFile
 
+from ..textsafe import escape_controls
 from .layout import RESERVED_BASE, RESERVED_END
 
 #: Argument registers of the x86_64 SysV ABI, in order; the 7th argument is on the stack.
@@ -349,7 +350,9 @@ class Image:
                 continue
             if s["st_shndx"] == "SHN_UNDEF" or s["st_shndx"] == "SHN_ABS":
                 continue
-            symbols.append(Symbol(s.name, s["st_value"], s["st_size"], kind[4:]))
+            # A name is shown in every listing: one with control characters (ESC, CR)
+            # is kept escaped, so no listing can drive the terminal.
+            symbols.append(Symbol(escape_controls(s.name), s["st_value"], s["st_size"], kind[4:]))
         _check_symbol_extents(symbols, segments, path)
         return cls(path=path, entry=entry, segments=segments, symbols=SymbolTable(symbols), _elf_bytes=raw)
 

@@ -142,7 +142,7 @@ class Session:
     # ------------------------------------------------------------------ events during a run
     def _on_console_line(self, line: bytes) -> None:
         text = line.decode("utf-8", errors="replace").rstrip("\n")
-        self.out.event({"type": "console", "text": text}, text, "console")
+        self.out.event({"type": "console", "text": text}, self.out.guest_text(text), "console")
 
     def _narrate(self, text: str) -> None:
         self.out.event({"type": "explain", "text": text}, f"  [explain] {text}", "narrate")

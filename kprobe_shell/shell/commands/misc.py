@@ -236,7 +236,7 @@ FILE` writes them to a file."""
     sub = args[0] if args else "show"
     if sub == "show":
         for line in session.trace.lines():
-            session.out.print(line)
+            session.out.print(session.out.guest_text(line))
         if session.trace.dropped:
             session.out.print(f"({session.trace.dropped} older events dropped)")
     elif sub == "clear":
