@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import __version__
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="guest instructions between timer interrupts (default 5000)")
     p.add_argument("--cpus", type=_cli_number, default=None, metavar="N",
                    help="virtual CPUs, 1-4 (default 1; the bundled kernel's SMP build for 2 or more)")
+    p.add_argument("--version", action="version", version=f"kprobe-shell {__version__}")
     p.add_argument("--color", choices=("auto", "on", "off"), default="auto", help="colour output")
     return p
 

@@ -25,6 +25,11 @@ class StructError(Exception):
     """An unknown struct or member, or a type that cannot be read."""
 
 
+class NoSuchMember(StructError, AttributeError):
+    """A member the struct does not have: an AttributeError too, so hasattr() and
+    getattr(view, name, default) work on struct views as on any Python object."""
+
+
 @dataclass(frozen=True)
 class Member:
     name: str
@@ -185,7 +190,7 @@ class StructView:
         m = self._layout.members.get(name)
         if m is None:
             have = ", ".join(self._layout.members) or "none"
-            raise StructError(f"struct {self._layout.name} has no member '{name}' (members: {have})")
+            raise NoSuchMember(f"struct {self._layout.name} has no member '{name}' (members: {have})")
         return self._read(m)
 
     def __getitem__(self, name: str):
