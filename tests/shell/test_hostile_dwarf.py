@@ -119,3 +119,16 @@ def test_read_struct_on_broken_dwarf_is_a_clear_error(cyclic_image, corrupt_imag
         layouts = struct_layouts(image)  # never hangs, never raises
         assert isinstance(layouts, dict)
         assert image.dwarf_error and image.dwarf_error.startswith(f"DWARF error in {path}: ")
+
+
+@pytest.mark.timeout(60)
+def test_the_messages_are_the_documented_ones(cyclic_image):
+    s, buf = _session(cyclic_image)
+    s.execute("p:e1 leaf a=%di")
+    assert f"\nwarning: DWARF error in {cyclic_image}: the type at DIE 0x" in buf.getvalue()
+    assert ") refers to itself; argument names unavailable\n" in buf.getvalue()
+    with pytest.raises(CommandError) as info:
+        s.execute("p leaf x")
+    first = str(info.value).splitlines()[0]
+    assert first.startswith(f"parse error: DWARF error in {cyclic_image}: the type at DIE 0x")
+    assert first.endswith("; argument names unavailable: name arguments by register (%di, ...)")
