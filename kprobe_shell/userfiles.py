@@ -27,9 +27,10 @@ class UserFileError(Exception):
     """Why the file cannot be read (the caller names the file)."""
 
 
-def printable_name(path: str) -> str:
-    """The name as it can be shown: NUL and other control characters escaped."""
-    return escape_controls(path)
+def printable_name(path: str, width: int = 200) -> str:
+    """The name as it can be shown: control characters escaped, cut past `width`."""
+    shown = escape_controls(path)
+    return shown if len(shown) <= width else shown[:width - 3] + "..."
 
 
 def read_user_file(path: str, limit: int = MAX_TEXT_FILE) -> bytes:

@@ -227,16 +227,17 @@ class Image:
     def load(cls, path: str) -> "Image":
         from ..userfiles import MAX_IMAGE_FILE, UserFileError, printable_name, read_user_file
 
+        shown = printable_name(path)
         if "\0" in path:
-            raise ImageError(f"{printable_name(path)}: the file name contains a NUL byte")
+            raise ImageError(f"{shown}: the file name contains a NUL byte")
         if not os.path.exists(path):
-            raise ImageError(f"{path}: no such file")
+            raise ImageError(f"{shown}: no such file")
         if not os.path.isfile(path):
-            raise ImageError(f"{path}: not a regular file")
+            raise ImageError(f"{shown}: not a regular file")
         try:
             raw = read_user_file(path, MAX_IMAGE_FILE)
         except UserFileError as exc:
-            raise ImageError(f"{path}: cannot read: {exc}") from None
+            raise ImageError(f"{shown}: cannot read: {exc}") from None
         return cls.from_bytes(raw, path)
 
     @classmethod
