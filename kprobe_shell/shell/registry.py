@@ -32,20 +32,21 @@ class CommandError(Exception):
     def __init__(self, message: str = "", *args):
         if isinstance(message, str) and len(message) > MAX_ECHOED_WORD:
             first, nl, rest = message.partition("\n")
-            first = _LONG_QUOTE.sub(lambda m: m.group()[:MAX_ECHOED_WORD - 20] + "...'", first)
+            first = _LONG_QUOTE.sub(lambda m: m.group()[:KEPT] + "...'", first)
             message = _LONG_WORD.sub(_cut_word, first) + nl + rest
         super().__init__(message, *args)
 
 
-#: The most of one typed word a message shows.
-MAX_ECHOED_WORD = 60
+#: Words longer than this (no file path is) are cut to their first KEPT characters.
+MAX_ECHOED_WORD = 200
+KEPT = 60
 _LONG_WORD = re.compile(r"\S{%d,}" % (MAX_ECHOED_WORD + 1))
 _LONG_QUOTE = re.compile(r"'[^'\n]{%d,}'" % (MAX_ECHOED_WORD + 1))
 
 
 def _cut_word(m: re.Match) -> str:
     word = m.group()
-    return word[:MAX_ECHOED_WORD - 20] + "..." + (word[-1] if word[-1] in "'\")" else "")
+    return word[:KEPT] + "..." + (word[-1] if word[-1] in "'\")" else "")
 
 
 @dataclass

@@ -9,7 +9,7 @@ import os
 import time
 
 import pytest
-from conftest import profile_settings
+from fuzzsettings import profile_settings
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 import pytest
-from conftest import profile_settings
+from fuzzsettings import profile_settings
 from elftools.elf.elffile import ELFFile
 from hypothesis import given
 from hypothesis import strategies as st

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import profile_settings
+from fuzzsettings import profile_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
