@@ -17,7 +17,7 @@ def run_shell(args) -> int:
     config = load_config()
     color = {"on": True, "off": False}.get(args.color, config.get("color"))
     colors = config.get("colors", {})
-    out = Output(sys.stdout, color=color, json_mode=args.json,
+    out = Output(sys.stdout, err_stream=sys.stderr, color=color, json_mode=args.json,
                  palette={role: sgr for role, (sgr, _ptk) in colors.items() if sgr})
     for warning in config.get("warnings", ()):
         print(f"kprobe-shell: warning: {warning}", file=sys.stderr)

@@ -28,8 +28,11 @@ class Output:
     TRACE_BATCH = 512
 
     def __init__(self, stream: TextIO | None = None, *, color: bool | None = None, json_mode: bool = False,
-                 palette: dict[str, str] | None = None):
+                 palette: dict[str, str] | None = None, err_stream: TextIO | None = None):
         self.stream = stream or sys.stdout
+        #: Errors go here, as gdb's and every Unix tool's go to stderr (the same stream
+        #: unless one is given; in --json mode they are objects on the stream like the rest).
+        self.err_stream = err_stream or self.stream
         self.palette = {**ANSI, **(palette or {})}  # the config file's color.ROLE lines win
         if color is None:
             color = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -93,8 +96,12 @@ class Output:
     def error(self, text: str) -> None:
         if self.json_mode:
             self.emit_json({"type": "error", "message": text})
-        else:
+        elif self.err_stream is self.stream:
             self.write(self.style(text, "error") + "\n")
+        else:
+            self.flush()  # what came before the error is printed before it
+            self.err_stream.write(self.style(text, "error") + "\n")
+            self.err_stream.flush()
 
     def flush(self) -> None:
         try:

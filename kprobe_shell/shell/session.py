@@ -424,6 +424,8 @@ class Session:
             if isinstance(exc, QuitRequest):
                 self.out.end_command(line, True)
                 raise
+            if isinstance(exc, BrokenPipeError):
+                raise  # the reader went away: the program ends quietly (kprobe_shell/__main__.py)
             # A bug of the shell, not of the user's input: one line, and the session goes on.
             msg = (str(exc).splitlines() or [""])[0]
             error = f"internal error: {type(exc).__name__}: {msg}" if msg else f"internal error: {type(exc).__name__}"
