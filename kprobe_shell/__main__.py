@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import __version__
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -22,9 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-x", "--command", dest="actions", action="append", type=lambda s: ("x", s), metavar="FILE",
                    help="run the commands in FILE (repeatable)")
     p.add_argument("--json", action="store_true", help="one JSON object per command result and per event")
-    p.add_argument("--timer-period", type=int, default=None, metavar="N",
+    p.add_argument("--timer-period", type=_cli_number, default=None, metavar="N",
                    help="guest instructions between timer interrupts (default 5000)")
-    p.add_argument("--cpus", type=int, default=None, metavar="N",
+    p.add_argument("--cpus", type=_cli_number, default=None, metavar="N",
                    help="virtual CPUs, 1-4 (default 1; the bundled kernel's SMP build for 2 or more)")
     p.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
                    help="after the -ex and -x commands, wait for gdb on PORT (loopback unless HOST is given); "
@@ -35,8 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="guest RAM for user processes, in MiB (default 256)")
     p.add_argument("--keep-workload", action="store_true",
                    help="with --exec: run the built-in workload too")
+    p.add_argument("--version", action="version", version=f"kprobe-shell {__version__}")
     p.add_argument("--color", choices=("auto", "on", "off"), default="auto", help="colour output")
     return p
+
+
+def _cli_number(text: str) -> int:
+    """A number option, read as the shell reads numbers (ASCII digits, at most 64 bits)."""
+    from .numbers import NumberError, parse_int
+
+    try:
+        return parse_int(text)
+    except NumberError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

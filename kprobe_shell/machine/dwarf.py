@@ -4,48 +4,116 @@ Only what probing needs: for each function, its formal parameters in order with 
 spelling of the type, the value's size and signedness, and whether it is a string
 (char pointer).  Locations come from the x86_64 ABI at the function's first instruction,
 which is where entry probes, jprobes and kretprobe entries look at them.
+
+Debug info is untrusted input: a type chain that loops (a const whose type is the typedef
+that names it) or a corrupt section must not hang or break an unrelated command.  As gdb
+does ("DWARF Error: ... [in module FILE]"), read_guarded() reads it when first needed,
+reports the first problem once, and drops what it could not read.
 """
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 from elftools.elf.elffile import ELFFile
 
-from .image import Parameter
+#: Argument registers of the x86_64 SysV ABI, in order; the 7th argument is on the stack.
+ABI_ARG_REGISTERS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A function parameter as DWARF describes it, located by the ABI at function entry."""
+
+    index: int  # 0-based position in the prototype
+    name: str
+    type: str  # C spelling, e.g. "const char *"
+    size: int  # bytes of the value
+    signed: bool
+    is_string: bool  # char * / const char *: fetch as a string
+
+    @property
+    def location(self) -> str:
+        """Where the value is at the first instruction of the function."""
+        if self.index < len(ABI_ARG_REGISTERS):
+            return "%" + ABI_ARG_REGISTERS[self.index]
+        return f"+{8 * (self.index - len(ABI_ARG_REGISTERS) + 1)}(%rsp)"
+
+
+#: Longest typedef/const/volatile chain followed; C code nests a handful, a loop never ends.
+MAX_QUALIFIER_CHAIN = 64
+
+
+class DwarfError(Exception):
+    """The debug info is inconsistent (a type that refers to itself, a DIE walk that
+    does not advance); the message says where."""
+
+
+def read_guarded(image, reader, lost: str) -> dict:
+    """reader(elf_bytes), or {} when the image's DWARF is broken: the problem is noted on
+    the image (reported once) with what is `lost` ("argument names unavailable")."""
+    try:
+        return reader(image._elf_bytes)
+    except DwarfError as exc:
+        detail = str(exc)
+    except Exception as exc:  # noqa: BLE001 - pyelftools raises a dozen kinds on corrupt input
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+    image.note_dwarf_error(f"DWARF error in {image.path}: {detail}; {lost}")
+    return {}
+
+
+def iter_dies(elf_bytes: bytes):
+    """Every DIE of every compilation unit, refusing a walk longer than .debug_info has
+    bytes (each DIE takes at least one; more means the walk goes round in circles)."""
+    elf = ELFFile(io.BytesIO(elf_bytes))
+    if not elf.has_dwarf_info():
+        return
+    info = elf.get_section_by_name(".debug_info")
+    budget = (info["sh_size"] if info is not None else 0) + 1
+    for cu in elf.get_dwarf_info().iter_CUs():
+        for die in cu.iter_DIEs():
+            budget -= 1
+            if budget < 0:
+                raise DwarfError(".debug_info: the DIE walk does not advance")
+            yield die
+
+
+def strip_qualifiers(t, type_of):
+    """The type under typedefs, const and volatile (type_of(die) follows DW_AT_type)."""
+    for _ in range(MAX_QUALIFIER_CHAIN):
+        if t is None or t.tag not in ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type"):
+            return t
+        t = type_of(t)
+    raise DwarfError(f"the type at DIE 0x{t.offset:x} ({t.tag}) refers to itself")
 
 
 def read_parameters(elf_bytes: bytes) -> dict[str, list[Parameter]]:
-    elf = ELFFile(io.BytesIO(elf_bytes))
-    if not elf.has_dwarf_info():
-        return {}
-    dwarf = elf.get_dwarf_info()
     result: dict[str, list[Parameter]] = {}
-    for cu in dwarf.iter_CUs():
-        for die in cu.iter_DIEs():
-            if die.tag != "DW_TAG_subprogram" or "DW_AT_name" not in die.attributes:
+    for die in iter_dies(elf_bytes):
+        if die.tag != "DW_TAG_subprogram" or "DW_AT_name" not in die.attributes:
+            continue
+        if "DW_AT_declaration" in die.attributes:
+            continue
+        name = die.attributes["DW_AT_name"].value.decode(errors="replace")
+        params = []
+        for child in die.iter_children():
+            if child.tag != "DW_TAG_formal_parameter":
                 continue
-            if "DW_AT_declaration" in die.attributes:
-                continue
-            name = die.attributes["DW_AT_name"].value.decode(errors="replace")
-            params = []
-            for child in die.iter_children():
-                if child.tag != "DW_TAG_formal_parameter":
-                    continue
-                pname = child.attributes.get("DW_AT_name")
-                spelling, size, signed, is_string = _describe_type(child)
-                params.append(
-                    Parameter(
-                        index=len(params),
-                        name=pname.value.decode(errors="replace") if pname else f"arg{len(params) + 1}",
-                        type=spelling,
-                        size=size,
-                        signed=signed,
-                        is_string=is_string,
-                    )
+            pname = child.attributes.get("DW_AT_name")
+            spelling, size, signed, is_string = _describe_type(child)
+            params.append(
+                Parameter(
+                    index=len(params),
+                    name=pname.value.decode(errors="replace") if pname else f"arg{len(params) + 1}",
+                    type=spelling,
+                    size=size,
+                    signed=signed,
+                    is_string=is_string,
                 )
-            # Keep the definition that has parameters (abstract origins of inlined copies lack them).
-            if params or name not in result:
-                result[name] = params
+            )
+        # Keep the definition that has parameters (abstract origins of inlined copies lack them).
+        if params or name not in result:
+            result[name] = params
     return result
 
 
@@ -64,9 +132,7 @@ def _describe_type(die) -> tuple[str, int, bool, bool]:
 
 
 def _strip_qualifiers(t):
-    while t is not None and t.tag in ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type"):
-        t = _type_die(t)
-    return t
+    return strip_qualifiers(t, _type_die)
 
 
 def _size_and_sign(t) -> tuple[int, bool]:

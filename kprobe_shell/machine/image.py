@@ -18,10 +18,10 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.constants import P_FLAGS
 from elftools.elf.elffile import ELFFile
 
+from ..textsafe import escape_controls
+from .dwarf import ABI_ARG_REGISTERS, Parameter, read_guarded, read_parameters  # noqa: F401 (re-exported)
 from .layout import RESERVED_BASE, RESERVED_END
 
-#: Argument registers of the x86_64 SysV ABI, in order; the 7th argument is on the stack.
-ABI_ARG_REGISTERS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
 
 
 class ImageError(Exception):
@@ -64,25 +64,6 @@ class Segment:
             c if self.flags & bit else "-"
             for c, bit in (("r", P_FLAGS.PF_R), ("w", P_FLAGS.PF_W), ("x", P_FLAGS.PF_X))
         )
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """A function parameter as DWARF describes it, located by the ABI at function entry."""
-
-    index: int  # 0-based position in the prototype
-    name: str
-    type: str  # C spelling, e.g. "const char *"
-    size: int  # bytes of the value
-    signed: bool
-    is_string: bool  # char * / const char *: fetch as a string
-
-    @property
-    def location(self) -> str:
-        """Where the value is at the first instruction of the function."""
-        if self.index < len(ABI_ARG_REGISTERS):
-            return "%" + ABI_ARG_REGISTERS[self.index]
-        return f"+{8 * (self.index - len(ABI_ARG_REGISTERS) + 1)}(%rsp)"
 
 
 class SymbolTable:
@@ -179,6 +160,9 @@ class Image:
     segments: list[Segment]
     symbols: SymbolTable
     _elf_bytes: bytes = field(repr=False)
+    #: The first problem found in the debug info (read when first needed), or None.
+    dwarf_error: str | None = field(default=None, repr=False)
+    _dwarf_error_reported: bool = field(default=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -208,18 +192,35 @@ class Image:
     @cached_property
     def parameters(self) -> dict[str, list[Parameter]]:
         """Function name -> its parameters, from DWARF (empty when the image has none)."""
-        from .dwarf import read_parameters
 
-        return read_parameters(self._elf_bytes)
+        return read_guarded(self, read_parameters, "argument names unavailable")
+
+    def note_dwarf_error(self, message: str) -> None:
+        if self.dwarf_error is None:
+            self.dwarf_error = message
+
+    def take_dwarf_warning(self) -> str | None:
+        """The debug-info problem, the first time it is asked for after it was found."""
+        if self.dwarf_error is None or self._dwarf_error_reported:
+            return None
+        self._dwarf_error_reported = True
+        return self.dwarf_error
 
     @classmethod
     def load(cls, path: str) -> "Image":
+        from ..userfiles import MAX_IMAGE_FILE, UserFileError, printable_name, read_user_file
+
+        shown = printable_name(path)
+        if "\0" in path:
+            raise ImageError(f"{shown}: the file name contains a NUL byte")
         if not os.path.exists(path):
-            raise ImageError(f"{path}: no such file")
+            raise ImageError(f"{shown}: no such file")
         if not os.path.isfile(path):
-            raise ImageError(f"{path}: not a regular file")
-        with open(path, "rb") as f:
-            raw = f.read()
+            raise ImageError(f"{shown}: not a regular file")
+        try:
+            raw = read_user_file(path, MAX_IMAGE_FILE)
+        except UserFileError as exc:
+            raise ImageError(f"{shown}: cannot read: {exc}") from None
         return cls.from_bytes(raw, path)
 
     @classmethod
@@ -302,6 +303,13 @@ class Image:
                     f"{path}: the segment at 0x{vaddr:x} lies above 0x{RESERVED_BASE:x}; "
                     "images must be linked below it (without paging, unicorn cannot run high addresses)"
                 )
+            if filesz < memsz and not seg["p_flags"] & P_FLAGS.PF_W:
+                # Zero fill in memory nothing may write: the kernel's tables (task layout,
+                # strings) would read as zeros and every task walk would fail later.
+                raise ImageError(
+                    f"{path}: the read-only segment 0x{vaddr:x}-0x{vaddr + memsz:x} has {filesz} of its "
+                    f"{memsz} bytes in the file (p_filesz < p_memsz); only a writable segment may end in zeros"
+                )
             segments.append(Segment(vaddr, memsz, seg["p_flags"], raw[off : off + filesz]))
         if not segments:
             raise ImageError(f"{path}: no loadable segments")
@@ -326,5 +334,24 @@ class Image:
                 continue
             if s["st_shndx"] == "SHN_UNDEF" or s["st_shndx"] == "SHN_ABS":
                 continue
-            symbols.append(Symbol(s.name, s["st_value"], s["st_size"], kind[4:]))
+            # A name is shown in every listing: one with control characters (ESC, CR)
+            # is kept escaped, so no listing can drive the terminal.
+            symbols.append(Symbol(escape_controls(s.name), s["st_value"], s["st_size"], kind[4:]))
+        _check_symbol_extents(symbols, segments, path)
         return cls(path=path, entry=entry, segments=segments, symbols=SymbolTable(symbols), _elf_bytes=raw)
+
+
+def _check_symbol_extents(symbols: list[Symbol], segments: list[Segment], path: str) -> None:
+    """A symbol that starts in a segment ends in it: disas, symbol lookups and `sym+off/size`
+    all trust st_size, and a corrupt one (2^40, 2^64-1) would send them past the image."""
+    starts = [s.vaddr for s in segments]
+    for sym in symbols:
+        i = bisect.bisect_right(starts, sym.address) - 1
+        if i < 0 or sym.address >= segments[i].end:
+            continue  # a label outside the loaded image: never disassembled or probed
+        seg = segments[i]
+        if sym.address + sym.size > seg.end:
+            raise ImageError(
+                f"{path}: symbol '{sym.name}' at 0x{sym.address:x} claims 0x{sym.size:x} bytes, "
+                f"past the end of its segment (0x{seg.end:x})"
+            )

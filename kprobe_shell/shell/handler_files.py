@@ -13,6 +13,7 @@ import sys
 import traceback
 import types
 
+from ..userfiles import UserFileError, decode_text, printable_name, read_user_file
 from .. import handlers as H
 from ..api import ProbeError
 from ..kprobes.core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS
@@ -103,10 +104,9 @@ def _check_request(session, req: H.ProbeRequest, replaced: list[UserProbe], plan
 def load_handler_file(session, path: str) -> list[UserProbe]:
     key = os.path.abspath(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            source = f.read()
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        source = decode_text(read_user_file(path))
+    except UserFileError as exc:
+        raise CommandError(f"cannot read {printable_name(path)}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise CommandError(f"{path}: not UTF-8 text ({exc.reason})") from None
     _module, requests = _run_module(session, path, source)

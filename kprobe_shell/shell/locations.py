@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import re
 
+from ..numbers import NumberError, parse_int
 from .registry import CommandError
+
+
+def parse_number(text: str, what: str = "number") -> int:
+    try:
+        return parse_int(text)
+    except NumberError as exc:
+        if exc.too_large:
+            raise CommandError(f"numeric constant too large (the {what})") from None
+        raise CommandError(f"{exc} (the {what}: decimal, or hex with 0x)") from None
 
 
 def eval_address(session, text: str) -> int:
@@ -38,8 +48,8 @@ def eval_address(session, text: str) -> int:
             if reg is None:
                 raise CommandError(f"unknown register '{tok}'")
             value = m.reg(reg)
-        elif re.fullmatch(r"(0x[0-9a-fA-F]+|\d+)", tok):
-            value = int(tok, 0)
+        elif re.fullmatch(r"(0x[0-9a-fA-F]+|[0-9]+)", tok):
+            value = parse_number(tok, "address")
         else:
             if tok not in m.symbols:
                 raise CommandError(m.symbols.unknown_message(tok))
@@ -53,9 +63,9 @@ def parse_location(session, text: str) -> tuple[str | None, int, int]:
     """LOCATION of a probe: SYMBOL, SYMBOL+OFFSET or ADDRESS -> (symbol, offset, address)."""
     text = text.strip()
     m = session.machine
-    mt = re.fullmatch(r"([A-Za-z_.][\w.]*)\s*(?:\+\s*(0x[0-9a-fA-F]+|\d+))?", text)
+    mt = re.fullmatch(r"([A-Za-z_.][\w.]*)\s*(?:\+\s*(0x[0-9a-fA-F]+|[0-9]+))?", text)
     if mt:
-        name, off = mt.group(1), int(mt.group(2), 0) if mt.group(2) else 0
+        name, off = mt.group(1), parse_number(mt.group(2), "offset") if mt.group(2) else 0
         if name not in m.symbols:
             raise CommandError(m.symbols.unknown_message(name))
         return name, off, m.symbols[name].address + off

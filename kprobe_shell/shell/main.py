@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from ..userfiles import UserFileError, printable_name, read_user_file, text_lines
 from .output import Output
 from .registry import CommandError
 
@@ -29,7 +30,7 @@ def run_shell(args) -> int:
     config = load_config()
     color = {"on": True, "off": False}.get(args.color, config.get("color"))
     colors = config.get("colors", {})
-    out = Output(sys.stdout, color=color, json_mode=args.json,
+    out = Output(sys.stdout, err_stream=sys.stderr, color=color, json_mode=args.json,
                  palette={role: sgr for role, (sgr, _ptk) in colors.items() if sgr})
     for warning in config.get("warnings", ()):
         print(f"kprobe-shell: warning: {warning}", file=sys.stderr)
@@ -57,10 +58,9 @@ def run_shell(args) -> int:
                         return 1
             else:
                 try:
-                    with open(value, encoding="utf-8") as f:
-                        lines = f.readlines()
-                except OSError as exc:
-                    out.error(f"kprobe-shell: cannot read {value}: {exc.strerror}")
+                    lines = text_lines(read_user_file(value))
+                except UserFileError as exc:
+                    out.error(f"kprobe-shell: cannot read {printable_name(value)}: {exc}")
                     return 1 if args.batch else 2
                 except UnicodeDecodeError:
                     # -x of a binary file: say so, as `source` does, instead of a traceback.

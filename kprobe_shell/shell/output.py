@@ -5,6 +5,8 @@ import json
 import sys
 from typing import TextIO
 
+from ..textsafe import escape_controls
+
 ANSI = {
     "error": "\x1b[1;31m", "warning": "\x1b[33m", "addr": "\x1b[36m", "sym": "\x1b[32m",
     "planted": "\x1b[1;35m", "changed": "\x1b[1;33m", "header": "\x1b[1m", "dim": "\x1b[2m",
@@ -26,8 +28,11 @@ class Output:
     TRACE_BATCH = 512
 
     def __init__(self, stream: TextIO | None = None, *, color: bool | None = None, json_mode: bool = False,
-                 palette: dict[str, str] | None = None):
+                 palette: dict[str, str] | None = None, err_stream: TextIO | None = None):
         self.stream = stream or sys.stdout
+        #: Errors go here, as gdb's and every Unix tool's go to stderr (the same stream
+        #: unless one is given; in --json mode they are objects on the stream like the rest).
+        self.err_stream = err_stream or self.stream
         self.palette = {**ANSI, **(palette or {})}  # the config file's color.ROLE lines win
         if color is None:
             color = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -37,6 +42,9 @@ class Output:
         self._pending: list = []  # trace events not rendered yet
         interactive = bool(getattr(self.stream, "isatty", lambda: False)())
         self.batch = 1 if interactive else self.TRACE_BATCH
+        #: Text from the guest (console, trace values) is escaped on a terminal only: a
+        #: file or a pipe gets the bytes as they were.
+        self.terminal = interactive and not json_mode
 
     def style(self, text: str, role: str) -> str:
         if not self.color or not self.palette.get(role):
@@ -59,8 +67,8 @@ class Output:
         pending, self._pending = self._pending, []
         if self.json_mode:
             text = "".join(json.dumps(ev.as_json(), sort_keys=True) + "\n" for ev in pending)
-        elif self.color and self.palette.get("trace"):
-            text = "".join(self.style(ev.ftrace(), "trace") + "\n" for ev in pending)
+        elif self.color or self.terminal:
+            text = "".join(self.style(self.guest_text(ev.ftrace()), "trace") + "\n" for ev in pending)
         else:
             text = "".join(ev.ftrace() + "\n" for ev in pending)
         self.stream.write(text)
@@ -74,6 +82,10 @@ class Output:
     def emit_json(self, obj: dict) -> None:
         self.write(json.dumps(obj, sort_keys=True) + "\n")
 
+    def guest_text(self, text: str) -> str:
+        """Text the guest controls, made safe to show here (escaped on a terminal)."""
+        return escape_controls(text) if self.terminal else text
+
     def event(self, obj: dict, text: str, role: str | None = None) -> None:
         """Something that happened while the guest ran (trace line, console line, warning)."""
         if self.json_mode:
@@ -84,8 +96,12 @@ class Output:
     def error(self, text: str) -> None:
         if self.json_mode:
             self.emit_json({"type": "error", "message": text})
-        else:
+        elif self.err_stream is self.stream:
             self.write(self.style(text, "error") + "\n")
+        else:
+            self.flush()  # what came before the error is printed before it
+            self.err_stream.write(self.style(text, "error") + "\n")
+            self.err_stream.flush()
 
     def flush(self) -> None:
         try:

@@ -7,6 +7,7 @@ aliases, or any unambiguous prefix of its name.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,7 +24,29 @@ GROUPS = (
 
 
 class CommandError(Exception):
-    """A command could not do what was asked; nothing was changed."""
+    """A command could not do what was asked; nothing was changed.
+
+    Messages echo what the user typed; a word of thousands of characters is cut in the
+    first line, so the message stays one readable line."""
+
+    def __init__(self, message: str = "", *args):
+        if isinstance(message, str) and len(message) > MAX_ECHOED_WORD:
+            first, nl, rest = message.partition("\n")
+            first = _LONG_QUOTE.sub(lambda m: m.group()[:KEPT] + "...'", first)
+            message = _LONG_WORD.sub(_cut_word, first) + nl + rest
+        super().__init__(message, *args)
+
+
+#: Words longer than this (no file path is) are cut to their first KEPT characters.
+MAX_ECHOED_WORD = 200
+KEPT = 60
+_LONG_WORD = re.compile(r"\S{%d,}" % (MAX_ECHOED_WORD + 1))
+_LONG_QUOTE = re.compile(r"'[^'\n]{%d,}'" % (MAX_ECHOED_WORD + 1))
+
+
+def _cut_word(m: re.Match) -> str:
+    word = m.group()
+    return word[:KEPT] + "..." + (word[-1] if word[-1] in "'\")" else "")
 
 
 class QuitRequest(Exception):

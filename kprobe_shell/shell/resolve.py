@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..numbers import is_decimal
 from . import commands  # noqa: F401 - importing the commands registers them all
 from .registry import REGISTRY, Command, CommandError
 
@@ -90,5 +91,5 @@ def _is_run_argument(rest: str, typing: bool) -> bool:
     """gdb's `r [N] [&]`: nothing, or an instruction count."""
     count = rest.rstrip("& ").strip()
     if typing:
-        return count.isdigit()
-    return not count or count.isdigit()
+        return is_decimal(count)
+    return not count or is_decimal(count)

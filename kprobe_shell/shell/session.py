@@ -112,7 +112,7 @@ class Session:
     # ------------------------------------------------------------------ events during a run
     def _on_console_line(self, line: bytes) -> None:
         text = line.decode("utf-8", errors="replace").rstrip("\n")
-        self.out.event({"type": "console", "text": text}, text, "console")
+        self.out.event({"type": "console", "text": text}, self.out.guest_text(text), "console")
 
     def _narrate(self, text: str) -> None:
         self.out.event({"type": "explain", "text": text}, f"  [explain] {text}", "narrate")
@@ -288,7 +288,18 @@ class Session:
         if self.background_running and cmd.name not in ALLOWED_WHILE_RUNNING:
             raise CommandError(f"the guest is running in the background; 'interrupt' stops it "
                                f"(only {', '.join(sorted(ALLOWED_WHILE_RUNNING))} work meanwhile)")
-        return cmd.func(self, rest)
+        try:
+            return cmd.func(self, rest)
+        finally:
+            self._report_debug_info_error()
+
+    def _report_debug_info_error(self) -> None:
+        """Broken DWARF is found when first read (by whichever command needs it) and
+        reported once, as gdb's "DWARF Error" is; the command itself goes on without it."""
+        machine = self.machine
+        message = machine.image.take_dwarf_warning() if machine is not None else None
+        if message:
+            self.out.event({"type": "warning", "message": message}, f"warning: {message}", "warning")
 
     # ------------------------------------------------------------------ background runs (`continue &`)
     @property
@@ -345,6 +356,8 @@ class Session:
             if isinstance(exc, QuitRequest):
                 self.out.end_command(line, True)
                 raise
+            if isinstance(exc, BrokenPipeError):
+                raise  # the reader went away: the program ends quietly (kprobe_shell/__main__.py)
             # A bug of the shell, not of the user's input: one line, and the session goes on.
             msg = (str(exc).splitlines() or [""])[0]
             error = f"internal error: {type(exc).__name__}: {msg}" if msg else f"internal error: {type(exc).__name__}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..numbers import NumberError, parse_int
 from .registry import CommandError
 
 #: The longest timer period (instructions): ticks stay far inside the 64-bit clock.
@@ -57,15 +58,21 @@ def _one_of(name: str, choices: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-def _integer(name: str, value: str) -> int:
+def _integer(name: str, value: str, too_large: int | None = None) -> int:
+    """A number as the shell reads numbers (kprobe_shell/numbers.py); one too large for 64
+    bits is too_large when given (so the range check names the limit), else refused."""
     try:
-        return int(value, 0)
-    except ValueError:
-        raise CommandError(f"set {name} takes a number") from None
+        return parse_int(value)
+    except NumberError as exc:
+        if not exc.too_large:
+            raise CommandError(f"set {name} takes a number") from None
+        if too_large is None:
+            raise CommandError(f"numeric constant too large (set {name})") from None
+        return too_large
 
 
 def _timer_period(value: str) -> int:
-    n = _integer("timer-period", value)
+    n = _integer("timer-period", value, too_large=MAX_TIMER_PERIOD + 1)
     if n < 100:
         raise CommandError("the timer period must be at least 100 instructions")
     if n > MAX_TIMER_PERIOD:
@@ -84,7 +91,7 @@ def _history_size(value: str) -> int:
 def _cpus(value: str) -> int:
     from ..machine.layout import MAX_CPUS
 
-    n = _integer("cpus", value)
+    n = _integer("cpus", value, too_large=MAX_CPUS + 1)
     if not 1 <= n <= MAX_CPUS:
         raise CommandError(f"the machine has 1 to {MAX_CPUS} CPUs")
     return n

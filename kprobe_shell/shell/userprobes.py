@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..numbers import NumberError, parse_int
 from .. import handlers as H
 from ..api import Jprobe, Kprobe, Kretprobe, ProbeError
 from ..machine import StopReason
@@ -68,9 +69,9 @@ class UserProbes(dict):
     def lookup(self, text: str) -> UserProbe:
         """The probe or breakpoint a user names by number (`3`, `#3`, `$3`)."""
         try:
-            n = int(text.lstrip("#$"))
-        except ValueError:
-            raise CommandError(f"'{text}' is not a probe number") from None
+            n = parse_int(text.lstrip("#$"))
+        except NumberError:
+            raise CommandError(f"'{text[:40]}' is not a probe number") from None
         if n not in self:
             have = ", ".join(str(k) for k in sorted(self)) or "none"
             raise CommandError(f"no probe or breakpoint number {n} (existing: {have})")
@@ -170,6 +171,8 @@ def _dwarf_resolver(machine):
 
     def resolve(symbol: str, name: str):
         params = machine.image.parameters
+        if not params and machine.image.dwarf_error:
+            return machine.image.dwarf_error + ": name arguments by register (%di, ...)"
         if not params:
             return "the image has no DWARF debug info: name arguments by register (%di, ...)"
         plist = params.get(symbol)

@@ -50,6 +50,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
+from ..numbers import LIMIT, NumberError, is_decimal, parse_c_ulong
 from .fetch import (
     DEFAULT_TYPE,
     FETCH_TYPES,
@@ -89,6 +90,9 @@ MAX_EVENT_NAME_LEN = 64
 KRETPROBE_MAXACTIVE_MAX = 4096
 PARAM_MAX_STACK = 2048  # THREAD_SIZE (16 KiB) / sizeof(long)
 MAX_DEREF_DEPTH = 14  # FETCH_INSN_MAX (16) minus the base op and the store op
+# A filter is parsed and evaluated recursively: bound its nesting and its size.
+MAX_FILTER_DEPTH = 32
+MAX_FILTER_TERMS = 128
 DEFAULT_GROUP = "kprobes"
 
 # Field names every probe event already has (trace_probe.c).
@@ -101,7 +105,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IDENT_CHAR = re.compile(r"[A-Za-z0-9_]")
 # Kernel symbols may carry compiler suffixes such as "foo.isra.0" or "bar.cold".
 _KSYM = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
-_BITFIELD = re.compile(r"b(\d+)@(\d+)/(\d+)")
+_BITFIELD = re.compile(r"b([0-9]+)@([0-9]+)/([0-9]+)")
 
 ResolveParam = Callable[[Union[str, None], str], Union[FetchArg, str]]
 
@@ -209,17 +213,10 @@ def _tokenize(line: str) -> list[_Token]:
 
 def _parse_ulong(text: str) -> int | None:
     """kstrtoul(text, 0): 0x hex, leading-0 octal, else decimal; None if bad."""
-    if text.startswith("+"):
-        text = text[1:]
-    if re.fullmatch(r"0[xX][0-9a-fA-F]+", text):
-        value = int(text, 16)
-    elif re.fullmatch(r"0[0-7]*", text):
-        value = int(text, 8)
-    elif re.fullmatch(r"[1-9][0-9]*", text):
-        value = int(text)
-    else:
+    try:
+        return parse_c_ulong(text)
+    except NumberError:
         return None
-    return value if value < 1 << 64 else None
 
 
 def _parse_long(text: str) -> int | None:
@@ -321,7 +318,7 @@ class _Parser:
         rest, colon, name = head.text[1:].partition(":")
         maxactive = 0
         if rest:
-            if not rest[0].isdigit():
+            if not is_decimal(rest[0]):
                 raise self.error(
                     f"Invalid probe type '{kind}{rest}': expected p[:[GRP/]EVENT] or "
                     "r[MAXACTIVE][:[GRP/]EVENT]", head.pos + 1)
@@ -337,7 +334,8 @@ class _Parser:
     def parse_maxactive(self, text: str, pos: int) -> int:
         value = _parse_ulong(text)
         if value is None:
-            raise self.error(f"Invalid maxactive number '{text}'", pos)
+            shown = text if len(text) <= 24 else text[:24] + "..."
+            raise self.error(f"Invalid maxactive number '{shown}'", pos)
         if value > KRETPROBE_MAXACTIVE_MAX:
             raise self.error(f"Maxactive is too big (max {KRETPROBE_MAXACTIVE_MAX})", pos)
         return value
@@ -410,7 +408,7 @@ class _Parser:
         if not text:
             return 0
         offset = _parse_long(text)
-        if offset is None or not text[1:2].isdigit():
+        if offset is None or not is_decimal(text[1:2]):
             raise self.error(f"Invalid probe offset '{text}': expected +NUMBER", pos)
         if offset < 0:
             raise self.error("Probe offset must not be negative", pos)
@@ -495,9 +493,9 @@ class _Parser:
             return Comm()
         if var == "stack":
             return StackAddr()
-        if var.startswith("stack") and var[5:].isdigit():
+        if var.startswith("stack") and is_decimal(var[5:]):
             return StackEntry(self.parse_var_number(var[5:], pos + 6, "stack"))
-        if var.startswith("arg") and var[3:].isdigit():
+        if var.startswith("arg") and is_decimal(var[3:]):
             return self.parse_arg_var(var[3:], pos, site)
         raise self.error(
             f"Invalid $-variable '{text}': expected $retval, $stack, $stackN, "
@@ -534,7 +532,7 @@ class _Parser:
         rest = text[1:]
         if not rest:
             raise self.error("Missing address or symbol after '@'", pos + 1)
-        if rest[0].isdigit():
+        if is_decimal(rest[0]):
             address = _parse_ulong(rest)
             if address is None:
                 raise self.error(f"Invalid memory address '{rest}'", pos + 1)
@@ -548,7 +546,7 @@ class _Parser:
         if bad < len(symbol):
             raise self.error(f"Invalid symbol name '{symbol}'", pos + 1 + bad)
         offset = _parse_long(offset_text) if offset_text else 0
-        if offset is None or (offset_text and not offset_text[1:2].isdigit()):
+        if offset is None or (offset_text and not is_decimal(offset_text[1:2])):
             raise self.error(f"Invalid symbol offset '{offset_text}'", pos + 1 + split)
         return Symbol(symbol, offset)
 
@@ -560,7 +558,7 @@ class _Parser:
         if paren < 0:
             raise self.error("Dereference needs a brace: +|-OFFS(FETCHARG)", pos)
         offset_text = text[offset_start:paren]
-        offset = _parse_ulong(offset_text) if offset_text[:1].isdigit() else None
+        offset = _parse_ulong(offset_text) if is_decimal(offset_text[:1]) else None
         if offset is None:
             raise self.error(f"Invalid dereference offset '{offset_text}'",
                              pos + offset_start)
@@ -588,7 +586,7 @@ class _Parser:
                 raise self.error("Immediate string is not closed with '\"'", pos + len(text))
             return ImmString(rest[1:-1])
         value = _parse_long(rest) if rest[:1] in ("-", "+") else _parse_ulong(rest)
-        if value is None or not rest.lstrip("+-")[:1].isdigit():
+        if value is None or not is_decimal(rest.lstrip("+-")[:1]):
             raise self.error(f"Invalid immediate value '{rest}'", pos + 1)
         return Immediate(value)
 
@@ -647,7 +645,7 @@ class _Parser:
     def lookup_type(self, text: str, pos: int) -> FetchType:
         if text in FETCH_TYPES:
             return FETCH_TYPES[text]
-        if text.startswith("b") and text[1:2].isdigit():
+        if text.startswith("b") and is_decimal(text[1:2]):
             return self.parse_bitfield(text, pos)
         raise self.error(
             f"Unknown type '{text}': expected u8..u64, s8..s64, x8..x64, char, "
@@ -813,7 +811,7 @@ class Filter:
 _FILTER_TOKEN = re.compile(r"""
     (?P<space>\s+)
   | (?P<string>"(?:[^"\\]|\\.)*")
-  | (?P<number>-?\d\w*)
+  | (?P<number>-?[0-9]\w*)
   | (?P<name>\$?[A-Za-z_]\w*)
   | (?P<op>&&|\|\||==|!=|<=|>=|<|>|~|!|\(|\))
 """, re.VERBOSE)
@@ -838,6 +836,8 @@ class _FilterParser:
         self.fields = _filter_fields(args)
         self.tokens = self.tokenize()
         self.index = 0
+        self.depth = 0  # '(' and '!' open: the parser and the evaluator recurse on each
+        self.terms = 0
 
     def error(self, message: str, position: int) -> ProbeEventError:
         return ProbeEventError(message, self.line, position)
@@ -900,20 +900,31 @@ class _FilterParser:
 
     def parse_unary(self) -> _Node:
         token = self.peek()
-        if token.kind == "op" and token.text == "!":
-            self.take()
-            return Not(self.parse_unary())
-        if token.kind == "op" and token.text == "(":
-            self.take()
-            node = self.parse_or()
-            if self.peek().text != ")":
-                raise self.error("Unbalanced parentheses in filter: '(' is never closed",
-                                 token.pos)
-            self.take()
-            return node
+        if token.kind == "op" and token.text in ("!", "("):
+            self.depth += 1
+            if self.depth > MAX_FILTER_DEPTH:
+                raise self.error(f"Filter nested too deeply (max {MAX_FILTER_DEPTH} '(' and '!')", token.pos)
+            try:
+                return self.parse_nested(token)
+            finally:
+                self.depth -= 1
         return self.parse_comparison()
 
+    def parse_nested(self, token: _FilterToken) -> _Node:
+        self.take()
+        if token.text == "!":
+            return Not(self.parse_unary())
+        node = self.parse_or()
+        if self.peek().text != ")":
+            raise self.error("Unbalanced parentheses in filter: '(' is never closed", token.pos)
+        self.take()
+        return node
+
     def parse_comparison(self) -> _Node:
+        self.terms += 1
+        if self.terms > MAX_FILTER_TERMS:
+            raise self.error(f"Too many terms in predicate expression (max {MAX_FILTER_TERMS})",
+                             self.peek().pos)
         left = self.parse_operand()
         op = self.peek()
         if op.kind != "op" or op.text not in _COMPARISON_OPS:
@@ -969,9 +980,13 @@ class _FilterParser:
     def number(self, token: _FilterToken) -> int:
         text = token.text
         digits = text.lstrip("-")
-        if re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", digits) is None:
+        if re.fullmatch(r"0[xX][0-9a-fA-F]+|[0-9]+", digits) is None:
             raise self.error(f"Invalid number '{text}' in filter", token.pos)
-        value = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 10)
+        hex_digits = digits[:2].lower() == "0x"
+        significant = (digits[2:] if hex_digits else digits).lstrip("0")
+        value = int(significant or "0", 16 if hex_digits else 10) if len(significant) <= 20 else LIMIT
+        if value >= LIMIT:
+            raise self.error("Numeric constant too large in filter", token.pos)
         return -value if text.startswith("-") else value
 
 

@@ -10,9 +10,10 @@ struct); pointers come back as integers, and a pointer to a struct can be follow
 """
 from __future__ import annotations
 
-import io
 import struct as _struct
 from dataclasses import dataclass
+
+from ..machine.dwarf import iter_dies, read_guarded, strip_qualifiers
 
 __all__ = ["Member", "StructLayout", "StructError", "StructView", "struct_layouts", "layout_from_offsets"]
 
@@ -22,6 +23,11 @@ _INT_FORMATS = {(1, False): "<B", (1, True): "<b", (2, False): "<H", (2, True): 
 
 class StructError(Exception):
     """An unknown struct or member, or a type that cannot be read."""
+
+
+class NoSuchMember(StructError, AttributeError):
+    """A member the struct does not have: an AttributeError too, so hasattr() and
+    getattr(view, name, default) work on struct views as on any Python object."""
 
 
 @dataclass(frozen=True)
@@ -46,36 +52,30 @@ def struct_layouts(image) -> dict[str, StructLayout]:
     """Every named struct of the image's DWARF (cached on the image)."""
     cached = image.__dict__.get("_struct_layouts")
     if cached is None:
-        cached = _read_layouts(image._elf_bytes)
+        cached = read_guarded(image, _read_layouts, "struct layouts unavailable")
         image.__dict__["_struct_layouts"] = cached
     return cached
 
 
 def _read_layouts(elf_bytes: bytes) -> dict[str, StructLayout]:
-    from elftools.elf.elffile import ELFFile
-
-    elf = ELFFile(io.BytesIO(elf_bytes))
-    if not elf.has_dwarf_info():
-        return {}
     layouts: dict[str, StructLayout] = {}
-    for cu in elf.get_dwarf_info().iter_CUs():
-        for die in cu.iter_DIEs():
-            if die.tag not in ("DW_TAG_structure_type", "DW_TAG_union_type"):
+    for die in iter_dies(elf_bytes):
+        if die.tag not in ("DW_TAG_structure_type", "DW_TAG_union_type"):
+            continue
+        attrs = die.attributes
+        if "DW_AT_name" not in attrs or "DW_AT_declaration" in attrs or "DW_AT_byte_size" not in attrs:
+            continue
+        name = attrs["DW_AT_name"].value.decode(errors="replace")
+        if name in layouts:
+            continue
+        members = {}
+        for child in die.iter_children():
+            if child.tag != "DW_TAG_member" or "DW_AT_name" not in child.attributes:
                 continue
-            attrs = die.attributes
-            if "DW_AT_name" not in attrs or "DW_AT_declaration" in attrs or "DW_AT_byte_size" not in attrs:
-                continue
-            name = attrs["DW_AT_name"].value.decode(errors="replace")
-            if name in layouts:
-                continue
-            members = {}
-            for child in die.iter_children():
-                if child.tag != "DW_TAG_member" or "DW_AT_name" not in child.attributes:
-                    continue
-                m = _member(child)
-                if m is not None:
-                    members[m.name] = m
-            layouts[name] = StructLayout(name, attrs["DW_AT_byte_size"].value, members)
+            m = _member(child)
+            if m is not None:
+                members[m.name] = m
+        layouts[name] = StructLayout(name, attrs["DW_AT_byte_size"].value, members)
     return layouts
 
 
@@ -84,9 +84,7 @@ def _type_of(die):
 
 
 def _strip(t):
-    while t is not None and t.tag in ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type"):
-        t = _type_of(t)
-    return t
+    return strip_qualifiers(t, _type_of)
 
 
 def _name_of(t) -> str:
@@ -192,7 +190,7 @@ class StructView:
         m = self._layout.members.get(name)
         if m is None:
             have = ", ".join(self._layout.members) or "none"
-            raise StructError(f"struct {self._layout.name} has no member '{name}' (members: {have})")
+            raise NoSuchMember(f"struct {self._layout.name} has no member '{name}' (members: {have})")
         return self._read(m)
 
     def __getitem__(self, name: str):

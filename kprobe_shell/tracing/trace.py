@@ -2,8 +2,8 @@
 
 One line per probe hit, in the format of /sys/kernel/debug/tracing/trace:
 
-           opener1-3     [000]     0.001234567: p_do_sys_open_0: (do_sys_open+0x0/0xd6) dfd=0x3
-           opener1-3     [000]     0.001300112: r_do_sys_open_0: (sys_open+0x1c/0x40 <- do_sys_open) arg1=0x3
+             opener1-2 [000]     0.000076321: opens: (do_sys_open+0x0/0xba) dfd=0xffffff9c filename="/etc/motd" flags=0x8000
+             opener1-2 [000]     0.000096562: r_do_sys_open_0: (sys_open+0x1b/0x1d <- do_sys_open) ret=3
 
 The time is the guest's virtual clock (one instruction is one nanosecond), shown to the
 nanosecond where ftrace shows microseconds, so the same script on the same image prints
@@ -12,6 +12,7 @@ events are stored as small records and turned into text when shown.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -45,13 +46,13 @@ class TraceBuffer:
     """The `trace` buffer: every event since the last `trace clear`, bounded."""
 
     def __init__(self, limit: int = 200_000):
-        self.events: list[TraceEvent] = []
+        # A full deque drops its oldest in constant time (a list's pop(0) moves them all).
+        self.events: deque[TraceEvent] = deque(maxlen=limit)
         self.limit = limit
         self.dropped = 0
 
     def add(self, event: TraceEvent) -> None:
-        if len(self.events) >= self.limit:
-            self.events.pop(0)
+        if len(self.events) == self.limit:
             self.dropped += 1
         self.events.append(event)
 

@@ -15,6 +15,7 @@ import guestbuild
 E_TYPE, E_MACHINE, E_ENTRY, E_PHOFF, E_SHOFF = 16, 18, 24, 32, 40
 E_PHNUM, E_SHNUM, E_SHSTRNDX = 56, 60, 62
 PT_LOAD = 1
+PF_R = 4
 
 SIMPLE_SOURCE = '#include "guest.h"\nint main(void) { puts_("hi\\n"); return 0; }\n'
 
@@ -31,6 +32,19 @@ def _load_headers(raw: bytes) -> list[int]:
     phentsize, phnum = struct.unpack_from("<HH", raw, 54)
     return [phoff + i * phentsize for i in range(phnum)
             if struct.unpack_from("<I", raw, phoff + i * phentsize)[0] == PT_LOAD]
+
+
+def _first_function(raw: bytes) -> tuple[int, str]:
+    """(file offset of the .symtab entry, name) of the first sized function symbol."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    symtab = ELFFile(io.BytesIO(raw)).get_section_by_name(".symtab")
+    for i, sym in enumerate(symtab.iter_symbols()):
+        if sym["st_info"]["type"] == "STT_FUNC" and sym["st_size"] and sym.name:
+            return symtab["sh_offset"] + i * symtab["sh_entsize"], sym.name
+    raise KeyError("no sized function symbol")
 
 
 def make_broken_images(good: str, out_dir: str | Path) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -63,6 +77,16 @@ def make_broken_images(good: str, out_dir: str | Path) -> dict[str, tuple[str, t
     case("segment above the reserved pages", _patch(raw, first + 16, "<Q", 0x50000000), "lies above 0x40000000")
     case("segment past the file", _patch(raw, first + 32, "<Q", len(raw) * 4), "truncated")
     case("section headers past the file", _patch(raw, E_SHOFF, "<Q", len(raw) + 4096), "truncated (or corrupt)")
+    rodata = [h for h in _load_headers(raw) if struct.unpack_from("<I", raw, h + 4)[0] == PF_R][-1]
+    ro_vaddr, ro_memsz = struct.unpack_from("<Q", raw, rodata + 16)[0], struct.unpack_from("<Q", raw, rodata + 40)[0]
+    case("read-only segment without file bytes", _patch(raw, rodata + 32, "<Q", 0),
+         f"the read-only segment 0x{ro_vaddr:x}-0x{ro_vaddr + ro_memsz:x} has 0 of its {ro_memsz} bytes "
+         "in the file")
+    fn, fn_name = _first_function(raw)
+    case("symbol of 2^40 bytes", _patch(raw, fn + 16, "<Q", 1 << 40),
+         f"symbol '{fn_name}' at 0x", "claims 0x10000000000 bytes, past the end of its segment")
+    case("symbol of 2^64-1 bytes", _patch(raw, fn + 16, "<Q", (1 << 64) - 1),
+         f"symbol '{fn_name}' at 0x", "claims 0xffffffffffffffff bytes, past the end of its segment")
     for cut in (16, 63, 64, 200, len(raw) // 2, len(raw) - 1):
         case(f"cut at {cut}", raw[:cut], "truncated")
 

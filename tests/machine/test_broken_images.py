@@ -19,6 +19,7 @@ CASES = [
     "entry in nowhere", "segment on page 0", "segment on the reserved pages", "segment above the reserved pages",
     "segment past the file", "section headers past the file", "cut at 16", "cut at 63", "cut at 64",
     "cut at 200", "linked at the reserved pages", "stripped",
+    "read-only segment without file bytes", "symbol of 2^40 bytes", "symbol of 2^64-1 bytes",
 ]
 
 

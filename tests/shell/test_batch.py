@@ -39,7 +39,7 @@ def test_mistake_on_line_3_stops_with_file_line(user_image, tmp_path, run_shell)
     script.write_text("kprobe leaf\necho before\nkprobe no_such_function\necho never\nrun\n")
     r = run_shell(user_image, "--batch", "-x", str(script), tmp_home=str(tmp_path))
     assert r.returncode != 0
-    assert f"{script}:3: no symbol 'no_such_function'" in r.stdout
+    assert f"{script}:3: no symbol 'no_such_function'" in r.stderr  # errors go to stderr, as gdb's
     assert "before" in r.stdout and "never" not in r.stdout
     assert "Traceback" not in r.stdout + r.stderr
 
@@ -47,7 +47,7 @@ def test_mistake_on_line_3_stops_with_file_line(user_image, tmp_path, run_shell)
 def test_stdin_is_a_script_when_not_a_terminal(user_image, tmp_path, run_shell):
     r = run_shell(user_image, stdin="symbols walk\nbogus_cmd\n", tmp_home=str(tmp_path))
     assert "FUNC   walk" in r.stdout
-    assert "<stdin>:2: unknown command 'bogus_cmd'" in r.stdout
+    assert "<stdin>:2: unknown command 'bogus_cmd'" in r.stderr
     assert r.returncode == 1
 
 
@@ -77,7 +77,7 @@ def test_bad_image_is_refused_cleanly(tmp_path, run_shell):
     bad.write_bytes(b"not an elf at all")
     r = run_shell(str(bad), "--batch", "-ex", "run", tmp_home=str(tmp_path))
     assert r.returncode == 2
-    assert "not an ELF file" in r.stdout
+    assert "not an ELF file" in r.stderr
     assert "Traceback" not in r.stdout + r.stderr
 
 
@@ -108,9 +108,9 @@ def test_errors_change_nothing(user_image, tmp_path, run_shell):
     r = run_shell(user_image, "-ex", "kprobe leaf+1", "-ex", "kprobe 0x10", "-ex", "delete 7", "-ex", "probes",
                   stdin="", tmp_home=str(tmp_path))
     assert r.returncode == 0
-    assert "not an instruction boundary (nearest: leaf+0x0, leaf+0x" in r.stdout
-    assert "outside the image's text" in r.stdout
-    assert "no probe or breakpoint number 7" in r.stdout
+    assert "not an instruction boundary (nearest: leaf+0x0, leaf+0x" in r.stderr
+    assert "outside the image's text" in r.stderr
+    assert "no probe or breakpoint number 7" in r.stderr
     assert "No probes or breakpoints." in r.stdout
 
 

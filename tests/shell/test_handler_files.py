@@ -213,8 +213,8 @@ def test_load_errors_are_one_line_and_register_nothing(tmp_path, run_shell, sour
     r = run_shell("-ex", "kprobe do_fork", "-ex", "probes", "-ex", f"handlers {f}", "-ex", "probes",
                   "-ex", "handlers", stdin="", tmp_home=str(tmp_path))
     assert "Traceback" not in r.stdout + r.stderr
-    err = [line for line in r.stdout.splitlines() if line.startswith(f"-ex 'handlers {f}'")]
-    assert len(err) == 1 and message.format(f=f) in err[0], r.stdout
+    err = [line for line in r.stderr.splitlines() if line.startswith(f"-ex 'handlers {f}'")]
+    assert len(err) == 1 and message.format(f=f) in err[0], r.stderr
     blocks = re.findall(r"^Num Type.*\n((?:\d.*\n)+)", r.stdout, re.M)
     assert len(blocks) == 2 and blocks[0] == blocks[1]
     assert "No handler files loaded." in r.stdout
@@ -270,7 +270,7 @@ def test_sys_exit_is_a_fault_not_the_end_of_the_shell(tmp_path, run_shell):
     r = run_shell("-ex", f"handlers {at_import}", "-ex", f"handlers {in_handler}", "-ex", "set handler-error disable",
                   "-ex", "run", "-ex", "probes", stdin="", tmp_home=str(tmp_path))
     assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr
-    assert f"{at_import}:2: SystemExit: 2" in r.stdout
+    assert f"{at_import}:2: SystemExit: 2" in r.stderr
     assert f"pre_handler raised HandlerUsageError: sys.exit(3) in a probe handler ({in_handler}:7)" in r.stdout
     # `set handler-error disable`: the probe is disarmed after its first fault, and shows so
     assert re.search(r"^1 +k +\S+ +do_sys_open\S+ +n +1 +0 .* f faults=1 \(exit_later\.py:5\)$", r.stdout, re.M)

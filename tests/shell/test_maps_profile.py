@@ -106,9 +106,10 @@ def test_bad_map_lines_are_refused_and_change_nothing(tmp_path, run_shell):
     r = run_shell(*args, stdin="", tmp_home=str(tmp_path))
     assert "Traceback" not in r.stdout + r.stderr
     for line, words in bad.items():
-        err = [x for x in r.stdout.splitlines() if x.startswith(f"-ex '{line}': ")]
-        assert len(err) == 1 and words in err[0], (line, r.stdout)
-    listings = re.findall(r"^((?:\d+: @.*\n)+)", r.stdout, re.M)
+        err = [x for x in r.stderr.splitlines() if x.startswith(f"-ex '{line}': ")]
+        assert len(err) == 1 and words in err[0], (line, r.stderr)
+    # the listings follow one another on stdout (the errors between them are on stderr)
+    listings = re.findall(r"^(1: @.*\n(?:(?!1: @)\d+: @.*\n)*)", r.stdout, re.M)
     assert len(listings) == len(bad) + 1 and len(set(listings)) == 1
 
 

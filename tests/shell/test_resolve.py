@@ -2,7 +2,6 @@
 one place that names events.  Each test drives every consumer on the same line."""
 from __future__ import annotations
 
-import ast
 import io
 import os
 
@@ -149,63 +148,3 @@ def test_address_probes_are_named_as_ftrace_names_them(session):
 
 
 # ---------------------------------------------------------------------- the shell's layout
-def _imports(path: str, module: str) -> set[str]:
-    """Modules of kprobe_shell.shell a module imports, outside `if TYPE_CHECKING:` blocks."""
-    tree = ast.parse(open(path).read())
-    type_only = {id(n) for node in ast.walk(tree)
-                 if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                 for n in ast.walk(node)}
-    package = module.split(".") if path.endswith("__init__.py") else module.split(".")[:-1]
-    out = set()
-    for node in ast.walk(tree):
-        if id(node) in type_only or not isinstance(node, ast.ImportFrom) or not node.level:
-            continue
-        base = package[: len(package) - node.level + 1]
-        target = ".".join(base + ([node.module] if node.module else []))
-        out.add(target)
-        out.update(f"{target}.{a.name}" for a in node.names)
-    return out
-
-
-def test_no_import_cycle_and_no_oversized_code_in_the_shell():
-    modules = {}
-    for d, _, files in os.walk(SHELL_DIR):
-        for f in files:
-            if f.endswith(".py"):
-                path = os.path.join(d, f)
-                rel = os.path.relpath(path, os.path.join(SHELL_DIR, "..", ".."))[:-3].replace(os.sep, ".")
-                modules[rel[: -len(".__init__")] if rel.endswith(".__init__") else rel] = path
-
-    def imported(m: str, path: str) -> set[str]:
-        # Importing a.b.c runs a/b/__init__.py first: the package is imported too.
-        out = set()
-        for target in _imports(path, m):
-            parts = target.split(".")
-            for i in range(len(parts), 0, -1):
-                name = ".".join(parts[:i])
-                if name in modules and name != m and not m.startswith(name + "."):
-                    out.add(name)
-        return out
-
-    graph = {m: imported(m, p) for m, p in modules.items()}
-
-    def reaches(start: str, goal: str) -> bool:
-        seen, todo = set(), [start]
-        while todo:
-            m = todo.pop()
-            if m == goal:
-                return True
-            if m not in seen:
-                seen.add(m)
-                todo.extend(graph[m])
-        return False
-
-    cycles = sorted(f"{a} -> {b}" for a in graph for b in graph[a] if reaches(b, a))
-    assert cycles == []
-    for path in modules.values():
-        for node in ast.walk(ast.parse(open(path).read())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                assert node.end_lineno - node.lineno < 80, f"{path}:{node.lineno} {node.name}"
-            if isinstance(node, ast.ClassDef):
-                methods = [b for b in node.body if isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef))]
-                assert len(methods) <= 40, f"{path}:{node.lineno} {node.name}"

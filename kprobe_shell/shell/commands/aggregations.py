@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ...numbers import NumberError, is_decimal, parse_int
 from ...tracing.maps import MAP_KINDS, MapError, MapStore
 from ..registry import CommandError, command
 
@@ -99,8 +100,8 @@ def _find_probe(session, text: str):
 
 def _int_arg(text: str, what: str) -> int:
     try:
-        return int(text.strip(), 0)
-    except ValueError:
+        return parse_int(text)
+    except NumberError:
         raise CommandError(f"lhist() {what} must be an integer, not '{text.strip()}'") from None
 
 
@@ -197,7 +198,7 @@ halts. Without arguments: the attached lines; `aggregate delete N` removes line 
             skipped = f"  ({agg.skipped} hit(s) skipped: field not fetched)" if agg.skipped else ""
             out.print(f"{i}: {agg.text} (probe {agg.probe}){skipped}")
         return [{"line": a.text, "probe": a.probe, "skipped": a.skipped} for a in lines]
-    if args[0] == "delete" and len(args) == 2 and args[1].isdigit():
+    if args[0] == "delete" and len(args) == 2 and is_decimal(args[1]) and len(args[1]) < 10:
         lines = _all(session)
         n = int(args[1])
         if not 1 <= n <= len(lines):

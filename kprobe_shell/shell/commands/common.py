@@ -1,14 +1,8 @@
 """What several commands share: numbers and probe numbers the way gdb users type them."""
 from __future__ import annotations
 
+from ..locations import parse_number  # noqa: F401 (the commands' one number parser)
 from ..registry import CommandError
-
-
-def parse_number(text: str, what: str = "number") -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise CommandError(f"'{text}' is not a number (the {what}: decimal, or hex with 0x)") from None
 
 
 def no_arguments(rest: str, usage: str) -> None:

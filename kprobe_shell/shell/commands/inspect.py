@@ -73,11 +73,11 @@ shows as cc with the original byte beside it: cc[55]."""
     fmt_text = ""
     if rest.startswith("/"):
         fmt_text, _, rest = rest[1:].partition(" ")
-    mt = re.fullmatch(r"(\d*)([xduotacsi]?)([bhwg]?)([xduotacsi]?)", fmt_text)
+    mt = re.fullmatch(r"([0-9]*)([xduotacsi]?)([bhwg]?)([xduotacsi]?)", fmt_text)
     if not mt:
         raise CommandError(f"bad format '/{fmt_text}': x/NFU, F in x d u o t a c s i, U in b h w g")
     _X_STATE = _x_state(session)
-    count = int(mt.group(1)) if mt.group(1) else 1
+    count = parse_number(mt.group(1), "count") if mt.group(1) else 1
     fmt = mt.group(2) or mt.group(4) or _X_STATE["fmt"]
     size = mt.group(3) or (_X_STATE["size"] if fmt not in ("a",) else "g")
     if fmt == "a":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from ...userfiles import UserFileError, printable_name, read_user_file, text_lines
 from ..registry import REGISTRY, CommandError, QuitRequest, command
 from ..settings import SETTINGS, apply_setting, setting
 
@@ -65,10 +66,9 @@ first error stops the file and is reported as FILE:LINE: message."""
         raise CommandError(f"source {path}: command files nested more than {MAX_SOURCE_DEPTH} deep "
                            "(does a file source itself?)")
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.readlines()
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        lines = text_lines(read_user_file(path))
+    except UserFileError as exc:
+        raise CommandError(f"cannot read {printable_name(path)}: {exc}") from None
     except UnicodeDecodeError:
         raise CommandError(f"cannot read {path}: not a text file") from None
     session._source_depth = depth + 1
@@ -111,7 +111,7 @@ task, entry/return pairs as bars, other hits as ticks."""
     sub = args[0] if args else "show"
     if sub == "show":
         for line in session.trace.lines():
-            session.out.print(line)
+            session.out.print(session.out.guest_text(line))
         if session.trace.dropped:
             session.out.print(f"({session.trace.dropped} older events dropped)")
     elif sub == "clear":
@@ -125,6 +125,8 @@ task, entry/return pairs as bars, other hits as ticks."""
                     f.write(line + "\n")
         except OSError as exc:
             raise CommandError(f"cannot write {args[1]}: {exc.strerror}") from None
+        except ValueError:  # open() refuses a name with a NUL byte
+            raise CommandError(f"cannot write {printable_name(args[1])}: the file name contains a NUL byte") from None
         session.out.print(f"Saved {len(session.trace.events)} trace lines to {args[1]}")
     elif sub == "--svg":
         from ... import figures
