@@ -21,8 +21,9 @@ from kprobe_shell.shell.registry import REGISTRY, CommandError
 from kprobe_shell.shell.session import Session
 
 WORDS = sorted(set(REGISTRY.names()) | {w.split()[0] for w in REGISTRY.names()} | {"p", "r", "-:e1", "@m[comm]"})
-#: Commands that would end the process or need a terminal.
-SKIP = {"quit", "q", "exit", "pause"}
+#: Commands that would end the process, need a terminal, or wait for a client (gdbserver
+#: blocks until gdb attaches; tests/gdbstub drives it with hostile packets instead).
+SKIP = {"quit", "q", "exit", "pause", "gdbserver", "tutorial"}
 #: Arguments chosen to hurt: huge and wide numbers, digits that are not ASCII, nesting,
 #: NUL bytes, control characters, files that are not files.
 HOSTILE = [

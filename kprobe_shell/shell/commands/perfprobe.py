@@ -43,7 +43,7 @@ def _define_at(session, line: str, functions: list[str] | None, rename_taken: bo
         lines = translate(debug_info(m.image), m.symbols, line, functions)
     except (PerfProbeError, DwarfLocationError) as exc:
         raise CommandError(str(exc)) from None
-    made, next_number = [], session.next_number
+    made, next_number = [], session.probes.next_number
     try:
         for site, text, explicit in lines:
             event = text.split()[0].partition(":")[2].partition("/")[2]
@@ -53,7 +53,7 @@ def _define_at(session, line: str, functions: list[str] | None, rename_taken: bo
     except CommandError:
         for _, up in made:  # all of a definition's probes, or none of them
             delete_user_probe(session, up)
-        session.next_number = next_number
+        session.probes.next_number = next_number
         raise
     for site, up in made:
         up.spec["perf"] = line
