@@ -20,7 +20,7 @@ import inspect
 from typing import TYPE_CHECKING, Callable
 
 from ..machine import StopReason
-from ..machine.image import ABI_ARG_REGISTERS
+from ..machine.abi import ABI_ARG_REGISTERS
 from ..machine.layout import EFLAGS_IF
 from ..machine import capi
 from ..machine.registers import REGISTERS

@@ -11,7 +11,7 @@ import io
 
 from elftools.elf.elffile import ELFFile
 
-from .image import Parameter
+from .abi import Parameter
 
 
 def read_parameters(elf_bytes: bytes) -> dict[str, list[Parameter]]:

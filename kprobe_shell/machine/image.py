@@ -13,6 +13,7 @@ import fnmatch
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.constants import P_FLAGS
@@ -20,8 +21,8 @@ from elftools.elf.elffile import ELFFile
 
 from .layout import RESERVED_BASE, RESERVED_END
 
-#: Argument registers of the x86_64 SysV ABI, in order; the 7th argument is on the stack.
-ABI_ARG_REGISTERS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
+if TYPE_CHECKING:
+    from .abi import Parameter
 
 
 class ImageError(Exception):
@@ -64,25 +65,6 @@ class Segment:
             c if self.flags & bit else "-"
             for c, bit in (("r", P_FLAGS.PF_R), ("w", P_FLAGS.PF_W), ("x", P_FLAGS.PF_X))
         )
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """A function parameter as DWARF describes it, located by the ABI at function entry."""
-
-    index: int  # 0-based position in the prototype
-    name: str
-    type: str  # C spelling, e.g. "const char *"
-    size: int  # bytes of the value
-    signed: bool
-    is_string: bool  # char * / const char *: fetch as a string
-
-    @property
-    def location(self) -> str:
-        """Where the value is at the first instruction of the function."""
-        if self.index < len(ABI_ARG_REGISTERS):
-            return "%" + ABI_ARG_REGISTERS[self.index]
-        return f"+{8 * (self.index - len(ABI_ARG_REGISTERS) + 1)}(%rsp)"
 
 
 class SymbolTable:
