@@ -5,7 +5,8 @@ hashed by address), register_kprobe / unregister_kprobe, aggregate probes
 (aggr_pre_handler and friends), kprobe_handler (the int3 trap), post_kprobe_handler (the
 debug trap after the single-step), kprobe_fault_handler, kprobe_running and
 kprobe_status.  The engine never prints: it calls handlers and reports through
-`listeners` (handler errors, narration for `explain`).
+`listeners` (handler errors, flushes) and, for `explain`, through `narrator` (the
+events of narrate.py, rendered there).
 """
 from __future__ import annotations
 
@@ -20,7 +21,18 @@ from .invariants import extra_invariants
 from .jprobes import JprobeManager
 from .kretprobes import KretprobeManager
 from .optimize import KprobeOptimizer
-from .narrate import Armed, Disarmed
+from .narrate import (
+    AggregateFormed,
+    Armed,
+    Boosted,
+    DebugTrap,
+    Disarmed,
+    FlowChanged,
+    PostHandlerRuns,
+    ProbeHit,
+    ReentrantHit,
+    TrampolineHit,
+)
 from .narrate import render as render_narration
 from .percpu import KprobeCtlblk, hand_over_kprobe_lock, per_cpu, spin_on_kprobe_lock
 from .regs import PtRegs
@@ -132,17 +144,10 @@ class KprobeEngine:
         for listener in self.listeners:
             listener(event)
 
-    def say(self, text) -> None:
-        """Narration for `explain on`. Callers pass a lambda, so the words are only put
-        together when somebody listens: a probe hit must not pay for formatting."""
-        if self.narrator is not None:
-            words = text() if callable(text) else text
-            if words:  # a narration may decide there is nothing worth saying
-                self.narrator(words)
-
     def narrate(self, event) -> None:
-        """A narration event (narrate.py) for `explain on`; callers check that somebody
-        listens first, so a probe hit pays nothing for it otherwise."""
+        """A narration event (narrate.py) for `explain on`.  Callers check that somebody
+        listens (self.narrator is not None) before they build the event, so a probe hit
+        pays one attribute test for narration when it is off."""
         self.narrator(render_narration(event, self.machine.image.symbols))
 
     def _call(self, p: Kprobe, which: str, fn: Callable, *args):
@@ -336,10 +341,8 @@ class KprobeEngine:
             bucket[bucket.index(old)] = agg
         p.opcode, p.ainsn, p.slot = agg.opcode, agg.ainsn, agg.slot
         self._refresh_arming(agg)
-        self.say(lambda: f"second probe at {self.machine.image.symbols.format(agg.addr)}: an aggregate kprobe now stands in "
-                 f"kprobe_table[{hash_ptr(agg.addr)}] and calls its {len(agg.children)} probes in turn; they share the first "
-                 f"probe's slot 0x{agg.slot:x} ({'boosted' if agg.boosted else 'single-stepped'}: "
-                 "boosted only when no child needs the debug trap)")
+        if self.narrator is not None:
+            self.narrate(AggregateFormed(agg.addr, hash_ptr(agg.addr), len(agg.children), agg.slot, agg.boosted))
 
     def unregister_kprobe(self, p: Kprobe) -> None:
         self._refuse_from_handler("unregister_kprobe")
@@ -484,10 +487,8 @@ class KprobeEngine:
                 self._save_previous_kprobe()
                 self.current_kprobe = p
                 self._inc_nmissed(p)
-                self.say(lambda: f"int3 at {machine.image.symbols.format(addr)} while probe "
-                         f"{self._prev[0].owner.number or self._prev[0].owner!r} is running (a handler is active): "
-                         f"no handlers run, nmissed of probe {p.owner.number or p.owner!r} is now {p.owner.nmissed}; "
-                         "the instruction is just stepped (KPROBE_REENTER)")
+                if self.narrator is not None:
+                    self.narrate(ReentrantHit(addr, self._prev[0].owner, p.owner, p.owner.nmissed))
                 prepare_singlestep(self, p, machine)
                 self.kprobe_status = KprobeStatus.REENTER
                 return True
@@ -504,14 +505,8 @@ class KprobeEngine:
             return False  # not ours: an int3 of the guest's own
         kcb.current_kprobe = p
         kcb.kprobe_status = KprobeStatus.HIT_ACTIVE
-        self.say(lambda: (
-            f"int3 trap, rip 0x{addr + 1:x}: the breakpoint at 0x{addr:x} is kretprobe_trampoline; the engine's "
-            f"probe there runs trampoline_probe_handler" if p.internal else
-            f"int3 trap, rip 0x{addr + 1:x}: probe at {machine.image.symbols.format(addr)} (0x{addr:x}) found in "
-            f"kprobe_table[{hash_ptr(addr)}]: " + (
-                f"an aggregate of {len(p.active_children())} probes" if isinstance(p, AggrKprobe) else
-                f"{type(p.owner).__name__.lower()} {p.owner.number or p.owner!r}")
-            + ("; running its pre_handler (KPROBE_HIT_ACTIVE)" if p.pre_handler is not None else "; no pre_handler")))
+        if self.narrator is not None:
+            self._narrate_hit(p, addr)
         if p.pre_handler is not None:
             if not isinstance(p, AggrKprobe):
                 p.hits += 1
@@ -519,9 +514,9 @@ class KprobeEngine:
             else:
                 handled = p.pre_handler(p, regs)
             if handled:
-                self.say(lambda: "" if p.internal else (  # the trampoline already said where it returns
-                    f"pre_handler returned 1: it changed the flow, rip is now "
-                    f"{machine.image.symbols.format(machine.rip)} (0x{machine.rip:x}); no single-step"))
+                # The trampoline's own narration already said where it returns.
+                if self.narrator is not None and not p.internal:
+                    self.narrate(FlowChanged(machine.rip))
                 # The handler moved execution (jprobe, trampoline): no single-step.
                 # Only a jprobe (break_handler) stays the running probe until its
                 # jprobe_return int3; any other handler that took over is done, so the probe
@@ -537,6 +532,14 @@ class KprobeEngine:
         self._ss_probe(p, machine)
         return True
 
+    def _narrate_hit(self, p: Kprobe, addr: int) -> None:
+        if p.internal:
+            self.narrate(TrampolineHit(addr))
+        elif isinstance(p, AggrKprobe):
+            self.narrate(ProbeHit(addr, hash_ptr(addr), None, len(p.active_children()), p.pre_handler is not None))
+        else:
+            self.narrate(ProbeHit(addr, hash_ptr(addr), p.owner, None, p.pre_handler is not None))
+
     def _ss_probe(self, p: Kprobe, machine: Machine) -> None:
         if self.optimizer.active and self.optimizer.resume_in_detour(p):
             return  # after a jprobe's longjmp: the copies run in the detour buffer
@@ -550,10 +553,8 @@ class KprobeEngine:
             kcb = self.kcb
             kcb.current_kprobe = None
             kcb.kprobe_status = None
-            self.say(lambda: f"boosted: rip = slot 0x{p.slot:x}; the copy '{p.ainsn.text}' runs, then the "
-                     f"jmp at 0x{p.slot + p.ainsn.length:x} goes straight back to "
-                     f"{machine.image.symbols.format(p.addr + p.ainsn.length)} (0x{p.addr + p.ainsn.length:x}): "
-                     f"no debug trap, no post_handler")
+            if self.narrator is not None:
+                self.narrate(Boosted(p.addr, p.slot, p.ainsn.text, p.ainsn.length))
             return
         prepare_singlestep(self, p, machine)
         self.kprobe_status = KprobeStatus.HIT_SS
@@ -564,9 +565,12 @@ class KprobeEngine:
         if cur is None or self.kprobe_status not in (KprobeStatus.HIT_SS, KprobeStatus.REENTER):
             return False
         regs = self.regs
-        self.say(lambda: f"debug trap: the copy ran (one instruction), rip 0x{machine.rip:x}, rsp 0x{machine.reg('rsp'):x}")
+        narrate = self.narrator is not None
+        if narrate:
+            self.narrate(DebugTrap(machine.rip, machine.reg("rsp")))
         if self.kprobe_status is not KprobeStatus.REENTER and cur.post_handler is not None:
-            self.say(lambda: "running the post_handler (KPROBE_HIT_SSDONE) before resume_execution's fix-up")
+            if narrate:
+                self.narrate(PostHandlerRuns())
             self.kprobe_status = KprobeStatus.HIT_SSDONE
             if isinstance(cur, AggrKprobe):
                 cur.post_handler(cur, regs, 0)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..machine import MachineError, capi
 from ..machine.registers import REGISTERS
+from .narrate import BoosterReturned, OptimizedHit, OptimizedMissed
 from .types import BOOSTED_MODES, KprobeStatus, hash_ptr
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]
             except _UcAccessError:
                 raise MachineError("cannot push: the stack is not mapped") from None
             if engine.narrator is not None:
-                manager._say_boosted(orig_ret_address)
+                engine.narrate(BoosterReturned(orig_ret_address))
         except BaseException as exc:  # noqa: BLE001 - an engine bug: a BUG stop, as the trampoline's
             shown_ip[0] = None
             try:
@@ -193,7 +194,7 @@ def optimized_callback(self, address) -> None:
         if kcb.current_kprobe is not None:
             engine._inc_nmissed(p)
             if engine.narrator is not None:
-                self._say_missed(op)
+                engine.narrate(OptimizedMissed(op.addr))
             return
         kcb.current_kprobe = p
         kcb.kprobe_status = _HIT_ACTIVE
@@ -235,6 +236,6 @@ def optimized_callback(self, address) -> None:
             # handlers a second time.  Resume in the copies instead.
             machine.set_reg("rip", op.buffer)
         if engine.narrator is not None:
-            self._say_hit(op)
+            engine.narrate(OptimizedHit(op.addr, op.entry, op.buffer))
     except BaseException as exc:  # noqa: BLE001 - an engine bug: stop the guest, raise from run()
         self.machine.hook_failed(exc)

@@ -20,10 +20,11 @@ import inspect
 from typing import TYPE_CHECKING, Callable
 
 from ..machine import StopReason
-from ..machine.image import ABI_ARG_REGISTERS
+from ..machine.abi import ABI_ARG_REGISTERS
 from ..machine.layout import EFLAGS_IF
 from ..machine import capi
 from ..machine.registers import REGISTERS
+from .narrate import JprobeLongjmp, JprobeSetjmp
 from .types import Kprobe, ProbeError
 from .percpu import per_cpu
 _reg_read = capi.reg_read
@@ -162,13 +163,10 @@ class JprobeManager:
         self.active = jp
         machine.set_reg("eflags", machine.eflags & ~EFLAGS_IF)
         machine.set_reg("rip", jp.entry_addr)
-        self.engine.say(lambda r=self.jprobe_saved_regs: (
-            f"setjmp_pre_handler: saved {len(r)} registers (rip 0x{r['rip']:x}, rsp 0x{rsp:x}, rbp 0x{r['rbp']:x}, "
-            f"rdi 0x{r['rdi']:x}, rsi 0x{r['rsi']:x}, rdx 0x{r['rdx']:x}, rcx 0x{r['rcx']:x}) in jprobe_saved_regs "
-            f"and copied {len(self.jprobes_stack)} stack bytes 0x{rsp:x}-0x{rsp + len(self.jprobes_stack):x} "
-            f"(return address 0x{int.from_bytes(self.jprobes_stack[:8], 'little'):x} first) to jprobes_stack; "
-            f"jprobe_saved_rsp = 0x{rsp:x}; IF cleared, rip -> {machine.image.symbols.format(jp.entry_addr)}: the "
-            f"handler runs in the guest with the probed call's arguments untouched"))
+        if self.engine.narrator is not None:
+            stack = self.jprobes_stack
+            self.engine.narrate(JprobeSetjmp(self.jprobe_saved_regs, rsp, len(stack),
+                                             int.from_bytes(stack[:8], "little"), jp.entry_addr))
         return 1
 
     def longjmp_break_handler(self, jp: Jprobe, regs) -> int:
@@ -195,10 +193,8 @@ class JprobeManager:
         machine.write(self.jprobe_saved_rsp, self.jprobes_stack)
         machine.clock.set(self._clock_at_entry)
         self.active = None
-        engine.say(lambda: f"jprobe_return's int3 at {machine.image.symbols.format(addr)}: no probe there, so the running "
-                   f"jprobe's break_handler (longjmp_break_handler) takes it: rsp 0x{rsp:x} matches the saved rsp; "
-                   f"{len(self.jprobe_saved_regs)} registers and the {len(self.jprobes_stack)} stack bytes at 0x{rsp:x} "
-                   f"restored (rip 0x{machine.rip:x}); now the probed instruction is stepped as for any kprobe")
+        if engine.narrator is not None:
+            engine.narrate(JprobeLongjmp(addr, rsp, len(self.jprobe_saved_regs), len(self.jprobes_stack), machine.rip))
         return 1
 
     # ------------------------------------------------------------------ the Python handler path

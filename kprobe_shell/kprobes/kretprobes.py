@@ -43,6 +43,14 @@ from ..machine.tasks import PSEUDO_TASK_ADDR
 from ..machine.registers import REGISTERS
 from .fastpath import make_kretprobe_booster, make_lone_kretprobe_entry
 from .guard import HandlerInterrupted, HandlerTimeout
+from .narrate import (
+    InstancesFlushed,
+    InstanceWalked,
+    KretprobeEntry,
+    KretprobeMissed,
+    TrampolineReturned,
+    TrampolineWalk,
+)
 from .x86 import decode_at
 from .types import BOOSTED_MODES, EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, ProbeError, hash_ptr
 
@@ -270,7 +278,7 @@ class KretprobeManager:
             if not free:
                 rp.nmissed += 1
                 if engine.narrator is not None:
-                    self._say_missed(rp)
+                    engine.narrate(KretprobeMissed(rp, rp.maxactive, rp.nmissed))
                 return
             ri = free.pop(0)
             ri.rp = rp
@@ -301,29 +309,16 @@ class KretprobeManager:
             bucket.insert(0, ri)
             rp.used_instances.insert(0, ri)
             if engine.narrator is not None:
-                self._say_prepared(rp, ri, rsp, tramp)
+                self._narrate_entry(rp, ri, rsp, tramp)
         except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
             engine._handler_failed(rp.kp, "pre_handler", exc)
 
-    # Narration, out of line: a lambda in a hot function turns the locals it names into
-    # closure cells, which every hit would pay for.
-    def _say_missed(self, rp: Kretprobe) -> None:
-        self.engine.say(lambda: f"pre_handler_kretprobe of probe {rp.number or rp!r}: no free instance (all "
-                        f"{rp.maxactive} of maxactive in flight), so this call is not traced: nmissed = {rp.nmissed}")
-
-    def _say_prepared(self, rp: Kretprobe, ri: KretprobeInstance, rsp: int, tramp: int) -> None:
-        machine = self.machine
-        self.engine.say(lambda: (lambda task: (
-            f"arch_prepare_kretprobe: probe {rp.number or rp!r} takes instance #{ri.index} "
-            f"({len(rp.used_instances)} used, {len(rp.free_instances)} free) for "
-            f"{task.label if task else hex(ri.task)}; the return address at stack slot 0x{rsp:x}, "
-            f"0x{ri.ret_addr:x} ("
-            + ("kretprobe_trampoline: another return probe got there first"
-               if self.is_trampoline(ri.ret_addr) else machine.image.symbols.format(ri.ret_addr))
-            + "), is saved in the instance and replaced by "
-            + (f"kretprobe_trampoline 0x{tramp:x}" if tramp == self.trampoline else
-               f"the kretprobe booster's ret 0x{tramp:x} (the tool's stub page: kprobe-mode {self.engine.mode})")
-            + f"; instance at the head of kretprobe_inst_table[{hash_ptr(ri.task)}]"))(machine.tasks.read_task(ri.task)))
+    def _narrate_entry(self, rp: Kretprobe, ri: KretprobeInstance, rsp: int, tramp: int) -> None:
+        task = self.machine.tasks.read_task(ri.task)
+        self.engine.narrate(KretprobeEntry(
+            rp, ri.index, len(rp.used_instances), len(rp.free_instances), task.label if task else hex(ri.task),
+            rsp, ri.ret_addr, self.is_trampoline(ri.ret_addr), tramp, tramp != self.trampoline, self.engine.mode,
+            hash_ptr(ri.task)))
 
     # ------------------------------------------------------------------ return
     def is_trampoline(self, addr: int) -> bool:
@@ -341,7 +336,7 @@ class KretprobeManager:
         narrate = engine.narrator is not None
         trampoline, booster = self.trampoline, self.booster
         if narrate:
-            self._say_walk(task, head)
+            self._narrate_walk(task, head)
         orig_ret_address = 0
         consumed = 0
         call = engine._call
@@ -353,7 +348,7 @@ class KretprobeManager:
                 continue
             rp = ri.rp
             if narrate:
-                self._say_instance(ri, rp)
+                self._narrate_instance(ri, rp)
             consumed += 1
             if rp is not None:
                 rp.hits += 1
@@ -377,22 +372,14 @@ class KretprobeManager:
         self._consumed = consumed  # for the narration
         return orig_ret_address
 
-    def _say_walk(self, task: int, head: list) -> None:
-        machine = self.machine
-        self.engine.say(lambda: f"trampoline_probe_handler: walking kretprobe_inst_table[{hash_ptr(task)}] "
-                        f"({len(head)} instance(s)) for the instances of "
-                        f"{(machine.tasks.read_task(task) or machine.tasks.pseudo).label} (task_struct 0x{task:x}), "
-                        "newest first")
+    # Narration, out of line: _run_return_handlers is a hot path.
+    def _narrate_walk(self, task: int, head: list) -> None:
+        label = (self.machine.tasks.read_task(task) or self.machine.tasks.pseudo).label
+        self.engine.narrate(TrampolineWalk(hash_ptr(task), len(head), task, label))
 
-    def _say_instance(self, ri: KretprobeInstance, rp: "Kretprobe | None") -> None:
-        machine = self.machine
-        self.engine.say(lambda: f"  instance #{ri.index} of probe {rp.number or rp!r} "
-                        f"({machine.image.symbols.containing(rp.addr)[0].name}): ret_addr 0x{ri.ret_addr:x} "
-                        + ("(kretprobe_trampoline: keep walking)" if self.is_trampoline(ri.ret_addr) else
-                           f"({machine.image.symbols.format(ri.ret_addr)})")
-                        + (f"; calling its handler, rax = 0x{machine.reg('rax'):x}" if rp.handler is not None else "")
-                        if rp is not None else
-                        f"  an instance of an unregistered probe: ret_addr 0x{ri.ret_addr:x}, no handler")
+    def _narrate_instance(self, ri: KretprobeInstance, rp: "Kretprobe | None") -> None:
+        rax = self.machine.reg("rax") if rp is not None and rp.handler is not None else None
+        self.engine.narrate(InstanceWalked(ri.index, rp, ri.ret_addr, self.is_trampoline(ri.ret_addr), rax))
 
     def _no_instance_bug(self, task: int) -> None:
         machine = self.engine.machine
@@ -421,13 +408,8 @@ class KretprobeManager:
             return 1
         machine.set_reg("rip", orig_ret_address)
         if engine.narrator is not None:
-            engine.say(lambda: f"trampoline: {self._consumed} instance(s) consumed and recycled; rip = 0x{orig_ret_address:x} "
-                       f"({machine.image.symbols.format(orig_ret_address)}), the real return address; no single-step")
+            engine.narrate(TrampolineReturned(self._consumed, orig_ret_address))
         return 1
-
-    def _say_boosted(self, orig_ret_address: int) -> None:
-        machine = self.machine
-        self.engine.say(lambda: f"kretprobe booster: returning to {machine.image.symbols.format(orig_ret_address)}")
 
     def recycle_rp_inst(self, ri: KretprobeInstance) -> None:
         bucket = ri.bucket if ri.bucket is not None else self.kretprobe_inst_table[hash_ptr(ri.task)]
@@ -447,17 +429,18 @@ class KretprobeManager:
         for ri in flushed:
             self.recycle_rp_inst(ri)
         if flushed:
-            # Called at the entry of the guest's kprobe_flush_task (or release_task): the word at
-            # rsp is the return address, which says who flushed (exit_thread, or flush_thread on exec).
-            self.engine.say(lambda m=self.engine.machine: (
-                f"kprobe_flush_task({(m.tasks.read_task(task) or m.tasks.pseudo).label}, task_struct 0x{task:x}) "
-                f"called from {m.image.symbols.format(m.read_u64(m.reg('rsp')))}: the task's {len(flushed)} "
-                f"instance(s) in kretprobe_inst_table[{hash_ptr(task)}] are recycled without calling their handlers "
-                "(those functions are not expected to return): " + "; ".join(
-                    f"instance #{ri.index} of probe {ri.rp.number if ri.rp else '-'}, ret_addr 0x{ri.ret_addr:x}"
-                    for ri in flushed)))
+            if self.engine.narrator is not None:
+                self._narrate_flush(task, flushed)
             self.engine._emit(FlushEvent(task, flushed))
         return len(flushed)
+
+    def _narrate_flush(self, task: int, flushed: list[KretprobeInstance]) -> None:
+        # Called at the entry of the guest's kprobe_flush_task (or release_task): the word at
+        # rsp is the return address, which says who flushed (exit_thread, or flush_thread on exec).
+        m = self.machine
+        self.engine.narrate(InstancesFlushed(
+            task, (m.tasks.read_task(task) or m.tasks.pseudo).label, m.read_u64(m.reg("rsp")), hash_ptr(task),
+            tuple((ri.index, ri.rp, ri.ret_addr) for ri in flushed)))
 
     # ------------------------------------------------------------------ views
     def instances_by_task(self) -> list[tuple[int, int, list[KretprobeInstance]]]:

@@ -78,6 +78,7 @@ from ..machine.layout import (
     RESERVED_END,
 )
 from .fastpath import optimized_callback
+from .narrate import Optimized, Unoptimized
 from .types import BOOSTED_MODES, ProbeError, Refusal
 from .x86 import BREAKPOINT_INSTRUCTION, DecodedInsn, _cs, copy_for_slot, decode_at, jmp_rel32
 
@@ -155,16 +156,6 @@ class KprobeOptimizer:
     # ------------------------------------------------------------------ the hit path
     #: The hit, a fast hook on every detour entry (fastpath.py).
     optimized_callback = optimized_callback
-
-    # Narration, out of line: a lambda in optimized_callback would turn the locals it
-    # names into closure cells, which every hit would pay for.
-    def _say_missed(self, op: Optprobe) -> None:
-        self.engine.say(lambda: f"optimized probe at 0x{op.addr:x} hit inside a handler: nmissed, no handlers run")
-
-    def _say_hit(self, op: Optprobe) -> None:
-        machine = self.machine
-        self.engine.say(lambda: f"optimized probe at {machine.image.symbols.format(op.addr)}: handlers ran at "
-                        f"the detour entry 0x{op.entry:x}; the relocated copies run from 0x{op.buffer:x}")
 
     def resume_in_detour(self, p: "Kprobe") -> bool:
         """After a jprobe's longjmp: run the replaced instructions from the detour buffer
@@ -474,8 +465,8 @@ class KprobeOptimizer:
         self.machine.write(op.addr, jmp_rel32(op.addr, op.entry))
         op.active = True
         self.active[op.addr] = op
-        self.engine.say(lambda: f"optimized the probe at {self.machine.image.symbols.format(op.addr)}: "
-                        f"{len(op.insns)} instruction(s), {op.length} bytes, replaced by jmp 0x{op.entry:x}")
+        if self.engine.narrator is not None:
+            self.engine.narrate(Optimized(op.addr, len(op.insns), op.length, op.entry))
 
     def arch_unoptimize_kprobe(self, op: Optprobe, *, armed: bool) -> None:
         """Put the replaced bytes back, with the int3 when the probe is still armed.  The
@@ -486,7 +477,8 @@ class KprobeOptimizer:
         self.machine.write(op.addr, bytes(data))
         op.active = False
         del self.active[op.addr]
-        self.engine.say(lambda: f"unoptimized the probe at {self.machine.image.symbols.format(op.addr)}")
+        if self.engine.narrator is not None:
+            self.engine.narrate(Unoptimized(op.addr))
 
     # ------------------------------------------------------------------ views
     def replaced_bytes(self) -> dict[int, bytes]:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .narrate import LockSpin
+
 if TYPE_CHECKING:
     from ..machine import Machine
     from .core import KprobeEngine
@@ -82,8 +84,8 @@ def spin_on_kprobe_lock(engine: "KprobeEngine", machine: Machine, addr: int) -> 
     engine.kcb.spinning = True
     machine.set_reg("rip", addr)
     machine.clock.adjust(-1)
-    engine.say(lambda: f"cpu {machine.cpu_id}: int3 at {machine.image.symbols.format(addr)} while another CPU "
-                     "holds kprobe_lock: spinning (2005 serialisation)")
+    if engine.narrator is not None:
+        engine.narrate(LockSpin(machine.cpu_id, addr))
     machine.smp.end_quantum()
     return True
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from .guard import HandlerInterrupted, HandlerTimeout
+from .narrate import AggregateHandler
 
 if TYPE_CHECKING:
     from .core import KprobeEngine
@@ -195,8 +196,8 @@ class AggrKprobe(Kprobe):
             if child.pre_handler is None:
                 continue
             self.curr = child
-            self.engine.say(lambda: f"aggregate: pre_handler of probe {child.owner.number or child.owner!r} "
-                            f"({type(child.owner).__name__.lower()})")
+            if self.engine.narrator is not None:
+                self.engine.narrate(AggregateHandler("pre_handler", child.owner))
             if self.engine._call(child, "pre_handler", child.pre_handler, child, regs):
                 return 1
         return 0
@@ -205,7 +206,8 @@ class AggrKprobe(Kprobe):
         for child in self.active_children():
             if child.post_handler is not None:
                 self.curr = child
-                self.engine.say(lambda: f"aggregate: post_handler of probe {child.owner.number or child.owner!r}")
+                if self.engine.narrator is not None:
+                    self.engine.narrate(AggregateHandler("post_handler", child.owner))
                 self.engine._call(child, "post_handler", child.post_handler, child, regs, flags)
 
     def _aggr_fault_handler(self, p, regs, trapnr) -> int:

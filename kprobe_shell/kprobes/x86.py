@@ -27,7 +27,15 @@ from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from capstone import x86_const as CX
 
 from ..machine.layout import EFLAGS_IF, EFLAGS_TF, INSN_SLOT_BASE, INSN_SLOT_END, PAGE_SIZE
-from .narrate import FlagsWordFixed, ReturnAddressFixed, RipFixed
+from .narrate import (
+    FlagsWordFixed,
+    Prepared,
+    ReturnAddressFixed,
+    RipFixed,
+    RipRelativeRetargeted,
+    SingleStepInPlace,
+    SingleStepOutOfLine,
+)
 from .types import AggrKprobe, Kprobe, ProbeError, ProbeMode
 
 if TYPE_CHECKING:
@@ -306,17 +314,18 @@ def arch_prepare_kprobe(engine: "KprobeEngine", p: Kprobe, insn: DecodedInsn) ->
     # The jmp back is there for boosted runs; a single-step never reaches it (the debug
     # trap comes first), so one slot layout serves both modes.
     engine.machine.write(slot, copy + jmp_rel32(slot + len(copy), p.addr + insn.length))
-    engine.say(lambda: f"arch_prepare_kprobe: copied '{insn.text}' ({insn.raw.hex(' ')}) from "
-             f"{engine.machine.image.symbols.format(p.addr)} into insn slot {(slot - engine.slots.base) // engine.slots.size} "
-             f"at 0x{slot:x}, followed by jmp 0x{p.addr + insn.length:x} (the way back when boosted)")
-    if insn.rip_disp_offset is not None:
-        # new_disp = (addr + old_disp) - slot: both displacements count from the end of the instruction.
-        engine.say(lambda off=insn.rip_disp_offset,
-                 old=int.from_bytes(insn.raw[insn.rip_disp_offset:insn.rip_disp_offset + 4], "little", signed=True),
-                 new=int.from_bytes(copy[insn.rip_disp_offset:insn.rip_disp_offset + 4], "little", signed=True): (
-            f"RIP-relative operand: displacement 0x{old & 0xffffffff:08x} ({old:+#x}) at byte {off} reaches "
-            f"0x{p.addr + insn.length + old:x} from 0x{p.addr + insn.length:x}; in the slot it becomes "
-            f"0x{new & 0xffffffff:08x} ({new:+#x}), which reaches the same address from 0x{slot + insn.length:x}"))
+    if engine.narrator is not None:
+        _narrate_prepared(engine, p, insn, slot, copy)
+
+
+def _narrate_prepared(engine: "KprobeEngine", p: Kprobe, insn: DecodedInsn, slot: int, copy: bytes) -> None:
+    engine.narrate(Prepared(p.addr, insn.text, insn.raw, (slot - engine.slots.base) // engine.slots.size, slot,
+                            insn.length))
+    off = insn.rip_disp_offset
+    if off is not None:
+        old = int.from_bytes(insn.raw[off:off + 4], "little", signed=True)
+        new = int.from_bytes(copy[off:off + 4], "little", signed=True)
+        engine.narrate(RipRelativeRetargeted(p.addr, slot, insn.length, off, old, new))
 
 
 def prepare_singlestep(engine: "KprobeEngine", p: Kprobe, machine: Machine) -> None:
@@ -328,8 +337,8 @@ def prepare_singlestep(engine: "KprobeEngine", p: Kprobe, machine: Machine) -> N
     machine.set_reg("eflags", (eflags | EFLAGS_TF) & ~EFLAGS_IF)
     machine.set_reg("rip", p.slot)
     engine._rep_count_before = machine.reg("rcx") if p.ainsn.is_rep_string() else None
-    engine.say(lambda: f"single-step out of line: rip 0x{p.addr + 1:x} -> slot 0x{p.slot:x} holding "
-             f"'{p.ainsn.text}'; eflags 0x{eflags:x} -> 0x{machine.eflags:x} (TF set, IF cleared) (KPROBE_HIT_SS)")
+    if engine.narrator is not None:
+        engine.narrate(SingleStepOutOfLine(p.addr, p.slot, p.ainsn.text, eflags, machine.eflags))
 
 
 def prepare_singlestep_in_place(engine: "KprobeEngine", p: Kprobe, machine: Machine) -> None:
@@ -359,8 +368,8 @@ def prepare_singlestep_in_place(engine: "KprobeEngine", p: Kprobe, machine: Mach
     if others and p.addr not in engine._in_place_windows:
         engine._in_place_windows[p.addr] = machine.add_code_hook(
             p.addr, lambda m, entry=p: _missed_in_place(engine, entry), cpus=others)
-    engine.say(lambda: f"single-stepping '{p.ainsn.text}' in place at 0x{p.addr:x}: original byte restored, "
-                     "other CPUs run past the probe until the int3 is back")
+    if engine.narrator is not None:
+        engine.narrate(SingleStepInPlace(p.addr, p.ainsn.text))
     machine.smp.end_quantum()
 
 

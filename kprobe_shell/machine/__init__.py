@@ -3,7 +3,8 @@
 from . import capi
 from .devices import Console
 from .events import MachineError, StopEvent, StopReason
-from .image import Image, ImageError, Parameter, Symbol, SymbolTable
+from .abi import Parameter
+from .image import Image, ImageError, Symbol, SymbolTable
 from .machine import Machine
 from .tasks import Task
 

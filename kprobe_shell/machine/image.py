@@ -19,7 +19,8 @@ from elftools.elf.constants import P_FLAGS
 from elftools.elf.elffile import ELFFile
 
 from ..textsafe import escape_controls
-from .dwarf import ABI_ARG_REGISTERS, Parameter, read_guarded, read_parameters  # noqa: F401 (re-exported)
+from .abi import ABI_ARG_REGISTERS, Parameter  # noqa: F401 (re-exported)
+from .dwarf import read_guarded, read_parameters
 from .layout import RESERVED_BASE, RESERVED_END
 
 

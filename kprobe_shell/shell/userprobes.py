@@ -14,7 +14,7 @@ from ..numbers import NumberError, parse_int
 from .. import handlers as H
 from ..api import Jprobe, Kprobe, Kretprobe, ProbeError
 from ..machine import StopReason
-from ..machine.image import ABI_ARG_REGISTERS
+from ..machine.abi import ABI_ARG_REGISTERS
 from ..tracing import fetch as F
 from ..tracing.probe_events import ProbeEventError, default_event_name, parse_probe_event
 from .probe_handlers import (MachineFetchContext, first_args, in_hit_context, make_jprobe_trace_entry,

@@ -10,7 +10,7 @@ from elftools.elf.elffile import ELFFile
 
 import guestbuild
 from kprobe_shell import Image, ImageError, Machine
-from kprobe_shell.machine.image import Parameter
+from kprobe_shell.machine.abi import Parameter
 
 
 @pytest.fixture(scope="module")
