@@ -44,7 +44,6 @@ from ..machine.machine import NS_PER_INSN, _REG_RSP, _UcAccessError
 from ..machine.machine import _exchange_top_of_stack, _peek_u64, _push_u64
 from ..machine.layout import STUB_PAGE
 from ..machine.tasks import PSEUDO_TASK_ADDR
-from .guard import HandlerInterrupted, HandlerTimeout
 from .core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, KprobeStatus, ProbeError, hash_ptr
 
 #: Where the kretprobe booster's `ret` stands in the machine's stub page.
@@ -310,7 +309,7 @@ class KretprobeManager:
             rp.used_instances.insert(0, ri)
             if engine.narrator is not None:
                 self._say_prepared(rp, ri, rsp, tramp)
-        except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - as KprobeEngine._call: the probe path completes
             engine._handler_failed(rp.kp, "pre_handler", exc)
 
     def _make_fast_entry(self, rp: Kretprobe) -> Callable:
@@ -353,7 +352,7 @@ class KretprobeManager:
                 ri.bucket = bucket
                 bucket.insert(0, ri)
                 rp.used_instances.insert(0, ri)
-            except (Exception, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - as KprobeEngine._call
                 engine._handler_failed(p, "pre_handler", exc)
             return True
 

@@ -15,7 +15,8 @@ import types
 
 from .. import handlers as H
 from ..api import ProbeError
-from ..kprobes.core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS
+from ..kprobes.core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, describe_handler_exception
+from ..kprobes.guard import HandlerInterrupted, HandlerTimeout, guarded_caller
 from .locations import parse_location
 from .registry import CommandError
 from .userprobes import UserProbe, create_from_spec, create_handler_probe, delete_user_probe
@@ -44,17 +45,36 @@ def _run_module(session, path: str, source: str) -> tuple[types.ModuleType, list
         previous = sys.modules.get(module.__name__)
         sys.modules[module.__name__] = module
         try:
-            exec(code, module.__dict__)  # noqa: S102 - running the user's handler file is the point
-            init = module.__dict__.get("init")
-            if callable(init):
-                init(H.MachineProxy(session, col))
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import-time error is the user's
+            _exec_guarded(session, code, module, col)
+        except BaseException as exc:  # noqa: BLE001 - any import-time error is the user's
             if previous is not None:
                 sys.modules[module.__name__] = previous
             else:
                 sys.modules.pop(module.__name__, None)
-            raise CommandError(f"{_error_where(path, exc)}: {type(exc).__name__}: {exc}") from None
+            raise CommandError(f"{_error_where(path, exc)}: {_load_failure(exc)}") from None
     return module, col.requests
+
+
+@guarded_caller
+def _exec_guarded(session, code, module, col) -> None:
+    """Run the file and its init() as a handler runs: under the engine's guard, so a file
+    that loops is stopped by handler-timeout or Ctrl-C (guard.py)."""
+    guard = session.machine.kprobes.guard
+    guard.watch_this_thread()
+    depth = guard.enter()
+    try:
+        exec(code, module.__dict__)  # noqa: S102 - running the user's handler file is the point
+        init = module.__dict__.get("init")
+        if callable(init):
+            init(H.MachineProxy(session, col))
+    finally:
+        guard.leave(depth)
+
+
+def _load_failure(exc: BaseException) -> str:
+    if isinstance(exc, (HandlerTimeout, HandlerInterrupted, KeyboardInterrupt)):
+        return f"loading the file {describe_handler_exception(exc)}; nothing changed"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _event_names(session, path: str, requests: list[H.ProbeRequest]) -> list[str]:

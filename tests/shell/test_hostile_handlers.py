@@ -1,0 +1,156 @@
+"""Handler files and probe commands that misbehave: whatever a handler raises, however it
+loops, whatever its `commands` block asks, the guest stays consistent and the shell says
+what happened in one line (no traceback, no hang, no stuck probe)."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+import textwrap
+import time
+
+import pytest
+
+from kprobe_shell.shell.output import Output
+from kprobe_shell.shell.registry import CommandError
+from kprobe_shell.shell.session import Session
+
+
+def _session(image=None):
+    out = io.StringIO()
+    return Session(image, output=Output(out, color=False)), out
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+BASE_RAISER = """
+    from kprobe_shell.handlers import kprobe
+    class Odd(BaseException):
+        pass
+    @kprobe("do_sys_open")
+    def on_open(p, regs):
+        raise {what}
+"""
+
+
+@pytest.mark.parametrize("what", ["BaseException('boom')", "Odd('boom')", "GeneratorExit()"])
+@pytest.mark.parametrize("mode", ["auto", "single-step"])
+def test_handler_raising_a_base_exception_is_the_handlers_fault(tmp_path, run_shell, what, mode):
+    path = _write(tmp_path, "raiser.py", BASE_RAISER.format(what=what))
+    proc = run_shell("--batch", "-ex", f"set kprobe-mode {mode}", "-ex", f"handlers {path}", "-ex", "run",
+                     "-ex", "probes")
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text
+    assert "internal error" not in text
+    assert f"raised {what.split('(')[0]}: " in text
+    assert "raiser.py:7" in text  # the user's line, not the tool's
+    assert "[guest halted" in text  # the guest went on and finished
+    row = [line for line in proc.stdout.splitlines() if line.lstrip().startswith("1 ")][0]
+    assert "missed=0" in row.replace(" ", "") or " 0 " in row  # no hit was counted missed
+
+
+def test_handler_file_raising_a_base_exception_at_load_is_one_line(tmp_path, run_shell):
+    path = _write(tmp_path, "top.py", "raise BaseException('top')\n")
+    proc = run_shell("--batch", "-ex", f"handlers {path}", "-ex", "probes")
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text
+    assert f"{path}:1: BaseException: top" in text
+    assert proc.returncode == 1
+
+
+# ---------------------------------------------------------------------- the watchdog wins (issue: loops)
+def test_handler_file_looping_at_load_is_stopped_by_the_timeout(tmp_path, run_shell):
+    path = _write(tmp_path, "loadloop.py", """
+        from kprobe_shell.handlers import kprobe
+        while True:
+            pass
+    """)
+    proc = run_shell("--batch", "-ex", "set handler-timeout 0.2", "-ex", f"handlers {path}", "-ex", "probes")
+    text = proc.stdout + proc.stderr
+    assert re.search(re.escape(path) + r":[34]: loading the file ran past the handler-timeout and was stopped "
+                     r"\(HandlerTimeout\); nothing changed", text)
+    assert proc.returncode == 1 and "Traceback" not in text
+
+
+SWALLOWERS = {
+    "except-base": """
+        while True:
+            try:
+                while True:
+                    pass
+            except BaseException:
+                pass
+    """,
+    "bare-except-sleep": """
+        import time
+        while True:
+            try:
+                time.sleep(0.01)
+            except:
+                continue
+    """,
+    "nested": """
+        import time
+        def again():
+            try:
+                time.sleep(0.01)
+            except BaseException:
+                again()
+        while True:
+            try:
+                again()
+            except BaseException:
+                pass
+    """,
+}
+
+
+@pytest.mark.parametrize("body", sorted(SWALLOWERS))
+def test_handler_swallowing_the_timeout_is_stopped_all_the_same(tmp_path, body):
+    code = "from kprobe_shell.handlers import kprobe\n@kprobe('do_sys_open')\ndef on_open(p, regs):\n"
+    code += textwrap.indent(textwrap.dedent(SWALLOWERS[body]), "    ")
+    path = tmp_path / "swallow.py"
+    path.write_text(code)
+    s, out = _session()
+    s.execute("set handler-timeout 0.2")
+    s.execute("set handler-error disable")
+    s.execute(f"handlers {path}")
+    s.execute("run")
+    text = out.getvalue()
+    assert "ran past the handler-timeout and was stopped (HandlerTimeout)" in text
+    assert "[guest halted" in text
+
+
+@pytest.mark.parametrize("body", ["while True:\n    pass\n", SWALLOWERS["bare-except-sleep"]])
+def test_handler_file_looping_at_load_is_stopped_by_ctrl_c_at_the_prompt(tmp_path, body):
+    pexpect = pytest.importorskip("pexpect")
+    path = tmp_path / "loadloop.py"
+    path.write_text("from kprobe_shell.handlers import kprobe\n" + textwrap.dedent(body))
+    env = dict(os.environ, TERM="xterm", XDG_CONFIG_HOME=str(tmp_path / "c"), XDG_DATA_HOME=str(tmp_path / "d"))
+    child = pexpect.spawn(sys.executable, ["-m", "kprobe_shell"], env=env, encoding="utf-8",
+                          codec_errors="replace", timeout=20, dimensions=(40, 160))
+
+    def expect(pattern):
+        while child.expect([re.escape(pattern), re.escape("\x1b[6n")]) == 1:
+            child.send("\x1b[1;1R")
+
+    expect("(kprobe)")
+    child.send("set handler-timeout off\r")
+    expect("(kprobe)")
+    child.send(f"handlers {path}\r")
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # answer the prompt's last cursor-position request
+        if child.expect([re.escape("\x1b[6n"), pexpect.TIMEOUT], timeout=0.2) == 0:
+            child.send("\x1b[1;1R")
+    child.sendintr()
+    expect("loading the file was interrupted by Ctrl-C; nothing changed")
+    expect("(kprobe)")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF, timeout=10)
+    child.close()
+    assert child.exitstatus == 0
