@@ -272,8 +272,8 @@ class Session:
         if cmd is None:
             raise CommandError(resolved.error)
         rest = resolved.argument
-        if from_probe and cmd.runs_guest:
-            raise CommandError(f"'{cmd.name}' cannot run inside a probe's commands (the guest is mid-trap)")
+        if from_probe or self._in_probe_commands:
+            _refuse_at_a_probe_hit(cmd)
         if cmd.runs_guest and rest.endswith("&"):
             return self.start_background(cmd, rest[:-1].strip(), line)
         if self.background_running and cmd.name not in ALLOWED_WHILE_RUNNING:
@@ -356,6 +356,21 @@ class Session:
             return shlex.split(rest)
         except ValueError as exc:
             raise CommandError(f"cannot parse arguments: {exc}") from None
+
+
+#: Commands that swap the machine: never while its guest is in the middle of a probe hit.
+REPLACES_MACHINE = frozenset({"reset", "load"})
+
+
+def _refuse_at_a_probe_hit(cmd) -> None:
+    """A probe's commands run inside the guest's trap, as the kernel's handlers do: the
+    guest cannot run from there (the kernel refuses re-entering its probe path), nor can
+    the machine under it be swapped.  `try` and `source` do not get round it."""
+    if cmd.runs_guest:
+        raise CommandError(f"'{cmd.name}' cannot run inside a probe's commands (the guest is mid-trap)")
+    if cmd.name in REPLACES_MACHINE:
+        raise CommandError(f"'{cmd.name}' cannot run inside a probe's commands (it would replace the machine "
+                           "while its guest is mid-trap)")
 
 
 #: Commands that do not touch the guest, so they may run while it runs in the background.

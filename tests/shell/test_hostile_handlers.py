@@ -3,11 +3,13 @@ loops, whatever its `commands` block asks, the guest stays consistent and the sh
 what happened in one line (no traceback, no hang, no stuck probe)."""
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import re
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -154,3 +156,50 @@ def test_handler_file_looping_at_load_is_stopped_by_ctrl_c_at_the_prompt(tmp_pat
     child.expect(pexpect.EOF, timeout=10)
     child.close()
     assert child.exitstatus == 0
+
+
+# ---------------------------------------------------------------------- what a probe's commands may do
+@pytest.mark.parametrize("body, refused", [
+    ("try run", "'run' cannot run inside a probe's commands"),
+    ("try continue 5", "'continue' cannot run inside a probe's commands"),
+    ("source {inner}", "'run' cannot run inside a probe's commands"),
+    ("reset", "'reset' cannot run inside a probe's commands (it would replace the machine"),
+    ("load {image}", "'load' cannot run inside a probe's commands (it would replace the machine"),
+    ("try reset", "'reset' cannot run inside a probe's commands"),
+])
+def test_probe_commands_cannot_run_the_guest_or_replace_the_machine(tmp_path, body, refused):
+    from kprobe_shell.images import BUNDLED_KERNEL, bundled_image_path
+
+    inner = tmp_path / "inner.kps"
+    inner.write_text("echo inner\nrun\n")
+    script = tmp_path / "outer.kps"
+    script.write_text("kprobe do_sys_open\ncommands 1\n  " + body.format(inner=inner, image=bundled_image_path(BUNDLED_KERNEL))
+                      + "\nend\nrun\n")
+    s, out = _session()
+    machine = s.machine
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (s.execute(f"source {script}"), done.set()), daemon=True)
+    worker.start()
+    assert done.wait(60), "deadlocked"
+    text = out.getvalue()
+    assert refused in text
+    assert s.machine is machine  # the machine was not swapped mid-run
+    assert "[guest halted" in text
+
+
+def test_breakpoint_commands_ending_in_continue_take_any_number_of_stops(tmp_path):
+    """gdb's idiom (commands ... continue end) must not nest a Python call per stop: with
+    the stack kept short, 147 stops of `schedule` would overflow a recursive version."""
+    script = tmp_path / "bp.kps"
+    script.write_text("break schedule\ncommands\n  silent\n  echo stop\n  continue\nend\nrun\n")
+    s, out = _session()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 140)
+    try:
+        s.execute(f"source {script}")
+    finally:
+        sys.setrecursionlimit(limit)
+    text = out.getvalue()
+    assert "RecursionError" not in text
+    assert text.count("stop\n") == 147 and s.probes[1].hits == 147
+    assert "[guest halted" in text
