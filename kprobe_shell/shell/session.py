@@ -21,7 +21,7 @@ from .output import Output
 from .registry import CommandError, QuitRequest
 from .resolve import resolve
 from .script import run_lines
-from .settings import DEFAULT_SETTINGS, configure_machine
+from .settings import DEFAULT_SETTINGS, configure_machine, parse_setting
 from .userprobes import UserProbe, UserProbes, create_from_spec
 
 __all__ = ["Session", "UserProbe"]
@@ -34,8 +34,9 @@ class Session:
         self.settings = dict(DEFAULT_SETTINGS)
         if settings:
             self.settings.update(settings)
+        # The command line's --timer-period is checked as `set timer-period` checks it.
         if timer_period is not None:
-            self.settings["timer-period"] = timer_period
+            self.settings["timer-period"] = parse_setting("timer-period", str(timer_period))
         if cpus is not None:
             self.settings["cpus"] = cpus
         #: Did the user name the image?  If not, the bundled kernel follows `cpus` (its UP

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 GOOD_SCRIPT = """\
 # a probe, a return probe, a run
 kprobe leaf
@@ -152,3 +154,13 @@ def test_bad_config_file_settings_are_skipped_with_a_warning(user_image, tmp_pat
     assert "config:5: " in out and "history-size" in out
     assert "handler-timeout  0.5" in out and "user image done" in out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1000000000000000", "the timer period must be at most 1000000000000 instructions"),
+    ("5", "the timer period must be at least 100 instructions"),
+])
+def test_timer_period_option_is_checked_as_the_setting_is(run_shell, value, message):
+    proc = run_shell("--batch", "--timer-period", value, "-ex", "run 10")
+    assert f"kprobe-shell: {message}" in proc.stdout + proc.stderr
+    assert proc.returncode == 2
