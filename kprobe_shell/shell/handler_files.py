@@ -17,6 +17,7 @@ from .. import handlers as H
 from ..api import ProbeError
 from ..kprobes.core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, describe_handler_exception
 from ..kprobes.guard import HandlerInterrupted, HandlerTimeout, guarded_caller
+from ..kprobes.kretprobes import MAXACTIVE_MAX
 from .locations import parse_location
 from .registry import CommandError
 from .userprobes import UserProbe, create_from_spec, create_handler_probe, delete_user_probe
@@ -117,6 +118,8 @@ def _check_request(session, req: H.ProbeRequest, replaced: list[UserProbe], plan
         planned_jprobes.add(addr)
     if req.handler is None and req.kind != "k":
         raise CommandError("a probe without a handler")
+    if req.kind == "r" and req.maxactive > MAXACTIVE_MAX:
+        raise CommandError(f"maxactive {req.maxactive} is too big (at most {MAXACTIVE_MAX})")
     return sym, off, addr
 
 
@@ -135,6 +138,9 @@ def load_handler_file(session, path: str) -> list[UserProbe]:
                            "or define init(machine) with register_* calls")
     names = _event_names(session, key, requests)
     replaced = [up for up in session.probes.values() if up.spec.get("handler_file") == key]
+    if replaced and session._in_probe_commands:
+        raise CommandError(f"{path} cannot be loaded again inside a probe's commands: its probes cannot be "
+                           "unregistered while a probe is being handled")
     planned: list[tuple] = []
     jprobes: set = set()
     for req in requests:
@@ -144,6 +150,7 @@ def load_handler_file(session, path: str) -> list[UserProbe]:
             raise CommandError(f"{req.where}: {exc}") from None
 
     # Checked: now replace the file's old probes by the new ones.
+    next_number = session.probes.next_number
     for up in sorted(replaced, key=lambda u: u.number):
         delete_user_probe(session, up)
     created: list[UserProbe] = []
@@ -154,11 +161,13 @@ def load_handler_file(session, path: str) -> list[UserProbe]:
         try:
             created.append(create_handler_probe(session, up))
         except (ProbeError, CommandError) as exc:
-            # Something the checks did not foresee: undo, and put the old probes back.
+            # Something the checks did not foresee: undo, and put the old probes back
+            # under their numbers (their counters and in-flight instances are lost).
             for done in created:
                 delete_user_probe(session, done)
             for old in sorted(replaced, key=lambda u: u.number):
                 create_from_spec(session, old)
+            session.probes.next_number = next_number
             raise CommandError(f"{req.where}: {exc}") from None
     return created
 

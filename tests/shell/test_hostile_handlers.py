@@ -203,3 +203,52 @@ def test_breakpoint_commands_ending_in_continue_take_any_number_of_stops(tmp_pat
     assert "RecursionError" not in text
     assert text.count("stop\n") == 147 and s.probes[1].hits == 147
     assert "[guest halted" in text
+
+
+# ---------------------------------------------------------------------- a refused reload changes nothing
+V1 = """
+    from kprobe_shell.handlers import kprobe, kretprobe
+    @kprobe("do_sys_open")
+    def on_open(p, regs):
+        pass
+    @kretprobe("do_sys_open")
+    def on_ret(ri, regs):
+        pass
+"""
+
+
+def _state(s):
+    rows = [(up.number, up.event, up.obj.hits, up.obj.nmissed) for up in s.probes.sorted()]
+    flight = [(ri.rp.number if ri.rp else None, ri.ret_addr)
+              for bucket in s.machine.kprobes.kretprobes.kretprobe_inst_table for ri in bucket]
+    return s.next_number, rows, flight
+
+
+@pytest.mark.parametrize("v2", [
+    V1.replace('@kretprobe("do_sys_open")', '@kretprobe("do_sys_open", maxactive=100000)'),
+])
+def test_a_refused_reload_changes_nothing(tmp_path, v2):
+    path = _write(tmp_path, "h.py", V1)
+    s, out = _session()
+    s.execute(f"handlers {path}")
+    s.execute("run 300000")
+    before = _state(s)
+    assert before[2], "a return probe instance is in flight"
+    _write(tmp_path, "h.py", v2)
+    with pytest.raises(CommandError):
+        s.execute(f"handlers {path}")
+    assert _state(s) == before
+
+
+def test_reloading_handlers_in_a_probes_commands_is_refused_and_changes_nothing(tmp_path):
+    path = _write(tmp_path, "h.py", V1)
+    s, out = _session()
+    s.execute(f"handlers {path}")
+    objects = [up.obj for up in s.probes.sorted()]
+    s.probes[1].commands = [f"handlers {path}"]
+    s.execute("run")
+    text = out.getvalue()
+    assert f"in commands of probe 1: {path} cannot be loaded again inside a probe's commands" in text
+    assert "[guest halted" in text
+    assert s.next_number == 3 and [up.obj for up in s.probes.sorted()] == objects
+    assert s.probes[1].obj.hits == 12
