@@ -155,6 +155,8 @@ class KretprobeManager:
         #: in Python: worth remembering on the hot path).
         self._buckets: dict[int, list[KretprobeInstance]] = {}
         self._consumed = 0  # instances the last trampoline walk consumed (narration)
+        self._last_consumed: KretprobeInstance | None = None  # the instance whose ret_addr was 0
+        self._flushed_tasks: set[int] = set()  # tasks kprobe_flush_task recycled instances of
         syms = machine.image.symbols
         tramp = syms.get("kretprobe_trampoline")
         if tramp is not None:
@@ -397,6 +399,7 @@ class KretprobeManager:
             self._say_walk(task, head)
         orig_ret_address = 0
         consumed = 0
+        last = None
         call = engine._call
         i = 0
         while i < len(head):
@@ -408,6 +411,7 @@ class KretprobeManager:
             if narrate:
                 self._say_instance(ri, rp)
             consumed += 1
+            last = ri
             if rp is not None:
                 rp.hits += 1
                 handler = rp.handler
@@ -428,6 +432,7 @@ class KretprobeManager:
             if orig_ret_address != trampoline and orig_ret_address != booster:
                 break
         self._consumed = consumed  # for the narration
+        self._last_consumed = last if consumed and not orig_ret_address else None  # for the BUG report
         return orig_ret_address
 
     def _say_walk(self, task: int, head: list) -> None:
@@ -447,18 +452,23 @@ class KretprobeManager:
                         if rp is not None else
                         f"  an instance of an unregistered probe: ret_addr 0x{ri.ret_addr:x}, no handler")
 
-    def _no_instance_bug(self, task: int) -> None:
+    def _no_instance_bug(self, task: int, zeroed: "KretprobeInstance | None") -> None:
+        """BUG_ON(!orig_ret_address), saying why there was no address to return to."""
         machine = self.engine.machine
         cur = machine.tasks.current()
         who = cur.label if cur else f"task 0x{task:x}"
-        machine.stop_guest(
-            machine._event(
-                StopReason.BUG,
-                f"kernel BUG at kretprobe_trampoline: {who} returned through the trampoline but "
-                "has no return-probe instance (BUG_ON(!orig_ret_address)); its instances were "
-                "flushed while the probed function was still running",
-            )
-        )
+        if zeroed is not None:
+            number = zeroed.rp.number if zeroed.rp is not None and zeroed.rp.number else "-"
+            why = (f"a return handler of probe {number} set ri.ret_addr to 0, so {who} has no address to "
+                   "return to")
+        elif task in self._flushed_tasks:
+            why = (f"{who} returned through the trampoline but has no return-probe instance; its instances "
+                   "were flushed while the probed function was still running")
+        else:
+            why = (f"{who} jumped into kretprobe_trampoline (0x{self.trampoline:x}, the tool's stub page) "
+                   "with no return-probe instance: no probed function returned there")
+        machine.stop_guest(machine._event(StopReason.BUG, f"kernel BUG at kretprobe_trampoline: {why} "
+                                          "(BUG_ON(!orig_ret_address))"))
 
     def trampoline_probe_handler(self, p: Kprobe, regs) -> int:
         engine = self.engine
@@ -470,7 +480,7 @@ class KretprobeManager:
         engine.current_kprobe = None
         engine.kprobe_status = None
         if not orig_ret_address:
-            self._no_instance_bug(task)
+            self._no_instance_bug(task, self._last_consumed)
             return 1
         machine.set_reg("rip", orig_ret_address)
         if engine.narrator is not None:
@@ -520,6 +530,7 @@ class KretprobeManager:
                         rp.hits += 1
                         if rp.handler is not None:
                             call(rp.kp, "handler", rp.handler, ri, regs)
+                            orig_ret_address = ri.ret_addr  # read after the handler, as the kernel does
                     head.remove(ri)
                     ri.bucket = None
                     rp = ri.rp
@@ -531,7 +542,8 @@ class KretprobeManager:
                 shown_ip[0] = None
                 kcb.current_kprobe, kcb.kprobe_status = saved, saved_status
                 if not orig_ret_address:
-                    manager._no_instance_bug(task)
+                    manager._no_instance_bug(task, ri if ri is not None and ri.bucket is None else
+                                             manager._last_consumed)
                     return
                 if machine._pending_stop is not None:
                     # Stopping before the `ret`: resuming here would run the handlers again.
@@ -574,6 +586,7 @@ class KretprobeManager:
         for ri in flushed:
             self.recycle_rp_inst(ri)
         if flushed:
+            self._flushed_tasks.add(task)  # a later return without an instance is explained
             # Called at the entry of the guest's kprobe_flush_task (or release_task): the word at
             # rsp is the return address, which says who flushed (exit_thread, or flush_thread on exec).
             self.engine.say(lambda m=self.engine.machine: (

@@ -8,6 +8,7 @@ new ones registered.  A mistake anywhere is one line, FILE:LINE: what, and chang
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import os
 import sys
 import traceback
@@ -116,11 +117,31 @@ def _check_request(session, req: H.ProbeRequest, replaced: list[UserProbe], plan
         if others or addr in planned_jprobes:
             raise CommandError(f"0x{addr:x} ({func}) already has a jprobe: at most one jprobe per address")
         planned_jprobes.add(addr)
+        _check_jprobe_arity(m, req, func)
     if req.handler is None and req.kind != "k":
         raise CommandError("a probe without a handler")
     if req.kind == "r" and req.maxactive > MAXACTIVE_MAX:
         raise CommandError(f"maxactive {req.maxactive} is too big (at most {MAXACTIVE_MAX})")
     return sym, off, addr
+
+
+def _check_jprobe_arity(machine, req: H.ProbeRequest, func: str) -> None:
+    """A jprobe function gets the probed call's arguments: one that needs more than the
+    function has (its DWARF parameters) would fail at every hit, so refuse it now."""
+    params = machine.image.parameters.get(func)
+    if params is None or req.handler is None:
+        return
+    try:
+        sig = inspect.signature(req.handler)
+    except (TypeError, ValueError):
+        return
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    needed = [p for p in sig.parameters.values() if p.kind in kinds and p.default is p.empty]
+    if len(needed) > len(params):
+        name = getattr(req.handler, "__name__", "the handler")
+        have = ", ".join(p.name for p in params) or "none"
+        raise CommandError(f"{name} takes {len(needed)} arguments but {func} has {len(params)} ({have}): "
+                           "a jprobe function takes the probed function's arguments, or fewer")
 
 
 def load_handler_file(session, path: str) -> list[UserProbe]:

@@ -252,3 +252,47 @@ def test_reloading_handlers_in_a_probes_commands_is_refused_and_changes_nothing(
     assert "[guest halted" in text
     assert s.next_number == 3 and [up.obj for up in s.probes.sorted()] == objects
     assert s.probes[1].obj.hits == 12
+
+
+# ---------------------------------------------------------------------- reports say what happened
+def test_a_return_handler_setting_ret_addr_to_zero_is_reported_as_such(tmp_path):
+    path = _write(tmp_path, "zero.py", """
+        from kprobe_shell.handlers import kretprobe
+        @kretprobe("do_sys_open")
+        def on_ret(ri, regs):
+            ri.ret_addr = 0
+    """)
+    s, out = _session()
+    s.execute(f"handlers {path}")
+    s.execute("run")
+    text = out.getvalue()
+    assert "[bug: " in text
+    assert "a return handler of probe 1 set ri.ret_addr to 0" in text
+    assert "flushed" not in text
+
+
+def test_a_guest_jumping_into_the_trampoline_is_reported_as_such():
+    s, out = _session()
+    s.execute("kretprobe do_sys_open")
+    s.execute("run 1000")
+    m = s.machine
+    m.set_reg("rip", m.kprobes.kretprobes.trampoline)
+    s.execute("continue")
+    text = out.getvalue()
+    assert "[bug: " in text
+    assert "jumped into kretprobe_trampoline" in text and "no probed function returned there" in text
+    assert "flushed" not in text
+
+
+def test_a_jprobe_handler_wanting_more_arguments_than_the_function_has_is_refused_at_load(tmp_path):
+    path = _write(tmp_path, "jar.py", """
+        from kprobe_shell.handlers import jprobe
+        @jprobe("do_sys_open")
+        def on_j(a, b, c, d, e, f, g, h, i, j):
+            pass
+    """)
+    s, out = _session()
+    with pytest.raises(CommandError) as err:
+        s.execute(f"handlers {path}")
+    assert str(err.value).startswith(f"{path}:3: on_j takes 10 arguments but do_sys_open has 4")
+    assert "probe_handlers.py" not in str(err.value) and not s.probes

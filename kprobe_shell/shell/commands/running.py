@@ -200,3 +200,6 @@ current machine. Probes are re-created by symbol where the new image has them.""
         session.out.error(f)
     m = session.machine
     session.out.print(f"Loaded {args[0]}: entry {m.symbols.format(m.image.entry)}, {len(m.symbols)} symbols")
+    if failures:
+        # Loaded, but not all that was asked for is there: an error, so a script stops here.
+        raise CommandError(f"{len(failures)} probe(s) could not be re-created on the new image (see above)")
