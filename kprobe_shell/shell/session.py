@@ -212,7 +212,10 @@ class Session:
             if running:
                 text += f"\n[{running}]"
                 data["probe_running"] = running
-        self.out.event(data, text, "error" if event.reason in (StopReason.FAULT, StopReason.BUG) else "header")
+        at_break = self._stop_at_break if event.reason is StopReason.BREAKPOINT else None
+        silent = at_break is not None and at_break.silent
+        if not (silent and not self.out.json_mode):  # gdb's `silent`: no announcement of the stop
+            self.out.event(data, text, "error" if event.reason in (StopReason.FAULT, StopReason.BUG) else "header")
         if event.is_final:
             # bpftrace prints its maps when the traced program is over; so do we.
             self.print_maps()
