@@ -55,6 +55,9 @@ class Session:
         self._skip_break_once: int | None = None
         self._stop_at_break: UserProbe | None = None
         self._in_probe_commands = False
+        #: (probe, handler, error, where) of each handler failure said, and how many
+        #: times it came again since (see _on_handler_error).
+        self._repeated_failures: dict[tuple, int] = {}
         self.run_lock = threading.Lock()
         #: --batch: nothing may wait for a person (`pause` does nothing).
         self.batch = False
@@ -89,6 +92,7 @@ class Session:
         self.probes.clear()
         # A fresh machine is a fresh run: maps start empty, as each bpftrace run's do.
         self.maps.clear()
+        self._repeated_failures.clear()  # a fresh run says its failures afresh
         self.stop_event = None
         self.last_regs = None
         failures = []
@@ -111,16 +115,7 @@ class Session:
 
     def _on_engine_event(self, event) -> None:
         if isinstance(event, HandlerError):
-            # Name the probe as `probes` does (number and event), then where the handler broke.
-            up = self.probes.get(event.probe.number)
-            who = f"probe {up.number} ({up.event or up.location})" if up else repr(event.probe)
-            error = f"{type(event.exception).__name__}: {event.exception}"
-            self.out.event(
-                {"type": "handler-error", "probe": event.probe.number, "handler": event.handler,
-                 "error": error, "where": event.where, "faults": event.probe.faults},
-                f"warning: {who}: {event.handler} {describe_handler_exception(event.exception)} ({event.where}) "
-                f"[faults={event.probe.faults}, handler-error={self.machine.kprobes.handler_error_policy}]", "warning",
-            )
+            self._on_handler_error(event)
         elif isinstance(event, FlushEvent):
             who = self.machine.tasks.read_task(event.task)
             label = who.label if who else f"0x{event.task:x}"
@@ -128,6 +123,45 @@ class Session:
                 {"type": "flush", "task": label, "instances": len(event.instances)},
                 f"kprobe_flush_task: {label}: {len(event.instances)} return-probe instance(s) recycled", "dim",
             )
+
+    def _on_handler_error(self, event: HandlerError) -> None:
+        """A handler failed: said once, with where; the same failure again is only
+        counted, and the count said when the run stops (the kernel's printk_ratelimit
+        keeps a looping warning from flooding the log the same way).  --json keeps one
+        object per failure: a tool counts them itself."""
+        error = f"{type(event.exception).__name__}: {event.exception}"
+        key = (event.probe.number, event.handler, error, event.where)
+        if key in self._repeated_failures and not self.out.json_mode:
+            self._repeated_failures[key] += 1
+            return
+        self._repeated_failures[key] = 0
+        self.out.event(
+            {"type": "handler-error", "probe": event.probe.number, "handler": event.handler,
+             "error": error, "where": event.where, "faults": event.probe.faults},
+            f"warning: {self._probe_name(event.probe)}: {event.handler} "
+            f"{describe_handler_exception(event.exception)} ({event.where}) "
+            f"[faults={event.probe.faults}, handler-error={self.machine.kprobes.handler_error_policy}]", "warning",
+        )
+
+    def _probe_name(self, probe) -> str:
+        """A probe as `probes` names it: number and event."""
+        up = self.probes.get(probe.number)
+        return f"probe {up.number} ({up.event or up.location})" if up else repr(probe)
+
+    def _say_repeated_failures(self) -> None:
+        policy = self.machine.kprobes.handler_error_policy
+        for (number, handler, error, where), count in self._repeated_failures.items():
+            if not count:
+                continue
+            self._repeated_failures[(number, handler, error, where)] = 0
+            up = self.probes.get(number)
+            faults = getattr(up.obj, "faults", 0) if up else 0
+            who = f"probe {number} ({up.event or up.location})" if up else f"probe {number}"
+            self.out.event(
+                {"type": "handler-error-repeated", "probe": number, "handler": handler, "error": error,
+                 "where": where, "repeated": count, "faults": faults},
+                f"warning: {who}: {handler} failed the same way {count} more time(s) "
+                f"[faults={faults}, handler-error={policy}]", "warning")
 
     def emit_trace(self, ev: TraceEvent, up: UserProbe | None = None) -> None:
         self.trace.add(ev)
@@ -242,6 +276,7 @@ class Session:
         return f"probe {ev.probe} {ev.event} at {ev.where} ({ev.comm}-{ev.pid})"
 
     def _warn_missed(self) -> None:
+        self._say_repeated_failures()
         for up in self.probes.sorted():
             obj = up.obj
             missed = getattr(obj, "nmissed", 0)

@@ -35,3 +35,20 @@ def test_a_breakpoint_without_silent_still_announces_each_stop(tmp_path):
     s, out = _session()
     s.execute(f"source {script}")
     assert out.getvalue().count("Breakpoint 1, do_sys_open") == 12
+
+
+def test_a_handler_that_keeps_failing_is_reported_once_with_a_count(tmp_path):
+    path = tmp_path / "fails.py"
+    path.write_text(textwrap.dedent("""
+        from kprobe_shell.handlers import kprobe
+        @kprobe("do_sys_open")
+        def on_open(p, regs):
+            raise ValueError("always")
+    """))
+    s, out = _session()
+    s.execute(f"handlers {path}")
+    s.execute("run")
+    text = out.getvalue()
+    assert text.count("pre_handler raised ValueError: always") == 1
+    assert re.search(r"warning: probe 1 \(on_open\): pre_handler failed the same way 11 more time\(s\) "
+                     r"\[faults=12, handler-error=continue\]", text)
