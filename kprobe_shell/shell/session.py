@@ -179,10 +179,16 @@ class Session:
         self._in_probe_commands = True
         try:
             for line in up.commands:
+                # In --json each is a result of its own, not text folded into `run`'s.
+                outer = self.out.begin_command()
                 try:
-                    self.execute(line, from_probe=True)
+                    data = self.execute(line, from_probe=True)
                 except CommandError as exc:
-                    self.out.error(f"in commands of probe {up.number}: {exc}")
+                    self.out.end_command(line, False, error=f"in commands of probe {up.number}: {exc}", outer=outer)
+                    if not self.out.json_mode:
+                        self.out.error(f"in commands of probe {up.number}: {exc}")
+                    continue
+                self.out.end_command(line, True, data if _jsonable(data) else None, outer=outer)
         finally:
             self._in_probe_commands = False
 

@@ -52,3 +52,67 @@ def test_a_handler_that_keeps_failing_is_reported_once_with_a_count(tmp_path):
     assert text.count("pre_handler raised ValueError: always") == 1
     assert re.search(r"warning: probe 1 \(on_open\): pre_handler failed the same way 11 more time\(s\) "
                      r"\[faults=12, handler-error=continue\]", text)
+
+
+def test_listings_echo_an_events_filter():
+    s, out = _session()
+    s.execute('p:etc do_sys_open name=+0(%si):string if name ~ "/etc/*"')
+    s.execute("probes")
+    text = out.getvalue()
+    assert '  p:kprobes/etc do_sys_open name=+0(%si):string if name ~ "/etc/*"\n' in text
+    row = [line for line in text.splitlines() if line.startswith("1 ")][0]
+    assert row.endswith('etc if name ~ "/etc/*"')
+
+
+def _json_lines(stdout: str) -> list[dict]:
+    objs = []
+    for line in stdout.splitlines():
+        obj = json.loads(line)  # every line a JSON object
+        assert isinstance(obj, dict), line
+        objs.append(obj)
+    return objs
+
+
+def _readme_opens(tmp_path):
+    """opens.py and opens.kps, as README.md shows them."""
+    readme = open(__file__.rsplit("/tests/", 1)[0] + "/README.md", encoding="utf-8").read()
+    py = re.search(r"```python\n(# opens\.py\n.*?)```", readme, re.S).group(1)
+    kps = re.search(r"\n\n(    handlers opens\.py\n(?:    .*\n)+)", readme).group(1)
+    (tmp_path / "opens.py").write_text(py)
+    (tmp_path / "opens.kps").write_text(textwrap.dedent(kps))
+    return tmp_path / "opens.kps"
+
+
+@pytest.mark.parametrize("script", ["demo-08", "readme-opens"])
+def test_json_mode_writes_one_json_object_per_line(tmp_path, run_shell, script):
+    root = __file__.rsplit("/tests/", 1)[0]
+    if script == "demo-08":
+        proc = run_shell("--batch", "--json", "-x", f"{root}/scripts/demos/08-smp-in-place.kps")
+    else:
+        path = _readme_opens(tmp_path)
+        proc = _run_in(tmp_path, "--batch", "--json", "-x", str(path))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    objs = _json_lines(proc.stdout)
+    assert any(o.get("command", "").startswith("commands") for o in objs)
+
+
+def _run_in(cwd, *args):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "kprobe_shell", *args], capture_output=True, text=True,
+                          cwd=cwd, env=dict(os.environ), timeout=120)
+
+
+def test_json_probe_commands_are_results_of_their_own(tmp_path):
+    script = tmp_path / "c.kps"
+    script.write_text("kprobe do_sys_open\ncommands 1\n  echo at the hit\nend\nrun\n")
+    proc = _run_in(tmp_path, "--batch", "--json", "-x", str(script))
+    objs = _json_lines(proc.stdout)
+    run = [o for o in objs if o.get("type") == "result" and o.get("command") == "run"][0]
+    assert "at the hit" not in run["output"]
+    echoes = [o for o in objs if o.get("type") == "result" and o.get("command") == "echo at the hit"]
+    assert len(echoes) == 12 and echoes[0]["output"] == "at the hit"
+    ack = [o for o in objs if o.get("type") == "result" and o.get("command") == "commands 1"][0]
+    assert ack["output"] == "Commands for 1: 1 line(s)"
