@@ -116,3 +116,19 @@ def test_json_probe_commands_are_results_of_their_own(tmp_path):
     assert len(echoes) == 12 and echoes[0]["output"] == "at the hit"
     ack = [o for o in objs if o.get("type") == "result" and o.get("command") == "commands 1"][0]
     assert ack["output"] == "Commands for 1: 1 line(s)"
+
+
+def test_smp_trace_show_and_save_merge_the_cpus_by_timestamp(tmp_path):
+    s, out = _session(cpus=2)
+    s.execute("kprobe schedule")
+    s.execute("kprobe do_sys_open")
+    s.execute("run")
+    raw = [(e.time_ns, e.cpu) for e in s.trace.events]
+    assert len({cpu for _t, cpu in raw}) == 2 and raw != sorted(raw), "the CPUs' events interleave out of order"
+    out.truncate(0)
+    out.seek(0)
+    s.execute("trace show")
+    s.execute(f"trace save {tmp_path / 'saved.txt'}")
+    for text in (out.getvalue(), (tmp_path / "saved.txt").read_text()):
+        times = [float(m) for m in re.findall(r"\] +(\d+\.\d{9}): ", text)]
+        assert len(times) == len(raw) and times == sorted(times)
