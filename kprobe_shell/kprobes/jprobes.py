@@ -86,6 +86,7 @@ class JprobeManager:
     jprobe_saved_rsp = per_cpu("jprobe_saved_rsp")
     jprobes_stack = per_cpu("jprobes_stack")
     _clock_at_entry = per_cpu("jprobe_clock_at_entry")
+    _tick_at_entry = per_cpu("jprobe_tick_at_entry")
     active = per_cpu("jprobe_active")
 
     @property
@@ -156,6 +157,7 @@ class JprobeManager:
         self.jprobes_stack = machine.read(rsp, self._min_stack_size(rsp))
         machine.write_u64(self._saved_rsp_var, rsp)
         self._clock_at_entry = machine.retired
+        self._tick_at_entry = machine._icount.tick
         self.active = jp
         machine.set_reg("eflags", machine.eflags & ~EFLAGS_IF)
         machine.set_reg("rip", jp.entry_addr)
@@ -190,7 +192,12 @@ class JprobeManager:
         for name, value in self.jprobe_saved_regs.items():
             machine.set_reg(name, value)
         machine.write(self.jprobe_saved_rsp, self.jprobes_stack)
+        # The handler's instructions are the tool's work: the clock goes back to the trap,
+        # and so does the next tick, which the handler (IF clear) may have pushed on.
         machine.set_clock(self._clock_at_entry)
+        ic = machine._icount
+        ic.tick = self._tick_at_entry
+        ic.deadline = min(ic.tick, ic.limit)
         self.active = None
         engine.say(lambda: f"jprobe_return's int3 at {machine.image.symbols.format(addr)}: no probe there, so the running "
                    f"jprobe's break_handler (longjmp_break_handler) takes it: rsp 0x{rsp:x} matches the saved rsp; "

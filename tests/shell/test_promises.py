@@ -132,3 +132,24 @@ def test_smp_trace_show_and_save_merge_the_cpus_by_timestamp(tmp_path):
     for text in (out.getvalue(), (tmp_path / "saved.txt").read_text()):
         times = [float(m) for m in re.findall(r"\] +(\d+\.\d{9}): ", text)]
         assert len(times) == len(raw) and times == sorted(times)
+
+
+def _ticks_and_instructions(run_shell, *commands):
+    args = ["--batch"]
+    for c in commands:
+        args += ["-ex", c]
+    proc = run_shell(*args, "-ex", "run")
+    ticks = re.search(r"^init: (\d+) ticks", proc.stdout, re.M).group(1)
+    insns = re.search(r"^\[guest halted: .*; (\d+) instructions\]", proc.stdout, re.M).group(1)
+    return ticks, insns
+
+
+@pytest.mark.parametrize("mode", ["auto", "single-step"])
+@pytest.mark.parametrize("probe", ["kprobe ip_queue_xmit", "kretprobe ip_queue_xmit", "jprobe ip_queue_xmit",
+                                   "jprobe ip_queue_xmit jip_queue_xmit"])
+def test_probes_never_move_a_tick(run_shell, probe, mode):
+    """The guest-resident jprobe handler runs with IF clear (setjmp_pre_handler), so a tick
+    due meanwhile waits; its instructions are not counted on the virtual clock, and the
+    tick goes back to where it was at the trap, so the guest sees the unprobed timeline."""
+    plain = _ticks_and_instructions(run_shell, f"set kprobe-mode {mode}")
+    assert _ticks_and_instructions(run_shell, f"set kprobe-mode {mode}", probe) == plain
