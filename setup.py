@@ -8,5 +8,7 @@ setup(
         Extension("kprobe_shell.machine._clock", ["kprobe_shell/machine/_clock.c"]),
         # Register and memory accessors (see kprobe_shell/machine/capi.py).
         Extension("kprobe_shell.machine._accessors", ["kprobe_shell/machine/_accessors.c"]),
+        # The handler guard's insistent trace function (see kprobe_shell/kprobes/guard.py).
+        Extension("kprobe_shell.kprobes._insist", ["kprobe_shell/kprobes/_insist.c"]),
     ]
 )

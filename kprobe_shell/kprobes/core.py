@@ -16,7 +16,7 @@ from typing import Callable
 
 from ..machine import Machine, StopReason
 from ..machine.layout import EFLAGS_TF, RESERVED_BASE, RESERVED_END
-from .guard import HandlerGuard, HandlerInterrupted, HandlerTimeout
+from .guard import HandlerGuard, HandlerInterrupted, HandlerTimeout, guarded_caller
 from .invariants import extra_invariants
 from .jprobes import JprobeManager
 from .kretprobes import KretprobeManager
@@ -150,12 +150,15 @@ class KprobeEngine:
         pays one attribute test for narration when it is off."""
         self.narrator(render_narration(event, self.machine.image.symbols))
 
+    @guarded_caller
     def _call(self, p: Kprobe, which: str, fn: Callable, *args):
         """Run a user handler; an exception is reported and charged to the probe, never fatal.
 
         The guard ends a handler that runs past handler-timeout or when Ctrl-C comes
         (HandlerTimeout / HandlerInterrupted are raised inside it).  A handler's
-        KeyboardInterrupt or SystemExit is its failure too: it must not end the shell."""
+        Whatever a handler raises is its failure, a BaseException too (KeyboardInterrupt,
+        SystemExit, a class of its own): the probe path completes, as the kernel's would,
+        and a Ctrl-C is honoured after it (_handler_failed asks the guest to stop)."""
         # The guard's bookkeeping is done here, not in guard methods (a method call per
         # handler call is a measurable part of a probe hit): guard.py says why these plain
         # updates are enough (the GIL; the watchdog only reads them).
@@ -170,7 +173,7 @@ class KprobeEngine:
                 guard.depth = depth
                 if guard.fired is not None:
                     guard.settle()  # withdraw an exception that came too late (leave())
-        except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - the handler's, never the engine's
             guard.leave(depth)  # in case the guard's exception landed inside leave() itself
             self._handler_failed(p, which, exc)
             # An internal probe (the trampoline's) has no slot to step: it is done.

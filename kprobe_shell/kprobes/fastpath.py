@@ -84,6 +84,7 @@ def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]
                     rp.hits += 1
                     if rp.handler is not None:
                         call(rp.kp, "handler", rp.handler, ri, regs)
+                        orig_ret_address = ri.ret_addr  # read after the handler, as the kernel does
                 head.remove(ri)
                 ri.bucket = None
                 rp = ri.rp
@@ -95,7 +96,8 @@ def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]
             shown_ip[0] = None
             kcb.current_kprobe, kcb.kprobe_status = saved, saved_status
             if not orig_ret_address:
-                manager._no_instance_bug(task)
+                manager._no_instance_bug(task, ri if ri is not None and ri.bucket is None else
+                                         manager._last_consumed)
                 return
             if machine.pending_stop is not None:
                 # Stopping before the `ret`: resuming here would run the handlers again.
@@ -159,7 +161,7 @@ def make_lone_kretprobe_entry(manager: "KretprobeManager", rp: "Kretprobe") -> C
             ri.bucket = bucket
             bucket.insert(0, ri)
             rp.used_instances.insert(0, ri)
-        except (Exception, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - as KprobeEngine._call
             engine._handler_failed(p, "pre_handler", exc)
         return True
 

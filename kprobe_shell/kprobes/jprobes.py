@@ -90,6 +90,7 @@ class JprobeManager:
     jprobe_saved_rsp = per_cpu("jprobe_saved_rsp")
     jprobes_stack = per_cpu("jprobes_stack")
     _clock_at_entry = per_cpu("jprobe_clock_at_entry")
+    _tick_at_entry = per_cpu("jprobe_tick_at_entry")
     active = per_cpu("jprobe_active")
 
     @property
@@ -160,6 +161,7 @@ class JprobeManager:
         self.jprobes_stack = machine.read(rsp, self._min_stack_size(rsp))
         machine.write_u64(self._saved_rsp_var, rsp)
         self._clock_at_entry = machine.retired
+        self._tick_at_entry = machine.clock.counter.tick
         self.active = jp
         machine.set_reg("eflags", machine.eflags & ~EFLAGS_IF)
         machine.set_reg("rip", jp.entry_addr)
@@ -191,7 +193,12 @@ class JprobeManager:
         for name, value in self.jprobe_saved_regs.items():
             machine.set_reg(name, value)
         machine.write(self.jprobe_saved_rsp, self.jprobes_stack)
+        # The handler's instructions are the tool's work: the clock goes back to the trap,
+        # and so does the next tick, which the handler (IF clear) may have pushed on.
         machine.clock.set(self._clock_at_entry)
+        ic = machine.clock.counter
+        ic.tick = self._tick_at_entry
+        ic.deadline = min(ic.tick, ic.limit)
         self.active = None
         if engine.narrator is not None:
             engine.narrate(JprobeLongjmp(addr, rsp, len(self.jprobe_saved_regs), len(self.jprobes_stack), machine.rip))

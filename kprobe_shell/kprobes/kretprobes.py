@@ -42,7 +42,6 @@ from ..machine.layout import STUB_PAGE
 from ..machine.tasks import PSEUDO_TASK_ADDR
 from ..machine.registers import REGISTERS
 from .fastpath import make_kretprobe_booster, make_lone_kretprobe_entry
-from .guard import HandlerInterrupted, HandlerTimeout
 from .narrate import (
     InstancesFlushed,
     InstanceWalked,
@@ -159,6 +158,8 @@ class KretprobeManager:
         #: in Python: worth remembering on the hot path).
         self._buckets: dict[int, list[KretprobeInstance]] = {}
         self._consumed = 0  # instances the last trampoline walk consumed (narration)
+        self._last_consumed: KretprobeInstance | None = None  # the instance whose ret_addr was 0
+        self._flushed_tasks: set[int] = set()  # tasks kprobe_flush_task recycled instances of
         syms = machine.image.symbols
         tramp = syms.get("kretprobe_trampoline")
         if tramp is not None:
@@ -310,7 +311,7 @@ class KretprobeManager:
             rp.used_instances.insert(0, ri)
             if engine.narrator is not None:
                 self._narrate_entry(rp, ri, rsp, tramp)
-        except (Exception, HandlerTimeout, HandlerInterrupted, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - as KprobeEngine._call: the probe path completes
             engine._handler_failed(rp.kp, "pre_handler", exc)
 
     def _narrate_entry(self, rp: Kretprobe, ri: KretprobeInstance, rsp: int, tramp: int) -> None:
@@ -339,6 +340,7 @@ class KretprobeManager:
             self._narrate_walk(task, head)
         orig_ret_address = 0
         consumed = 0
+        last = None
         call = engine._call
         i = 0
         while i < len(head):
@@ -350,6 +352,7 @@ class KretprobeManager:
             if narrate:
                 self._narrate_instance(ri, rp)
             consumed += 1
+            last = ri
             if rp is not None:
                 rp.hits += 1
                 handler = rp.handler
@@ -370,6 +373,7 @@ class KretprobeManager:
             if orig_ret_address != trampoline and orig_ret_address != booster:
                 break
         self._consumed = consumed  # for the narration
+        self._last_consumed = last if consumed and not orig_ret_address else None  # for the BUG report
         return orig_ret_address
 
     # Narration, out of line: _run_return_handlers is a hot path.
@@ -381,18 +385,23 @@ class KretprobeManager:
         rax = self.machine.reg("rax") if rp is not None and rp.handler is not None else None
         self.engine.narrate(InstanceWalked(ri.index, rp, ri.ret_addr, self.is_trampoline(ri.ret_addr), rax))
 
-    def _no_instance_bug(self, task: int) -> None:
+    def _no_instance_bug(self, task: int, zeroed: "KretprobeInstance | None") -> None:
+        """BUG_ON(!orig_ret_address), saying why there was no address to return to."""
         machine = self.engine.machine
         cur = machine.tasks.current()
         who = cur.label if cur else f"task 0x{task:x}"
-        machine.stop_guest(
-            machine.stop_event(
-                StopReason.BUG,
-                f"kernel BUG at kretprobe_trampoline: {who} returned through the trampoline but "
-                "has no return-probe instance (BUG_ON(!orig_ret_address)); its instances were "
-                "flushed while the probed function was still running",
-            )
-        )
+        if zeroed is not None:
+            number = zeroed.rp.number if zeroed.rp is not None and zeroed.rp.number else "-"
+            why = (f"a return handler of probe {number} set ri.ret_addr to 0, so {who} has no address to "
+                   "return to")
+        elif task in self._flushed_tasks:
+            why = (f"{who} returned through the trampoline but has no return-probe instance; its instances "
+                   "were flushed while the probed function was still running")
+        else:
+            why = (f"{who} jumped into kretprobe_trampoline (0x{self.trampoline:x}, the tool's stub page) "
+                   "with no return-probe instance: no probed function returned there")
+        machine.stop_guest(machine.stop_event(StopReason.BUG, f"kernel BUG at kretprobe_trampoline: {why} "
+                                              "(BUG_ON(!orig_ret_address))"))
 
     def trampoline_probe_handler(self, p: Kprobe, regs) -> int:
         engine = self.engine
@@ -404,7 +413,7 @@ class KretprobeManager:
         engine.current_kprobe = None
         engine.kprobe_status = None
         if not orig_ret_address:
-            self._no_instance_bug(task)
+            self._no_instance_bug(task, self._last_consumed)
             return 1
         machine.set_reg("rip", orig_ret_address)
         if engine.narrator is not None:
@@ -429,6 +438,7 @@ class KretprobeManager:
         for ri in flushed:
             self.recycle_rp_inst(ri)
         if flushed:
+            self._flushed_tasks.add(task)  # a later return without an instance is explained
             if self.engine.narrator is not None:
                 self._narrate_flush(task, flushed)
             self.engine._emit(FlushEvent(task, flushed))

@@ -37,7 +37,8 @@ class KprobeCtlblk:
     __slots__ = (
         "current_kprobe", "kprobe_status", "kprobe_saved_rflags", "kprobe_old_rflags",
         "prev_kprobe", "rep_count_before", "ss_in_place", "spinning",
-        "jprobe_saved_regs", "jprobe_saved_rsp", "jprobes_stack", "jprobe_clock_at_entry", "jprobe_active",
+        "jprobe_saved_regs", "jprobe_saved_rsp", "jprobes_stack", "jprobe_clock_at_entry", "jprobe_tick_at_entry",
+        "jprobe_active",
     )
 
     def __init__(self) -> None:
@@ -53,6 +54,7 @@ class KprobeCtlblk:
         self.jprobe_saved_rsp = 0
         self.jprobes_stack = b""
         self.jprobe_clock_at_entry = 0
+        self.jprobe_tick_at_entry = 0
         self.jprobe_active = None
 
 

@@ -8,6 +8,7 @@ new ones registered.  A mistake anywhere is one line, FILE:LINE: what, and chang
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import os
 import sys
 import traceback
@@ -16,7 +17,9 @@ import types
 from ..userfiles import UserFileError, decode_text, printable_name, read_user_file
 from .. import handlers as H
 from ..api import ProbeError
-from ..kprobes.core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS
+from ..kprobes.core import EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, describe_handler_exception
+from ..kprobes.guard import HandlerInterrupted, HandlerTimeout, guarded_caller
+from ..kprobes.kretprobes import MAXACTIVE_MAX
 from .locations import parse_location
 from .registry import CommandError
 from .userprobes import UserProbe, create_from_spec, create_handler_probe, delete_user_probe
@@ -45,17 +48,36 @@ def _run_module(session, path: str, source: str) -> tuple[types.ModuleType, list
         previous = sys.modules.get(module.__name__)
         sys.modules[module.__name__] = module
         try:
-            exec(code, module.__dict__)  # noqa: S102 - running the user's handler file is the point
-            init = module.__dict__.get("init")
-            if callable(init):
-                init(H.MachineProxy(session, col))
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import-time error is the user's
+            _exec_guarded(session, code, module, col)
+        except BaseException as exc:  # noqa: BLE001 - any import-time error is the user's
             if previous is not None:
                 sys.modules[module.__name__] = previous
             else:
                 sys.modules.pop(module.__name__, None)
-            raise CommandError(f"{_error_where(path, exc)}: {type(exc).__name__}: {exc}") from None
+            raise CommandError(f"{_error_where(path, exc)}: {_load_failure(exc)}") from None
     return module, col.requests
+
+
+@guarded_caller
+def _exec_guarded(session, code, module, col) -> None:
+    """Run the file and its init() as a handler runs: under the engine's guard, so a file
+    that loops is stopped by handler-timeout or Ctrl-C (guard.py)."""
+    guard = session.machine.kprobes.guard
+    guard.watch_this_thread()
+    depth = guard.enter()
+    try:
+        exec(code, module.__dict__)  # noqa: S102 - running the user's handler file is the point
+        init = module.__dict__.get("init")
+        if callable(init):
+            init(H.MachineProxy(session, col))
+    finally:
+        guard.leave(depth)
+
+
+def _load_failure(exc: BaseException) -> str:
+    if isinstance(exc, (HandlerTimeout, HandlerInterrupted, KeyboardInterrupt)):
+        return f"loading the file {describe_handler_exception(exc)}; nothing changed"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _event_names(session, path: str, requests: list[H.ProbeRequest]) -> list[str]:
@@ -96,9 +118,31 @@ def _check_request(session, req: H.ProbeRequest, replaced: list[UserProbe], plan
         if others or addr in planned_jprobes:
             raise CommandError(f"0x{addr:x} ({func}) already has a jprobe: at most one jprobe per address")
         planned_jprobes.add(addr)
+        _check_jprobe_arity(m, req, func)
     if req.handler is None and req.kind != "k":
         raise CommandError("a probe without a handler")
+    if req.kind == "r" and req.maxactive > MAXACTIVE_MAX:
+        raise CommandError(f"maxactive {req.maxactive} is too big (at most {MAXACTIVE_MAX})")
     return sym, off, addr
+
+
+def _check_jprobe_arity(machine, req: H.ProbeRequest, func: str) -> None:
+    """A jprobe function gets the probed call's arguments: one that needs more than the
+    function has (its DWARF parameters) would fail at every hit, so refuse it now."""
+    params = machine.image.parameters.get(func)
+    if params is None or req.handler is None:
+        return
+    try:
+        sig = inspect.signature(req.handler)
+    except (TypeError, ValueError):
+        return
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    needed = [p for p in sig.parameters.values() if p.kind in kinds and p.default is p.empty]
+    if len(needed) > len(params):
+        name = getattr(req.handler, "__name__", "the handler")
+        have = ", ".join(p.name for p in params) or "none"
+        raise CommandError(f"{name} takes {len(needed)} arguments but {func} has {len(params)} ({have}): "
+                           "a jprobe function takes the probed function's arguments, or fewer")
 
 
 def load_handler_file(session, path: str) -> list[UserProbe]:
@@ -115,6 +159,9 @@ def load_handler_file(session, path: str) -> list[UserProbe]:
                            "or define init(machine) with register_* calls")
     names = _event_names(session, key, requests)
     replaced = [up for up in session.probes.values() if up.spec.get("handler_file") == key]
+    if replaced and session._in_probe_commands:
+        raise CommandError(f"{path} cannot be loaded again inside a probe's commands: its probes cannot be "
+                           "unregistered while a probe is being handled")
     planned: list[tuple] = []
     jprobes: set = set()
     for req in requests:
@@ -124,6 +171,7 @@ def load_handler_file(session, path: str) -> list[UserProbe]:
             raise CommandError(f"{req.where}: {exc}") from None
 
     # Checked: now replace the file's old probes by the new ones.
+    next_number = session.probes.next_number
     for up in sorted(replaced, key=lambda u: u.number):
         delete_user_probe(session, up)
     created: list[UserProbe] = []
@@ -134,11 +182,13 @@ def load_handler_file(session, path: str) -> list[UserProbe]:
         try:
             created.append(create_handler_probe(session, up))
         except (ProbeError, CommandError) as exc:
-            # Something the checks did not foresee: undo, and put the old probes back.
+            # Something the checks did not foresee: undo, and put the old probes back
+            # under their numbers (their counters and in-flight instances are lost).
             for done in created:
                 delete_user_probe(session, done)
             for old in sorted(replaced, key=lambda u: u.number):
                 create_from_spec(session, old)
+            session.probes.next_number = next_number
             raise CommandError(f"{req.where}: {exc}") from None
     return created
 

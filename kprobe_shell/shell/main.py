@@ -88,8 +88,6 @@ def run_shell(args) -> int:
             except UnicodeDecodeError:
                 out.error("kprobe-shell: <stdin>: not text (invalid UTF-8)")
                 return 1
-        elif not args.batch and not args.actions:
-            pass
     except QuitRequest:
         pass
     except KeyboardInterrupt:
@@ -97,4 +95,20 @@ def run_shell(args) -> int:
         return 130
     finally:
         out.flush()
+    if args.batch:
+        return _guest_failed(session, out)
     return 0
+
+
+def _guest_failed(session, out: Output) -> int:
+    """gdb's batch mode exits non-zero when a command failed; here a run that ended on
+    a guest fault or a kernel BUG is that failure, and is said so at the end."""
+    from ..machine import StopReason
+
+    event = session.stop_event
+    what = {StopReason.FAULT: "a fault", StopReason.BUG: "a kernel BUG"}.get(event.reason) if event else None
+    if what is None:
+        return 0
+    out.error(f"kprobe-shell: the guest stopped on {what} ({event.message}); exiting with status 1")
+    out.flush()
+    return 1

@@ -112,14 +112,19 @@ class Output:
             pass
 
     # Command results in JSON mode collect the text the command printed.
-    def begin_command(self) -> None:
+    def begin_command(self) -> list[str] | None:
+        """Start collecting a command's text; returns what an enclosing command had
+        collected (a probe's commands run inside `run`), for end_command to give back."""
+        outer = self._collected
         if self.json_mode:
             self._collected = []
+        return outer
 
-    def end_command(self, line: str, ok: bool, data: object = None, error: str | None = None) -> None:
+    def end_command(self, line: str, ok: bool, data: object = None, error: str | None = None,
+                    outer: list[str] | None = None) -> None:
         if not self.json_mode:
             return
-        text, self._collected = self._collected or [], None
+        text, self._collected = self._collected or [], outer
         obj = {"type": "result", "command": line, "ok": ok, "output": "\n".join(text)}
         if data is not None:
             obj["data"] = data

@@ -38,7 +38,10 @@ def attach_commands(session, header: str, body: list[str]) -> None:
         raise CommandError("no probe or breakpoint to attach commands to")
     up.silent = bool(body) and body[0] == "silent"
     up.commands = [b for b in body if b and not b.startswith("#")][1 if up.silent else 0 :]
-    session.out.print(f"Commands for {up.number}: {len(up.commands)} line(s){' (silent)' if up.silent else ''}")
+    out = session.out
+    out.begin_command()  # in --json, the acknowledgement is a result object like any command's
+    out.print(f"Commands for {up.number}: {len(up.commands)} line(s){' (silent)' if up.silent else ''}")
+    out.end_command(header.strip(), True, {"probe": up.number, "commands": up.commands, "silent": up.silent})
 
 
 def is_commands_block(line: str) -> bool:

@@ -21,7 +21,7 @@ from .output import Output
 from .registry import CommandError, QuitRequest
 from .resolve import resolve
 from .script import run_lines
-from .settings import DEFAULT_SETTINGS, configure_machine
+from .settings import DEFAULT_SETTINGS, configure_machine, parse_setting
 from .userprobes import UserProbe, UserProbes, create_from_spec
 
 __all__ = ["Session", "UserProbe"]
@@ -34,8 +34,9 @@ class Session:
         self.settings = dict(DEFAULT_SETTINGS)
         if settings:
             self.settings.update(settings)
+        # The command line's --timer-period is checked as `set timer-period` checks it.
         if timer_period is not None:
-            self.settings["timer-period"] = timer_period
+            self.settings["timer-period"] = parse_setting("timer-period", str(timer_period))
         if cpus is not None:
             self.settings["cpus"] = cpus
         #: Did the user name the image?  If not, the bundled kernel follows `cpus` (its UP
@@ -56,6 +57,9 @@ class Session:
         self._skip_break_once: int | None = None
         self._stop_at_break: UserProbe | None = None
         self._in_probe_commands = False
+        #: (probe, handler, error, where) of each handler failure said, and how many
+        #: times it came again since (see _on_handler_error).
+        self._repeated_failures: dict[tuple, int] = {}
         self.run_lock = threading.Lock()
         #: --batch: nothing may wait for a person (`pause` does nothing).
         self.batch = False
@@ -97,6 +101,7 @@ class Session:
         self.probes.clear()
         # A fresh machine is a fresh run: maps start empty, as each bpftrace run's do.
         self.maps.clear()
+        self._repeated_failures.clear()  # a fresh run says its failures afresh
         self.stop_event = None
         self.last_regs = None
         failures = []
@@ -119,16 +124,7 @@ class Session:
 
     def _on_engine_event(self, event) -> None:
         if isinstance(event, HandlerError):
-            # Name the probe as `probes` does (number and event), then where the handler broke.
-            up = self.probes.get(event.probe.number)
-            who = f"probe {up.number} ({up.event or up.location})" if up else repr(event.probe)
-            error = f"{type(event.exception).__name__}: {event.exception}"
-            self.out.event(
-                {"type": "handler-error", "probe": event.probe.number, "handler": event.handler,
-                 "error": error, "where": event.where, "faults": event.probe.faults},
-                f"warning: {who}: {event.handler} {describe_handler_exception(event.exception)} ({event.where}) "
-                f"[faults={event.probe.faults}, handler-error={self.machine.kprobes.handler_error_policy}]", "warning",
-            )
+            self._on_handler_error(event)
         elif isinstance(event, FlushEvent):
             who = self.machine.tasks.read_task(event.task)
             label = who.label if who else f"0x{event.task:x}"
@@ -136,6 +132,45 @@ class Session:
                 {"type": "flush", "task": label, "instances": len(event.instances)},
                 f"kprobe_flush_task: {label}: {len(event.instances)} return-probe instance(s) recycled", "dim",
             )
+
+    def _on_handler_error(self, event: HandlerError) -> None:
+        """A handler failed: said once, with where; the same failure again is only
+        counted, and the count said when the run stops (the kernel's printk_ratelimit
+        keeps a looping warning from flooding the log the same way).  --json keeps one
+        object per failure: a tool counts them itself."""
+        error = f"{type(event.exception).__name__}: {event.exception}"
+        key = (event.probe.number, event.handler, error, event.where)
+        if key in self._repeated_failures and not self.out.json_mode:
+            self._repeated_failures[key] += 1
+            return
+        self._repeated_failures[key] = 0
+        self.out.event(
+            {"type": "handler-error", "probe": event.probe.number, "handler": event.handler,
+             "error": error, "where": event.where, "faults": event.probe.faults},
+            f"warning: {self._probe_name(event.probe)}: {event.handler} "
+            f"{describe_handler_exception(event.exception)} ({event.where}) "
+            f"[faults={event.probe.faults}, handler-error={self.machine.kprobes.handler_error_policy}]", "warning",
+        )
+
+    def _probe_name(self, probe) -> str:
+        """A probe as `probes` names it: number and event."""
+        up = self.probes.get(probe.number)
+        return f"probe {up.number} ({up.event or up.location})" if up else repr(probe)
+
+    def _say_repeated_failures(self) -> None:
+        policy = self.machine.kprobes.handler_error_policy
+        for (number, handler, error, where), count in self._repeated_failures.items():
+            if not count:
+                continue
+            self._repeated_failures[(number, handler, error, where)] = 0
+            up = self.probes.get(number)
+            faults = getattr(up.obj, "faults", 0) if up else 0
+            who = f"probe {number} ({up.event or up.location})" if up else f"probe {number}"
+            self.out.event(
+                {"type": "handler-error-repeated", "probe": number, "handler": handler, "error": error,
+                 "where": where, "repeated": count, "faults": faults},
+                f"warning: {who}: {handler} failed the same way {count} more time(s) "
+                f"[faults={faults}, handler-error={policy}]", "warning")
 
     def emit_trace(self, ev: TraceEvent, up: UserProbe | None = None) -> None:
         self.trace.add(ev)
@@ -153,10 +188,16 @@ class Session:
         self._in_probe_commands = True
         try:
             for line in up.commands:
+                # In --json each is a result of its own, not text folded into `run`'s.
+                outer = self.out.begin_command()
                 try:
-                    self.execute(line, from_probe=True)
+                    data = self.execute(line, from_probe=True)
                 except CommandError as exc:
-                    self.out.error(f"in commands of probe {up.number}: {exc}")
+                    self.out.end_command(line, False, error=f"in commands of probe {up.number}: {exc}", outer=outer)
+                    if not self.out.json_mode:
+                        self.out.error(f"in commands of probe {up.number}: {exc}")
+                    continue
+                self.out.end_command(line, True, data if _jsonable(data) else None, outer=outer)
         finally:
             self._in_probe_commands = False
 
@@ -220,7 +261,10 @@ class Session:
             if running:
                 text += f"\n[{running}]"
                 data["probe_running"] = running
-        self.out.event(data, text, "error" if event.reason in (StopReason.FAULT, StopReason.BUG) else "header")
+        at_break = self._stop_at_break if event.reason is StopReason.BREAKPOINT else None
+        silent = at_break is not None and at_break.silent
+        if not (silent and not self.out.json_mode):  # gdb's `silent`: no announcement of the stop
+            self.out.event(data, text, "error" if event.reason in (StopReason.FAULT, StopReason.BUG) else "header")
         if event.is_final:
             # bpftrace prints its maps when the traced program is over; so do we.
             self.print_maps()
@@ -247,6 +291,7 @@ class Session:
         return f"probe {ev.probe} {ev.event} at {ev.where} ({ev.comm}-{ev.pid})"
 
     def _warn_missed(self) -> None:
+        self._say_repeated_failures()
         for up in self.probes.sorted():
             obj = up.obj
             missed = getattr(obj, "nmissed", 0)
@@ -281,8 +326,8 @@ class Session:
         if cmd is None:
             raise CommandError(resolved.error)
         rest = resolved.argument
-        if from_probe and cmd.runs_guest:
-            raise CommandError(f"'{cmd.name}' cannot run inside a probe's commands (the guest is mid-trap)")
+        if from_probe or self._in_probe_commands:
+            _refuse_at_a_probe_hit(cmd)
         if cmd.runs_guest and rest.endswith("&"):
             return self.start_background(cmd, rest[:-1].strip(), line)
         if self.background_running and cmd.name not in ALLOWED_WHILE_RUNNING:
@@ -378,6 +423,21 @@ class Session:
             return shlex.split(rest)
         except ValueError as exc:
             raise CommandError(f"cannot parse arguments: {exc}") from None
+
+
+#: Commands that swap the machine: never while its guest is in the middle of a probe hit.
+REPLACES_MACHINE = frozenset({"reset", "load"})
+
+
+def _refuse_at_a_probe_hit(cmd) -> None:
+    """A probe's commands run inside the guest's trap, as the kernel's handlers do: the
+    guest cannot run from there (the kernel refuses re-entering its probe path), nor can
+    the machine under it be swapped.  `try` and `source` do not get round it."""
+    if cmd.runs_guest:
+        raise CommandError(f"'{cmd.name}' cannot run inside a probe's commands (the guest is mid-trap)")
+    if cmd.name in REPLACES_MACHINE:
+        raise CommandError(f"'{cmd.name}' cannot run inside a probe's commands (it would replace the machine "
+                           "while its guest is mid-trap)")
 
 
 #: Commands that do not touch the guest, so they may run while it runs in the background.

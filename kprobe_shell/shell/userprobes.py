@@ -284,7 +284,9 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
     except ProbeError as exc:
         raise CommandError(str(exc)) from None
     up.addr = obj.addr
-    up.spec["definition"] = defn.listing()
+    # kprobe_events' line, and the filter ftrace keeps in the event's own filter file.
+    up.spec["filter"] = str(defn.filter) if defn.filter is not None else ""
+    up.spec["definition"] = defn.listing() + (f" if {up.spec['filter']}" if up.spec["filter"] else "")
     # What `@map[...] = f(FIELD) on EVENT` may name: each argument, string or number.
     up.spec["fields"] = {a.name: "str" if a.type.kind in ("string", "char") else "int" for a in defn.args}
     return session.probes.add(up)

@@ -61,4 +61,11 @@ class TraceBuffer:
         self.dropped = 0
 
     def lines(self) -> list[str]:
-        return [e.ftrace() for e in self.events]
+        """The events as ftrace's trace file shows them: the CPUs' buffers merged by
+        timestamp (the earliest first; on a tie the lower CPU, as the kernel's iterator
+        takes them).  Each CPU runs a slice at a time, so they were recorded out of order."""
+        return [e.ftrace() for e in sorted(self.events, key=_by_time_then_cpu)]
+
+
+def _by_time_then_cpu(event: TraceEvent) -> tuple[int, int]:
+    return event.time_ns, event.cpu

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 GOOD_SCRIPT = """\
 # a probe, a return probe, a run
 kprobe leaf
@@ -152,3 +154,36 @@ def test_bad_config_file_settings_are_skipped_with_a_warning(user_image, tmp_pat
     assert "config:5: " in out and "history-size" in out
     assert "handler-timeout  0.5" in out and "user image done" in out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1000000000000000", "the timer period must be at most 1000000000000 instructions"),
+    ("5", "the timer period must be at least 100 instructions"),
+])
+def test_timer_period_option_is_checked_as_the_setting_is(run_shell, value, message):
+    proc = run_shell("--batch", "--timer-period", value, "-ex", "run 10")
+    assert f"kprobe-shell: {message}" in proc.stdout + proc.stderr
+    assert proc.returncode == 2
+
+
+def test_batch_exits_non_zero_after_a_kernel_bug_and_says_so(run_shell, tmp_path):
+    handler = tmp_path / "zero.py"
+    handler.write_text("from kprobe_shell.handlers import kretprobe\n@kretprobe('do_sys_open')\n"
+                       "def on_ret(ri, regs):\n    ri.ret_addr = 0\n")
+    proc = run_shell("--batch", "-ex", f"handlers {handler}", "-ex", "run", "-ex", "probes")
+    assert "[bug: kernel BUG at kretprobe_trampoline" in proc.stdout
+    assert "kprobe-shell: the guest stopped on a kernel BUG" in proc.stdout + proc.stderr
+    assert proc.returncode == 1
+
+
+def test_batch_run_that_halts_normally_exits_zero(run_shell):
+    proc = run_shell("--batch", "-ex", "kprobe do_sys_open", "-ex", "run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_batch_load_that_drops_probes_exits_non_zero(run_shell, user_image):
+    proc = run_shell("--batch", "-ex", "kprobe do_sys_open", "-ex", f"load {user_image}", "-ex", "probes")
+    text = proc.stdout + proc.stderr
+    assert "probe 1 (do_sys_open) dropped" in text
+    assert "1 probe(s) could not be re-created on the new image" in text
+    assert proc.returncode == 1

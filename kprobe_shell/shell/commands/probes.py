@@ -195,6 +195,8 @@ and for return probes maxactive with free/used instances."""
                     details += f" (not optimized: {why})"
             if up.event:
                 details = f"{up.event} {details.strip()}".strip()
+            if up.spec.get("filter"):
+                details += f" if {up.spec['filter']}"
             if up.spec.get("where"):
                 details += f" ({os.path.basename(up.spec['where'])})"
         # The engine may have disabled it on its own (set handler-error disable).

@@ -10,7 +10,19 @@ from .common import no_arguments, parse_number
 
 
 def _go(session, max_insns: int | None = None, quiet_budget: bool = False):
-    """Run, honouring breakpoints: the one we are stopped at is stepped over first."""
+    """Run, honouring breakpoints: the one we are stopped at is stepped over first.
+    A breakpoint whose commands end in `continue` (gdb's idiom) goes round this loop
+    again, however many stops there are."""
+    while True:
+        event, go_on = _run_to_next_stop(session, max_insns, quiet_budget)
+        if not go_on:
+            return event
+        max_insns = None
+
+
+def _run_to_next_stop(session, max_insns: int | None, quiet_budget: bool):
+    """One run up to the next stop, reported; then the commands of the breakpoint it
+    stopped at, if any.  Returns the stop and whether those commands said `continue`."""
     m = session.machine
     if m.halted:
         raise CommandError("the guest has halted; 'reset' gives a fresh machine")
@@ -27,15 +39,11 @@ def _go(session, max_insns: int | None = None, quiet_budget: bool = False):
         delete_user_probe(session, up)
     session.report_stop(event, quiet_budget=quiet_budget)
     if event.reason is StopReason.BREAKPOINT and up is not None and up.commands:
-        cont = False
         for line in up.commands:
             if line.strip() in ("continue", "c", "cont"):
-                cont = True
-                break
+                return event, True
             session.execute(line, from_probe=True)
-        if cont:
-            return _go(session, None)
-    return event
+    return event, False
 
 
 @command("run", group="running", aliases=("r",), args=("number",), runs_guest=True,
@@ -192,6 +200,9 @@ current machine. Probes are re-created by symbol where the new image has them.""
         session.out.error(f)
     m = session.machine
     session.out.print(f"Loaded {args[0]}: entry {m.symbols.format(m.image.entry)}, {len(m.symbols)} symbols")
+    if failures:
+        # Loaded, but not all that was asked for is there: an error, so a script stops here.
+        raise CommandError(f"{len(failures)} probe(s) could not be re-created on the new image (see above)")
 
 
 @command("exec", group="running", args=("file",), repeatable=False,
