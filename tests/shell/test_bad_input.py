@@ -57,7 +57,8 @@ BAD = [
     ("source", "usage: source FILE"),
     ("set", "usage: set NAME VALUE"),
     ("set explain", "usage: set NAME VALUE"),
-    ("trace save", "usage: trace save FILE"),
+    ("trace save", "usage: trace save [--format text|dat|folded|chrome] FILE"),
+    ("trace save --format xml out.txt", "unknown trace format 'xml' (one of: text, dat, folded, chrome)"),
     ("reset now", "usage: reset [--no-probes]"),
     ("regs all", "no register named 'all' (registers: rax rbx"),
     ("tasks 1", "unexpected '1' (usage: tasks)"),
@@ -96,7 +97,7 @@ BAD = [
     ("until counter", "is not in the image's text: the guest never executes it"),
     ("set explain maybe", "set explain takes on or off"),
     ("show nosuch", "unknown setting 'nosuch'"),
-    ("trace bogus", "usage: trace [show|clear|save FILE]"),
+    ("trace bogus", "usage: trace [show|clear|save [--format FMT] FILE]"),
     # symbols that do not exist, with the closest names
     ("kprobe laef", "no symbol 'laef' in the image (did you mean leaf"),
     ("kretprobe wlak", "no symbol 'wlak' in the image (did you mean walk"),

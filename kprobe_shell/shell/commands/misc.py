@@ -102,11 +102,17 @@ def cmd_show(session, rest: str):
 
 @command("trace", group="trace", args=("text",), repeatable=False,
          summary="the trace buffer: show, clear, save FILE, --svg FILE (a timeline)",
-         usage="trace [show|clear|save FILE|--svg FILE]")
+         usage="trace [show|clear|save [--format text|dat|folded|chrome] FILE|--svg FILE]")
 def cmd_trace(session, rest: str):
     """Every trace line since the last clear (ftrace format, virtual time). `trace save
-FILE` writes them to a file; `trace --svg FILE` draws them as a timeline: one row per
-task, entry/return pairs as bars, other hits as ticks."""
+FILE` writes them to a file under ftrace's `# tracer: nop` header; FILE.dat (or
+--format dat) is trace-cmd's trace.dat, which `trace-cmd report -i FILE.dat` and
+KernelShark read; --format folded writes the recorded stacks (`set trace-stack on`, or
+a probe ending in `stacktrace`) one line per distinct stack with its count, for flame
+graphs; --format chrome writes Chrome Trace Event JSON (Perfetto, speedscope): a track
+per task, entry/return pairs as nested slices, other hits as instants. `trace --svg
+FILE` draws the trace as a timeline: one row per task, entry/return pairs as bars,
+other hits as ticks."""
     args = session.split_args(rest)
     sub = args[0] if args else "show"
     if sub == "show":
@@ -117,15 +123,7 @@ task, entry/return pairs as bars, other hits as ticks."""
     elif sub == "clear":
         session.trace.clear()
     elif sub == "save":
-        if len(args) != 2:
-            raise CommandError("usage: trace save FILE")
-        try:
-            with open(os.path.expanduser(args[1]), "w", encoding="utf-8") as f:
-                for line in session.trace.lines():
-                    f.write(line + "\n")
-        except OSError as exc:
-            raise CommandError(f"cannot write {args[1]}: {exc.strerror}") from None
-        session.out.print(f"Saved {len(session.trace.events)} trace lines to {args[1]}")
+        save_trace(session, args[1:])
     elif sub == "--svg":
         from ... import figures
 
@@ -133,7 +131,31 @@ task, entry/return pairs as bars, other hits as ticks."""
             raise CommandError("usage: trace --svg FILE")
         figures.save_svg(session, figures.timeline_svg(session.trace.events), args[1], "the trace timeline")
     else:
-        raise CommandError("usage: trace [show|clear|save FILE]")
+        raise CommandError("usage: trace [show|clear|save [--format FMT] FILE]")
+
+
+def save_trace(session, args: list[str]) -> None:
+    """`trace save [--format text|dat|folded|chrome] FILE` (tracing/export.py)."""
+    from ...tracing import export
+
+    given = None
+    if len(args) == 3 and args[0] == "--format":
+        given, args = args[1], args[2:]
+    if len(args) != 1:
+        raise CommandError("usage: trace save [--format text|dat|folded|chrome] FILE")
+    path = args[0]
+    try:
+        fmt = export.format_for(path, given)
+        data = export.render(fmt, session)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        with open(os.path.expanduser(path), "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+    what = "trace lines" if fmt == "text" else f"events ({export.DESCRIPTIONS[fmt]})"
+    session.out.print(f"Saved {len(session.trace.events)} {what} to {path}")
 
 
 @command("quit", group="shell", aliases=("q", "exit"), repeatable=False, summary="leave the shell", usage="quit")
