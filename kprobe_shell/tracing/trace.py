@@ -27,17 +27,22 @@ class TraceEvent:
     kind: str = "k"   # k, j, r (for JSON consumers)
     probe: int | None = None
     values: dict = field(default_factory=dict)
+    stack: tuple = ()  # "sym+0x1c/0x40" frames, innermost first, when the stack was recorded
 
     def ftrace(self) -> str:
         secs, nsec = divmod(self.time_ns, 1_000_000_000)
         task = f"{self.comm}-{self.pid}"
-        return f"{task:>22} [{self.cpu:03d}] {secs:5d}.{nsec:09d}: {self.event}: ({self.where}){self.args}"
+        line = f"{task:>22} [{self.cpu:03d}] {secs:5d}.{nsec:09d}: {self.event}: ({self.where}){self.args}"
+        if self.stack:  # ftrace's kernel_stack entry follows the event it was taken with
+            line += (f"\n{task:>22} [{self.cpu:03d}] {secs:5d}.{nsec:09d}: <stack trace>"
+                     + "".join(f"\n => {frame}" for frame in self.stack))
+        return line
 
     def as_json(self) -> dict:
         return {
             "type": "trace", "time_ns": self.time_ns, "comm": self.comm, "pid": self.pid, "cpu": self.cpu,
             "event": self.event, "kind": self.kind, "probe": self.probe, "where": self.where,
-            "args": self.values,
+            "args": self.values, **({"stack": list(self.stack)} if self.stack else {}),
         }
 
 

@@ -158,6 +158,37 @@ def save_trace(session, args: list[str]) -> None:
     session.out.print(f"Saved {len(session.trace.events)} {what} to {path}")
 
 
+@command("trigger", group="trace", args=("text",), repeatable=False,
+         summary="ftrace's event triggers: record the stack with one event's hits",
+         usage="trigger [EVENT stacktrace|EVENT !stacktrace]", example="trigger open stacktrace")
+def cmd_trigger(session, rest: str):
+    """As `echo stacktrace > events/kprobes/EVENT/trigger`: every hit of EVENT records the
+task's stack (frame pointers, kretprobe_trampoline slots resolved to the real return
+addresses), shown under its trace line and saved by `trace save --format folded|chrome`.
+`trigger EVENT !stacktrace` removes it; `trigger` lists them. `set trace-stack on` does
+it for every event."""
+    args = session.split_args(rest)
+    recorder = session.stacks
+    if not args:
+        for name in sorted(recorder.events):
+            session.out.print(f"{name}: stacktrace")
+        return sorted(recorder.events)
+    if len(args) != 2 or args[1] not in ("stacktrace", "!stacktrace"):
+        raise CommandError("usage: trigger EVENT stacktrace|!stacktrace")
+    name, action = args
+    if action == "stacktrace":
+        if not any(up.event == name for up in session.probes.values()):
+            have = ", ".join(sorted({up.event for up in session.probes.values() if up.event})) or "none"
+            raise CommandError(f"no event '{name}' (events: {have})")
+        recorder.events.add(name)
+    elif name not in recorder.events:
+        raise CommandError(f"event '{name}' has no stacktrace trigger")
+    else:
+        recorder.events.discard(name)
+    recorder.update()
+    return None
+
+
 @command("quit", group="shell", aliases=("q", "exit"), repeatable=False, summary="leave the shell", usage="quit")
 def cmd_quit(session, rest: str):
     """Leave the shell (Ctrl-D too)."""
