@@ -18,6 +18,7 @@ import json
 from collections import Counter
 
 from ..machine import MachineError
+from .trace import StackedTraceEvent
 
 
 def _resolve(mgr, task: int, ret: int, hijacked: int) -> tuple[int, bool]:
@@ -102,7 +103,7 @@ class StackRecorder:
 
     def emit_trace(self, ev, up=None) -> None:
         if self.all_events or ev.event in self.events:
-            ev.stack = self.stack(ev.kind == "r", up.addr if up is not None and ev.kind != "r" else None)
+            ev = StackedTraceEvent.of(ev, self.stack(ev.kind == "r", up.addr if up is not None and ev.kind != "r" else None))
         type(self.session).emit_trace(self.session, ev, up)
 
     def stack(self, at_return: bool, ip: int | None) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ events are stored as small records and turned into text when shown.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(slots=True)
@@ -27,7 +27,9 @@ class TraceEvent:
     kind: str = "k"   # k, j, r (for JSON consumers)
     probe: int | None = None
     values: dict = field(default_factory=dict)
-    stack: tuple = ()  # "sym+0x1c/0x40" frames, innermost first, when the stack was recorded
+    #: "sym+0x1c/0x40" frames, innermost first: a class default, so that an event without
+    #: a stack (the hot path) costs no more to build; StackedTraceEvent holds one.
+    stack = ()
 
     def ftrace(self) -> str:
         secs, nsec = divmod(self.time_ns, 1_000_000_000)
@@ -44,6 +46,18 @@ class TraceEvent:
             "event": self.event, "kind": self.kind, "probe": self.probe, "where": self.where,
             "args": self.values, **({"stack": list(self.stack)} if self.stack else {}),
         }
+
+
+class StackedTraceEvent(TraceEvent):
+    """A trace event with the stack taken at its hit (`set trace-stack on`, or a trigger)."""
+
+    __slots__ = ("stack",)
+
+    @classmethod
+    def of(cls, ev: TraceEvent, stack: tuple) -> "StackedTraceEvent":
+        out = cls(*(getattr(ev, f.name) for f in fields(TraceEvent)))
+        out.stack = stack
+        return out
 
 
 class TraceBuffer:

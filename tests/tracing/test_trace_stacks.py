@@ -18,18 +18,22 @@ PROBES = ["p:open do_sys_open name=+0(%si):string", "r:openr do_sys_open ret=$re
           "kretprobe sys_open", "kretprobe cat_file"]
 
 
-def session_with(lines, mode="auto") -> tuple[Session, io.StringIO]:
+def session_with(lines, mode="auto", cpus=1) -> tuple[Session, io.StringIO]:
     buf = io.StringIO()
     s = Session(output=Output(stream=buf, color=False))
+    if cpus != 1:
+        s.execute(f"set cpus {cpus}")
+        s.execute("reset")
     s.execute(f"set kprobe-mode {mode}")
     for line in lines:
         s.execute(line)
     return s, buf
 
 
-@pytest.fixture(scope="module", params=["auto", "single-step"])
+@pytest.fixture(scope="module", params=[("auto", 1), ("single-step", 1), ("auto", 2)],
+                ids=["auto", "single-step", "auto-2cpus"])
 def stacked(request, kernel_path):
-    s, buf = session_with(PROBES + ["set trace-stack on"], request.param)
+    s, buf = session_with(PROBES + ["set trace-stack on"], *request.param)
     s.execute("run 300000")
     return s, buf
 
