@@ -51,6 +51,27 @@ COMMON_FIELDS = (
     ("int", "common_pid", 4, 4, 1),
 )
 
+KERNEL_STACK_ID = 4                   # TRACE_STACK in kernel/trace/trace.h
+KERNEL_STACK_FORMAT = "\n".join([
+    "name: kernel_stack", f"ID: {KERNEL_STACK_ID}", "format:",
+    *("\tfield:{} {};\toffset:{};\tsize:{};\tsigned:{};".format(*f) for f in COMMON_FIELDS),
+    "",
+    "\tfield:int size;\toffset:8;\tsize:4;\tsigned:1;",
+    "\tfield:unsigned long caller[8];\toffset:16;\tsize:64;\tsigned:0;",
+    "",
+    'print fmt: "' + "\\t=> %ps\\n" * 8 + '", '
+    + ", ".join(f"(void *)REC->caller[{i}]" for i in range(8)),
+    "",
+])
+
+
+def kernel_stack_record(pid: int, callers: list[int]) -> bytes:
+    """ftrace's kernel_stack entry (struct stack_entry): the count, then the callers; a
+    reader takes as many as the record holds."""
+    return (struct.pack("<HBBii4x", KERNEL_STACK_ID, 0, 0, pid, len(callers))
+            + b"".join(struct.pack("<Q", c & (2**64 - 1)) for c in callers))
+
+
 # fetch type -> (field type, size, signed, print format): trace_probe.h's PRINT_TYPE_FMT_NAME
 _INT_FORMATS = {"u8": "%u", "u16": "%u", "u32": "%u", "u64": "%Lu",
                 "s8": "%d", "s16": "%d", "s32": "%d", "s64": "%Ld",
@@ -196,12 +217,14 @@ def kallsyms(symbols) -> str:
 
 
 def dat_file(formats: list[EventFormat], cpu_records: list[list[tuple[int, bytes]]],
-             kallsyms_text: str, cmdlines: dict[int, str]) -> bytes:
+             kallsyms_text: str, cmdlines: dict[int, str], stacks: bool = False) -> bytes:
     """A whole trace-cmd v6 file: header, formats, kallsyms, cmdlines, then each CPU's pages."""
     out = bytearray(b"\x17\x08\x44tracing6\0" + bytes([0, 8]) + struct.pack("<I", PAGE_SIZE))
     out += b"header_page\0" + _section(HEADER_PAGE.encode(), 8)
     out += b"header_event\0" + _section(HEADER_EVENT.encode(), 8)
-    out += struct.pack("<I", 0)                                # no ftrace-internal formats
+    out += struct.pack("<I", 1 if stacks else 0)               # ftrace's own events: kernel_stack
+    if stacks:
+        out += _section(KERNEL_STACK_FORMAT.encode(), 8)
     out += struct.pack("<I", 1 if formats else 0)              # one system: kprobes
     if formats:
         out += b"kprobes\0" + struct.pack("<I", len(formats))
@@ -269,4 +292,8 @@ class DatBuilder:
                 continue
             cmdlines[ev.pid] = ev.comm  # one name a pid, the latest, as the kernel's saved_cmdlines
             cpus[ev.cpu].append((ev.time_ns, self.format_of(ev).record(ev.pid, self.ips(ev), ev.values)))
-        return dat_file(list(self.formats.values()), cpus, kallsyms(self.symbols), cmdlines)
+            if ev.stack:
+                callers = [self.address(f) if not f.startswith("0x") else int(f, 16) for f in ev.stack]
+                cpus[ev.cpu].append((ev.time_ns, kernel_stack_record(ev.pid, callers)))
+        stacks = any(ev.stack for ev in events)
+        return dat_file(list(self.formats.values()), cpus, kallsyms(self.symbols), cmdlines, stacks)

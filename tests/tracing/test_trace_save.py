@@ -156,3 +156,20 @@ def test_many_pages_read_back_in_order(tmp_path):
     rows, _ = report_rows(path)
     assert [r[6] for r in rows] == [f" x={i}" for i in range(2000)]
     assert [r[1] for r in rows] == [i % 2 for i in range(2000)]
+
+
+@needs_trace_cmd
+def test_recorded_stacks_are_kernel_stack_entries_in_the_dat_file(kernel_path, tmp_path):
+    buf = io.StringIO()
+    session = Session(output=Output(stream=buf, color=False))
+    for line in ("p:open do_sys_open name=+0(%si):string", "kretprobe cat_file", "trigger open stacktrace", "run 150000"):
+        session.execute(line)
+    session.execute(f"trace save {tmp_path / 's.dat'}")
+    out = subprocess.run(["trace-cmd", "report", "-i", str(tmp_path / "s.dat")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    reported = [block.splitlines()[1:] for block in out.stdout.split("<stack trace >")[1:]]
+    expected = [[f.partition("+")[0] for f in ev.stack] for ev in session.trace.events if ev.event == "open"]
+    assert expected and all(expected)
+    assert not any(ev.stack for ev in session.trace.events if ev.event != "open")
+    assert [[line.split()[1] for line in block if line.startswith("=> ")] for block in reported] == expected
