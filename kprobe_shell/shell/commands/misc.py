@@ -101,15 +101,15 @@ def cmd_show(session, rest: str):
 
 
 @command("trace", group="trace", args=("text",), repeatable=False,
-         summary="the trace buffer: show, clear, save FILE, --svg FILE (a timeline)",
+         summary="the trace buffer: show, clear, save FILE (text, trace.dat, folded, chrome), --svg FILE",
          usage="trace [show|clear|save [--format text|dat|folded|chrome] FILE|--svg FILE]")
 def cmd_trace(session, rest: str):
     """Every trace line since the last clear (ftrace format, virtual time). `trace save
 FILE` writes them to a file under ftrace's `# tracer: nop` header; FILE.dat (or
 --format dat) is trace-cmd's trace.dat, which `trace-cmd report -i FILE.dat` and
-KernelShark read; --format folded writes the recorded stacks (`set trace-stack on`, or
-a probe ending in `stacktrace`) one line per distinct stack with its count, for flame
-graphs; --format chrome writes Chrome Trace Event JSON (Perfetto, speedscope): a track
+KernelShark read (recorded stacks as ftrace's kernel_stack entries); --format folded
+writes the recorded stacks (`set trace-stack on`, or `trigger EVENT stacktrace`) one
+line per distinct stack with its count, for flame graphs; --format chrome writes Chrome Trace Event JSON (Perfetto, speedscope): a track
 per task, entry/return pairs as nested slices, other hits as instants. `trace --svg
 FILE` draws the trace as a timeline: one row per task, entry/return pairs as bars,
 other hits as ticks."""
@@ -164,7 +164,7 @@ def save_trace(session, args: list[str]) -> None:
 def cmd_trigger(session, rest: str):
     """As `echo stacktrace > events/kprobes/EVENT/trigger`: every hit of EVENT records the
 task's stack (frame pointers, kretprobe_trampoline slots resolved to the real return
-addresses), shown under its trace line and saved by `trace save --format folded|chrome`.
+addresses), shown under its trace line and saved by `trace save` (all formats).
 `trigger EVENT !stacktrace` removes it; `trigger` lists them. `set trace-stack on` does
 it for every event."""
     args = session.split_args(rest)
