@@ -277,12 +277,12 @@ class DatBuilder:
             return sym.address
 
     def ips(self, ev) -> tuple[int, ...]:
+        """__probe_ip, or (__probe_func, __probe_ret_ip) for a return event."""
         up = self.probes.get(ev.probe)
-        probed = up.addr if up is not None else self.address(ev.where)
         if ev.kind == "r":
             site, _, func = ev.where.partition(" <- ")
             return (up.addr if up is not None else self.address(func), self.address(site))
-        return (probed,)
+        return (up.addr if up is not None else self.address(ev.where),)
 
     def build(self, events) -> bytes:
         cpus: list[list[tuple[int, bytes]]] = [[] for _ in range(self.ncpus)]

@@ -98,6 +98,9 @@ BAD = [
     ("set explain maybe", "set explain takes on or off"),
     ("show nosuch", "unknown setting 'nosuch'"),
     ("trace bogus", "usage: trace [show|clear|save [--format FMT] FILE]"),
+    ("trigger e1 bogus", "usage: trigger EVENT stacktrace|!stacktrace"),
+    ("trigger nope stacktrace", "no event 'nope' (events: "),
+    ("trigger e1 !stacktrace", "event 'e1' has no stacktrace trigger"),
     # symbols that do not exist, with the closest names
     ("kprobe laef", "no symbol 'laef' in the image (did you mean leaf"),
     ("kretprobe wlak", "no symbol 'wlak' in the image (did you mean walk"),
