@@ -318,6 +318,15 @@ class InstancesFlushed:
     instances: tuple    # (index, probe or None, ret_addr) of each, oldest last
 
 
+@dataclass(frozen=True)
+class StackFrameResolved:
+    """A recorded stack's frame held the trampoline; the task's instance gave the real
+    return address (ftrace's stacktrace, tracing/stacks.py)."""
+
+    depth: int
+    ret_addr: int
+
+
 # ---------------------------------------------------------------------- rendering
 def render(event, symbols: "SymbolTable") -> str:
     """The sentence `explain` prints for event."""
@@ -514,6 +523,11 @@ def _instances_flushed(e: InstancesFlushed, syms) -> str:
             f"calling their handlers (those functions are not expected to return): {each}")
 
 
+def _stack_frame_resolved(e: StackFrameResolved, syms) -> str:
+    return (f"stacktrace: frame #{e.depth} held kretprobe_trampoline: the task's kretprobe instance gives "
+            f"the real return address {syms.format(e.ret_addr)}")
+
+
 _RENDERERS = {
     Prepared: _prepared,
     RipRelativeRetargeted: _rip_relative_retargeted,
@@ -547,4 +561,5 @@ _RENDERERS = {
     TrampolineReturned: _trampoline_returned,
     BoosterReturned: _booster_returned,
     InstancesFlushed: _instances_flushed,
+    StackFrameResolved: _stack_frame_resolved,
 }

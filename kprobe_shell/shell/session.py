@@ -16,6 +16,7 @@ from ..kprobes.core import describe_handler_exception
 from ..kprobes.kretprobes import FlushEvent
 from ..machine import ImageError, MachineError, StopEvent, StopReason
 from ..tracing.maps import MapStore
+from ..tracing.stacks import StackRecorder
 from ..tracing.trace import TraceBuffer, TraceEvent
 from .output import Output
 from .registry import CommandError, QuitRequest
@@ -48,6 +49,8 @@ class Session:
         #: The user's probes and breakpoints by number (see userprobes.py).
         self.probes = UserProbes()
         self.trace = TraceBuffer()
+        #: ftrace's stacktrace option and triggers (`set trace-stack`, `trigger EVENT stacktrace`)
+        self.stacks = StackRecorder(self)
         #: bpftrace-style maps (handler files' count()/hist() ..., and `@map = f() on EVENT`)
         self.maps = MapStore()
         #: probe number -> the `@map[...] = f(...) on EVENT` lines fed by its hits

@@ -152,6 +152,11 @@ def _say_not_optimized(session, value) -> None:
             session.out.print(f"probe {up.number} at {m.symbols.format(up.addr)} not optimized: {why}")
 
 
+def _trace_stack(session, machine, value) -> None:
+    session.stacks.all_events = value
+    session.stacks.update()
+
+
 def _at_next_machine(session, value) -> None:
     session.out.print("(takes effect at the next reset or load)")
 
@@ -198,6 +203,9 @@ SETTINGS: tuple[Setting, ...] = (
             _on_off("explain"), ("on", "off"), in_config=False, on_machine=_explain),
     Setting("color", None, "colour output: on/off (default: on for a terminal)",
             _on_off("color"), ("on", "off"), in_config=False, after_set=_color),
+    Setting("trace-stack", False,
+            "record the stack with every trace event (ftrace's stacktrace option): on/off",
+            _on_off("trace-stack"), ("on", "off"), on_machine=_trace_stack),
     Setting("history-size", 10000,
             "commands kept in the history file (trimmed at once and at every start)",
             _history_size, after_set=_trim_history),

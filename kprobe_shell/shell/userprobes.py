@@ -289,6 +289,7 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
     up.spec["definition"] = defn.listing() + (f" if {up.spec['filter']}" if up.spec["filter"] else "")
     # What `@map[...] = f(FIELD) on EVENT` may name: each argument, string or number.
     up.spec["fields"] = {a.name: "str" if a.type.kind in ("string", "char") else "int" for a in defn.args}
+    up.spec["types"] = {a.name: str(a.type) for a in defn.args}  # the fields `trace save FILE.dat` defines
     return session.probes.add(up)
 
 

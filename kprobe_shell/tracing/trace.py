@@ -13,7 +13,7 @@ events are stored as small records and turned into text when shown.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(slots=True)
@@ -28,18 +28,37 @@ class TraceEvent:
     kind: str = "k"   # k, j, r (for JSON consumers)
     probe: int | None = None
     values: dict = field(default_factory=dict)
+    #: "sym+0x1c/0x40" frames, innermost first: a class default, so that an event without
+    #: a stack (the hot path) costs no more to build; StackedTraceEvent holds one.
+    stack = ()
 
     def ftrace(self) -> str:
         secs, nsec = divmod(self.time_ns, 1_000_000_000)
         task = f"{self.comm}-{self.pid}"
-        return f"{task:>22} [{self.cpu:03d}] {secs:5d}.{nsec:09d}: {self.event}: ({self.where}){self.args}"
+        line = f"{task:>22} [{self.cpu:03d}] {secs:5d}.{nsec:09d}: {self.event}: ({self.where}){self.args}"
+        if self.stack:  # ftrace's kernel_stack entry follows the event it was taken with
+            line += (f"\n{task:>22} [{self.cpu:03d}] {secs:5d}.{nsec:09d}: <stack trace>"
+                     + "".join(f"\n => {frame}" for frame in self.stack))
+        return line
 
     def as_json(self) -> dict:
         return {
             "type": "trace", "time_ns": self.time_ns, "comm": self.comm, "pid": self.pid, "cpu": self.cpu,
             "event": self.event, "kind": self.kind, "probe": self.probe, "where": self.where,
-            "args": self.values,
+            "args": self.values, **({"stack": list(self.stack)} if self.stack else {}),
         }
+
+
+class StackedTraceEvent(TraceEvent):
+    """A trace event with the stack taken at its hit (`set trace-stack on`, or a trigger)."""
+
+    __slots__ = ("stack",)
+
+    @classmethod
+    def of(cls, ev: TraceEvent, stack: tuple) -> "StackedTraceEvent":
+        out = cls(*(getattr(ev, f.name) for f in fields(TraceEvent)))
+        out.stack = stack
+        return out
 
 
 class TraceBuffer:

@@ -241,46 +241,10 @@ it replaced and the probe's number."""
 # ---------------------------------------------------------------------- backtrace
 def backtrace(session, limit: int = 64) -> list[tuple[int, str]]:
     """(return address, note) frames by the frame-pointer chain; trampolines resolved."""
-    m = session.machine
-    mgr = m.kprobes.kretprobes
-    task = m.tasks.current_address()
-    frames = [(m.rip, "")]
-    rbp = m.reg("rbp")
-    hijacked = 0
-    # At a function's first instructions the frame is not built yet: the return address is at rsp.
-    sym = m.symbols.containing(m.rip)
-    if sym is not None and sym[1] <= 1:
-        try:
-            ret = m.read_u64(m.reg("rsp") + (8 if sym[1] == 1 else 0))
-        except MachineError:
-            ret = 0
-        # Only a return address into the image (or the trampoline) is a frame: _start's
-        # "return address" is 0 or stack garbage, and `finish` there would run to the end.
-        if ret and (m.image.is_text(ret) or mgr.is_trampoline(ret)):
-            frames.append(_resolve(mgr, task, ret, hijacked))
-            hijacked += frames[-1][1] != ""
-    seen = set()
-    while rbp and len(frames) < limit and rbp not in seen:
-        seen.add(rbp)
-        try:
-            ret = m.read_u64(rbp + 8)
-            rbp = m.read_u64(rbp)
-        except MachineError:
-            break
-        if not ret or not m.image.is_text(ret) and not mgr.is_trampoline(ret):
-            break
-        frame = _resolve(mgr, task, ret, hijacked)
-        hijacked += frame[1] != ""
-        frames.append(frame)
-    return frames
+    from ...tracing.stacks import unwind
 
-
-def _resolve(mgr, task: int, ret: int, hijacked: int) -> tuple[int, str]:
-    if mgr.is_trampoline(ret):
-        real = mgr.real_return_address(task, hijacked)
-        if real is not None:
-            return real, "(return address held by a kretprobe instance)"
-    return ret, ""
+    return [(addr, "(return address held by a kretprobe instance)" if resolved else "")
+            for addr, resolved in unwind(session.machine, limit)]
 
 
 @command("bt", group="inspect", aliases=("backtrace", "where"), args=("number",),

@@ -101,12 +101,18 @@ def cmd_show(session, rest: str):
 
 
 @command("trace", group="trace", args=("text",), repeatable=False,
-         summary="the trace buffer: show, clear, save FILE, --svg FILE (a timeline)",
-         usage="trace [show|clear|save FILE|--svg FILE]")
+         summary="the trace buffer: show, clear, save FILE (text, trace.dat, folded, chrome), --svg FILE",
+         usage="trace [show|clear|save [--format text|dat|folded|chrome] FILE|--svg FILE]")
 def cmd_trace(session, rest: str):
     """Every trace line since the last clear (ftrace format, virtual time). `trace save
-FILE` writes them to a file; `trace --svg FILE` draws them as a timeline: one row per
-task, entry/return pairs as bars, other hits as ticks."""
+FILE` writes them to a file under ftrace's `# tracer: nop` header; FILE.dat (or
+--format dat) is trace-cmd's trace.dat, which `trace-cmd report -i FILE.dat` and
+KernelShark read (recorded stacks as ftrace's kernel_stack entries); --format folded
+writes the recorded stacks (`set trace-stack on`, or `trigger EVENT stacktrace`) one
+line per distinct stack with its count, for flame graphs; --format chrome writes Chrome Trace Event JSON (Perfetto, speedscope): a track
+per task, entry/return pairs as nested slices, other hits as instants. `trace --svg
+FILE` draws the trace as a timeline: one row per task, entry/return pairs as bars,
+other hits as ticks."""
     args = session.split_args(rest)
     sub = args[0] if args else "show"
     if sub == "show":
@@ -117,17 +123,7 @@ task, entry/return pairs as bars, other hits as ticks."""
     elif sub == "clear":
         session.trace.clear()
     elif sub == "save":
-        if len(args) != 2:
-            raise CommandError("usage: trace save FILE")
-        try:
-            with open(os.path.expanduser(args[1]), "w", encoding="utf-8") as f:
-                for line in session.trace.lines():
-                    f.write(line + "\n")
-        except OSError as exc:
-            raise CommandError(f"cannot write {args[1]}: {exc.strerror}") from None
-        except ValueError:  # open() refuses a name with a NUL byte
-            raise CommandError(f"cannot write {printable_name(args[1])}: the file name contains a NUL byte") from None
-        session.out.print(f"Saved {len(session.trace.events)} trace lines to {args[1]}")
+        save_trace(session, args[1:])
     elif sub == "--svg":
         from ... import figures
 
@@ -135,7 +131,64 @@ task, entry/return pairs as bars, other hits as ticks."""
             raise CommandError("usage: trace --svg FILE")
         figures.save_svg(session, figures.timeline_svg(session.trace.events), args[1], "the trace timeline")
     else:
-        raise CommandError("usage: trace [show|clear|save FILE]")
+        raise CommandError("usage: trace [show|clear|save [--format FMT] FILE]")
+
+
+def save_trace(session, args: list[str]) -> None:
+    """`trace save [--format text|dat|folded|chrome] FILE` (tracing/export.py)."""
+    from ...tracing import export
+
+    given = None
+    if len(args) == 3 and args[0] == "--format":
+        given, args = args[1], args[2:]
+    if len(args) != 1:
+        raise CommandError("usage: trace save [--format text|dat|folded|chrome] FILE")
+    path = args[0]
+    try:
+        fmt = export.format_for(path, given)
+        data = export.render(fmt, session)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        with open(os.path.expanduser(path), "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise CommandError(f"cannot write {printable_name(path)}: {exc.strerror}") from None
+    except ValueError:  # open() refuses a name with a NUL byte
+        raise CommandError(f"cannot write {printable_name(path)}: the file name contains a NUL byte") from None
+    what = "trace lines" if fmt == "text" else f"events ({export.DESCRIPTIONS[fmt]})"
+    session.out.print(f"Saved {len(session.trace.events)} {what} to {path}")
+
+
+@command("trigger", group="trace", args=("text",), repeatable=False,
+         summary="ftrace's event triggers: record the stack with one event's hits",
+         usage="trigger [EVENT stacktrace|EVENT !stacktrace]", example="trigger open stacktrace")
+def cmd_trigger(session, rest: str):
+    """As `echo stacktrace > events/kprobes/EVENT/trigger`: every hit of EVENT records the
+task's stack (frame pointers, kretprobe_trampoline slots resolved to the real return
+addresses), shown under its trace line and saved by `trace save` (all formats).
+`trigger EVENT !stacktrace` removes it; `trigger` lists them. `set trace-stack on` does
+it for every event."""
+    args = session.split_args(rest)
+    recorder = session.stacks
+    if not args:
+        for name in sorted(recorder.events):
+            session.out.print(f"{name}: stacktrace")
+        return sorted(recorder.events)
+    if len(args) != 2 or args[1] not in ("stacktrace", "!stacktrace"):
+        raise CommandError("usage: trigger EVENT stacktrace|!stacktrace")
+    name, action = args
+    if action == "stacktrace":
+        if not any(up.event == name for up in session.probes.values()):
+            have = ", ".join(sorted({up.event for up in session.probes.values() if up.event})) or "none"
+            raise CommandError(f"no event '{name}' (events: {have})")
+        recorder.events.add(name)
+    elif name not in recorder.events:
+        raise CommandError(f"event '{name}' has no stacktrace trigger")
+    else:
+        recorder.events.discard(name)
+    recorder.update()
+    return None
 
 
 @command("quit", group="shell", aliases=("q", "exit"), repeatable=False, summary="leave the shell", usage="quit")
