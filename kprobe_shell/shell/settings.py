@@ -9,6 +9,7 @@ says or does besides.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -106,15 +107,22 @@ def _ram_mib(value: str) -> int:
     return n
 
 
+_SECONDS = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+#: The longest a handler may be allowed to run: longer is no limit at all (say `off`).
+MAX_HANDLER_TIMEOUT = 86400
+
+
 def _handler_timeout(value: str) -> float | None:
     if value == "off":
         return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise CommandError("handler-timeout takes a number of seconds, or off") from None
-    if not seconds > 0 or seconds == float("inf"):
+    # ASCII decimal only: float() also takes '٣', 'nan', 'inf' and turns 5,000 digits into inf.
+    if not _SECONDS.fullmatch(value):
+        raise CommandError("handler-timeout takes a number of seconds, or off")
+    seconds = float(value)
+    if not seconds > 0:
         raise CommandError("handler-timeout must be > 0 seconds (or off)")
+    if seconds > MAX_HANDLER_TIMEOUT:
+        raise CommandError(f"handler-timeout must be at most {MAX_HANDLER_TIMEOUT} seconds (a day; or off)")
     return seconds
 
 
