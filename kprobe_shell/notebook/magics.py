@@ -16,7 +16,7 @@ import sys
 
 from ..shell.output import Output
 from ..shell.registry import REGISTRY, CommandError
-from ..shell.script import attach_commands, read_block
+from ..shell.script import attach_commands, is_commands_block, read_block
 from . import html
 from .view import View
 
@@ -115,7 +115,7 @@ class NotebookShell:
             if not stripped or stripped.startswith("#"):
                 continue
             try:
-                if stripped.split()[0] == "commands":
+                if is_commands_block(stripped):
                     body, i = read_block(lines, i)
                     attach_commands(self.session, stripped, body)
                     continue
