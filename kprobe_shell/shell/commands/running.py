@@ -1,6 +1,8 @@
 """Running the guest: run, continue, stepi, nexti, finish, until, reset, load."""
 from __future__ import annotations
 
+import os
+
 from ...kprobes.x86 import decode_at
 from ...machine import MachineError, StopReason
 from ..registry import CommandError, command
@@ -182,7 +184,10 @@ it (counters start from zero) unless --no-probes."""
     for f in failures:
         session.out.error(f)
     cpus = session.machine.ncpus
-    session.out.print(f"Fresh machine from {session.image_path}" + (f" with {len(session.probes)} probe(s)" if keep else "")
+    # The bundled kernel by name: its path depends on where the package is installed, and
+    # the same script must print the same bytes from any checkout.
+    image = session.image_path if session.image_explicit else f"the bundled {os.path.basename(session.image_path)}"
+    session.out.print(f"Fresh machine from {image}" + (f" with {len(session.probes)} probe(s)" if keep else "")
                       + (f", {cpus} CPUs" if cpus > 1 else ""))
 
 
