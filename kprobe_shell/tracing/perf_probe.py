@@ -40,6 +40,7 @@ from ..machine.dwarf_locations import (
     type_name,
     type_size,
 )
+from ..numbers import NumberError, is_decimal, parse_c_ulong
 from .fetch import Deref, FetchArg, Immediate, Memory, Register, Symbol
 
 __all__ = ["PerfProbeError", "PerfPoint", "Site", "is_perf_syntax", "parse_point", "translate", "resolve_sites"]
@@ -47,7 +48,7 @@ __all__ = ["PerfProbeError", "PerfPoint", "Site", "is_perf_syntax", "parse_point
 #: The group perf probe puts its events in.
 PERF_GROUP = "probe"
 _GLOB = re.compile(r"[*?\[]")
-_CHAIN = re.compile(r"(->|\.)([A-Za-z_]\w*)|\[(\d+)\]")
+_CHAIN = re.compile(r"(->|\.)([A-Za-z_]\w*)|\[([0-9]+)\]")
 _VAR = re.compile(r"[A-Za-z_]\w*")
 _PASS_THROUGH = "%$+-\\"  # kprobe_events fetch args start with one of these
 _INNER_NAME = re.compile(r"(?<=\()([A-Za-z_]\w*)(?=\))")  # +0(filename): a name's value inside a load
@@ -129,7 +130,7 @@ def split_line(line: str) -> PerfLine:
     words = [head] + body.split()
     head = words[0]
     kind = "r" if head[0] == "r" else "p"
-    maxactive = re.match(r"r(\d*)", head).group(1) if kind == "r" else ""
+    maxactive = re.match(r"r([0-9]*)", head).group(1) if kind == "r" else ""
     group = event = None
     if ":" in head:
         name = head.partition(":")[2]
@@ -179,16 +180,20 @@ def parse_point(text: str) -> PerfPoint:
     else:
         point.function = head or None
     if colon:
-        if not line.isdigit():
+        if not is_decimal(line):
             raise PerfProbeError(f"Invalid line number '{line}' in '{text}'")
         if point.function is None:
             point.line = int(line)
         else:
             point.rel_line = int(line)
     if plus:
-        if not re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", offset):
-            raise PerfProbeError(f"Invalid offset '+{offset}' in '{text}'")
-        point.offset = int(offset, 0)
+        # perf reads it with strtoul(.., 0): 0x hex, a leading 0 octal, else decimal.
+        try:
+            point.offset = parse_c_ulong(offset) if re.fullmatch(r"0[xX][0-9a-fA-F]+|[0-9]+", offset) else None
+        except NumberError as exc:
+            raise PerfProbeError(f"Invalid offset '+{offset[:40]}' in '{text[:80]}': {exc}") from None
+        if point.offset is None:
+            raise PerfProbeError(f"Invalid offset '+{offset[:40]}' in '{text[:80]}'")
     _check_point(point)
     return point
 

@@ -133,3 +133,15 @@ def test_bad_arguments_say_why(guest, line, words):
     with pytest.raises((PerfProbeError, DwarfLocationError), match=words):
         translate(info, image.symbols, line)
 
+
+
+def test_offsets_are_read_as_perf_reads_them_and_bad_ones_refused():
+    """strtoul(.., 0), as perf does: a leading 0 is octal ('+01' once raised ValueError, a
+    case the long fuzz profile found); digits that are not ASCII, bad octal and numbers too
+    large for 64 bits are refused with the point named."""
+    from kprobe_shell.tracing.perf_probe import PerfProbeError, parse_point
+
+    assert [parse_point(t).offset for t in ("walk+01", "walk+010", "walk+0x10", "walk+16")] == [1, 8, 16, 16]
+    for bad in ("walk+099", "walk+0x", "walk+" + "9" * 5000, "walk+\u0663", "walk:\u0663"):
+        with pytest.raises(PerfProbeError, match="Invalid"):
+            parse_point(bad)
