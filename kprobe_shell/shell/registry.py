@@ -33,13 +33,20 @@ class CommandError(Exception):
         if isinstance(message, str) and len(message) > MAX_ECHOED_WORD:
             first, nl, rest = message.partition("\n")
             first = _LONG_QUOTE.sub(lambda m: m.group()[:KEPT] + "...'", first)
-            message = _LONG_WORD.sub(_cut_word, first) + nl + rest
+            first = _LONG_WORD.sub(_cut_word, first)
+            if len(first) > MAX_FIRST_LINE:
+                # Many short words echoed (an argument with a newline in it, say): keep the
+                # start, where the message says what is wrong, and the end.
+                first = first[:MAX_FIRST_LINE - 80] + " ... " + first[-60:]
+            message = first + nl + rest
         super().__init__(message, *args)
 
 
 #: Words longer than this (no file path is) are cut to their first KEPT characters.
 MAX_ECHOED_WORD = 200
 KEPT = 60
+#: The longest first line an error keeps.
+MAX_FIRST_LINE = 300
 _LONG_WORD = re.compile(r"\S{%d,}" % (MAX_ECHOED_WORD + 1))
 _LONG_QUOTE = re.compile(r"'[^'\n]{%d,}'" % (MAX_ECHOED_WORD + 1))
 

@@ -92,3 +92,11 @@ def test_each_command_with_each_hostile_argument(fuzz_image, in_tmp, word):
     s = _session(fuzz_image)
     for arg in HOSTILE:
         check_line(s, f"{word} {arg}")
+
+
+@pytest.mark.parametrize("word", ["inst", "fin", "disas"])
+def test_an_echoed_argument_of_many_words_with_a_newline_stays_one_short_line(fuzz_image, in_tmp, word):
+    """Found by the long profile: a 1,700-character argument of short words with a newline
+    in it was echoed whole in the first line of the error."""
+    s = _session(fuzz_image)
+    check_line(s, word + " if " + " || ".join(["x == 1"] * 250) + " \n0")
