@@ -116,6 +116,9 @@ class Repl:
         self.style_name = style_name
         self.toolbar = Toolbar(session)
         self.last_repeatable: str | None = None
+        # Ctrl-C presses since the last line was entered: they belong to its command
+        self.interrupts = 0
+        self.command_running = False
         self.pending: list[str] = []  # the remaining lines of a multi-line paste
         lexer = None
         colour = session.out.color and style_name != "plain"
@@ -125,7 +128,13 @@ class Repl:
             from .lexer import KprobeShellLexer
 
             lexer = PygmentsLexer(type(KprobeShellLexer.build()))
+        terminal = None
+        if os.name == "posix" and sys.stdin.isatty():
+            from .terminal_input import DrainingInput
+
+            terminal = DrainingInput(sys.stdin)
         self.prompt_session = PromptSession(
+            input=terminal,
             history=open_history(session, config),
             completer=ShellCompleter(session),
             complete_while_typing=True,
@@ -145,13 +154,16 @@ class Repl:
     def _prompt(self, message: str) -> str:
         """One line from the user. A paste of several lines arrives as one text: its lines
         are handed out one per call, each echoed after the prompt as if typed."""
+        self.interrupts = 0
         if self.pending:
             line = self.pending.pop(0)
             self.session.out.print(f"{message}{line}")
             return line
         # While a background run goes on, redraw twice a second so the toolbar stays live.
         refresh = 0.5 if self.session.background_running else 0
-        text = self.prompt_session.prompt([("class:prompt", message)], refresh_interval=refresh)
+        text = self.prompt_session.prompt([("class:prompt", message)], refresh_interval=refresh,
+                                          handle_sigint=False)
+        self._settle_terminal()
         if "\n" in text:
             lines = [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
             if not lines:
@@ -160,12 +172,55 @@ class Repl:
             return lines[0]
         return text
 
+    def _settle_terminal(self) -> None:
+        """Keep every Ctrl-C typed after Enter for the command, even on terminals that never
+        answer a cursor-position request.
+
+        prompt_toolkit asks the terminal where the cursor is (CPR, ESC[6n) and, after Enter,
+        waits up to a second for the answer with the terminal still raw; it gives up on CPR
+        only after two seconds at one prompt, so on such a terminal every quickly typed
+        line opened that window again.  A Ctrl-C typed in it is a byte, not SIGINT, and
+        went to the next prompt while the command ran on.  A terminal that has not answered
+        by now never will: stop asking.  A Ctrl-C already typed is what it would have been
+        in cooked mode: an interrupt for the command about to run, with the keys typed
+        before it flushed, as the tty driver flushes them on SIGINT."""
+        from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
+        from prompt_toolkit.keys import Keys
+        from prompt_toolkit.renderer import CPR_Support
+
+        app = self.prompt_session.app
+        if app.renderer.cpr_support is CPR_Support.UNKNOWN and not app.renderer.waiting_for_cpr:
+            app.renderer.cpr_support = CPR_Support.NOT_SUPPORTED
+        keys = get_typeahead(app.input)
+        presses = [i for i, key in enumerate(keys) if key.key in (Keys.ControlC, Keys.SIGINT)]
+        if presses:
+            self.interrupts += len(presses)
+            keys = keys[presses[-1] + 1:]
+        store_typeahead(app.input, keys)
+
+    def _on_sigint(self, signum, frame) -> None:
+        """SIGINT outside the prompt (the terminal is cooked then): counted for the command
+        of the line just entered, and the guest asked to stop if that command runs."""
+        self.interrupts += 1
+        if self.command_running:
+            self._stop_guest()
+
+    def _stop_guest(self) -> None:
+        try:
+            self.session.machine.request_stop()
+        except Exception:  # noqa: BLE001 - a machine being replaced; the next poll retries
+            pass
+
     def loop(self) -> int:
         from prompt_toolkit.patch_stdout import patch_stdout
 
         out = self.session.out
         direct = out.stream
         self.toolbar.refresh()
+        try:
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread (tests driving Repl directly)
+            previous = None
         with patch_stdout(raw=True):
             out.stream = PromptAwareStream(direct, sys.stdout, self.prompt_session)
             try:
@@ -174,6 +229,8 @@ class Repl:
             finally:
                 out.flush()
                 out.stream = direct
+                if previous is not None:
+                    signal.signal(signal.SIGINT, previous)
 
     def _banner(self) -> None:
         s = self.session
@@ -215,7 +272,7 @@ class Repl:
                 if self.run_command(line):
                     self.session.stop_background()
                     return 0
-            except KeyboardInterrupt:  # Ctrl-C just before or after a command: nothing runs
+            except KeyboardInterrupt:  # SIGINT with no handler of ours (not the main thread)
                 self.pending.clear()
                 continue
 
@@ -254,8 +311,8 @@ class Repl:
         return quit_requested
 
     def _run_and_wait(self, worker: threading.Thread, done: threading.Event) -> int:
-        """Start the command and wait for it; Ctrl-C meanwhile stops the guest. Returns
-        how many times Ctrl-C was pressed.
+        """Start the command and wait for it; Ctrl-C meanwhile (or since its line was
+        entered) stops the guest. Returns how many times Ctrl-C was pressed.
 
         While the command runs, SIGINT has a handler that asks the machine to stop rather
         than raising KeyboardInterrupt, so no Ctrl-C can leave the main thread while the
@@ -264,31 +321,21 @@ class Repl:
         stops too.  An Event, not Thread.join(): when Ctrl-C interrupts join() on Python
         3.11, the bpo-45274 clean-up in Thread._wait_for_tstate_lock marks the
         still-running worker as finished."""
-        interrupts = [0]
-
-        def stop_guest() -> None:
-            try:
-                self.session.machine.request_stop()
-            except Exception:  # noqa: BLE001 - a machine being replaced; the next poll retries
-                pass
-
-        def on_sigint(signum, frame) -> None:
-            interrupts[0] += 1
-            stop_guest()
-
         try:
-            previous = signal.signal(signal.SIGINT, on_sigint)
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not the main thread (tests driving Repl directly)
             previous = None
+        self.command_running = True
         try:
             worker.start()
-            while not done.wait(0.1 if interrupts[0] else 0.5):
-                if interrupts[0]:
-                    stop_guest()
+            while not done.wait(0.1 if self.interrupts else 0.5):
+                if self.interrupts:
+                    self._stop_guest()
         finally:
+            self.command_running = False
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
-        return interrupts[0]
+        return self.interrupts
 
     def _background_done(self) -> None:
         """Called on the background thread when a `continue &` ends: the guest is stopped,

@@ -199,6 +199,35 @@ def test_ctrl_c_stops_a_running_guest(loop_image, tmp_path):
     assert t.quit() == 0
 
 
+class SilentTerminal(Terminal):
+    """A terminal that never answers cursor-position requests (some serial consoles, web
+    terminals, tmux in some modes)."""
+
+    def expect(self, pattern: str, regex: bool = False, timeout: float = -1) -> str:
+        compiled = re.compile(pattern) if regex else re.compile(re.escape(pattern))
+        self.child.expect_list([compiled], timeout=timeout)
+        self.seen += self.child.before + self.child.after
+        return self.child.before
+
+
+def test_ctrl_c_right_after_enter_is_not_lost_without_cpr(loop_image, tmp_path):
+    """prompt_toolkit keeps the terminal raw for up to a second after Enter while it waits
+    for a CPR answer: a Ctrl-C then is a byte, not SIGINT.  It must still stop the run,
+    the first time and every time."""
+    t = SilentTerminal(loop_image, tmp_path)
+    t.prompt()
+    for _ in range(2):
+        t.line("run")
+        t.child.sendintr()
+        out = plain(t.expect(r"\[interrupted at _start\+0x[0-9a-f]+/", regex=True, timeout=8))
+        assert "Traceback" not in out
+        t.prompt()
+    # the interrupt was spent on the run: the next command runs as typed
+    t.line("run 1000")
+    assert "[stopped after the instruction budget at _start+" in plain(t.prompt())
+    assert t.quit() == 0
+
+
 def test_background_run_gives_the_prompt_back_and_interrupt_stops_it(loop_image, tmp_path):
     t = Terminal(loop_image, tmp_path)
     t.prompt()
