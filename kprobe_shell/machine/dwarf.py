@@ -49,11 +49,54 @@ def iter_dies(elf_bytes: bytes):
     info = elf.get_section_by_name(".debug_info")
     budget = (info["sh_size"] if info is not None else 0) + 1
     for cu in elf.get_dwarf_info().iter_CUs():
-        for die in cu.iter_DIEs():
+        for die in cu_dies(cu):
             budget -= 1
             if budget < 0:
                 raise DwarfError(".debug_info: the DIE walk does not advance")
             yield die
+
+
+_SIBLING_REFS = ("DW_FORM_ref1", "DW_FORM_ref2", "DW_FORM_ref4", "DW_FORM_ref8", "DW_FORM_ref_udata")
+
+
+def check_cu(cu) -> None:
+    """Refuse a compilation unit whose DIE tree pyelftools would walk in a circle.
+
+    A unit's DIEs lie one after another; pyelftools jumps over a child's subtree through
+    its DW_AT_sibling, so a sibling that points at or before the child sends every walk
+    (iter_children, iter_DIEs) round forever.  One pass in file order checks that each
+    sibling points forward inside the unit; the DIEs it parses are the ones pyelftools
+    caches and reuses, so the check costs a loop, not a second parse.  Checked once per
+    unit."""
+    if getattr(cu, "_kps_checked", False):
+        return
+    end = cu.cu_offset + cu.size
+    offset = cu.cu_die_offset
+    while offset < end:
+        die = cu.get_DIE_from_refaddr(offset)
+        if die.size <= 0:
+            raise DwarfError(f".debug_info: the DIE at 0x{offset:x} has no size")
+        sibling = die.attributes.get("DW_AT_sibling") if die.has_children else None
+        if sibling is not None:
+            target = (sibling.value + cu.cu_offset if sibling.form in _SIBLING_REFS else
+                      sibling.value if sibling.form == "DW_FORM_ref_addr" else None)
+            if target is None or not offset < target <= end:
+                raise DwarfError(f"the DW_AT_sibling of DIE 0x{offset:x} ({die.tag}) points at 0x{target or 0:x}, "
+                                 f"not past it inside its unit")
+        offset += die.size
+    cu._kps_checked = True
+
+
+def children(die):
+    """die's children, once its unit is known not to walk in a circle (check_cu)."""
+    check_cu(die.cu)
+    return die.iter_children()
+
+
+def cu_dies(cu):
+    """Every DIE of one compilation unit (checked first: check_cu)."""
+    check_cu(cu)
+    return cu.iter_DIEs()
 
 
 def strip_qualifiers(t, type_of):
@@ -74,7 +117,7 @@ def read_parameters(elf_bytes: bytes) -> dict[str, list[Parameter]]:
             continue
         name = die.attributes["DW_AT_name"].value.decode(errors="replace")
         params = []
-        for child in die.iter_children():
+        for child in children(die):
             if child.tag != "DW_TAG_formal_parameter":
                 continue
             pname = child.attributes.get("DW_AT_name")

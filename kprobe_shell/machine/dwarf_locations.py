@@ -27,6 +27,8 @@ from elftools.dwarf.dwarf_expr import DWARFExprParser
 from elftools.dwarf.locationlists import BaseAddressEntry, LocationParser
 from elftools.elf.elffile import ELFFile
 
+from . import dwarf
+
 #: DWARF register numbers of x86_64 (the psABI's table), in the tracing module's names.
 DWARF_REGISTERS = ("rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp",
                    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip")
@@ -41,6 +43,20 @@ UNSUPPORTED = "Sorry, we don't support this variable location yet ('{0}': {1})."
 
 class DwarfLocationError(Exception):
     """A variable, line or function the debug info cannot place (the message says why)."""
+
+
+def _children(die):
+    try:
+        return dwarf.children(die)
+    except dwarf.DwarfError as exc:
+        raise DwarfLocationError(f"DWARF error: {exc}") from None
+
+
+def _cu_dies(cu):
+    try:
+        return dwarf.cu_dies(cu)
+    except dwarf.DwarfError as exc:
+        raise DwarfLocationError(f"DWARF error: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -104,7 +120,7 @@ class DebugInfo:
         if self._functions is None:
             self._functions = {}
             for cu in self.dwarf.iter_CUs() if self.dwarf else ():
-                for die in cu.iter_DIEs():
+                for die in _cu_dies(cu):
                     fn = self._function_of(die, cu)
                     if fn is not None:
                         self._add_function(fn)
@@ -169,7 +185,7 @@ class DebugInfo:
         if self._globals is None:
             self._globals = {}
             for cu in self.dwarf.iter_CUs() if self.dwarf else ():
-                for die in cu.get_top_DIE().iter_children():
+                for die in _children(cu.get_top_DIE()):
                     self._add_global(die)
         return self._globals.get(name)
 
@@ -267,7 +283,7 @@ class DebugInfo:
         return sorted(result, key=lambda v: (not v.is_param, v.scope_depth, v.die.offset))
 
     def _collect(self, scope, addr: int, depth: int, found: list[Variable]) -> None:
-        for child in scope.iter_children():
+        for child in _children(scope):
             tag = child.tag
             if tag in ("DW_TAG_formal_parameter", "DW_TAG_variable"):
                 origin = _origin(child)
@@ -450,7 +466,7 @@ def type_size(t) -> int:
 
 
 def array_count(t) -> int | None:
-    for sub in strip_type(t).iter_children():
+    for sub in _children(strip_type(t)):
         if sub.tag == "DW_TAG_subrange_type":
             if "DW_AT_count" in sub.attributes:
                 return sub.attributes["DW_AT_count"].value
@@ -474,7 +490,7 @@ def find_member(t, name: str):
     base = strip_type(t)
     if base is None or base.tag not in ("DW_TAG_structure_type", "DW_TAG_union_type"):
         return None
-    for member in base.iter_children():
+    for member in _children(base):
         if member.tag != "DW_TAG_member":
             continue
         loc = member.attributes.get("DW_AT_data_member_location")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct as _struct
 from dataclasses import dataclass
 
-from ..machine.dwarf import iter_dies, read_guarded, strip_qualifiers
+from ..machine.dwarf import children, iter_dies, read_guarded, strip_qualifiers
 
 __all__ = ["Member", "StructLayout", "StructError", "StructView", "struct_layouts", "layout_from_offsets"]
 
@@ -69,7 +69,7 @@ def _read_layouts(elf_bytes: bytes) -> dict[str, StructLayout]:
         if name in layouts:
             continue
         members = {}
-        for child in die.iter_children():
+        for child in children(die):
             if child.tag != "DW_TAG_member" or "DW_AT_name" not in child.attributes:
                 continue
             m = _member(child)
@@ -122,7 +122,7 @@ def _member(die) -> Member | None:
     if tag == "DW_TAG_array_type":
         elem = _strip(_type_of(t))
         count = 0
-        for sub in t.iter_children():
+        for sub in children(t):
             if sub.tag == "DW_TAG_subrange_type":
                 if "DW_AT_count" in sub.attributes:
                     count = sub.attributes["DW_AT_count"].value

@@ -9,6 +9,7 @@ Profiles (FUZZ_PROFILE):
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 import fuzzsettings  # noqa: F401 - registers the profiles
@@ -40,3 +41,17 @@ def fuzz_image(tmp_path_factory) -> str:
     src.write_text(FUZZ_GUEST)
     return str(guestbuild.compile_guest(src, d / "fuzzguest.elf", debug=True,
                                         extra=("-fno-omit-frame-pointer", "-fno-optimize-sibling-calls")))
+
+
+def pytest_collection_modifyitems(items):
+    """A fuzz test that hangs ends the run rather than spinning: pytest-timeout's signal
+    method raises pytest's Failed inside the test, which hypothesis takes for a failing
+    example and runs again to shrink it, hanging again, for ever.  The thread method dumps
+    every stack and ends the process instead."""
+    here = str(Path(__file__).parent)
+    for item in items:
+        if not str(item.fspath).startswith(here):
+            continue
+        mark = item.get_closest_marker("timeout")
+        seconds = (mark.args[0] if mark.args else mark.kwargs.get("timeout")) if mark else None
+        item.add_marker(pytest.mark.timeout(seconds or 180, method="thread"), append=False)

@@ -75,6 +75,27 @@ def corrupt_image(good_image, tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def sibling_loop_image(good_image, tmp_path_factory) -> str:
+    """leaf's DW_AT_sibling points back at leaf itself: pyelftools would walk its
+    compilation unit in a circle for ever."""
+    raw = bytearray(open(good_image, "rb").read())
+    with open(good_image, "rb") as f:
+        elf = ELFFile(f)
+        info = elf.get_section_by_name(".debug_info")
+        for cu in elf.get_dwarf_info().iter_CUs():
+            for die in cu.iter_DIEs():
+                if die.tag == "DW_TAG_subprogram" and die.attributes.get("DW_AT_name") and \
+                        die.attributes["DW_AT_name"].value == b"leaf":
+                    attr = die.attributes["DW_AT_sibling"]
+                    assert attr.form == "DW_FORM_ref4"
+                    at = info["sh_offset"] + attr.offset
+                    raw[at:at + 4] = (die.offset - cu.cu_offset).to_bytes(4, "little")
+    path = tmp_path_factory.mktemp("dwarf") / "siblingloop.elf"
+    path.write_bytes(bytes(raw))
+    return str(path)
+
+
 def _session(path: str) -> tuple[Session, io.StringIO]:
     buf = io.StringIO()
     return Session(path, output=Output(buf, color=False)), buf
@@ -88,7 +109,7 @@ def test_the_good_image_has_its_argument_names(good_image):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("which", ["cyclic_image", "corrupt_image"])
+@pytest.mark.parametrize("which", ["cyclic_image", "corrupt_image", "sibling_loop_image"])
 def test_broken_dwarf_is_reported_once_and_nothing_else_fails(which, request):
     path = request.getfixturevalue(which)
     s, buf = _session(path)
@@ -110,11 +131,11 @@ def test_broken_dwarf_is_reported_once_and_nothing_else_fails(which, request):
 
 
 @pytest.mark.timeout(60)
-def test_read_struct_on_broken_dwarf_is_a_clear_error(cyclic_image, corrupt_image):
+def test_read_struct_on_broken_dwarf_is_a_clear_error(cyclic_image, corrupt_image, sibling_loop_image):
     from kprobe_shell.tracing.structs import struct_layouts
     from kprobe_shell.machine.image import Image
 
-    for path in (cyclic_image, corrupt_image):
+    for path in (cyclic_image, corrupt_image, sibling_loop_image):
         image = Image.load(path)
         layouts = struct_layouts(image)  # never hangs, never raises
         assert isinstance(layouts, dict)
@@ -132,3 +153,15 @@ def test_the_messages_are_the_documented_ones(cyclic_image):
     first = str(info.value).splitlines()[0]
     assert first.startswith(f"parse error: DWARF error in {cyclic_image}: the type at DIE 0x")
     assert first.endswith("; argument names unavailable: name arguments by register (%di, ...)")
+
+
+@pytest.mark.timeout(60)
+def test_a_sibling_chain_that_goes_back_is_refused_where_dwarf_is_read(sibling_loop_image, run_shell):
+    """Every reader of DIE trees (argument names, struct layouts, perf probe's lines and
+    variables) refuses the circle with the DIE named, rather than walking it for ever."""
+    s, buf = _session(sibling_loop_image)
+    s.execute("p:e1 leaf a=%di")
+    assert ") points at 0x" in buf.getvalue() and "not past it inside its unit; argument names" in buf.getvalue()
+    r = run_shell(sibling_loop_image, "-batch", "-ex", "probe -V leaf", "-ex", "probe leaf x", "-ex", "info")
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert "DWARF error: the DW_AT_sibling of DIE 0x" in r.stderr, r.stderr

@@ -174,10 +174,13 @@ language works after `p`/`r` (p sum_list:5 total)."""
     if not text:
         raise CommandError("usage: probe [-a] POINT [ARG...] | probe -L FUNC | probe -V POINT")
     option, _, arg = text.partition(" ")
-    if option == "-L":
-        return list_lines(session, arg)
-    if option == "-V":
-        return list_variables(session, arg.strip().strip("'\""))
+    try:
+        if option == "-L":
+            return list_lines(session, arg)
+        if option == "-V":
+            return list_variables(session, arg.strip().strip("'\""))
+    except DwarfLocationError as exc:  # debug info that cannot be read at all
+        raise CommandError(str(exc)) from None
     if option == "-a":
         text = arg.strip()
     if text.startswith("-"):
