@@ -130,7 +130,7 @@ def _begin_lesson(session, lesson, first: bool) -> None:
 
 
 def _step(session, index: int) -> None:
-    lesson, step = STEPS[index]
+    _lesson, step = STEPS[index]
     _show_step(session, index)
     while True:
         line = _read(session, f"tutorial {index + 1}/{len(STEPS)}> ")
@@ -191,7 +191,8 @@ def _attempt(session, step, line: str) -> bool:
     _say(session, f"Not quite: {why}", "warning", "  ")
     undone = _undo(session, attempt, settings_before, programs_before)
     if undone:
-        _say(session, f"({'; '.join(undone).capitalize()}, so the lesson can go on.)", "dim", "  ")
+        said = "; ".join(undone)
+        _say(session, f"({said[0].upper()}{said[1:]}, so the lesson can go on.)", "dim", "  ")
     _say(session, f"Try again: {step.task} ('hint' shows the command.)", "dim", "  ")
     return False
 
