@@ -304,3 +304,11 @@ def test_bad_tutorial_arguments_are_one_line_and_change_nothing(kernel_path, run
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         f"-ex 'tutorial {args}': usage: tutorial [LESSON] [--auto]  (LESSON: 1-9, as in scripts/demos)"]
+
+
+def test_every_lesson_of_scripts_demos_has_its_lesson_in_the_tour():
+    from kprobe_shell.shell.commands.tutorial_lessons import LESSONS
+
+    demos = sorted(int(p.name[:2]) for p in (ROOT / "scripts" / "demos").glob("[0-9][0-9]-*.kps"))
+    assert [lesson.number for lesson in LESSONS] == demos
+    assert all(lesson.steps for lesson in LESSONS)

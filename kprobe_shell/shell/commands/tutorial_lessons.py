@@ -46,8 +46,9 @@ LESSON_1 = Lesson(1, "a first kprobe", fresh=False, steps=[
          "cc[55]: memory holds cc (int3), the original byte 55 (push rbp) is kept beside it by the kprobe."),
     Step("Let the guest run: init forks its tasks, and each fork traps on the int3.",
          "Run the guest.", ("run", "continue"), lambda s: "run", _ran_probe,
-         "Each trace line is one hit: do_int3 found the probe, ran its pre_handler (the trace line), "
-         "single-stepped the copy out of line and went on after do_fork's first instruction."),
+         "Each trace line is one hit: do_int3 found the probe and ran its pre_handler (the trace line); "
+         "then the copy of push rbp ran out of line in its insn slot, boosted (the copy and a jmp back, "
+         "no debug trap), and execution went on at do_fork's second instruction."),
     Step("The probe counts its hits and misses.", "List the probes.", ("probes",), lambda s: "probes", any_answer,
          "Hits is how many times the int3 was taken; Missed counts hits that came while a probe handler "
          "was already running; Mode says how the copy runs: single-step under TF, or boost (the copy "
@@ -79,8 +80,9 @@ LESSON_2 = Lesson(2, "the copy in the insn slot", fresh=False, steps=[
          "followed by a jmp back.",
          "Show the slot of the do_fork kprobe.", ("slot",), lambda s: f"slot {number_of(s, 'k', 'do_fork')}",
          showed_slot_of("k", "do_fork"),
-         "push rbp does not care where it runs: the copy is byte for byte the original, and after the "
-         "step resume_execution moves rip from the slot back to do_fork+0x1."),
+         "push rbp does not care where it runs: the copy is byte for byte the original. Boosted, the jmp "
+         "after it brings execution back to do_fork+0x1; single-stepped, resume_execution moves rip there "
+         "after the debug trap."),
     Step("Two kinds of instruction do care where they run. kprobe_target's first instruction reads "
          "div_factor RIP-relative: [rip + disp32] means disp32 bytes after this instruction.",
          "Plant a kprobe on kprobe_target.", ("kprobe",), lambda s: "kprobe kprobe_target",
