@@ -312,3 +312,19 @@ def test_every_lesson_of_scripts_demos_has_its_lesson_in_the_tour():
     demos = sorted(int(p.name[:2]) for p in (ROOT / "scripts" / "demos").glob("[0-9][0-9]-*.kps"))
     assert [lesson.number for lesson in LESSONS] == demos
     assert all(lesson.steps for lesson in LESSONS)
+
+
+def test_the_tour_boots_its_own_machine_whatever_the_config_and_gives_the_settings_back(kernel_path, tmp_path):
+    import subprocess
+
+    config = tmp_path / "config" / "kprobe-shell"
+    config.mkdir(parents=True)
+    (config / "config").write_text("timer-period = 1234\nkprobe-mode = single-step\n")
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "data"))
+    r = subprocess.run([sys.executable, "-m", "kprobe_shell", "--batch", "--color", "off", "-ex", "set cpus 2",
+                        "-ex", "tutorial 5 --auto", "-ex", "show timer-period", "-ex", "show cpus"],
+                       capture_output=True, text=True, env=env, timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert "warning: probe 1 (do_sys_open) missed 7 hit(s)" in r.stdout  # the default timer's numbers
+    shown = [line.split()[:2] for line in r.stdout.rstrip().splitlines()[-2:]]
+    assert shown == [["timer-period", "1234"], ["cpus", "2"]]

@@ -17,6 +17,9 @@ from ..registry import REGISTRY, CommandError, command
 from .tutorial_lessons import LESSONS, STEPS
 from .tutorial_steps import Attempt, fresh_machine, set_quietly
 
+#: Settings that apply at the next boot (reset, load, exec): the tour's own values
+#: during the tour, the user's again after it.
+NEXT_BOOT_SETTINGS = ("cpus", "timer-period", "keep-workload", "ram-mib")
 #: Commands that only look: allowed at any step, they change nothing the lesson needs.
 LOOKING = frozenset({"help", "x", "disas", "regs", "bt", "stack", "probes", "instances", "slot", "symbols",
                      "tasks", "cpus", "print", "show", "explain", "echo", "trace", "maps", "profile"})
@@ -250,8 +253,17 @@ every step still fits the machine, in --batch too)."""
     out = session.out
     if dropped:
         out.print(f"(A fresh machine with the bundled kernel; your {dropped} probe(s) were dropped.)", "dim")
-    if auto:
-        return _auto(session, first)
+    # The settings that only shape the next boot go back to the user's after the tour
+    # (its lessons boot with the defaults); kprobe-mode stays boost, as the tour says.
+    saved = {name: session.settings[name] for name in NEXT_BOOT_SETTINGS}
+    try:
+        return _auto(session, first) if auto else _guided(session, first)
+    finally:
+        session.settings.update(saved)
+
+
+def _guided(session, first: int) -> dict:
+    out = session.out
     out.print("kprobes, a guided tour: type each step's command; 'hint' shows it, 'skip' runs it, "
               "'quit' leaves.", "header")
     out.print("(kprobe-mode is set to boost, as in Linux 2.6.12: every probe is an int3; "

@@ -14,7 +14,7 @@ from typing import Callable
 
 from ...images import bundled_image_path
 from ..locations import eval_address
-from ..settings import setting
+from ..settings import DEFAULT_SETTINGS, setting
 
 
 @dataclass
@@ -54,8 +54,11 @@ class Lesson:
 
 
 #: What the tour sets for every lesson that starts afresh: the 2005 mechanism (every
-#: probe an int3), out-of-line steps, one CPU, no narration.
-TOUR_SETTINGS = {"kprobe-mode": "boost", "kprobe-step": "out-of-line", "cpus": 1, "explain": False}
+#: probe an int3), out-of-line steps, one CPU, no narration, and the default timer and
+#: workload whatever a config file says (the lessons' numbers are those of that machine).
+TOUR_SETTINGS = {"kprobe-mode": "boost", "kprobe-step": "out-of-line", "cpus": 1, "explain": False,
+                 "timer-period": DEFAULT_SETTINGS["timer-period"], "keep-workload": False,
+                 "ram-mib": DEFAULT_SETTINGS["ram-mib"]}
 
 
 def set_quietly(session, name: str, value) -> None:
