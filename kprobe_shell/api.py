@@ -14,8 +14,11 @@ read_u64(), arg(n) and task (the current task).
 """
 from __future__ import annotations
 
+import os
+
 from unicorn import UcError
 
+from .display import Displayed
 from .images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, BUNDLED_USER_KERNEL, bundled_image_path
 from .kprobes.core import AggrKprobe, HandlerError, Kprobe, KprobeEngine
 from .kprobes.jprobes import Jprobe
@@ -33,7 +36,7 @@ __all__ = [
 ]
 
 
-class Machine(_BareMachine):
+class Machine(_BareMachine, Displayed):
     """An emulated x86_64 machine running a guest image, with the kprobes engine on it."""
 
     def __init__(self, image: str | Image | None = None, *, timer_period: int = 5000, cpus: int = 1,
@@ -64,6 +67,9 @@ class Machine(_BareMachine):
             # boot; it is the image that is broken, so say so.
             path = image.path if isinstance(image, Image) else image
             raise ImageError(f"{path}: the machine cannot boot this image: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"<Machine {os.path.basename(self.image.path)}: rip 0x{self.rip:x}, {self.time_ns} instructions>"
 
     @property
     def symbols(self):

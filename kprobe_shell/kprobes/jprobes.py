@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Callable
 
+from ..display import Displayed
 from ..machine import StopReason
 from ..machine.abi import ABI_ARG_REGISTERS
 from ..machine.layout import EFLAGS_IF
@@ -40,7 +41,7 @@ MAX_STACK_SIZE = 64
 THREAD_SIZE = 8192
 
 
-class Jprobe:
+class Jprobe(Displayed):
     """struct jprobe: a kprobe plus an entry (a guest function name/address or a callable)."""
 
     kind = "j"

@@ -37,6 +37,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from ..display import Displayed
 from ..machine import MachineError, StopReason, capi
 from ..machine.layout import STUB_PAGE
 from ..machine.tasks import PSEUDO_TASK_ADDR
@@ -67,7 +68,7 @@ MAXACTIVE_MAX = 4096
 
 
 @dataclass(eq=False, slots=True)
-class KretprobeInstance:
+class KretprobeInstance(Displayed):
     """struct kretprobe_instance: one call in flight."""
 
     rp: "Kretprobe | None"
@@ -82,7 +83,7 @@ class KretprobeInstance:
         return f"<kretprobe_instance {self.index} of {self.rp!r} task=0x{self.task:x} ret=0x{self.ret_addr:x}>"
 
 
-class Kretprobe:
+class Kretprobe(Displayed):
     """struct kretprobe: a return probe and its pool of instances."""
 
     kind = "r"

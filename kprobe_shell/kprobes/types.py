@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from ..display import Displayed
 from .guard import HandlerInterrupted, HandlerTimeout
 from .narrate import AggregateHandler
 
@@ -87,7 +88,7 @@ class StepMode(enum.StrEnum):
 STEP_MODES = tuple(StepMode)
 
 
-class Kprobe:
+class Kprobe(Displayed):
     """struct kprobe: a probe on one instruction, with its handlers and counters."""
 
     kind = "k"

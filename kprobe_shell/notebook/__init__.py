@@ -7,7 +7,8 @@
 
 One machine per kernel, kept across cells (`reset` gives a fresh one).  The views come
 back with HTML (see html.py); the Python API's objects (Machine, Kprobe, Kretprobe,
-Jprobe, maps, the trace buffer) display the same way once the extension is loaded.
+Jprobe, their instances, maps, the trace buffer) display the same way in any notebook,
+extension loaded or not (kprobe_shell/display.py).
 `stack(machine)` and `instances(machine)` draw a machine driven from Python, and
 `current_shell().session.machine` is the machine the magics drive.
 Needs the `notebook` extra: pip install 'kprobe-shell[notebook]'.

@@ -65,14 +65,15 @@ def probes_html(data: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------- kretprobe_inst_table
-def _instance_card(session, node: dict, names: dict, anchor: str | None) -> str:
+def instance_card(session, node: dict, names: dict, anchor: str | None = None) -> str:
     m = session.machine
     task = m.tasks.read_task(node["task"])
     who = task.label if task else f"task 0x{node['task']:x}"
     ret = ("kretprobe_trampoline" if m.kprobes.kretprobes.is_trampoline(node["ret_addr"])
            else m.symbols.format(node["ret_addr"], with_size=False))
     ident = f' id="{anchor}"' if anchor else ""
-    return (f'<div class="node"{ident}><b>#{node["index"]} probe {node["probe"]} '
+    number = "?" if node["probe"] is None else node["probe"]  # a probe registered from Python has none
+    return (f'<div class="node"{ident}><b>#{node["index"]} probe {number} '
             f'({escape(names.get(node["probe"], "?"))})</b><br>task {escape(who)}<br>'
             f'<span class="return">ret_addr {escape(ret)}</span><br>slot 0x{node["stack_slot"]:x}</div>')
 
@@ -91,7 +92,7 @@ def instances_html(session, prefix: str | None = None) -> str:
                    f"{total} instance(s) in flight in {len(data['buckets'])} bucket(s)")]
     for bucket in data["buckets"]:
         cards = "".join('<span class="arrow">&rarr;</span>'
-                        + _instance_card(session, n, names, f"{prefix}-ri-{n['probe']}-{n['index']}")
+                        + instance_card(session, n, names, f"{prefix}-ri-{n['probe']}-{n['index']}")
                         for n in bucket["instances"])
         parts.append(f'<div class="chain"><div class="bucket">[{bucket["bucket"]}]</div>{cards}'
                      f'<span class="arrow">&rarr;</span><span class="dim">NULL</span></div>')
@@ -131,7 +132,7 @@ def stack_html(session, count: int = 16) -> str:
                   "stack_slot": ri.stack_slot} for ri in cards]
         body += _head("The instances that hold the real return addresses")
         body += '<div class="chain">' + "".join(
-            _instance_card(session, n, names, f"{prefix}-ri-{n['probe']}-{n['index']}") for n in nodes) + "</div>"
+            instance_card(session, n, names, f"{prefix}-ri-{n['probe']}-{n['index']}") for n in nodes) + "</div>"
     return fragment(body)
 
 

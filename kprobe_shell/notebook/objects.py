@@ -1,14 +1,15 @@
-"""The Python API's objects in a notebook: a Machine, its probes, maps and trace drawn as
-the shell's views are.
+"""The Python API's objects in a notebook: a Machine, its probes, their instances, maps and
+the trace drawn as the shell's views are.
 
-`%load_ext kprobe_shell` registers these with IPython's HTML formatter, so the objects
-of `from kprobe_shell import Machine, Kprobe ...` display as tables and chains without
-changing their classes.  stack(machine) and instances(machine) give the two pictures of a
-machine driven from Python.
+The classes inherit kprobe_shell.display.Displayed, whose `_repr_html_` and
+`_repr_pretty_` come here (html_of, text_of): any Jupyter front end draws them, with or
+without `%load_ext kprobe_shell`, whose formatters only reuse those methods.
+stack(machine) and instances(machine) give the two pictures of a machine driven from Python.
 """
 from __future__ import annotations
 
 import io
+import os
 from html import escape
 from types import SimpleNamespace
 
@@ -35,13 +36,15 @@ def instances(machine) -> View:
     return View("\n".join(lines), html.instances_html(session))
 
 
-def machine_html(machine) -> str:
+def _machine_head(machine) -> str:
     task = machine.tasks.current()
-    head = (f"{escape(machine.image.path)}: rip {escape(machine.symbols.format(machine.rip))} "
-            f"(0x{machine.rip:x}), {machine.time_ns} instructions, task "
-            f"{escape(task.label) if task else '-'}")
+    return (f"{os.path.basename(machine.image.path)}: rip {machine.symbols.format(machine.rip)} (0x{machine.rip:x}), "
+            f"{machine.time_ns} instructions, task {task.label if task else '-'}")
+
+
+def machine_html(machine) -> str:
     session = _as_session(machine)
-    parts = [html.fragment(f'<div class="head">{head}</div>')]
+    parts = [html.fragment(f'<div class="head">{escape(_machine_head(machine))}</div>')]
     if any(machine.kprobes.kretprobes.kretprobe_inst_table):
         parts.append(html.instances_html(session))
     parts.append(html.stack_html(session, 8))
@@ -70,6 +73,21 @@ def probe_html(p) -> str:
     return html.fragment(html.table(["", ""], rows))
 
 
+def probe_text(p) -> str:
+    return "\n".join(f"{k:<16} {v}" for k, v in _probe_rows(p))
+
+
+def instance_html(ri) -> str:
+    """One kretprobe_instance as the instance table draws it: a card of its chain."""
+    rp = ri.rp
+    if rp is None or rp.manager is None:
+        return html.text_html(repr(ri))
+    session = _as_session(rp.manager.machine)
+    node = {"probe": rp.number, "index": ri.index, "task": ri.task, "ret_addr": ri.ret_addr,
+            "stack_slot": ri.stack_slot}
+    return html.fragment(html.instance_card(session, node, {rp.number: rp.symbol_name or f"0x{rp.addr:x}"}))
+
+
 def map_html(bmap) -> str:
     return html.maps_html([bmap.as_json()])
 
@@ -78,14 +96,47 @@ def trace_html(buffer) -> str:
     return html.trace_html(buffer.events)
 
 
-def register_formatters(ipython) -> None:
-    from ..api import Jprobe, Kprobe, Kretprobe, Machine
+#: A buffer's text shows its last lines, as its HTML does.
+TRACE_TEXT_LINES = 500
+
+
+def trace_text(buffer) -> str:
+    lines = buffer.lines()
+    if not lines:
+        return "The trace is empty."
+    if len(lines) > TRACE_TEXT_LINES:
+        return "\n".join([f"(the last {TRACE_TEXT_LINES} of {len(lines)} events)", *lines[-TRACE_TEXT_LINES:]])
+    return "\n".join(lines)
+
+
+def _views():
+    """(class, html, text) for each displayed class of the API."""
+    from ..api import Jprobe, Kprobe, Kretprobe, KretprobeInstance, Machine
     from ..tracing.maps import BpfMap
     from ..tracing.trace import TraceBuffer
 
+    return ((Machine, machine_html, _machine_head), (Kprobe, probe_html, probe_text),
+            (Jprobe, probe_html, probe_text), (Kretprobe, probe_html, probe_text),
+            (KretprobeInstance, instance_html, repr), (BpfMap, map_html, lambda m: m.text().rstrip("\n")),
+            (TraceBuffer, trace_html, trace_text))
+
+
+def html_of(obj) -> str:
+    for cls, draw, _text in _views():
+        if isinstance(obj, cls):
+            return draw(obj)
+    return html.text_html(repr(obj))
+
+
+def text_of(obj) -> str:
+    for cls, _draw, text in _views():
+        if isinstance(obj, cls):
+            return text(obj)
+    return repr(obj)
+
+
+def register_formatters(ipython) -> None:
+    """IPython's HTML formatter, told in so many words what it would find by itself."""
     formatter = ipython.display_formatter.formatters["text/html"]
-    formatter.for_type(Machine, machine_html)
-    for cls in (Kprobe, Jprobe, Kretprobe):
-        formatter.for_type(cls, probe_html)
-    formatter.for_type(BpfMap, map_html)
-    formatter.for_type(TraceBuffer, trace_html)
+    for cls, _draw, _text in _views():
+        formatter.for_type(cls, cls._repr_html_)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..display import Displayed
+
 __all__ = ["MAP_KINDS", "BpfMap", "MapError", "MapStore", "hist_index", "lhist_index"]
 
 #: Every aggregation function, as bpftrace names them.
@@ -125,7 +127,7 @@ def _lhist_range(index: int, lo: int, hi: int, step: int) -> tuple[int | None, i
 
 # ---------------------------------------------------------------------- one map
 @dataclass
-class BpfMap:
+class BpfMap(Displayed):
     name: str                      # "@opens"
     kind: str                      # one of MAP_KINDS
     params: tuple = ()             # lhist: (min, max, step)

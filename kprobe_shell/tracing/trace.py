@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field, fields
 
+from ..display import Displayed
+
 
 @dataclass(slots=True)
 class TraceEvent:
@@ -61,7 +63,7 @@ class StackedTraceEvent(TraceEvent):
         return out
 
 
-class TraceBuffer:
+class TraceBuffer(Displayed):
     """The `trace` buffer: every event since the last `trace clear`, bounded."""
 
     def __init__(self, limit: int = 200_000):
