@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import fuzzsettings  # noqa: F401 - registers the profiles
+import fuzzsettings  # registers the profiles
 import guestbuild
 
 FUZZ_GUEST = textwrap.dedent(r"""
@@ -44,7 +44,8 @@ def fuzz_image(tmp_path_factory) -> str:
 
 
 def pytest_collection_modifyitems(items):
-    """A fuzz test that hangs ends the run rather than spinning: pytest-timeout's signal
+    """A fuzz test that hangs ends the run rather than spinning (one input that hangs is
+    caught sooner, by fuzzsettings.each_example_bounded): pytest-timeout's signal
     method raises pytest's Failed inside the test, which hypothesis takes for a failing
     example and runs again to shrink it, hanging again, for ever.  The thread method dumps
     every stack and ends the process instead."""
@@ -54,4 +55,6 @@ def pytest_collection_modifyitems(items):
             continue
         mark = item.get_closest_marker("timeout")
         seconds = (mark.args[0] if mark.args else mark.kwargs.get("timeout")) if mark else None
+        if fuzzsettings.PROFILE == "long":  # fifty times the inputs
+            seconds = (seconds or 180) * 50
         item.add_marker(pytest.mark.timeout(seconds or 180, method="thread"), append=False)

@@ -9,7 +9,7 @@ import os
 import time
 
 import pytest
-from fuzzsettings import profile_settings
+from fuzzsettings import each_example_bounded, profile_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -79,6 +79,7 @@ def check_line(s: Session, line: str) -> None:
 @pytest.mark.timeout(300)
 @profile_settings(60)
 @given(lines=st.lists(LINE, min_size=1, max_size=4))
+@each_example_bounded
 def test_hostile_arguments_to_every_command(fuzz_image, in_tmp, lines):
     s = _session(fuzz_image)
     for line in lines:

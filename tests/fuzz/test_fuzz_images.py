@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 import pytest
-from fuzzsettings import profile_settings
+from fuzzsettings import each_example_bounded, profile_settings
 from elftools.elf.elffile import ELFFile
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,6 +53,7 @@ def load_and_use(raw: bytes) -> str:
 @pytest.mark.timeout(300)
 @profile_settings(60)
 @given(data=st.data())
+@each_example_bounded
 def test_mutated_parts_of_a_real_elf(good, regions, data):
     raw = bytearray(good)
     for _ in range(data.draw(st.integers(1, 6))):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from fuzzsettings import profile_settings
+from fuzzsettings import each_example_bounded, profile_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,6 +46,7 @@ def mutated(draw):
 @pytest.mark.timeout(300)
 @profile_settings(80)
 @given(lines=st.lists(mutated(), min_size=1, max_size=3))
+@each_example_bounded
 def test_mutated_probe_definitions(fuzz_image, lines):
     s = Session(fuzz_image, output=Output(io.StringIO(), color=False), timer_period=500)
     for line in lines:
