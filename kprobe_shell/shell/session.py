@@ -18,7 +18,7 @@ from ..machine import ImageError, MachineError, StopEvent, StopReason
 from ..tracing.maps import MapStore
 from ..tracing.stacks import StackRecorder
 from ..tracing.trace import TraceBuffer, TraceEvent
-from ..tracing.tracedat import RecordSizes
+from ..tracing.tracedat import EventLengths
 from .output import Output
 from .registry import CommandError, QuitRequest
 from .resolve import resolve
@@ -50,7 +50,7 @@ class Session:
         #: The user's probes and breakpoints by number (see userprobes.py).
         self.probes = UserProbes()
         self.trace = TraceBuffer(int(self.settings["trace-buffer-size"]), bool(self.settings["trace-overwrite"]),
-                                 record_size=RecordSizes(self.probes))
+                                 lengths=EventLengths(self.probes))
         #: ftrace's stacktrace option and triggers (`set trace-stack`, `trigger EVENT stacktrace`)
         self.stacks = StackRecorder(self)
         #: bpftrace-style maps (handler files' count()/hist() ..., and `@map = f() on EVENT`)

@@ -18,6 +18,10 @@ from dataclasses import dataclass, field, fields
 
 from . import tracedat
 
+PAGE_DATA = tracedat.PAGE_DATA
+DELTA_MAX = (1 << tracedat.DELTA_BITS) - 1  # a longer gap from the event before takes a time extend
+TIME_EXTEND = 8
+
 #: ftrace's buffer_size_kb at boot (kernel/trace/trace.c: TRACE_BUF_SIZE_DEFAULT, 1441792 bytes)
 DEFAULT_SIZE_KB = 1408
 
@@ -122,14 +126,12 @@ class TraceBuffer:
     per CPU), overwriting its oldest page when full (ftrace's overwrite option) or, with
     overwrite off, dropping the new events.
 
-    `record_size(ev)` is the size of the event's record in the ring buffer (its stack's
-    record apart) and `event_length(delta, size)` what it takes on a page with its
-    header (tracedat.py): together they decide where pages end."""
+    `lengths` (tracedat.EventLengths) says what each event takes on a page, so that
+    the pages end where the file's pages will."""
 
-    def __init__(self, size_kb: int = DEFAULT_SIZE_KB, overwrite: bool = True, record_size=None, event_length=None):
-        self.record_size = record_size or tracedat.RecordSizes({})
-        self.event_length = event_length or tracedat.event_length
-        self.page_data = tracedat.PAGE_DATA
+    def __init__(self, size_kb: int = DEFAULT_SIZE_KB, overwrite: bool = True, lengths=None):
+        self.lengths = lengths or tracedat.EventLengths({})
+        self.fixed_lengths = self.lengths.fixed
         self.size_kb = size_kb
         self.overwrite = overwrite
         self.cpus: list[CpuBuffer] = []
@@ -140,7 +142,7 @@ class TraceBuffer:
     def nr_pages(self) -> int:
         """Data pages per CPU: buffer_size_kb rounded up to whole pages, at least two
         (ring_buffer.c: DIV_ROUND_UP(size, BUF_PAGE_SIZE))."""
-        return max(2, -(-self.size_kb * 1024 // self.page_data))
+        return max(2, -(-self.size_kb * 1024 // PAGE_DATA))
 
     def cpu(self, n: int) -> CpuBuffer:
         while len(self.cpus) <= n:
@@ -151,24 +153,24 @@ class TraceBuffer:
         cpus = self.cpus
         buf = cpus[event.cpu] if event.cpu < len(cpus) else self.cpu(event.cpu)
         buf.written += 1
-        size = self.record_size(event)
-        # ftrace's kernel_stack entry follows its event, at the same time
-        stack = self.event_length(0, tracedat.stack_record_size(len(event.stack))) if event.stack else 0
+        time_ns = event.time_ns
+        # the bytes it takes with no time extend: known by name for most events
+        length = (not event.stack and self.fixed_lengths.get(event.event)) or self.lengths.length(event)
         page = buf.tail
         if page.events:
-            delta = event.time_ns - buf.last_ns
-            length = self.event_length(delta if delta > 0 else 0, size) + stack
-            if page.used + length > self.page_data:
+            if time_ns - buf.last_ns > DELTA_MAX:
+                length += TIME_EXTEND
+            if page.used + length > PAGE_DATA:
                 if not self._new_page(buf):
                     return
                 page = buf.tail
+                length = self.lengths.length(event)
         if not page.events:  # a page's first event takes its time stamp: no delta
-            length = self.event_length(0, size) + stack
-            buf.last_ns = event.time_ns
+            buf.last_ns = time_ns
         page.events.append(event)
         page.used += length
-        if event.time_ns > buf.last_ns:
-            buf.last_ns = event.time_ns
+        if time_ns > buf.last_ns:
+            buf.last_ns = time_ns
         self.seq += 1
         event.seq = self.seq
         self.last = event

@@ -326,25 +326,33 @@ def event_types(probes, ev) -> dict[str, str]:
         name: "string" if isinstance(v, str) else "s64" for name, v in ev.values.items()}
 
 
-class RecordSizes:
-    """The size of each event's record (EventFormat.record) without building it, and of
-    its stack's kernel_stack record: what the trace buffer counts its pages with."""
+class EventLengths:
+    """What each event takes on a ring-buffer page, time extend apart (rb_event's header,
+    the record EventFormat.record makes, its stack's kernel_stack record after it),
+    without building them: the trace buffer decides its pages with it.  `fixed` holds
+    the length of the events whose records have one size (no strings, no stack) by name."""
 
     def __init__(self, probes):
         self.probes = probes
         self.layouts: dict[str, tuple[int, tuple[str, ...]]] = {}
+        self.fixed: dict[str, int] = {}
 
-    def __call__(self, ev) -> int:
+    def length(self, ev) -> int:
         layout = self.layouts.get(ev.event)
         if layout is None:
             layout = self.layouts[ev.event] = self._layout(ev)
+            if not layout[1]:
+                self.fixed[ev.event] = event_length(0, layout[0])
         size, strings = layout
         if strings:
             values = ev.values
             for name in strings:
                 value = values.get(name)
                 size += len(value.encode("utf-8", "replace")) + 1 if isinstance(value, str) else 1
-        return size
+        length = event_length(0, size)
+        if ev.stack:  # ftrace's kernel_stack entry follows its event, at the same time
+            length += event_length(0, stack_record_size(len(ev.stack)))
+        return length
 
     def _layout(self, ev) -> tuple[int, tuple[str, ...]]:
         args = [arg_field(name, t) for name, t in event_types(self.probes, ev).items()]
