@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .fetch import (MASK64, Arg, Comm, Deref, FetchContext, FetchFault, FetchType, Register, RetVal, evaluate,
-                    format_value, python_value, read_string)
-from .fetch import ARG_REGISTERS, MAX_STRING_SIZE
+from .fetch import (ARG_REGISTERS, MASK64, MAX_STRING_SIZE, Arg, Comm, Deref, FetchContext, FetchFault, FetchType,
+                    Register, RetVal, decode_string, evaluate, format_value, python_value, read_string)
 
 #: step() -> the raw value ftrace stores (int, bytes), or raises FetchFault
 Step = Callable[[], "int | bytes"]
@@ -105,5 +104,7 @@ def _printers(ftype: FetchType, ctx: FetchContext) -> tuple[Callable, Callable]:
             return raw - (1 << bits) if raw & sign else raw
 
         return (lambda raw: str(signed(raw))), signed
+    if ftype.kind == "string":
+        return (lambda raw: f'"{decode_string(raw)}"'), decode_string
     symbolize = ctx.symbolize
     return (lambda raw: format_value(raw, ftype, symbolize)), (lambda raw: python_value(raw, ftype))
