@@ -348,7 +348,10 @@ class EventLengths:
             values = ev.values
             for name in strings:
                 value = values.get(name)
-                size += len(value.encode("utf-8", "replace")) + 1 if isinstance(value, str) else 1
+                if isinstance(value, str):  # its UTF-8 bytes, as EventFormat.record stores it
+                    size += len(value) + 1 if value.isascii() else len(value.encode("utf-8", "replace")) + 1
+                else:
+                    size += 1
         length = event_length(0, size)
         if ev.stack:  # ftrace's kernel_stack entry follows its event, at the same time
             length += event_length(0, stack_record_size(len(ev.stack)))

@@ -198,3 +198,18 @@ def test_trace_cmd_says_the_overwritten_events_dropped(calls, tmp_path, flag):
                           text=True, timeout=60).stdout
     assert f"overrun: {s.trace.overrun}" in stat
     assert f"{len(s.trace.cpus[0].all_pages()) * 4096} bytes in size" in stat
+
+
+def test_an_events_length_is_its_encoded_records():
+    """EventLengths (what the buffer counts) against the record and header the file gets:
+    UTF-8 strings, bytes that are not (surrogates), a faulted string, a long one."""
+    class Probe:
+        addr = 0x1000
+        spec = {"types": {"n": "u32", "s": "string"}}
+
+    probes = {7: Probe()}
+    lengths, builder = tracedat.EventLengths(probes), tracedat.DatBuilder(probes, {}, 1)
+    for text in ("x", "é" * 50, "a\udcffb", None, "y" * 300):
+        ev = TraceEvent(5, "t", 1, 0, "e", "f+0x0/0x1", probe=7, values={"n": 3, "s": text})
+        record = builder.records([ev])[0][1]
+        assert lengths.length(ev) == len(tracedat.rb_event(0, record)), text
