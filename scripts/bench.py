@@ -30,7 +30,11 @@ machine cancels out of a comparison instead of deciding it.
    shell's default trace handler (an ftrace line per hit, written to a file); in
    microseconds over the tool's no-probe run and as a multiple of the floor; for each
    kprobe-mode.  The kernel's documented 2005 figures (x86_64 Opteron) are printed beside.
-4. Throughput of trace-line rendering (TraceEvent records -> the shell's Output -> a file).
+   Then kprobe_events lines in auto mode as the issue's targets name them (two register
+   args and a string; with a count() map; entry and return events with $retval): the
+   shell's whole path, recorded in the trace buffer, rendered, written to a file.
+4. Throughput of trace-line rendering (TraceEvent records -> the shell's Output -> a file),
+   and of `trace save FILE.dat` with a full trace buffer.
 5. The issue's targets (probes not hit <= 1.1x bare, optimized <= 2x the floor, boosted
    <= 6x, kretprobe entry + return in auto mode <= 4x), met or missed in this run.
 """
@@ -174,7 +178,7 @@ def measure(args, scratch: str) -> str:
     from kprobe_shell.machine.machine import Machine as MachineAlone
     from kprobe_shell.shell.output import Output
     from kprobe_shell.shell.session import Session
-    from kprobe_shell.tracing.trace import TraceEvent
+    from kprobe_shell.tracing.trace import DEFAULT_SIZE_KB, TraceEvent
 
     path = build(args.calls, scratch)
     steady = build(args.steady_calls, scratch)
@@ -291,6 +295,8 @@ def measure(args, scratch: str) -> str:
         for mode in MODES:
             bench.add(f"{key} noop {mode}", tool(path, reg, mode), base=tool(path))
             bench.add(f"{key} trace {mode}", traced(commands, mode), base=tool(path))
+    for key, _label, commands in EVENT_CASES:
+        bench.add(f"event {key}", traced(commands, "auto"), base=tool(path))
     print(f"benchmark: {len(steady_bench.configs)} no-probe configurations x {steady_bench.runs} rounds, "
           f"then {len(bench.configs)} x {args.runs}; {machine_info()}", file=sys.stderr)
     steady_bench.run()
@@ -339,8 +345,18 @@ def measure(args, scratch: str) -> str:
                 per = per_hit_us(key, handler, mode)
                 cells += f"{per:>10.2f} ({per / floor_us:>4.1f}x)"
             w(f"{label:<18}{handler:<8}{cells}{KERNEL_2005[key]:>10.2f} us\n")
+    w(f"\nkprobe_events lines, auto mode, recorded in the trace buffer ({DEFAULT_SIZE_KB} KiB a CPU), rendered, "
+      "written to a file:\n")
+    for key, label, commands in EVENT_CASES:
+        per = med(f"event {key}") / n * 1e6
+        w(f"  {label:<58}{per:>8.2f} us ({per / floor_us:>4.1f}x floor)\n")
+    map_us = (med("event count") - med("event kprobe")) / n * 1e6
+    w(f"  {'  of which the count() map update':<58}{map_us:>8.2f} us ({map_us / floor_us:>4.1f}x floor)\n")
     lines_per_s = trace_throughput(TraceEvent, Output, scratch, 20_000 if args.quick else 200_000)
     w(f"\n(4) trace-line rendering to a file: {lines_per_s / 1e3:.0f}k lines/s ({1e6 / lines_per_s:.2f} us/line)\n")
+    dat_per_s, dat_events = dat_throughput(Session, Output, path, scratch)
+    w(f"    trace save FILE.dat of a full buffer ({dat_events} events): {dat_per_s / 1e3:.0f}k events/s "
+      f"({1e6 / dat_per_s:.2f} us/event)\n")
 
     # The issue's targets, as this run measured them.
     rows = [("probes not hit (micro, vs bare unicorn)",
@@ -356,6 +372,27 @@ def measure(args, scratch: str) -> str:
     for label, value, limit, unit in rows:
         w(f"{label:<46}{value:>7.2f}{unit:<8} <= {limit:<4} {'met' if round(value, 2) <= limit else 'MISSED'}\n")
     return out.getvalue()
+
+
+#: Traced hits as the issue's targets name them: (key, label, the shell's commands).
+EVENT_CASES = (
+    ("kprobe", "p: two register args and a string ($comm)", ["p:h hot x=%di y=%si:u32 c=$comm"]),
+    ("count", "the same with a count() map on it", ["p:h hot x=%di y=%si:u32 c=$comm", "@n[c] = count() on h"]),
+    ("kretprobe", "p: + r: with $retval (entry and return events)", ["p:e hot x=%di", "r:x hot ret=$retval"]),
+)
+
+
+def dat_throughput(Session, Output, image: str, scratch: str) -> tuple[float, int]:
+    """Events per second of `trace save FILE.dat` with the buffer full of p: events."""
+    with open(os.devnull, "w") as sink:
+        session = Session(image, output=Output(stream=sink, color=False))
+        for c in EVENT_CASES[0][2]:
+            session.execute(c)
+        session.machine.run()
+        session.out.flush()
+        t = time.perf_counter()
+        session.execute(f"trace save {os.path.join(scratch, 'bench.dat')}")
+        return session.trace.entries / (time.perf_counter() - t), session.trace.entries
 
 
 def never_called_kernel_functions(Machine, Kprobe, kernel: str) -> list[str]:

@@ -45,7 +45,7 @@ GDB_REGISTERS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "
 COMMAND_OPTIONS = {
     "kretprobe": ("maxactive=", "--unsafe"),
     "reset": ("--no-probes",),
-    "trace": ("show", "clear", "save"),
+    "trace": ("show", "pipe", "stats", "clear", "save"),
     "instances": ("--all", "--table"),
     "explain": ("on", "off"),
 }

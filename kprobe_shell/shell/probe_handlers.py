@@ -149,6 +149,19 @@ class MachineFetchContext:
 
         return self.machine.reg(canonical_register(name) or name)
 
+    def register_reader(self, name: str):
+        """A function reading the register `name` of the CPU running at the time it is
+        called (fetch programs read registers with it), None for no such register."""
+        from ..kprobes.regs import canonical_register
+        from ..machine import capi
+        from ..machine.registers import REGISTERS
+
+        regid = REGISTERS.get(canonical_register(name) or name)
+        if regid is None:
+            return None
+        machine, reg_read = self.machine, capi.reg_read
+        return lambda: reg_read(machine.uch, regid)
+
     def read_mem(self, addr: int, size: int) -> bytes:
         try:
             return self.machine.read(addr, size)

@@ -18,6 +18,7 @@ from ..machine import ImageError, MachineError, StopEvent, StopReason
 from ..tracing.maps import MapStore
 from ..tracing.stacks import StackRecorder
 from ..tracing.trace import TraceBuffer, TraceEvent
+from ..tracing.tracedat import EventLengths
 from .output import Output
 from .registry import CommandError, QuitRequest
 from .resolve import resolve
@@ -48,7 +49,8 @@ class Session:
         self.image_path = image or self.bundled_image()
         #: The user's probes and breakpoints by number (see userprobes.py).
         self.probes = UserProbes()
-        self.trace = TraceBuffer()
+        self.trace = TraceBuffer(int(self.settings["trace-buffer-size"]), bool(self.settings["trace-overwrite"]),
+                                 lengths=EventLengths(self.probes))
         #: ftrace's stacktrace option and triggers (`set trace-stack`, `trigger EVENT stacktrace`)
         self.stacks = StackRecorder(self)
         #: bpftrace-style maps (handler files' count()/hist() ..., and `@map = f() on EVENT`)
@@ -288,9 +290,9 @@ class Session:
         return f"while {names} at {where} was running ({status}{inside})"
 
     def _last_probe_hit(self) -> str | None:
-        if not self.trace.events:
+        ev = self.trace.last
+        if ev is None:
             return None
-        ev = self.trace.events[-1]
         return f"probe {ev.probe} {ev.event} at {ev.where} ({ev.comm}-{ev.pid})"
 
     def _warn_missed(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..numbers import NumberError, parse_int
+from ..tracing.trace import DEFAULT_SIZE_KB
 from .registry import CommandError
 
 #: The longest timer period (instructions): ticks stay far inside the 64-bit clock.
@@ -126,6 +127,18 @@ def _handler_timeout(value: str) -> float | None:
     return seconds
 
 
+#: The largest trace buffer a CPU may have, in KiB (its events are kept as Python
+#: records, several times the bytes they count for).
+MAX_TRACE_BUFFER_KB = 1 << 20
+
+
+def _trace_buffer_size(value: str) -> int:
+    n = _integer("trace-buffer-size", value, too_large=MAX_TRACE_BUFFER_KB + 1)
+    if not 1 <= n <= MAX_TRACE_BUFFER_KB:
+        raise CommandError(f"trace-buffer-size is 1 to {MAX_TRACE_BUFFER_KB} (KiB per CPU)")
+    return n
+
+
 # ---------------------------------------------------------------------- taking effect
 def _kprobe_mode(session, machine, value) -> None:
     machine.kprobes.set_mode(value)
@@ -163,6 +176,14 @@ def _say_not_optimized(session, value) -> None:
 def _trace_stack(session, machine, value) -> None:
     session.stacks.all_events = value
     session.stacks.update()
+
+
+def _trace_buffer_size_on(session, machine, value) -> None:
+    session.trace.resize(value)
+
+
+def _trace_overwrite(session, machine, value) -> None:
+    session.trace.overwrite = value
 
 
 def _at_next_machine(session, value) -> None:
@@ -214,6 +235,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trace-stack", False,
             "record the stack with every trace event (ftrace's stacktrace option): on/off",
             _on_off("trace-stack"), ("on", "off"), on_machine=_trace_stack),
+    Setting("trace-buffer-size", DEFAULT_SIZE_KB,
+            "the trace buffer of each CPU, in KiB (ftrace's buffer_size_kb); smaller loses the oldest",
+            _trace_buffer_size, (str(DEFAULT_SIZE_KB), "4096"), on_machine=_trace_buffer_size_on),
+    Setting("trace-overwrite", True,
+            "a full trace buffer overwrites its oldest events (on) or drops new ones (off), as ftrace's overwrite option",
+            _on_off("trace-overwrite"), ("on", "off"), on_machine=_trace_overwrite),
     Setting("history-size", 10000,
             "commands kept in the history file (trimmed at once and at every start)",
             _history_size, after_set=_trim_history),

@@ -16,6 +16,7 @@ from ..api import Jprobe, Kprobe, Kretprobe, ProbeError
 from ..machine import StopReason
 from ..machine.abi import ABI_ARG_REGISTERS
 from ..tracing import fetch as F
+from ..tracing.fetchprog import compile_args
 from ..tracing.probe_events import ProbeEventError, default_event_name, parse_probe_event
 from .probe_handlers import (MachineFetchContext, first_args, in_hit_context, make_jprobe_trace_entry,
                              make_kprobe_handler, make_kprobe_post_handler, make_kretprobe_handler, pre_handler_of)
@@ -251,9 +252,10 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
     _dwarf_types(m, defn)
     is_return = defn.kind == "r"
     ctx = MachineFetchContext(m, is_return)
+    program = compile_args(defn, ctx)  # fetch.render_args's text and values, compiled once
 
     def render(regs):
-        return F.render_args(defn, ctx)
+        return program()
 
     condition = None
     if defn.filter is not None:

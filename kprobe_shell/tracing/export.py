@@ -21,9 +21,12 @@ def format_for(path: str, given: str | None) -> str:
     return "dat" if path.endswith(".dat") else "text"
 
 
-def text_header(entries: int, written: int, ncpus: int) -> str:
+def text_header(buffer, ncpus: int) -> str:
     """The header ftrace's trace file starts with (kernel/trace/trace.c, print_event_info),
-    its columns placed over this shell's wider task and nanosecond time columns."""
+    its columns placed over this shell's wider task and nanosecond time columns: the
+    events in the buffer, and those written (the ones overwritten since included)."""
+    entries = buffer.entries
+    written = entries + buffer.overrun
     return (
         "# tracer: nop\n"
         "#\n"
@@ -36,23 +39,21 @@ def text_header(entries: int, written: int, ncpus: int) -> str:
 
 def trace_text(buffer, ncpus: int) -> str:
     """The text of `trace save FILE`: the header, then `trace show`'s lines."""
-    lines = buffer.lines()
-    body = "".join(line + "\n" for line in lines)
-    return text_header(len(lines), len(lines) + buffer.dropped, ncpus) + body
+    return text_header(buffer, ncpus) + "".join(line + "\n" for line in buffer.lines())
 
 
 DESCRIPTIONS = {"dat": "trace-cmd format", "folded": "folded stacks", "chrome": "Chrome trace JSON"}
 
 
-def render(fmt: str, session) -> bytes:
-    """The bytes of the trace buffer of `session` in format `fmt`."""
+def render(fmt: str, session, version: int = 6) -> bytes:
+    """The bytes of the trace buffer of `session` in format `fmt` (trace.dat: `version` 6 or 7)."""
     machine = session.machine
     if fmt == "text":
         return trace_text(session.trace, machine.ncpus).encode("utf-8", "surrogateescape")
     if fmt == "dat":
         from .tracedat import DatBuilder
 
-        return DatBuilder(session.probes, machine.symbols, machine.ncpus).build(session.trace.events)
+        return DatBuilder(session.probes, machine.symbols, machine.ncpus).build(session.trace, machine.time_ns, version)
     from . import stacks
 
     if fmt == "folded":

@@ -64,6 +64,7 @@ __all__ = [
     "Symbol",
     "UnresolvedParamError",
     "bitfield_type",
+    "decode_string",
     "default_type",
     "evaluate",
     "filter_values",
@@ -510,7 +511,7 @@ def python_value(value: Value | FetchFault, ftype: FetchType) -> int | str | Non
     if value is None or isinstance(value, FetchFault):
         return None
     if ftype.kind == "string":
-        return _decode(value)
+        return decode_string(value)
     if ftype.kind == "char":
         return chr(value & 0xFF)
     if ftype.signed:
@@ -520,7 +521,7 @@ def python_value(value: Value | FetchFault, ftype: FetchType) -> int | str | Non
     return value & ((1 << ftype.bits) - 1)
 
 
-def _decode(raw: bytes) -> str:
+def decode_string(raw: bytes) -> str:
     # ftrace prints the bytes as they are; keep non-UTF-8 bytes visible.
     return raw.decode("utf-8", errors="backslashreplace")
 
@@ -538,7 +539,7 @@ def format_value(
     if value is None or isinstance(value, FetchFault):
         return "(fault)"
     if ftype.kind == "string":
-        return f'"{_decode(value)}"'
+        return f'"{decode_string(value)}"'
     if ftype.kind == "char":
         return f"'{chr(value & 0xFF)}'"
     if ftype.kind == "symbol":

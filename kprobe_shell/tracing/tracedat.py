@@ -159,8 +159,20 @@ def _field_line(ctype: str, name: str, offset: int, size: int, signed: int) -> s
 
 
 # ---------------------------------------------------------------------- ring-buffer pages
+MISSED_EVENTS = 1 << 31               # RB_MISSED_EVENTS in the page's commit: events were lost before it
+MISSED_STORED = 1 << 30               # RB_MISSED_STORED: their count follows the page's data
+
+
 def _event_header(type_len: int, delta: int) -> bytes:
     return struct.pack("<I", type_len | (delta << 5))
+
+
+def event_length(delta: int, size: int) -> int:
+    """The bytes rb_event(delta, data) takes for `size` bytes of data, without making it:
+    the trace buffer counts its pages with it."""
+    padded = (size + 3) & ~3
+    length = padded + 4 if padded <= TYPE_LEN_MAX * 4 else padded + 8
+    return length + 8 if delta >> DELTA_BITS else length
 
 
 def rb_event(delta: int, data: bytes) -> bytes:
@@ -176,12 +188,12 @@ def rb_event(delta: int, data: bytes) -> bytes:
     return out + _event_header(0, delta) + struct.pack("<I", len(padded) + 4) + padded
 
 
-def cpu_pages(records: list[tuple[int, bytes]]) -> bytes:
-    """The pages of one CPU's buffer from its (time_ns, record) list, oldest first.
+def _page_bodies(records: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """(time stamp, data) of the pages holding `records` (time_ns, record), oldest first.
 
     A page's time stamp is its first event's time; each event carries the delta from
     the one before it (rb_add_timestamp)."""
-    pages: list[bytes] = []
+    pages: list[tuple[int, bytes]] = []
     body: list[bytes] = []
     used = stamp = last = 0
     for time_ns, data in records:
@@ -189,7 +201,7 @@ def cpu_pages(records: list[tuple[int, bytes]]) -> bytes:
             stamp = last = time_ns
         event = rb_event(max(time_ns - last, 0), data)
         if used + len(event) > PAGE_DATA:
-            pages.append(_page(stamp, b"".join(body)))
+            pages.append((stamp, b"".join(body)))
             body, used = [], 0
             stamp = last = time_ns
             event = rb_event(0, data)
@@ -197,12 +209,35 @@ def cpu_pages(records: list[tuple[int, bytes]]) -> bytes:
         used += len(event)
         last = max(time_ns, last)
     if body:
-        pages.append(_page(stamp, b"".join(body)))
-    return b"".join(pages)
+        pages.append((stamp, b"".join(body)))
+    return pages
 
 
-def _page(stamp: int, body: bytes) -> bytes:
-    return struct.pack("<QQ", stamp, len(body)) + body + b"\0" * (PAGE_DATA - len(body))
+def cpu_pages(records: list[tuple[int, bytes]]) -> bytes:
+    """The pages of one CPU's buffer from its (time_ns, record) list, oldest first."""
+    return b"".join(_page(stamp, body) for stamp, body in _page_bodies(records))
+
+
+def buffer_pages(pages: list[list[tuple[int, bytes]]], missed: int = 0) -> bytes:
+    """One CPU's pages as its trace buffer filled them (each a (time_ns, record) list);
+    the first says `missed` events were lost before it, as ring_buffer_read_page marks
+    the first page read after an overrun."""
+    out = []
+    for records in pages:
+        for stamp, body in _page_bodies(records):
+            out.append(_page(stamp, body, missed))
+            missed = 0
+    return b"".join(out)
+
+
+def _page(stamp: int, body: bytes, missed: int = 0) -> bytes:
+    commit = len(body)
+    if missed:
+        commit |= MISSED_EVENTS
+        if PAGE_DATA - len(body) >= 8:  # the count fits after the data (rb_buffer_page's room check)
+            commit |= MISSED_STORED
+            body += struct.pack("<Q", missed)
+    return struct.pack("<QQ", stamp, commit) + body + b"\0" * (PAGE_DATA - len(body))
 
 
 # ---------------------------------------------------------------------- the file
@@ -216,36 +251,125 @@ def kallsyms(symbols) -> str:
     return "".join(f"{s.address:016x} {letter.get(s.type, 't')} {s.name}\n" for s in symbols)
 
 
-def dat_file(formats: list[EventFormat], cpu_records: list[list[tuple[int, bytes]]],
-             kallsyms_text: str, cmdlines: dict[int, str], stacks: bool = False) -> bytes:
-    """A whole trace-cmd v6 file: header, formats, kallsyms, cmdlines, then each CPU's pages."""
+@dataclass
+class DatContents:
+    """What a trace.dat holds, whichever version writes it."""
+
+    formats: list[EventFormat]
+    cpu_data: list[bytes]                   # each CPU's pages
+    kallsyms_text: str
+    cmdlines: dict[int, str]
+    stacks: bool = False                    # kernel_stack's format is included
+    cpustats: list[str] = field(default_factory=list)   # per_cpu/cpuN/stats of each CPU
+
+    def header_info(self) -> bytes:
+        return (b"header_page\0" + _section(HEADER_PAGE.encode(), 8)
+                + b"header_event\0" + _section(HEADER_EVENT.encode(), 8))
+
+    def ftrace_events(self) -> bytes:
+        if not self.stacks:
+            return struct.pack("<I", 0)
+        return struct.pack("<I", 1) + _section(KERNEL_STACK_FORMAT.encode(), 8)  # ftrace's own: kernel_stack
+
+    def event_formats(self) -> bytes:
+        if not self.formats:
+            return struct.pack("<I", 0)
+        out = struct.pack("<I", 1) + b"kprobes\0" + struct.pack("<I", len(self.formats))  # one system: kprobes
+        return out + b"".join(_section(fmt.format_file().encode(), 8) for fmt in self.formats)
+
+    def cmdlines_text(self) -> bytes:
+        return "".join(f"{pid} {comm}\n" for pid, comm in sorted(self.cmdlines.items())).encode()
+
+    def cpustat_options(self) -> bytes:
+        return b"".join(_option(OPTION_CPUSTAT, text.encode() + b"\0") for text in self.cpustats)
+
+
+OPTION_DONE, OPTION_CPUSTAT, OPTION_BUFFER, OPTION_TRACECLOCK, OPTION_CPUCOUNT = 0, 2, 3, 4, 8
+OPTION_STRINGS, OPTION_HEADER_INFO, OPTION_FTRACE_EVENTS, OPTION_EVENT_FORMATS = 15, 16, 17, 18
+OPTION_KALLSYMS, OPTION_PRINTK, OPTION_CMDLINES = 19, 20, 21
+
+
+def _option(option_id: int, data: bytes) -> bytes:
+    return struct.pack("<HI", option_id, len(data)) + data
+
+
+def dat_v6(c: DatContents) -> bytes:
+    """trace-cmd.dat.v6: the parts one after the other, the CPU data last, page aligned."""
     out = bytearray(b"\x17\x08\x44tracing6\0" + bytes([0, 8]) + struct.pack("<I", PAGE_SIZE))
-    out += b"header_page\0" + _section(HEADER_PAGE.encode(), 8)
-    out += b"header_event\0" + _section(HEADER_EVENT.encode(), 8)
-    out += struct.pack("<I", 1 if stacks else 0)               # ftrace's own events: kernel_stack
-    if stacks:
-        out += _section(KERNEL_STACK_FORMAT.encode(), 8)
-    out += struct.pack("<I", 1 if formats else 0)              # one system: kprobes
-    if formats:
-        out += b"kprobes\0" + struct.pack("<I", len(formats))
-        for fmt in formats:
-            out += _section(fmt.format_file().encode(), 8)
-    out += _section(kallsyms_text.encode(), 4)
+    out += c.header_info() + c.ftrace_events() + c.event_formats()
+    out += _section(c.kallsyms_text.encode(), 4)
     out += _section(b"", 4)                                    # no trace_printk formats
-    out += _section("".join(f"{pid} {comm}\n" for pid, comm in sorted(cmdlines.items())).encode(), 8)
-    out += struct.pack("<I", len(cpu_records)) + b"flyrecord\0"
+    out += _section(c.cmdlines_text(), 8)
+    out += struct.pack("<I", len(c.cpu_data))
+    if c.cpustats:
+        out += b"options  \0" + c.cpustat_options() + struct.pack("<H", OPTION_DONE)
+    out += b"flyrecord\0"
     table_at = len(out)
-    out += bytes(16 * len(cpu_records))
-    for cpu, records in enumerate(cpu_records):
+    out += bytes(16 * len(c.cpu_data))
+    for cpu, pages in enumerate(c.cpu_data):
         out += b"\0" * (-len(out) % PAGE_SIZE)
-        pages = cpu_pages(records)
         struct.pack_into("<QQ", out, table_at + 16 * cpu, len(out) if pages else 0, len(pages))
         out += pages
     return bytes(out)
 
 
+def dat_file(formats: list[EventFormat], cpu_records: list[list[tuple[int, bytes]]],
+             kallsyms_text: str, cmdlines: dict[int, str], stacks: bool = False) -> bytes:
+    """A whole trace-cmd v6 file from each CPU's (time_ns, record) list."""
+    return dat_v6(DatContents(formats, [cpu_pages(r) for r in cpu_records], kallsyms_text, cmdlines, stacks))
+
+
+def event_types(probes, ev) -> dict[str, str]:
+    """The fetch type of each argument of `ev`'s event: its probe's, else from the values."""
+    up = probes.get(ev.probe)
+    return (up.spec.get("types") if up is not None else None) or {
+        name: "string" if isinstance(v, str) else "s64" for name, v in ev.values.items()}
+
+
+class EventLengths:
+    """What each event takes on a ring-buffer page, time extend apart (rb_event's header,
+    the record EventFormat.record makes, its stack's kernel_stack record after it),
+    without building them: the trace buffer decides its pages with it.  `fixed` holds
+    the length of the events whose records have one size (no strings, no stack) by name."""
+
+    def __init__(self, probes):
+        self.probes = probes
+        self.layouts: dict[str, tuple[int, tuple[str, ...]]] = {}
+        self.fixed: dict[str, int] = {}
+
+    def length(self, ev) -> int:
+        layout = self.layouts.get(ev.event)
+        if layout is None:
+            layout = self.layouts[ev.event] = self._layout(ev)
+            if not layout[1]:
+                self.fixed[ev.event] = event_length(0, layout[0])
+        size, strings = layout
+        if strings:
+            values = ev.values
+            for name in strings:
+                value = values.get(name)
+                if isinstance(value, str):  # its UTF-8 bytes, as EventFormat.record stores it
+                    size += len(value) + 1 if value.isascii() else len(value.encode("utf-8", "replace")) + 1
+                else:
+                    size += 1
+        length = event_length(0, size)
+        if ev.stack:  # ftrace's kernel_stack entry follows its event, at the same time
+            length += event_length(0, stack_record_size(len(ev.stack)))
+        return length
+
+    def _layout(self, ev) -> tuple[int, tuple[str, ...]]:
+        args = [arg_field(name, t) for name, t in event_types(self.probes, ev).items()]
+        fixed = 8 + (16 if ev.kind == "r" else 8) + sum(a.size for a in args)
+        return fixed, tuple(a.name for a in args if a.kind == "string")
+
+
+def stack_record_size(frames: int) -> int:
+    """kernel_stack_record's size for a stack of `frames`."""
+    return 16 + 8 * frames
+
+
 class DatBuilder:
-    """Turns the shell's trace events into event formats and per-CPU records.
+    """Turns the shell's trace buffer into event formats and per-CPU pages.
 
     `probes` maps a probe number to its entry of `probes` (addr, kind, spec with the
     argument types of a kprobe_events line); `symbols` is the image's symbol table."""
@@ -257,12 +381,9 @@ class DatBuilder:
     def format_of(self, ev) -> EventFormat:
         fmt = self.formats.get(ev.event)
         if fmt is None:
-            up = self.probes.get(ev.probe)
-            types = (up.spec.get("types") if up is not None else None) or {
-                name: "string" if isinstance(v, str) else "s64" for name, v in ev.values.items()}
             fmt = self.formats[ev.event] = EventFormat(
                 ev.event, FIRST_EVENT_ID + len(self.formats), ev.kind == "r",
-                [arg_field(name, t) for name, t in types.items()])
+                [arg_field(name, t) for name, t in event_types(self.probes, ev).items()])
         return fmt
 
     def address(self, text: str) -> int:
@@ -284,16 +405,93 @@ class DatBuilder:
             return (up.addr if up is not None else self.address(func), self.address(site))
         return (up.addr if up is not None else self.address(ev.where),)
 
-    def build(self, events) -> bytes:
-        cpus: list[list[tuple[int, bytes]]] = [[] for _ in range(self.ncpus)]
-        cmdlines: dict[int, str] = {}
+    def records(self, events) -> list[tuple[int, bytes]]:
+        """(time_ns, record) of each event, its stack's record after it."""
+        out = []
         for ev in events:
-            if not 0 <= ev.cpu < self.ncpus:
-                continue
-            cmdlines[ev.pid] = ev.comm  # one name a pid, the latest, as the kernel's saved_cmdlines
-            cpus[ev.cpu].append((ev.time_ns, self.format_of(ev).record(ev.pid, self.ips(ev), ev.values)))
+            out.append((ev.time_ns, self.format_of(ev).record(ev.pid, self.ips(ev), ev.values)))
             if ev.stack:
                 callers = [self.address(f) if not f.startswith("0x") else int(f, 16) for f in ev.stack]
-                cpus[ev.cpu].append((ev.time_ns, kernel_stack_record(ev.pid, callers)))
+                out.append((ev.time_ns, kernel_stack_record(ev.pid, callers)))
+        return out
+
+    def contents(self, buffer, now_ns: int = 0) -> DatContents:
+        """The file's contents from a TraceBuffer (tracing/trace.py): its pages as they are,
+        the first of a CPU marked with the events overwritten before it, and each CPU's
+        stats for trace-cmd's CPUSTAT option."""
+        cpu_data, cpustats = [], []
+        for n in range(self.ncpus):
+            buf = buffer.cpus[n] if n < len(buffer.cpus) else None
+            pages = [self.records(page.events) for page in buf.all_pages()] if buf is not None else []
+            cpu_data.append(buffer_pages(pages, buf.overrun if buf is not None else 0))
+            cpustats.append(f"CPU: {n}\n" + buffer.stats(n, now_ns))
+        events = buffer.events
+        cmdlines = {ev.pid: ev.comm for ev in events if 0 <= ev.cpu < self.ncpus}  # the latest name a pid
         stacks = any(ev.stack for ev in events)
-        return dat_file(list(self.formats.values()), cpus, kallsyms(self.symbols), cmdlines, stacks)
+        return DatContents(list(self.formats.values()), cpu_data, kallsyms(self.symbols), cmdlines, stacks, cpustats)
+
+    def build(self, buffer, now_ns: int = 0, version: int = 6) -> bytes:
+        contents = self.contents(buffer, now_ns)
+        return dat_v7(contents) if version == 7 else dat_v6(contents)
+
+
+class _Strings:
+    """The STRINGS section: section descriptions are offsets into it."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def add(self, text: str) -> int:
+        at = len(self.data)
+        self.data += text.encode() + b"\0"
+        return at
+
+
+def _v7_section(section_id: int, description: int, body: bytes) -> bytes:
+    """A section: id, flags (0: not compressed), its description's string, size, body."""
+    return struct.pack("<HHiQ", section_id, 0, description, len(body)) + body
+
+
+def dat_v7(c: DatContents) -> bytes:
+    """trace-cmd.dat.v7 (Documentation/trace-cmd/trace-cmd.dat.v7.5.txt): the header (no
+    compression), then sections, each found through the options section: the header
+    info, the ftrace and kprobe event formats, kallsyms, printk formats, cmdlines, the
+    CPUs' pages (the "buffer flyrecord" section, each CPU page aligned), the options
+    (where each section is, the CPU count, each CPU's stats, the buffer's CPUs), and the
+    strings the sections are described with."""
+    strings = _Strings()
+    out = bytearray(b"\x17\x08\x44tracing7\0" + bytes([0, 8]) + struct.pack("<I", PAGE_SIZE) + b"none\0\0")
+    options_at = len(out)
+    out += bytes(8)
+    options = []
+    for option_id, name, body in (
+            (OPTION_HEADER_INFO, "headers", c.header_info()),
+            (OPTION_FTRACE_EVENTS, "ftrace events", c.ftrace_events()),
+            (OPTION_EVENT_FORMATS, "events format", c.event_formats()),
+            (OPTION_KALLSYMS, "kallsyms", _section(c.kallsyms_text.encode(), 4)),
+            (OPTION_PRINTK, "printk", _section(b"", 4)),
+            (OPTION_CMDLINES, "command lines", _section(c.cmdlines_text(), 8))):
+        options.append(_option(option_id, struct.pack("<Q", len(out))))
+        out += _v7_section(option_id, strings.add(name), body)
+    buffer_at = len(out)
+    header_at = len(out)
+    out += struct.pack("<HHiQ", OPTION_BUFFER, 0, strings.add("buffer flyrecord "), 0)
+    cpus = b""
+    for cpu, pages in enumerate(c.cpu_data):
+        out += b"\0" * (-len(out) % PAGE_SIZE)
+        if pages:  # trace-cmd lists the CPUs that have data
+            cpus += struct.pack("<IQQ", cpu, len(out), len(pages))
+        out += pages
+    struct.pack_into("<Q", out, header_at + 8, len(out) - header_at - 16)
+    clock = b"local\0"
+    options.append(_option(OPTION_CPUCOUNT, struct.pack("<I", len(c.cpu_data))))
+    options.append(_option(OPTION_TRACECLOCK, b"[local] global counter uptime perf mono mono_raw boot\0"))
+    options.append(c.cpustat_options())
+    options.append(_option(OPTION_BUFFER, struct.pack("<Q", buffer_at) + b"\0" + clock
+                           + struct.pack("<II", PAGE_SIZE, len(cpus) // 20) + cpus))
+    struct.pack_into("<Q", out, options_at, len(out))
+    out += _v7_section(OPTION_DONE, strings.add("options"),
+                       b"".join(options) + _option(OPTION_DONE, struct.pack("<Q", 0)))
+    description = strings.add("strings")
+    out += _v7_section(OPTION_STRINGS, description, bytes(strings.data))
+    return bytes(out)

@@ -114,7 +114,7 @@ def test_command_options_after_the_location(session):
     assert "--unsafe" not in texts(session, "kretprobe ")
     assert texts(session, "kretprobe walk ") == ["maxactive=", "--unsafe"]
     assert texts(session, "reset --") == ["--no-probes"]
-    assert texts(session, "trace s") == ["show", "save"]
+    assert texts(session, "trace s") == ["show", "stats", "save"]
 
 
 def test_symbols_follow_a_new_image(session, user_image, tmp_path):

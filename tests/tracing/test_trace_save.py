@@ -72,9 +72,10 @@ needs_trace_cmd = pytest.mark.skipif(shutil.which("trace-cmd") is None,
 
 
 @needs_trace_cmd
-def test_trace_cmd_reports_what_trace_show_shows(traced, tmp_path):
+@pytest.mark.parametrize("flag", ["", "--v7 "], ids=["v6", "v7"])
+def test_trace_cmd_reports_what_trace_show_shows(traced, tmp_path, flag):
     session, _ = traced
-    session.execute(f"trace save {tmp_path / 'trace.dat'}")
+    session.execute(f"trace save {flag}{tmp_path / 'trace.dat'}")
     shown = show_rows(session)
     reported, wheres = report_rows(tmp_path / "trace.dat")
     assert {r[5] for r in shown} == {"open", "openr", "fork"}

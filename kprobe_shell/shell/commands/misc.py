@@ -101,25 +101,42 @@ def cmd_show(session, rest: str):
 
 
 @command("trace", group="trace", args=("text",), repeatable=False,
-         summary="the trace buffer: show, clear, save FILE (text, trace.dat, folded, chrome), --svg FILE",
-         usage="trace [show|clear|save [--format text|dat|folded|chrome] FILE|--svg FILE]")
+         summary="the trace buffer: show, pipe, stats, clear, save FILE (text, trace.dat, folded, chrome), --svg FILE",
+         usage="trace [show|pipe|stats|clear|save [--format text|dat|folded|chrome] [--v7] FILE|--svg FILE]")
 def cmd_trace(session, rest: str):
-    """Every trace line since the last clear (ftrace format, virtual time). `trace save
-FILE` writes them to a file under ftrace's `# tracer: nop` header; FILE.dat (or
---format dat) is trace-cmd's trace.dat, which `trace-cmd report -i FILE.dat` and
-KernelShark read (recorded stacks as ftrace's kernel_stack entries); --format folded
-writes the recorded stacks (`set trace-stack on`, or `trigger EVENT stacktrace`) one
-line per distinct stack with its count, for flame graphs; --format chrome writes Chrome Trace Event JSON (Perfetto, speedscope): a track
-per task, entry/return pairs as nested slices, other hits as instants. `trace --svg
-FILE` draws the trace as a timeline: one row per task, entry/return pairs as bars,
-other hits as ticks."""
+    """Every trace line in the buffer (ftrace format, virtual time) under ftrace's `#
+tracer: nop` header, whose entries-in-buffer/entries-written says how many events a full
+buffer overwrote. The buffer is ftrace's: `set trace-buffer-size KB` per CPU (1408 as
+ftrace boots with), the oldest events overwritten when full, or new ones dropped with `set
+trace-overwrite off`. `trace pipe` reads the buffer as trace_pipe does: the events not
+read yet, then they are gone, `CPU:N [LOST M EVENTS]` before a CPU's first event after
+events it lost. `trace stats` prints each CPU's per_cpu/cpuN/stats (entries, overrun,
+dropped events). `trace save FILE` writes the lines to a file under the header; FILE.dat
+(or --format dat) is trace-cmd's trace.dat (v6; --v7 for version 7), which `trace-cmd
+report -i FILE.dat` and KernelShark read (recorded stacks as ftrace's kernel_stack
+entries, overwritten events as the page's missed events: trace-cmd says `CPU:N [M EVENTS
+DROPPED]`); --format folded writes the recorded stacks (`set trace-stack on`, or `trigger
+EVENT stacktrace`) one line per distinct stack with its count, for flame graphs; --format
+chrome writes Chrome Trace Event JSON (Perfetto, speedscope): a track per task,
+entry/return pairs as nested slices, other hits as instants. `trace --svg FILE` draws the
+trace as a timeline: one row per task, entry/return pairs as bars, other hits as ticks."""
     args = session.split_args(rest)
     sub = args[0] if args else "show"
+    if sub in ("show", "pipe", "stats") and len(args) > 1:
+        raise CommandError(f"usage: trace {sub}")
     if sub == "show":
+        from ...tracing import export
+
+        out = session.out
+        for line in export.text_header(session.trace, session.machine.ncpus).splitlines():
+            out.print(line)
         for line in session.trace.lines():
+            out.print(out.guest_text(line))
+    elif sub == "pipe":
+        for line in session.trace.consume():
             session.out.print(session.out.guest_text(line))
-        if session.trace.dropped:
-            session.out.print(f"({session.trace.dropped} older events dropped)")
+    elif sub == "stats":
+        return trace_stats(session)
     elif sub == "clear":
         session.trace.clear()
     elif sub == "save":
@@ -131,22 +148,42 @@ other hits as ticks."""
             raise CommandError("usage: trace --svg FILE")
         figures.save_svg(session, figures.timeline_svg(session.trace.events), args[1], "the trace timeline")
     else:
-        raise CommandError("usage: trace [show|clear|save [--format FMT] FILE]")
+        raise CommandError("usage: trace [show|pipe|stats|clear|save [--format FMT] [--v7] FILE]")
+    return None
+
+
+def trace_stats(session) -> list[dict]:
+    """`trace stats`: per_cpu/cpuN/stats of every CPU, under a `CPU: N` line as trace-cmd's
+    report --stat prints them."""
+    trace, now = session.trace, session.machine.time_ns
+    rows = []
+    for cpu in range(max(session.machine.ncpus, len(trace.cpus))):
+        session.out.print(f"CPU: {cpu}")
+        for line in trace.stats(cpu, now).splitlines():
+            session.out.print(line)
+        buf = trace.cpu(cpu)
+        rows.append({"cpu": cpu, "entries": buf.entries, "overrun": buf.overrun, "bytes": buf.bytes,
+                     "dropped": buf.dropped, "read": buf.read})
+    return rows
 
 
 def save_trace(session, args: list[str]) -> None:
-    """`trace save [--format text|dat|folded|chrome] FILE` (tracing/export.py)."""
+    """`trace save [--format text|dat|folded|chrome] [--v7] FILE` (tracing/export.py)."""
     from ...tracing import export
 
+    version = 7 if "--v7" in args else 6
+    args = [a for a in args if a != "--v7"]
     given = None
     if len(args) == 3 and args[0] == "--format":
         given, args = args[1], args[2:]
     if len(args) != 1:
-        raise CommandError("usage: trace save [--format text|dat|folded|chrome] FILE")
+        raise CommandError("usage: trace save [--format text|dat|folded|chrome] [--v7] FILE")
     path = args[0]
     try:
         fmt = export.format_for(path, given)
-        data = export.render(fmt, session)
+        if version == 7 and fmt != "dat":
+            raise ValueError("--v7 is trace.dat's version 7: for the dat format only")
+        data = export.render(fmt, session, version)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     try:
@@ -156,8 +193,8 @@ def save_trace(session, args: list[str]) -> None:
         raise CommandError(f"cannot write {printable_name(path)}: {exc.strerror}") from None
     except ValueError:  # open() refuses a name with a NUL byte
         raise CommandError(f"cannot write {printable_name(path)}: the file name contains a NUL byte") from None
-    what = "trace lines" if fmt == "text" else f"events ({export.DESCRIPTIONS[fmt]})"
-    session.out.print(f"Saved {len(session.trace.events)} {what} to {path}")
+    what = "trace lines" if fmt == "text" else f"events ({export.DESCRIPTIONS[fmt]}{', v7' if version == 7 else ''})"
+    session.out.print(f"Saved {session.trace.entries} {what} to {path}")
 
 
 @command("trigger", group="trace", args=("text",), repeatable=False,
