@@ -66,6 +66,8 @@
 #define __TRAP_GATE	0x4b
 #define NR_syscalls	335
 #define ENOSYS		38
+#define TIF_SIGPENDING	2		/* a signal to deliver on the way to user mode */
+#define TIF_IRET	5		/* return to user mode with iretq (all registers) */
 #endif
 
 #endif

@@ -145,6 +145,9 @@ __kfunc int flush_old_exec(struct linux_binprm *bprm)
 	set_task_comm(current, tcomm);
 
 	flush_thread();
+#ifdef CONFIG_USERSPACE
+	flush_signal_handlers(current);
+#endif
 	return 0;
 }
 

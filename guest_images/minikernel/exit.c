@@ -3,7 +3,6 @@
  */
 #include "sched.h"
 #include "fs.h"
-
 extern int nr_threads;
 void free_task_struct(struct task_struct *p);
 
@@ -35,6 +34,7 @@ __kfunc void exit_notify(struct task_struct *tsk)
 	parent = tsk->parent;
 	tsk->state = EXIT_ZOMBIE;
 	spin_unlock_irqrestore(&tasklist_lock, flags);
+	do_notify_parent(tsk, tsk->exit_signal);
 	wake_up_interruptible(&parent->wait_chldexit);
 }
 
@@ -146,6 +146,11 @@ repeat:
 		retval = 0;
 		if (options & WNOHANG)
 			goto end;
+#ifdef CONFIG_USERSPACE
+		retval = -ERESTARTSYS;
+		if (signal_pending(current))
+			goto end;
+#endif
 		schedule();
 		goto repeat;
 	}

@@ -200,6 +200,7 @@ __kfunc struct task_struct *copy_process(unsigned long clone_flags,
 		}
 		copy_files(p);
 	}
+	copy_sighand(p);
 #endif
 	sched_fork(p);
 	copy_thread(0, clone_flags, stack_start, 0, p, regs);

@@ -11,7 +11,6 @@
 #define ENOTTY		25
 #define ESPIPE		29
 #define ERANGE		34
-#define SIGILL		4
 #define WNOHANG		1
 #define ENODEV		19
 int get_unused_fd(void);
@@ -370,29 +369,6 @@ __kfunc long sys_set_robust_list(void *head, size_t len)
 	return 0;
 }
 
-/* No signal handlers are ever run: the calls succeed, and old masks and
- * actions read back as empty. */
-__kfunc long sys_rt_sigaction(int sig, const void *act, void *oact, size_t sigsetsize)
-{
-	static const unsigned long none[4];
-
-	(void)sig;
-	(void)act;
-	(void)sigsetsize;
-	return oact ? copy_to_user(oact, none, sizeof(none)) : 0;
-}
-
-__kfunc long sys_rt_sigprocmask(int how, const void *set, void *oset, size_t sigsetsize)
-{
-	unsigned long none = 0;
-
-	(void)how;
-	(void)set;
-	if (oset && sigsetsize == sizeof(none))
-		return copy_to_user(oset, &none, sizeof(none));
-	return 0;
-}
-
 __kfunc long sys_prlimit64(int pid, unsigned int resource, const void *new_rlim, unsigned long *old)
 {
 	unsigned long lim[2] = { ~0UL, ~0UL };
@@ -401,6 +377,8 @@ __kfunc long sys_prlimit64(int pid, unsigned int resource, const void *new_rlim,
 	(void)new_rlim;
 	if (resource == 3)		/* RLIMIT_STACK */
 		lim[0] = lim[1] = STACK_PAGES * PAGE_SIZE;
+	else if (resource == 4)		/* RLIMIT_CORE: no core files are written */
+		lim[0] = lim[1] = 0;
 	if (old && copy_to_user(old, lim, sizeof(lim)))
 		return -EFAULT;
 	return 0;
@@ -463,11 +441,18 @@ __kfunc long sys_nanosleep(const unsigned long *req, unsigned long *rem)
 {
 	unsigned long ts[2], ticks;
 
-	(void)rem;
 	if (copy_from_user(ts, req, sizeof(ts)))
 		return -EFAULT;
 	ticks = (ts[0] * 1000000000 + ts[1]) / (boot_params.ns_per_tick ? boot_params.ns_per_tick : 1) + 1;
-	schedule_timeout_uninterruptible(ticks);
+	set_current_state(TASK_INTERRUPTIBLE);
+	ticks = schedule_timeout(ticks);
+	if (ticks && signal_pending(current)) {	/* a handler runs: -EINTR, the time left */
+		unsigned long ns = ticks * boot_params.ns_per_tick, left[2] = { ns / 1000000000, ns % 1000000000 };
+
+		if (rem && copy_to_user(rem, left, sizeof(left)))
+			return -EFAULT;
+		return -EINTR;
+	}
 	return 0;
 }
 
@@ -513,19 +498,6 @@ __kfunc long sys_user_wait4(int pid, int *stat_addr, int options, void *ru)
 	return ret;
 }
 
-__kfunc long sys_kill(int pid, int sig)
-{
-	struct task_struct *p = find_task_by_pid(pid);
-
-	if (!p || p->pid <= 1)
-		return -ESRCH;
-	if (!sig)
-		return 0;
-	if (p == current)
-		do_exit(sig);
-	return -EPERM;			/* no signal delivery to other tasks yet */
-}
-
 /* No restartable sequences here, as in a kernel without CONFIG_RSEQ: glibc goes on. */
 __kfunc long sys_rseq(void)
 {
@@ -562,34 +534,27 @@ const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	SC(201, sys_time), SC(218, sys_set_tid_address), SC(228, sys_clock_gettime),
 	SC(231, sys_user_exit), SC(257, sys_openat), SC(262, sys_newfstatat),
 	SC(273, sys_set_robust_list), SC(293, sys_pipe2), SC(302, sys_prlimit64), SC(318, sys_getrandom), SC(334, sys_rseq),
+	/* signals (signal.c) */
+	SC(15, sys_rt_sigreturn), SC(34, sys_pause), SC(109, sys_setpgid), SC(111, sys_getpgrp),
+	SC(121, sys_getpgid), SC(127, sys_rt_sigpending), SC(130, sys_rt_sigsuspend), SC(200, sys_tkill),
+	SC(234, sys_tgkill),
 };
 
 /* ------------------------------------------------------------------ */
-/* A fault in user mode kills the process, as Linux does without a handler;
+/* A fault in user mode sends the process its signal (signal.c);
  * #NM (device not available) is the lazy FPU switch instead. */
 
 __kfunc void do_user_trap(struct pt_regs *regs)
 {
 	struct user_trap_info *info = &user_trap_info[smp_processor_id()];
-	int sig = SIGSEGV;
 
 	if (info->vector == 7) {		/* #NM: lazy FPU switching */
 		math_state_restore();
 		return;
 	}
 	local_irq_enable();
-	if (info->vector == 14) {
-		printk("%s[%d]: segfault at %lx ip %016lx sp %016lx error %lx\n", current->comm,
-		       current->pid, info->cr2, regs->rip, regs->rsp, info->error_code);
-	} else if (info->vector == 6) {
-		printk("traps: %s[%d] trap invalid opcode ip:%lx sp:%lx error:0\n", current->comm,
-		       current->pid, regs->rip, regs->rsp);
-		sig = SIGILL;
-	} else {
-		printk("traps: %s[%d] trap %lu ip:%lx sp:%lx error:%lx\n", current->comm, current->pid,
-		       info->vector, regs->rip, regs->rsp, info->error_code);
-	}
-	do_exit(sig);
+	do_trap_signal(regs, info->vector, info->error_code, info->cr2);
+	local_irq_disable();
 }
 
 /* ------------------------------------------------------------------ */
@@ -607,6 +572,7 @@ __kfunc int user_program_main(void *arg)
 	long ret;
 
 	set_task_comm(current, bp->name);	/* as exec would, so a failed exec is named too */
+	current->pgrp = current->pid;		/* its own process group, as a shell's job */
 	snprintf(path, sizeof(path), "/bin/%s", bp->name);
 	for (unsigned long i = 0; i < bp->argc && i < 32; i++) {
 		argv[i] = s;

@@ -98,6 +98,29 @@ long do_pipe(int *fd);
 int run_user_programs(void);
 void do_user_trap(struct pt_regs *regs);
 
+/* signal.c */
+int signal_pending(struct task_struct *p);
+void recalc_sigpending_tsk(struct task_struct *t);
+int send_sig(int sig, struct task_struct *p, int priv);
+void do_notify_parent(struct task_struct *tsk, int sig);
+void do_trap_signal(struct pt_regs *regs, unsigned long vector, unsigned long error, unsigned long cr2);
+void flush_signal_handlers(struct task_struct *t);
+void copy_sighand(struct task_struct *p);
+long sys_rt_sigaction(int sig, const struct sigaction *act, struct sigaction *oact, size_t sigsetsize);
+long sys_rt_sigprocmask(int how, const sigset_t *set, sigset_t *oset, size_t sigsetsize);
+long sys_rt_sigreturn(void);
+long sys_rt_sigpending(sigset_t *set, size_t sigsetsize);
+long sys_rt_sigsuspend(const sigset_t *unewset, size_t sigsetsize);
+long sys_pause(void);
+long sys_kill(int pid, int sig);
+long sys_tkill(int pid, int sig);
+long sys_tgkill(int tgid, int pid, int sig);
+long sys_setpgid(int pid, int pgid);
+long sys_getpgid(int pid);
+long sys_getpgrp(void);
+#define ERESTARTSYS	512
+#define EINTR		4
+
 /* entry.S */
 void system_call(void);
 void user_trap_gate(void);

@@ -1,0 +1,26 @@
+"""Signals as Linux delivers them: handlers on an rt_sigframe (SA_SIGINFO, SA_RESTORER,
+rt_sigreturn with the registers and the FPU state), masks and pending signals, default
+actions, kill(2) of another process and of a process group, SIGPIPE, SIGCHLD, restarting
+or -EINTR, and siglongjmp out of a SIGSEGV handler.  The console is the native run's."""
+from __future__ import annotations
+
+import pytest
+
+from userprogs import LIBCS, program_output
+from test_programs import native
+from kprobe_shell import Kprobe, Machine, Program, StopReason
+
+
+@pytest.mark.parametrize("libc", LIBCS)
+def test_signals_as_linux_delivers_them(build_program, libc):
+    path = build_program("signals", libc)
+    m = Machine(programs=[Program(path, ["signals"])])
+    frames = m.register_kprobe(Kprobe(symbol_name="setup_rt_frame", pre_handler=lambda p, regs: 0))
+    assert m.run(max_insns=400_000_000).reason is StopReason.HALTED
+    out = program_output(m.console)
+    assert out == native([path])
+    assert "SIGSEGV 2 caught: si_addr 0x10, si_code 1\n" in out
+    assert "read without SA_RESTART: -1 (Interrupted system call)\n" in out
+    assert "(handlers ran: 1)\n" in out
+    assert f"init: reaped pid 2 (signals-{libc}), exit code 0\n" in m.console
+    assert frames.hits > 10
