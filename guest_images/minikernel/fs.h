@@ -70,6 +70,11 @@ struct inode {
 	const struct file_operations *i_fop;
 	const struct address_space_operations *i_aops;
 	struct block_device *i_bdev;
+#ifdef CONFIG_USERSPACE
+	unsigned long *i_pages;		/* the page cache: a page of page addresses, or NULL */
+	unsigned int i_nlink;		/* 0: unlinked, freed at the last close */
+	int i_count;			/* open files */
+#endif
 };
 
 struct qstr {

@@ -202,7 +202,7 @@ static struct pipe_inode_info *alloc_pipe(void)
 	return pipe;
 }
 
-__kfunc long do_pipe(int *fd)
+__kfunc long do_pipe(int *fd, int flags)
 {
 	struct pipe_inode_info *pipe = alloc_pipe();
 	struct files_struct *files = current->files;
@@ -232,7 +232,9 @@ __kfunc long do_pipe(int *fd)
 		f[i]->f_dentry = &pipe->dentry;
 		f[i]->f_op = i ? &write_pipe_fops : &read_pipe_fops;
 		f[i]->f_mode = i ? FMODE_WRITE : FMODE_READ;
+		f[i]->f_flags = (i ? O_WRONLY : O_RDONLY) | (flags & (O_NONBLOCK | O_CLOEXEC));
 		files->fd_array[fds[i]] = f[i];
+		set_close_on_exec(fds[i], flags & O_CLOEXEC);
 	}
 	if (copy_to_user(fd, fds, sizeof(fds))) {
 		sys_close(fds[0]);

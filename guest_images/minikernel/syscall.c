@@ -126,14 +126,18 @@ __kfunc long sys_readv(unsigned int fd, const struct iovec *vec, unsigned long v
 	return readv_writev(READ, fd, vec, vlen);
 }
 
-__kfunc long sys_user_open(const char *filename, int flags, int mode)
-{
-	return do_sys_open(AT_FDCWD, filename, flags | O_LARGEFILE, mode);
-}
-
 __kfunc long sys_openat(int dfd, const char *filename, int flags, int mode)
 {
-	return do_sys_open(dfd, filename, flags | O_LARGEFILE, mode);
+	long fd = do_sys_open(dfd, filename, flags | O_LARGEFILE, mode);
+
+	if (fd >= 0)
+		set_close_on_exec(fd, flags & O_CLOEXEC);
+	return fd;
+}
+
+__kfunc long sys_user_open(const char *filename, int flags, int mode)
+{
+	return sys_openat(AT_FDCWD, filename, flags, mode);
 }
 
 __kfunc long sys_lseek(unsigned int fd, long offset, unsigned int whence)
@@ -234,37 +238,6 @@ __kfunc long sys_ioctl(unsigned int fd, unsigned int cmd, unsigned long arg)
 		return -EBADF;
 	fput(f);
 	return -ENOTTY;
-}
-
-__kfunc long sys_dup2(unsigned int oldfd, unsigned int newfd)
-{
-	struct files_struct *files = current->files;
-	struct file *f = fget(oldfd);
-
-	if (!f)
-		return -EBADF;
-	if (newfd >= NR_OPEN_DEFAULT) {
-		fput(f);
-		return -EBADF;
-	}
-	if (newfd != oldfd) {
-		if (files->fd_array[newfd])
-			sys_close(newfd);
-		files->fd_array[newfd] = f;
-	} else {
-		fput(f);
-	}
-	return newfd;
-}
-
-__kfunc long sys_dup(unsigned int oldfd)
-{
-	int fd = get_unused_fd();
-
-	if (fd < 0)
-		return fd;
-	current->files->fd_array[fd] = NULL;
-	return sys_dup2(oldfd, fd);
 }
 
 __kfunc long sys_readlink(const char *path, char *buf, int bufsiz)
@@ -506,14 +479,14 @@ __kfunc long sys_rseq(void)
 
 __kfunc long sys_pipe(int *fds)
 {
-	return do_pipe(fds);
+	return do_pipe(fds, 0);
 }
 
 __kfunc long sys_pipe2(int *fds, int flags)
 {
-	if (flags & ~0x80000)		/* O_CLOEXEC is accepted (no exec closes here) */
+	if (flags & ~(O_CLOEXEC | O_NONBLOCK))
 		return -EINVAL;
-	return do_pipe(fds);
+	return do_pipe(fds, flags);
 }
 
 #define SC(nr, fn)	[nr] = (sys_call_ptr_t)(fn)
@@ -538,6 +511,12 @@ const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	SC(15, sys_rt_sigreturn), SC(34, sys_pause), SC(109, sys_setpgid), SC(111, sys_getpgrp),
 	SC(121, sys_getpgid), SC(127, sys_rt_sigpending), SC(130, sys_rt_sigsuspend), SC(200, sys_tkill),
 	SC(234, sys_tgkill),
+	/* descriptors (fcntl.c) */
+	SC(72, sys_fcntl), SC(292, sys_dup3),
+	/* files programs create (fs.c) */
+	SC(21, sys_access), SC(76, sys_truncate), SC(77, sys_ftruncate), SC(82, sys_rename),
+	SC(83, sys_mkdir), SC(84, sys_rmdir), SC(87, sys_unlink), SC(95, sys_umask), SC(258, sys_mkdirat),
+	SC(263, sys_unlinkat), SC(264, sys_renameat), SC(269, sys_faccessat), SC(316, sys_renameat2),
 };
 
 /* ------------------------------------------------------------------ */
@@ -624,6 +603,7 @@ __kfunc int run_user_programs(void)
 		}
 		memcpy(prog_argv_store[i], (const char *)bp->argv_image, sizeof(prog_argv_store[i]));
 	}
+	disk_add_file("/tmp", NULL, 0, S_IFDIR | 01777);
 	for (unsigned long i = 0; i < boot_params.nr_programs && i < MAX_BOOT_PROGRAMS; i++) {
 		pid = kernel_thread(user_program_main, &boot_params.programs[i], SIGCHLD);
 		printk("init: started /bin/%s -> pid %ld\n", boot_params.programs[i].name, pid);

@@ -92,7 +92,31 @@ int elf_is_user(const void *ehdr);
 
 /* fs.c, pipe.c */
 void copy_files(struct task_struct *p);
-long do_pipe(int *fd);
+long do_pipe(int *fd, int flags);
+
+/* fs.c: files programs create (ramfs) */
+long sys_openat(int dfd, const char *filename, int flags, int mode);
+long sys_unlink(const char *pathname);
+long sys_unlinkat(int dfd, const char *pathname, int flag);
+long sys_rmdir(const char *pathname);
+long sys_mkdir(const char *pathname, int mode);
+long sys_mkdirat(int dfd, const char *pathname, int mode);
+long sys_rename(const char *oldname, const char *newname);
+long sys_renameat(int olddfd, const char *oldname, int newdfd, const char *newname);
+long sys_renameat2(int olddfd, const char *oldname, int newdfd, const char *newname, unsigned int flags);
+long sys_truncate(const char *path, long length);
+long sys_ftruncate(unsigned int fd, long length);
+long sys_umask(int mask);
+long sys_access(const char *filename, int mode);
+long sys_faccessat(int dfd, const char *filename, int mode);
+
+/* fcntl.c */
+void set_close_on_exec(unsigned int fd, int flag);
+void flush_old_files(struct files_struct *files);
+long sys_dup(unsigned int oldfd);
+long sys_dup2(unsigned int oldfd, unsigned int newfd);
+long sys_dup3(unsigned int oldfd, unsigned int newfd, int flags);
+long sys_fcntl(unsigned int fd, unsigned int cmd, unsigned long arg);
 
 /* syscall.c */
 int run_user_programs(void);
