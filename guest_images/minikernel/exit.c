@@ -11,8 +11,7 @@ __kfunc void exit_thread(void)
 {
 	struct task_struct *me = current;
 
-	/*
-	 * Remove function-return probe instances associated with this task
+	/* Remove function-return probe instances associated with this task
 	 * and put them back on the free list.
 	 */
 	kprobe_flush_task(me);
@@ -21,6 +20,7 @@ __kfunc void exit_thread(void)
 
 __kfunc void exit_mm(struct task_struct *tsk)
 {
+	mm_release(tsk, tsk->mm);
 	tsk->mm = NULL;
 }
 

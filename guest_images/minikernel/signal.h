@@ -78,10 +78,11 @@ struct sigpending {
 	struct ksiginfo info[_NSIG];
 };
 
-/* kernel/fork.c's vfork completion (linux/completion.h) */
+/* kernel/fork.c's vfork completion (linux/completion.h): one waiter, the parent */
+struct task_struct;
 struct completion {
 	int done;
-	void *wait;			/* wait_queue_head_t *, set by its owner */
+	struct task_struct *waiter;
 };
 
 #endif

@@ -439,19 +439,47 @@ __kfunc long sys_fork(void)
 	return do_fork(SIGCHLD, 0, task_pt_regs(current), 0);
 }
 
+/* The parent sleeps until the child has exec'd or exited; the child runs on its memory. */
+__kfunc long sys_vfork(void)
+{
+	return do_fork(CLONE_VFORK | CLONE_VM | SIGCHLD, 0, task_pt_regs(current), 0);
+}
+
+/*
+ * clone(2) for processes: CLONE_VFORK (with CLONE_VM, as posix_spawn asks)
+ * shares the address space as vfork does; CLONE_VM alone gets a copy.
+ * Threads (CLONE_THREAD) are refused, once reported.
+ */
 __kfunc long sys_user_clone(unsigned long flags, unsigned long newsp)
 {
-	if (flags & (CLONE_VM | 0x10000 /* CLONE_THREAD */)) {
-		static int threads_reported;
+	if (flags & CLONE_THREAD) {		/* reported once per call (clone, clone3) */
+		unsigned long nr = task_pt_regs(current)->orig_rax;
 
-		if ((flags & CSIGNAL) == SIGCHLD && (flags & CLONE_VM) && !(flags & 0x10000))
-			return do_fork(SIGCHLD, newsp, task_pt_regs(current), 0);	/* vfork-style */
-		if (!threads_reported++)
-			printk("%s[%d]: clone(CLONE_VM|CLONE_THREAD): threads are not supported (-ENOSYS)\n",
-			       current->comm, current->pid);
+		if (nr < NI_REPORTED_MAX && !(ni_reported[nr / 8] & (1 << (nr % 8)))) {
+			ni_reported[nr / 8] |= 1 << (nr % 8);
+			printk("%s[%d]: %s(CLONE_VM|CLONE_THREAD): threads are not supported (-ENOSYS)\n",
+			       current->comm, current->pid, nr == 435 ? "clone3" : "clone");
+		}
 		return -ENOSYS;
 	}
-	return do_fork(flags & CSIGNAL, newsp, task_pt_regs(current), 0);
+	if ((flags & (CLONE_VFORK | CLONE_VM)) == (CLONE_VFORK | CLONE_VM))
+		return do_fork(flags & (CSIGNAL | CLONE_VFORK | CLONE_VM | CLONE_CLEAR_SIGHAND), newsp,
+			       task_pt_regs(current), 0);
+	return do_fork(flags & (CSIGNAL | CLONE_CLEAR_SIGHAND), newsp, task_pt_regs(current), 0);
+}
+
+/* clone3(2), which glibc's posix_spawn tries first: the same, from struct clone_args. */
+__kfunc long sys_clone3(const unsigned long *uargs, size_t size)
+{
+	unsigned long args[8];		/* flags pidfd child_tid parent_tid exit_signal stack stack_size tls */
+
+	if (size < sizeof(args))
+		return -EINVAL;
+	if (copy_from_user(args, uargs, sizeof(args)))
+		return -EFAULT;
+	if (args[4] & ~CSIGNAL)
+		return -EINVAL;
+	return sys_user_clone((args[0] & ~CSIGNAL) | args[4], args[5] ? args[5] + args[6] : 0);
 }
 
 __kfunc long sys_user_execve(const char *name, char **argv, char **envp)
@@ -500,7 +528,7 @@ const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	SC(13, sys_rt_sigaction), SC(14, sys_rt_sigprocmask), SC(16, sys_ioctl),
 	SC(19, sys_readv), SC(20, sys_writev), SC(22, sys_pipe), SC(32, sys_dup), SC(33, sys_dup2),
 	SC(35, sys_nanosleep), SC(39, sys_getpid), SC(56, sys_user_clone), SC(57, sys_fork),
-	SC(58, sys_fork), SC(59, sys_user_execve), SC(60, sys_user_exit), SC(61, sys_user_wait4),
+	SC(58, sys_vfork), SC(59, sys_user_execve), SC(60, sys_user_exit), SC(61, sys_user_wait4),
 	SC(62, sys_kill), SC(63, sys_newuname), SC(79, sys_getcwd), SC(89, sys_readlink),
 	SC(96, sys_gettimeofday), SC(102, sys_getuid), SC(104, sys_getuid), SC(107, sys_getuid),
 	SC(108, sys_getuid), SC(110, sys_getppid), SC(158, sys_arch_prctl), SC(186, sys_getpid),
@@ -517,6 +545,7 @@ const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	SC(21, sys_access), SC(76, sys_truncate), SC(77, sys_ftruncate), SC(82, sys_rename),
 	SC(83, sys_mkdir), SC(84, sys_rmdir), SC(87, sys_unlink), SC(95, sys_umask), SC(258, sys_mkdirat),
 	SC(263, sys_unlinkat), SC(264, sys_renameat), SC(269, sys_faccessat), SC(316, sys_renameat2),
+	SC(435, sys_clone3), SC(439, sys_faccessat),
 };
 
 /* ------------------------------------------------------------------ */

@@ -94,6 +94,14 @@ int elf_is_user(const void *ehdr);
 void copy_files(struct task_struct *p);
 long do_pipe(int *fd, int flags);
 
+/* fork.c */
+#define CLONE_VFORK	0x00004000
+#define CLONE_THREAD	0x00010000
+#define CLONE_CLEAR_SIGHAND 0x100000000UL
+void mm_release(struct task_struct *tsk, struct mm_struct *mm);
+void wait_for_completion(struct completion *x);
+void complete(struct completion *x);
+
 /* fs.c: files programs create (ramfs) */
 long sys_openat(int dfd, const char *filename, int flags, int mode);
 long sys_unlink(const char *pathname);
