@@ -65,6 +65,42 @@ __kfunc long sys_user_write(unsigned int fd, const char *buf, size_t count)
 	return sys_write(fd, buf, count);
 }
 
+/* Positional I/O needs a file with positions: a pipe or the console is ESPIPE. */
+static long check_seekable(unsigned int fd)
+{
+	struct file *f = fget(fd);
+	long ret = 0;
+
+	if (!f)
+		return -EBADF;
+	if (!f->f_dentry->d_inode || (f->f_dentry->d_inode->i_mode & S_IFMT) == 0010000 /* S_IFIFO */)
+		ret = -ESPIPE;
+	fput(f);
+	return ret;
+}
+
+__kfunc long sys_user_pread64(unsigned int fd, char *buf, size_t count, long pos)
+{
+	long ret = check_seekable(fd);
+
+	if (ret)
+		return ret;
+	if (!access_ok((unsigned long)buf, count, 1))
+		return -EFAULT;
+	return sys_pread64(fd, buf, count, pos);
+}
+
+__kfunc long sys_user_pwrite64(unsigned int fd, const char *buf, size_t count, long pos)
+{
+	long ret = check_seekable(fd);
+
+	if (ret)
+		return ret;
+	if (!access_ok((unsigned long)buf, count, 0))
+		return -EFAULT;
+	return sys_pwrite64(fd, buf, count, pos);
+}
+
 /*
  * fs/read_write.c: do_readv_writev() calls the file's read or write
  * operation once per segment, not vfs_read/vfs_write (so sys_write
@@ -278,14 +314,56 @@ __kfunc long sys_brk(unsigned long brk)
 	return brk;
 }
 
+#define PROT_WRITE	0x2
+#define MAP_SHARED	0x01
+#define MAP_ANONYMOUS	0x20
+#define EACCES		13
+
+/*
+ * mm/mmap.c: do_mmap_pgoff() for a file.  There is no demand paging: the
+ * pages are mapped now and filled from the file (mm/filemap.c reads it),
+ * so the mapping is private.  A shared writable mapping would have to
+ * write back: ENODEV, as a file system without mmap says.
+ */
+__kfunc long do_mmap_pgoff(struct file *file, unsigned long addr, unsigned long len,
+			   unsigned long prot, unsigned long flags, unsigned long pgoff)
+{
+	struct inode *inode = file->f_dentry->d_inode;
+	unsigned long off = pgoff << 12, start, n;
+	long ret;
+
+	if (!inode || !S_ISREG(inode->i_mode) || ((flags & 0xf) == MAP_SHARED && (prot & PROT_WRITE)))
+		return -ENODEV;
+	if (!(file->f_mode & FMODE_READ))
+		return -EACCES;
+	start = do_mmap_anon(addr, len, prot, flags);
+	if (IS_ERR_VALUE(start) || off >= (unsigned long)inode->i_size)
+		return start;
+	n = inode->i_size - off < len ? inode->i_size - off : len;
+	ret = kernel_read(file, off, (char *)start, n);
+	if (ret != (long)n) {
+		do_munmap(current->mm, start, len);
+		return ret < 0 ? ret : -EIO;
+	}
+	return start;
+}
+
 __kfunc long sys_mmap(unsigned long addr, unsigned long len, unsigned long prot,
 		      unsigned long flags, unsigned long fd, unsigned long off)
 {
-	(void)fd;
-	(void)off;
-	if (!(flags & 0x20))			/* MAP_ANONYMOUS only */
-		return -ENODEV;
-	return do_mmap_anon(addr, len, prot, flags);
+	struct file *file;
+	long ret;
+
+	if (flags & MAP_ANONYMOUS)
+		return do_mmap_anon(addr, len, prot, flags);
+	if (off & ~PAGE_MASK)
+		return -EINVAL;
+	file = fget(fd);
+	if (!file)
+		return -EBADF;
+	ret = do_mmap_pgoff(file, addr, len, prot, flags, off >> 12);
+	fput(file);
+	return ret;
 }
 
 __kfunc long sys_munmap(unsigned long addr, size_t len)
@@ -545,7 +623,7 @@ const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	SC(21, sys_access), SC(76, sys_truncate), SC(77, sys_ftruncate), SC(82, sys_rename),
 	SC(83, sys_mkdir), SC(84, sys_rmdir), SC(87, sys_unlink), SC(95, sys_umask), SC(258, sys_mkdirat),
 	SC(263, sys_unlinkat), SC(264, sys_renameat), SC(269, sys_faccessat), SC(316, sys_renameat2),
-	SC(435, sys_clone3), SC(439, sys_faccessat),
+	SC(435, sys_clone3), SC(439, sys_faccessat), SC(17, sys_user_pread64), SC(18, sys_user_pwrite64),
 };
 
 /* ------------------------------------------------------------------ */
