@@ -117,6 +117,7 @@ __kfunc void vfs_init(void)
 void tty_write_bytes(const char *s, size_t n);
 static unsigned int disk_free_slot(void);
 struct dentry *prune_dcache(void);
+struct dentry *follow_dotdot(struct nameidata *nd, struct qstr *name);
 int open_namei_create(const char *pathname, int flag, int mode, struct nameidata *nd);
 int may_open(struct nameidata *nd, int flag);
 void igrab(struct inode *inode);
@@ -321,6 +322,10 @@ __kfunc struct dentry *real_lookup(struct dentry *parent, struct qstr *name)
 
 __kfunc struct dentry *do_lookup(struct nameidata *nd, struct qstr *name)
 {
+#ifdef CONFIG_USERSPACE
+	if (name->name[0] == '.' && (name->len == 1 || (name->len == 2 && name->name[1] == '.')))
+		return follow_dotdot(nd, name);
+#endif
 	struct dentry *d = d_lookup(nd->dentry, name);
 
 	if (d) {
@@ -359,23 +364,13 @@ __kfunc int link_path_walk(const char *name, struct nameidata *nd)
 		this.name = start;
 		this.len = name - start;
 		this.hash = full_name_hash(start, this.len);
-#ifdef CONFIG_USERSPACE
-		if (start[0] == '.' && (this.len == 1 || (this.len == 2 && start[1] == '.'))) {
-			next = this.len == 1 ? nd->dentry : nd->dentry->d_parent;
-			if (next != &root_dentry)
-				next->d_count++;
-			goto walked;
-		}
-#endif
+
 		if (!nd->dentry->d_inode || !S_ISDIR(nd->dentry->d_inode->i_mode))
 			return -ENOTDIR;
 		cond_resched();
 		next = do_lookup(nd, &this);
 		if (IS_ERR(next))
 			return PTR_ERR(next);
-#ifdef CONFIG_USERSPACE
-walked:
-#endif
 		dput(nd->dentry);
 		nd->dentry = next;
 		nd->last = this;
@@ -1094,6 +1089,16 @@ __kfunc struct dentry *prune_dcache(void)
 		return d;
 	}
 	return NULL;
+}
+
+/* "." and "..": the directory itself, or its parent (/.. is /). */
+__kfunc struct dentry *follow_dotdot(struct nameidata *nd, struct qstr *name)
+{
+	struct dentry *d = name->len == 1 ? nd->dentry : nd->dentry->d_parent;
+
+	if (d != &root_dentry)
+		d->d_count++;
+	return d;
 }
 
 __kfunc void igrab(struct inode *inode)

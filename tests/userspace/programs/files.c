@@ -132,7 +132,7 @@ static void rename_unlink_dirs(void)
 	close(fd);
 	show("rmdir of a full directory", rmdir("kps-dir"));
 	show("open under a missing directory", open("kps-nodir/x", O_WRONLY | O_CREAT, 0644));
-	cat("kps-dir/inner.txt");
+	cat("./kps-dir/../kps-dir/./inner.txt");
 	show("unlink inner", unlink("kps-dir/inner.txt"));
 	show("rmdir", rmdir("kps-dir"));
 	show("unlink of a missing file", unlink("kps-dir/inner.txt"));
