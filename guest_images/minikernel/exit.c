@@ -12,8 +12,7 @@ __kfunc void exit_thread(void)
 	struct task_struct *me = current;
 
 	/* Remove function-return probe instances associated with this task
-	 * and put them back on the free list.
-	 */
+	 * and put them back on the free list. */
 	kprobe_flush_task(me);
 	me->thread.rip = 0;
 }
@@ -31,6 +30,7 @@ __kfunc void exit_notify(struct task_struct *tsk)
 	unsigned long flags;
 
 	spin_lock_irqsave(&tasklist_lock, flags);
+	forget_original_parent(tsk);
 	parent = tsk->parent;
 	tsk->state = EXIT_ZOMBIE;
 	spin_unlock_irqrestore(&tasklist_lock, flags);

@@ -340,6 +340,7 @@ extern unsigned long timer_ticks;
 #else
 /* SIGCHLD and friends exist only with user processes (signal.c) */
 static inline void do_notify_parent(struct task_struct *tsk, int sig) { (void)tsk; (void)sig; }
+static inline void forget_original_parent(struct task_struct *father) { (void)father; }
 /* and so does vfork (fork.c) */
 static inline void mm_release(struct task_struct *tsk, struct mm_struct *mm) { (void)tsk; (void)mm; }
 #endif

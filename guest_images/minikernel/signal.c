@@ -159,6 +159,28 @@ __kfunc void do_notify_parent(struct task_struct *tsk, int sig)
 	specific_send_sig_info(sig, &info, parent);
 }
 
+/*
+ * kernel/exit.c: the children of an exiting process go to init (the
+ * child_reaper), which reaps them; a zombie among them wakes it.  Called
+ * with tasklist_lock held.
+ */
+__kfunc void forget_original_parent(struct task_struct *father)
+{
+	struct task_struct *reaper = init_task.next_task, *p;	/* pid 1 */
+	int zombies = 0;
+
+	if (!reaper || reaper == father)
+		return;
+	for (p = init_task.next_task; p; p = p->next_task) {
+		if (p->parent == father) {
+			p->parent = reaper;
+			zombies += p->state == EXIT_ZOMBIE;
+		}
+	}
+	if (zombies)
+		wake_up_interruptible(&reaper->wait_chldexit);
+}
+
 /* ------------------------------------------------------------------ */
 /* kill(2) */
 

@@ -507,6 +507,15 @@ __kfunc long sys_nanosleep(const unsigned long *req, unsigned long *rem)
 	return 0;
 }
 
+/* glibc's nanosleep and usleep: relative sleeps only (TIMER_ABSTIME is EINVAL here). */
+__kfunc long sys_clock_nanosleep(int which, int flags, const unsigned long *req, unsigned long *rem)
+{
+	(void)which;
+	if (flags)
+		return -EINVAL;
+	return sys_nanosleep(req, rem);
+}
+
 __kfunc long sys_user_exit(int code)
 {
 	return sys_exit(code);
@@ -623,7 +632,7 @@ const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	SC(21, sys_access), SC(76, sys_truncate), SC(77, sys_ftruncate), SC(82, sys_rename),
 	SC(83, sys_mkdir), SC(84, sys_rmdir), SC(87, sys_unlink), SC(95, sys_umask), SC(258, sys_mkdirat),
 	SC(263, sys_unlinkat), SC(264, sys_renameat), SC(269, sys_faccessat), SC(316, sys_renameat2),
-	SC(435, sys_clone3), SC(439, sys_faccessat), SC(17, sys_user_pread64), SC(18, sys_user_pwrite64),
+	SC(230, sys_clock_nanosleep), SC(435, sys_clone3), SC(439, sys_faccessat), SC(17, sys_user_pread64), SC(18, sys_user_pwrite64),
 };
 
 /* ------------------------------------------------------------------ */
@@ -693,10 +702,10 @@ static void report_reaped(long pid, const char *comm, int status)
 		printk("init: reaped pid %ld (%s), exit code %d\n", pid, comm, (status >> 8) & 0xff);
 }
 
+/* init reaps its programs and, silently as Linux's init does, the orphans it adopted. */
 __kfunc int run_user_programs(void)
 {
-	int children = 0;
-	long pid;
+	long started[MAX_BOOT_PROGRAMS] = { 0 }, pid;
 
 	for (unsigned long i = 0; i < boot_params.nr_programs && i < MAX_BOOT_PROGRAMS; i++) {
 		struct boot_program *bp = &boot_params.programs[i];
@@ -714,12 +723,12 @@ __kfunc int run_user_programs(void)
 	for (unsigned long i = 0; i < boot_params.nr_programs && i < MAX_BOOT_PROGRAMS; i++) {
 		pid = kernel_thread(user_program_main, &boot_params.programs[i], SIGCHLD);
 		printk("init: started /bin/%s -> pid %ld\n", boot_params.programs[i].name, pid);
-		children += pid > 0;
+		started[i] = pid;
 	}
-	while (children > 0) {
+	for (;;) {			/* until -ECHILD: no child left, adopted ones included */
 		char comm[TASK_COMM_LEN] = "?";
 		struct task_struct *p;
-		int status = 0;
+		int status = 0, mine = 0;
 
 		pid = sys_wait4(-1, &status, 0x01000000, NULL);	/* WNOWAIT: peek */
 		if (pid < 0)
@@ -727,9 +736,11 @@ __kfunc int run_user_programs(void)
 		p = find_task_by_pid(pid);
 		if (p)
 			strlcpy(comm, p->comm, sizeof(comm));
+		for (unsigned long i = 0; i < MAX_BOOT_PROGRAMS; i++)
+			mine |= started[i] == pid;
 		pid = sys_wait4(pid, &status, 0, NULL);
-		report_reaped(pid, comm, status);
-		children--;
+		if (mine)
+			report_reaped(pid, comm, status);
 	}
 	return 0;
 }

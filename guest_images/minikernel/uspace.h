@@ -135,6 +135,7 @@ int signal_pending(struct task_struct *p);
 void recalc_sigpending_tsk(struct task_struct *t);
 int send_sig(int sig, struct task_struct *p, int priv);
 void do_notify_parent(struct task_struct *tsk, int sig);
+void forget_original_parent(struct task_struct *father);
 void do_trap_signal(struct pt_regs *regs, unsigned long vector, unsigned long error, unsigned long cr2);
 void flush_signal_handlers(struct task_struct *t);
 void copy_sighand(struct task_struct *p);

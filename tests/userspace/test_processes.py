@@ -1,6 +1,7 @@
-"""A real vfork (the parent waits until the child execs or exits; the child runs on the
-parent's memory), posix_spawn through clone/clone3 with CLONE_VM|CLONE_VFORK, and threads
-refused the way unknown system calls are: -ENOSYS, reported once per call, named."""
+"""Processes: a real vfork (the parent waits until the child execs or exits; the child runs
+on the parent's memory), posix_spawn through clone/clone3 with CLONE_VM|CLONE_VFORK,
+orphans adopted and reaped by init, and threads refused the way unknown system calls are:
+-ENOSYS, reported once per call, named."""
 from __future__ import annotations
 
 import pytest
@@ -33,3 +34,15 @@ def test_threads_are_reported_once_per_call(build_program):
         assert m.console.count(f"]: {call}(CLONE_VM|CLONE_THREAD): threads are not supported (-ENOSYS)\n") == 1
     assert m.console.count("main goes on\n") == 2
     assert "init: reaped pid 3 (threads-glibc), exit code 0\n" in m.console
+
+
+@pytest.mark.parametrize("libc", LIBCS)
+def test_orphans_go_on_and_init_reaps_them(build_program, libc):
+    """The orphan writes after init reaped its parent (init prints only its own programs);
+    the unreaped grandchild and the orphan are reaped silently, and the machine halts."""
+    path = build_program("orphan", libc)
+    m = run_programs(Program(path, ["orphan"]))
+    tail = m.console[m.console.index(" -> pid 2\n") + len(" -> pid 2\n"):m.console.index("minikernel: all tasks reaped")]
+    reaped = f"init: reaped pid 2 (orphan-{libc}), exit code 0\n"
+    assert tail.count("init: reaped") == 1 and tail.index(reaped) < tail.index("orphan: my parent")
+    assert tail.replace(reaped, "") == native([path])
