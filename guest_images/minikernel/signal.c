@@ -145,17 +145,31 @@ int unhandled_signal(struct task_struct *t, int sig)
 	return handler == SIG_DFL || handler == SIG_IGN || (t->blocked & sigmask(sig));
 }
 
-/* exit_notify(): the parent hears of a child's death (SIGCHLD by default). */
+/*
+ * exit_notify(): the parent hears of a child's death (SIGCHLD by default).
+ * A parent that ignores SIGCHLD (or asked SA_NOCLDWAIT) does not wait for
+ * its children: the zombie goes to init, which reaps it, and the parent's
+ * wait4 sees one child fewer (ECHILD when none is left).
+ */
 __kfunc void do_notify_parent(struct task_struct *tsk, int sig)
 {
-	struct task_struct *parent = tsk->parent;
+	struct task_struct *parent = tsk->parent, *reaper = init_task.next_task;	/* pid 1 */
 	struct ksiginfo info = { .si_pid = tsk->pid };
+	struct k_sigaction *ka;
 	int status = (int)tsk->exit_code;
+	unsigned long flags;
 
 	if (!sig || !is_user_task(parent))
 		return;
 	info.si_code = status & 0x7f ? CLD_KILLED : CLD_EXITED;
 	info.si_status = status & 0x7f ? status & 0x7f : (status >> 8) & 0xff;
+	ka = sig_action(parent, SIGCHLD);
+	if (sig == SIGCHLD && (ka->sa.sa_handler == SIG_IGN || (ka->sa.sa_flags & SA_NOCLDWAIT))) {
+		spin_lock_irqsave(&tasklist_lock, flags);
+		tsk->parent = reaper;
+		spin_unlock_irqrestore(&tasklist_lock, flags);
+		wake_up_interruptible(&reaper->wait_chldexit);
+	}
 	specific_send_sig_info(sig, &info, parent);
 }
 

@@ -292,6 +292,22 @@ static void fpu_across_handlers(void)
 	close(fds[1]);
 }
 
+/* A parent that ignores SIGCHLD has no zombies: wait finds no child (ECHILD). */
+static void sigchld_ignored(void)
+{
+	int ret;
+
+	signal(SIGCHLD, SIG_IGN);
+	for (int i = 0; i < 3; i++) {
+		fflush(stdout);
+		if (fork() == 0)
+			_exit(i);
+	}
+	ret = wait(NULL);
+	printf("SIGCHLD ignored: wait -> %d (%s)\n", ret, strerror(errno));
+	signal(SIGCHLD, SIG_DFL);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -303,6 +319,7 @@ int main(void)
 	sigchld_and_restart();
 	process_group();
 	fpu_across_handlers();
+	sigchld_ignored();
 	printf("done\n");
 	return 0;
 }
