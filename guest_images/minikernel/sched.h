@@ -227,6 +227,7 @@ struct task_struct {
 	struct sighand_struct *sighand;
 	struct sighand_struct sighand_store;
 	unsigned long trap_no, error_code, cr2;	/* of the last user fault (sigcontext) */
+	unsigned long sas_ss_sp, sas_ss_size;	/* sigaltstack */
 	struct completion *vfork_done;	/* the vfork parent waits on it */
 #endif
 };

@@ -26,7 +26,9 @@
 #define SIG_UNBLOCK	1
 #define SIG_SETMASK	2
 
+#define SS_ONSTACK	1
 #define SS_DISABLE	2
+#define MINSIGSTKSZ	2048
 
 /* default actions (kernel/signal.c's SIG_KERNEL_*_MASK) */
 #define SIG_KERNEL_ONLY_MASK	(sigmask(SIGKILL) | sigmask(SIGSTOP))
@@ -523,22 +525,73 @@ static void save_i387(struct task_struct *me, void *fp)
 	*(u32 *)&me->i387[24] = 0x1f80;		/* mxcsr */
 }
 
+/* The alternate signal stack (sigaltstack): is sp on it? */
+static int on_sig_stack(unsigned long sp)
+{
+	return sp - current->sas_ss_sp < current->sas_ss_size;
+}
+
+static int sas_ss_flags(unsigned long sp)
+{
+	return !current->sas_ss_size ? SS_DISABLE : on_sig_stack(sp) ? SS_ONSTACK : 0;
+}
+
+/* Where the frame goes: below the red zone, or at the top of the alternate stack. */
+static unsigned long get_sigframe_sp(struct k_sigaction *ka, struct pt_regs *regs)
+{
+	unsigned long sp = regs->rsp - 128;
+
+	if ((ka->sa.sa_flags & SA_ONSTACK) && sas_ss_flags(sp) == 0)
+		sp = current->sas_ss_sp + current->sas_ss_size;
+	return sp;
+}
+
+__kfunc long sys_sigaltstack(const void *uss_, void *uoss_)
+{
+	const stack_t *uss = uss_;
+	stack_t *uoss = uoss_;
+	unsigned long sp = task_pt_regs(current)->rsp;
+	stack_t oss = { (void *)current->sas_ss_sp, sas_ss_flags(sp), current->sas_ss_size }, ss;
+
+	if (uss) {
+		if (copy_from_user(&ss, uss, sizeof(ss)))
+			return -EFAULT;
+		if (on_sig_stack(sp))
+			return -EPERM;
+		if (ss.ss_flags != 0 && ss.ss_flags != SS_DISABLE)
+			return -EINVAL;
+		if (ss.ss_flags == SS_DISABLE) {
+			ss.ss_sp = NULL;
+			ss.ss_size = 0;
+		} else if (ss.ss_size < MINSIGSTKSZ) {
+			return -ENOMEM;
+		}
+		current->sas_ss_sp = (unsigned long)ss.ss_sp;
+		current->sas_ss_size = ss.ss_size;
+	}
+	if (uoss && copy_to_user(uoss, &oss, sizeof(oss)))
+		return -EFAULT;
+	return 0;
+}
+
 __kfunc int setup_rt_frame(int sig, struct k_sigaction *ka, struct ksiginfo *info, sigset_t *set,
 			   struct pt_regs *regs)
 {
 	struct rt_sigframe frame;
-	unsigned long sp = regs->rsp - 128;	/* below the red zone */
+	unsigned long sp = get_sigframe_sp(ka, regs);
 	unsigned long fp = (sp - 512) & ~15UL;
 	unsigned long uframe = ((fp - sizeof(frame)) & ~15UL) - 8;
 	unsigned char fpstate[512];
 
-	if (!(ka->sa.sa_flags & SA_RESTORER) || !access_ok(uframe, regs->rsp - uframe, 1))
+	if (!(ka->sa.sa_flags & SA_RESTORER) || !access_ok(uframe, sp - uframe, 1))
 		return -EFAULT;
 	memset(&frame, 0, sizeof(frame));
 	frame.pretcode = ka->sa.sa_restorer;
 	if (ka->sa.sa_flags & SA_SIGINFO)
 		copy_siginfo_to_user(&frame.info, sig, info);
-	frame.uc.uc_stack.ss_flags = SS_DISABLE;
+	frame.uc.uc_stack.ss_sp = (void *)current->sas_ss_sp;
+	frame.uc.uc_stack.ss_flags = sas_ss_flags(regs->rsp);
+	frame.uc.uc_stack.ss_size = current->sas_ss_size;
 	setup_sigcontext(&frame.uc.uc_mcontext, regs, *set, (void *)fp);
 	frame.uc.uc_sigmask = *set;
 	save_i387(current, fpstate);
@@ -737,9 +790,11 @@ __kfunc void do_trap_signal(struct pt_regs *regs, unsigned long vector, unsigned
 	force_sig_info(sig, &info, me);
 }
 
-/* exec: caught signals go back to their default action (flush_signal_handlers). */
+/* exec: caught signals go back to their default action (flush_signal_handlers),
+ * and the alternate signal stack is forgotten (it was in the old image). */
 __kfunc void flush_signal_handlers(struct task_struct *t)
 {
+	t->sas_ss_sp = t->sas_ss_size = 0;
 	for (int i = 0; i < _NSIG; i++) {
 		struct k_sigaction *ka = &t->sighand->action[i];
 

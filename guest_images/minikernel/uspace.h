@@ -151,6 +151,7 @@ long sys_tgkill(int tgid, int pid, int sig);
 long sys_setpgid(int pid, int pgid);
 long sys_getpgid(int pid);
 long sys_getpgrp(void);
+long sys_sigaltstack(const void *uss, void *uoss);
 #define ERESTARTSYS	512
 #define EINTR		4
 

@@ -1,7 +1,8 @@
 """Signals as Linux delivers them: handlers on an rt_sigframe (SA_SIGINFO, SA_RESTORER,
 rt_sigreturn with the registers and the FPU state), masks and pending signals, default
 actions, kill(2) of another process and of a process group, SIGPIPE, SIGCHLD, restarting
-or -EINTR, and siglongjmp out of a SIGSEGV handler.  The console is the native run's."""
+or -EINTR, siglongjmp out of a SIGSEGV handler, and a stack overflow caught on a
+sigaltstack.  The console is the native run's."""
 from __future__ import annotations
 
 import pytest
@@ -22,5 +23,7 @@ def test_signals_as_linux_delivers_them(build_program, libc):
     assert "SIGSEGV 2 caught: si_addr 0x10, si_code 1\n" in out
     assert "read without SA_RESTART: -1 (Interrupted system call)\n" in out
     assert "(handlers ran: 1)\n" in out
+    assert "SIGCHLD ignored: wait -> -1 (No child processes)\n" in out
+    assert "stack overflow caught: handler on the alternate stack 1, ss_flags 0\n" in out
     assert f"init: reaped pid 2 (signals-{libc}), exit code 0\n" in m.console
     assert frames.hits > 10

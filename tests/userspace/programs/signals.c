@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t usr1_count, usr2_count, chld_count, alarm_hits;
@@ -292,6 +293,51 @@ static void fpu_across_handlers(void)
 	close(fds[1]);
 }
 
+static sigjmp_buf overflow_env;
+static char altstack[65536];
+static volatile int on_altstack, interrupted_flags;
+
+static void on_overflow(int sig, siginfo_t *si, void *uc)
+{
+	char here;
+
+	(void)sig;
+	(void)si;
+	on_altstack = &here >= altstack && &here < altstack + sizeof(altstack);
+	interrupted_flags = ((ucontext_t *)uc)->uc_stack.ss_flags;	/* the interrupted code's: 0 */
+	siglongjmp(overflow_env, 1);
+}
+
+static int recurse(int n)
+{
+	volatile char pad[512];
+
+	pad[0] = (char)n;
+	return recurse(n + 1) + pad[0];
+}
+
+/* A stack overflow is caught on an alternate signal stack (sigaltstack, SA_ONSTACK). */
+static void stack_overflow(void)
+{
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) }, old;
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_overflow;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	sigaltstack(&ss, NULL);
+	sigaction(SIGSEGV, &sa, NULL);
+	if (sigsetjmp(overflow_env, 1) == 0)
+		printf("not reached: %d\n", recurse(0));
+	else
+		printf("stack overflow caught: handler on the alternate stack %d, ss_flags %d\n", on_altstack,
+		       interrupted_flags);
+	sigaltstack(NULL, &old);
+	printf("sigaltstack: size %zu, flags %d\n", old.ss_size, old.ss_flags);
+	signal(SIGSEGV, SIG_DFL);
+}
+
 /* A parent that ignores SIGCHLD has no zombies: wait finds no child (ECHILD). */
 static void sigchld_ignored(void)
 {
@@ -320,6 +366,7 @@ int main(void)
 	process_group();
 	fpu_across_handlers();
 	sigchld_ignored();
+	stack_overflow();
 	printf("done\n");
 	return 0;
 }
