@@ -23,7 +23,7 @@ def test_signals_as_linux_delivers_them(build_program, libc):
     assert "SIGSEGV 2 caught: si_addr 0x10, si_code 1\n" in out
     assert "read without SA_RESTART: -1 (Interrupted system call)\n" in out
     assert "(handlers ran: 1)\n" in out
-    assert "SIGCHLD ignored: wait -> -1 (No child processes)\n" in out
+    assert "SIGCHLD ignored: wait -> -1 (No child process" in out  # glibc adds an s
     assert "stack overflow caught: handler on the alternate stack 1, ss_flags 0\n" in out
     assert f"init: reaped pid 2 (signals-{libc}), exit code 0\n" in m.console
     assert frames.hits > 10
