@@ -27,3 +27,20 @@ def test_signals_as_linux_delivers_them(build_program, libc):
     assert "stack overflow caught: handler on the alternate stack 1, ss_flags 0\n" in out
     assert f"init: reaped pid 2 (signals-{libc}), exit code 0\n" in m.console
     assert frames.hits > 10
+
+
+@pytest.mark.parametrize("mode", ["single-step", "boost", "optimize", "auto"])
+def test_probes_on_every_syscall_change_nothing_for_signals(build_program, mode):
+    """Kretprobes on every sys_* function (rt_sigreturn, rt_sigsuspend, kill... included) and
+    kprobes on every instruction of vfs_read/vfs_write: the same bytes, the same count."""
+    from test_program_probes import probe_syscalls_and_vfs
+
+    program = Program(build_program("signals", "glibc"), ["signals"])
+    plain = Machine(programs=[program])
+    assert plain.run(max_insns=400_000_000).reason is StopReason.HALTED
+    m = Machine(programs=[program])
+    rets, _ = probe_syscalls_and_vfs(m, mode)
+    assert m.run(max_insns=400_000_000).reason is StopReason.HALTED
+    assert (m.console, m.retired) == (plain.console, plain.retired)
+    hit = {r.kp.symbol_name for r in rets if r.kp.hits}
+    assert {"sys_rt_sigreturn", "sys_rt_sigsuspend", "sys_kill", "sys_rt_sigaction", "sys_sigaltstack"} <= hit
