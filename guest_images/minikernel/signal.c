@@ -364,6 +364,7 @@ __kfunc long sys_pause(void)
 }
 
 int do_signal(struct pt_regs *regs, sigset_t *oldset);
+static void itimer_rearm(struct task_struct *tsk);
 
 /* rt_sigsuspend(): wait with a temporary mask; the handler's frame saves the old one. */
 __kfunc long sys_rt_sigsuspend(const sigset_t *unewset, size_t sigsetsize)
@@ -403,6 +404,8 @@ __kfunc int dequeue_signal(struct task_struct *tsk, sigset_t *mask, struct ksigi
 	tsk->pending.signal &= ~sigmask(sig);
 	*info = tsk->pending.info[sig - 1];
 	recalc_sigpending_tsk(tsk);
+	if (sig == SIGALRM)
+		itimer_rearm(tsk);
 	return sig;
 }
 
@@ -840,4 +843,167 @@ __kfunc long sys_getpgid(int pid)
 __kfunc long sys_getpgrp(void)
 {
 	return current->pgrp;
+}
+
+/* ------------------------------------------------------------------ */
+/*
+ * ITIMER_REAL (kernel/itimer.c): alarm(2), setitimer(2), getitimer(2) on
+ * the virtual clock.  A process's timer is found by its pid, so a timer
+ * that fires after its process is gone does nothing.  The timer list
+ * runs its functions under its lock, so an interval timer is armed again
+ * when its SIGALRM is dequeued (as POSIX timers are, do_schedule_next_timer).
+ */
+#define ITIMER_REAL	0
+#define NR_ITIMERS	16
+
+struct real_itimer {
+	struct timer_list timer;
+	int pid;
+	int rearm;
+	unsigned long incr;		/* ticks; 0: one shot */
+};
+
+static struct real_itimer real_itimers[NR_ITIMERS];
+
+struct k_itimerval {
+	long interval_sec, interval_usec, value_sec, value_usec;
+};
+
+static unsigned long usecs_to_ticks(long sec, long usec)
+{
+	unsigned long ns = sec * 1000000000UL + usec * 1000UL, tick = boot_params.ns_per_tick ? boot_params.ns_per_tick : 1;
+
+	return (ns + tick - 1) / tick;
+}
+
+static void ticks_to_timeval(unsigned long ticks, long *sec, long *usec)
+{
+	unsigned long ns = ticks * boot_params.ns_per_tick;
+
+	*sec = ns / 1000000000UL;
+	*usec = ns % 1000000000UL / 1000;
+}
+
+static struct real_itimer *find_itimer(int pid, int alloc)
+{
+	struct real_itimer *free = NULL;
+
+	for (int i = 0; i < NR_ITIMERS; i++) {
+		if (real_itimers[i].pid == pid)
+			return &real_itimers[i];
+		if (!free && !real_itimers[i].pid &&
+		    (!real_itimers[i].timer.entry.next || list_empty(&real_itimers[i].timer.entry)))
+			free = &real_itimers[i];
+	}
+	if (alloc && free) {
+		init_timer(&free->timer);
+		free->pid = pid;
+		free->incr = 0;
+		free->rearm = 0;
+	}
+	return alloc ? free : NULL;
+}
+
+/* The timer went off (in the tick, under the timer list's lock). */
+__kfunc void it_real_fn(unsigned long data)
+{
+	struct real_itimer *it = (struct real_itimer *)data;
+	struct task_struct *p = find_task_by_pid(it->pid);
+	struct ksiginfo info = { .si_code = SI_KERNEL };
+
+	if (!p || !is_user_task(p)) {
+		it->pid = 0;
+		return;
+	}
+	it->rearm = it->incr != 0;
+	specific_send_sig_info(SIGALRM, &info, p);
+}
+
+/* dequeue_signal() of a SIGALRM: an interval timer goes on. */
+static void itimer_rearm(struct task_struct *tsk)
+{
+	struct real_itimer *it = find_itimer(tsk->pid, 0);
+
+	if (it && it->rearm && list_empty(&it->timer.entry)) {
+		it->rearm = 0;
+		it->timer.expires = jiffies + it->incr;
+		add_timer(&it->timer);
+	}
+}
+
+static void get_real_itimer(struct real_itimer *it, struct k_itimerval *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (!it)
+		return;
+	if (!list_empty(&it->timer.entry)) {
+		long left = (long)(it->timer.expires - jiffies);
+
+		ticks_to_timeval(left > 0 ? left : 1, &v->value_sec, &v->value_usec);
+	}
+	ticks_to_timeval(it->incr, &v->interval_sec, &v->interval_usec);
+}
+
+__kfunc long do_setitimer(int which, struct k_itimerval *value, struct k_itimerval *ovalue)
+{
+	struct real_itimer *it;
+	unsigned long ticks;
+
+	if (which != ITIMER_REAL)
+		return -EINVAL;
+	if (value->value_usec < 0 || value->value_usec >= 1000000 || value->interval_usec < 0 ||
+	    value->interval_usec >= 1000000 || value->value_sec < 0 || value->interval_sec < 0)
+		return -EINVAL;
+	ticks = usecs_to_ticks(value->value_sec, value->value_usec);
+	it = find_itimer(current->pid, ticks != 0);
+	if (ovalue)
+		get_real_itimer(it, ovalue);
+	if (!it)
+		return ticks ? -EAGAIN : 0;
+	del_timer(&it->timer);
+	it->rearm = 0;
+	it->incr = usecs_to_ticks(value->interval_sec, value->interval_usec);
+	if (ticks) {
+		it->timer.function = it_real_fn;
+		it->timer.data = (unsigned long)it;
+		it->timer.expires = jiffies + ticks;
+		add_timer(&it->timer);
+	}
+	return 0;
+}
+
+__kfunc long sys_setitimer(int which, const void *value, void *ovalue)
+{
+	struct k_itimerval v, ov;
+	long ret;
+
+	if (!value)
+		memset(&v, 0, sizeof(v));
+	else if (copy_from_user(&v, value, sizeof(v)))
+		return -EFAULT;
+	ret = do_setitimer(which, &v, &ov);
+	if (!ret && ovalue && copy_to_user(ovalue, &ov, sizeof(ov)))
+		return -EFAULT;
+	return ret;
+}
+
+__kfunc long sys_getitimer(int which, void *value)
+{
+	struct k_itimerval v;
+
+	if (which != ITIMER_REAL)
+		return -EINVAL;
+	get_real_itimer(find_itimer(current->pid, 0), &v);
+	return copy_to_user(value, &v, sizeof(v));
+}
+
+/* alarm(2): seconds left of the previous one, rounded as Linux does. */
+__kfunc long sys_alarm(unsigned int seconds)
+{
+	struct k_itimerval v = { 0, 0, seconds, 0 }, ov;
+
+	do_setitimer(ITIMER_REAL, &v, &ov);
+	if ((!ov.value_sec && ov.value_usec) || ov.value_usec >= 500000)
+		ov.value_sec++;
+	return ov.value_sec;
 }

@@ -625,7 +625,8 @@ const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	/* signals (signal.c) */
 	SC(15, sys_rt_sigreturn), SC(34, sys_pause), SC(109, sys_setpgid), SC(111, sys_getpgrp),
 	SC(121, sys_getpgid), SC(127, sys_rt_sigpending), SC(130, sys_rt_sigsuspend), SC(200, sys_tkill),
-	SC(234, sys_tgkill), SC(131, sys_sigaltstack),
+	SC(234, sys_tgkill), SC(131, sys_sigaltstack), SC(36, sys_getitimer), SC(37, sys_alarm),
+	SC(38, sys_setitimer),
 	/* descriptors (fcntl.c) */
 	SC(72, sys_fcntl), SC(292, sys_dup3),
 	/* files programs create (fs.c) */

@@ -152,6 +152,9 @@ long sys_setpgid(int pid, int pgid);
 long sys_getpgid(int pid);
 long sys_getpgrp(void);
 long sys_sigaltstack(const void *uss, void *uoss);
+long sys_alarm(unsigned int seconds);
+long sys_setitimer(int which, const void *value, void *ovalue);
+long sys_getitimer(int which, void *value);
 #define ERESTARTSYS	512
 #define EINTR		4
 

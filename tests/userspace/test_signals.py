@@ -44,3 +44,13 @@ def test_probes_on_every_syscall_change_nothing_for_signals(build_program, mode)
     assert (m.console, m.retired) == (plain.console, plain.retired)
     hit = {r.kp.symbol_name for r in rets if r.kp.hits}
     assert {"sys_rt_sigreturn", "sys_rt_sigsuspend", "sys_kill", "sys_rt_sigaction", "sys_sigaltstack"} <= hit
+
+
+@pytest.mark.parametrize("libc", LIBCS)
+def test_real_interval_timers_on_the_virtual_clock(build_program, libc):
+    path = build_program("itimer", libc)
+    m = Machine(programs=[Program(path, ["itimer"])])
+    assert m.run(max_insns=400_000_000).reason is StopReason.HALTED
+    out = program_output(m.console)
+    assert out == native([path])
+    assert "interval: 4 alarms, interval 5000 us\n" in out and "child: killed by signal 14\n" in out
