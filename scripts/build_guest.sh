@@ -46,7 +46,7 @@ trap 'rm -rf "$BUILD"' EXIT
 # code is exactly what it was before SMP existed.
 cd "$SRC"
 PREFIX_MAP=(-ffile-prefix-map="$SRC"=. -ffile-prefix-map="$BUILD"=build)
-USERSPACE_SOURCES="binfmt_elf.c mm.c pipe.c syscall.c"
+USERSPACE_SOURCES="binfmt_elf.c fcntl.c mm.c pipe.c signal.c syscall.c"
 build_kernel() {	# build_kernel OUTPUT.elf OBJDIR [extra cflags...]
 	local out="$1" objdir="$BUILD/$2"
 	shift 2

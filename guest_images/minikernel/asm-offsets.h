@@ -64,8 +64,10 @@
 #define __USER_CS	0x23
 #define __SYSCALL_GATE	0x3b
 #define __TRAP_GATE	0x4b
-#define NR_syscalls	335
+#define NR_syscalls	440
 #define ENOSYS		38
+#define TIF_SIGPENDING	2		/* a signal to deliver on the way to user mode */
+#define TIF_IRET	5		/* return to user mode with iretq (all registers) */
 #endif
 
 #endif

@@ -263,8 +263,9 @@ __kfunc int load_elf_user_binary(struct linux_binprm *bprm_, struct pt_regs *reg
 	mm = current->mm;
 	committed = 1;
 	flush_old_exec(bprm_);
-	if (mm && mm->pgd)
-		mmput(mm);
+	mm_release(current, mm);
+	if (mm && mm->pgd && mm == &current->mm_store)
+		mmput(mm);		/* not a vfork parent's, which it goes back to */
 	mm = mm_alloc(&current->mm_store);
 	if (!mm) {
 		retval = -ENOMEM;

@@ -83,6 +83,23 @@ retint_kernel:
 	addq	$8, %rsp
 	jmp	retint_kernel
 retint_restore_args:
+#ifdef CONFIG_USERSPACE
+	/* back to user mode: deliver pending signals first (retint_signal) */
+	testb	$3, CS(%rsp)
+	jz	1f
+	movq	%gs:PDA_kernelstack, %rcx
+	subq	$THREAD_SIZE, %rcx
+	btq	$TIF_SIGPENDING, TI_flags(%rcx)
+	jnc	1f
+	sti
+	movq	%rsp, %rdi
+	subq	$8, %rsp
+	call	do_notify_resume
+	addq	$8, %rsp
+	cli
+	jmp	retint_kernel
+1:
+#endif
 	RESTORE_ALL
 	addq	$8, %rsp			/* orig_rax */
 	iretq
@@ -147,6 +164,10 @@ ret_from_fork:
 	subq	$8, %rsp
 	call	schedule_tail
 	addq	$8, %rsp
+#ifdef CONFIG_USERSPACE
+	testb	$3, CS(%rsp)		/* a forked process: the system call's way out */
+	jnz	ret_from_sys_call
+#endif
 	RESTORE_ALL
 	addq	$8, %rsp		/* orig_rax */
 	iretq
@@ -247,7 +268,20 @@ ret_from_sys_call:
 	call	schedule
 	addq	$8, %rsp
 	jmp	ret_from_sys_call
-2:	RESTORE_ALL
+2:	btq	$TIF_SIGPENDING, TI_flags(%rcx)
+	jnc	3f
+	sti
+	movq	%rsp, %rdi
+	subq	$8, %rsp
+	call	do_notify_resume		/* sets TIF_IRET */
+	addq	$8, %rsp
+	jmp	ret_from_sys_call
+3:	lock btrq $TIF_IRET, TI_flags(%rcx)
+	jnc	4f
+	RESTORE_ALL				/* every register, rcx and r11 too */
+	addq	$8, %rsp
+	iretq
+4:	RESTORE_ALL
 	addq	$8, %rsp			/* orig_rax */
 	movq	(%rsp), %rcx			/* rip */
 	movq	16(%rsp), %r11			/* eflags */

@@ -145,6 +145,10 @@ __kfunc int flush_old_exec(struct linux_binprm *bprm)
 	set_task_comm(current, tcomm);
 
 	flush_thread();
+#ifdef CONFIG_USERSPACE
+	flush_signal_handlers(current);
+	flush_old_files(current->files);
+#endif
 	return 0;
 }
 

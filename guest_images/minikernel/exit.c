@@ -3,7 +3,6 @@
  */
 #include "sched.h"
 #include "fs.h"
-
 extern int nr_threads;
 void free_task_struct(struct task_struct *p);
 
@@ -12,16 +11,15 @@ __kfunc void exit_thread(void)
 {
 	struct task_struct *me = current;
 
-	/*
-	 * Remove function-return probe instances associated with this task
-	 * and put them back on the free list.
-	 */
+	/* Remove function-return probe instances associated with this task
+	 * and put them back on the free list. */
 	kprobe_flush_task(me);
 	me->thread.rip = 0;
 }
 
 __kfunc void exit_mm(struct task_struct *tsk)
 {
+	mm_release(tsk, tsk->mm);
 	tsk->mm = NULL;
 }
 
@@ -32,9 +30,11 @@ __kfunc void exit_notify(struct task_struct *tsk)
 	unsigned long flags;
 
 	spin_lock_irqsave(&tasklist_lock, flags);
+	forget_original_parent(tsk);
 	parent = tsk->parent;
 	tsk->state = EXIT_ZOMBIE;
 	spin_unlock_irqrestore(&tasklist_lock, flags);
+	do_notify_parent(tsk, tsk->exit_signal);
 	wake_up_interruptible(&parent->wait_chldexit);
 }
 
@@ -146,6 +146,11 @@ repeat:
 		retval = 0;
 		if (options & WNOHANG)
 			goto end;
+#ifdef CONFIG_USERSPACE
+		retval = -ERESTARTSYS;
+		if (signal_pending(current))
+			goto end;
+#endif
 		schedule();
 		goto repeat;
 	}

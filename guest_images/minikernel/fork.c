@@ -193,13 +193,21 @@ __kfunc struct task_struct *copy_process(unsigned long clone_flags,
 		struct mm_struct *mm = &p->mm_store;
 		struct task_struct *me = current;
 
-		/* mm_alloc() builds in current->mm_store: build there, then move */
-		if (!copy_user_mm(p, me, mm)) {
+		/* vfork: the child borrows the parent's address space (the parent waits) */
+		if (clone_flags & CLONE_VFORK) {
+			memset(mm, 0, sizeof(*mm));
+			p->mm = me->mm;
+			p->usedfpu = 0;
+		} else if (!copy_user_mm(p, me, mm)) {
 			free_task_struct(p);
 			return ERR_PTR(-ENOMEM);
 		}
 		copy_files(p);
 	}
+	copy_sighand(p);
+	if (clone_flags & CLONE_CLEAR_SIGHAND)
+		flush_signal_handlers(p);
+	p->vfork_done = NULL;
 #endif
 	sched_fork(p);
 	copy_thread(0, clone_flags, stack_start, 0, p, regs);
@@ -224,6 +232,16 @@ __kfunc long do_fork(unsigned long clone_flags, unsigned long stack_start,
 	if (IS_ERR(p))
 		return PTR_ERR(p);
 	pid = p->pid;
+#ifdef CONFIG_USERSPACE
+	if (clone_flags & CLONE_VFORK) {
+		struct completion vfork = { 0, current };
+
+		p->vfork_done = &vfork;
+		wake_up_new_task(p, clone_flags);
+		wait_for_completion(&vfork);
+		return pid;
+	}
+#endif
 	wake_up_new_task(p, clone_flags);
 	return pid;
 }
@@ -263,3 +281,35 @@ __kfunc void daemonize(const char *name)
 	set_task_comm(current, name);
 	current->flags |= PF_KTHREAD;
 }
+
+#ifdef CONFIG_USERSPACE
+/* kernel/sched.c: wait_for_completion() (uninterruptible, as in 2.6.12) */
+__kfunc void wait_for_completion(struct completion *x)
+{
+	for (;;) {
+		set_current_state(TASK_UNINTERRUPTIBLE);
+		if (ACCESS_ONCE(x->done))
+			break;
+		schedule();
+	}
+	__set_current_state(TASK_RUNNING);
+}
+
+__kfunc void complete(struct completion *x)
+{
+	x->done = 1;
+	wake_up_process(x->waiter);
+}
+
+/* The task is done with its address space (exit, or exec): a vfork parent goes on. */
+__kfunc void mm_release(struct task_struct *tsk, struct mm_struct *mm)
+{
+	struct completion *vfork_done = tsk->vfork_done;
+
+	(void)mm;
+	if (vfork_done) {
+		tsk->vfork_done = NULL;
+		complete(vfork_done);
+	}
+}
+#endif

@@ -23,6 +23,9 @@ ssize_t console_write(struct file *file, const char *buf, size_t count, loff_t *
 static const struct file_operations generic_ro_fops = {
 	.name = "generic_ro_fops",
 	.read = generic_file_read,
+#ifdef CONFIG_USERSPACE
+	.write = generic_file_write,	/* programs write files (held in memory) */
+#endif
 };
 
 static const struct file_operations oops_fops = {
@@ -72,8 +75,9 @@ static struct disk_entry disk[] = {
 	{ "/usr/lib/modules/2.6.12/modules.dep", S_IFREG | 0644, modules_dep,
 	  sizeof(modules_dep) - 1, &generic_ro_fops },
 #ifdef CONFIG_USERSPACE
-	/* free slots for the programs (and stdin files) the machine provides */
-	[9 ... 9 + 2 * 16 - 1] = { "", 0, NULL, 0, NULL },
+	/* free slots for the programs (and stdin files) the machine provides,
+	 * and for the files and directories programs create */
+	[9 ... 9 + 2 * 16 + 64 - 1] = { "", 0, NULL, 0, NULL },
 #endif
 };
 
@@ -111,7 +115,16 @@ __kfunc void vfs_init(void)
 #ifdef CONFIG_USERSPACE
 #define ENOSPC 28
 void tty_write_bytes(const char *s, size_t n);
-static char added_paths[2 * 16][48];
+static unsigned int disk_free_slot(void);
+struct dentry *prune_dcache(void);
+struct dentry *follow_dotdot(struct nameidata *nd, struct qstr *name);
+int open_namei_create(const char *pathname, int flag, int mode, struct nameidata *nd);
+int may_open(struct nameidata *nd, int flag);
+void igrab(struct inode *inode);
+void iput(struct inode *inode);
+void read_page_cache(struct inode *inode, loff_t pos, char *buf, size_t n);
+ssize_t generic_file_buffered_write(struct file *file, const char *buf, size_t count, loff_t *ppos);
+static char added_paths[NR_DISK][48];
 
 /* Put a file the machine provides on the disk (/bin/NAME, /stdin/N); it
  * replaces a file of the same name (a program called hello is not the
@@ -123,22 +136,21 @@ __kfunc int disk_add_file(const char *path, const char *data, unsigned long size
 	for (i = 0; i < NR_DISK && strcmp(disk[i].path, path); i++)
 		;
 	if (i == NR_DISK) {
-		for (i = 0; i < NR_DISK && disk[i].path[0]; i++)
-			;
+		i = disk_free_slot();
 		if (i == NR_DISK)
 			return -ENOSPC;
-		strlcpy(added_paths[i - 9], path, sizeof(added_paths[0]));
-		disk[i].path = added_paths[i - 9];
+		strlcpy(added_paths[i], path, sizeof(added_paths[0]));
+		disk[i].path = added_paths[i];
 	}
 	disk[i].mode = mode;
 	disk[i].data = data;
 	disk[i].size = size;
-	disk[i].fop = &generic_ro_fops;
+	disk[i].fop = S_ISDIR(mode) ? NULL : &generic_ro_fops;
 	file_inodes[i].i_ino = 100 + i;
 	file_inodes[i].i_mode = mode;
 	file_inodes[i].i_size = size;
 	file_inodes[i].i_data = data;
-	file_inodes[i].i_fop = &generic_ro_fops;
+	file_inodes[i].i_fop = disk[i].fop;
 	return 0;
 }
 #endif
@@ -216,6 +228,17 @@ __kfunc struct dentry *d_alloc(struct dentry *parent, struct qstr *name)
 		snprintf(d->d_path, sizeof(d->d_path), "%s/%s", parent->d_path, d->d_iname);
 		d->d_count = 1;
 	}
+#ifdef CONFIG_USERSPACE
+	else if (name->len < sizeof(d->d_iname) && (d = prune_dcache()) != NULL) {
+		d->d_parent = parent;
+		d->d_hash = name->hash;
+		d->d_len = name->len;
+		memcpy(d->d_iname, name->name, name->len);
+		d->d_iname[name->len] = '\0';
+		snprintf(d->d_path, sizeof(d->d_path), "%s/%s", parent->d_path, d->d_iname);
+		d->d_count = 1;
+	}
+#endif
 	spin_unlock_irqrestore(&dcache_lock, flags);
 	return d;
 }
@@ -299,6 +322,10 @@ __kfunc struct dentry *real_lookup(struct dentry *parent, struct qstr *name)
 
 __kfunc struct dentry *do_lookup(struct nameidata *nd, struct qstr *name)
 {
+#ifdef CONFIG_USERSPACE
+	if (name->name[0] == '.' && (name->len == 1 || (name->len == 2 && name->name[1] == '.')))
+		return follow_dotdot(nd, name);
+#endif
 	struct dentry *d = d_lookup(nd->dentry, name);
 
 	if (d) {
@@ -360,9 +387,11 @@ __kfunc int path_lookup(const char *name, unsigned int flags, struct nameidata *
 	nd->dentry = &root_dentry;
 	nd->flags = flags;
 	nd->depth = 0;
+#ifndef CONFIG_USERSPACE
 	if (*name != '/')
 		return -ENOENT;		/* no cwd in the minikernel */
-	return link_path_walk(name, nd);
+#endif
+	return link_path_walk(name, nd);	/* a program's cwd is / */
 }
 
 /* ------------------------------------------------------------------ */
@@ -412,6 +441,10 @@ __kfunc void fput(struct file *file)
 	spin_unlock_irqrestore(&files_lock, flags);
 	if (last && file->f_op && file->f_op->release)
 		file->f_op->release(file->f_dentry->d_inode, file);
+#ifdef CONFIG_USERSPACE
+	if (last)
+		iput(file->f_dentry->d_inode);
+#endif
 	if (last)
 		dput(file->f_dentry);
 }
@@ -486,6 +519,7 @@ __kfunc void copy_files(struct task_struct *p)
 			f->f_count++;
 		new->fd_array[fd] = f;
 	}
+	new->close_on_exec = old->close_on_exec;
 	spin_unlock_irqrestore(&files_lock, flags);
 }
 #endif
@@ -560,6 +594,9 @@ __kfunc struct file *dentry_open(struct dentry *dentry, int flags)
 	f->f_dentry = dentry;
 	f->f_op = inode->i_fop;
 	f->f_pos = 0;
+#ifdef CONFIG_USERSPACE
+	igrab(inode);
+#endif
 	if (f->f_op && f->f_op->open) {
 		err = f->f_op->open(inode, f);
 		if (err) {
@@ -575,6 +612,10 @@ __kfunc int open_namei(const char *pathname, int flag, int mode, struct nameidat
 	struct inode *inode;
 	int err;
 
+#ifdef CONFIG_USERSPACE
+	if (flag & O_CREAT)
+		return open_namei_create(pathname, flag, mode, nd);
+#endif
 	(void)mode;
 	err = path_lookup(pathname, 0, nd);
 	if (err)
@@ -587,7 +628,11 @@ __kfunc int open_namei(const char *pathname, int flag, int mode, struct nameidat
 	err = permission(inode, (flag + 1) & O_ACCMODE);
 	if (err)
 		return err;
+#ifdef CONFIG_USERSPACE
+	return may_open(nd, flag);
+#else
 	return 0;
+#endif
 }
 
 __kfunc struct file *filp_open(const char *filename, int flags, int mode)
@@ -697,6 +742,11 @@ __kfunc ssize_t do_generic_file_read(struct file *file, loff_t *ppos, char *buf,
 	while (done < n) {		/* copy_to_user(), one cacheline at a time */
 		size_t chunk = n - done > 64 ? 64 : n - done;
 
+#ifdef CONFIG_USERSPACE
+		if (inode->i_pages)
+			read_page_cache(inode, pos + done, buf + done, chunk);
+		else
+#endif
 		memcpy(buf + done, inode->i_data + pos + done, chunk);
 		done += chunk;
 		cond_resched();
@@ -757,7 +807,11 @@ __kfunc ssize_t generic_file_write(struct file *file, const char *buf, size_t co
 			*ppos += ret;
 		return ret;
 	}
+#ifdef CONFIG_USERSPACE
+	return generic_file_buffered_write(file, buf, count, ppos);
+#else
 	return -EINVAL;
+#endif
 }
 
 /* /dev/oops: its "DMA" always lands on a bad address */
@@ -936,3 +990,620 @@ __kfunc ssize_t sys_pwrite64(unsigned int fd, const char *buf, size_t count, lof
 	fput(file);
 	return ret;
 }
+
+#ifdef CONFIG_USERSPACE
+/* ------------------------------------------------------------------ */
+/*
+ * Files programs create, write, rename and remove (fs/namei.c's
+ * creation side, fs/ramfs, mm/filemap.c's write side): the disk is a
+ * RAM file system, as ramfs is.
+ *
+ * - A name is an entry of disk[]: at most 47 bytes of path, 23 bytes a
+ *   component.  A directory is an entry of its own (mkdir) or the prefix
+ *   of another entry's path.  The working directory is always /.
+ * - A file's bytes live in its page cache: inode->i_pages is a page of
+ *   page addresses, so a file holds at most 2 MiB.  A file the machine
+ *   provided is copied into pages at its first write.
+ * - An unlinked file lives on until its last open file is closed.
+ */
+#define EACCES		13
+#define EEXIST		17
+#define EXDEV		18
+#define EFBIG		27
+#define ENOTEMPTY	39
+#define MAX_FILE_PAGES	(PAGE_SIZE / sizeof(unsigned long))
+#define AT_REMOVEDIR	0x200
+#define FIRST_FREE_SLOT	9		/* disk[0..8] are the kernel's own files */
+
+static unsigned int current_umask = 022;
+
+static int disk_slot(struct inode *inode)
+{
+	long i = inode - file_inodes;
+
+	return inode && i >= 0 && i < (long)NR_DISK ? (int)i : -1;
+}
+
+/* A slot for a new name: free, and not the inode of a file still open. */
+static unsigned int disk_free_slot(void)
+{
+	unsigned int i;
+
+	for (i = FIRST_FREE_SLOT; i < NR_DISK; i++)
+		if (!disk[i].path[0] && !file_inodes[i].i_count)
+			break;
+	return i;
+}
+
+static int d_hashed(struct dentry *d)
+{
+	struct dentry *p;
+
+	for (p = dentry_hashtable[d_hash_bucket(d->d_parent, d->d_hash)]; p; p = p->d_hash_next)
+		if (p == d)
+			return 1;
+	return 0;
+}
+
+static void __d_drop(struct dentry *d)
+{
+	struct dentry **pp = &dentry_hashtable[d_hash_bucket(d->d_parent, d->d_hash)];
+
+	for (; *pp; pp = &(*pp)->d_hash_next) {
+		if (*pp == d) {
+			*pp = d->d_hash_next;
+			break;
+		}
+	}
+	d->d_hash_next = NULL;
+}
+
+/* fs/dcache.c: d_drop() - the name is gone; lookups no longer find it. */
+__kfunc void d_drop(struct dentry *d)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&dcache_lock, flags);
+	__d_drop(d);
+	spin_unlock_irqrestore(&dcache_lock, flags);
+}
+
+/*
+ * The dentry pool is full: reuse an entry nobody holds, that is not a
+ * directory (implicit directories get a new inode at each lookup) and
+ * is nobody's parent.  Called with dcache_lock held.
+ */
+__kfunc struct dentry *prune_dcache(void)
+{
+	for (int i = 0; i < nr_dentries; i++) {
+		struct dentry *d = &dentry_pool[i];
+		int parent = 0;
+
+		if (d->d_count > 0 || (d->d_inode && S_ISDIR(d->d_inode->i_mode) && d_hashed(d)))
+			continue;
+		for (int j = 0; j < nr_dentries && !parent; j++)
+			parent = dentry_pool[j].d_parent == d && (dentry_pool[j].d_count > 0 || d_hashed(&dentry_pool[j]));
+		if (parent)
+			continue;
+		__d_drop(d);
+		return d;
+	}
+	return NULL;
+}
+
+/* "." and "..": the directory itself, or its parent (/.. is /). */
+__kfunc struct dentry *follow_dotdot(struct nameidata *nd, struct qstr *name)
+{
+	struct dentry *d = name->len == 1 ? nd->dentry : nd->dentry->d_parent;
+
+	if (d != &root_dentry)
+		d->d_count++;
+	return d;
+}
+
+__kfunc void igrab(struct inode *inode)
+{
+	if (disk_slot(inode) >= 0)
+		inode->i_count++;
+}
+
+void truncate_inode_pages(struct inode *inode, loff_t size);
+
+/* The last close of an unlinked file frees its pages. */
+__kfunc void iput(struct inode *inode)
+{
+	int i = disk_slot(inode);
+
+	if (i < 0 || --inode->i_count > 0 || disk[i].path[0])
+		return;
+	truncate_inode_pages(inode, 0);
+	inode->i_size = 0;
+}
+
+/* mm/filemap.c: the page of the file at index, allocated when create. */
+__kfunc char *find_or_create_page(struct inode *inode, unsigned long index, int create)
+{
+	if (index >= MAX_FILE_PAGES)
+		return NULL;
+	if (!inode->i_pages && (!create || !(inode->i_pages = (unsigned long *)get_zeroed_page())))
+		return NULL;
+	if (!inode->i_pages[index] && create)
+		inode->i_pages[index] = get_zeroed_page();
+	return (char *)inode->i_pages[index];
+}
+
+/* Copy out of the page cache; a page never written (a hole) reads as zeros. */
+__kfunc void read_page_cache(struct inode *inode, loff_t pos, char *buf, size_t n)
+{
+	while (n) {
+		unsigned long off = pos & ~PAGE_MASK;
+		size_t chunk = PAGE_SIZE - off < n ? PAGE_SIZE - off : n;
+		char *page = find_or_create_page(inode, pos >> 12, 0);
+
+		if (page)
+			memcpy(buf, page + off, chunk);
+		else
+			memset(buf, 0, chunk);
+		buf += chunk;
+		pos += chunk;
+		n -= chunk;
+	}
+}
+
+/* A file the machine provided goes into the page cache before its first change. */
+static int inode_to_page_cache(struct inode *inode)
+{
+	if (inode->i_pages || !inode->i_data || !inode->i_size)
+		return 0;
+	if (inode->i_size > (loff_t)(MAX_FILE_PAGES * PAGE_SIZE))
+		return -EFBIG;
+	for (loff_t pos = 0; pos < inode->i_size; pos += PAGE_SIZE) {
+		char *page = find_or_create_page(inode, pos >> 12, 1);
+		size_t n = inode->i_size - pos < (loff_t)PAGE_SIZE ? inode->i_size - pos : PAGE_SIZE;
+
+		if (!page) {
+			truncate_inode_pages(inode, 0);
+			return -ENOSPC;
+		}
+		memcpy(page, inode->i_data + pos, n);
+	}
+	inode->i_data = NULL;
+	return 0;
+}
+
+/* Free the pages past size and zero the tail of the last one. */
+__kfunc void truncate_inode_pages(struct inode *inode, loff_t size)
+{
+	unsigned long first = PAGE_ALIGN(size) >> 12;
+
+	if (!size)
+		inode->i_data = NULL;
+	if (!inode->i_pages)
+		return;
+	for (unsigned long i = first; i < MAX_FILE_PAGES; i++) {
+		if (inode->i_pages[i]) {
+			free_page(inode->i_pages[i]);
+			inode->i_pages[i] = 0;
+		}
+	}
+	if ((size & ~PAGE_MASK) && inode->i_pages[size >> 12])
+		memset((char *)inode->i_pages[size >> 12] + (size & ~PAGE_MASK), 0, PAGE_SIZE - (size & ~PAGE_MASK));
+	if (!size) {
+		free_page((unsigned long)inode->i_pages);
+		inode->i_pages = NULL;
+	}
+}
+
+__kfunc int do_truncate(struct inode *inode, loff_t length)
+{
+	int err;
+
+	if (S_ISDIR(inode->i_mode))
+		return -EISDIR;
+	if (!S_ISREG(inode->i_mode) || length < 0)
+		return -EINVAL;
+	if (length > (loff_t)(MAX_FILE_PAGES * PAGE_SIZE))
+		return -EFBIG;
+	if (length && (err = inode_to_page_cache(inode)))
+		return err;
+	if (length < inode->i_size)
+		truncate_inode_pages(inode, length);
+	inode->i_size = length;
+	return 0;
+}
+
+/* mm/filemap.c: write into the page cache (O_APPEND: at the end of the file). */
+__kfunc ssize_t generic_file_buffered_write(struct file *file, const char *buf, size_t count, loff_t *ppos)
+{
+	struct inode *inode = file->f_dentry->d_inode;
+	loff_t pos = file->f_flags & O_APPEND ? inode->i_size : *ppos;
+	size_t done = 0;
+	int err;
+
+	if (!S_ISREG(inode->i_mode))
+		return -EINVAL;
+	err = inode_to_page_cache(inode);
+	if (err)
+		return err;
+	while (done < count) {
+		unsigned long off = (pos + done) & ~PAGE_MASK;
+		size_t chunk = PAGE_SIZE - off < count - done ? PAGE_SIZE - off : count - done;
+		char *page = find_or_create_page(inode, (pos + done) >> 12, 1);
+
+		if (!page)
+			break;
+		memcpy(page + off, buf + done, chunk);
+		done += chunk;
+	}
+	if (!done && count)
+		return (pos >> 12) >= (loff_t)MAX_FILE_PAGES ? -EFBIG : -ENOSPC;
+	pos += done;
+	if (pos > inode->i_size)
+		inode->i_size = pos;
+	inode->i_uptodate = 1;
+	*ppos = pos;
+	return done;
+}
+
+/* Look up the directory of name: nd holds it, last is the final component. */
+static int lookup_parent(const char *name, struct nameidata *nd, struct qstr *last)
+{
+	char dir[PATH_MAX];
+	size_t len = strlen(name);
+	const char *base;
+	int err;
+
+	while (len > 1 && name[len - 1] == '/')
+		len--;
+	for (base = name + len; base > name && base[-1] != '/'; base--)
+		;
+	memcpy(dir, name, base - name);
+	dir[base - name] = '\0';
+	last->name = base;
+	last->len = name + len - base;
+	last->hash = full_name_hash(base, last->len);
+	err = path_lookup(dir, 0, nd);
+	if (err)
+		return err;
+	if (!nd->dentry->d_inode || !S_ISDIR(nd->dentry->d_inode->i_mode))
+		return -ENOTDIR;
+	if (!last->len || (base[0] == '.' && (last->len == 1 || (last->len == 2 && base[1] == '.'))))
+		return -EISDIR;		/* "/", "." or "..": not a name to create or remove */
+	return 0;
+}
+
+/* ramfs_mknod(): a new name in dir, for a file or a directory. */
+__kfunc struct dentry *ramfs_mknod(struct dentry *dir, struct qstr *last, umode_t mode)
+{
+	char path[DNAME_INLINE_LEN];
+	struct inode *inode;
+	struct dentry *d;
+	unsigned long flags;
+	unsigned int i;
+
+	if (snprintf(path, sizeof(path), "%s/%.*s", dir->d_path, (int)last->len, last->name) >= (int)sizeof(added_paths[0]) ||
+	    last->len >= sizeof(d->d_iname))
+		return ERR_PTR(-ENAMETOOLONG);
+	spin_lock_irqsave(&inode_lock, flags);
+	i = disk_free_slot();
+	if (i < NR_DISK) {
+		strlcpy(added_paths[i], path, sizeof(added_paths[0]));
+		disk[i].path = added_paths[i];
+	}
+	spin_unlock_irqrestore(&inode_lock, flags);
+	if (i == NR_DISK)
+		return ERR_PTR(-ENOSPC);
+	inode = &file_inodes[i];
+	memset(inode, 0, sizeof(*inode));
+	inode->i_ino = 100 + i;
+	inode->i_mode = mode;
+	inode->i_uptodate = 1;
+	inode->i_fop = S_ISDIR(mode) ? NULL : &generic_ro_fops;
+	disk[i].mode = mode;
+	disk[i].data = NULL;
+	disk[i].size = 0;
+	disk[i].fop = inode->i_fop;
+	d = d_alloc(dir, last);
+	if (!d) {
+		disk[i].path = "";
+		return ERR_PTR(-ENOMEM);
+	}
+	d_add(d, inode);
+	return d;
+}
+
+__kfunc int may_open(struct nameidata *nd, int flag)
+{
+	struct inode *inode = nd->dentry->d_inode;
+
+	if ((flag & O_DIRECTORY) && !S_ISDIR(inode->i_mode))
+		return -ENOTDIR;
+	if (S_ISDIR(inode->i_mode) && (flag & O_ACCMODE) != O_RDONLY)
+		return -EISDIR;
+	if ((flag & O_TRUNC) && S_ISREG(inode->i_mode))
+		return do_truncate(inode, 0);
+	return 0;
+}
+
+/* fs/namei.c: open_namei() with O_CREAT - the name is made if missing. */
+__kfunc int open_namei_create(const char *pathname, int flag, int mode, struct nameidata *nd)
+{
+	struct qstr last;
+	struct dentry *d;
+	int err, created = 0;
+
+	err = lookup_parent(pathname, nd, &last);
+	if (err)
+		return err;
+	d = do_lookup(nd, &last);
+	if (IS_ERR(d)) {
+		if (PTR_ERR(d) != -ENOENT)
+			return PTR_ERR(d);
+		d = ramfs_mknod(nd->dentry, &last, S_IFREG | (mode & 07777 & ~current_umask));
+		if (IS_ERR(d))
+			return PTR_ERR(d);
+		created = 1;
+	} else if (flag & O_EXCL) {
+		dput(d);
+		return -EEXIST;
+	}
+	dput(nd->dentry);
+	nd->dentry = d;
+	if (!created && (err = permission(d->d_inode, (flag + 1) & O_ACCMODE)))
+		return err;
+	return may_open(nd, flag);
+}
+
+/* The dentry of an existing name (and its directory's, held in nd). */
+static struct dentry *lookup_existing(const char *name, struct nameidata *nd, struct qstr *last)
+{
+	int err = lookup_parent(name, nd, last);
+
+	if (err)
+		return ERR_PTR(err);
+	return do_lookup(nd, last);
+}
+
+__kfunc int vfs_unlink(struct dentry *d)
+{
+	struct inode *inode = d->d_inode;
+	int i = disk_slot(inode);
+
+	if (S_ISDIR(inode->i_mode))
+		return -EISDIR;
+	if (i < 0)
+		return -EPERM;
+	d_drop(d);
+	disk[i].path = "";
+	if (!inode->i_count) {
+		truncate_inode_pages(inode, 0);
+		inode->i_size = 0;
+	}
+	return 0;
+}
+
+__kfunc int vfs_rmdir(struct dentry *d)
+{
+	int i = disk_slot(d->d_inode);
+	size_t n = strlen(d->d_path);
+
+	if (!S_ISDIR(d->d_inode->i_mode))
+		return -ENOTDIR;
+	if (i < 0)
+		return -ENOTEMPTY;	/* a directory that is only a prefix has entries */
+	for (unsigned int j = 0; j < NR_DISK; j++)
+		if (!strncmp(disk[j].path, d->d_path, n) && disk[j].path[n] == '/')
+			return -ENOTEMPTY;
+	d_drop(d);
+	disk[i].path = "";
+	return 0;
+}
+
+/* A name from user space, into buf. */
+static long user_path(const char *filename, char *buf)
+{
+	long n = strncpy_from_user(buf, filename, PATH_MAX);
+
+	if (n < 0)
+		return n;
+	return n ? 0 : -ENOENT;
+}
+
+static long unlink_or_rmdir(const char *pathname, int rmdir)
+{
+	char name[PATH_MAX];
+	struct nameidata nd;
+	struct qstr last;
+	struct dentry *d;
+	long err = user_path(pathname, name);
+
+	if (err)
+		return err;
+	d = lookup_existing(name, &nd, &last);
+	if (IS_ERR(d)) {
+		err = PTR_ERR(d);
+	} else {
+		err = rmdir ? vfs_rmdir(d) : vfs_unlink(d);
+		dput(d);
+	}
+	dput(nd.dentry);
+	return err;
+}
+
+__kfunc long sys_unlink(const char *pathname)
+{
+	return unlink_or_rmdir(pathname, 0);
+}
+
+__kfunc long sys_rmdir(const char *pathname)
+{
+	return unlink_or_rmdir(pathname, 1);
+}
+
+/* Paths are resolved from /: dfd is not looked at. */
+__kfunc long sys_unlinkat(int dfd, const char *pathname, int flag)
+{
+	(void)dfd;
+	if (flag & ~AT_REMOVEDIR)
+		return -EINVAL;
+	return unlink_or_rmdir(pathname, flag & AT_REMOVEDIR);
+}
+
+__kfunc long sys_mkdir(const char *pathname, int mode)
+{
+	char name[PATH_MAX];
+	struct nameidata nd;
+	struct qstr last;
+	struct dentry *d;
+	long err = user_path(pathname, name);
+
+	if (err)
+		return err;
+	err = lookup_parent(name, &nd, &last);
+	if (err == -EISDIR)
+		err = -EEXIST;
+	if (!err) {
+		d = do_lookup(&nd, &last);
+		if (!IS_ERR(d)) {
+			dput(d);
+			err = -EEXIST;
+		} else if (PTR_ERR(d) != -ENOENT) {
+			err = PTR_ERR(d);
+		} else {
+			d = ramfs_mknod(nd.dentry, &last, S_IFDIR | (mode & 07777 & ~current_umask));
+			err = IS_ERR(d) ? PTR_ERR(d) : 0;
+			if (!err)
+				dput(d);
+		}
+	}
+	dput(nd.dentry);
+	return err;
+}
+
+__kfunc long sys_mkdirat(int dfd, const char *pathname, int mode)
+{
+	(void)dfd;
+	return sys_mkdir(pathname, mode);
+}
+
+/* fs/namei.c: vfs_rename() of a file (a directory: EXDEV, so mv copies it). */
+__kfunc int vfs_rename(struct dentry *old, struct nameidata *newdir, struct qstr *newname)
+{
+	char path[DNAME_INLINE_LEN];
+	struct dentry *target;
+	int i = disk_slot(old->d_inode);
+
+	if (S_ISDIR(old->d_inode->i_mode))
+		return -EXDEV;
+	if (i < 0)
+		return -EPERM;
+	if (snprintf(path, sizeof(path), "%s/%.*s", newdir->dentry->d_path, (int)newname->len,
+		     newname->name) >= (int)sizeof(added_paths[0]))
+		return -ENAMETOOLONG;
+	target = do_lookup(newdir, newname);
+	if (!IS_ERR(target)) {
+		int err = target == old ? 0 : vfs_unlink(target);
+
+		dput(target);
+		if (err || target == old)
+			return err;
+	} else if (PTR_ERR(target) != -ENOENT) {
+		return PTR_ERR(target);
+	}
+	d_drop(old);
+	strlcpy(added_paths[i], path, sizeof(added_paths[0]));
+	disk[i].path = added_paths[i];
+	return 0;
+}
+
+__kfunc long sys_rename(const char *oldname, const char *newname)
+{
+	char oldbuf[PATH_MAX], newbuf[PATH_MAX];
+	struct nameidata ond, nnd;
+	struct qstr olast, nlast;
+	struct dentry *old;
+	long err;
+
+	if ((err = user_path(oldname, oldbuf)) || (err = user_path(newname, newbuf)))
+		return err;
+	old = lookup_existing(oldbuf, &ond, &olast);
+	if (IS_ERR(old)) {
+		dput(ond.dentry);
+		return PTR_ERR(old);
+	}
+	err = lookup_parent(newbuf, &nnd, &nlast);
+	if (!err)
+		err = vfs_rename(old, &nnd, &nlast);
+	dput(nnd.dentry);
+	dput(old);
+	dput(ond.dentry);
+	return err;
+}
+
+__kfunc long sys_renameat2(int olddfd, const char *oldname, int newdfd, const char *newname, unsigned int flags)
+{
+	(void)olddfd;
+	(void)newdfd;
+	if (flags)
+		return -EINVAL;
+	return sys_rename(oldname, newname);
+}
+
+__kfunc long sys_renameat(int olddfd, const char *oldname, int newdfd, const char *newname)
+{
+	return sys_renameat2(olddfd, oldname, newdfd, newname, 0);
+}
+
+__kfunc long sys_ftruncate(unsigned int fd, long length)
+{
+	struct file *f = fget(fd);
+	long err;
+
+	if (!f)
+		return -EBADF;
+	err = f->f_mode & FMODE_WRITE ? do_truncate(f->f_dentry->d_inode, length) : -EINVAL;
+	fput(f);
+	return err;
+}
+
+__kfunc long sys_truncate(const char *path, long length)
+{
+	long fd = sys_openat(AT_FDCWD, path, O_WRONLY, 0), err;
+
+	if (fd < 0)
+		return fd;
+	err = sys_ftruncate(fd, length);
+	sys_close(fd);
+	return err;
+}
+
+__kfunc long sys_umask(int mask)
+{
+	unsigned int old = current_umask;
+
+	current_umask = mask & 0777;
+	return old;
+}
+
+/* access(2): everyone is root; only existence (and X for a file) is checked. */
+__kfunc long sys_faccessat(int dfd, const char *filename, int mode)
+{
+	char name[PATH_MAX];
+	struct nameidata nd;
+	long err = user_path(filename, name);
+
+	(void)dfd;
+	if (err)
+		return err;
+	err = path_lookup(name, 0, &nd);
+	if (!err && (mode & 1) && S_ISREG(nd.dentry->d_inode->i_mode) && !(nd.dentry->d_inode->i_mode & 0111))
+		err = -EACCES;
+	dput(nd.dentry);
+	return err;
+}
+
+__kfunc long sys_access(const char *filename, int mode)
+{
+	return sys_faccessat(AT_FDCWD, filename, mode);
+}
+#endif

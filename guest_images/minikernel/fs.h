@@ -12,8 +12,14 @@
 #define O_WRONLY	00000001
 #define O_RDWR		00000002
 #define O_CREAT		00000100
+#define O_EXCL		00000200
+#define O_TRUNC		00001000
+#define O_APPEND	00002000
+#define O_NONBLOCK	00004000
 #define O_DIRECT	00040000
 #define O_LARGEFILE	00100000
+#define O_DIRECTORY	00200000
+#define O_CLOEXEC	02000000
 
 #define FMODE_READ	1
 #define FMODE_WRITE	2
@@ -64,6 +70,11 @@ struct inode {
 	const struct file_operations *i_fop;
 	const struct address_space_operations *i_aops;
 	struct block_device *i_bdev;
+#ifdef CONFIG_USERSPACE
+	unsigned long *i_pages;		/* the page cache: a page of page addresses, or NULL */
+	unsigned int i_nlink;		/* 0: unlinked, freed at the last close */
+	int i_count;			/* open files */
+#endif
 };
 
 struct qstr {

@@ -46,20 +46,31 @@ static struct pipe_inode_info *PIPE_INFO(struct file *filp)
 }
 
 /* Sleep on the pipe until ready(pipe) holds; with the pipe's wait queue
- * entered first, a wake-up between the test and schedule() is not lost. */
-static void pipe_wait(struct pipe_inode_info *pipe, int (*ready)(struct pipe_inode_info *))
+ * entered first, a wake-up between the test and schedule() is not lost.
+ * A signal ends the wait (-ERESTARTSYS); O_NONBLOCK does not wait (-EAGAIN). */
+static int pipe_wait(struct file *filp, struct pipe_inode_info *pipe, int (*ready)(struct pipe_inode_info *))
 {
 	DECLARE_WAITQUEUE(wait, current);
+	int ret = 0;
 
+	if (ready(pipe))
+		return 0;
+	if (filp->f_flags & O_NONBLOCK)
+		return -EAGAIN;
 	add_wait_queue(&pipe->wait, &wait);
 	for (;;) {
 		set_current_state(TASK_INTERRUPTIBLE);
 		if (ready(pipe))
 			break;
+		if (signal_pending(current)) {
+			ret = -ERESTARTSYS;
+			break;
+		}
 		schedule();
 	}
 	__set_current_state(TASK_RUNNING);
 	remove_wait_queue(&pipe->wait, &wait);
+	return ret;
 }
 
 static int readable(struct pipe_inode_info *pipe)
@@ -75,12 +86,14 @@ static int writable(struct pipe_inode_info *pipe)
 __kfunc ssize_t pipe_read(struct file *filp, char *buf, size_t count, loff_t *ppos)
 {
 	struct pipe_inode_info *pipe = PIPE_INFO(filp);
-	ssize_t ret = 0;
+	ssize_t ret;
 
 	(void)ppos;
 	if (!count)
 		return 0;
-	pipe_wait(pipe, readable);
+	ret = pipe_wait(filp, pipe, readable);
+	if (ret)
+		return ret;
 	preempt_disable();
 	while (count && pipe->len) {
 		size_t chunk = PAGE_SIZE - pipe->start;
@@ -107,9 +120,14 @@ __kfunc ssize_t pipe_write(struct file *filp, const char *buf, size_t count, lof
 
 	(void)ppos;
 	while (count) {
-		pipe_wait(pipe, writable);
-		if (!pipe->readers)
-			return ret ? ret : -EPIPE;	/* Linux also sends SIGPIPE */
+		int err = pipe_wait(filp, pipe, writable);
+
+		if (err)
+			return ret ? ret : err;
+		if (!pipe->readers) {
+			send_sig(SIGPIPE, current, 0);
+			return ret ? ret : -EPIPE;
+		}
 		preempt_disable();
 		while (count && pipe->len < PAGE_SIZE) {
 			unsigned int end = (pipe->start + pipe->len) % PAGE_SIZE;
@@ -184,7 +202,7 @@ static struct pipe_inode_info *alloc_pipe(void)
 	return pipe;
 }
 
-__kfunc long do_pipe(int *fd)
+__kfunc long do_pipe(int *fd, int flags)
 {
 	struct pipe_inode_info *pipe = alloc_pipe();
 	struct files_struct *files = current->files;
@@ -214,7 +232,9 @@ __kfunc long do_pipe(int *fd)
 		f[i]->f_dentry = &pipe->dentry;
 		f[i]->f_op = i ? &write_pipe_fops : &read_pipe_fops;
 		f[i]->f_mode = i ? FMODE_WRITE : FMODE_READ;
+		f[i]->f_flags = (i ? O_WRONLY : O_RDONLY) | (flags & (O_NONBLOCK | O_CLOEXEC));
 		files->fd_array[fds[i]] = f[i];
+		set_close_on_exec(fds[i], flags & O_CLOEXEC);
 	}
 	if (copy_to_user(fd, fds, sizeof(fds))) {
 		sys_close(fds[0]);

@@ -7,6 +7,9 @@
 
 #include "kernel.h"
 #include "asm-offsets.h"
+#ifdef CONFIG_USERSPACE
+#include "signal.h"
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Registers saved on interrupt entry / used to describe a new thread */
@@ -148,6 +151,9 @@ struct file;
 struct files_struct {
 	int next_fd;
 	struct file *fd_array[NR_OPEN_DEFAULT];
+#ifdef CONFIG_USERSPACE
+	unsigned long close_on_exec;	/* one bit per fd */
+#endif
 };
 
 struct mm_struct {
@@ -214,6 +220,15 @@ struct task_struct {
 	int used_math;			/* i387 holds this task's FPU/SSE state */
 	int usedfpu;			/* TS_USEDFPU: its state is in the FPU now */
 	unsigned char i387[512] __aligned(16);	/* fxsave area */
+	/* signals (signal.c) */
+	int pgrp;			/* process group: kill(0, ...) and kill(-pgrp, ...) */
+	sigset_t blocked;
+	struct sigpending pending;
+	struct sighand_struct *sighand;
+	struct sighand_struct sighand_store;
+	unsigned long trap_no, error_code, cr2;	/* of the last user fault (sigcontext) */
+	unsigned long sas_ss_sp, sas_ss_size;	/* sigaltstack */
+	struct completion *vfork_done;	/* the vfork parent waits on it */
 #endif
 };
 
@@ -323,6 +338,12 @@ extern unsigned long timer_ticks;
 
 #ifdef CONFIG_USERSPACE
 #include "uspace.h"
+#else
+/* SIGCHLD and friends exist only with user processes (signal.c) */
+static inline void do_notify_parent(struct task_struct *tsk, int sig) { (void)tsk; (void)sig; }
+static inline void forget_original_parent(struct task_struct *father) { (void)father; }
+/* and so does vfork (fork.c) */
+static inline void mm_release(struct task_struct *tsk, struct mm_struct *mm) { (void)tsk; (void)mm; }
 #endif
 
 #endif /* _MK_SCHED_H */

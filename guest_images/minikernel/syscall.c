@@ -11,7 +11,6 @@
 #define ENOTTY		25
 #define ESPIPE		29
 #define ERANGE		34
-#define SIGILL		4
 #define WNOHANG		1
 #define ENODEV		19
 int get_unused_fd(void);
@@ -64,6 +63,42 @@ __kfunc long sys_user_write(unsigned int fd, const char *buf, size_t count)
 	if (!access_ok((unsigned long)buf, count, 0))
 		return -EFAULT;
 	return sys_write(fd, buf, count);
+}
+
+/* Positional I/O needs a file with positions: a pipe or the console is ESPIPE. */
+static long check_seekable(unsigned int fd)
+{
+	struct file *f = fget(fd);
+	long ret = 0;
+
+	if (!f)
+		return -EBADF;
+	if (!f->f_dentry->d_inode || (f->f_dentry->d_inode->i_mode & S_IFMT) == 0010000 /* S_IFIFO */)
+		ret = -ESPIPE;
+	fput(f);
+	return ret;
+}
+
+__kfunc long sys_user_pread64(unsigned int fd, char *buf, size_t count, long pos)
+{
+	long ret = check_seekable(fd);
+
+	if (ret)
+		return ret;
+	if (!access_ok((unsigned long)buf, count, 1))
+		return -EFAULT;
+	return sys_pread64(fd, buf, count, pos);
+}
+
+__kfunc long sys_user_pwrite64(unsigned int fd, const char *buf, size_t count, long pos)
+{
+	long ret = check_seekable(fd);
+
+	if (ret)
+		return ret;
+	if (!access_ok((unsigned long)buf, count, 0))
+		return -EFAULT;
+	return sys_pwrite64(fd, buf, count, pos);
 }
 
 /*
@@ -127,14 +162,18 @@ __kfunc long sys_readv(unsigned int fd, const struct iovec *vec, unsigned long v
 	return readv_writev(READ, fd, vec, vlen);
 }
 
-__kfunc long sys_user_open(const char *filename, int flags, int mode)
-{
-	return do_sys_open(AT_FDCWD, filename, flags | O_LARGEFILE, mode);
-}
-
 __kfunc long sys_openat(int dfd, const char *filename, int flags, int mode)
 {
-	return do_sys_open(dfd, filename, flags | O_LARGEFILE, mode);
+	long fd = do_sys_open(dfd, filename, flags | O_LARGEFILE, mode);
+
+	if (fd >= 0)
+		set_close_on_exec(fd, flags & O_CLOEXEC);
+	return fd;
+}
+
+__kfunc long sys_user_open(const char *filename, int flags, int mode)
+{
+	return sys_openat(AT_FDCWD, filename, flags, mode);
 }
 
 __kfunc long sys_lseek(unsigned int fd, long offset, unsigned int whence)
@@ -237,37 +276,6 @@ __kfunc long sys_ioctl(unsigned int fd, unsigned int cmd, unsigned long arg)
 	return -ENOTTY;
 }
 
-__kfunc long sys_dup2(unsigned int oldfd, unsigned int newfd)
-{
-	struct files_struct *files = current->files;
-	struct file *f = fget(oldfd);
-
-	if (!f)
-		return -EBADF;
-	if (newfd >= NR_OPEN_DEFAULT) {
-		fput(f);
-		return -EBADF;
-	}
-	if (newfd != oldfd) {
-		if (files->fd_array[newfd])
-			sys_close(newfd);
-		files->fd_array[newfd] = f;
-	} else {
-		fput(f);
-	}
-	return newfd;
-}
-
-__kfunc long sys_dup(unsigned int oldfd)
-{
-	int fd = get_unused_fd();
-
-	if (fd < 0)
-		return fd;
-	current->files->fd_array[fd] = NULL;
-	return sys_dup2(oldfd, fd);
-}
-
 __kfunc long sys_readlink(const char *path, char *buf, int bufsiz)
 {
 	char name[32];
@@ -306,14 +314,56 @@ __kfunc long sys_brk(unsigned long brk)
 	return brk;
 }
 
+#define PROT_WRITE	0x2
+#define MAP_SHARED	0x01
+#define MAP_ANONYMOUS	0x20
+#define EACCES		13
+
+/*
+ * mm/mmap.c: do_mmap_pgoff() for a file.  There is no demand paging: the
+ * pages are mapped now and filled from the file (mm/filemap.c reads it),
+ * so the mapping is private.  A shared writable mapping would have to
+ * write back: ENODEV, as a file system without mmap says.
+ */
+__kfunc long do_mmap_pgoff(struct file *file, unsigned long addr, unsigned long len,
+			   unsigned long prot, unsigned long flags, unsigned long pgoff)
+{
+	struct inode *inode = file->f_dentry->d_inode;
+	unsigned long off = pgoff << 12, start, n;
+	long ret;
+
+	if (!inode || !S_ISREG(inode->i_mode) || ((flags & 0xf) == MAP_SHARED && (prot & PROT_WRITE)))
+		return -ENODEV;
+	if (!(file->f_mode & FMODE_READ))
+		return -EACCES;
+	start = do_mmap_anon(addr, len, prot, flags);
+	if (IS_ERR_VALUE(start) || off >= (unsigned long)inode->i_size)
+		return start;
+	n = inode->i_size - off < len ? inode->i_size - off : len;
+	ret = kernel_read(file, off, (char *)start, n);
+	if (ret != (long)n) {
+		do_munmap(current->mm, start, len);
+		return ret < 0 ? ret : -EIO;
+	}
+	return start;
+}
+
 __kfunc long sys_mmap(unsigned long addr, unsigned long len, unsigned long prot,
 		      unsigned long flags, unsigned long fd, unsigned long off)
 {
-	(void)fd;
-	(void)off;
-	if (!(flags & 0x20))			/* MAP_ANONYMOUS only */
-		return -ENODEV;
-	return do_mmap_anon(addr, len, prot, flags);
+	struct file *file;
+	long ret;
+
+	if (flags & MAP_ANONYMOUS)
+		return do_mmap_anon(addr, len, prot, flags);
+	if (off & ~PAGE_MASK)
+		return -EINVAL;
+	file = fget(fd);
+	if (!file)
+		return -EBADF;
+	ret = do_mmap_pgoff(file, addr, len, prot, flags, off >> 12);
+	fput(file);
+	return ret;
 }
 
 __kfunc long sys_munmap(unsigned long addr, size_t len)
@@ -370,29 +420,6 @@ __kfunc long sys_set_robust_list(void *head, size_t len)
 	return 0;
 }
 
-/* No signal handlers are ever run: the calls succeed, and old masks and
- * actions read back as empty. */
-__kfunc long sys_rt_sigaction(int sig, const void *act, void *oact, size_t sigsetsize)
-{
-	static const unsigned long none[4];
-
-	(void)sig;
-	(void)act;
-	(void)sigsetsize;
-	return oact ? copy_to_user(oact, none, sizeof(none)) : 0;
-}
-
-__kfunc long sys_rt_sigprocmask(int how, const void *set, void *oset, size_t sigsetsize)
-{
-	unsigned long none = 0;
-
-	(void)how;
-	(void)set;
-	if (oset && sigsetsize == sizeof(none))
-		return copy_to_user(oset, &none, sizeof(none));
-	return 0;
-}
-
 __kfunc long sys_prlimit64(int pid, unsigned int resource, const void *new_rlim, unsigned long *old)
 {
 	unsigned long lim[2] = { ~0UL, ~0UL };
@@ -401,6 +428,8 @@ __kfunc long sys_prlimit64(int pid, unsigned int resource, const void *new_rlim,
 	(void)new_rlim;
 	if (resource == 3)		/* RLIMIT_STACK */
 		lim[0] = lim[1] = STACK_PAGES * PAGE_SIZE;
+	else if (resource == 4)		/* RLIMIT_CORE: no core files are written */
+		lim[0] = lim[1] = 0;
 	if (old && copy_to_user(old, lim, sizeof(lim)))
 		return -EFAULT;
 	return 0;
@@ -463,12 +492,28 @@ __kfunc long sys_nanosleep(const unsigned long *req, unsigned long *rem)
 {
 	unsigned long ts[2], ticks;
 
-	(void)rem;
 	if (copy_from_user(ts, req, sizeof(ts)))
 		return -EFAULT;
 	ticks = (ts[0] * 1000000000 + ts[1]) / (boot_params.ns_per_tick ? boot_params.ns_per_tick : 1) + 1;
-	schedule_timeout_uninterruptible(ticks);
+	set_current_state(TASK_INTERRUPTIBLE);
+	ticks = schedule_timeout(ticks);
+	if (ticks && signal_pending(current)) {	/* a handler runs: -EINTR, the time left */
+		unsigned long ns = ticks * boot_params.ns_per_tick, left[2] = { ns / 1000000000, ns % 1000000000 };
+
+		if (rem && copy_to_user(rem, left, sizeof(left)))
+			return -EFAULT;
+		return -EINTR;
+	}
 	return 0;
+}
+
+/* glibc's nanosleep and usleep: relative sleeps only (TIMER_ABSTIME is EINVAL here). */
+__kfunc long sys_clock_nanosleep(int which, int flags, const unsigned long *req, unsigned long *rem)
+{
+	(void)which;
+	if (flags)
+		return -EINVAL;
+	return sys_nanosleep(req, rem);
 }
 
 __kfunc long sys_user_exit(int code)
@@ -481,19 +526,47 @@ __kfunc long sys_fork(void)
 	return do_fork(SIGCHLD, 0, task_pt_regs(current), 0);
 }
 
+/* The parent sleeps until the child has exec'd or exited; the child runs on its memory. */
+__kfunc long sys_vfork(void)
+{
+	return do_fork(CLONE_VFORK | CLONE_VM | SIGCHLD, 0, task_pt_regs(current), 0);
+}
+
+/*
+ * clone(2) for processes: CLONE_VFORK (with CLONE_VM, as posix_spawn asks)
+ * shares the address space as vfork does; CLONE_VM alone gets a copy.
+ * Threads (CLONE_THREAD) are refused, once reported.
+ */
 __kfunc long sys_user_clone(unsigned long flags, unsigned long newsp)
 {
-	if (flags & (CLONE_VM | 0x10000 /* CLONE_THREAD */)) {
-		static int threads_reported;
+	if (flags & CLONE_THREAD) {		/* reported once per call (clone, clone3) */
+		unsigned long nr = task_pt_regs(current)->orig_rax;
 
-		if ((flags & CSIGNAL) == SIGCHLD && (flags & CLONE_VM) && !(flags & 0x10000))
-			return do_fork(SIGCHLD, newsp, task_pt_regs(current), 0);	/* vfork-style */
-		if (!threads_reported++)
-			printk("%s[%d]: clone(CLONE_VM|CLONE_THREAD): threads are not supported (-ENOSYS)\n",
-			       current->comm, current->pid);
+		if (nr < NI_REPORTED_MAX && !(ni_reported[nr / 8] & (1 << (nr % 8)))) {
+			ni_reported[nr / 8] |= 1 << (nr % 8);
+			printk("%s[%d]: %s(CLONE_VM|CLONE_THREAD): threads are not supported (-ENOSYS)\n",
+			       current->comm, current->pid, nr == 435 ? "clone3" : "clone");
+		}
 		return -ENOSYS;
 	}
-	return do_fork(flags & CSIGNAL, newsp, task_pt_regs(current), 0);
+	if ((flags & (CLONE_VFORK | CLONE_VM)) == (CLONE_VFORK | CLONE_VM))
+		return do_fork(flags & (CSIGNAL | CLONE_VFORK | CLONE_VM | CLONE_CLEAR_SIGHAND), newsp,
+			       task_pt_regs(current), 0);
+	return do_fork(flags & (CSIGNAL | CLONE_CLEAR_SIGHAND), newsp, task_pt_regs(current), 0);
+}
+
+/* clone3(2), which glibc's posix_spawn tries first: the same, from struct clone_args. */
+__kfunc long sys_clone3(const unsigned long *uargs, size_t size)
+{
+	unsigned long args[8];		/* flags pidfd child_tid parent_tid exit_signal stack stack_size tls */
+
+	if (size < sizeof(args))
+		return -EINVAL;
+	if (copy_from_user(args, uargs, sizeof(args)))
+		return -EFAULT;
+	if (args[4] & ~CSIGNAL)
+		return -EINVAL;
+	return sys_user_clone((args[0] & ~CSIGNAL) | args[4], args[5] ? args[5] + args[6] : 0);
 }
 
 __kfunc long sys_user_execve(const char *name, char **argv, char **envp)
@@ -513,19 +586,6 @@ __kfunc long sys_user_wait4(int pid, int *stat_addr, int options, void *ru)
 	return ret;
 }
 
-__kfunc long sys_kill(int pid, int sig)
-{
-	struct task_struct *p = find_task_by_pid(pid);
-
-	if (!p || p->pid <= 1)
-		return -ESRCH;
-	if (!sig)
-		return 0;
-	if (p == current)
-		do_exit(sig);
-	return -EPERM;			/* no signal delivery to other tasks yet */
-}
-
 /* No restartable sequences here, as in a kernel without CONFIG_RSEQ: glibc goes on. */
 __kfunc long sys_rseq(void)
 {
@@ -534,14 +594,14 @@ __kfunc long sys_rseq(void)
 
 __kfunc long sys_pipe(int *fds)
 {
-	return do_pipe(fds);
+	return do_pipe(fds, 0);
 }
 
 __kfunc long sys_pipe2(int *fds, int flags)
 {
-	if (flags & ~0x80000)		/* O_CLOEXEC is accepted (no exec closes here) */
+	if (flags & ~(O_CLOEXEC | O_NONBLOCK))
 		return -EINVAL;
-	return do_pipe(fds);
+	return do_pipe(fds, flags);
 }
 
 #define SC(nr, fn)	[nr] = (sys_call_ptr_t)(fn)
@@ -555,41 +615,42 @@ const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	SC(13, sys_rt_sigaction), SC(14, sys_rt_sigprocmask), SC(16, sys_ioctl),
 	SC(19, sys_readv), SC(20, sys_writev), SC(22, sys_pipe), SC(32, sys_dup), SC(33, sys_dup2),
 	SC(35, sys_nanosleep), SC(39, sys_getpid), SC(56, sys_user_clone), SC(57, sys_fork),
-	SC(58, sys_fork), SC(59, sys_user_execve), SC(60, sys_user_exit), SC(61, sys_user_wait4),
+	SC(58, sys_vfork), SC(59, sys_user_execve), SC(60, sys_user_exit), SC(61, sys_user_wait4),
 	SC(62, sys_kill), SC(63, sys_newuname), SC(79, sys_getcwd), SC(89, sys_readlink),
 	SC(96, sys_gettimeofday), SC(102, sys_getuid), SC(104, sys_getuid), SC(107, sys_getuid),
 	SC(108, sys_getuid), SC(110, sys_getppid), SC(158, sys_arch_prctl), SC(186, sys_getpid),
 	SC(201, sys_time), SC(218, sys_set_tid_address), SC(228, sys_clock_gettime),
 	SC(231, sys_user_exit), SC(257, sys_openat), SC(262, sys_newfstatat),
 	SC(273, sys_set_robust_list), SC(293, sys_pipe2), SC(302, sys_prlimit64), SC(318, sys_getrandom), SC(334, sys_rseq),
+	/* signals (signal.c) */
+	SC(15, sys_rt_sigreturn), SC(34, sys_pause), SC(109, sys_setpgid), SC(111, sys_getpgrp),
+	SC(121, sys_getpgid), SC(127, sys_rt_sigpending), SC(130, sys_rt_sigsuspend), SC(200, sys_tkill),
+	SC(234, sys_tgkill), SC(131, sys_sigaltstack), SC(36, sys_getitimer), SC(37, sys_alarm),
+	SC(38, sys_setitimer),
+	/* descriptors (fcntl.c) */
+	SC(72, sys_fcntl), SC(292, sys_dup3),
+	/* files programs create (fs.c) */
+	SC(21, sys_access), SC(76, sys_truncate), SC(77, sys_ftruncate), SC(82, sys_rename),
+	SC(83, sys_mkdir), SC(84, sys_rmdir), SC(87, sys_unlink), SC(95, sys_umask), SC(258, sys_mkdirat),
+	SC(263, sys_unlinkat), SC(264, sys_renameat), SC(269, sys_faccessat), SC(316, sys_renameat2),
+	SC(230, sys_clock_nanosleep), SC(435, sys_clone3), SC(439, sys_faccessat), SC(17, sys_user_pread64), SC(18, sys_user_pwrite64),
 };
 
 /* ------------------------------------------------------------------ */
-/* A fault in user mode kills the process, as Linux does without a handler;
+/* A fault in user mode sends the process its signal (signal.c);
  * #NM (device not available) is the lazy FPU switch instead. */
 
 __kfunc void do_user_trap(struct pt_regs *regs)
 {
 	struct user_trap_info *info = &user_trap_info[smp_processor_id()];
-	int sig = SIGSEGV;
 
 	if (info->vector == 7) {		/* #NM: lazy FPU switching */
 		math_state_restore();
 		return;
 	}
 	local_irq_enable();
-	if (info->vector == 14) {
-		printk("%s[%d]: segfault at %lx ip %016lx sp %016lx error %lx\n", current->comm,
-		       current->pid, info->cr2, regs->rip, regs->rsp, info->error_code);
-	} else if (info->vector == 6) {
-		printk("traps: %s[%d] trap invalid opcode ip:%lx sp:%lx error:0\n", current->comm,
-		       current->pid, regs->rip, regs->rsp);
-		sig = SIGILL;
-	} else {
-		printk("traps: %s[%d] trap %lu ip:%lx sp:%lx error:%lx\n", current->comm, current->pid,
-		       info->vector, regs->rip, regs->rsp, info->error_code);
-	}
-	do_exit(sig);
+	do_trap_signal(regs, info->vector, info->error_code, info->cr2);
+	local_irq_disable();
 }
 
 /* ------------------------------------------------------------------ */
@@ -607,6 +668,7 @@ __kfunc int user_program_main(void *arg)
 	long ret;
 
 	set_task_comm(current, bp->name);	/* as exec would, so a failed exec is named too */
+	current->pgrp = current->pid;		/* its own process group, as a shell's job */
 	snprintf(path, sizeof(path), "/bin/%s", bp->name);
 	for (unsigned long i = 0; i < bp->argc && i < 32; i++) {
 		argv[i] = s;
@@ -641,10 +703,10 @@ static void report_reaped(long pid, const char *comm, int status)
 		printk("init: reaped pid %ld (%s), exit code %d\n", pid, comm, (status >> 8) & 0xff);
 }
 
+/* init reaps its programs and, silently as Linux's init does, the orphans it adopted. */
 __kfunc int run_user_programs(void)
 {
-	int children = 0;
-	long pid;
+	long started[MAX_BOOT_PROGRAMS] = { 0 }, pid;
 
 	for (unsigned long i = 0; i < boot_params.nr_programs && i < MAX_BOOT_PROGRAMS; i++) {
 		struct boot_program *bp = &boot_params.programs[i];
@@ -658,15 +720,16 @@ __kfunc int run_user_programs(void)
 		}
 		memcpy(prog_argv_store[i], (const char *)bp->argv_image, sizeof(prog_argv_store[i]));
 	}
+	disk_add_file("/tmp", NULL, 0, S_IFDIR | 01777);
 	for (unsigned long i = 0; i < boot_params.nr_programs && i < MAX_BOOT_PROGRAMS; i++) {
 		pid = kernel_thread(user_program_main, &boot_params.programs[i], SIGCHLD);
 		printk("init: started /bin/%s -> pid %ld\n", boot_params.programs[i].name, pid);
-		children += pid > 0;
+		started[i] = pid;
 	}
-	while (children > 0) {
+	for (;;) {			/* until -ECHILD: no child left, adopted ones included */
 		char comm[TASK_COMM_LEN] = "?";
 		struct task_struct *p;
-		int status = 0;
+		int status = 0, mine = 0;
 
 		pid = sys_wait4(-1, &status, 0x01000000, NULL);	/* WNOWAIT: peek */
 		if (pid < 0)
@@ -674,9 +737,11 @@ __kfunc int run_user_programs(void)
 		p = find_task_by_pid(pid);
 		if (p)
 			strlcpy(comm, p->comm, sizeof(comm));
+		for (unsigned long i = 0; i < MAX_BOOT_PROGRAMS; i++)
+			mine |= started[i] == pid;
 		pid = sys_wait4(pid, &status, 0, NULL);
-		report_reaped(pid, comm, status);
-		children--;
+		if (mine)
+			report_reaped(pid, comm, status);
 	}
 	return 0;
 }

@@ -92,11 +92,71 @@ int elf_is_user(const void *ehdr);
 
 /* fs.c, pipe.c */
 void copy_files(struct task_struct *p);
-long do_pipe(int *fd);
+long do_pipe(int *fd, int flags);
+
+/* fork.c */
+#define CLONE_VFORK	0x00004000
+#define CLONE_THREAD	0x00010000
+#define CLONE_CLEAR_SIGHAND 0x100000000UL
+void mm_release(struct task_struct *tsk, struct mm_struct *mm);
+void wait_for_completion(struct completion *x);
+void complete(struct completion *x);
+
+/* fs.c: files programs create (ramfs) */
+long sys_openat(int dfd, const char *filename, int flags, int mode);
+long sys_unlink(const char *pathname);
+long sys_unlinkat(int dfd, const char *pathname, int flag);
+long sys_rmdir(const char *pathname);
+long sys_mkdir(const char *pathname, int mode);
+long sys_mkdirat(int dfd, const char *pathname, int mode);
+long sys_rename(const char *oldname, const char *newname);
+long sys_renameat(int olddfd, const char *oldname, int newdfd, const char *newname);
+long sys_renameat2(int olddfd, const char *oldname, int newdfd, const char *newname, unsigned int flags);
+long sys_truncate(const char *path, long length);
+long sys_ftruncate(unsigned int fd, long length);
+long sys_umask(int mask);
+long sys_access(const char *filename, int mode);
+long sys_faccessat(int dfd, const char *filename, int mode);
+
+/* fcntl.c */
+void set_close_on_exec(unsigned int fd, int flag);
+void flush_old_files(struct files_struct *files);
+long sys_dup(unsigned int oldfd);
+long sys_dup2(unsigned int oldfd, unsigned int newfd);
+long sys_dup3(unsigned int oldfd, unsigned int newfd, int flags);
+long sys_fcntl(unsigned int fd, unsigned int cmd, unsigned long arg);
 
 /* syscall.c */
 int run_user_programs(void);
 void do_user_trap(struct pt_regs *regs);
+
+/* signal.c */
+int signal_pending(struct task_struct *p);
+void recalc_sigpending_tsk(struct task_struct *t);
+int send_sig(int sig, struct task_struct *p, int priv);
+void do_notify_parent(struct task_struct *tsk, int sig);
+void forget_original_parent(struct task_struct *father);
+void do_trap_signal(struct pt_regs *regs, unsigned long vector, unsigned long error, unsigned long cr2);
+void flush_signal_handlers(struct task_struct *t);
+void copy_sighand(struct task_struct *p);
+long sys_rt_sigaction(int sig, const struct sigaction *act, struct sigaction *oact, size_t sigsetsize);
+long sys_rt_sigprocmask(int how, const sigset_t *set, sigset_t *oset, size_t sigsetsize);
+long sys_rt_sigreturn(void);
+long sys_rt_sigpending(sigset_t *set, size_t sigsetsize);
+long sys_rt_sigsuspend(const sigset_t *unewset, size_t sigsetsize);
+long sys_pause(void);
+long sys_kill(int pid, int sig);
+long sys_tkill(int pid, int sig);
+long sys_tgkill(int tgid, int pid, int sig);
+long sys_setpgid(int pid, int pgid);
+long sys_getpgid(int pid);
+long sys_getpgrp(void);
+long sys_sigaltstack(const void *uss, void *uoss);
+long sys_alarm(unsigned int seconds);
+long sys_setitimer(int which, const void *value, void *ovalue);
+long sys_getitimer(int which, void *value);
+#define ERESTARTSYS	512
+#define EINTR		4
 
 /* entry.S */
 void system_call(void);
