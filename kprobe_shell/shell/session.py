@@ -22,6 +22,7 @@ from .output import Output
 from .registry import CommandError, QuitRequest
 from .resolve import resolve
 from .script import run_lines
+from .gdbvalues import gdb_state, show_displays
 from .settings import DEFAULT_SETTINGS, configure_machine, parse_setting
 from .userprobes import UserProbe, UserProbes, create_from_spec
 
@@ -231,6 +232,7 @@ class Session:
     def run_guest(self, max_insns: int | None = None) -> StopEvent:
         """Run until something stops the guest, then report why (one line)."""
         m = self.machine
+        gdb_state(self).guest_ran()
         with self.run_lock:
             self._stop_at_break = None
             event = m.run(max_insns)
@@ -271,6 +273,8 @@ class Session:
         if event.is_final:
             # bpftrace prints its maps when the traced program is over; so do we.
             self.print_maps()
+        else:
+            show_displays(self)
         self._warn_missed()
 
     def _probe_running(self) -> str | None:

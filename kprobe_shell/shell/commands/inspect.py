@@ -1,4 +1,4 @@
-"""Looking at the machine: regs, x, disas, bt, symbols, tasks, cpus, print, info."""
+"""Looking at the machine: regs, x, disas, bt, symbols, tasks, cpus."""
 from __future__ import annotations
 
 import re
@@ -282,7 +282,7 @@ def cmd_symbols(session, rest: str):
     return [{"name": s.name, "addr": s.address, "size": s.size, "type": s.type} for s in syms]
 
 
-@command("tasks", group="inspect", aliases=("ps", "info threads"), summary="the guest's tasks", usage="tasks")
+@command("tasks", group="inspect", aliases=("ps",), summary="the guest's tasks", usage="tasks")
 def cmd_tasks(session, rest: str):
     """Every live task of the guest: pid, comm, state, parent, cpu; '*' marks current.
 With several CPUs, RUNNING says which CPU runs the task now (its %gs:pcurrent), and the
@@ -338,14 +338,3 @@ commands (regs, bt, x ...) look at: the one that ran last."""
         data.append({"cpu": cpu.index, "state": cpu.state.value, "clock": cpu.icount.retired, "task": label,
                      "rip": regs["rip"]})
     return data
-
-
-@command("print", group="inspect", aliases=("output",), args=("location",),
-         summary="evaluate an address expression", usage="print EXPR", example="print $rsp+8\nprint do_fork")
-def cmd_print(session, rest: str):
-    """Print the value of an address expression (numbers, symbols, $registers, + and -)."""
-    if rest.startswith("/"):
-        fmt, _, rest = rest[1:].partition(" ")
-    v = eval_address(session, rest)
-    session.out.print(f"$ = 0x{v:x} ({v}) <{session.machine.symbols.format(v, with_size=False)}>")
-    return v
