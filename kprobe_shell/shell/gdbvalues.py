@@ -59,6 +59,8 @@ class GdbState:
     next_display: int = 1
     frame: int = 0
     thread: int | None = None   # None: the current task on the CPU that ran last
+    watch_hit: object = None    # the watchpoint whose access stopped the guest
+    watch_muted: bool = False   # while that access's instruction is run alone
 
     def guest_ran(self) -> None:
         self.frame = 0
@@ -95,6 +97,10 @@ def selected_frame(session) -> _frames.Frame:
 
 
 def context(session, frame: _frames.Frame | None = None) -> _frames.FrameContext:
+    if frame is None and session.machine.halted:
+        # No frames once the guest halted; globals and memory can still be read (gdb's
+        # print after the program exited).
+        frame = _frames.Frame(0, 0, {name: None for name in ("rip", "rsp", "rbp")})
     return _frames.FrameContext(session, frame or selected_frame(session), gdb_state(session).history)
 
 
@@ -121,6 +127,42 @@ def parse_format(text: str, allowed: str = "xduotacsz") -> tuple[str, str]:
         letter = fmt[:1] or "/"
         raise CommandError(f"Undefined output format \"{letter}\" (formats: {' '.join(allowed)})")
     return fmt, rest.strip()
+
+
+def check_condition(session, addr: int, text: str) -> None:
+    """A breakpoint condition, checked when set as gdb checks it: it must parse, and each
+    name must be a variable in scope at ADDR, a global, or a symbol."""
+    from ..tracing.cexpr import tokenize, _TYPE_WORDS
+
+    try:
+        tokens = tokenize(text)
+    except EvalError as exc:
+        raise CommandError(str(exc)) from None
+    if not tokens:
+        raise CommandError("Argument required (boolean expression).")
+    m = session.machine
+    info = debug_info(m.image)
+    fn = info.function_at(addr) if info.available else None
+    scope = {v.name for v in info.variables_at(fn, addr)} if fn is not None else set()
+    for i, (kind, tok) in enumerate(tokens):
+        if kind != "name" or tok in _TYPE_WORDS or tok == "sizeof" or (i and tokens[i - 1][1] in (".", "->")):
+            continue
+        known = tok in scope or tok in m.symbols or (info.available and (
+            info.global_variable(tok) is not None or info.type_named(tok) is not None))
+        if not known:
+            raise CommandError(f'No symbol "{tok}" in current context.')
+
+
+def condition_at_stop(session, text: str) -> bool:
+    """A breakpoint's condition at the instruction it stops at: frame 0 only (no walk)."""
+    m = session.machine
+    frame = _frames.Frame(0, m.guest_address(m.rip), m.registers())
+    frame.regs["rip"] = frame.pc
+    v, _ctx = evaluate_in(session, text, frame)
+    try:
+        return v.as_int() != 0
+    except EvalError as exc:
+        raise CommandError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------- the frame line

@@ -248,6 +248,8 @@ class Session:
         if event.reason is StopReason.BREAKPOINT and self._stop_at_break is not None:
             up = self._stop_at_break
             text = f"Breakpoint {up.number}, {where} (0x{event.rip:x}) in {event.task}"
+        elif event.reason is StopReason.BREAKPOINT and "watchpoint_report" in event.details:
+            text = event.details["watchpoint_report"]
         elif event.reason is StopReason.HALTED:
             text = f"[guest halted: {event.message}; {event.time_ns} instructions]"
         elif event.reason is StopReason.BUDGET:

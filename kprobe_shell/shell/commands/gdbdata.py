@@ -293,3 +293,50 @@ def cmd_info_display(session, rest: str):
     for d in state.displays:
         session.out.print(f"{d.number}:   {'y' if d.enabled else 'n'}  " + (f"/{d.fmt} " if d.fmt else "") + d.expr)
     return [{"number": d.number, "expr": d.expr, "format": d.fmt} for d in state.displays]
+
+
+# ---------------------------------------------------------------------- watchpoints
+def _watch(session, rest: str, access: str):
+    from ..userprobes import UserProbe
+    from ..watchpoints import TITLES, create_watchpoint
+
+    expr = rest.strip()
+    if not expr:
+        raise CommandError("Argument required (expression to compute).")
+    v, _ctx = evaluate_in(session, expr)
+    if v.address is None:
+        where = f" (it is in {v.register} here)" if v.register else ""
+        raise CommandError(f"Cannot watch constant value `{expr}'{where}: watch memory (a global, *pointer, "
+                           "a struct member)")
+    if not 1 <= v.type.size <= 4096:
+        raise CommandError(f"a watchpoint covers 1 to 4096 bytes, not {v.type.size}")
+    up = UserProbe(number=0, kind="w", location=expr, addr=v.address,
+                   spec={"access": access, "size": v.type.size, "ctype": v.type})
+    create_watchpoint(session, up)
+    session.out.print(f"{TITLES[access]} {up.number}: {expr}")
+    return {"number": up.number, "addr": up.addr, "size": v.type.size}
+
+
+@command("watch", repeatable=False, group="running", args=("symbol",),
+         summary="stop when EXPR's value changes (a data watchpoint)", usage="watch EXPR",
+         example="watch jiffies\nwatch file->f_pos")
+def cmd_watch(session, rest: str):
+    """Stop right after an instruction writes a new value into EXPR's bytes, with gdb's
+"Old value = / New value =" and where it happened. EXPR is evaluated once, now, for its
+address (a global, *pointer, a member); the hook covers those bytes only and costs nothing
+elsewhere. Writes of the same value go on silently, as in gdb. `delete N` removes it."""
+    return _watch(session, rest, "write")
+
+
+@command("rwatch", repeatable=False, group="running", args=("symbol",),
+         summary="stop when EXPR is read", usage="rwatch EXPR")
+def cmd_rwatch(session, rest: str):
+    """Stop right after an instruction reads EXPR's bytes ("Value = ...")."""
+    return _watch(session, rest, "read")
+
+
+@command("awatch", repeatable=False, group="running", args=("symbol",),
+         summary="stop when EXPR is read or written", usage="awatch EXPR")
+def cmd_awatch(session, rest: str):
+    """Stop right after an instruction reads or writes EXPR's bytes."""
+    return _watch(session, rest, "access")

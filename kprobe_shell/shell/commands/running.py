@@ -6,7 +6,9 @@ import os
 from ...kprobes.x86 import decode_at
 from ...machine import MachineError, StopReason
 from ..registry import CommandError, command
+from ..gdbvalues import gdb_state
 from ..userprobes import delete_user_probe
+from ..watchpoints import finish_watch_stop
 from ..locations import parse_location
 from .common import no_arguments, parse_number
 
@@ -36,6 +38,10 @@ def _run_to_next_stop(session, max_insns: int | None, quiet_budget: bool):
     session.last_regs = m.registers()
     event = session.run_guest(max_insns)
     session._skip_break_once = None
+    if "watch" in event.details and gdb_state(session).watch_hit is not None:
+        event, go_on = finish_watch_stop(session, event)
+        if go_on:
+            return event, True
     up = session._stop_at_break
     if event.reason is StopReason.BREAKPOINT and up is not None and up.kind == "t":
         delete_user_probe(session, up)
