@@ -229,8 +229,10 @@ def show_displays(session) -> None:
     if not state.displays or session.machine.halted:
         return
     for d in state.displays:
-        if d.enabled:
-            session.out.print(display_text(session, d))
+        text = display_text(session, d) if d.enabled else None
+        # gdb shows a display naming locals only where they are in scope.
+        if text is not None and "<error: No symbol " not in text:
+            session.out.print(text)
 
 
 def display_text(session, d: Display) -> str:

@@ -208,10 +208,15 @@ def _value_returned(session, type_die) -> None:
 
 
 def _show_frame(session) -> None:
-    """gdb's stop location: the frame line, then its line of source."""
-    from ..gdbvalues import print_frame, selected_frame
+    """gdb's stop location: the frame line (without its level, as at any stop), then its
+    line of source."""
+    from ..gdbvalues import frame_line, selected_frame, source_line
 
-    print_frame(session, selected_frame(session))
+    frame = selected_frame(session)
+    session.out.print(frame_line(session, frame)[4:])
+    src = source_line(session, frame)
+    if src is not None:
+        session.out.print(src)
 
 
 @command("until", group="running", aliases=("u", "advance"), args=("location",), runs_guest=True,
