@@ -26,6 +26,9 @@ _TOKEN = re.compile(r"""
 _BINARY = {"||": 1, "&&": 2, "|": 3, "^": 4, "&": 5, "==": 6, "!=": 6, "<": 7, ">": 7, "<=": 7, ">=": 7,
            "<<": 8, ">>": 8, "+": 9, "-": 9, "*": 10, "/": 10, "%": 10}
 _TYPE_WORDS = {"struct", "union", "enum", "unsigned", "signed", "char", "short", "int", "long", "void", "_Bool"}
+#: Parentheses and unary operators nested deeper than this are refused (C compilers
+#: allow 63 levels of parentheses; Python's stack allows the parser a few hundred).
+MAX_NESTING = 100
 _CHAR_ESCAPES = {"n": 10, "t": 9, "r": 13, "0": 0, "\\": 92, "'": 39, "a": 7, "b": 8, "f": 12, "v": 11}
 
 
@@ -51,6 +54,7 @@ class Evaluator:
         self.text = text
         self.tokens = tokenize(text)
         self.pos = 0
+        self.depth = 0
 
     def evaluate(self) -> Value:
         if not self.tokens:
@@ -104,6 +108,15 @@ class Evaluator:
             left = binary(op, left, right)
 
     def _unary(self) -> Value:
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise EvalError(f"expression nested too deeply (more than {MAX_NESTING} levels)")
+            return self._unary_inner()
+        finally:
+            self.depth -= 1
+
+    def _unary_inner(self) -> Value:
         tok = self._peek()
         if tok in ("-", "+", "~", "!"):
             self._take()
@@ -210,6 +223,8 @@ class Evaluator:
 # ---------------------------------------------------------------------- operators
 def number(tok: str, token) -> Value:
     digits = tok
+    if len(digits.lstrip("0xX")) > 22:  # past 64 bits in any base (and past int()'s digit limit)
+        raise EvalError("numeric constant too large (as gdb says: at most 64 bits)")
     n = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 8) if len(digits) > 1 and digits[0] == "0" \
         else int(digits)
     if n >= 1 << 64:

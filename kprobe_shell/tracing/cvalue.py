@@ -249,6 +249,8 @@ class Printer:
             return {0: "false", 1: "true"}.get(n, str(n))
         if t.kind == "enum":
             return enumerator(t, n)
+        if t.name == "i386_eflags":
+            return eflags_text(n)
         return str(n)
 
     @staticmethod
@@ -344,6 +346,15 @@ def quoted(raw: bytes) -> str:
 
 def char_literal(c: int) -> str:
     return "'" + _escape(c & 0xFF, "'") + "'"
+
+
+#: gdb's i386_eflags flag names, by bit.
+EFLAGS_BITS = ((0, "CF"), (2, "PF"), (4, "AF"), (6, "ZF"), (7, "SF"), (8, "TF"), (9, "IF"), (10, "DF"), (11, "OF"))
+
+
+def eflags_text(n: int) -> str:
+    """`[ IF ZF ]`, as gdb prints $eflags."""
+    return "[ " + "".join(name + " " for bit, name in EFLAGS_BITS if n >> bit & 1) + "]"
 
 
 def enumerator(t: CType, n: int) -> str:
