@@ -165,6 +165,15 @@ def condition_at_stop(session, text: str) -> bool:
         raise CommandError(str(exc)) from None
 
 
+def thread_backtrace(session, limit: int) -> list[dict]:
+    """`bt` of the thread `thread N` selected, in bt's own format."""
+    m = session.machine
+    frames = selected_frames(session, limit)
+    for f in frames:
+        session.out.print(f"#{f.level:<3}0x{f.pc:016x} in {m.symbols.format(f.pc)}")
+    return [{"frame": f.level, "addr": f.pc, "where": m.symbols.format(f.pc)} for f in frames]
+
+
 # ---------------------------------------------------------------------- the frame line
 def frame_line(session, frame: _frames.Frame) -> str:
     """`#1  0x0000000000102dba in sys_read (fd=3, buf=0x...) at fs.c:848`, as gdb's bt."""

@@ -16,7 +16,7 @@ from .cvalue import (BUILTIN_TYPES, CHAR, INT, LONG, UINT, ULONG, VOID, CType, E
 
 _TOKEN = re.compile(r"""
     \s*(?:
-      (?P<num>0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*
+      (?P<num>(?:0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*)
     | (?P<chr>'(?:\\.|[^'\\])')
     | (?P<dollar>\$\$?[A-Za-z_0-9]*)
     | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
@@ -169,7 +169,7 @@ class Evaluator:
     def _primary(self) -> Value:
         kind, tok = self._take()
         if kind == "num":
-            return number(tok, self.tokens[self.pos - 1])
+            return number(tok)
         if kind == "chr":
             return Value.of_int(CHAR, _char_value(tok))
         if kind == "dollar":
@@ -221,19 +221,24 @@ class Evaluator:
 
 
 # ---------------------------------------------------------------------- operators
-def number(tok: str, token) -> Value:
-    digits = tok
+def number(tok: str) -> Value:
+    """A C integer constant: int, unsigned int, long or unsigned long, by its value and
+    its suffixes (U, L), as C types them."""
+    digits = tok.rstrip("uUlL")
+    suffix = tok[len(digits):].lower()
     if len(digits.lstrip("0xX")) > 22:  # past 64 bits in any base (and past int()'s digit limit)
         raise EvalError("numeric constant too large (as gdb says: at most 64 bits)")
     n = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 8) if len(digits) > 1 and digits[0] == "0" \
         else int(digits)
     if n >= 1 << 64:
         raise EvalError("numeric constant too large (as gdb says: at most 64 bits)")
-    if n < 1 << 31:
-        return Value.of_int(INT, n)
-    if n < 1 << 32 and digits[:2].lower() == "0x":
-        return Value.of_int(UINT, n)
-    return Value.of_int(LONG if n < 1 << 63 else ULONG, n)
+    unsigned = "u" in suffix
+    if "l" not in suffix:
+        if n < 1 << 31 and not unsigned:
+            return Value.of_int(INT, n)
+        if n < 1 << 32 and (unsigned or digits[:2].lower() == "0x"):
+            return Value.of_int(UINT, n)
+    return Value.of_int(ULONG if unsigned or n >= 1 << 63 else LONG, n)
 
 
 def _char_value(tok: str) -> int:

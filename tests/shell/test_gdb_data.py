@@ -211,3 +211,22 @@ def test_breakpoint_in_a_guest_jprobe_handler_stops_there(kernel_path, mode):
     assert out.count("Breakpoint 2, jip_queue_xmit") == 1
     assert "[guest halted: hlt with interrupts off: the machine halted; 1144051 instructions]" in out
     assert s.probes[1].obj.hits == 10
+
+
+def test_a_sleeping_tasks_frames_come_from_its_saved_context(at_vfs_read):
+    s, buf = at_vfs_read
+    m = s.machine
+    lines = _run(s, buf, "info threads").splitlines()
+    number = next(l.split()[0] for l in lines[2:] if "init-1" in l)
+    init = next(t for t in m.tasks.all() if t.pid == 1)
+    saved_rsp = m.read_u64(init.address + 32)  # thread.rsp: switch_to() pushed 6 registers, then returned
+    out = _run(s, buf, f"thread {number}", "bt", "p $sp", "thread 1", "bt 1", "p $eflags")
+    lines = out.splitlines()
+    ret = m.read_u64(saved_rsp + 48)
+    assert lines[3] == f"#0  0x{ret:016x} in {m.symbols.format(ret)}"   # the bt after the frame and its line
+    assert f"$1 = (void *) 0x{saved_rsp + 56:x}" in out
+    assert "#0  0x0000000000102c10 in vfs_read+0x0/0xe8" in lines  # thread 1: the CPU's own bt again
+    flags = m.reg("eflags")
+    assert lines[-1] == "$2 = [ " + "".join(n + " " for b, n in ((0, "CF"), (2, "PF"), (4, "AF"), (6, "ZF"), (7, "SF"),
+                                                                (8, "TF"), (9, "IF"), (10, "DF"), (11, "OF"))
+                                            if flags >> b & 1) + "]"

@@ -11,6 +11,7 @@ from ...machine import MachineError
 from ...machine.registers import GENERAL_REGISTERS
 from ...machine.smp import CpuState
 from ..registry import CommandError, command
+from ..gdbvalues import gdb_state, thread_backtrace
 from ..locations import eval_address
 from .common import no_arguments, parse_number
 
@@ -252,11 +253,14 @@ def backtrace(session, limit: int = 64) -> list[tuple[int, str]]:
 def cmd_bt(session, rest: str):
     """Walk the frame-pointer chain of the current task. Where a kretprobe replaced a
 return address with kretprobe_trampoline, the real return address is shown (taken from
-the task's instances), marked as such."""
+the task's instances), marked as such. After `thread N`, the frames of that thread (a
+sleeping task's from the context switch_to() saved)."""
     limit = parse_number(rest, "frame count") if rest else 64
     if limit <= 0:
         raise CommandError("the frame count must be positive")
     m = session.machine
+    if gdb_state(session).thread is not None:  # `thread N` chose another CPU or a sleeping task
+        return thread_backtrace(session, limit)
     frames = backtrace(session, limit)
     for i, (addr, note) in enumerate(frames):
         session.out.print(f"#{i:<3}0x{addr:016x} in {m.symbols.format(addr)} {note}".rstrip())
