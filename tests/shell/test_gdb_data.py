@@ -230,3 +230,23 @@ def test_a_sleeping_tasks_frames_come_from_its_saved_context(at_vfs_read):
     assert lines[-1] == "$2 = [ " + "".join(n + " " for b, n in ((0, "CF"), (2, "PF"), (4, "AF"), (6, "ZF"), (7, "SF"),
                                                                 (8, "TF"), (9, "IF"), (10, "DF"), (11, "OF"))
                                             if flags >> b & 1) + "]"
+
+
+def test_p_is_print_unless_it_names_a_function_to_probe(at_vfs_read):
+    s, buf = at_vfs_read
+    rdx = s.machine.reg("rdx")
+    out = _run(s, buf, "p count", "p count * 2", "p/x count", "p file->f_pos", "p 'A'", "p sizeof(long)")
+    assert out.splitlines() == [f"$1 = {rdx}", f"$2 = {rdx * 2}", f"$3 = 0x{rdx:x}", "$4 = 0", "$5 = 65 'A'", "$6 = 8"]
+    out = _run(s, buf, "p do_sys_open")  # ftrace's line: a probe on the function
+    assert "Kprobe 2 at 0x" in out or "p_do_sys_open" in out
+    assert any(up.kind == "k" for up in s.probes.values())
+
+
+def test_x_takes_c_expressions_as_gdb_does(at_vfs_read):
+    s, buf = at_vfs_read
+    m = s.machine
+    jiffies = m.symbols["jiffies"].address
+    out = _run(s, buf, "x/s file->f_dentry->d_iname", "x/1gx &jiffies")
+    lines = out.splitlines()
+    assert lines[0].endswith('"motd"')
+    assert lines[1] == f"0x{jiffies:x} <jiffies+0x0>:\t0x{m.read_u64(jiffies):016x}"

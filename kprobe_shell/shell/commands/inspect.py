@@ -11,7 +11,8 @@ from ...machine import MachineError
 from ...machine.registers import GENERAL_REGISTERS
 from ...machine.smp import CpuState
 from ..registry import CommandError, command
-from ..gdbvalues import gdb_state, thread_backtrace
+from ...tracing.cvalue import EvalError
+from ..gdbvalues import evaluate_in, gdb_state, thread_backtrace
 from ..locations import eval_address
 from .common import no_arguments, parse_number
 
@@ -69,8 +70,10 @@ _SIZES = {"b": 1, "h": 2, "w": 4, "g": 8}
          usage="x/NFU ADDR", example="x/8xb do_fork\nx/4gx $rsp\nx/s 0x1234\nx/3i $rip")
 def cmd_x(session, rest: str):
     """N units of format F (x hex, d signed, u unsigned, t binary, a address, c char,
-s string, i instruction) and size U (b byte, h half, w word, g giant). A planted int3
-shows as cc with the original byte beside it: cc[55]."""
+s string, i instruction) and size U (b byte, h half, w word, g giant). ADDR is an
+address (0x1000, do_fork+4, $rsp+8) or, as in gdb, a C expression of the selected frame
+(`x/s file->f_dentry->d_iname`, `x/2gx &jiffies`). A planted int3 shows as cc with the
+original byte beside it: cc[55]."""
     fmt_text = ""
     if rest.startswith("/"):
         fmt_text, _, rest = rest[1:].partition(" ")
@@ -86,7 +89,7 @@ shows as cc with the original byte beside it: cc[55]."""
     if fmt == "c":
         size = mt.group(3) or "b"
     if rest.strip():
-        addr = eval_address(session, rest)
+        addr = _x_address(session, rest)
     elif _X_STATE["next"] is not None:
         addr = _X_STATE["next"]
     else:
@@ -139,6 +142,24 @@ shows as cc with the original byte beside it: cc[55]."""
         hits = ", ".join(f"0x{a:x} (original {b:02x})" for a, b in sorted(planted.items()) if addr <= a < addr + unit * count)
         out.print(f"  probe bytes (int3 or an optimized probe's jmp) planted at {hits}", "planted")
     return values
+
+
+def _x_address(session, text: str) -> int:
+    """x's ADDR: an address expression, else a C expression as gdb's x reads one (`&jiffies`,
+    `file->f_dentry`, `buf`): a pointer's or integer's value, an object's address."""
+    try:
+        return eval_address(session, text)
+    except CommandError as first:
+        try:
+            value, _ctx = evaluate_in(session, text)
+        except CommandError:
+            raise first from None
+    if value.type.kind in ("struct", "union", "array", "func") and value.address is not None:
+        return value.address
+    try:
+        return value.as_int() & 0xFFFFFFFFFFFFFFFF
+    except EvalError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _format_unit(session, v: int, fmt: str, unit: int) -> str:
