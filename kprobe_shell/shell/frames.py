@@ -90,9 +90,11 @@ def _thread_rsp_offset(machine) -> int:
     return 32  # the bundled kernel's TASK_thread_rsp
 
 
-def walk(machine, regs: dict[str, int | None] | None = None, limit: int = 64) -> list[Frame]:
+def walk(machine, regs: dict[str, int | None] | None = None, limit: int = 64,
+         task: int | None = None) -> list[Frame]:
     """The frames of the current task (regs None: the frames `bt` shows), or of a thread
-    from its registers."""
+    from its registers (TASK: its task_struct, whose kretprobe instances give the return
+    addresses a kretprobe hijacked)."""
     info = debug_info(machine.image)
     if regs is None:
         start = machine.registers()
@@ -105,12 +107,18 @@ def walk(machine, regs: dict[str, int | None] | None = None, limit: int = 64) ->
             frames.append(Frame(level, pc, caller, hijacked))
         return frames
     frames = [Frame(0, regs["rip"], dict(regs))]
+    kretprobes = machine.kprobes.kretprobes
+    hijacked = 0
     while len(frames) < limit:
         caller = _caller_registers(machine, info, frames[-1])
         pc = caller.get("rip") if caller else None
+        resolved = bool(pc) and task is not None and kretprobes.is_trampoline(pc)
+        if resolved:  # as unwind() does: the task's instances hold the real return address
+            pc = caller["rip"] = kretprobes.real_return_address(task, hijacked)
+            hijacked += 1
         if not pc or not machine.image.is_text(pc):
             break
-        frames.append(Frame(len(frames), pc, caller))
+        frames.append(Frame(len(frames), pc, caller, resolved))
     return frames
 
 

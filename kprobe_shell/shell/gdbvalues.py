@@ -85,7 +85,7 @@ def selected_frames(session, limit: int = 64) -> list[_frames.Frame]:
     if thread is None:
         state.thread = None
         return _frames.walk(m, None, limit)
-    return _frames.walk(m, _frames.thread_registers(m, thread), limit)
+    return _frames.walk(m, _frames.thread_registers(m, thread), limit, thread.task or None)
 
 
 def selected_frame(session) -> _frames.Frame:

@@ -250,3 +250,27 @@ def test_x_takes_c_expressions_as_gdb_does(at_vfs_read):
     lines = out.splitlines()
     assert lines[0].endswith('"motd"')
     assert lines[1] == f"0x{jiffies:x} <jiffies+0x0>:\t0x{m.read_u64(jiffies):016x}"
+
+
+@pytest.mark.parametrize("mode", ["auto", "single-step"])
+def test_the_cfi_unwinder_finds_the_frames_bt_finds(kernel_path, mode):
+    """Two walks, one answer: bt's frame-pointer chain (tracing/stacks.py) and the frames
+    gdb's DWARF unwinder finds from the CFI (used for threads not on the current CPU's
+    stack), with a kretprobe's hijacked return address resolved in both."""
+    from kprobe_shell.shell import frames
+    from kprobe_shell.tracing.stacks import unwind
+
+    s, buf = _session(kernel_path)
+    _run(s, buf, f"set kprobe-mode {mode}", "kretprobe sys_read", "break rw_verify_area", "break vfs_read+4",
+         "break do_timer_interrupt")
+    m = s.machine
+    compared = 0
+    for _ in range(12):
+        _run(s, buf, "continue")
+        if m.halted:
+            break
+        cpu_thread = frames.threads(m)[m.cpu_id]
+        cfi = [f.pc for f in frames.walk(m, frames.thread_registers(m, cpu_thread), 64, cpu_thread.task)]
+        assert cfi == [pc for pc, _resolved in unwind(m)], m.symbols.format(m.rip)
+        compared += 1
+    assert compared == 12
