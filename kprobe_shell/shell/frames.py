@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from ..machine import MachineError
 from ..machine.dwarf_locations import DwarfLocationError, OptimizedOut, debug_info, find_member
 from ..machine.registers import GENERAL_REGISTERS
-from ..tracing.cvalue import CODE_PTR, DATA_PTR, LONG, BUILTIN_TYPES, CType, EvalError, Value, ctype_of
+from ..tracing.cvalue import (BUILTIN_TYPES, CODE_PTR, DATA_PTR, LONG, CType, EvalError, Value, ctype_of,
+                              function_parameters)
 from ..tracing.stacks import unwind
 
 #: The registers a callee keeps for its caller (SysV x86_64 ABI); the others die in calls.
@@ -230,11 +231,12 @@ class FrameContext:
         sym = self.machine.symbols.get(name)
         if fn is not None and fn.high_pc:
             ret = fn.die.get_DIE_from_attribute("DW_AT_type") if "DW_AT_type" in fn.die.attributes else None
-            return Value(CType("func", 1, target=ctype_of(ret)), address=fn.low_pc)
+            return Value(CType("func", 1, target=ctype_of(ret), params=function_parameters(fn.die)),
+                         address=fn.low_pc)
         if sym is not None:
             if self.machine.image.is_text(sym.address):
-                return Value(CType("func", 1, "<text variable, no debug info>", target=CType("int", 4, "int", True)),
-                             address=sym.address)
+                return Value(CType("func", 1, "<text variable, no debug info>", target=CType("int", 4, "int", True),
+                                   params=None), address=sym.address)
             raise EvalError(f"'{name}' has unknown type; cast it to its declared type")
         raise EvalError(f'No symbol "{name}" in current context.')
 

@@ -209,6 +209,8 @@ class Evaluator:
 
     # ------------------------------------------------------------------ memory
     def deref(self, v: Value) -> Value:
+        if v.type.kind == "func":
+            return v  # C: *f is the function f
         if v.type.kind == "array":
             v = decay(v)
         if v.type.kind != "ptr" or v.type.target is None or v.type.target.kind == "void":

@@ -32,6 +32,7 @@ class CType:
     target: "CType | None" = field(default=None, compare=False)  # ptr/array element/func's return
     count: int | None = None  # array
     die: object = field(default=None, compare=False)             # struct/union/enum members
+    params: tuple = field(default=(), compare=False)             # func: its parameters' types
 
     @property
     def is_scalar(self) -> bool:
@@ -42,14 +43,22 @@ class CType:
         if self.kind == "ptr":
             inner = self.target or VOID
             if inner.kind == "func":
-                return f"{(inner.target or VOID).spell()} (*)()"
+                return f"{(inner.target or VOID).spell()} (*){inner.arguments()}"
+            if inner.kind == "array":
+                return f"{(inner.target or VOID).spell()} (*)[{inner.count if inner.count is not None else ''}]"
             text = inner.spell()
             return text + ("*" if text.endswith("*") else " *")
         if self.kind == "array":
             return f"{(self.target or VOID).spell()} [{self.count if self.count is not None else ''}]"
         if self.kind == "func":
-            return f"{(self.target or VOID).spell()} ()"
+            return self.name or f"{(self.target or VOID).spell()} {self.arguments()}"
         return self.name or "void"
+
+    def arguments(self) -> str:
+        """A function type's parameter list as gdb writes it: `(struct file *, char *)`."""
+        if self.params is None:
+            return "()"
+        return "(" + (", ".join(p.spell() for p in self.params) or "void") + ")"
 
 
 VOID = CType("void", 1, "void")
@@ -58,7 +67,7 @@ UINT = CType("int", 4, "unsigned int")
 LONG = CType("int", 8, "long", True)
 ULONG = CType("int", 8, "unsigned long")
 CHAR = CType("char", 1, "char", True)
-CODE_PTR = CType("ptr", 8, target=CType("func", 1, target=VOID))
+CODE_PTR = CType("ptr", 8, target=CType("func", 1, target=VOID, params=None))
 DATA_PTR = CType("ptr", 8, target=VOID)
 
 #: C's own type words, for casts when the debug info has no such base type.
@@ -100,8 +109,10 @@ def ctype_of(die, depth: int = 0) -> CType:
         return CType(word, _byte_size(die), f"{word} {name or '{...}'}", die=die)
     if tag == "DW_TAG_enumeration_type":
         return CType("enum", _byte_size(die) or 4, f"enum {name or '{...}'}", True, die=die)
+    if tag == "DW_TAG_unspecified_type":  # an assembly function's return type
+        return CType("void", 1, name or "void")
     if tag == "DW_TAG_subroutine_type":
-        return CType("func", 1, target=ctype_of(_type(die), depth + 1))
+        return CType("func", 1, target=ctype_of(_type(die), depth + 1), params=function_parameters(die, depth))
     if tag == "DW_TAG_base_type":
         enc = die.attributes.get("DW_AT_encoding")
         enc = enc.value if enc is not None else 5
@@ -114,6 +125,13 @@ def ctype_of(die, depth: int = 0) -> CType:
             return CType("int", size, name, False)
         return CType("int", size, name, enc in (5, 6))
     return CType("int", _byte_size(die) or 8, name or "?")
+
+
+def function_parameters(die, depth: int = 0) -> tuple | None:
+    """The parameter types of a function or function type DIE (None: unprototyped)."""
+    if "DW_AT_prototyped" not in die.attributes:
+        return None
+    return tuple(ctype_of(_type(c), depth + 1) for c in die.iter_children() if c.tag == "DW_TAG_formal_parameter")
 
 
 def _type(die):
@@ -231,6 +249,8 @@ class Printer:
         if kind == "void":
             return "void"
         if kind == "func":
+            if self.fmt:  # /x on a function: its address
+                return format_scalar(v.address or 0, CType("ptr", 8), self.fmt, self.symbolize)
             return f"{{{v.type.spell()}}} 0x{v.address or 0:x}{self._symbol(v.address or 0)}"
         n = v.as_int()
         if self.fmt and self.fmt != "s":

@@ -274,3 +274,17 @@ def test_the_cfi_unwinder_finds_the_frames_bt_finds(kernel_path, mode):
         assert cfi == [pc for pc, _resolved in unwind(m)], m.symbols.format(m.rip)
         compared += 1
     assert compared == 12
+
+
+def test_functions_and_pointers_to_them_spelled_as_gdb(at_vfs_read):
+    s, buf = at_vfs_read
+    m = s.machine
+    read = m.symbols["generic_file_read"].address
+    comm = m.symbols["init_task"].address + 128
+    out = _run(s, buf, "print vfs_read", "p file->f_op->read", "p/x vfs_read", "print *vfs_read", "p &init_task.comm")
+    sig = "(struct file *, char *, size_t, loff_t *)"
+    assert out.splitlines() == [f"$1 = {{ssize_t {sig}}} 0x102c10 <vfs_read>",
+                                f"$2 = (ssize_t (*){sig}) 0x{read:x} <generic_file_read>",
+                                "$3 = 0x102c10",
+                                f"$4 = {{ssize_t {sig}}} 0x102c10 <vfs_read>",
+                                f"$5 = (char (*)[16]) 0x{comm:x} <init_task+128>"]
