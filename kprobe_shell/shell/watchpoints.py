@@ -32,8 +32,7 @@ def create_watchpoint(session, up):
 
     up.obj = m.debug.add_memory_watch(up.addr, up.addr + spec["size"], reads=access in ("read", "access"),
                                       writes=access in ("write", "access"), callback=on_access)
-    if "old" not in spec:
-        spec["old"] = m.read(up.addr, spec["size"])
+    spec["old"] = m.read(up.addr, spec["size"])  # a fresh machine (reset) starts from its own value
     return session.probes.add(up)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ...machine.registers import GENERAL_REGISTERS
 from ...tracing.cvalue import EvalError
 from .. import frames as _frames
-from ..gdbvalues import (Display, context, evaluate_in, gdb_state, parse_format, print_frame, printer,
-                         selected_frame, selected_frames, show_displays, display_text, frame_line)
+from ..gdbvalues import (Display, context, display_text, evaluate_in, frame_argument, frame_line, gdb_state,
+                         parse_format, print_frame, printer, selected_frame, selected_frames, show_displays)
 from ..registry import CommandError, command
 from .common import no_arguments, parse_number
 
@@ -125,7 +125,7 @@ the frames next to it, and where the caller's registers are saved."""
         out.print(f" caller of frame at 0x{_cfa_of(info, frames[frame.level - 1]) or 0:x}")
     if frame.hijacked:
         out.print(" return address held by a kretprobe instance (the stack holds kretprobe_trampoline)")
-    args = ", ".join(f"{v.name}={_safe(ctx, v)}" for v in ctx.arguments())
+    args = ", ".join(f"{v.name}={frame_argument(ctx, v)}" for v in ctx.arguments())
     out.print(f" Arglist at {at}, args: {args}")
     if row is not None and cfa is not None:
         out.print(f" Locals at {at}, Previous frame's sp is 0x{cfa:x}")
@@ -140,12 +140,6 @@ def _cfa_of(info, frame) -> int | None:
     if row is None or frame.regs.get(row[0]) is None:
         return None
     return frame.regs[row[0]] + row[1]
-
-
-def _safe(ctx, var) -> str:
-    from ..gdbvalues import frame_argument
-
-    return frame_argument(ctx, var)
 
 
 def _list_variables(session, which: str, empty: str) -> list[dict]:
