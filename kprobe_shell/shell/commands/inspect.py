@@ -11,7 +11,7 @@ from ...machine import MachineError
 from ...machine.registers import GENERAL_REGISTERS
 from ...machine.smp import CpuState
 from ..registry import CommandError, command
-from ...tracing.cvalue import EvalError
+from ...tracing.cvalue import EFLAGS_BITS, EvalError
 from ..gdbvalues import evaluate_in, gdb_state, thread_backtrace
 from ..locations import eval_address
 from .common import no_arguments, parse_number
@@ -51,8 +51,7 @@ def _signed_repr(v: int) -> str:
 
 
 def _flags(v: int) -> str:
-    names = [(0, "CF"), (2, "PF"), (4, "AF"), (6, "ZF"), (7, "SF"), (8, "TF"), (9, "IF"), (10, "DF"), (11, "OF")]
-    return "[ " + " ".join(n for bit, n in names if v >> bit & 1) + " ]"
+    return "[ " + " ".join(n for bit, n in EFLAGS_BITS if v >> bit & 1) + " ]"
 
 
 # ---------------------------------------------------------------------- x/FMT
