@@ -272,15 +272,9 @@ class KprobeEngine:
         if hit is None or not hit[0].size or not hit[0].contains(addr):
             raise ProbeError(f"0x{addr:x} is not inside any function of the image")
         sym, off = hit
-        bounds = self.instruction_boundaries(sym.address)
-        if addr not in bounds:
-            i = bisect.bisect_left(bounds, addr)
-            before = bounds[i - 1] if i > 0 else None
-            after = bounds[i] if i < len(bounds) else None
-            near = ", ".join(f"{sym.name}+0x{b - sym.address:x}" for b in (before, after) if b is not None)
-            raise ProbeError(
-                f"{sym.name}+0x{off:x} is not an instruction boundary (nearest: {near})"
-            )
+        why = boundary_refusal(self, addr)
+        if why is not None:
+            raise ProbeError(why)
         original = image.symbol_bytes(sym)[off : off + 15]
         insn = decode_at(original, addr)
         if insn is None:
@@ -710,3 +704,18 @@ class KprobeEngine:
         return problems
 
 
+def boundary_refusal(engine: "KprobeEngine", addr: int) -> str | None:
+    """Why ADDR, inside a function, is no place for an int3 (the middle of an
+    instruction: the nearest boundaries are named), or None."""
+    hit = engine.machine.symbols.containing(addr)
+    if hit is None or not hit[0].size or not hit[0].contains(addr):
+        return None
+    sym, off = hit
+    bounds = engine.instruction_boundaries(sym.address)
+    if addr in bounds:
+        return None
+    i = bisect.bisect_left(bounds, addr)
+    before = bounds[i - 1] if i > 0 else None
+    after = bounds[i] if i < len(bounds) else None
+    near = ", ".join(f"{sym.name}+0x{b - sym.address:x}" for b in (before, after) if b is not None)
+    return f"{sym.name}+0x{off:x} is not an instruction boundary (nearest: {near})"

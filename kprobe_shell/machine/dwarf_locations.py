@@ -45,7 +45,8 @@ class DwarfLocationError(Exception):
     """A variable, line or function the debug info cannot place (the message says why)."""
 
 
-def _children(die):
+def child_dies(die):
+    """die's children (dwarf.children), a corrupt tree refused as a DwarfLocationError."""
     try:
         return dwarf.children(die)
     except dwarf.DwarfError as exc:
@@ -57,6 +58,11 @@ def _cu_dies(cu):
         return dwarf.cu_dies(cu)
     except dwarf.DwarfError as exc:
         raise DwarfLocationError(f"DWARF error: {exc}") from None
+
+
+class OptimizedOut(DwarfLocationError):
+    """The variable exists here but has no location at this address (gdb's
+    "<optimized out>")."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,9 @@ class DebugInfo:
         self._globals: dict[str, tuple] | None = None
         self._lines: list[LineRow] | None = None
         self._cfa_rows: list[tuple[int, int, str, int]] | None = None
+        self._unwind_rows: list[tuple[int, int, str, int, dict]] | None = None
+        self._by_address: list[tuple[int, int, str]] | None = None
+        self._types: dict | None = None
         self._loc_parser = None
         self._expr_parser = None
 
@@ -157,6 +166,33 @@ class DebugInfo:
             raise DwarfLocationError(f"no debug info for function '{name}'")
         return fn
 
+    def function_at(self, addr: int) -> Function | None:
+        """The function whose code holds ADDR (the innermost out-of-line one)."""
+        if self._by_address is None:
+            self._by_address = sorted((f.low_pc, f.high_pc, f.name) for f in self.functions.values() if f.high_pc)
+        i = bisect.bisect_right(self._by_address, (addr, float("inf"), "")) - 1
+        if i >= 0 and self._by_address[i][0] <= addr < self._by_address[i][1]:
+            return self.functions[self._by_address[i][2]]
+        return None
+
+    def type_named(self, name: str):
+        """The DIE of the type C code names NAME ("long int", "size_t", "struct file"),
+        or None; gdb's short spellings ("long", "unsigned") are matched too."""
+        if self._types is None:
+            self._types = {}
+            for cu in self.dwarf.iter_CUs() if self.dwarf else ():
+                for die in cu.get_top_DIE().iterchild_dies():
+                    self._add_type(die)
+        return self._types.get(name)
+
+    def _add_type(self, die) -> None:
+        prefix = _TYPE_PREFIXES.get(die.tag)
+        if prefix is None or "DW_AT_declaration" in die.attributes:
+            return
+        name = _attr_str(die, "DW_AT_name")
+        if name is not None:
+            self._types.setdefault(prefix + name, die)
+
     def _decl_file(self, die, cu) -> str | None:
         attr = die.attributes.get("DW_AT_decl_file")
         if attr is None:
@@ -185,7 +221,7 @@ class DebugInfo:
         if self._globals is None:
             self._globals = {}
             for cu in self.dwarf.iter_CUs() if self.dwarf else ():
-                for die in _children(cu.get_top_DIE()):
+                for die in child_dies(cu.get_top_DIE()):
                     self._add_global(die)
         return self._globals.get(name)
 
@@ -243,6 +279,12 @@ class DebugInfo:
             out.append(row.address)
         return sorted(set(out))
 
+    def line_at(self, addr: int) -> LineRow | None:
+        """The statement row ADDR belongs to (the last one at or before it)."""
+        rows = self.lines
+        i = bisect.bisect_right(rows, addr, key=lambda r: r.address) - 1
+        return rows[i] if i >= 0 else None
+
     def function_lines(self, fn: Function) -> dict[int, list[int]]:
         """Line number -> addresses, for the lines of FN's own file inside FN (for an
         inline-only function: its lines wherever it was inlined, up to the next function
@@ -283,7 +325,7 @@ class DebugInfo:
         return sorted(result, key=lambda v: (not v.is_param, v.scope_depth, v.die.offset))
 
     def _collect(self, scope, addr: int, depth: int, found: list[Variable]) -> None:
-        for child in _children(scope):
+        for child in child_dies(scope):
             tag = child.tag
             if tag in ("DW_TAG_formal_parameter", "DW_TAG_variable"):
                 origin = _origin(child)
@@ -325,10 +367,10 @@ class DebugInfo:
         if attr is None:
             if "DW_AT_const_value" in var.die.attributes:
                 return Location("const", offset=var.die.attributes["DW_AT_const_value"].value)
-            raise DwarfLocationError(OPTIMIZED_OUT.format(var.name))
+            raise OptimizedOut(OPTIMIZED_OUT.format(var.name))
         expr = self._expression_at(attr, var.die, addr)
         if expr is None:
-            raise DwarfLocationError(OPTIMIZED_OUT.format(var.name))
+            raise OptimizedOut(OPTIMIZED_OUT.format(var.name))
         return self._decode(expr, fn, var.name, addr)
 
     def _expression_at(self, attr, die, addr: int) -> list | None:
@@ -354,12 +396,12 @@ class DebugInfo:
             self._expr_parser = DWARFExprParser(self.dwarf.structs)
         ops = self._expr_parser.parse_expr(expr)
         if not ops:
-            raise DwarfLocationError(OPTIMIZED_OUT.format(name))
+            raise OptimizedOut(OPTIMIZED_OUT.format(name))
         op, args = ops[0].op_name, ops[0].args
         rest = [o.op_name for o in ops[1:]]
         if any(o.op_name in ("DW_OP_entry_value", "DW_OP_GNU_entry_value") for o in ops):
             # The value of a register at the function's entry, since overwritten: gone here.
-            raise DwarfLocationError(OPTIMIZED_OUT.format(name))
+            raise OptimizedOut(OPTIMIZED_OUT.format(name))
         if rest == ["DW_OP_stack_value"] and (op.startswith("DW_OP_lit") or op.startswith("DW_OP_const")):
             value = int(op[9:]) if op.startswith("DW_OP_lit") else args[0]
             return Location("const", offset=value)
@@ -416,7 +458,39 @@ class DebugInfo:
         return self._cfa_rows
 
 
+    def unwind_row(self, addr: int) -> tuple[str, int, dict[str, int]] | None:
+        """How to find the caller's registers at ADDR, from .debug_frame: (CFA register,
+        CFA offset, {register: where it is saved, as an offset from the CFA}); the
+        return address is one of them ("rip").  None where no FDE covers ADDR."""
+        if self._unwind_rows is None:
+            rows = []
+            entries = self.dwarf.CFI_entries() if self.dwarf and self.dwarf.has_CFI() else []
+            for fde in entries:
+                if "initial_location" not in fde.header:
+                    continue
+                end = fde.header["initial_location"] + fde.header["address_range"]
+                table = fde.get_decoded().table
+                for i, row in enumerate(table):
+                    stop = table[i + 1]["pc"] if i + 1 < len(table) else end
+                    cfa = row.get("cfa")
+                    if cfa is None or cfa.reg is None or not 0 <= cfa.reg < len(DWARF_REGISTERS):
+                        continue
+                    saved = {DWARF_REGISTERS[n]: rule.arg for n, rule in row.items()
+                             if isinstance(n, int) and 0 <= n < len(DWARF_REGISTERS) and rule.type == "OFFSET"}
+                    rows.append((row["pc"], stop, DWARF_REGISTERS[cfa.reg], cfa.offset, saved))
+            self._unwind_rows = sorted(rows, key=lambda r: (r[0], r[1]))
+        rows = self._unwind_rows
+        i = bisect.bisect_right(rows, addr, key=lambda r: r[0]) - 1
+        if i < 0 or not rows[i][0] <= addr < rows[i][1]:
+            return None
+        return rows[i][2], rows[i][3], rows[i][4]
+
+
 # ---------------------------------------------------------------------- types
+_TYPE_PREFIXES = {"DW_TAG_base_type": "", "DW_TAG_typedef": "", "DW_TAG_structure_type": "struct ",
+                  "DW_TAG_union_type": "union ", "DW_TAG_enumeration_type": "enum "}
+
+
 def _origin(die):
     """The DIE that carries name and type: an inlined or out-of-line copy's abstract origin."""
     for _ in range(4):
@@ -466,7 +540,7 @@ def type_size(t) -> int:
 
 
 def array_count(t) -> int | None:
-    for sub in _children(strip_type(t)):
+    for sub in child_dies(strip_type(t)):
         if sub.tag == "DW_TAG_subrange_type":
             if "DW_AT_count" in sub.attributes:
                 return sub.attributes["DW_AT_count"].value
@@ -490,7 +564,7 @@ def find_member(t, name: str):
     base = strip_type(t)
     if base is None or base.tag not in ("DW_TAG_structure_type", "DW_TAG_union_type"):
         return None
-    for member in _children(base):
+    for member in child_dies(base):
         if member.tag != "DW_TAG_member":
             continue
         loc = member.attributes.get("DW_AT_data_member_location")

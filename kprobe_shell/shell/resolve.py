@@ -8,7 +8,8 @@ completes as and what it runs cannot disagree.
 Besides the registry's names, aliases and unambiguous prefixes, a line may be:
   x/FMT ADDR, print/FMT EXPR     gdb's format glued to the command
   r, r N                         gdb's `run` (a return probe always names a symbol)
-  p ..., r[N] ..., -:EVENT       ftrace's kprobe_events lines (`p $EXPR` is gdb's print)
+  p ..., r[N] ..., -:EVENT       ftrace's kprobe_events lines (`p $EXPR`, `p *EXPR`,
+                                 `p a->b`, `p 'c'` ... are gdb's print: GDB_EXPRESSION)
   @NAME[KEYS] = FUNC(F) on EV    bpftrace's map lines
 """
 from __future__ import annotations
@@ -24,7 +25,12 @@ from .registry import REGISTRY, Command, CommandError
 EVENT_WORD = re.compile(r"(p|r\d*)(:\S*)?|-:\S*")
 
 #: Commands that take a gdb format glued to their name (x/4gx).
-FORMAT_COMMANDS = ("x", "print", "output")
+FORMAT_COMMANDS = ("x", "print", "p", "inspect", "output", "display")
+
+#: How a gdb expression can start that no kprobe_events probe point does (`p $rax`,
+#: `p *ptr`, `p &init_task`, `p (long)x`, `p -1`), or a first word with C's member and
+#: index operators in it (`p file->f_pos`, `p buf[2]`, `p 2+2`).
+GDB_EXPRESSION = re.compile(r"[$*&(!~\-]|[^\s']*(->|\[)|\d+[-+*/%<>&|^]|sizeof\b|'(\\.|[^'\\])'(\s|$)")
 
 
 def is_event_word(word: str) -> bool:
@@ -72,10 +78,11 @@ def resolve(line: str, *, typing: bool = False) -> ResolvedLine:
     rest = rest.strip()
     try:
         if "/" in word and word.split("/")[0] in FORMAT_COMMANDS:
-            return ResolvedLine(line, REGISTRY.lookup(word.split("/")[0]), "format", word, rest)
+            name = word.split("/")[0]
+            return ResolvedLine(line, REGISTRY.lookup("print" if name == "p" else name), "format", word, rest)
         if word == "r" and _is_run_argument(rest, typing):
             return ResolvedLine(line, REGISTRY.lookup("run"), "run", word, rest)
-        if is_event_word(word) and not (word == "p" and rest.startswith("$")):
+        if is_event_word(word) and not (word == "p" and GDB_EXPRESSION.match(rest)):
             return ResolvedLine(line, REGISTRY.lookup("probe-event"), "probe-event", word, rest)
         if word == "p":
             return ResolvedLine(line, REGISTRY.lookup("print"), "print", word, rest)

@@ -23,6 +23,7 @@ from .output import Output
 from .registry import CommandError, QuitRequest
 from .resolve import resolve
 from .script import run_lines
+from .gdbvalues import gdb_state, show_displays
 from .settings import DEFAULT_SETTINGS, configure_machine, parse_setting
 from .userprobes import UserProbe, UserProbes, create_from_spec
 
@@ -233,6 +234,7 @@ class Session:
     def run_guest(self, max_insns: int | None = None) -> StopEvent:
         """Run until something stops the guest, then report why (one line)."""
         m = self.machine
+        gdb_state(self).guest_ran()
         with self.run_lock:
             self._stop_at_break = None
             event = m.run(max_insns)
@@ -248,6 +250,8 @@ class Session:
         if event.reason is StopReason.BREAKPOINT and self._stop_at_break is not None:
             up = self._stop_at_break
             text = f"Breakpoint {up.number}, {where} (0x{event.rip:x}) in {event.task}"
+        elif event.reason is StopReason.BREAKPOINT and "watchpoint_report" in event.details:
+            text = event.details["watchpoint_report"]
         elif event.reason is StopReason.HALTED:
             text = f"[guest halted: {event.message}; {event.time_ns} instructions]"
         elif event.reason is StopReason.BUDGET:
@@ -273,6 +277,8 @@ class Session:
         if event.is_final:
             # bpftrace prints its maps when the traced program is over; so do we.
             self.print_maps()
+        else:
+            show_displays(self)
         self._warn_missed()
 
     def _probe_running(self) -> str | None:

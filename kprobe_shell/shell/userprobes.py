@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..numbers import NumberError, parse_int
 from .. import handlers as H
 from ..api import Jprobe, Kprobe, Kretprobe, ProbeError
+from ..kprobes.core import boundary_refusal
 from ..machine import StopReason
 from ..machine.abi import ABI_ARG_REGISTERS
 from ..tracing import fetch as F
@@ -31,7 +32,7 @@ class UserProbe:
     """A numbered entry of `probes`: a probe or a breakpoint and what the user attached to it."""
 
     number: int
-    kind: str               # k, j, r (probes), b (breakpoint), t (temporary breakpoint)
+    kind: str               # k, j, r (probes), b (breakpoint), t (temporary breakpoint), w (watchpoint)
     location: str           # as the user wrote it
     addr: int
     obj: object = None      # Kprobe / Jprobe / Kretprobe, or the hook handle of a breakpoint
@@ -44,7 +45,8 @@ class UserProbe:
 
     @property
     def is_breakpoint(self) -> bool:
-        return self.kind in ("b", "t")
+        """A breakpoint or a watchpoint: it stops the guest, it traces nothing."""
+        return self.kind in ("b", "t", "w")
 
 
 class UserProbes(dict):
@@ -98,6 +100,9 @@ def new_probe(session: Session, kind: str, location: str, point: tuple[str | Non
     if kind in ("b", "t"):
         if not session.machine.image.is_text(addr):
             raise CommandError(f"0x{addr:x} is not in the image's text")
+        why = boundary_refusal(session.machine.kprobes, addr)
+        if why is not None:  # an int3 there would change the instruction it lands in
+            raise CommandError(f"Cannot insert breakpoint at 0x{addr:x}: {why}")
         return _create_breakpoint(session, up)
     try:
         return create_from_spec(session, up)
@@ -112,6 +117,10 @@ def create_from_spec(session, up: UserProbe) -> UserProbe:
     kind = up.kind
     if kind in ("b", "t"):
         return _create_breakpoint(session, up)
+    if kind == "w":
+        from .watchpoints import create_watchpoint
+
+        return create_watchpoint(session, up)
     if spec.get("request") is not None:
         return create_handler_probe(session, up)
     if spec.get("line"):
@@ -153,7 +162,9 @@ def _create_breakpoint(session, up: UserProbe) -> UserProbe:
         if session._skip_break_once == up.addr:
             session._skip_break_once = None
             return
-        if not up.enabled or machine.kprobes.kprobe_running():
+        if not up.enabled or _inside_probe_machinery(machine):
+            return
+        if up.spec.get("condition") and not condition_holds(session, up):
             return
         up.hits += 1
         if session._stop_at_break is not None:
@@ -164,6 +175,26 @@ def _create_breakpoint(session, up: UserProbe) -> UserProbe:
 
     up.obj = m.add_code_hook(up.addr, on_break)
     return session.probes.add(up)
+
+
+def _inside_probe_machinery(machine) -> bool:
+    """A probe is being handled and the CPU is in the engine's own steps (an in-place
+    single-step, the trampoline): not the guest's code.  A guest jprobe handler is guest
+    code, and a breakpoint in it stops there, as gdb's do."""
+    engine = machine.kprobes
+    return engine.kprobe_running() and engine.jprobes.active is None
+
+
+def condition_holds(session, up: UserProbe) -> bool:
+    """gdb's `break LOC if COND`, evaluated in the frame that reached LOC; a condition that
+    cannot be evaluated stops the guest and says why, as gdb does."""
+    from .gdbvalues import condition_at_stop
+
+    try:
+        return condition_at_stop(session, up.spec["condition"])
+    except CommandError as exc:
+        session.out.print(f"Error in testing condition for breakpoint {up.number}:\n{exc}")
+        return True
 
 
 # ---------------------------------------------------------------------- kprobe_events lines

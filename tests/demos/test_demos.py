@@ -128,7 +128,7 @@ def test_03_jprobe_ip_queue_xmit(tmp_path_factory, kernel_facts):
     skb = int(re.search(r"jprobe: ip_queue_xmit\(skb=([0-9a-f]+), ipfragok=0\)", out).group(1), 16)
     assert skb == rdi
     assert f"rsp 0x{rsp:x} matches the saved rsp" in out
-    printed = re.findall(r"^\$ = 0x([0-9a-f]+)", out, re.M)
+    printed = re.findall(r"^\$\d+ = 0x([0-9a-f]+)", out, re.M)
     assert [int(v, 16) for v in printed[:2]] == [rdi, rsi]
     assert out.count("jprobe: ip_queue_xmit(skb=") == 10
     assert re.search(r"^1   j .*ip_queue_xmit\+0x0/0x145 +y +10 +0 ", out, re.M)

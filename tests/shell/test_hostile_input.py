@@ -37,7 +37,7 @@ HOSTILE = [
     (f"kprobe leaf+{BIG}", "numeric constant too large (the offset)"),
     (f"x/{BIG}x leaf", "numeric constant too large (the count)"),
     ("x/4xb 0x10000000000401000", "numeric constant too large (the address)"),
-    ("print 0x10000000000401000", "numeric constant too large (the address)"),
+    ("print 0x10000000000401000", "numeric constant too large"),
     (f"until 0x{BIG}", "numeric constant too large (the address)"),
     (f"stepi {BIG}", "numeric constant too large (the count)"),
     (f"bt {BIG}", "numeric constant too large (the frame count)"),

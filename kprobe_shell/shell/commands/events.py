@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import re
+
 from ...tracing.perf_probe import is_perf_syntax
 from ...tracing.probe_events import ProbeEventError, parse_probe_event
 from ..registry import REGISTRY, CommandError, command
@@ -42,6 +44,11 @@ works here too ('help probe'): FUNC:RLN, SRC:LINE, FUNC;PATTERN, locals and memb
                 session.out.print(f"Deleted {up.number} ({defn.group}/{defn.event})")
                 return None
         raise CommandError(f"no event '{defn.event}' (see 'probes')")
+    word, _, point = line.partition(" ")
+    if word == "p" and _names_a_value(session, point.strip()):
+        from .gdbdata import cmd_print
+
+        return cmd_print(session, point.strip())
     if is_perf_syntax(line):
         # perf probe's language: the `probe` command compiles it into lines of this one.
         return REGISTRY.lookup("probe").func(session, line)
@@ -49,3 +56,21 @@ works here too ('help probe'): FUNC:RLN, SRC:LINE, FUNC;PATTERN, locals and memb
     describe_new(session, up)
     session.out.print(f"  {up.spec['definition']}")
     return {"number": up.number, "event": up.event, "addr": up.addr}
+
+
+def _names_a_value(session, text: str) -> bool:
+    """`p NAME ...` where NAME is no function to probe: gdb's print of an expression
+    (`p count`, `p jiffies`, `p count * 2`), which a kprobe_events line could not mean."""
+    m = re.match(r"[A-Za-z_]\w*(?=$|[\s.+*/%<>=!&|^-])", text)
+    if m is None:
+        return False
+    sym = session.machine.symbols.get(m.group())
+    if sym is not None:
+        return not session.machine.image.is_text(sym.address)
+    # Neither a symbol: a variable of the selected frame or a global, else a probe's typo.
+    from ..gdbvalues import context
+
+    try:
+        return not session.machine.halted and context(session).has_variable(m.group())
+    except Exception:  # noqa: BLE001 - no frame to look in: the probe line's own error
+        return False

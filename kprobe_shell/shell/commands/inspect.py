@@ -1,4 +1,4 @@
-"""Looking at the machine: regs, x, disas, bt, symbols, tasks, cpus, print, info."""
+"""Looking at the machine: regs, x, disas, bt, symbols, tasks, cpus."""
 from __future__ import annotations
 
 import re
@@ -11,6 +11,8 @@ from ...machine import MachineError
 from ...machine.registers import GENERAL_REGISTERS
 from ...machine.smp import CpuState
 from ..registry import CommandError, command
+from ...tracing.cvalue import EFLAGS_BITS, EvalError
+from ..gdbvalues import evaluate_in, gdb_state, thread_backtrace
 from ..locations import eval_address
 from .common import no_arguments, parse_number
 
@@ -49,8 +51,7 @@ def _signed_repr(v: int) -> str:
 
 
 def _flags(v: int) -> str:
-    names = [(0, "CF"), (2, "PF"), (4, "AF"), (6, "ZF"), (7, "SF"), (8, "TF"), (9, "IF"), (10, "DF"), (11, "OF")]
-    return "[ " + " ".join(n for bit, n in names if v >> bit & 1) + " ]"
+    return "[ " + " ".join(n for bit, n in EFLAGS_BITS if v >> bit & 1) + " ]"
 
 
 # ---------------------------------------------------------------------- x/FMT
@@ -68,8 +69,10 @@ _SIZES = {"b": 1, "h": 2, "w": 4, "g": 8}
          usage="x/NFU ADDR", example="x/8xb do_fork\nx/4gx $rsp\nx/s 0x1234\nx/3i $rip")
 def cmd_x(session, rest: str):
     """N units of format F (x hex, d signed, u unsigned, t binary, a address, c char,
-s string, i instruction) and size U (b byte, h half, w word, g giant). A planted int3
-shows as cc with the original byte beside it: cc[55]."""
+s string, i instruction) and size U (b byte, h half, w word, g giant). ADDR is an
+address (0x1000, do_fork+4, $rsp+8) or, as in gdb, a C expression of the selected frame
+(`x/s file->f_dentry->d_iname`, `x/2gx &jiffies`). A planted int3 shows as cc with the
+original byte beside it: cc[55]."""
     fmt_text = ""
     if rest.startswith("/"):
         fmt_text, _, rest = rest[1:].partition(" ")
@@ -85,7 +88,7 @@ shows as cc with the original byte beside it: cc[55]."""
     if fmt == "c":
         size = mt.group(3) or "b"
     if rest.strip():
-        addr = eval_address(session, rest)
+        addr = _x_address(session, rest)
     elif _X_STATE["next"] is not None:
         addr = _X_STATE["next"]
     else:
@@ -138,6 +141,24 @@ shows as cc with the original byte beside it: cc[55]."""
         hits = ", ".join(f"0x{a:x} (original {b:02x})" for a, b in sorted(planted.items()) if addr <= a < addr + unit * count)
         out.print(f"  probe bytes (int3 or an optimized probe's jmp) planted at {hits}", "planted")
     return values
+
+
+def _x_address(session, text: str) -> int:
+    """x's ADDR: an address expression, else a C expression as gdb's x reads one (`&jiffies`,
+    `file->f_dentry`, `buf`): a pointer's or integer's value, an object's address."""
+    try:
+        return eval_address(session, text)
+    except CommandError as first:
+        try:
+            value, _ctx = evaluate_in(session, text)
+        except CommandError:
+            raise first from None
+    if value.type.kind in ("struct", "union", "array", "func") and value.address is not None:
+        return value.address
+    try:
+        return value.as_int() & 0xFFFFFFFFFFFFFFFF
+    except EvalError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _format_unit(session, v: int, fmt: str, unit: int) -> str:
@@ -252,11 +273,14 @@ def backtrace(session, limit: int = 64) -> list[tuple[int, str]]:
 def cmd_bt(session, rest: str):
     """Walk the frame-pointer chain of the current task. Where a kretprobe replaced a
 return address with kretprobe_trampoline, the real return address is shown (taken from
-the task's instances), marked as such."""
+the task's instances), marked as such. After `thread N`, the frames of that thread (a
+sleeping task's from the context switch_to() saved)."""
     limit = parse_number(rest, "frame count") if rest else 64
     if limit <= 0:
         raise CommandError("the frame count must be positive")
     m = session.machine
+    if gdb_state(session).thread is not None:  # `thread N` chose another CPU or a sleeping task
+        return thread_backtrace(session, limit)
     frames = backtrace(session, limit)
     for i, (addr, note) in enumerate(frames):
         session.out.print(f"#{i:<3}0x{addr:016x} in {m.symbols.format(addr)} {note}".rstrip())
@@ -282,7 +306,7 @@ def cmd_symbols(session, rest: str):
     return [{"name": s.name, "addr": s.address, "size": s.size, "type": s.type} for s in syms]
 
 
-@command("tasks", group="inspect", aliases=("ps", "info threads"), summary="the guest's tasks", usage="tasks")
+@command("tasks", group="inspect", aliases=("ps",), summary="the guest's tasks", usage="tasks")
 def cmd_tasks(session, rest: str):
     """Every live task of the guest: pid, comm, state, parent, cpu; '*' marks current.
 With several CPUs, RUNNING says which CPU runs the task now (its %gs:pcurrent), and the
@@ -338,14 +362,3 @@ commands (regs, bt, x ...) look at: the one that ran last."""
         data.append({"cpu": cpu.index, "state": cpu.state.value, "clock": cpu.icount.retired, "task": label,
                      "rip": regs["rip"]})
     return data
-
-
-@command("print", group="inspect", aliases=("output",), args=("location",),
-         summary="evaluate an address expression", usage="print EXPR", example="print $rsp+8\nprint do_fork")
-def cmd_print(session, rest: str):
-    """Print the value of an address expression (numbers, symbols, $registers, + and -)."""
-    if rest.startswith("/"):
-        fmt, _, rest = rest[1:].partition(" ")
-    v = eval_address(session, rest)
-    session.out.print(f"$ = 0x{v:x} ({v}) <{session.machine.symbols.format(v, with_size=False)}>")
-    return v

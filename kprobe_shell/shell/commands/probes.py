@@ -5,7 +5,9 @@ import os
 
 from ...tracing.probe_events import KRETPROBE_MAXACTIVE_MAX
 from ..registry import CommandError, command
+from ..gdbvalues import check_condition
 from ..userprobes import delete_user_probe, describe_new, new_probe, why_not_optimized
+from ..watchpoints import breakpoint_details
 from ..locations import parse_location
 from .common import no_arguments, parse_number, parse_probe_numbers
 from .wildcards import is_wildcard, place_each
@@ -97,27 +99,60 @@ nmissed. --unsafe allows the exec path (do_execve, flush_thread, ...) to show th
 
 
 @command("break", repeatable=False, group="running", aliases=("b", "br"), args=("location",),
-         summary="stop the guest when it reaches LOCATION", usage="break LOCATION",
-         example="break do_exit")
+         summary="stop the guest when it reaches LOCATION [if COND]", usage="break LOCATION [if COND]",
+         example="break do_exit\nbreak vfs_read if count > 100")
 def cmd_break(session, rest: str):
     """Set a breakpoint: the guest stops before the instruction at LOCATION runs and the
-prompt comes back. Breakpoints cost nothing elsewhere (a hook on that one address)."""
-    if not rest:
-        raise CommandError("usage: break LOCATION")
-    up = _new_probe(session, "b", rest, {})
-    describe_new(session, up)
-    return {"number": up.number, "addr": up.addr}
+prompt comes back. Breakpoints cost nothing elsewhere (a hook on that one address).
+`if COND` stops only when the C expression COND (over the DWARF variables in scope at
+LOCATION, as `print` reads them) is non-zero; `condition N [COND]` changes it later.
+An address in the middle of an instruction is refused, as a kprobe there is. A
+breakpoint inside a guest jprobe handler stops there, as gdb's do."""
+    return _break(session, "b", rest, "break")
 
 
 @command("tbreak", repeatable=False, group="running", args=("location",), summary="a breakpoint that deletes itself when hit",
-         usage="tbreak LOCATION")
+         usage="tbreak LOCATION [if COND]")
 def cmd_tbreak(session, rest: str):
     """Like break, but deleted the first time it stops the guest."""
-    if not rest:
-        raise CommandError("usage: tbreak LOCATION")
-    up = _new_probe(session, "t", rest, {})
+    return _break(session, "t", rest, "tbreak")
+
+
+def _break(session, kind: str, rest: str, name: str):
+    location, _, cond = rest.partition(" if ")
+    if rest.startswith("if "):
+        location, cond = "", rest[3:]
+    if not location.strip():
+        raise CommandError(f"usage: {name} LOCATION [if COND]")
+    spec = {}
+    if cond.strip():
+        point = parse_location(session, location.strip())
+        check_condition(session, point[2], cond.strip())
+        spec["condition"] = cond.strip()
+    up = _new_probe(session, kind, location.strip(), spec)
     describe_new(session, up)
     return {"number": up.number, "addr": up.addr}
+
+
+@command("condition", repeatable=False, group="running", args=("probe", "text"),
+         summary="stop at breakpoint N only when COND holds", usage="condition N [COND]",
+         example="condition 1 count > 100\ncondition 1")
+def cmd_condition(session, rest: str):
+    """Give breakpoint N the condition COND (a C expression, as in `break LOC if COND`);
+with no COND, N stops every time again."""
+    number, _, cond = rest.strip().partition(" ")
+    if not number:
+        raise CommandError("usage: condition N [COND]")
+    up = session.probes.lookup(number)
+    if up.kind not in ("b", "t"):
+        raise CommandError(f"{up.number} is a probe, not a breakpoint: a probe's filter is `if` on its line")
+    if not cond.strip():
+        up.spec.pop("condition", None)
+        session.out.print(f"Breakpoint {up.number} now unconditional.")
+        return None
+    check_condition(session, up.addr, cond.strip())
+    up.spec["condition"] = cond.strip()
+    return {"number": up.number, "condition": cond.strip()}
 
 
 @command("delete", repeatable=False, group="probes", aliases=("d", "del"), args=("probe",),
@@ -172,7 +207,7 @@ and for return probes maxactive with free/used instances."""
     for up in session.probes.sorted():
         obj = up.obj
         if up.is_breakpoint:
-            hits, missed, mode, details = up.hits, 0, "-", "breakpoint" if up.kind == "b" else "temporary"
+            hits, missed, mode, details = up.hits, 0, "-", breakpoint_details(up)
         else:
             hits = obj.hits
             missed = obj.nmissed

@@ -6,7 +6,9 @@ import os
 from ...kprobes.x86 import decode_at
 from ...machine import MachineError, StopReason
 from ..registry import CommandError, command
+from ..gdbvalues import gdb_state
 from ..userprobes import delete_user_probe
+from ..watchpoints import finish_watch_stop
 from ..locations import parse_location
 from .common import no_arguments, parse_number
 
@@ -36,6 +38,10 @@ def _run_to_next_stop(session, max_insns: int | None, quiet_budget: bool):
     session.last_regs = m.registers()
     event = session.run_guest(max_insns)
     session._skip_break_once = None
+    if "watch" in event.details and gdb_state(session).watch_hit is not None:
+        event, go_on = finish_watch_stop(session, event)
+        if go_on:
+            return event, True
     up = session._stop_at_break
     if event.reason is StopReason.BREAKPOINT and up is not None and up.kind == "t":
         delete_user_probe(session, up)
@@ -106,13 +112,17 @@ def _show_pc(session) -> None:
         session.out.print(line)
 
 
-def _run_to(session, addr: int):
-    """Run until rip reaches addr in the current task (a temporary internal breakpoint)."""
+def _run_to(session, addr: int, above: int | None = None):
+    """Run until rip reaches addr in the current task (a temporary internal breakpoint);
+    with `above`, only once rsp is at least that high (the frame was left, not a
+    recursive call's copy of it)."""
     m = session.machine
     task = m.tasks.current_address()
     hit = {"stop": False}
 
     def on_reach(machine):
+        if above is not None and machine.reg("rsp") < above:
+            return
         if machine.tasks.current_address() == task and not machine.kprobes.kprobe_running():
             machine.clock.uncount_current()
             hit["stop"] = True
@@ -143,18 +153,70 @@ def cmd_nexti(session, rest: str):
 
 
 @command("finish", group="running", aliases=("fin",), runs_guest=True,
-         summary="run until the current function returns", usage="finish")
+         summary="run until the selected frame returns; show the value returned", usage="finish")
 def cmd_finish(session, rest: str):
-    """Run to the return address of the current frame (the real one: a return address the
-kretprobe trampoline replaced is looked up in the task's instances)."""
-    from .inspect import backtrace
+    """Run until the selected frame (frame 0 unless `frame`/`up` chose another) returns
+to its caller, as gdb's finish: "Run till exit from #0 ...", the caller's frame, and
+"Value returned is $N = ..." from rax, typed from the function's DWARF (kept in the
+value history). The return address is the real one: a return address the kretprobe
+trampoline replaced is looked up in the task's instances. A breakpoint met before the
+return stops there instead, as in gdb."""
+    from ..gdbvalues import frame_line, gdb_state, selected_frames
 
     no_arguments(rest, "finish")
-    frames = backtrace(session, 2)
-    if len(frames) < 2:
-        raise CommandError("no caller frame to finish to")
-    _run_to(session, frames[1][0])
-    _show_pc(session)
+    frames = selected_frames(session)
+    level = gdb_state(session).frame
+    if level + 1 >= len(frames):
+        raise CommandError("no caller frame to finish to (\"finish\" not meaningful in the outermost frame)")
+    if gdb_state(session).thread is not None:
+        raise CommandError("finish runs the thread that stopped; `thread` selected another one")
+    callee, caller = frames[level], frames[level + 1]
+    session.out.print(f"Run till exit from {frame_line(session, callee)}")
+    ret_type = _return_type(session, callee)
+    event = _run_to(session, caller.pc, above=caller.regs.get("rsp"))
+    if session.machine.halted or event.message != "reached":
+        return None
+    _show_frame(session)
+    if ret_type is not None:
+        _value_returned(session, ret_type)
+    return None
+
+
+def _return_type(session, frame):
+    """The DWARF return type of the frame's function (None: void or no debug info)."""
+    from ...machine.dwarf_locations import debug_info
+
+    info = debug_info(session.machine.image)
+    fn = info.function_at(frame.lookup_pc) if info.available else None
+    if fn is None or "DW_AT_type" not in fn.die.attributes:
+        return None
+    return fn.die.get_DIE_from_attribute("DW_AT_type")
+
+
+def _value_returned(session, type_die) -> None:
+    from ...tracing.cvalue import Value, ctype_of
+    from ..gdbvalues import gdb_state, printer, context
+
+    t = ctype_of(type_die)
+    if not t.is_scalar:
+        session.out.print(f"Value returned has type: {t.spell()}. Cannot determine contents")
+        return
+    rax = session.machine.reg("rax")
+    v = Value(t, rax.to_bytes(8, "little")[: t.size], register="rax")
+    n = gdb_state(session).history.add(v)
+    session.out.print(f"Value returned is ${n} = {printer(context(session)).top(v)}")
+
+
+def _show_frame(session) -> None:
+    """gdb's stop location: the frame line (without its level, as at any stop), then its
+    line of source."""
+    from ..gdbvalues import frame_line, selected_frame, source_line
+
+    frame = selected_frame(session)
+    session.out.print(frame_line(session, frame)[4:])
+    src = source_line(session, frame)
+    if src is not None:
+        session.out.print(src)
 
 
 @command("until", group="running", aliases=("u", "advance"), args=("location",), runs_guest=True,
