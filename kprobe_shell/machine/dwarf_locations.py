@@ -181,7 +181,7 @@ class DebugInfo:
         if self._types is None:
             self._types = {}
             for cu in self.dwarf.iter_CUs() if self.dwarf else ():
-                for die in cu.get_top_DIE().iterchild_dies():
+                for die in child_dies(cu.get_top_DIE()):
                     self._add_type(die)
         return self._types.get(name)
 

@@ -126,7 +126,7 @@ def _lessons_2_and_3(s: Student) -> None:
     assert "jprobe: ip_queue_xmit(skb=000000000013d240, ipfragok=0) len=40 from netd[4]" in said
     assert "Breakpoint 8, ip_queue_xmit+0x1/0x145 (0x1043f1) in netd-4" in said
     said = s.answer("p $rdi")
-    assert "Not quite: that printed 0x0; the first argument, skb, is in rdi (print $rdi)." in flat(said)
+    assert "Not quite: that printed 0; the first argument, skb, is in rdi (print $rdi)." in flat(said)
     said = s.answer("continue")
     assert "$ = 0x13d240 (1299008) <skb_pool+0x0>" in said and "  Yes." in said
     said = s.answer("kretprobe path_lookup_recursive")

@@ -122,9 +122,14 @@ def _guest_jprobe(a: Attempt) -> str | None:
 
 def _printed_skb(a: Attempt) -> str | None:
     rdi = a.session.machine.reg("rdi")
-    if a.data == rdi and "rdi" in a.rest:
+    printed = a.data.get("value", "") if isinstance(a.data, dict) else ""
+    try:
+        value = int(printed, 0) & (1 << 64) - 1
+    except ValueError:
+        value = None
+    if value == rdi and "rdi" in a.rest:
         return None
-    return f"that printed 0x{a.data:x}; the first argument, skb, is in rdi (print $rdi)."
+    return f"that printed {printed or 'nothing'}; the first argument, skb, is in rdi (print $rdi)."
 
 
 LESSON_3 = Lesson(3, "a jprobe on ip_queue_xmit", steps=[
