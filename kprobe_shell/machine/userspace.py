@@ -247,14 +247,23 @@ class UserSpace:
 
     def install_kernel_hooks(self) -> None:
         """A new address space (CR3 loaded) may hold other code at the same addresses: the
-        clock forgets its counts of user blocks."""
+        CPU's clock forgets its counts of user blocks."""
         load_cr3 = self.machine.image.symbols.get("load_cr3")
         if load_cr3 is not None:
             self.machine.add_code_hook(load_cr3.address, self._on_load_cr3)
 
     def _on_load_cr3(self, machine: "Machine") -> None:
         for lo, hi in USER_RANGES:
-            machine._block_table.forget(lo, hi)
+            machine.clock.blocks.forget(lo, hi)
+        if machine.ncpus > 1:
+            # Each CPU is a unicorn instance with its own translation cache, which sees its
+            # own writes to code but not another CPU's: a page that held a program's code
+            # on this CPU may have been freed and filled with other code elsewhere (fork
+            # copies a child's pages on the parent's CPU).  User pages are all in RAM, the
+            # kernel's text is not: drop this CPU's blocks translated from RAM.  unicorn
+            # takes the range's start through the page tables (RAM is identity-mapped in
+            # every address space) and drops the physical range from there.
+            machine.uc.ctl_remove_cache(RAM_BASE, RAM_BASE + self.ram_size)
 
     @property
     def until_never(self) -> int:
