@@ -204,11 +204,12 @@ class InstructionClock:
         cache, so that unicorn translates it again and ends it at that address (a cached
         block would run past it)."""
         start, size = self.counter.split_addr, self.counter.split_size
-        addresses = [a for a, _mn in self.block_instructions(start, start + size)]
-        if not 0 < k < len(addresses) or addresses[k] == until_before:
+        # Decoded in C, as the block hook counted it: a few times per timer period.
+        at = _clock.nth_instruction(self.uch, start, size, k, self.counter.vmem) if k > 0 else 0
+        if not at or at == until_before:
             raise MachineError(f"the clock cannot stop {k} instructions into the block at 0x{start:x}")
         self.uc.ctl_remove_cache(start, start + size)
-        return addresses[k]
+        return at
 
     def count_in(self, counted: ctypes.Array, base: int, size: int) -> None:
         """Count the instructions of [base, base+size) marked in the byte map counted."""

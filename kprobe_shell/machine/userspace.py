@@ -30,7 +30,7 @@ from unicorn import UC_HOOK_BLOCK, UC_HOOK_INSN, UC_PROT_ALL, UC_PROT_READ, UC_P
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib
 
-from . import _clock
+from . import _clock, capi
 from .events import ProgramError
 from .layout import EFLAGS_IF, EFLAGS_TF, PAGE_SIZE, TIMER_VECTOR
 from .program_symbols import ProgramSymbolIndex, ProgramSymbols, UserFrame
@@ -294,18 +294,19 @@ class UserSpace:
         uc.reg_write(X.UC_X86_REG_RIP, self.syscall_gate - 2)  # unicorn adds the 2 back
 
     def enter_trap(self, vector: int) -> bool:
-        """An interrupt or fault at CPL 3: park it for the kernel and take the trap gate."""
-        uc = self.machine.uc
-        rip = uc.reg_read(X.UC_X86_REG_RIP)
-        rflags = uc.reg_read(X.UC_X86_REG_EFLAGS)
-        cr2 = uc.reg_read(X.UC_X86_REG_CR2) if vector == 14 else 0
+        """An interrupt or fault at CPL 3: park it for the kernel and take the trap gate.
+        (Every timer tick in user mode comes here: the C accessors, not the binding.)"""
+        m = self.machine
+        uch = m.uch
+        rip = capi.reg_read(uch, X.UC_X86_REG_RIP)
+        rflags = capi.reg_read(uch, X.UC_X86_REG_EFLAGS)
+        cr2 = capi.reg_read(uch, X.UC_X86_REG_CR2) if vector == 14 else 0
         error = self._page_fault_error(cr2, rip) if vector == 14 else 0
-        info = struct.pack("<5Q", rip, rflags, vector, error, cr2)
-        uc.mem_write(self.trap_info + 64 * self.machine.cpu.index, info)
+        capi.mem_write(uch, self.trap_info + 64 * m.cpu.index, struct.pack("<5Q", rip, rflags, vector, error, cr2))
         if vector in _CONTRIBUTORY_OR_PF:
-            reset_old_exception(uc)
-        uc.reg_write(X.UC_X86_REG_EFLAGS, rflags & ~(EFLAGS_IF | EFLAGS_TF))
-        self.machine.set_reg("rip", self.trap_gate)
+            reset_old_exception(m.uc)
+        capi.reg_write(uch, X.UC_X86_REG_EFLAGS, rflags & ~(EFLAGS_IF | EFLAGS_TF))
+        m.set_reg("rip", self.trap_gate)
         return True
 
     def deliver_timer(self) -> bool:
