@@ -74,3 +74,17 @@ def test_fpu_state_on_two_cpus(build_program):
     m = run_on(2, *progs, timer_period=700)
     for seed in ("1.5", "7", "2", "9"):
         assert native([path, seed]) in m.console
+
+
+def test_the_shell_runs_programs_on_two_cpus(build_program):
+    """`set cpus 2` then `exec`: no refusal any more; the SMP user-space kernel boots."""
+    import io
+
+    from kprobe_shell.shell.output import Output
+    from kprobe_shell.shell.session import Session
+
+    s = Session(output=Output(io.StringIO(), color=False))
+    for line in ("set cpus 2", f"exec {build_program('hello', 'glibc')} two", "run"):
+        s.execute(line)
+    assert s.image_path.endswith("minikernel-smp-user.elf")
+    assert "smp: 2 cpus online\n" in s.machine.console and "argv[1] = two\n" in s.machine.console
