@@ -19,7 +19,7 @@ import os
 from unicorn import UcError
 
 from .display import Displayed
-from .images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, BUNDLED_USER_KERNEL, bundled_image_path
+from .images import bundled_image_path, bundled_kernel
 from .kprobes.core import AggrKprobe, HandlerError, Kprobe, KprobeEngine
 from .kprobes.jprobes import Jprobe
 from .kprobes.kretprobes import Kretprobe, KretprobeInstance
@@ -47,15 +47,11 @@ class Machine(_BareMachine, Displayed):
         programs = [Program.parse(p) if isinstance(p, str) else p for p in programs or []]
         if programs:
             extra.update(programs=programs, ram_size=ram_size, keep_workload=keep_workload)
-        if image is None and programs:
-            # Programs run on the kernel's CONFIG_USERSPACE build (one CPU for now).
-            if cpus > 1:
-                raise MachineError("programs run on one CPU for now: the SMP kernel has no user space yet")
-            image = bundled_image_path(BUNDLED_USER_KERNEL)
-        elif image is None:
-            # The bundled kernel comes as a 2.6 kernel did: a UP build, and an SMP build
-            # (CONFIG_SMP) that brings up the other CPUs.
-            image = bundled_image_path(BUNDLED_SMP_KERNEL if cpus > 1 else BUNDLED_KERNEL)
+        if image is None:
+            # The bundled kernel comes as a 2.6 kernel did: a UP build, an SMP build
+            # (CONFIG_SMP) that brings up the other CPUs, each with user space
+            # (CONFIG_USERSPACE) when programs run.
+            image = bundled_image_path(bundled_kernel(cpus, bool(programs)))
         try:
             super().__init__(image, timer_period=timer_period, cpus=cpus, **extra)
             self.kprobes = KprobeEngine(self)

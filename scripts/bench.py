@@ -2,6 +2,7 @@
 """Side-by-side benchmark of what probes cost, in one process, medians of several runs.
 
     python scripts/bench.py [--runs 5] [--calls 100000] [--steady-calls 1000000] [--quick]
+                            [--qiling [--programs-only]]
 
 Every configuration is measured in the same process, round-robin (one run of each, then
 the next round), and the median of the rounds is reported, so that the noise of a shared
@@ -37,6 +38,18 @@ machine cancels out of a comparison instead of deciding it.
    and of `trace save FILE.dat` with a full trace buffer.
 5. The issue's targets (probes not hit <= 1.1x bare, optimized <= 2x the floor, boosted
    <= 6x, kretprobe entry + return in auto mode <= 4x), met or missed in this run.
+6. With --qiling: real programs (tests/userspace/programs: hello, and bzip on Debian's
+   libbz2 when libbz2-dev is installed, built with gcc -static) run by the tool with no
+   probes (the bundled kernel's CONFIG_USERSPACE build boots, runs the program, halts)
+   and by Qiling 1.4.6 (which serves the system calls in Python), side by side, round
+   robin; each time is from creating the emulator to the program's end (interpreter
+   start and imports not counted), and the ratio is the tool's over Qiling's within each
+   round (target: <= 1.0x).  Qiling is never a dependency of kprobe-shell: --qiling
+   pip-installs it into a venv of its own under $XDG_CACHE_HOME/kprobe-shell (default
+   ~/.cache), once; Qiling needs a rootfs directory and a glibc program inside it (it
+   answers readlink("/proc/self/exe") with the program's path in the rootfs), so each
+   program is copied into an otherwise empty one.  Both runs' output is checked against
+   the native run's.  --programs-only runs this part alone.
 """
 from __future__ import annotations
 
@@ -154,11 +167,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steady-calls", type=int, default=1_000_000,
                     help="calls of the micro workload in the no-probe rows (default 1000000)")
     ap.add_argument("--quick", action="store_true", help="a brief smoke run (1 round, 2000 calls, no kernel rows)")
+    ap.add_argument("--qiling", action="store_true",
+                    help="also run real programs under the tool and under Qiling 1.4.6 (installed into its own "
+                         "venv under $XDG_CACHE_HOME/kprobe-shell on first use), side by side (part 6)")
+    ap.add_argument("--programs-only", action="store_true", help="with --qiling: run part 6 alone")
     args = ap.parse_args(argv)
+    if args.programs_only and not args.qiling:
+        ap.error("--programs-only goes with --qiling")
     if args.quick:
         args.runs, args.calls, args.steady_calls = 1, 2000, 2000
     with tempfile.TemporaryDirectory(prefix="kpbench") as scratch:
-        print(measure(args, scratch), end="")
+        if not args.programs_only:
+            print(measure(args, scratch), end="")
+        if args.qiling:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            from bench_programs import measure_programs
+
+            print(measure_programs(args.runs, scratch, Bench, machine_info), end="")
     return 0
 
 

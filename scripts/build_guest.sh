@@ -3,6 +3,8 @@
 #
 #   guest_images/minikernel/minikernel.elf       the bundled guest kernel (UP)
 #   guest_images/minikernel/minikernel-smp.elf   the same sources with -DCONFIG_SMP
+#   guest_images/minikernel/minikernel-user.elf  ... with -DCONFIG_USERSPACE (programs)
+#   guest_images/minikernel/minikernel-smp-user.elf  ... with both (programs on SMP)
 #   guest_images/examples/hello.elf          the "any user image" example
 #   guest_images/examples/wc                 a static Linux program (the user-process lesson)
 #
@@ -72,6 +74,7 @@ build_kernel() {	# build_kernel OUTPUT.elf OBJDIR [extra cflags...]
 build_kernel minikernel.elf up
 build_kernel minikernel-smp.elf smp -DCONFIG_SMP
 build_kernel minikernel-user.elf user -DCONFIG_USERSPACE
+build_kernel minikernel-smp-user.elf smp-user -DCONFIG_SMP -DCONFIG_USERSPACE
 
 # --- the example user image (built exactly as the README documents) ------
 cp "$EXAMPLES/hello.c" "$BUILD/hello.c"
@@ -86,7 +89,8 @@ cp "$EXAMPLES/wc.c" "$BUILD/wc.c"
 if [[ $CHECK == 1 ]]; then
 	status=0
 	for pair in "minikernel.elf:$SRC/minikernel.elf" "minikernel-smp.elf:$SRC/minikernel-smp.elf" \
-		"minikernel-user.elf:$SRC/minikernel-user.elf" "wc:$EXAMPLES/wc" \
+		"minikernel-user.elf:$SRC/minikernel-user.elf" \
+		"minikernel-smp-user.elf:$SRC/minikernel-smp-user.elf" "wc:$EXAMPLES/wc" \
 		"hello.elf:$EXAMPLES/hello.elf"; do
 		built="$BUILD/${pair%%:*}"
 		committed="${pair#*:}"
@@ -103,10 +107,12 @@ fi
 install -m 0644 "$BUILD/minikernel.elf" "$SRC/minikernel.elf"
 install -m 0644 "$BUILD/minikernel-smp.elf" "$SRC/minikernel-smp.elf"
 install -m 0644 "$BUILD/minikernel-user.elf" "$SRC/minikernel-user.elf"
+install -m 0644 "$BUILD/minikernel-smp-user.elf" "$SRC/minikernel-smp-user.elf"
 install -m 0644 "$BUILD/hello.elf" "$EXAMPLES/hello.elf"
 install -m 0755 "$BUILD/wc" "$EXAMPLES/wc"
 echo "built ${SRC#"$ROOT"/}/minikernel.elf ($(stat -c %s "$SRC/minikernel.elf") bytes)"
 echo "built ${SRC#"$ROOT"/}/minikernel-smp.elf ($(stat -c %s "$SRC/minikernel-smp.elf") bytes)"
 echo "built ${SRC#"$ROOT"/}/minikernel-user.elf ($(stat -c %s "$SRC/minikernel-user.elf") bytes)"
+echo "built ${SRC#"$ROOT"/}/minikernel-smp-user.elf ($(stat -c %s "$SRC/minikernel-smp-user.elf") bytes)"
 echo "built ${EXAMPLES#"$ROOT"/}/hello.elf ($(stat -c %s "$EXAMPLES/hello.elf") bytes)"
 echo "built ${EXAMPLES#"$ROOT"/}/wc ($(stat -c %s "$EXAMPLES/wc") bytes)"

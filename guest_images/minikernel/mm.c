@@ -33,10 +33,19 @@ struct tss_struct {
 	u16 io_bitmap_base;
 } __attribute__((packed));
 
-struct tss_struct init_tss __aligned(64) = { .io_bitmap_base = sizeof(struct tss_struct) };
+/*
+ * One TSS and one GDT per CPU, as 2.6's per-cpu init_tss and
+ * cpu_gdt_table[NR_CPUS]: each CPU's rsp0 is the stack of the task it
+ * runs, and ltr marks the TSS descriptor it loads busy, so two CPUs
+ * cannot load the same one.
+ */
+struct tss_struct init_tss[NR_CPUS] __aligned(64);
 
 /* null, kernel CS/DS, user DS/CS, TSS (2), syscall gate (2), trap gate (2) */
-u64 cpu_gdt_table[11] __aligned(64) = {
+#define GDT_ENTRIES	11
+u64 cpu_gdt_table[NR_CPUS][GDT_ENTRIES] __aligned(64);
+
+static const u64 gdt_segments[5] = {
 	0, 0x00af9a000000ffffUL, 0x00cf92000000ffffUL,
 	0x00cff2000000ffffUL, 0x00affa000000ffffUL,
 };
@@ -45,8 +54,6 @@ struct desc_ptr_gdt {
 	u16 size;
 	unsigned long address;
 } __attribute__((packed));
-
-static struct desc_ptr_gdt gdt_descr = { sizeof(cpu_gdt_table) - 1, (unsigned long)cpu_gdt_table };
 
 static unsigned long free_list, next_free_page, ram_end;
 static spinlock_t page_lock = SPIN_LOCK_UNLOCKED;
@@ -84,19 +91,32 @@ __kfunc void load_cr3(unsigned long *pgd)
 	__asm__ __volatile__("mov %0,%%cr3" : : "r"(pgd) : "memory");
 }
 
-static void set_call_gate(int entry, void (*fn)(void))
+static void set_call_gate(u64 *gdt, int entry, void (*fn)(void))
 {
 	unsigned long a = (unsigned long)fn;
 
-	cpu_gdt_table[entry] = (a & 0xffff) | ((u64)__KERNEL_CS << 16) |
+	gdt[entry] = (a & 0xffff) | ((u64)__KERNEL_CS << 16) |
 		((u64)(0x80 | (3 << 5) | 0xc) << 40) | (((a >> 16) & 0xffff) << 48);
-	cpu_gdt_table[entry + 1] = a >> 32;
+	gdt[entry + 1] = a >> 32;
+}
+
+/* This CPU translates through swapper_pg_dir (each CPU turns paging on). */
+__kfunc void enable_paging(void)
+{
+	unsigned long cr;
+
+	load_cr3(swapper_pg_dir);
+	__asm__ __volatile__("mov %%cr4,%0" : "=r"(cr));
+	cr |= 0x20 | 0x200 | 0x400;		/* PAE, OSFXSR, OSXMMEXCPT */
+	__asm__ __volatile__("mov %0,%%cr4" : : "r"(cr));
+	__asm__ __volatile__("mov %%cr0,%0" : "=r"(cr));
+	cr = (cr | 0x80000000UL | 0x2) & ~0x4UL;	/* PG, MP; no EM */
+	__asm__ __volatile__("mov %0,%%cr0" : : "r"(cr));
 }
 
 /* Identity-map the kernel: page 0 stays unmapped, the gate page is user. */
 __kfunc void paging_init(void)
 {
-	unsigned long cr;
 
 	for (int i = 1; i < 512; i++)
 		level1_kernel_pgt[i] = ((unsigned long)i << 12) | _PAGE_PRESENT | _PAGE_RW;
@@ -112,13 +132,7 @@ __kfunc void paging_init(void)
 	}
 	level3_ident_pgt[0] = (unsigned long)level2_kernel_pgt | 7;
 	swapper_pg_dir[0] = (unsigned long)level3_ident_pgt | 7;
-	load_cr3(swapper_pg_dir);
-	__asm__ __volatile__("mov %%cr4,%0" : "=r"(cr));
-	cr |= 0x20 | 0x200 | 0x400;		/* PAE, OSFXSR, OSXMMEXCPT */
-	__asm__ __volatile__("mov %0,%%cr4" : : "r"(cr));
-	__asm__ __volatile__("mov %%cr0,%0" : "=r"(cr));
-	cr = (cr | 0x80000000UL | 0x2) & ~0x4UL;	/* PG, MP; no EM */
-	__asm__ __volatile__("mov %0,%%cr0" : : "r"(cr));
+	enable_paging();
 
 	next_free_page = boot_params.ram_start;
 	ram_end = boot_params.ram_start + boot_params.ram_size;
@@ -128,19 +142,26 @@ __kfunc void paging_init(void)
 	       (void *)USER_LOW_START, (void *)TASK_SIZE);
 }
 
-/* GDT with the user segments and gates, the TSS, the syscall MSRs. */
+/* This CPU's GDT with the user segments and gates, its TSS, the syscall
+ * MSRs (the boot CPU from start_kernel, each AP from start_secondary). */
 __kfunc void cpu_init_user(void)
 {
-	unsigned long tss = (unsigned long)&init_tss;
+	int cpu = smp_processor_id();
+	u64 *gdt = cpu_gdt_table[cpu];
+	struct tss_struct *t = &init_tss[cpu];
+	unsigned long tss = (unsigned long)t;
+	struct desc_ptr_gdt gdt_descr = { sizeof(cpu_gdt_table[0]) - 1, (unsigned long)gdt };
 
-	cpu_gdt_table[GDT_ENTRY_TSS] = (sizeof(init_tss) - 1) | ((tss & 0xffffff) << 16) |
+	memcpy(gdt, gdt_segments, sizeof(gdt_segments));
+	t->io_bitmap_base = sizeof(*t);
+	gdt[GDT_ENTRY_TSS] = (sizeof(*t) - 1) | ((tss & 0xffffff) << 16) |
 		(0x89UL << 40) | (((tss >> 24) & 0xff) << 56);
-	cpu_gdt_table[GDT_ENTRY_TSS + 1] = tss >> 32;
-	set_call_gate(__SYSCALL_GATE >> 3, system_call);
-	set_call_gate(__TRAP_GATE >> 3, user_trap_gate);
+	gdt[GDT_ENTRY_TSS + 1] = tss >> 32;
+	set_call_gate(gdt, __SYSCALL_GATE >> 3, system_call);
+	set_call_gate(gdt, __TRAP_GATE >> 3, user_trap_gate);
 	__asm__ __volatile__("lgdt %0" : : "m"(gdt_descr));
 	__asm__ __volatile__("ltr %w0" : : "r"(__TSS));
-	init_tss.rsp0 = (unsigned long)&init_thread_union + THREAD_SIZE;
+	t->rsp0 = (unsigned long)current->stack + THREAD_SIZE;
 	wrmsrl(MSR_EFER, rdmsrl(MSR_EFER) | 1);			/* SCE */
 	wrmsrl(MSR_STAR, ((unsigned long)(__USER_DS - 8 - 3) << 48) | ((unsigned long)__KERNEL_CS << 32));
 	wrmsrl(MSR_LSTAR, (unsigned long)system_call);
@@ -575,8 +596,19 @@ __kfunc void __switch_to(struct task_struct *prev, struct task_struct *next)
 		prev->fs = rdmsrl(MSR_FS_BASE);
 	if (next->used_math)
 		wrmsrl(MSR_FS_BASE, next->fs);
-	init_tss.rsp0 = (unsigned long)next->stack + THREAD_SIZE;
+	init_tss[smp_processor_id()].rsp0 = (unsigned long)next->stack + THREAD_SIZE;
+	if (prev->flags & PF_EXITING)
+		leave_mm(prev);
 	activate_mm(next->mm);
+}
+
+/* An exiting task's CPU leaves its address space: the parent frees it
+ * when it reaps the zombie, maybe from another CPU, and a CPU whose CR3
+ * still pointed at those page tables would walk freed pages. */
+__kfunc void leave_mm(struct task_struct *tsk)
+{
+	if (read_cr3() == (unsigned long)tsk->mm_store.pgd)
+		load_cr3(swapper_pg_dir);
 }
 
 /* fork: the child copies the parent's saved FPU state and FS base (unlazy_fpu). */

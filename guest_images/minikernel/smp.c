@@ -114,6 +114,10 @@ __kfunc void start_secondary(void)
 	int cpu = smp_processor_id();
 
 	load_idt();
+#ifdef CONFIG_USERSPACE
+	enable_paging();
+	cpu_init_user();
+#endif
 	sched_init_secondary();
 	printk("smp: cpu %d called in, idle task on stack %p\n", cpu, current->stack);
 	num_online_cpus++;		/* only the BSP reads it, after callin */

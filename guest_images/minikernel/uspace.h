@@ -63,7 +63,9 @@ extern struct user_trap_info user_trap_info[NR_CPUS];
 
 /* mm.c */
 void paging_init(void);
+void enable_paging(void);
 void cpu_init_user(void);
+void leave_mm(struct task_struct *tsk);
 unsigned long get_zeroed_page(void);
 void free_page(unsigned long addr);
 struct mm_struct *mm_alloc(struct mm_struct *mm);

@@ -176,6 +176,39 @@ static uint32_t decode_block(struct icount *c, void *uc, uint64_t address, uint3
     return n | (may_set_if(last, (size_t)(buf + size - last)) ? MAY_SET_IF : 0);
 }
 
+/* nth_instruction(uc, address, size, k, vmem): the address of the k-th instruction (from
+ * 0) of the block [address, address+size), decoded as decode_block decodes it (bytes that
+ * do not decode are one last instruction); 0 when the block has no k-th one or cannot be
+ * read.  The run loop's split of a block at a deadline (InstructionClock.split_block). */
+static PyObject *nth_instruction(PyObject *self, PyObject *args)
+{
+    unsigned long long uch, address, k, vmem;
+    unsigned int size;
+    uint8_t buf[8192];
+    const uint8_t *code = buf;
+    size_t left;
+    uint64_t at, n = 0, here;
+    void *uc;
+    if (!PyArg_ParseTuple(args, "KKIKK", &uch, &address, &size, &k, &vmem))
+        return NULL;
+    uc = (void *)(uintptr_t)uch;
+    if (size > sizeof(buf) || !p_disasm_iter
+        || (vmem && p_vmem_read ? p_vmem_read(uc, address, 1 /* UC_PROT_READ */, buf, size)
+                                : p_mem_read(uc, address, buf, size)))
+        return PyLong_FromLong(0);
+    left = size;
+    at = address;
+    while (left) {
+        here = at;
+        if (n == k)
+            return PyLong_FromUnsignedLongLong(here);
+        if (!p_disasm_iter(cs_handle, &code, &left, &at, cs_insn_buf))
+            break;
+        n++;
+    }
+    return PyLong_FromLong(0);
+}
+
 static uint32_t block_insns(struct icount *c, void *uc, uint64_t address, uint32_t size)
 {
     struct block_table *t = c->blocks;
@@ -351,6 +384,8 @@ static PyMethodDef methods[] = {
     {"empty_hook_address", empty_hook_address, METH_NOARGS,
      "A C code/block callback that does nothing (the benchmark's floor for the clock's block hook)."},
     {"init_vmem", init_vmem, METH_VARARGS, "init_vmem(uc_vmem_read): decode paged guests' blocks."},
+    {"nth_instruction", nth_instruction, METH_VARARGS,
+     "nth_instruction(uc, address, size, k, vmem): the address of a block's k-th instruction, or 0."},
     {"init", init, METH_VARARGS, "init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read)"},
     {"forget_blocks", forget_blocks, METH_VARARGS, "forget_blocks(table, lo, hi): code in [lo, hi) was rewritten."},
     {NULL, NULL, 0, NULL},

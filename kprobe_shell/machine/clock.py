@@ -80,8 +80,9 @@ EMPTY_HOOK_ADDRESS = _clock.empty_hook_address()
 
 
 class BlockTable:
-    """Instruction counts of the text's translated blocks, shared by every CPU's clock
-    (they run the same code)."""
+    """Instruction counts of translated blocks, keyed by virtual address: shared by every
+    CPU's clock when they run the same code (the kernel's text), one per CPU when the
+    CPUs may run different address spaces (Machine._boot)."""
 
     def __init__(self) -> None:
         self.buffer = ctypes.create_string_buffer(_clock.BLOCK_TABLE_BYTES)
@@ -101,6 +102,7 @@ class InstructionClock:
         self.uch = uc._uch.value
         self.counter = ICount(0, NO_DEADLINE, _EMU_STOP_ADDR)
         self.counter.tick = self.counter.limit = NO_DEADLINE
+        self.blocks = blocks
         self.counter.blocks = blocks.address
         #: Reads code at a virtual address the guest's page tables map (user processes,
         #: see userspace.py); None while the guest runs without paging.
@@ -142,14 +144,23 @@ class InstructionClock:
         self.counter.retired -= 1
 
     def block_instructions(self, start: int, end: int) -> list[tuple[int, str]]:
-        """(address, mnemonic) of each instruction in [start, end), as the CPU sees memory."""
+        """(address, mnemonic) of each instruction in [start, end), as the CPU sees memory.
+        Bytes that do not decode end the list as one instruction, as the block hook counts
+        them: a block may end part way into an instruction that faults while it is
+        translated (an SSE instruction with CR0.TS set raises #NM there)."""
         try:
             code = capi.mem_read(self.uch, start, end - start)
         except capi.AccessError:
             if self.read_virtual is None:
                 raise MachineError(f"cannot read {end - start} bytes at 0x{start:x}: not mapped") from None
             code = self.read_virtual(start, end - start)
-        return [(a, mn) for a, _s, mn, _o in _DECODER.disasm_lite(code, start)]
+        insns, at = [], start
+        for a, size, mn, _o in _DECODER.disasm_lite(code, start):
+            insns.append((a, mn))
+            at = a + size
+        if at < end:
+            insns.append((at, "(bad)"))
+        return insns
 
     def at(self, addr: int, started: bool) -> tuple[int, int] | None:
         """The exact count at the instruction at addr inside the block being run, which the
@@ -193,11 +204,12 @@ class InstructionClock:
         cache, so that unicorn translates it again and ends it at that address (a cached
         block would run past it)."""
         start, size = self.counter.split_addr, self.counter.split_size
-        addresses = [a for a, _mn in self.block_instructions(start, start + size)]
-        if not 0 < k < len(addresses) or addresses[k] == until_before:
+        # Decoded in C, as the block hook counted it: a few times per timer period.
+        at = _clock.nth_instruction(self.uch, start, size, k, self.counter.vmem) if k > 0 else 0
+        if not at or at == until_before:
             raise MachineError(f"the clock cannot stop {k} instructions into the block at 0x{start:x}")
         self.uc.ctl_remove_cache(start, start + size)
-        return addresses[k]
+        return at
 
     def count_in(self, counted: ctypes.Array, base: int, size: int) -> None:
         """Count the instructions of [base, base+size) marked in the byte map counted."""

@@ -96,13 +96,15 @@ class Interrupts:
         return lo | (mid << 16) | (hi << 32), attr & 0xF
 
     def deliver(self, vector: int) -> bool:
-        """Enter the guest's handler as the CPU would: an iretq frame on an aligned stack."""
-        gate = self.idt_gate(vector)
-        if gate is None:
-            return False
+        """Enter the guest's handler as the CPU would: an iretq frame on an aligned stack.
+        At CPL 3 through the user-space kernel's trap gate (it set its IDT up before it
+        ran any program): every tick of a program comes here, so its IDT is not read."""
         machine = self.machine
         if machine.userspace is not None and machine.userspace.user_mode():
             return machine.userspace.enter_trap(vector)
+        gate = self.idt_gate(vector)
+        if gate is None:
+            return False
         handler, gate_type = gate
         uc = machine.uc
         read = uc.reg_read

@@ -231,14 +231,18 @@ class Machine:
     # ------------------------------------------------------------------ set-up
     def _boot(self) -> None:
         self._shared_ram: list[mmap.mmap] = []  # host buffers behind every CPU's memory (SMP)
-        # Instruction counts of the text's translated blocks, shared by every CPU's clock;
-        # owned here, freed with the machine.
-        self._block_table = BlockTable()
+        # Instruction counts of the translated blocks, keyed by virtual address; owned
+        # here, freed with the machine.  The kernel's text is the same on every CPU, so
+        # their clocks share one table; with user processes each CPU has its own, as two
+        # CPUs may run two address spaces with different code at one address (the table
+        # forgets a CPU's user blocks when that CPU loads CR3, see UserSpace).
+        shared = BlockTable() if self.userspace is None else None
+        self._block_tables = [shared or BlockTable() for _ in range(self.ncpus)]
         self.cpus: list[Cpu] = []
         for index in range(self.ncpus):
             uc = Uc(UC_ARCH_X86, UC_MODE_64)
             state = CpuState.ONLINE if index == 0 else CpuState.WAIT_FOR_SIPI
-            self.cpus.append(Cpu(index, uc, InstructionClock(uc, self._block_table), state))
+            self.cpus.append(Cpu(index, uc, InstructionClock(uc, self._block_tables[index]), state))
         self.switch_cpu(self.cpus[0])
         runs, self._image_pages = _page_runs(self.image)
         for start, size, prot in runs:
@@ -381,7 +385,8 @@ class Machine:
             # clock's instruction counts of those blocks.
             for cpu in self.cpus:
                 cpu.uc.ctl_remove_cache(addr, end)
-            self._block_table.forget(addr, end)
+            for table in dict.fromkeys(self._block_tables):
+                table.forget(addr, end)
 
     def read_u64(self, addr: int) -> int:
         try:

@@ -30,9 +30,10 @@ from unicorn import UC_HOOK_BLOCK, UC_HOOK_INSN, UC_PROT_ALL, UC_PROT_READ, UC_P
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib
 
-from . import _clock
+from . import _clock, capi
 from .events import ProgramError
 from .layout import EFLAGS_IF, EFLAGS_TF, PAGE_SIZE, TIMER_VECTOR
+from .program_symbols import ProgramSymbolIndex, ProgramSymbols, UserFrame
 
 if TYPE_CHECKING:
     from .machine import Cpu, Machine
@@ -47,14 +48,17 @@ FILES_END = 0x60000000
 #: User virtual addresses (uspace.h): the kernel lives low, identity-mapped.
 USER_RANGES = ((0x400000, 0x40000000), (0x100000000, 0x800000000000))
 MAX_PROGRAMS = 16
-#: Where the kernel loads a static-pie (uspace.h).
-ELF_ET_DYN_BASE = 0x555555554000
 ARGV_BYTES = 1024
 #: rflags bits the kernel's MSR_FMASK clears on a syscall: IF, TF, DF.
 SYSCALL_FMASK = 0x200 | 0x100 | 0x400
 _PTE_PRESENT, _PTE_PSE, _PTE_ADDR = 0x1, 0x80, 0x000FFFFFFFFFF000
 #: struct pt_regs (asm-offsets.h): its size and where rip (then cs, eflags, rsp) is.
 _PT_REGS_SIZE, _PT_REGS_RIP = 168, 128
+#: Its fields in order (include/asm-x86_64/ptrace.h).
+_PT_REGS_FIELDS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
+                   "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss")
+#: How many of a program's frames `bt` walks at most.
+MAX_USER_FRAMES = 64
 _BOOT_PROGRAM = struct.Struct("<32s6Q")
 _BOOT_PARAMS_HEAD = struct.Struct("<5Q")
 
@@ -181,10 +185,11 @@ class UserSpace:
         self.programs = programs
         self.ram_size = ram_size
         self.keep_workload = keep_workload
-        self._symbols: dict[int, tuple] = {}  # program index -> (SymbolTable, bias)
         self._files = [(_read_host_file(p.path, "exec: cannot read"),
                         _read_host_file(p.stdin, "exec: cannot read stdin file") if p.stdin else None)
                        for p in programs]
+        #: The programs' own symbols (see program_symbols.py).
+        self.symbols = ProgramSymbolIndex(programs, [image for image, _stdin in self._files])
 
     # ------------------------------------------------------------------ boot
     def setup_memory(self) -> None:
@@ -247,14 +252,23 @@ class UserSpace:
 
     def install_kernel_hooks(self) -> None:
         """A new address space (CR3 loaded) may hold other code at the same addresses: the
-        clock forgets its counts of user blocks."""
+        CPU's clock forgets its counts of user blocks."""
         load_cr3 = self.machine.image.symbols.get("load_cr3")
         if load_cr3 is not None:
             self.machine.add_code_hook(load_cr3.address, self._on_load_cr3)
 
     def _on_load_cr3(self, machine: "Machine") -> None:
         for lo, hi in USER_RANGES:
-            machine._block_table.forget(lo, hi)
+            machine.clock.blocks.forget(lo, hi)
+        if machine.ncpus > 1:
+            # Each CPU is a unicorn instance with its own translation cache, which sees its
+            # own writes to code but not another CPU's: a page that held a program's code
+            # on this CPU may have been freed and filled with other code elsewhere (fork
+            # copies a child's pages on the parent's CPU).  User pages are all in RAM, the
+            # kernel's text is not: drop this CPU's blocks translated from RAM.  unicorn
+            # takes the range's start through the page tables (RAM is identity-mapped in
+            # every address space) and drops the physical range from there.
+            machine.uc.ctl_remove_cache(RAM_BASE, RAM_BASE + self.ram_size)
 
     @property
     def until_never(self) -> int:
@@ -280,18 +294,19 @@ class UserSpace:
         uc.reg_write(X.UC_X86_REG_RIP, self.syscall_gate - 2)  # unicorn adds the 2 back
 
     def enter_trap(self, vector: int) -> bool:
-        """An interrupt or fault at CPL 3: park it for the kernel and take the trap gate."""
-        uc = self.machine.uc
-        rip = uc.reg_read(X.UC_X86_REG_RIP)
-        rflags = uc.reg_read(X.UC_X86_REG_EFLAGS)
-        cr2 = uc.reg_read(X.UC_X86_REG_CR2) if vector == 14 else 0
+        """An interrupt or fault at CPL 3: park it for the kernel and take the trap gate.
+        (Every timer tick in user mode comes here: the C accessors, not the binding.)"""
+        m = self.machine
+        uch = m.uch
+        rip = capi.reg_read(uch, X.UC_X86_REG_RIP)
+        rflags = capi.reg_read(uch, X.UC_X86_REG_EFLAGS)
+        cr2 = capi.reg_read(uch, X.UC_X86_REG_CR2) if vector == 14 else 0
         error = self._page_fault_error(cr2, rip) if vector == 14 else 0
-        info = struct.pack("<5Q", rip, rflags, vector, error, cr2)
-        uc.mem_write(self.trap_info + 64 * self.machine.cpu.index, info)
+        capi.mem_write(uch, self.trap_info + 64 * m.cpu.index, struct.pack("<5Q", rip, rflags, vector, error, cr2))
         if vector in _CONTRIBUTORY_OR_PF:
-            reset_old_exception(uc)
-        uc.reg_write(X.UC_X86_REG_EFLAGS, rflags & ~(EFLAGS_IF | EFLAGS_TF))
-        self.machine.set_reg("rip", self.trap_gate)
+            reset_old_exception(m.uc)
+        capi.reg_write(uch, X.UC_X86_REG_EFLAGS, rflags & ~(EFLAGS_IF | EFLAGS_TF))
+        m.set_reg("rip", self.trap_gate)
         return True
 
     def deliver_timer(self) -> bool:
@@ -322,19 +337,97 @@ class UserSpace:
             return any(op.type == X86_OP_MEM and op.access & 2 for op in insn.operands) or insn.mnemonic.startswith("push")
         return False
 
-    def user_frame(self) -> tuple[int, int] | None:
-        """(rip, rsp) where the current task left user mode, from the struct pt_regs at the
-        top of its kernel stack (system_call and user_trap_gate build it there), or None when
-        the CPU is not in the kernel on behalf of a program."""
+    def user_registers(self) -> dict[str, int] | None:
+        """The registers the current task left user mode with, from the struct pt_regs at
+        the top of its kernel stack (system_call and user_trap_gate build it there), or
+        None when the CPU is not in the kernel on behalf of a program."""
         m = self.machine
         if self.user_mode():
             return None
         try:
             regs = m.read_u64_at_reg("gs_base", 16) - _PT_REGS_SIZE  # %gs:kernelstack
-            rip, cs, _flags, rsp = struct.unpack("<4Q", m.read(regs + _PT_REGS_RIP, 32))
+            values = struct.unpack(f"<{len(_PT_REGS_FIELDS)}Q", m.read(regs, _PT_REGS_SIZE))
         except Exception:  # noqa: BLE001 - no per-CPU area or stack: no user frame
             return None
-        return (rip, rsp) if cs & 3 == 3 else None
+        frame = dict(zip(_PT_REGS_FIELDS, values))
+        return frame if frame["cs"] & 3 == 3 else None
+
+    def user_frame(self) -> tuple[int, int] | None:
+        """(rip, rsp) where the current task left user mode (see user_registers)."""
+        regs = self.user_registers()
+        return (regs["rip"], regs["rsp"]) if regs is not None else None
+
+    def current_program(self) -> ProgramSymbols | None:
+        """The program the current task runs (by its comm), or None."""
+        task = self.machine.tasks.current()
+        return self.symbols.running(task.comm if task is not None else None)
+
+    def user_frames(self, limit: int = MAX_USER_FRAMES) -> list[UserFrame]:
+        """The program's own frames above where it left user mode (that first one not
+        included): by its .eh_frame CFI, or where no CFI rule applies by the frame-pointer
+        chain (the innermost frame by its prologue when it has no frame pointer).  Empty
+        when the CPU is not in a system call or trap of a program."""
+        regs = self.user_registers()
+        prog = self.current_program()
+        if regs is None or prog is None:
+            return []
+        frames: list[UserFrame] = []
+        pc = regs["rip"]
+        while len(frames) < limit:
+            # A return address is looked up one byte back: the call may be the last
+            # instruction of its function (noreturn callees), as gdb does.
+            at = pc if not frames else pc - 1
+            try:
+                caller = prog.cfi_step(at, regs, self._read_user_u64)
+                how = "CFI"
+                if caller is None and not frames:
+                    caller, how = self._frameless_step(prog, regs), "prologue"
+                if caller is None:
+                    caller, how = self._frame_pointer_step(regs), "frame pointer"
+            except UserSpaceError:
+                break
+            if caller is None or not caller["rip"] or not any(lo <= caller["rip"] < hi for lo, hi in USER_RANGES):
+                break
+            if caller["rsp"] <= regs["rsp"] and how == "frame pointer":
+                break  # the chain must go up the stack
+            frames.append(UserFrame(caller["rip"], caller["rsp"], how))
+            regs, pc = caller, caller["rip"]
+        return frames
+
+    def _frameless_step(self, prog: ProgramSymbols, regs: dict[str, int]) -> dict[str, int] | None:
+        """The innermost frame without CFI, when its function has not set up rbp as a
+        frame pointer (a leaf built with frame pointers omits it; or rip is still before
+        `push %rbp; mov %rsp,%rbp`): the return address is on top of the stack, or just
+        above the pushed rbp, as gdb's amd64 prologue analysis finds it."""
+        hit = prog.containing(regs["rip"])
+        if hit is None:
+            return None
+        sym, off = hit
+        code = self.read_virtual(sym.address, 4)
+        start = 4 if code == b"\xf3\x0f\x1e\xfa" else 0  # endbr64
+        if start:
+            code = self.read_virtual(sym.address + 4, 1)
+        pushes_rbp = code[:1] == b"\x55"
+        rsp, caller = regs["rsp"], dict(regs)
+        if not pushes_rbp or off <= start:
+            caller["rip"], caller["rsp"] = self._read_user_u64(rsp), rsp + 8
+        elif off == start + 1:
+            caller["rbp"], caller["rip"], caller["rsp"] = self._read_user_u64(rsp), self._read_user_u64(rsp + 8), rsp + 16
+        else:
+            return None
+        return caller
+
+    def _frame_pointer_step(self, regs: dict[str, int]) -> dict[str, int] | None:
+        rbp = regs["rbp"]
+        if not rbp or rbp & 7:
+            return None
+        caller = dict(regs)
+        caller["rbp"], caller["rip"] = self._read_user_u64(rbp), self._read_user_u64(rbp + 8)
+        caller["rsp"] = rbp + 16
+        return caller
+
+    def _read_user_u64(self, addr: int) -> int:
+        return struct.unpack("<Q", self.read_virtual(addr, 8))[0]
 
     # ------------------------------------------------------------------ symbols
     def format_user_address(self, addr: int, with_size: bool = True) -> str | None:
@@ -342,30 +435,13 @@ class UserSpace:
         current task runs (its comm), or None."""
         if not any(lo <= addr < hi for lo, hi in USER_RANGES):
             return None
-        task = self.machine.tasks.current()
-        for index, prog in enumerate(self.programs):
-            if task is not None and prog.name[:15] == task.comm:
-                table, bias = self._program_symbols(index)
-                hit = table.containing(addr - bias) if table is not None else None
-                if hit is None:
-                    return None
-                sym, off = hit
-                size = f"/0x{sym.size:x}" if with_size and sym.size else ""
-                return f"{sym.name}+0x{off:x}{size} [{prog.name}]"
-        return None
+        prog = self.current_program()
+        return prog.format(addr, with_size) if prog is not None else None
 
     def _program_symbols(self, index: int):
         """(SymbolTable, load bias) of a program, read from its file on first use."""
-        if index not in self._symbols:
-            from .image import Image, ImageError
-
-            image, _stdin = self._files[index]
-            bias = ELF_ET_DYN_BASE if image[16:18] == b"\x03\x00" else 0  # ET_DYN: static-pie
-            try:
-                self._symbols[index] = (Image.from_bytes(image, self.programs[index].path).symbols, bias)
-            except (ImageError, ValueError, KeyError, IndexError):
-                self._symbols[index] = (None, 0)
-        return self._symbols[index]
+        prog = self.symbols[index]
+        return prog.table, prog.bias
 
     # ------------------------------------------------------------------ memory
     def translate(self, addr: int) -> int | None:

@@ -26,6 +26,7 @@ def eval_address(session, text: str) -> int:
     if not text:
         raise CommandError("an address is missing")
     m = session.machine
+    text = _program_symbols_to_numbers(m, text)
     if re.search(r"[+-]\s*$", text):
         raise CommandError(f"'{text}' ends with an operator: a number, symbol or $register must follow")
     total, sign = 0, 1
@@ -57,6 +58,19 @@ def eval_address(session, text: str) -> int:
         total += sign * value
         sign = 1
     return total & 0xFFFFFFFFFFFFFFFF
+
+
+def _program_symbols_to_numbers(m, text: str) -> str:
+    """Each PROGRAM:SYMBOL in an expression replaced by its address (a program's path may
+    hold a '-' or a '+', which must not read as an operator)."""
+    from ..machine.program_symbols import PROGRAM_SYMBOL, ProgramSymbolError
+
+    if ":" not in text or m.userspace is None:
+        return text
+    try:
+        return PROGRAM_SYMBOL.sub(lambda mt: f"0x{m.userspace.symbols.resolve(mt.group(0)):x}", text)
+    except ProgramSymbolError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def parse_location(session, text: str) -> tuple[str | None, int, int]:

@@ -11,7 +11,7 @@ import shlex
 import threading
 
 from ..api import HandlerError, Machine, ProbeError
-from ..images import BUNDLED_KERNEL, BUNDLED_SMP_KERNEL, BUNDLED_USER_KERNEL, bundled_image_path
+from ..images import bundled_image_path, bundled_kernel
 from ..kprobes.core import describe_handler_exception
 from ..kprobes.kretprobes import FlushEvent
 from ..machine import ImageError, MachineError, StopEvent, StopReason
@@ -81,9 +81,7 @@ class Session:
     def bundled_image(self) -> str:
         """The bundled kernel for the number of CPUs set (UP or SMP build), or its
         CONFIG_USERSPACE build when programs are to run."""
-        if self.programs:
-            return bundled_image_path(BUNDLED_USER_KERNEL)
-        return bundled_image_path(BUNDLED_SMP_KERNEL if int(self.settings["cpus"]) > 1 else BUNDLED_KERNEL)
+        return bundled_image_path(bundled_kernel(int(self.settings["cpus"]), bool(self.programs)))
 
     def _new_machine(self, path: str) -> Machine:
         try:

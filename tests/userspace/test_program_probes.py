@@ -60,10 +60,14 @@ def stdin_program(build_program, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference_run(stdin_program):
-    m = Machine(programs=[stdin_program])
-    assert m.run(max_insns=100_000_000).reason is StopReason.HALTED
-    return m.console, m.retired
+def reference_runs(stdin_program):
+    """The program's run without probes on 1 and on 2 CPUs: (console, retired) by CPUs."""
+    runs = {}
+    for cpus in (1, 2):
+        m = Machine(programs=[stdin_program], cpus=cpus)
+        assert m.run(max_insns=100_000_000).reason is StopReason.HALTED
+        runs[cpus] = m.console, m.retired
+    return runs
 
 
 def probe_syscalls_and_vfs(m: Machine, mode: str) -> tuple[list, list]:
@@ -83,13 +87,20 @@ def probe_syscalls_and_vfs(m: Machine, mode: str) -> tuple[list, list]:
     return rets, kps
 
 
+def test_two_cpus_change_nothing_the_program_writes(stdin_program, reference_runs):
+    (one, _), (two, _) = reference_runs[1], reference_runs[2]
+    assert "smp: 2 cpus online\n" in two
+    assert program_output(one) == program_output(two)
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
 @pytest.mark.parametrize("mode", MODES)
-def test_probes_on_every_syscall_and_vfs_instruction_change_nothing(stdin_program, reference_run, mode):
-    m = Machine(programs=[stdin_program])
+def test_probes_on_every_syscall_and_vfs_instruction_change_nothing(stdin_program, reference_runs, mode, cpus):
+    m = Machine(programs=[stdin_program], cpus=cpus)
     rets, kps = probe_syscalls_and_vfs(m, mode)
     assert len(rets) > 40 and len(kps) > 20
     assert m.run(max_insns=100_000_000).reason is StopReason.HALTED
-    assert (m.console, m.retired) == reference_run
+    assert (m.console, m.retired) == reference_runs[cpus]
     assert "3: GAMMA DELTA\n" in program_output(m.console)
     assert sum(r.kp.hits for r in rets) > 20 and all(k.hits > 0 for k in kps[:1])
     assert all(r.nmissed == 0 for r in rets)

@@ -185,9 +185,12 @@ def _escape(b: bytes) -> str:
 
 
 # ---------------------------------------------------------------------- disassembly
-def disassemble_lines(session, start: int, count: int | None, end: int | None = None, mark_pc: bool = True) -> list[str]:
-    """Lines of disassembly from start: the original instructions, with planted int3 marked."""
+def disassemble_lines(session, start: int, count: int | None, end: int | None = None, mark_pc: bool = True,
+                      code: bytes | None = None, name=None) -> list[str]:
+    """Lines of disassembly from start: the original instructions, with planted int3 marked.
+    code: the bytes to show instead of memory's, named by name(address) (a program's file)."""
     m = session.machine
+    name = name or (lambda a: m.symbols.format(a, with_size=False))
     out = session.out
     rip = m.rip
     planted = m.kprobes.planted()
@@ -197,7 +200,7 @@ def disassemble_lines(session, start: int, count: int | None, end: int | None = 
         owners.setdefault(up.addr, []).append(f"{up.kind}{up.number}")
     length = (end - start) if end else 16 * (count or 1)
     try:
-        code = m.kprobes.original_bytes(start, max(1, length))
+        code = m.kprobes.original_bytes(start, max(1, length)) if code is None else code
     except MachineError as exc:
         raise CommandError(str(exc)) from None
     lines = []
@@ -206,13 +209,13 @@ def disassemble_lines(session, start: int, count: int | None, end: int | None = 
             break
         a = insn.address
         pc = "=> " if (mark_pc and a == rip) else "   "
-        where = m.symbols.format(a, with_size=False)
+        where = name(a)
         raw = bytes(insn.bytes)
         text = f"{insn.mnemonic:<7} {insn.op_str}".rstrip()
         if insn.group(_CS_GRP_JUMP) or insn.group(_CS_GRP_CALL):
             target = re.fullmatch(r"0x[0-9a-f]+", insn.op_str)
             if target:
-                text += f" <{m.symbols.format(int(insn.op_str, 16), with_size=False)}>"
+                text += f" <{name(int(insn.op_str, 16))}>"
         line = f"{pc}0x{a:016x} <{where}>:  {raw.hex(' '):<24} {session_highlight(session, text)}"
         if a in planted:
             who = ",".join(owners.get(a, ["kretprobe_trampoline"] if m.kprobes.kretprobes.is_trampoline(a) else []))
@@ -248,6 +251,8 @@ it replaced and the probe's number."""
     m = session.machine
     addr = eval_address(session, rest) if rest.strip() else m.rip
     hit = m.symbols.containing(addr)
+    if hit is None and m.userspace is not None:
+        return _disas_program_function(session, addr)
     if hit is None or not hit[0].size:
         lines = disassemble_lines(session, addr, 16)
     else:
@@ -257,6 +262,29 @@ it replaced and the probe's number."""
     for line in lines:
         session.out.print(line)
     return None
+
+
+def _disas_program_function(session, addr: int) -> None:
+    """disas at a user address: the whole function when a program's symbol holds it.  The
+current process's memory when it runs that program, else the program's file (its
+address space is not the current one, or it has not started)."""
+    m = session.machine
+    found = m.userspace.symbols.containing_any(addr, m.userspace.current_program())
+    if found is None or not found[1].size:
+        lines = disassemble_lines(session, addr, 16)
+    else:
+        prog, sym = found
+        session.out.print(f"Dump of assembler code for function {prog.name}:{sym.name} "
+                          f"(0x{sym.address:x}, {sym.size} bytes):")
+        if prog is m.userspace.current_program():
+            lines = disassemble_lines(session, sym.address, None, end=sym.end)
+        else:
+            session.out.print(f"(from the file {prog.path}: the current process does not run {prog.name})")
+            lines = disassemble_lines(session, sym.address, None, end=sym.end, mark_pc=False,
+                                      code=prog.file_bytes(sym),
+                                      name=lambda a: prog.format(a, with_size=False) or f"0x{a:x}")
+    for line in lines:
+        session.out.print(line)
 
 
 # ---------------------------------------------------------------------- backtrace
@@ -288,22 +316,40 @@ sleeping task's from the context switch_to() saved)."""
     if user is not None:  # a program's system call or trap: where it left user mode
         session.out.print(f"#{len(frames):<3}0x{user[0]:016x} in {m.symbols.format(user[0])} "
                           f"(user mode, rsp 0x{user[1]:x}, from the task's pt_regs)")
+        print_user_frames(session, len(frames) + 1, limit)
     return [{"frame": i, "addr": a, "where": m.symbols.format(a)} for i, (a, _n) in enumerate(frames)]
 
 
+def print_user_frames(session, first: int, limit: int) -> None:
+    """The program's own frames above the user rip, numbered from first: walked with its
+.eh_frame CFI (as gdb does for code without frame pointers), or where no CFI rule applies
+the frame-pointer chain (a frameless leaf by its prologue); each line says which."""
+    m = session.machine
+    prog = m.userspace.current_program()
+    for i, frame in enumerate(m.userspace.user_frames(limit), first):
+        how = {"CFI": "by .eh_frame CFI", "prologue": "by prologue analysis: no frame pointer"}.get(
+            frame.how, "by the frame-pointer chain")
+        where = prog.format(frame.pc, return_address=True) if prog is not None else None
+        session.out.print(f"#{i:<3}0x{frame.pc:016x} in {where or hex(frame.pc)} (user, {how})")
+
+
 @command("symbols", group="inspect", aliases=("syms", "info functions"), args=("symbol",),
-         summary="list the image's symbols (optionally matching a glob)", usage="symbols [GLOB]",
-         example="symbols do_*")
+         summary="list the image's symbols and the programs' (optionally matching a glob)",
+         usage="symbols [GLOB | PROGRAM:GLOB]", example="symbols do_*\nsymbols hello:main")
 def cmd_symbols(session, rest: str):
-    """Address, size, type and name of each symbol matching GLOB (default: all)."""
+    """Address, size, type and name of each symbol matching GLOB (default: all): the
+kernel's, then those of the programs given with exec, named PROGRAM:SYMBOL (hello:main),
+which x, disas and bt take and show too. PROGRAM:GLOB lists one program's only."""
     m = session.machine
     pattern = rest.strip() or "*"
-    syms = m.symbols.glob(pattern)
-    for s in syms:
-        session.out.print(f"0x{s.address:016x} {s.size:6d} {s.type:<6} {s.name}")
+    syms = [] if ":" in pattern else [(s.name, s) for s in m.symbols.glob(pattern)]
+    if m.userspace is not None:  # the programs' symbols, named PROGRAM:SYMBOL
+        syms += [(f"{prog.name}:{s.name}", s) for prog, s in m.userspace.symbols.glob(pattern)]
+    for name, s in syms:
+        session.out.print(f"0x{s.address:016x} {s.size:6d} {s.type:<6} {name}")
     if not syms:
         session.out.print(f"No symbol matches '{pattern}'.")
-    return [{"name": s.name, "addr": s.address, "size": s.size, "type": s.type} for s in syms]
+    return [{"name": name, "addr": s.address, "size": s.size, "type": s.type} for name, s in syms]
 
 
 @command("tasks", group="inspect", aliases=("ps",), summary="the guest's tasks", usage="tasks")

@@ -288,8 +288,6 @@ machine is booted afresh with every program given so far; probes are kept."""
         raise CommandError(str(exc)) from None
     if session.image_explicit and session.machine.userspace is None:
         raise CommandError(f"{session.image_path} cannot run programs: the bundled kernel can (its CONFIG_USERSPACE build)")
-    if int(session.settings["cpus"]) > 1:
-        raise CommandError("programs run on one CPU for now: the SMP kernel has no user space yet (set cpus 1)")
     session.programs.append(prog)
     try:
         failures = session.replace_machine(session.image_path if session.image_explicit else session.bundled_image())
