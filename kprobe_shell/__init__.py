@@ -14,6 +14,8 @@ from .api import (  # noqa: E402
     Program,
     StopEvent,
     StopReason,
+    Uprobe,
+    Uretprobe,
 )
 
 from . import handlers  # noqa: E402  - the handler-file API: kprobe_shell.handlers
@@ -22,7 +24,7 @@ from .handlers import jprobe, kprobe, kretprobe  # noqa: E402
 __all__ = [
     "handlers", "jprobe", "kprobe", "kretprobe",
     "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe", "Machine",
-    "MachineError", "ProbeError", "Program", "StopEvent", "StopReason",
+    "MachineError", "ProbeError", "Program", "StopEvent", "StopReason", "Uprobe", "Uretprobe",
 ]
 
 

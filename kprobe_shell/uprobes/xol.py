@@ -1,0 +1,182 @@
+"""The execute-out-of-line area and the x86 half of the step (arch/x86/kernel/uprobes.c).
+
+Each process that hits a uprobe gets one page mapped into its own address space, the
+"[uprobes]" area of xol_add_vma: at the last page of user space (Linux asks
+get_unmapped_area for TASK_SIZE - PAGE_SIZE first, and gets it), user-executable, not
+writable by the program.  Its first slot holds the uretprobe trampoline, an int3; the
+others are the slots a task borrows to single-step a copy of the probed instruction
+(xol_get_insn_slot), UPROBE_XOL_SLOT_BYTES each.
+
+The page is the machine's (a pool above the programs' files area) until the process
+forks: the kernel's fork copies every user page, this one too, so the child starts with
+its own copy, trampoline included, as Linux's dup_xol_work gives it one.  When the
+address space goes (mmput), uprobe_clear_state takes the machine's page back out of the
+page tables before the kernel frees them; a child's copy is the kernel's own page and
+goes with the rest.
+
+The copy's fix-ups are kprobes' (one table: kprobes/x86.py's classify and Fixup): a
+RIP-relative operand re-targeted for the slot, rip moved back from the slot after the
+step unless the instruction set it absolutely, a call's pushed return address moved
+back, pushf's pushed TF put back as the program had it.
+"""
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from unicorn import UC_PROT_ALL
+
+from ..kprobes.x86 import Fixup, copy_for_slot, rep_exit_pass_due
+from ..machine.layout import EFLAGS_TF, PAGE_SIZE
+from .types import UPROBE_SWBP_INSN, UPROBE_XOL_SLOT_BYTES, UprobeError, UprobeTask
+
+if TYPE_CHECKING:
+    from .core import UprobeEngine
+
+#: TASK_SIZE - PAGE_SIZE: where every process's "[uprobes]" page is.
+XOL_VADDR = 0x800000000000 - PAGE_SIZE
+XOL_SLOTS = PAGE_SIZE // UPROBE_XOL_SLOT_BYTES
+#: The machine's pages for XOL areas: physical memory above the programs' files area,
+#: which the kernel's allocator never hands out.
+XOL_POOL_BASE = 0x60000000
+XOL_POOL_PAGES = 1024
+_PTE_USER_RX = 0x1 | 0x4  # present, user (not writable)
+
+
+class XolPool:
+    """The machine's pages for XOL areas (mapped on first use)."""
+
+    def __init__(self, engine: "UprobeEngine") -> None:
+        self.engine = engine
+        self._mapped = False
+        self._free: list[int] = []
+        self._next = XOL_POOL_BASE
+
+    def get(self) -> int:
+        if not self._mapped:
+            self.engine.machine._map(XOL_POOL_BASE, XOL_POOL_PAGES * PAGE_SIZE, UC_PROT_ALL)
+            self._mapped = True
+        if self._free:
+            return self._free.pop()
+        if self._next >= XOL_POOL_BASE + XOL_POOL_PAGES * PAGE_SIZE:
+            raise UprobeError(f"out of XOL pages ({XOL_POOL_PAGES} processes hold one)")
+        page, self._next = self._next, self._next + PAGE_SIZE
+        return page
+
+    def put(self, page: int) -> None:
+        self._free.append(page)
+
+    def owns(self, page: int) -> bool:
+        return XOL_POOL_BASE <= page < XOL_POOL_BASE + XOL_POOL_PAGES * PAGE_SIZE
+
+
+class XolArea:
+    """struct xol_area of one address space (keyed by its pgd)."""
+
+    def __init__(self, engine: "UprobeEngine", pgd: int, page: int, owned: bool) -> None:
+        self.engine, self.pgd, self.page, self.owned = engine, pgd, page, owned
+        self.vaddr = XOL_VADDR
+        self.slot_owner: dict[int, int] = {}   # slot index -> pid stepping in it
+        self._contents: dict[int, bytes] = {}  # what each slot holds (skip rewriting it)
+
+    @property
+    def trampoline(self) -> int:
+        return self.vaddr
+
+    def get_slot(self, pid: int) -> int:
+        """xol_get_insn_slot: the lowest free slot (slot 0 is the trampoline's)."""
+        for index in range(1, XOL_SLOTS):
+            if index not in self.slot_owner:
+                self.slot_owner[index] = pid
+                return self.vaddr + index * UPROBE_XOL_SLOT_BYTES
+        raise UprobeError(f"all {XOL_SLOTS - 1} XOL slots of this process are in use")
+
+    def free_slot(self, slot_vaddr: int) -> None:
+        self.slot_owner.pop((slot_vaddr - self.vaddr) // UPROBE_XOL_SLOT_BYTES, None)
+
+    def copy_insn(self, slot_vaddr: int, code: bytes) -> None:
+        """arch_uprobe_copy_ixol: the copy into the slot (the CPU's translation of the slot
+        dropped when its bytes change)."""
+        index = (slot_vaddr - self.vaddr) // UPROBE_XOL_SLOT_BYTES
+        if self._contents.get(index) == code:
+            return
+        self._contents[index] = code
+        machine = self.engine.machine
+        machine.uc.mem_write(self.page + index * UPROBE_XOL_SLOT_BYTES, code)
+        machine.uc.ctl_remove_cache(slot_vaddr, slot_vaddr + UPROBE_XOL_SLOT_BYTES)
+        machine._block_table.forget(slot_vaddr, slot_vaddr + UPROBE_XOL_SLOT_BYTES)
+
+
+def xol_add_vma(engine: "UprobeEngine", pgd: int) -> XolArea:
+    """Map a new "[uprobes]" page at XOL_VADDR in the address space at pgd (or adopt the
+    copy a fork left there)."""
+    machine = engine.machine
+    pte = machine.userspace.pte_of(pgd, XOL_VADDR)
+    if pte is None:
+        raise UprobeError("no page table for the [uprobes] page (the process has no stack there)")
+    entry = struct.unpack("<Q", machine.uc.mem_read(pte, 8))[0]
+    if entry & 1:
+        return XolArea(engine, pgd, entry & 0x000FFFFFFFFFF000, owned=False)
+    page = engine.xol_pool.get()
+    machine.uc.mem_write(page, bytes([UPROBE_SWBP_INSN]) * PAGE_SIZE)
+    machine.uc.mem_write(pte, struct.pack("<Q", page | _PTE_USER_RX))
+    return XolArea(engine, pgd, page, owned=True)
+
+
+def xol_remove_vma(engine: "UprobeEngine", area: XolArea) -> None:
+    """uprobe_clear_state: the machine's page out of the page tables before they go."""
+    if not area.owned:
+        return
+    machine = engine.machine
+    pte = machine.userspace.pte_of(area.pgd, XOL_VADDR)
+    if pte is not None:
+        machine.uc.mem_write(pte, b"\0" * 8)
+    engine.xol_pool.put(area.page)
+
+
+# ---------------------------------------------------------------------- the step
+def arch_uprobe_pre_xol(engine: "UprobeEngine", utask: UprobeTask, area: XolArea) -> None:
+    """The copy into the task's slot; the CPU sent there with TF set."""
+    machine = engine.machine
+    insn = utask.active.insn
+    slot = area.get_slot(utask.pid)
+    area.copy_insn(slot, copy_for_slot(insn, slot))
+    utask.xol_vaddr = slot
+    eflags = machine.eflags
+    utask.saved_tf = bool(eflags & EFLAGS_TF)
+    utask.rcx_before = machine.reg("rcx") if insn.is_rep_string() else None
+    machine.set_reg("eflags", eflags | EFLAGS_TF)
+    machine.set_reg("rip", slot)
+
+
+def arch_uprobe_post_xol(engine: "UprobeEngine", utask: UprobeTask) -> tuple[Fixup, int]:
+    """After the debug trap: the fix-ups (kprobes' rules), TF as the program had it.
+    Returns the rule and rip before it was fixed, for the narration."""
+    machine, userspace = engine.machine, engine.machine.userspace
+    insn = utask.active.insn
+    kind = insn.fixup_kind()
+    copy_rip, orig_rip, stepped_rip = utask.xol_vaddr, utask.vaddr, machine.rip
+    if kind is Fixup.PUSHF or kind is Fixup.CALL_REL32 or kind is Fixup.INDIRECT_CALL:
+        rsp = machine.reg("rsp")
+        tos = int.from_bytes(userspace.read_virtual(rsp, 8), "little")
+        if kind is Fixup.PUSHF:
+            fixed = (tos & ~EFLAGS_TF) | (EFLAGS_TF if utask.saved_tf else 0)
+        else:
+            fixed = orig_rip + (tos - copy_rip)
+        userspace.write_virtual(rsp, fixed.to_bytes(8, "little"))
+    if not kind.rip_absolute:
+        machine.set_reg("rip", orig_rip + (stepped_rip - copy_rip))
+    if not utask.saved_tf:
+        machine.set_reg("eflags", machine.eflags & ~EFLAGS_TF)
+    before, utask.rcx_before = utask.rcx_before, None
+    if rep_exit_pass_due(insn, orig_rip, before, machine.rip, machine.reg("rcx"), machine.eflags):
+        machine.set_reg("rip", orig_rip)
+    return kind, stepped_rip
+
+
+def arch_uprobe_abort_xol(engine: "UprobeEngine", utask: UprobeTask) -> None:
+    """A fault in the slot: back to the probed address, as if the step never began."""
+    machine = engine.machine
+    machine.set_reg("rip", utask.vaddr)
+    if not utask.saved_tf:
+        machine.set_reg("eflags", machine.eflags & ~EFLAGS_TF)
