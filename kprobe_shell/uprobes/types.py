@@ -124,6 +124,7 @@ class UprobeTask:
     vaddr: int = 0          # the probed address being stepped
     xol_vaddr: int = 0      # the slot it is stepped in
     saved_tf: bool = False  # TF as the program had it (autask.saved_tf)
+    saved_scratch: tuple[str, int] | None = None  # riprel_pre_xol's register and its value
     rcx_before: int | None = None  # a rep string instruction's count before the step
     return_instances: list[ReturnInstance] = field(default_factory=list)  # innermost last
 

@@ -14,10 +14,15 @@ address space goes (mmput), uprobe_clear_state takes the machine's page back out
 page tables before the kernel frees them; a child's copy is the kernel's own page and
 goes with the rest.
 
-The copy's fix-ups are kprobes' (one table: kprobes/x86.py's classify and Fixup): a
-RIP-relative operand re-targeted for the slot, rip moved back from the slot after the
-step unless the instruction set it absolutely, a call's pushed return address moved
-back, pushf's pushed TF put back as the program had it.
+The copy's fix-ups after the step are kprobes' (one table: kprobes/x86.py's classify
+and Fixup): rip moved back from the slot unless the instruction set it absolutely, a
+call's pushed return address moved back, pushf's pushed TF put back as the program had
+it.  A RIP-relative operand is another matter: the program's text is 128 TiB from the
+[uprobes] page, out of reach of any disp32, so (as Linux's riprel_analyze does) the copy
+addresses it through a scratch register instead: ModRM `00 reg 101` becomes
+`10 reg rsi` (or rdi, or rbx, whichever the instruction does not name), the register
+holds the original next rip during the step (riprel_pre_xol) and gets its value back
+after it (riprel_post_xol); the displacement is unchanged.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from unicorn import UC_PROT_ALL
 
-from ..kprobes.x86 import Fixup, copy_for_slot, rep_exit_pass_due
+from ..kprobes.x86 import DecodedInsn, Fixup, rep_exit_pass_due
 from ..machine.layout import EFLAGS_TF, PAGE_SIZE
 from .types import UPROBE_SWBP_INSN, UPROBE_XOL_SLOT_BYTES, UprobeError, UprobeTask
 
@@ -134,14 +139,54 @@ def xol_remove_vma(engine: "UprobeEngine", area: XolArea) -> None:
     engine.xol_pool.put(area.page)
 
 
+# ---------------------------------------------------------------------- RIP-relative
+#: The scratch registers riprel_analyze may choose, by ModRM number.
+_SCRATCH = {6: "rsi", 7: "rdi", 3: "rbx"}
+
+
+def riprel_analyze(insn: DecodedInsn) -> tuple[bytes, str | None]:
+    """The copy for the slot, and the scratch register its RIP-relative operand now goes
+    through (None: it has none; the copy is the instruction itself)."""
+    off = insn.rip_disp_offset
+    if off is None:
+        return insn.raw, None
+    raw = bytearray(insn.raw)
+    modrm_at = off - 1
+    reg = (raw[modrm_at] >> 3) & 7
+    reg2 = 0xFF
+    vex = _vex_index(raw)
+    if vex is not None:
+        vvvv_byte = raw[vex + 2] if raw[vex] == 0xC4 else raw[vex + 1]
+        reg2 = ((vvvv_byte >> 3) & 7) ^ 7
+    scratch = 6 if 6 not in (reg, reg2) else 7 if 7 not in (reg, reg2) else 3
+    raw[modrm_at] = 0x80 | (reg << 3) | scratch
+    rex = insn.opcode_index - 1
+    if vex is None and rex >= 0 and 0x40 <= raw[rex] <= 0x4F:
+        raw[rex] &= 0xFE  # REX.B off: rsi/rdi/rbx, not r14/r15/r11
+    elif vex is not None and raw[vex] == 0xC4:
+        raw[vex + 1] |= 0x20  # VEX.B (inverted) off likewise
+    return bytes(raw), _SCRATCH[scratch]
+
+
+def _vex_index(raw: bytearray) -> int | None:
+    i = 0
+    while i < len(raw) and raw[i] in (0x66, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x67, 0xF0):
+        i += 1
+    return i if i < len(raw) and raw[i] in (0xC4, 0xC5) else None
+
+
 # ---------------------------------------------------------------------- the step
 def arch_uprobe_pre_xol(engine: "UprobeEngine", utask: UprobeTask, area: XolArea) -> None:
     """The copy into the task's slot; the CPU sent there with TF set."""
     machine = engine.machine
     insn = utask.active.insn
     slot = area.get_slot(utask.pid)
-    area.copy_insn(slot, copy_for_slot(insn, slot))
+    copy, scratch = riprel_analyze(insn)
+    area.copy_insn(slot, copy)
     utask.xol_vaddr = slot
+    if scratch is not None:  # riprel_pre_xol
+        utask.saved_scratch = (scratch, machine.reg(scratch))
+        machine.set_reg(scratch, insn.address + insn.length)
     eflags = machine.eflags
     utask.saved_tf = bool(eflags & EFLAGS_TF)
     utask.rcx_before = machine.reg("rcx") if insn.is_rep_string() else None
@@ -155,6 +200,7 @@ def arch_uprobe_post_xol(engine: "UprobeEngine", utask: UprobeTask) -> tuple[Fix
     machine, userspace = engine.machine, engine.machine.userspace
     insn = utask.active.insn
     kind = insn.fixup_kind()
+    _riprel_post_xol(machine, utask)
     copy_rip, orig_rip, stepped_rip = utask.xol_vaddr, utask.vaddr, machine.rip
     if kind is Fixup.PUSHF or kind is Fixup.CALL_REL32 or kind is Fixup.INDIRECT_CALL:
         rsp = machine.reg("rsp")
@@ -177,6 +223,14 @@ def arch_uprobe_post_xol(engine: "UprobeEngine", utask: UprobeTask) -> tuple[Fix
 def arch_uprobe_abort_xol(engine: "UprobeEngine", utask: UprobeTask) -> None:
     """A fault in the slot: back to the probed address, as if the step never began."""
     machine = engine.machine
+    _riprel_post_xol(machine, utask)
     machine.set_reg("rip", utask.vaddr)
     if not utask.saved_tf:
         machine.set_reg("eflags", machine.eflags & ~EFLAGS_TF)
+
+
+def _riprel_post_xol(machine, utask: UprobeTask) -> None:
+    if utask.saved_scratch is not None:
+        reg, value = utask.saved_scratch
+        machine.set_reg(reg, value)
+        utask.saved_scratch = None
