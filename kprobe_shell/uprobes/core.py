@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from unicorn.x86_const import UC_X86_REG_CR3
 
 from ..kprobes.regs import PtRegs
+from ..machine import capi
 from ..kprobes.types import HandlerError
 from ..machine.events import StopReason
 from . import xol
@@ -52,7 +53,7 @@ class UprobeEngine:
     def __init__(self, machine: "Machine") -> None:
         self.machine = machine
         self.uprobes: dict[tuple[str, int], UprobeEntry] = {}   # (exe, vaddr) -> struct uprobe
-        self.utasks: dict[int, UprobeTask] = {}                  # pid -> struct uprobe_task
+        self.utasks: dict[int, UprobeTask] = {}                  # task_struct -> struct uprobe_task
         self.xol_areas: dict[int, xol.XolArea] = {}              # pgd -> its [uprobes] page
         self.xol_pool = xol.XolPool(self)
         self.programs: dict[str, ProbedProgram] = {}             # host path -> its ELF
@@ -60,6 +61,7 @@ class UprobeEngine:
         self.narrator = None
         self._exe_of_mm: dict[int, str] = {}
         self._hooked = False
+        self._forking: tuple = (None, 0)  # (the parent's XOL area, the child's mm) in dup_mmap
         self._layout = None
         self.regs = PtRegs(machine)
         from .uretprobes import UretprobeState
@@ -91,7 +93,7 @@ class UprobeEngine:
 
     def current_exe(self) -> tuple[int, str] | None:
         """(pgd, exe) of the current process (cached per address space until mmput)."""
-        pgd = self.machine.uc.reg_read(UC_X86_REG_CR3) & 0x000FFFFFFFFFF000
+        pgd = capi.reg_read(self.machine.uch, UC_X86_REG_CR3) & 0x000FFFFFFFFFF000
         exe = self._exe_of_mm.get(pgd)
         if exe is None:
             found = self._mm_of_task(self.machine.tasks.current_address())
@@ -100,9 +102,8 @@ class UprobeEngine:
             exe = self._exe_of_mm[pgd] = found[1]
         return pgd, exe
 
-    def current_pid(self) -> int:
-        task = self.machine.tasks.current()
-        return task.pid if task is not None else 0
+    def current_task(self) -> int:
+        return self.machine.tasks.current_address()
 
     def _processes(self):
         """(pid, pgd, exe) of every live process (a task with an address space)."""
@@ -199,15 +200,37 @@ class UprobeEngine:
     def _install_hooks(self) -> None:
         if self._hooked:
             return
-        self._hooked = True
         m = self.machine
-        m.userspace.trap_notifier = self.on_user_trap
+        hooks = []
         for name, fn in (("start_thread_user", self._uprobe_mmap), ("mmput", self._uprobe_clear_state),
-                         ("kprobe_flush_task", self._uprobe_free_utask), ("copy_user_mm", self._uprobe_copy_process)):
+                         ("kprobe_flush_task", self._uprobe_free_utask), ("copy_user_mm", self._uprobe_copy_process),
+                         ("dup_mmap", self._dup_mmap)):
             sym = m.image.symbols.get(name)
             if sym is None:
                 raise UprobeError(f"this kernel has no {name}: uprobes cannot follow its processes")
-            m.add_code_hook(sym.address, fn)
+            hooks.append((sym.address, fn))
+        hooks.append((self._after_dup_mmap(), self._dup_xol))
+        self._hooked = True
+        m.userspace.trap_notifier = self.on_user_trap
+        for addr, fn in hooks:
+            m.add_code_hook(addr, fn)
+
+    def _after_dup_mmap(self) -> int:
+        """Where copy_user_mm goes on after its call to dup_mmap."""
+        from ..kprobes.x86 import decode
+
+        syms = self.machine.image.symbols
+        caller, callee = syms.get("copy_user_mm"), syms.get("dup_mmap")
+        code = self.machine.image.symbol_bytes(caller)
+        at = 0
+        while at < len(code):
+            insn = decode(code[at:at + 15], caller.address + at)
+            if insn is None:
+                break
+            at += insn.size
+            if insn.mnemonic == "call" and insn.op_str == hex(callee.address):
+                return insn.address + insn.size
+        raise UprobeError("copy_user_mm does not call dup_mmap: uprobes cannot follow this kernel's forks")
 
     def _uprobe_mmap(self, machine: "Machine") -> None:
         """exec has mapped the program (start_thread_user): arm its uprobes."""
@@ -231,25 +254,44 @@ class UprobeEngine:
 
     def _uprobe_free_utask(self, machine: "Machine") -> None:
         """The task execs or exits: its state and pending return instances go."""
-        task = machine.tasks.read_task(machine.reg("rdi"))
-        if task is not None:
-            utask = self.utasks.pop(task.pid, None)
-            if utask is not None:
-                self.ret.free_utask(utask)
+        utask = self.utasks.pop(machine.reg("rdi"), None)
+        if utask is not None:
+            self.ret.free_utask(utask)
 
     def _uprobe_copy_process(self, machine: "Machine") -> None:
         """fork: the child's stack holds the parent's hijacked return addresses."""
         child = machine.tasks.read_task(machine.reg("rdi"))
-        parent = self.utasks.get(self.current_pid())
+        parent = self.utasks.get(self.current_task())
         if child is not None and parent is not None and parent.return_instances:
-            self.utasks[child.pid] = self.ret.dup_utask(parent, child.pid)
+            self.utasks[child.address] = self.ret.dup_utask(parent, child)
+
+    def _dup_mmap(self, machine: "Machine") -> None:
+        """dup_mmap(mm, oldmm): the [uprobes] page is not the fork's to copy (Linux's
+        xol vma is VM_DONTCOPY): out of the parent's page tables while they are copied."""
+        _off_mm, off_pgd, _off_exe = self._offsets()
+        area = self.xol_areas.get(machine.read_u64(machine.reg("rsi") + off_pgd))
+        self._forking = (area, machine.reg("rdi"))
+        if area is not None:
+            xol.set_xol_pte(self, area.pgd, None)
+
+    def _dup_xol(self, machine: "Machine") -> None:
+        """After the copy: the parent's page back; the child's own, trampoline and all
+        (dup_xol_work): its stack may hold the parent's hijacked return addresses."""
+        area, mm = self._forking
+        self._forking = (None, 0)
+        if area is None:
+            return
+        xol.set_xol_pte(self, area.pgd, area.page)
+        child_pgd = machine.read_u64(mm + self._offsets()[1]) if machine.reg("rax") & 0xFFFFFFFF == 0 else 0
+        if child_pgd:
+            self.xol_areas[child_pgd] = xol.xol_add_vma(self, child_pgd)
 
     # ------------------------------------------------------------------ the hit
     def on_user_trap(self, machine: "Machine", intno: int) -> bool:
         """A trap at CPL 3 (the notifier): True when uprobes dealt with it."""
         if intno == _BREAKPOINT:
             return self.handle_swbp(machine)
-        utask = self.utasks.get(self.current_pid())
+        utask = self.utasks.get(self.current_task())
         if utask is None or utask.state is not UtaskState.SSTEP:
             return False
         if intno == _DEBUG:
@@ -260,10 +302,13 @@ class UprobeEngine:
         self._end_step(utask)
         return False
 
-    def _utask(self, pid: int) -> UprobeTask:
-        utask = self.utasks.get(pid)
+    def _utask(self) -> UprobeTask:
+        """current->utask, made on the task's first hit."""
+        addr = self.current_task()
+        utask = self.utasks.get(addr)
         if utask is None:
-            utask = self.utasks[pid] = UprobeTask(pid)
+            task = self.machine.tasks.read_task(addr)
+            utask = self.utasks[addr] = UprobeTask(addr, task.pid if task else 0, task.comm if task else "")
         return utask
 
     def get_xol_area(self, pgd: int) -> xol.XolArea:
@@ -279,24 +324,19 @@ class UprobeEngine:
             return False
         pgd, exe = mm
         area = self.xol_areas.get(pgd)
-        if bp_vaddr == xol.XOL_VADDR and (area is not None or self._is_xol_page(pgd)):
+        if bp_vaddr == xol.XOL_VADDR and area is not None:
             machine.clock.adjust(-1)
-            return self.ret.handle_trampoline(self.get_xol_area(pgd))
+            return self.ret.handle_trampoline(area)
         entry = self.uprobes.get((exe, bp_vaddr))
         if entry is None:
             return False  # not ours: the kernel's SIGTRAP
         machine.clock.adjust(-1)
         machine.set_reg("rip", bp_vaddr)
-        utask = self._utask(self.current_pid())
+        utask = self._utask()
         self.handler_chain(entry, utask)
         utask.active, utask.vaddr, utask.state = entry, bp_vaddr, UtaskState.SSTEP
         xol.arch_uprobe_pre_xol(self, utask, self.get_xol_area(pgd))
         return True
-
-    def _is_xol_page(self, pgd: int) -> bool:
-        """A fork's child has its parent's [uprobes] page before its first hit."""
-        pte = self.machine.userspace.pte_of(pgd, xol.XOL_VADDR)
-        return pte is not None and bool(self.machine.uc.mem_read(pte, 1)[0] & 1)
 
     def handler_chain(self, entry: UprobeEntry, utask: UprobeTask) -> None:
         need_ret = False

@@ -118,7 +118,9 @@ class UtaskState(enum.Enum):
 class UprobeTask:
     """struct uprobe_task: the per-task state (created on a task's first hit)."""
 
+    task: int               # the task_struct
     pid: int
+    comm: str
     state: UtaskState = UtaskState.RUNNING
     active: UprobeEntry | None = None
     vaddr: int = 0          # the probed address being stepped

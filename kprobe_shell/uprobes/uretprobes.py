@@ -63,8 +63,7 @@ class UretprobeState:
                 return  # Linux: "handle tail call", an impossible state: no hijack
             orig = utask.return_instances[-1].orig_ret_vaddr
         userspace.write_virtual(rsp, area.trampoline.to_bytes(8, "little"))
-        task = machine.tasks.current()
-        ri = ReturnInstance(entry, entry.vaddr, rsp, orig, chained, utask.pid, task.comm if task else "")
+        ri = ReturnInstance(entry, entry.vaddr, rsp, orig, chained, utask.pid, utask.comm)
         utask.return_instances.append(ri)
         for c in rets:
             if c.entry_handler is not None:
@@ -80,7 +79,7 @@ class UretprobeState:
         """The int3 at the trampoline: the handlers of the instances this return ends."""
         engine = self.engine
         machine = engine.machine
-        utask = engine.utasks.get(engine.current_pid())
+        utask = engine.utasks.get(engine.current_task())
         if utask is None or not utask.return_instances:
             return False  # Linux: "handle uretprobe, sending SIGILL": the kernel's SIGTRAP here
         stack = utask.return_instances
@@ -107,10 +106,10 @@ class UretprobeState:
         """uprobe_free_utask: pending instances go with the task, handlers not called."""
         utask.return_instances.clear()
 
-    def dup_utask(self, parent: UprobeTask, child_pid: int) -> UprobeTask:
-        child = UprobeTask(child_pid)
+    def dup_utask(self, parent: UprobeTask, task) -> UprobeTask:
+        child = UprobeTask(task.address, task.pid, parent.comm)
         child.return_instances = [ReturnInstance(ri.entry, ri.func, ri.stack, ri.orig_ret_vaddr, ri.chained,
-                                                 child_pid, ri.comm) for ri in parent.return_instances]
+                                                 task.pid, parent.comm) for ri in parent.return_instances]
         return child
 
 

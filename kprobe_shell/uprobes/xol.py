@@ -7,12 +7,13 @@ writable by the program.  Its first slot holds the uretprobe trampoline, an int3
 others are the slots a task borrows to single-step a copy of the probed instruction
 (xol_get_insn_slot), UPROBE_XOL_SLOT_BYTES each.
 
-The page is the machine's (a pool above the programs' files area) until the process
-forks: the kernel's fork copies every user page, this one too, so the child starts with
-its own copy, trampoline included, as Linux's dup_xol_work gives it one.  When the
-address space goes (mmput), uprobe_clear_state takes the machine's page back out of the
-page tables before the kernel frees them; a child's copy is the kernel's own page and
-goes with the rest.
+The page is the machine's (a pool above the programs' files area, which the kernel's
+allocator never hands out).  Linux's xol vma is VM_DONTCOPY: the kernel's fork here
+copies every user page, so the page is taken out of the parent's tables while dup_mmap
+copies them (the kernel does exactly the work it does unprobed), and the child gets a
+page of its own after, trampoline included, as Linux's dup_xol_work gives it one.  When
+the address space goes (mmput), uprobe_clear_state takes the page back out of the page
+tables before the kernel frees them.
 
 The copy's fix-ups after the step are kprobes' (one table: kprobes/x86.py's classify
 and Fixup): rip moved back from the slot unless the instruction set it absolutely, a
@@ -78,21 +79,21 @@ class XolPool:
 class XolArea:
     """struct xol_area of one address space (keyed by its pgd)."""
 
-    def __init__(self, engine: "UprobeEngine", pgd: int, page: int, owned: bool) -> None:
-        self.engine, self.pgd, self.page, self.owned = engine, pgd, page, owned
+    def __init__(self, engine: "UprobeEngine", pgd: int, page: int) -> None:
+        self.engine, self.pgd, self.page = engine, pgd, page
         self.vaddr = XOL_VADDR
-        self.slot_owner: dict[int, int] = {}   # slot index -> pid stepping in it
+        self.slot_owner: dict[int, int] = {}   # slot index -> the task stepping in it
         self._contents: dict[int, bytes] = {}  # what each slot holds (skip rewriting it)
 
     @property
     def trampoline(self) -> int:
         return self.vaddr
 
-    def get_slot(self, pid: int) -> int:
+    def get_slot(self, task: int) -> int:
         """xol_get_insn_slot: the lowest free slot (slot 0 is the trampoline's)."""
         for index in range(1, XOL_SLOTS):
             if index not in self.slot_owner:
-                self.slot_owner[index] = pid
+                self.slot_owner[index] = task
                 return self.vaddr + index * UPROBE_XOL_SLOT_BYTES
         raise UprobeError(f"all {XOL_SLOTS - 1} XOL slots of this process are in use")
 
@@ -108,34 +109,33 @@ class XolArea:
         self._contents[index] = code
         machine = self.engine.machine
         machine.uc.mem_write(self.page + index * UPROBE_XOL_SLOT_BYTES, code)
+        # The clock's block counts need no forgetting: a block run with TF set is one
+        # instruction, whatever the slot holds.
         machine.uc.ctl_remove_cache(slot_vaddr, slot_vaddr + UPROBE_XOL_SLOT_BYTES)
-        machine._block_table.forget(slot_vaddr, slot_vaddr + UPROBE_XOL_SLOT_BYTES)
 
 
-def xol_add_vma(engine: "UprobeEngine", pgd: int) -> XolArea:
-    """Map a new "[uprobes]" page at XOL_VADDR in the address space at pgd (or adopt the
-    copy a fork left there)."""
+def set_xol_pte(engine: "UprobeEngine", pgd: int, page: int | None) -> None:
+    """Map (or, page None, unmap) the [uprobes] page in the address space at pgd."""
     machine = engine.machine
     pte = machine.userspace.pte_of(pgd, XOL_VADDR)
     if pte is None:
         raise UprobeError("no page table for the [uprobes] page (the process has no stack there)")
-    entry = struct.unpack("<Q", machine.uc.mem_read(pte, 8))[0]
-    if entry & 1:
-        return XolArea(engine, pgd, entry & 0x000FFFFFFFFFF000, owned=False)
+    machine.uc.mem_write(pte, struct.pack("<Q", 0 if page is None else page | _PTE_USER_RX))
+
+
+def xol_add_vma(engine: "UprobeEngine", pgd: int) -> XolArea:
+    """Map a new "[uprobes]" page at XOL_VADDR in the address space at pgd: int3s, the
+    first of them the uretprobe trampoline."""
     page = engine.xol_pool.get()
-    machine.uc.mem_write(page, bytes([UPROBE_SWBP_INSN]) * PAGE_SIZE)
-    machine.uc.mem_write(pte, struct.pack("<Q", page | _PTE_USER_RX))
-    return XolArea(engine, pgd, page, owned=True)
+    engine.machine.uc.mem_write(page, bytes([UPROBE_SWBP_INSN]) * PAGE_SIZE)
+    set_xol_pte(engine, pgd, page)
+    return XolArea(engine, pgd, page)
 
 
 def xol_remove_vma(engine: "UprobeEngine", area: XolArea) -> None:
     """uprobe_clear_state: the machine's page out of the page tables before they go."""
-    if not area.owned:
-        return
-    machine = engine.machine
-    pte = machine.userspace.pte_of(area.pgd, XOL_VADDR)
-    if pte is not None:
-        machine.uc.mem_write(pte, b"\0" * 8)
+    if engine.machine.userspace.pte_of(area.pgd, XOL_VADDR) is not None:
+        set_xol_pte(engine, area.pgd, None)
     engine.xol_pool.put(area.page)
 
 
@@ -180,7 +180,7 @@ def arch_uprobe_pre_xol(engine: "UprobeEngine", utask: UprobeTask, area: XolArea
     """The copy into the task's slot; the CPU sent there with TF set."""
     machine = engine.machine
     insn = utask.active.insn
-    slot = area.get_slot(utask.pid)
+    slot = area.get_slot(utask.task)
     copy, scratch = riprel_analyze(insn)
     area.copy_insn(slot, copy)
     utask.xol_vaddr = slot
