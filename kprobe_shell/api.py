@@ -137,7 +137,13 @@ class Machine(_BareMachine):
             self.unregister_kprobe(probe)
 
     def disable_probe(self, probe) -> None:
+        if isinstance(probe, Uprobe):
+            probe.disabled = True  # its handlers are skipped: the breakpoint stays, hits are not counted
+            return
         self.kprobes.disable(getattr(probe, "kp", probe))
 
     def enable_probe(self, probe) -> None:
+        if isinstance(probe, Uprobe):
+            probe.disabled = False
+            return
         self.kprobes.enable(getattr(probe, "kp", probe))

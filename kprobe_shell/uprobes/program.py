@@ -42,7 +42,8 @@ class ProbedProgram:
         except OSError as exc:
             raise UprobeError(f"{path}: {exc.strerror}") from None
         try:
-            self.symbols = Image.from_bytes(self.raw, path).symbols
+            self.image = Image.from_bytes(self.raw, path)
+            self.symbols = self.image.symbols
             elf = ELFFile(io.BytesIO(self.raw))
         except (ImageError, ValueError, KeyError, IndexError) as exc:
             raise UprobeError(f"{path}: not a program uprobes can read ({exc})") from None

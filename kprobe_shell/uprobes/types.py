@@ -42,6 +42,7 @@ class Uprobe:
     handler: Callable | None = None
     name: str = ""
     hits: int = 0
+    nmissed: int = 0  # uretprobes' omitted returns (a uprobe misses nothing)
     faults: int = 0
     disabled: bool = False
     #: Filled at registration: the program, the probed vaddr, the instruction there.
@@ -52,6 +53,10 @@ class Uprobe:
     @property
     def owner(self) -> "Uprobe":
         return self
+
+    @property
+    def mode(self) -> str:
+        return "uprobe"
 
     @property
     def where(self) -> str:
@@ -73,7 +78,6 @@ class Uretprobe(Uprobe):
 
     entry_handler: Callable | None = None
     maxactive: int = MAX_URETPROBE_DEPTH
-    nmissed: int = 0
 
 
 @dataclass(eq=False)

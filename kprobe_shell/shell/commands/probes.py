@@ -173,6 +173,11 @@ and for return probes maxactive with free/used instances."""
         obj = up.obj
         if up.is_breakpoint:
             hits, missed, mode, details = up.hits, 0, "-", "breakpoint" if up.kind == "b" else "temporary"
+        elif up.kind in ("u", "ur"):
+            hits, missed, mode = obj.hits, obj.nmissed, obj.mode
+            details = f"{up.event} {up.location}" + (f" maxactive={obj.maxactive}" if up.kind == "ur" else "")
+            if obj.faults:
+                details += f" faults={obj.faults}"
         else:
             hits = obj.hits
             missed = obj.nmissed
@@ -202,7 +207,8 @@ and for return probes maxactive with free/used instances."""
         # The engine may have disabled it on its own (set handler-error disable).
         enabled = up.enabled and not getattr(obj, "disabled", False)
         enb = "y" if enabled else "n"
-        what = session.machine.symbols.format(up.addr)
+        what = (obj.program.describe(up.addr) + f" [{obj.program.name}]" if up.kind in ("u", "ur") and obj.program
+                else session.machine.symbols.format(up.addr))
         rows.append(f"{up.number:<4}{up.kind:<5}0x{up.addr:016x}  {what:<34}{enb:<4}{hits:>7}{missed:>8}  {mode:<12}{details}")
         data.append({"number": up.number, "type": up.kind, "addr": up.addr, "what": what, "enabled": enabled,
                      "hits": hits, "nmissed": missed, "mode": mode, "details": details.strip(),
