@@ -7,6 +7,7 @@ from ...tracing.probe_events import KRETPROBE_MAXACTIVE_MAX
 from ..registry import CommandError, command
 from ..userprobes import delete_user_probe, describe_new, new_probe, why_not_optimized
 from ..locations import parse_location
+from ..uprobe_views import render_user_instances
 from .common import no_arguments, parse_number, parse_probe_numbers
 from .wildcards import is_wildcard, place_each
 
@@ -254,8 +255,12 @@ each kretprobe's pool."""
     rows = mgr.instances_by_task()
     out = session.out
     data = []
-    if not rows:
+    user_lines, user_data = render_user_instances(session)
+    if not rows and not user_lines:
         out.print("No return-probe instances in flight.")
+    for line in user_lines:
+        out.print(line)
+    data.extend(user_data)
     for bucket, task_addr, ris in rows:
         task = m.tasks.read_task(task_addr)
         label = task.label if task else f"(exited task 0x{task_addr:x})"
