@@ -58,7 +58,6 @@ class UprobeEngine:
         self.xol_pool = xol.XolPool(self)
         self.programs: dict[str, ProbedProgram] = {}             # host path -> its ELF
         self.listeners: list = []   # the kprobe engine's (trace events, handler errors)
-        self.narrator = None
         self._exe_of_mm: dict[int, str] = {}
         self._hooked = False
         self._forking: tuple = (None, 0)  # (the parent's XOL area, the child's mm) in dup_mmap
@@ -67,6 +66,23 @@ class UprobeEngine:
         from .uretprobes import UretprobeState
 
         self.ret = UretprobeState(self)
+
+    @property
+    def narrator(self):
+        """`explain on`: the kprobes engine's narrator says the uprobes steps too."""
+        kprobes = getattr(self.machine, "kprobes", None)
+        return kprobes.narrator if kprobes is not None else None
+
+    def narrate(self, event) -> None:
+        from .narrate import render
+
+        self.narrator(render(event))
+
+    def _pid_of_mm(self, pgd: int) -> int:
+        for pid, mm_pgd, _exe in self._processes():
+            if mm_pgd == pgd:
+                return pid
+        return 0
 
     # ------------------------------------------------------------------ kernel structures
     def _offsets(self) -> tuple[int, int, int]:
@@ -190,8 +206,14 @@ class UprobeEngine:
         m._block_table.forget(vaddr, vaddr + 1)
         return True
 
-    def install_breakpoint(self, pgd: int, entry: UprobeEntry) -> bool:
-        return self._write_text(pgd, entry.vaddr, UPROBE_SWBP_INSN, entry.insn.raw[0])
+    def install_breakpoint(self, pgd: int, entry: UprobeEntry, why: str = "uprobe_register") -> bool:
+        done = self._write_text(pgd, entry.vaddr, UPROBE_SWBP_INSN, entry.insn.raw[0])
+        if done and self.narrator is not None:
+            from .narrate import BreakpointInstalled
+
+            self.narrate(BreakpointInstalled(entry.program.name, entry.program.describe(entry.vaddr), entry.vaddr,
+                                             self._pid_of_mm(pgd), why))
+        return done
 
     def remove_breakpoint(self, pgd: int, entry: UprobeEntry) -> bool:
         return self._write_text(pgd, entry.vaddr, entry.insn.raw[0], UPROBE_SWBP_INSN)
@@ -241,7 +263,7 @@ class UprobeEngine:
         self._exe_of_mm[pgd] = exe
         for (prog_exe, _vaddr), entry in self.uprobes.items():
             if prog_exe == exe:
-                self.install_breakpoint(pgd, entry)
+                self.install_breakpoint(pgd, entry, "uprobe_mmap: exec mapped the program")
 
     def _uprobe_clear_state(self, machine: "Machine") -> None:
         """mmput(mm): the address space goes; its [uprobes] page first."""
@@ -256,6 +278,10 @@ class UprobeEngine:
         """The task execs or exits: its state and pending return instances go."""
         utask = self.utasks.pop(machine.reg("rdi"), None)
         if utask is not None:
+            if utask.return_instances and self.narrator is not None:
+                from .narrate import UtaskFreed
+
+                self.narrate(UtaskFreed(utask.pid, utask.depth))
             self.ret.free_utask(utask)
 
     def _uprobe_copy_process(self, machine: "Machine") -> None:
@@ -315,6 +341,10 @@ class UprobeEngine:
         area = self.xol_areas.get(pgd)
         if area is None:
             area = self.xol_areas[pgd] = xol.xol_add_vma(self, pgd)
+            if self.narrator is not None:
+                from .narrate import XolAreaAdded
+
+                self.narrate(XolAreaAdded(self._pid_of_mm(pgd), area.vaddr, area.page))
         return area
 
     def handle_swbp(self, machine: "Machine") -> bool:
@@ -333,9 +363,18 @@ class UprobeEngine:
         machine.clock.adjust(-1)
         machine.set_reg("rip", bp_vaddr)
         utask = self._utask()
+        if self.narrator is not None:
+            from .narrate import UprobeHit
+
+            self.narrate(UprobeHit(utask.comm, utask.pid, entry.program.describe(bp_vaddr), bp_vaddr,
+                                   len(entry.consumers)))
         self.handler_chain(entry, utask)
         utask.active, utask.vaddr, utask.state = entry, bp_vaddr, UtaskState.SSTEP
-        xol.arch_uprobe_pre_xol(self, utask, self.get_xol_area(pgd))
+        scratch = xol.arch_uprobe_pre_xol(self, utask, self.get_xol_area(pgd))
+        if self.narrator is not None:
+            from .narrate import SteppedOutOfLine
+
+            self.narrate(SteppedOutOfLine(bp_vaddr, utask.xol_vaddr, entry.insn.text, scratch))
         return True
 
     def handler_chain(self, entry: UprobeEntry, utask: UprobeTask) -> None:
@@ -352,8 +391,12 @@ class UprobeEngine:
             self.ret.prepare_uretprobe(entry, utask)
 
     def handle_singlestep(self, utask: UprobeTask) -> None:
-        xol.arch_uprobe_post_xol(self, utask)
+        kind, stepped_rip = xol.arch_uprobe_post_xol(self, utask)
         self._end_step(utask)
+        if self.narrator is not None:
+            from .narrate import StepFinished
+
+            self.narrate(StepFinished(str(kind), stepped_rip, self.machine.rip))
 
     def _end_step(self, utask: UprobeTask) -> None:
         mm = self.current_exe()

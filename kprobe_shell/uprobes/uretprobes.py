@@ -52,6 +52,10 @@ class UretprobeState:
         if utask.depth >= MAX_URETPROBE_DEPTH or any(mine >= c.maxactive for c in rets):
             for c in rets:
                 c.nmissed += 1
+            if engine.narrator is not None:
+                from .narrate import UretprobeOmitted
+
+                engine.narrate(UretprobeOmitted(entry.program.describe(entry.vaddr), utask.depth))
             return
         area = engine.get_xol_area(engine.current_exe()[0])
         rsp = machine.reg("rsp")
@@ -65,6 +69,11 @@ class UretprobeState:
         userspace.write_virtual(rsp, area.trampoline.to_bytes(8, "little"))
         ri = ReturnInstance(entry, entry.vaddr, rsp, orig, chained, utask.pid, utask.comm)
         utask.return_instances.append(ri)
+        if engine.narrator is not None:
+            from .narrate import ReturnHijacked
+
+            engine.narrate(ReturnHijacked(entry.program.describe(entry.vaddr), rsp, ri.orig_ret_vaddr, chained,
+                                          utask.depth))
         for c in rets:
             if c.entry_handler is not None:
                 engine.call(c, "entry_handler", c.entry_handler, ri, engine.regs)
@@ -84,6 +93,7 @@ class UretprobeState:
             return False  # Linux: "handle uretprobe, sending SIGILL": the kernel's SIGTRAP here
         stack = utask.return_instances
         rsp = machine.reg("rsp")
+        handled = dropped = 0
         while True:
             chain_end = _find_next_ret_chain(stack)
             nxt = stack[chain_end - 1] if chain_end > 0 else None
@@ -93,8 +103,16 @@ class UretprobeState:
                 ri = stack.pop()
                 if valid:
                     self._handle_uretprobe_chain(ri)
+                    handled += 1
+                else:
+                    dropped += 1
             if valid or not stack:
-                return True
+                break
+        if engine.narrator is not None:
+            from .narrate import TrampolineReturn
+
+            engine.narrate(TrampolineReturn(utask.comm, utask.pid, machine.rip, handled, dropped))
+        return True
 
     def _handle_uretprobe_chain(self, ri: ReturnInstance) -> None:
         engine = self.engine

@@ -176,8 +176,9 @@ def _vex_index(raw: bytearray) -> int | None:
 
 
 # ---------------------------------------------------------------------- the step
-def arch_uprobe_pre_xol(engine: "UprobeEngine", utask: UprobeTask, area: XolArea) -> None:
-    """The copy into the task's slot; the CPU sent there with TF set."""
+def arch_uprobe_pre_xol(engine: "UprobeEngine", utask: UprobeTask, area: XolArea) -> str | None:
+    """The copy into the task's slot; the CPU sent there with TF set.  Returns the scratch
+    register a RIP-relative operand goes through (None: none)."""
     machine = engine.machine
     insn = utask.active.insn
     slot = area.get_slot(utask.task)
@@ -192,6 +193,7 @@ def arch_uprobe_pre_xol(engine: "UprobeEngine", utask: UprobeTask, area: XolArea
     utask.rcx_before = machine.reg("rcx") if insn.is_rep_string() else None
     machine.set_reg("eflags", eflags | EFLAGS_TF)
     machine.set_reg("rip", slot)
+    return scratch
 
 
 def arch_uprobe_post_xol(engine: "UprobeEngine", utask: UprobeTask) -> tuple[Fixup, int]:
