@@ -303,6 +303,22 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
 
 
 # ---------------------------------------------------------------------- uprobes
+def uprobe_of_request(req: H.ProbeRequest, name: str = "") -> Uprobe:
+    """The Uprobe or Uretprobe a handler file's @uprobe/@uretprobe asks for (its place read
+    by the uprobe_events parser: PATH:FUNC[+OFF] or PATH:OFFSET)."""
+    try:
+        defn = parse_probe_event(f"p {req.target}")
+    except ProbeEventError as exc:
+        raise CommandError(str(exc)) from None
+    if not defn.is_uprobe:
+        raise CommandError(f"'{req.target}' is not a uprobe place: PATH:FUNC[+OFF] or PATH:OFFSET, "
+                           "PATH with a slash (./prog)")
+    place = dict(symbol_name=defn.symbol, symbol_offset=defn.offset) if defn.symbol else dict(offset=defn.address)
+    if req.kind == "ur":
+        return Uretprobe(defn.path, **place, maxactive=req.maxactive, name=name)
+    return Uprobe(defn.path, **place, name=name)
+
+
 def _uprobe_image(machine, line: str):
     """The program's ELF (its DWARF names the arguments) when line is a uprobe's."""
     words = line.split()
@@ -363,6 +379,20 @@ def create_handler_probe(session, up: UserProbe) -> UserProbe:
     obj = req.obj if (req.obj is not None and not spec.get("_obj_taken")) else None
     spec["_obj_taken"] = True
     where = dict(addr=None if sym else addr)
+    if up.kind in ("u", "ur"):
+        obj = uprobe_of_request(req, up.event)
+        if up.kind == "u":
+            obj.handler = pre_handler_of(session, up, req.handler)
+        else:
+            obj.handler = in_hit_context(session, up, req.handler, returns=True, commands=True)
+            obj.entry_handler = in_hit_context(session, up, req.entry_handler) if req.entry_handler else None
+        up.obj = obj
+        try:
+            m.register_uprobe(obj)
+        except ProbeError as exc:
+            raise CommandError(str(exc)) from None
+        up.addr = obj.vaddr
+        return session.probes.add(up)
     if up.kind == "k":
         if obj is None:
             obj = Kprobe(sym, off, **where, name=up.event)

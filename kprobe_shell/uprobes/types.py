@@ -45,6 +45,7 @@ class Uprobe:
     nmissed: int = 0  # uretprobes' omitted returns (a uprobe misses nothing)
     faults: int = 0
     disabled: bool = False
+    number: int | None = None  # the shell's probe number
     #: Filled at registration: the program, the probed vaddr, the instruction there.
     program: "ProbedProgram | None" = field(default=None, repr=False)
     vaddr: int = 0

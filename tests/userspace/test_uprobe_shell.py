@@ -85,3 +85,29 @@ def test_bad_uprobes_are_refused_with_the_reason(uprobed, line, message):
     with pytest.raises(CommandError, match=re.escape(message)):
         s.execute(line.format(prog=uprobed))
     assert not s.probes
+
+
+def test_handler_file_decorators(uprobed, tmp_path):
+    handlers = tmp_path / "uh.py"
+    handlers.write_text(f'''from kprobe_shell import uprobe, uretprobe
+from kprobe_shell.handlers import emit
+
+@uprobe("{uprobed}:greet")
+def on_greet(up, regs):
+    emit(who=regs.read_string(regs.rdi), times=regs.rsi)
+
+@uretprobe("{uprobed}:fib", maxactive=4)
+def fib_ret(ri, regs):
+    if regs.rax > 10:
+        emit(value=regs.rax, pid=ri.pid)
+''')
+    s, out = session()
+    s.execute(f"exec {uprobed} 8 h")
+    s.execute(f"handlers {handlers}")
+    s.execute("run")
+    text = out.getvalue()
+    assert re.search(r"Uprobe 1 at 0x[0-9a-f]+: greet\+0x0 \[uprobed-glibc\]  on_greet \(uh.py:4\)", text)
+    assert re.search(r"Uretprobe 2 at 0x[0-9a-f]+: fib\+0x0 \[uprobed-glibc\] maxactive=4  fib_ret \(uh.py:8\)", text)
+    assert re.search(r": on_greet: \(0x[0-9a-f]+\) who=\"h\" times=2\n", text)
+    assert re.search(r": fib_ret: \(0x[0-9a-f]+ <- 0x[0-9a-f]+\) value=21 pid=2\n", text)
+    assert s.probes[2].obj.nmissed > 0 and s.probes[2].obj.faults == 0
