@@ -123,6 +123,8 @@ class UprobeEngine:
 
     def _processes(self):
         """(pid, pgd, exe) of every live process (a task with an address space)."""
+        if self.machine.userspace is None:
+            return
         for task in self.machine.tasks.all():
             found = self._mm_of_task(task.address)
             if found is not None:
@@ -148,8 +150,6 @@ class UprobeEngine:
 
     def register(self, up: Uprobe) -> Uprobe:
         """uprobe_register / uretprobe_register."""
-        if self.machine.userspace is None:
-            raise UprobeError("this kernel runs no programs (it was not built with CONFIG_USERSPACE)")
         if up.program is not None:
             raise UprobeError(f"{up!r} is registered already")
         prog, vaddr = self.resolve(up)
@@ -157,7 +157,9 @@ class UprobeEngine:
         entry = self.uprobes.get(key)
         if entry is None:
             entry = UprobeEntry(prog, vaddr, prog.check_probe_address(vaddr))
-        self._install_hooks()
+        if self.machine.userspace is not None:
+            self._install_hooks()
+        # else: a kernel that runs no programs: the probe waits, as for a program not yet run
         up.program, up.vaddr = prog, vaddr
         entry.consumers.append(up)
         if key not in self.uprobes:

@@ -111,3 +111,12 @@ def fib_ret(ri, regs):
     assert re.search(r": on_greet: \(0x[0-9a-f]+\) who=\"h\" times=2\n", text)
     assert re.search(r": fib_ret: \(0x[0-9a-f]+ <- 0x[0-9a-f]+\) value=21 pid=2\n", text)
     assert s.probes[2].obj.nmissed > 0 and s.probes[2].obj.faults == 0
+
+
+def test_a_uprobe_given_before_exec_waits_for_the_program(uprobed):
+    s, out = session()
+    s.execute(f"uprobe {uprobed}:greet who=+0(%di):ustring")  # the kernel runs no program yet
+    s.execute(f"exec {uprobed} 3 late")
+    s.execute("run")
+    assert re.search(r": p_greet_0: \(0x[0-9a-f]+\) who=\"late\"\n", out.getvalue())
+    assert s.probes[1].obj.hits == 1
