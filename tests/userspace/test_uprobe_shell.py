@@ -120,3 +120,14 @@ def test_a_uprobe_given_before_exec_waits_for_the_program(uprobed):
     s.execute("run")
     assert re.search(r": p_greet_0: \(0x[0-9a-f]+\) who=\"late\"\n", out.getvalue())
     assert s.probes[1].obj.hits == 1
+
+
+def test_perf_probe_x_puts_a_uprobe_on_the_programs_function(uprobed):
+    s, out = session()
+    s.execute(f"exec {uprobed} 3 x")
+    s.execute(f"probe -x {uprobed} greet who:string times")
+    s.execute(f"probe -x {uprobed} greet%return $retval")
+    s.execute("run")
+    text = out.getvalue()
+    assert re.search(r": p_greet_0: \(0x[0-9a-f]+\) who=\"x\" times=2\n", text), text
+    assert re.search(r": r_greet_0: \(0x[0-9a-f]+ <- 0x[0-9a-f]+\) arg1=0x12\n", text), text
