@@ -57,7 +57,9 @@ class UprobeEngine:
         self.xol_areas: dict[int, xol.XolArea] = {}              # pgd -> its [uprobes] page
         self.xol_pool = xol.XolPool(self)
         self.programs: dict[str, ProbedProgram] = {}             # host path -> its ELF
-        self.listeners: list = []   # the kprobe engine's (trace events, handler errors)
+        #: Who hears of handler errors when the machine has no kprobes engine (a bare
+        #: machine); otherwise the kprobes engine's listeners (the shell's) do.
+        self.listeners: list = []
         self._exe_of_mm: dict[int, str] = {}
         self._hooked = False
         self._forking: tuple = (None, 0)  # (the parent's XOL area, the child's mm) in dup_mmap

@@ -19,8 +19,6 @@ UPROBE_XOL_SLOT_BYTES = 128
 #: kernel/events/uprobes.c: a task keeps at most this many return instances; a deeper
 #: call is not hijacked ("omit uretprobe due to uretprobe_depth limit").
 MAX_URETPROBE_DEPTH = 64
-#: A handler's return value that asks for the breakpoint to leave this process.
-UPROBE_HANDLER_REMOVE = 1
 
 
 class UprobeError(ProbeError):
