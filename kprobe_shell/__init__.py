@@ -14,15 +14,17 @@ from .api import (  # noqa: E402
     Program,
     StopEvent,
     StopReason,
+    Uprobe,
+    Uretprobe,
 )
 
 from . import handlers  # noqa: E402  - the handler-file API: kprobe_shell.handlers
-from .handlers import jprobe, kprobe, kretprobe  # noqa: E402
+from .handlers import jprobe, kprobe, kretprobe, uprobe, uretprobe  # noqa: E402
 
 __all__ = [
-    "handlers", "jprobe", "kprobe", "kretprobe",
+    "handlers", "jprobe", "kprobe", "kretprobe", "uprobe", "uretprobe",
     "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe", "Machine",
-    "MachineError", "ProbeError", "Program", "StopEvent", "StopReason",
+    "MachineError", "ProbeError", "Program", "StopEvent", "StopReason", "Uprobe", "Uretprobe",
 ]
 
 

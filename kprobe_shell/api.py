@@ -29,10 +29,12 @@ from .machine.machine import Machine as _BareMachine
 from .machine.events import ProgramError
 from .machine.machine import check_machine_config
 from .machine.userspace import DEFAULT_RAM_SIZE, Program
+from .uprobes.types import Uprobe, Uretprobe
 
 __all__ = [
     "AggrKprobe", "HandlerError", "Image", "ImageError", "Jprobe", "Kprobe", "Kretprobe",
     "KretprobeInstance", "Machine", "MachineError", "ProbeError", "Program", "StopEvent", "StopReason",
+    "Uprobe", "Uretprobe",
 ]
 
 
@@ -78,6 +80,25 @@ class Machine(_BareMachine, Displayed):
         if kprobes is not None:
             kprobes.guard.interrupt()
 
+    @property
+    def uprobes(self):
+        """The uprobes engine (made on first use: a machine without uprobes hooks nothing)."""
+        engine = self.__dict__.get("_uprobes")
+        if engine is None:
+            from .uprobes.core import UprobeEngine
+
+            engine = self.__dict__["_uprobes"] = UprobeEngine(self)
+        return engine
+
+    def register_uprobe(self, up: Uprobe) -> Uprobe:
+        return self.uprobes.register(up)
+
+    def unregister_uprobe(self, up: Uprobe) -> None:
+        self.uprobes.unregister(up)
+
+    register_uretprobe = register_uprobe
+    unregister_uretprobe = unregister_uprobe
+
     # The kernel's API, by its names.
     def register_kprobe(self, p: Kprobe) -> Kprobe:
         return self.kprobes.register_kprobe(p)
@@ -99,6 +120,8 @@ class Machine(_BareMachine, Displayed):
 
     def register(self, probe):
         """Register any probe object by its kind."""
+        if isinstance(probe, Uprobe):
+            return self.register_uprobe(probe)
         if isinstance(probe, Jprobe):
             return self.register_jprobe(probe)
         if isinstance(probe, Kretprobe):
@@ -106,7 +129,9 @@ class Machine(_BareMachine, Displayed):
         return self.register_kprobe(probe)
 
     def unregister(self, probe) -> None:
-        if isinstance(probe, Jprobe):
+        if isinstance(probe, Uprobe):
+            self.unregister_uprobe(probe)
+        elif isinstance(probe, Jprobe):
             self.unregister_jprobe(probe)
         elif isinstance(probe, Kretprobe):
             self.unregister_kretprobe(probe)
@@ -114,7 +139,13 @@ class Machine(_BareMachine, Displayed):
             self.unregister_kprobe(probe)
 
     def disable_probe(self, probe) -> None:
+        if isinstance(probe, Uprobe):
+            probe.disabled = True  # its handlers are skipped: the breakpoint stays, hits are not counted
+            return
         self.kprobes.disable(getattr(probe, "kp", probe))
 
     def enable_probe(self, probe) -> None:
+        if isinstance(probe, Uprobe):
+            probe.disabled = False
+            return
         self.kprobes.enable(getattr(probe, "kp", probe))

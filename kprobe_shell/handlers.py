@@ -63,7 +63,7 @@ class HandlerUsageError(Exception):
 class ProbeRequest:
     """One probe a handler file asked for, kept so it can be registered again after reset."""
 
-    kind: str                       # k (kprobe), j (jprobe), r (kretprobe)
+    kind: str                       # k (kprobe), j (jprobe), r (kretprobe), u (uprobe), ur (uretprobe)
     target: str                     # "do_fork", "do_sys_open+0x4", "0x1027d0"
     handler: Callable | None        # k: pre_handler; j: the entry; r: the return handler
     where: str                      # "FILE:LINE" of the decorator or register_* call
@@ -128,7 +128,7 @@ def _decorator(kind: str, target, **kw):
     return deco
 
 
-_KIND_WORD = {"k": "kprobe", "j": "jprobe", "r": "kretprobe"}
+_KIND_WORD = {"k": "kprobe", "j": "jprobe", "r": "kretprobe", "u": "uprobe", "ur": "uretprobe"}
 
 
 def kprobe(target, *, name: str | None = None, post_handler: Callable | None = None,
@@ -152,6 +152,22 @@ def jprobe(target, *, name: str | None = None):
     (named and typed from DWARF when the image has it), like a jprobe handler with the
     function's own prototype.  Its return value is ignored (jprobe_return())."""
     return _decorator("j", target, name=name)
+
+
+def uprobe(target: str, *, name: str | None = None):
+    """@uprobe("./prog:func"), @uprobe("./prog:func+0x4"), @uprobe("./prog:0x1136") (a file
+    offset): the function runs as fn(up, regs) at each hit in any process running the
+    program, before the probed instruction (regs.rip is the probed address)."""
+    return _decorator("u", target, name=name)
+
+
+def uretprobe(target: str, *, maxactive: int = 64, entry_handler: Callable | None = None, name: str | None = None):
+    """@uretprobe("./prog:func"): fn(ri, regs) at each return (ri.ret_addr, ri.func, ri.pid;
+    regs.rax the value); entry_handler(ri, regs) at the call.  maxactive (1-64) caps the
+    probe's return instances per task; 64 is Linux's MAX_URETPROBE_DEPTH per task."""
+    if isinstance(maxactive, bool) or not isinstance(maxactive, int) or not 1 <= maxactive <= 64:
+        raise HandlerUsageError(f"maxactive must be an integer from 1 to 64, not {maxactive!r}")
+    return _decorator("ur", target, maxactive=maxactive, entry_handler=entry_handler, name=name)
 
 
 class MachineProxy:
@@ -387,6 +403,8 @@ def hit_where(ctx: HitContext) -> str:
     """ftrace's (sym+off/size) of an entry hit, or (return site <- function) of a return."""
     machine = ctx.machine
     fmt = machine.symbols.format
+    if ctx.up.kind in ("u", "ur"):  # uprobe_events' lines: (0x401136), (0x4011a0 <- 0x401136)
+        return f"0x{ctx.ri.ret_addr:x} <- 0x{ctx.ri.func:x}" if ctx.ri is not None else f"0x{ctx.up.addr:x}"
     if ctx.ri is not None:
         func = machine.symbols.containing(ctx.up.addr)[0].name
         return f"{fmt(ctx.ri.ret_addr)} <- {func}"

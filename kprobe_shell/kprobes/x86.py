@@ -419,14 +419,21 @@ def rep_string_exit_pass(engine: "KprobeEngine", p: Kprobe, machine: Machine) ->
     """
     before = getattr(engine, "_rep_count_before", None)
     engine._rep_count_before = None
-    if before is None or before == 0 or machine.rip == p.addr:
-        return  # no iteration ran, or the instruction is not finished yet
-    insn = p.ainsn
-    if machine.reg("rcx") != 0:
-        return  # repe/repne ended on ZF, not on the count
+    if rep_exit_pass_due(p.ainsn, p.addr, before, machine.rip, machine.reg("rcx"), machine.eflags):
+        machine.set_reg("rip", p.addr)
+
+
+def rep_exit_pass_due(insn: DecodedInsn, addr: int, before: int | None, rip: int, rcx: int, eflags: int) -> bool:
+    """Did a step of the rep string instruction at addr (rcx was `before`; rip, rcx and
+    eflags are after it, rip fixed up) end it by exhausting the count, so that the
+    unstepped CPU's last pass is still to come (see rep_string_exit_pass)?"""
+    if before is None or before == 0 or rip == addr:
+        return False  # no iteration ran, or the instruction is not finished yet
+    if rcx != 0:
+        return False  # repe/repne ended on ZF, not on the count
     if insn.opcode in (0xA6, 0xA7, 0xAE, 0xAF):
-        zf = bool(machine.eflags & 0x40)
+        zf = bool(eflags & 0x40)
         repe = any(b == 0xF3 for b in insn.raw[: insn.opcode_index])
         if zf != repe:
-            return  # the ZF condition ended it (it is tested before the count)
-    machine.set_reg("rip", p.addr)
+            return False  # the ZF condition ended it (it is tested before the count)
+    return True

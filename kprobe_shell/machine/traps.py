@@ -94,7 +94,10 @@ class Traps:
                 # (Traps end their block: rip is past it.)
                 clock.settle(machine.uc.reg_read(_REG_RIP), True)
             if machine.userspace is not None and machine.userspace.user_mode():
-                machine.userspace.enter_trap(intno)  # a program's fault: its kernel deals with it
+                # uprobes first (arch_uprobe_exception_notify), else the program's kernel
+                notify = machine.userspace.trap_notifier
+                if notify is None or not notify(machine, intno):
+                    machine.userspace.enter_trap(intno)
                 return
             handler = machine.trap_handlers.get(intno)
             if handler is not None and handler(machine):

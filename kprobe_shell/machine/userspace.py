@@ -185,6 +185,9 @@ class UserSpace:
         self.programs = programs
         self.ram_size = ram_size
         self.keep_workload = keep_workload
+        #: Called as notifier(machine, vector) for a trap at CPL 3 before the kernel gets
+        #: it; True: dealt with (uprobes' int3 and single-step traps).
+        self.trap_notifier = None
         self._files = [(_read_host_file(p.path, "exec: cannot read"),
                         _read_host_file(p.stdin, "exec: cannot read stdin file") if p.stdin else None)
                        for p in programs]
@@ -462,6 +465,30 @@ class UserSpace:
                 return (entry & _PTE_ADDR & ~((1 << shift) - 1)) | (addr & ((1 << shift) - 1))
             table = entry & _PTE_ADDR
         return table | (addr & 0xFFF)
+
+    def pte_of(self, pgd: int, addr: int) -> int | None:
+        """Where the last-level entry (PTE) for addr lies in the page tables at pgd (a
+        physical address), or None when a table on the way is absent or a large page."""
+        uc = self.machine.uc
+        table = pgd & _PTE_ADDR
+        for shift in (39, 30, 21):
+            entry = struct.unpack("<Q", uc.mem_read(table + ((addr >> shift) & 511) * 8, 8))[0]
+            if not entry & _PTE_PRESENT or entry & _PTE_PSE:
+                return None
+            table = entry & _PTE_ADDR
+        return table + ((addr >> 12) & 511) * 8
+
+    def write_virtual(self, addr: int, data: bytes) -> None:
+        """Write through the current process's page tables (stack words, not code)."""
+        done = 0
+        while done < len(data):
+            at = addr + done
+            phys = self.translate(at)
+            if phys is None:
+                raise UserSpaceError(f"0x{at:x} is not mapped in the current address space")
+            n = min(len(data) - done, PAGE_SIZE - (at & 0xFFF))
+            self.machine.uc.mem_write(phys, data[done:done + n])
+            done += n
 
     def read_virtual(self, addr: int, size: int) -> bytes:
         """Read through the current process's page tables, a page at a time."""

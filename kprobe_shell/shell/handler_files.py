@@ -22,7 +22,7 @@ from ..kprobes.guard import HandlerInterrupted, HandlerTimeout, guarded_caller
 from ..kprobes.kretprobes import MAXACTIVE_MAX
 from .locations import parse_location
 from .registry import CommandError
-from .userprobes import UserProbe, create_from_spec, create_handler_probe, delete_user_probe
+from .userprobes import UserProbe, create_from_spec, create_handler_probe, delete_user_probe, uprobe_of_request
 
 
 def _error_where(path: str, exc: BaseException) -> str:
@@ -100,6 +100,16 @@ def _event_names(session, path: str, requests: list[H.ProbeRequest]) -> list[str
 def _check_request(session, req: H.ProbeRequest, replaced: list[UserProbe], planned_jprobes: set) -> tuple:
     """Everything registration could refuse, checked before anything changes."""
     m = session.machine
+    if req.kind in ("u", "ur"):
+        up = uprobe_of_request(req)
+        try:
+            prog, vaddr = m.uprobes.resolve(up)
+            prog.check_probe_address(vaddr)
+        except ProbeError as exc:
+            raise CommandError(str(exc)) from None
+        if req.handler is None:
+            raise CommandError("a probe without a handler")
+        return None, 0, vaddr
     sym, off, addr = parse_location(session, req.target)
     try:
         m.kprobes.check_probe_address(addr)

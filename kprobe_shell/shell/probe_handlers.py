@@ -106,6 +106,39 @@ def make_kretprobe_handler(session, up: UserProbe, render=None, condition=None):
     return handler
 
 
+def make_uprobe_handler(session, up: UserProbe, render=None, condition=None):
+    """A uprobe's handler: ftrace's uprobe line, `EVENT: (0x401136) ARGS`."""
+
+    def handler(p, regs):
+        args, values = render(regs) if render else ("", {})
+        if condition is not None and not condition(values):
+            return 0
+        session.emit_trace(trace_event(session, up, f"0x{p.vaddr:x}", args, values), up)
+        session.run_probe_commands(up)
+        return 0
+
+    return handler
+
+
+def make_uretprobe_handler(session, up: UserProbe, render=None, condition=None):
+    """A uretprobe's handler: `EVENT: (0x4011a0 <- 0x401136) ARGS`, the return site and the
+    function as print_uprobe_event shows them (and ret= when no ARGS)."""
+
+    def handler(ri, regs):
+        if render is not None:
+            args, values = render(regs)
+        else:
+            rax = regs.rax
+            args, values = f" ret={_signed(rax)} (0x{rax:x})", {"ret": _signed(rax)}
+        if condition is not None and not condition(values):
+            return 0
+        session.emit_trace(trace_event(session, up, f"0x{ri.ret_addr:x} <- 0x{ri.func:x}", args, values), up)
+        session.run_probe_commands(up)
+        return 0
+
+    return handler
+
+
 def make_jprobe_trace_entry(session, up: UserProbe):
     """A Python jprobe entry that prints the probed call's arguments, named from DWARF."""
     machine = session.machine

@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING
 
 from ..numbers import NumberError, parse_int
 from .. import handlers as H
-from ..api import Jprobe, Kprobe, Kretprobe, ProbeError
+from ..api import Jprobe, Kprobe, Kretprobe, ProbeError, Uprobe, Uretprobe
 from ..kprobes.core import boundary_refusal
 from ..machine import StopReason
 from ..machine.abi import ABI_ARG_REGISTERS
 from ..tracing import fetch as F
 from ..tracing.fetchprog import compile_args
-from ..tracing.probe_events import ProbeEventError, default_event_name, parse_probe_event
+from ..tracing.probe_events import ProbeEventError, default_event_name, is_uprobe_point, parse_probe_event
+from ..uprobes.types import MAX_URETPROBE_DEPTH
 from .probe_handlers import (MachineFetchContext, first_args, in_hit_context, make_jprobe_trace_entry,
-                             make_kprobe_handler, make_kprobe_post_handler, make_kretprobe_handler, pre_handler_of)
+                             make_kprobe_handler, make_kprobe_post_handler, make_kretprobe_handler,
+                             make_uprobe_handler, make_uretprobe_handler, pre_handler_of)
 from .registry import CommandError
 
 if TYPE_CHECKING:
@@ -124,7 +126,8 @@ def create_from_spec(session, up: UserProbe) -> UserProbe:
     if spec.get("request") is not None:
         return create_handler_probe(session, up)
     if spec.get("line"):
-        return create_probe_event(session, spec["line"], number=up.number, commands=up.commands, silent=up.silent)
+        return create_probe_event(session, spec["line"], number=up.number, commands=up.commands, silent=up.silent,
+                                  maxactive=spec.get("maxactive"))
     sym, off = spec.get("symbol"), spec.get("offset", 0)
     addr = spec.get("addr")
     if kind == "k":
@@ -198,13 +201,14 @@ def condition_holds(session, up: UserProbe) -> bool:
 
 
 # ---------------------------------------------------------------------- kprobe_events lines
-def _dwarf_resolver(machine):
-    """perf probe's by-name arguments: DWARF parameter -> its ABI location at entry."""
+def _dwarf_resolver(image):
+    """perf probe's by-name arguments: DWARF parameter -> its ABI location at entry (the
+    kernel's, or a uprobe's program's own debug info)."""
 
     def resolve(symbol: str, name: str):
-        params = machine.image.parameters
-        if not params and machine.image.dwarf_error:
-            return machine.image.dwarf_error + ": name arguments by register (%di, ...)"
+        params = image.parameters
+        if not params and image.dwarf_error:
+            return image.dwarf_error + ": name arguments by register (%di, ...)"
         if not params:
             return "the image has no DWARF debug info: name arguments by register (%di, ...)"
         plist = params.get(symbol)
@@ -221,9 +225,9 @@ def _dwarf_resolver(machine):
     return resolve
 
 
-def _dwarf_types(machine, defn) -> None:
+def _dwarf_types(image, defn) -> None:
     """An untyped by-name argument takes its C type from DWARF, as perf probe does."""
-    plist = {p.name: p for p in machine.image.parameters.get(defn.symbol or "", [])}
+    plist = {p.name: p for p in image.parameters.get(defn.symbol or "", [])}
     for arg in defn.args:
         p = plist.get(arg.text.split(":")[0].split("=")[-1])
         if p is None or ":" in arg.text or p.is_string:
@@ -262,10 +266,12 @@ def with_event_name(line: str, event: str) -> str:
     return f"{kind}:{group}{event} {rest}"
 
 
-def create_probe_event(session: Session, line: str, *, number: int = 0, commands=None, silent=False) -> UserProbe:
+def create_probe_event(session: Session, line: str, *, number: int = 0, commands=None, silent=False,
+                       maxactive: int | None = None) -> UserProbe:
     m = session.machine
+    image = _uprobe_image(m, line) or m.image
     try:
-        defn = parse_probe_event(line, resolve_param=_dwarf_resolver(m))
+        defn = parse_probe_event(line, resolve_param=_dwarf_resolver(image))
     except ProbeEventError as exc:
         raise CommandError(str(exc)) from None
     if defn.kind == "-":
@@ -280,7 +286,7 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
         if up.event == defn.event and up.number != number:
             raise CommandError(f"event '{defn.group}/{defn.event}' already exists (probe {up.number}); "
                                f"remove it first with -:{defn.event}")
-    _dwarf_types(m, defn)
+    _dwarf_types(image, defn)
     is_return = defn.kind == "r"
     ctx = MachineFetchContext(m, is_return)
     program = compile_args(defn, ctx)  # fetch.render_args's text and values, compiled once
@@ -293,6 +299,9 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
         def condition(values):
             return F.match_filter(defn, ctx, values)
 
+    if defn.is_uprobe:
+        return _create_uprobe_event(session, defn, line, render, condition, number=number, commands=commands,
+                                    silent=silent, maxactive=maxactive)
     if defn.symbol is not None:
         if defn.symbol not in m.symbols:
             raise CommandError(m.symbols.unknown_message(defn.symbol))
@@ -326,6 +335,67 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
     return session.probes.add(up)
 
 
+# ---------------------------------------------------------------------- uprobes
+def uprobe_of_request(req: H.ProbeRequest, name: str = "") -> Uprobe:
+    """The Uprobe or Uretprobe a handler file's @uprobe/@uretprobe asks for (its place read
+    by the uprobe_events parser: PATH:FUNC[+OFF] or PATH:OFFSET)."""
+    try:
+        defn = parse_probe_event(f"p {req.target}")
+    except ProbeEventError as exc:
+        raise CommandError(str(exc)) from None
+    if not defn.is_uprobe:
+        raise CommandError(f"'{req.target}' is not a uprobe place: PATH:FUNC[+OFF] or PATH:OFFSET, "
+                           "PATH with a slash (./prog)")
+    place = dict(symbol_name=defn.symbol, symbol_offset=defn.offset) if defn.symbol else dict(offset=defn.address)
+    if req.kind == "ur":
+        return Uretprobe(defn.path, **place, maxactive=req.maxactive, name=name)
+    return Uprobe(defn.path, **place, name=name)
+
+
+def _uprobe_image(machine, line: str):
+    """The program's ELF (its DWARF names the arguments) when line is a uprobe's."""
+    words = line.split()
+    if len(words) < 2 or not is_uprobe_point(words[1]):
+        return None
+    try:
+        return machine.uprobes.program(words[1].rpartition(":")[0]).image
+    except ProbeError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _create_uprobe_event(session, defn, line: str, render, condition, *, number: int, commands, silent,
+                         maxactive: int | None) -> UserProbe:
+    """A uprobe_events line (or `uprobe`/`uretprobe`): a Uprobe or Uretprobe whose handler
+    writes ftrace's uprobe line: `(0x401136)`, or `(0x4011a0 <- 0x401136)` on return."""
+    m = session.machine
+    is_return = defn.kind == "r"
+    where = f"{defn.symbol}+0x{defn.offset:x}" if defn.symbol else f"0x{defn.address:x}"
+    location = f"{defn.path}:{where}"
+    kind = "ur" if is_return else "u"
+    up = UserProbe(number=number, kind=kind, location=location, addr=0, event=defn.event,
+                   spec={"line": line}, commands=list(commands or []), silent=silent)
+    if maxactive is not None:
+        up.spec["maxactive"] = maxactive
+    place = dict(symbol_name=defn.symbol, symbol_offset=defn.offset) if defn.symbol else dict(offset=defn.address)
+    if is_return:
+        obj = Uretprobe(defn.path, **place, maxactive=maxactive or MAX_URETPROBE_DEPTH, name=defn.event)
+        obj.handler = make_uretprobe_handler(session, up, render, condition)
+    else:
+        obj = Uprobe(defn.path, **place, name=defn.event)
+        obj.handler = make_uprobe_handler(session, up, render, condition)
+    up.obj = obj
+    try:
+        m.register_uprobe(obj)
+    except ProbeError as exc:
+        raise CommandError(str(exc)) from None
+    up.addr = obj.vaddr
+    up.spec["filter"] = str(defn.filter) if defn.filter is not None else ""
+    up.spec["definition"] = defn.listing() + (f" if {up.spec['filter']}" if up.spec["filter"] else "")
+    up.spec["fields"] = {a.name: "str" if a.type.kind in ("string", "char") else "int" for a in defn.args}
+    up.spec["types"] = {a.name: str(a.type) for a in defn.args}
+    return session.probes.add(up)
+
+
 # ---------------------------------------------------------------------- handler files
 def create_handler_probe(session, up: UserProbe) -> UserProbe:
     """Register (or, after reset/load, register again) one probe of a handler file."""
@@ -342,6 +412,20 @@ def create_handler_probe(session, up: UserProbe) -> UserProbe:
     obj = req.obj if (req.obj is not None and not spec.get("_obj_taken")) else None
     spec["_obj_taken"] = True
     where = dict(addr=None if sym else addr)
+    if up.kind in ("u", "ur"):
+        obj = uprobe_of_request(req, up.event)
+        if up.kind == "u":
+            obj.handler = pre_handler_of(session, up, req.handler)
+        else:
+            obj.handler = in_hit_context(session, up, req.handler, returns=True, commands=True)
+            obj.entry_handler = in_hit_context(session, up, req.entry_handler) if req.entry_handler else None
+        up.obj = obj
+        try:
+            m.register_uprobe(obj)
+        except ProbeError as exc:
+            raise CommandError(str(exc)) from None
+        up.addr = obj.vaddr
+        return session.probes.add(up)
     if up.kind == "k":
         if obj is None:
             obj = Kprobe(sym, off, **where, name=up.event)
@@ -373,6 +457,13 @@ def create_handler_probe(session, up: UserProbe) -> UserProbe:
 
 # ---------------------------------------------------------------------- describing and deleting
 def describe_new(session, up: UserProbe) -> None:
+    if up.kind in ("u", "ur"):
+        obj = up.obj
+        what = "Uretprobe" if up.kind == "ur" else "Uprobe"
+        extra = f" maxactive={obj.maxactive}" if up.kind == "ur" else ""
+        session.out.print(f"{what} {up.number} at 0x{up.addr:x}: {obj.program.describe(up.addr)} "
+                          f"[{obj.program.name}, file offset 0x{obj.offset:x}] {up.event}{extra}")
+        return
     what = {"k": "Kprobe", "j": "Jprobe", "r": "Kretprobe", "b": "Breakpoint", "t": "Temporary breakpoint"}[up.kind]
     others = [o for o in sorted(session.probes.values(), key=lambda o: o.number)
               if o.addr == up.addr and o is not up and o.is_breakpoint == up.is_breakpoint]

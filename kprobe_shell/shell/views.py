@@ -22,6 +22,7 @@ from ..kprobes.x86 import _cs, decode_at
 from ..machine import MachineError
 from ..machine.layout import BOOT_STACK_TOP
 from .registry import CommandError
+from .uprobe_views import is_user_stack, render_user_stack
 
 #: The most slots `stack` shows at once (a task's whole 8 KiB stack is 1024).
 MAX_STACK_SLOTS = 1024
@@ -226,6 +227,8 @@ def _trampoline_text(machine, instances: list) -> str:
 
 def render_stack(session, count: int) -> tuple[list[str], list[dict]]:
     m = session.machine
+    if is_user_stack(m):
+        return render_user_stack(session, count)
     out = session.out
     rsp, rbp = m.reg("rsp"), m.reg("rbp")
     slots = stack_slots(m, count)

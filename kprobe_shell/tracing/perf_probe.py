@@ -42,6 +42,7 @@ from ..machine.dwarf_locations import (
 )
 from ..numbers import NumberError, is_decimal, parse_c_ulong
 from .fetch import Deref, FetchArg, Immediate, Memory, Register, Symbol
+from .probe_events import is_uprobe_point
 
 __all__ = ["PerfProbeError", "PerfPoint", "Site", "is_perf_syntax", "parse_point", "translate", "resolve_sites"]
 
@@ -101,6 +102,8 @@ def is_perf_syntax(line: str) -> bool:
     if len(words) < 2:
         return False
     point = words[1].strip("'\"")
+    if is_uprobe_point(point):
+        return False  # uprobe_events' PATH:OFFSET / PATH:FUNC[+OFF]
     if "=" in point or _GLOB.search(point) or any(c in point for c in ":@;"):
         return True
     # Past a function's entry its parameters are no longer where the ABI put them: a name

@@ -94,6 +94,8 @@ MAX_DEREF_DEPTH = 14  # FETCH_INSN_MAX (16) minus the base op and the store op
 MAX_FILTER_DEPTH = 32
 MAX_FILTER_TERMS = 128
 DEFAULT_GROUP = "kprobes"
+#: uprobe_events' group when the line names none (trace_uprobe.c: UPROBE_EVENT_SYSTEM).
+UPROBE_GROUP = "uprobes"
 
 # Field names every probe event already has (trace_probe.c).
 RESERVED_FIELD_NAMES = (
@@ -172,10 +174,17 @@ class ProbeEventDef:
     args: list[ArgDef] = field(default_factory=list)
     filter: Filter | None = None
     text: str = ""
+    #: A uprobe's program (uprobe_events' PATH:OFFSET, perf probe's PATH:FUNC[+OFF]):
+    #: then `address` is the file offset, or symbol+offset names a function of PATH.
+    path: str | None = None
 
     @property
     def is_return(self) -> bool:
         return self.kind == "r"
+
+    @property
+    def is_uprobe(self) -> bool:
+        return self.path is not None
 
     def listing(self) -> str:
         """The line ftrace shows for this probe in kprobe_events."""
@@ -183,7 +192,11 @@ class ProbeEventDef:
         out = f"{head}:{self.group}/{self.event}"
         if self.kind == "-":
             return out
-        if self.symbol is None:
+        if self.path is not None:  # uprobe_events: PATH:0x%016lx, or perf's PATH:FUNC+OFF
+            where = f"0x{self.address:016x}" if self.symbol is None else self.symbol + (
+                f"+{self.offset}" if self.offset else "")
+            out += f" {self.path}:{where}"
+        elif self.symbol is None:
             out += f" 0x{self.address:016x}"
         elif self.offset:
             out += f" {self.symbol}+{self.offset}"
@@ -283,18 +296,29 @@ class _Parser:
         if len(words) < 2:
             raise self.error("Missing probe point: expected SYM[+offs] or MEMADDR",
                              words[-1].end + 1)
-        symbol, offset, address, is_return_suffix = self.parse_probe_point(words[1], kind)
+        path = None
+        if is_uprobe_point(words[1].text):
+            path, symbol, offset, address = self.parse_uprobe_point(words[1])
+            is_return_suffix = False
+            if maxactive:
+                raise self.error("uprobe_events takes no MAXACTIVE (uretprobes have per-task instances)",
+                                 head.pos + 1)
+            if group == DEFAULT_GROUP and "/" not in head.text:
+                group = UPROBE_GROUP
+        else:
+            symbol, offset, address, is_return_suffix = self.parse_probe_point(words[1], kind)
         if is_return_suffix:
             kind = "r"
         if event is None:
-            event = default_event_name(kind, symbol, offset, address)
+            event = (default_uprobe_event_name(kind, path, symbol, offset, address) if path is not None
+                     else default_event_name(kind, symbol, offset, address))
         site = _ProbeSite(kind == "r", symbol is not None and offset == 0, symbol)
         args = self.parse_args(words[2:], site)
         probe_filter = None
         if filter_start is not None:
             probe_filter = _FilterParser(self.line, filter_start, args).parse()
         return ProbeEventDef(kind, group, event, symbol, offset, address, maxactive,
-                             args, probe_filter, self.line)
+                             args, probe_filter, self.line, path)
 
     def split_filter(self) -> tuple[list[_Token], int | None]:
         """Tokens before a trailing ``if``, and where the filter text starts."""
@@ -393,6 +417,25 @@ class _Parser:
                 "Return probe must be on a function entry: offset must be 0",
                 pos + split)
         return symbol, offset, None, is_return_suffix
+
+    def parse_uprobe_point(self, token: _Token):
+        """PATH:OFFSET (uprobe_events: a file offset) or PATH:FUNC[+OFF] (perf probe)
+        -> (path, symbol, offset, file offset)."""
+        path, _colon, where = token.text.rpartition(":")
+        pos = token.pos + len(path) + 1
+        if not where:
+            raise self.error("Missing the offset after PATH: (PATH:OFFSET or PATH:FUNC[+OFF])", pos)
+        if where.startswith(("+", "-")):
+            raise self.error(f"Invalid uprobe offset '{where}': expected a number or a function name", pos)
+        address = _parse_ulong(where)
+        if address is not None:
+            return path, None, 0, address
+        split = _find_sign(where)
+        symbol, offset_text = where[:split], where[split:]
+        bad = _first_bad_char(symbol, _KSYM)
+        if not symbol or bad < len(symbol):
+            raise self.error(f"Invalid uprobe offset or function '{where}'", pos + bad)
+        return path, symbol, self.parse_probe_offset(offset_text, pos + split), None
 
     def strip_return_suffix(self, text: str, pos: int) -> tuple[str, bool]:
         percent = text.find("%")
@@ -683,6 +726,24 @@ def _matching_paren(text: str, open_index: int) -> int | None:
             if depth == 0:
                 return index
     return None
+
+
+def is_uprobe_point(text: str) -> bool:
+    """PATH:... with a slash in PATH (./prog:main, /bin/true:0x4a0): a uprobe's place.
+    (Without the slash, MOD:SYM is a kernel module's symbol, which kprobe_events refuses;
+    a C source, fs/namei.c:305, is perf probe's SRC:LINE.)"""
+    path, colon, _where = text.strip("'\"").rpartition(":")
+    return bool(colon) and "/" in path and not path.endswith((".c", ".h", ".S", ".s"))
+
+
+def default_uprobe_event_name(kind: str, path: str, symbol: str | None, offset: int,
+                              address: int | None) -> str:
+    """trace_uprobe.c's default: p_<file name up to its first '.'>_0x<offset> (perf probe
+    names a function's probe after the function)."""
+    if symbol is not None:
+        return default_event_name(kind, symbol, offset, None)
+    base = re.sub(r"[^A-Za-z0-9_]", "_", path.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]) or "prog"
+    return f"{kind}_{base}_0x{address:x}"
 
 
 def default_event_name(kind: str, symbol: str | None, offset: int,

@@ -233,6 +233,34 @@ def test_09_your_own_program(tmp_path_factory):
     assert "init: reaped pid 2 (wc), exit code 1\n" in out
 
 
+def test_10_uprobes(tmp_path_factory):
+    out = run_demo("10-uprobes.kps", tmp_path_factory)
+    wc = ROOT / "guest_images" / "examples" / "wc"
+    call_site = int(re.search(r"([0-9a-f]+):\s+e8 [0-9a-f ]+\s+call\s+401010 <count>",
+                              subprocess.run(["objdump", "-d", str(wc)], capture_output=True, text=True).stdout)[1], 16) + 5
+    assert re.search(r'wc-2 +\[000\] +[0-9.]+: p_count_0: \(0x401010\) fd=0x0 name="-"', out)
+    assert re.search(r'wc-2 +\[000\] +[0-9.]+: p_count_0: \(0x401010\) fd=0x3 name="/etc/motd"', out)
+    # the first call returns to its call site; $retval is rax, what the line's write(2) returned
+    source = (ROOT / "guest_images" / "examples" / "wc.c").read_bytes()
+    first_line = wc_counts(source) + " -\n"
+    assert re.search(rf"r_count_0: \(0x{call_site:x} <- 0x401010\) returned=0x{len(first_line):x}\n", out)
+    assert first_line in out
+    assert "0x00007ffffffff000          uretprobe trampoline ([uprobes] page): hijacked by count+0x0" in out
+    assert "#0 count+0x0 [wc] (p_count_0, r_count_0): returns to start_c+0x20" in out
+    for step in ("install_breakpoint: int3 written at 0x401010", "xol_add_vma: pid 2 gets its [uprobes] page",
+                 "prepare_uretprobe: the return address at", "pre_ssout: 'push r15' copied into XOL slot",
+                 "arch_uprobe_post_xol applies", "handle_trampoline runs 1 return handler chain(s)"):
+        assert step in out, step
+    assert re.search(r"^1 +u +0x0000000000401010  count\+0x0 \[wc\] +y +2 +0", out, re.M)
+    # the probes change nothing the program computes, nor how many instructions it takes
+    from kprobe_shell import Program
+
+    plain = Machine(programs=[Program(str(wc), ["wc", "/etc/motd"], stdin=str(ROOT / "guest_images" / "examples" / "wc.c"))])
+    plain.run(max_insns=10_000_000)
+    assert f"the machine halted; {plain.retired} instructions]" in out
+    assert "    " + first_line not in out and first_line in plain.console
+
+
 DEMO_TESTS = {
     "01-first-kprobe.kps": test_01_first_kprobe,
     "02-single-step-out-of-line.kps": test_02_single_step_out_of_line,
@@ -244,6 +272,7 @@ DEMO_TESTS = {
     # needs the SMP machine's own fixtures; tested beside the other SMP shell tests
     "08-smp-in-place.kps": "tests/shell/test_smp_demo.py::test_demo_shows_in_place_misses_and_out_of_line_none",
     "09-your-own-program.kps": test_09_your_own_program,
+    "10-uprobes.kps": test_10_uprobes,
 }
 
 

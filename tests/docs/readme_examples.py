@@ -6,7 +6,8 @@ fenced or indented):
     <!-- example-file: NAME -->      the next block is the file NAME of the examples below it
     <!-- example-run: ARGS -->       the next block is what `kprobe-shell ARGS` prints
 
-A run happens in a scratch directory holding the files the document defined above it.
+A run happens in a scratch directory holding the files the document defined above it,
+and `examples/`, the bundled example programs (guest_images/examples).
 Every line of the output block must be a line the shell printed, in the same order; lines
 the text leaves out (the guest's console lines, say, or where it writes `...`) may lie
 between them.  Lines are compared exactly, trailing blanks aside: nothing is normalised,
@@ -79,6 +80,9 @@ def run_example(example: Example, workdir: Path) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     for name, text in example.files.items():
         (workdir / name).write_text(text, encoding="utf-8")
+    examples_dir = workdir / "examples"  # the bundled example programs, as `examples/wc`
+    if not examples_dir.exists():
+        examples_dir.symlink_to(Path(__file__).resolve().parents[2] / "guest_images" / "examples")
     env = dict(os.environ, XDG_CONFIG_HOME=str(workdir / ".config"), XDG_DATA_HOME=str(workdir / ".data"))
     r = subprocess.run([sys.executable, "-m", "kprobe_shell", *shlex.split(example.args)], cwd=workdir,
                        capture_output=True, text=True, env=env, timeout=300)

@@ -161,7 +161,7 @@ BAD = [
     ("p walk depth[1]", "[1] needs an array or a pointer, not int"),
     ("p nosuch.c:3", "no instructions for nosuch.c:3 in the line table"),
     ("probe -L nosuch", "no debug info for function 'nosuch'"),
-    ("probe -Q walk", "unknown option '-Q' (-a, -L, -V)"),
+    ("probe -Q walk", "unknown option '-Q' (-a, -L, -V, -x)"),
     ("kprobe zz*", "no function matches 'zz*'"),
     ("kretprobe zz?", "no function matches 'zz?'"),
     ("p 'zz*' $params", "no function matches 'zz*'"),

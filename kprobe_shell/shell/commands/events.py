@@ -29,7 +29,9 @@ $stackN, $stack, $argN (entry only), $retval (return only), $comm, +|-OFFS(FETCH
 NAME=FETCHARG, FETCHARG:TYPE (u8..u64, s8..s64, x8..x64, string, symbol; default x64).
 Parameters can be named as in perf probe when the image has DWARF. A trailing
 `if EXPR` keeps only hits where EXPR holds (==, !=, <, >, <=, >=, ~ glob, &&, ||, !).
-Errors point at the offending character and register nothing. perf probe's language
+Errors point at the offending character and register nothing. A place PATH:OFFSET (a file
+offset, as uprobe_events) or PATH:FUNC[+OFF], PATH a program with a slash (./prog), makes
+a uprobe or uretprobe on that program's code ('help uprobe'). perf probe's language
 works here too ('help probe'): FUNC:RLN, SRC:LINE, FUNC;PATTERN, locals and members
 (VAR->m.m, VAR[i]), $vars, $params, and wildcards (p 'do_*' ...: one probe per match)."""
     line = rest.strip()

@@ -48,10 +48,12 @@ goes on. Without an argument: the loaded files and their probes."""
     before = handler_files(session).get(os.path.abspath(path), [])
     created = load_handler_file(session, path)
     fmt = session.machine.symbols.format
-    word = {"k": "Kprobe", "j": "Jprobe", "r": "Kretprobe"}
+    word = {"k": "Kprobe", "j": "Jprobe", "r": "Kretprobe", "u": "Uprobe", "ur": "Uretprobe"}
     for up in created:
-        extra = f" maxactive={up.obj.maxactive}" if up.kind == "r" else ""
-        out.print(f"{word[up.kind]} {up.number} at 0x{up.addr:x}: {fmt(up.addr)}{extra}  "
+        extra = f" maxactive={up.obj.maxactive}" if up.kind in ("r", "ur") else ""
+        what = (f"{up.obj.program.describe(up.addr)} [{up.obj.program.name}]" if up.kind in ("u", "ur")
+                else fmt(up.addr))
+        out.print(f"{word[up.kind]} {up.number} at 0x{up.addr:x}: {what}{extra}  "
                   f"{up.event} ({os.path.basename(up.spec['where'])})")
     replaced = f", replacing {', '.join(str(u.number) for u in before)}" if before else ""
     out.print(f"Loaded {path}: {len(created)} probe(s){replaced}")

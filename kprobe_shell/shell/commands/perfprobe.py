@@ -150,6 +150,7 @@ def _parse(spec: str):
          summary="perf probe's language: probe by source line, variable and member; -L/-V listings",
          usage="probe [-a] [[GRP:]EVENT=]POINT [ARG...] [if FILTER]\n"
                "       probe -L FUNC\n       probe -V POINT\n"
+               "       probe -x PATH FUNC[+OFF|%return] [ARG...]\n"
                "  POINT  FUNC[@SRC][:RLN|+OFF|%return|;PATTERN] | SRC:LINE | SRC;PATTERN\n"
                "  ARG    [NAME=]VAR[->m|.m|[i]...][:TYPE] | @GLOBAL... | $vars | $params | FETCHARG",
          example="probe -L sum_list\nprobe -V sum_list:5\nprobe sum_list:5 total it->st.sum it->vals[2]\n"
@@ -169,7 +170,8 @@ optimized out"). Each probe is compiled to a kprobe_events line (shown), in grou
 'probe', named FUNC, FUNC_L<RLN>, FUNC__return; a name already taken gets _1, _2 ...
 (an explicit name that is taken is refused). A FUNC with * ? [ places one probe per
 matching function; the ones refused are skipped and summarised by reason. The same
-language works after `p`/`r` (p sum_list:5 total)."""
+language works after `p`/`r` (p sum_list:5 total). `-x PATH FUNC[+OFF|%return] [ARG...]` puts
+a uprobe (or uretprobe) on a program's function instead, as `perf probe -x` does."""
     text = rest.strip()
     if not text:
         raise CommandError("usage: probe [-a] POINT [ARG...] | probe -L FUNC | probe -V POINT")
@@ -183,11 +185,29 @@ language works after `p`/`r` (p sum_list:5 total)."""
         raise CommandError(str(exc)) from None
     if option == "-a":
         text = arg.strip()
+    if option == "-x":
+        return _probe_exec(session, arg)
     if text.startswith("-"):
-        raise CommandError(f"unknown option '{option}' (-a, -L, -V)")
+        raise CommandError(f"unknown option '{option}' (-a, -L, -V, -x)")
     if len(text) > 1 and text[0] in "'\"" and text[-1] == text[0]:
         text = text[1:-1]  # perf probe 'FUNC:3 var' takes the definition as one word
     if _KPROBE_EVENTS_HEAD.fullmatch(text.split()[0]):
         return define(session, text)  # a p/r line of the kprobe_events command, in perf's language
     kind = "r" if re.search(r"%return\b", text.split()[0]) else "p"
     return define(session, f"{kind} {text}")
+
+
+def _probe_exec(session, text: str):
+    """perf probe -x PATH FUNC[+OFF|%return] [ARG...]: a uprobe on the program's function."""
+    words = text.split()
+    if len(words) < 2:
+        raise CommandError("usage: probe -x PATH FUNC[+OFF|%return] [ARG...]")
+    path, point, args = words[0], words[1], words[2:]
+    kind = "r" if point.endswith("%return") else "p"
+    point = point.removesuffix("%return")
+    if "/" not in path:
+        path = "./" + path
+    up = create_probe_event(session, " ".join([kind, f"{path}:{point}", *args]))
+    describe_new(session, up)
+    session.out.print(f"  {up.spec['definition']}")
+    return {"number": up.number, "event": up.event, "addr": up.addr}

@@ -9,6 +9,7 @@ from ..gdbvalues import check_condition
 from ..userprobes import delete_user_probe, describe_new, new_probe, why_not_optimized
 from ..watchpoints import breakpoint_details
 from ..locations import parse_location
+from ..uprobe_views import render_user_instances
 from .common import no_arguments, parse_number, parse_probe_numbers
 from .wildcards import is_wildcard, place_each
 
@@ -208,6 +209,11 @@ and for return probes maxactive with free/used instances."""
         obj = up.obj
         if up.is_breakpoint:
             hits, missed, mode, details = up.hits, 0, "-", breakpoint_details(up)
+        elif up.kind in ("u", "ur"):
+            hits, missed, mode = obj.hits, obj.nmissed, obj.mode
+            details = f"{up.event} {up.location}" + (f" maxactive={obj.maxactive}" if up.kind == "ur" else "")
+            if obj.faults:
+                details += f" faults={obj.faults}"
         else:
             hits = obj.hits
             missed = obj.nmissed
@@ -237,7 +243,8 @@ and for return probes maxactive with free/used instances."""
         # The engine may have disabled it on its own (set handler-error disable).
         enabled = up.enabled and not getattr(obj, "disabled", False)
         enb = "y" if enabled else "n"
-        what = session.machine.symbols.format(up.addr)
+        what = (obj.program.describe(up.addr) + f" [{obj.program.name}]" if up.kind in ("u", "ur") and obj.program
+                else session.machine.symbols.format(up.addr))
         rows.append(f"{up.number:<4}{up.kind:<5}0x{up.addr:016x}  {what:<34}{enb:<4}{hits:>7}{missed:>8}  {mode:<12}{details}")
         data.append({"number": up.number, "type": up.kind, "addr": up.addr, "what": what, "enabled": enabled,
                      "hits": hits, "nmissed": missed, "mode": mode, "details": details.strip(),
@@ -283,8 +290,12 @@ each kretprobe's pool."""
     rows = mgr.instances_by_task()
     out = session.out
     data = []
-    if not rows:
+    user_lines, user_data = render_user_instances(session)
+    if not rows and not user_lines:
         out.print("No return-probe instances in flight.")
+    for line in user_lines:
+        out.print(line)
+    data.extend(user_data)
     for bucket, task_addr, ris in rows:
         task = m.tasks.read_task(task_addr)
         label = task.label if task else f"(exited task 0x{task_addr:x})"
