@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from ..kprobes.x86 import BREAKPOINT_INSTRUCTION, DecodedInsn, decode_at
-from ..machine.userspace import ELF_ET_DYN_BASE
+from ..machine.program_symbols import ELF_ET_DYN_BASE
 from .types import UprobeError
 
 _PF_X = 1
