@@ -29,9 +29,9 @@
  * period).
  *
  * A tick that finds interrupts off is held and retried every `retry` instructions until
- * they are on.  Interrupts can only come on at the end of a block (sti, popf and iretq end
- * their block in QEMU), so when a block starts with them off every retry point inside it
- * would fail: the hook moves the tick past the block (the retry points stay where
+ * they are on.  Interrupts can only come on at the end of a block (sti, popf, iretq and
+ * sysretq end their block in QEMU), so when a block starts with them off every retry
+ * point inside it would fail: the hook moves the tick past the block (the retry points stay where
  * stopping at each would have put them) instead of stopping.  It does not even read
  * EFLAGS for that unless they may have come on since it last knew them off: after a
  * block ending in one of those instructions, or anything else than a block of the text
@@ -80,7 +80,7 @@ static int eflags_regid;
  * The memory is a ctypes buffer clock.BlockTable owns (see BLOCK_TABLE_BYTES). */
 #define BLOCK_TABLE_SIZE 8192          /* a power of two; the bundled kernel has ~1300 blocks */
 #define BLOCK_GONE 0xFFFFFFFFu
-#define MAY_SET_IF 0x80000000u         /* in n: the block ends with sti, popf or iret */
+#define MAY_SET_IF 0x80000000u         /* in n: the block ends with sti, popf, iret or sysret */
 struct block_entry { uint64_t address; uint32_t size, n; };
 struct block_table { uint64_t filled; struct block_entry e[BLOCK_TABLE_SIZE]; };
 /* One callback on the tool's own code: see tool_hooks in struct icount. */
@@ -148,7 +148,10 @@ static int may_set_if(const uint8_t *code, size_t len)
     size_t i = 0;
     while (i < len && (code[i] == 0x66 || (code[i] & 0xF0) == 0x40))
         i++;
-    return i < len && (code[i] == 0xFB || code[i] == 0x9D || code[i] == 0xCF);
+    if (i < len && (code[i] == 0xFB || code[i] == 0x9D || code[i] == 0xCF))
+        return 1;
+    /* sysret: rflags from r11, so interrupts come on with the return to user mode */
+    return i + 1 < len && code[i] == 0x0F && code[i + 1] == 0x07;
 }
 
 /* How many instructions the block [address, address+size) holds, as capstone decodes the

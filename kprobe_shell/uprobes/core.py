@@ -204,10 +204,12 @@ class UprobeEngine:
         if m.uc.mem_read(phys, 1)[0] != expect:
             return False
         m.uc.mem_write(phys, bytes([byte]))
-        # Another address space may run a translation of this code: drop them all.
+        # Another address space may run a translation of this code: drop them all, and
+        # the clock's counts of those blocks (one table per CPU on a machine with programs).
         for cpu in m.cpus:
             cpu.uc.ctl_flush_tb()
-        m._block_table.forget(vaddr, vaddr + 1)
+        for blocks in dict.fromkeys(cpu.clock.blocks for cpu in m.cpus):
+            blocks.forget(vaddr, vaddr + 1)
         return True
 
     def install_breakpoint(self, pgd: int, entry: UprobeEntry, why: str = "uprobe_register") -> bool:
