@@ -17,7 +17,7 @@ import pytest
 
 pexpect = pytest.importorskip("pexpect")
 
-PROMPT = r"tutorial (\d+)/44> "
+PROMPT = r"tutorial (\d+)/48> "
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -72,7 +72,7 @@ def test_a_student_walks_through_the_whole_tour(kernel_path, tmp_path):
 def _lesson_1(s: Student) -> None:
     intro = s.answer("kprobe do_exit")  # a wrong answer
     assert "=== Lesson 1: a first kprobe ===" in intro
-    assert "Lesson 1: a first kprobe (step 1 of 44)" in intro and "Your turn: Plant a kprobe on do_fork." in intro
+    assert "Lesson 1: a first kprobe (step 1 of 48)" in intro and "Your turn: Plant a kprobe on do_fork." in intro
     said = s.reply()
     assert "Kprobe 1 at 0x" in said
     assert "Not quite: that placed a kprobe at do_exit+0x0, but this step asks for a kprobe at do_fork." in flat(said)
@@ -178,6 +178,24 @@ def _lessons_6_and_7(s: Student) -> None:
     assert "Not quite: that ran with rand1 = 0x4; this step asks for 0xffffffff." in flat(said)
 
 
+def _lesson_10(s: Student) -> str:
+    """Each answer returns what the shell said since the last one: the step before's.
+    Returns what lesson 9's last step printed."""
+    lesson_9 = s.answer("exec guest_images/examples/wc /etc/motd < guest_images/examples/wc.c")
+    assert "=== Lesson 10: uprobes: the program's own functions ===" in lesson_9
+    s.answer("uprobe guest_images/examples/wc:start_c")  # the wrong function: taken back
+    said = s.answer("uprobe guest_images/examples/wc:count fd=%di name=+0(%si):ustring")
+    assert "Not quite: no uprobe on wc's count yet" in flat(said) and "so the lesson can go on" in said
+    for line in ("uretprobe guest_images/examples/wc:count returned=$retval", "run"):
+        s.answer(line)
+    s.child.expect(r"Tutorial finished: 48 of 48 steps\. The shell is yours\.")
+    said = s.child.before
+    assert ': p_count_0: (0x401010) fd=0x3 name="/etc/motd"' in said
+    assert ": r_count_0: (0x401403 <- 0x401010) returned=0x12" in said
+    assert "count was entered 2 times (stdin, then /etc/motd) and returned 2 times." in flat(said)
+    return lesson_9
+
+
 def _lessons_8_and_9(s: Student) -> None:
     said = s.answer("set cpus 3")
     assert "Kprobe smoke test started (rand1 = 0xffffffff, div_factor = 3)" in said
@@ -198,8 +216,7 @@ def _lessons_8_and_9(s: Student) -> None:
     assert "(Took the program off the guest's disk, so the lesson can go on.)" in said
     for line in ("p:opens do_sys_open filename=+0(%si):string", "run"):
         said = s.answer(line)
-    s.child.expect(r"Tutorial finished: 44 of 44 steps\. The shell is yours\.")
-    said = s.child.before
+    said = _lesson_10(s)  # what lesson 9's run printed
     assert 'opens: (do_sys_open+0x0/0xba) filename="/nonexistent"' in said and "wc: cannot open /nonexistent" in said
     assert said.count("[guest halted") == 1  # one wc: the wrong answer's program was taken back
 
@@ -220,13 +237,13 @@ def test_the_tour_starts_at_the_prompt_and_quit_leaves_it_not_the_shell(kernel_p
     wait_for("(kprobe)")
     time.sleep(0.3)
     child.send("tutorial\r")
-    wait_for("tutorial 1/44> ")
+    wait_for("tutorial 1/48> ")
     child.sendline("skip")  # runs the step's command for the student
-    said = wait_for("tutorial 2/44> ")
+    said = wait_for("tutorial 2/48> ")
     assert "(running it for you: kprobe do_fork)" in said and "Kprobe 1 at 0x101a30" in said
     child.sendline("quit")
     said = wait_for("(kprobe)")
-    assert "Left the tutorial after 1 of 44 steps (left); 'tutorial' starts it again." in said
+    assert "Left the tutorial after 1 of 48 steps (left); 'tutorial' starts it again." in said
     time.sleep(0.3)
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
@@ -256,7 +273,7 @@ def test_ctrl_c_leaves_the_tour(kernel_path, tmp_path):
     child = spawn(["--color", "off", "-ex", "tutorial"], tmp_path)
     child.expect(PROMPT)
     child.sendintr()
-    child.expect_exact("Left the tutorial after 0 of 44 steps (interrupted); 'tutorial' starts it again.")
+    child.expect_exact("Left the tutorial after 0 of 48 steps (interrupted); 'tutorial' starts it again.")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
@@ -268,12 +285,12 @@ def test_the_whole_tour_typed_by_itself_in_batch_mode(kernel_path, run_shell_pla
     r = run_shell_plain("--batch", "--color", "off", "-ex", "tutorial --auto")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     out = r.stdout
-    assert out.count("\n  Yes.\n") == 44 and "Not quite" not in out and "error:" not in out.replace(
+    assert out.count("\n  Yes.\n") == 48 and "Not quite" not in out and "error:" not in out.replace(
         "error: refusing a return probe on do_execve", "")
-    assert all(f"\ntutorial {n}/44> " in out for n in range(1, 45))
-    headings = re.findall(r"^=== Lesson (\d): ", out, re.M)
-    assert headings == [str(n) for n in range(1, 10)]
-    assert out.count("(A fresh machine for this lesson") == 7  # lesson 2 goes on from lesson 1
+    assert all(f"\ntutorial {n}/48> " in out for n in range(1, 49))
+    headings = re.findall(r"^=== Lesson (\d+): ", out, re.M)
+    assert headings == [str(n) for n in range(1, 11)]
+    assert out.count("(A fresh machine for this lesson") == 8  # lesson 2 goes on from lesson 1
     for fact in ("0xcc[55]", "new = (0x105bf0 + 0x2c1e) - 0x40010020",
                  "jprobe: ip_queue_xmit(skb=000000000013d240, ipfragok=0) len=40 from netd[4]",
                  "kretprobe_trampoline: hijacked return address; instance #4 of probe",
@@ -282,28 +299,28 @@ def test_the_whole_tour_typed_by_itself_in_batch_mode(kernel_path, run_shell_pla
                  "pre: (kprobe_target+0x0/0xd) value=0x9e3779b9",
                  "Kprobe smoke test started (rand1 = 0xffffffff, div_factor = 3)",
                  "Fresh machine from the bundled minikernel-smp.elf with 1 probe(s), 2 CPUs",
-                 "wc: cannot open /nonexistent"):
+                 "wc: cannot open /nonexistent", ': r_count_0: (0x401403 <- 0x401010) returned=0x12'):
         assert fact in out, fact
     assert out.count("Kprobe smoke test passed successfully") == 2
     lost = int(re.search(r"other CPUs ran through it (\d+) time\(s\) unseen", out).group(1))
     assert f"{lost} calls were never seen" in flat(out)
-    assert out.rstrip().endswith("Tutorial finished: 44 step(s) typed by the tour.")
+    assert out.rstrip().endswith("Tutorial finished: 48 step(s) typed by the tour.")
 
 
 def test_a_tour_can_start_at_any_lesson(kernel_path, run_shell_plain):
     r = run_shell_plain("--batch", "--color", "off", "-ex", "tutorial 6 --auto")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     assert r.stdout.lstrip().startswith("=== Lesson 6: return probes on the exec path ===")
-    assert "Lesson 6: return probes on the exec path (step 25 of 44)" in r.stdout
-    assert r.stdout.rstrip().endswith("Tutorial finished: 20 step(s) typed by the tour.")
+    assert "Lesson 6: return probes on the exec path (step 25 of 48)" in r.stdout
+    assert r.stdout.rstrip().endswith("Tutorial finished: 24 step(s) typed by the tour.")
 
 
-@pytest.mark.parametrize("args", ["10", "0", "x", "1 2", "--autos", "\u0663"])
+@pytest.mark.parametrize("args", ["11", "0", "x", "1 2", "--autos", "\u0663"])
 def test_bad_tutorial_arguments_are_one_line_and_change_nothing(kernel_path, run_shell_plain, args):
     r = run_shell_plain("--batch", "-ex", "kprobe do_fork", "-ex", f"tutorial {args}", "-ex", "probes")
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
-        f"-ex 'tutorial {args}': usage: tutorial [LESSON] [--auto]  (LESSON: 1-9, as in scripts/demos)"]
+        f"-ex 'tutorial {args}': usage: tutorial [LESSON] [--auto]  (LESSON: 1-10, as in scripts/demos)"]
 
 
 def test_every_lesson_of_scripts_demos_has_its_lesson_in_the_tour():

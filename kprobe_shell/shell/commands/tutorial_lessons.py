@@ -455,6 +455,69 @@ LESSON_9 = Lesson(9, "your own program", steps=[
          "/nonexistent failed in do_sys_open (-ENOENT), so wc printed its message and exited 1."),
 ])
 
-LESSONS = [LESSON_1, LESSON_2, LESSON_3, LESSON_4, LESSON_5, LESSON_6, LESSON_7, LESSON_8, LESSON_9]
+# ---------------------------------------------------------------------- lesson 10
+def _queued_wc_on_motd(a: Attempt) -> str | None:
+    programs = a.session.programs
+    if programs and programs[-1].name == "wc" and programs[-1].argv[1:] == ["/etc/motd"]:
+        return None
+    return "that queued another program or other arguments; the step wants wc on /etc/motd alone."
+
+
+def _user_probe_on_count(session, kind: str):
+    """The uprobe (kind u) or uretprobe (ur) on the entry of wc's count, or None."""
+    for up in sorted(session.probes.values(), key=lambda p: p.number):
+        path, _, place = up.location.rpartition(":")
+        if up.kind == kind and path.endswith("wc") and place in ("count", "count+0x0"):
+            return up
+    return None
+
+
+def _placed_user(kind: str, what: str):
+    def check(a: Attempt) -> str | None:
+        if _user_probe_on_count(a.session, kind) is not None:
+            return None
+        return f"no {what} on wc's count yet (the place is PATH:count, PATH the program file)."
+    return check
+
+
+def _count_returned(a: Attempt) -> str | None:
+    ret = _user_probe_on_count(a.session, "ur")
+    if ret is None:
+        return "the uretprobe on count is gone: place it again."
+    if halted(a) is None and ret.obj.hits:
+        return None
+    return "wc has not finished yet: run the guest to its end."
+
+
+def _explain_returns(session) -> str:
+    entry, ret = _user_probe_on_count(session, "u"), _user_probe_on_count(session, "ur")
+    return (f"count was entered {entry.obj.hits} times (stdin, then /etc/motd) and returned {ret.obj.hits} "
+            "times. At each entry the int3 in wc's text trapped from user mode; uprobes ran the handlers, "
+            "swapped the return address on the user stack for the trampoline in the process's [uprobes] page "
+            "and stepped a copy of the first instruction there (TF), as kprobes step theirs in an insn slot. "
+            "The return went to the trampoline's int3, which ran the return handler and put the real "
+            "return address back: the program never knew (its output and instruction count are those of an "
+            "unprobed run).")
+
+
+LESSON_10 = Lesson(10, "uprobes: the program's own functions", steps=[
+    Step("Lesson 9 probed the kernel under wc. Now the probes go on wc's own function count(fd, name), "
+         "which counts one file, as Linux 3.5's uprobes do.",
+         "Run wc on /etc/motd, with its own source as stdin.", ("exec",),
+         lambda s: f"exec {example_path('wc')} /etc/motd < {example_path('wc.c')}", _queued_wc_on_motd,
+         "Queued: wc will read stdin, then /etc/motd, calling count for each."),
+    Step("A uprobe names a place in a program file, PATH:FUNC as perf probe writes it; its arguments "
+         "are fetched from user memory.",
+         "Place a uprobe on wc's count with fd=%di and name=+0(%si):ustring.", ("uprobe",),
+         lambda s: f"uprobe {example_path('wc')}:count fd=%di name=+0(%si):ustring", _placed_user("u", "uprobe"),
+         "Accepted before the program runs: the int3 goes into wc's text when exec maps it (uprobe_mmap)."),
+    Step("A uretprobe catches the return: it swaps the user stack's return address for a trampoline.",
+         "Place a uretprobe on wc's count fetching $retval.", ("uretprobe",),
+         lambda s: f"uretprobe {example_path('wc')}:count returned=$retval", _placed_user("ur", "uretprobe"),
+         "Two probes, one int3: the entry breakpoint serves both (a uprobe with two consumers)."),
+    Step("Run it.", "Run the guest.", ("run", "continue"), lambda s: "run", _count_returned, _explain_returns),
+])
+
+LESSONS = [LESSON_1, LESSON_2, LESSON_3, LESSON_4, LESSON_5, LESSON_6, LESSON_7, LESSON_8, LESSON_9, LESSON_10]
 #: Every step of the tour in order, with its lesson.
 STEPS = [(lesson, step) for lesson in LESSONS for step in lesson.steps]
