@@ -180,10 +180,14 @@ class DebugInfo:
         or None; gdb's short spellings ("long", "unsigned") are matched too."""
         if self._types is None:
             self._types = {}
-            for cu in self.dwarf.iter_CUs() if self.dwarf else ():
-                for die in child_dies(cu.get_top_DIE()):
-                    self._add_type(die)
+            for die in self._top_level_dies():
+                self._add_type(die)
         return self._types.get(name)
+
+    def _top_level_dies(self):
+        """The DIEs right under each compilation unit: its types, globals and functions."""
+        for cu in self.dwarf.iter_CUs() if self.dwarf else ():
+            yield from child_dies(cu.get_top_DIE())
 
     def _add_type(self, die) -> None:
         prefix = _TYPE_PREFIXES.get(die.tag)
@@ -220,9 +224,8 @@ class DebugInfo:
         """(type DIE, address) of a variable with a static address, or None."""
         if self._globals is None:
             self._globals = {}
-            for cu in self.dwarf.iter_CUs() if self.dwarf else ():
-                for die in child_dies(cu.get_top_DIE()):
-                    self._add_global(die)
+            for die in self._top_level_dies():
+                self._add_global(die)
         return self._globals.get(name)
 
     def _add_global(self, die) -> None:

@@ -92,11 +92,7 @@ def make_kretprobe_handler(session, up: UserProbe, render=None, condition=None):
     def handler(ri, regs):
         site = name_of(ri.ret_addr)
         func = name_of(ri.rp.addr, function=True) if ri.rp else "?"
-        if render is not None:
-            args, values = render(regs)
-        else:
-            rax = regs.rax
-            args, values = f" ret={_signed(rax)} (0x{rax:x})", {"ret": _signed(rax)}
+        args, values = _return_args(regs, render)
         if condition is not None and not condition(values):
             return 0
         session.emit_trace(trace_event(session, up, f"{site} <- {func}", args, values), up)
@@ -104,6 +100,14 @@ def make_kretprobe_handler(session, up: UserProbe, render=None, condition=None):
         return 0
 
     return handler
+
+
+def _return_args(regs, render) -> tuple[str, dict]:
+    """A return probe's ARGS and their values: the event's fetch args, else ret= (rax)."""
+    if render is not None:
+        return render(regs)
+    rax = regs.rax
+    return f" ret={_signed(rax)} (0x{rax:x})", {"ret": _signed(rax)}
 
 
 def make_uprobe_handler(session, up: UserProbe, render=None, condition=None):
@@ -125,11 +129,7 @@ def make_uretprobe_handler(session, up: UserProbe, render=None, condition=None):
     function as print_uprobe_event shows them (and ret= when no ARGS)."""
 
     def handler(ri, regs):
-        if render is not None:
-            args, values = render(regs)
-        else:
-            rax = regs.rax
-            args, values = f" ret={_signed(rax)} (0x{rax:x})", {"ret": _signed(rax)}
+        args, values = _return_args(regs, render)
         if condition is not None and not condition(values):
             return 0
         session.emit_trace(trace_event(session, up, f"0x{ri.ret_addr:x} <- 0x{ri.func:x}", args, values), up)
