@@ -158,3 +158,26 @@ def test_a_bad_place_is_refused_with_the_reason(uprobed, where, message):
     with pytest.raises(ProbeError, match=message.replace("(", r"\(").replace("+", r"\+")):
         m.register_uprobe(Uprobe(uprobed, **where))
     assert not m.uprobes.uprobes
+
+
+@pytest.mark.parametrize("libc", ["glibc", "musl"])
+def test_uretprobes_on_two_cpus_change_nothing(build_program, libc):
+    """Two processes of one program on two CPUs (a child runs on the other CPU): a
+    uretprobe on every function changes neither the output nor the instruction count."""
+    uprobed = build_program("uprobed", libc, extra=("-g",))
+    prog = ProbedProgram(uprobed)
+    programs = [Program(uprobed, ["uprobed", "12"]), Program(uprobed, ["uprobed", "9"])]
+    reference = run(Machine(cpus=2, programs=programs))
+    m = Machine(cpus=2, programs=programs)
+    rps = []
+    for f in prog.symbols.functions():
+        if f.name in NOT_RETURNING_NORMALLY:
+            continue
+        try:
+            rps.append(m.register_uretprobe(Uretprobe(uprobed, symbol_name=f.name, handler=lambda ri, regs: None)))
+        except ProbeError:
+            pass
+    run(m)
+    assert m.console == reference.console and m.retired == reference.retired
+    assert "fib(12) = 144" in m.console and "fib(9) = 34" in m.console
+    assert sum(rp.hits for rp in rps) > 400 and sum(rp.nmissed for rp in rps) == 0
