@@ -343,6 +343,10 @@ static void sigchld_ignored(void)
 {
 	int ret;
 
+	/* Children of the parts above that are still exiting would be reaped by this wait
+	 * (a zombie made before SIG_IGN stays one): wait for them first, or the line races. */
+	while (wait(NULL) > 0)
+		;
 	signal(SIGCHLD, SIG_IGN);
 	for (int i = 0; i < 3; i++) {
 		fflush(stdout);
