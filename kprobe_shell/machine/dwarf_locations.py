@@ -445,20 +445,23 @@ class DebugInfo:
     def _cfa_table(self) -> list[tuple[int, int, str, int]]:
         """(start, end, register, offset) rows of every FDE, sorted by start."""
         if self._cfa_rows is None:
-            rows = []
-            entries = self.dwarf.CFI_entries() if self.dwarf.has_CFI() else []
-            for fde in entries:
-                if "initial_location" not in fde.header:
-                    continue
-                end = fde.header["initial_location"] + fde.header["address_range"]
-                table = fde.get_decoded().table
-                for i, row in enumerate(table):
-                    stop = table[i + 1]["pc"] if i + 1 < len(table) else end
-                    cfa = row.get("cfa")
-                    if cfa is not None and cfa.reg is not None:
-                        rows.append((row["pc"], stop, _register(cfa.reg), cfa.offset))
-            self._cfa_rows = sorted(rows)
+            self._cfa_rows = sorted((start, stop, _register(cfa.reg), cfa.offset)
+                                    for start, stop, cfa, _row in self._cfi_rows())
         return self._cfa_rows
+
+    def _cfi_rows(self):
+        """(start, stop, CFA rule, row) of every row of every FDE in .debug_frame whose CFA
+        is a register plus an offset."""
+        entries = self.dwarf.CFI_entries() if self.dwarf and self.dwarf.has_CFI() else []
+        for fde in entries:
+            if "initial_location" not in fde.header:
+                continue
+            end = fde.header["initial_location"] + fde.header["address_range"]
+            table = fde.get_decoded().table
+            for i, row in enumerate(table):
+                cfa = row.get("cfa")
+                if cfa is not None and cfa.reg is not None:
+                    yield row["pc"], table[i + 1]["pc"] if i + 1 < len(table) else end, cfa, row
 
 
     def unwind_row(self, addr: int) -> tuple[str, int, dict[str, int]] | None:
@@ -467,20 +470,12 @@ class DebugInfo:
         return address is one of them ("rip").  None where no FDE covers ADDR."""
         if self._unwind_rows is None:
             rows = []
-            entries = self.dwarf.CFI_entries() if self.dwarf and self.dwarf.has_CFI() else []
-            for fde in entries:
-                if "initial_location" not in fde.header:
+            for start, stop, cfa, row in self._cfi_rows():
+                if not 0 <= cfa.reg < len(DWARF_REGISTERS):
                     continue
-                end = fde.header["initial_location"] + fde.header["address_range"]
-                table = fde.get_decoded().table
-                for i, row in enumerate(table):
-                    stop = table[i + 1]["pc"] if i + 1 < len(table) else end
-                    cfa = row.get("cfa")
-                    if cfa is None or cfa.reg is None or not 0 <= cfa.reg < len(DWARF_REGISTERS):
-                        continue
-                    saved = {DWARF_REGISTERS[n]: rule.arg for n, rule in row.items()
-                             if isinstance(n, int) and 0 <= n < len(DWARF_REGISTERS) and rule.type == "OFFSET"}
-                    rows.append((row["pc"], stop, DWARF_REGISTERS[cfa.reg], cfa.offset, saved))
+                saved = {DWARF_REGISTERS[n]: rule.arg for n, rule in row.items()
+                         if isinstance(n, int) and 0 <= n < len(DWARF_REGISTERS) and rule.type == "OFFSET"}
+                rows.append((start, stop, DWARF_REGISTERS[cfa.reg], cfa.offset, saved))
             self._unwind_rows = sorted(rows, key=lambda r: (r[0], r[1]))
         rows = self._unwind_rows
         i = bisect.bisect_right(rows, addr, key=lambda r: r[0]) - 1

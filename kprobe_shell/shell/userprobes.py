@@ -326,12 +326,7 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
     except ProbeError as exc:
         raise CommandError(str(exc)) from None
     up.addr = obj.addr
-    # kprobe_events' line, and the filter ftrace keeps in the event's own filter file.
-    up.spec["filter"] = str(defn.filter) if defn.filter is not None else ""
-    up.spec["definition"] = defn.listing() + (f" if {up.spec['filter']}" if up.spec["filter"] else "")
-    # What `@map[...] = f(FIELD) on EVENT` may name: each argument, string or number.
-    up.spec["fields"] = {a.name: "str" if a.type.kind in ("string", "char") else "int" for a in defn.args}
-    up.spec["types"] = {a.name: str(a.type) for a in defn.args}  # the fields `trace save FILE.dat` defines
+    _describe_event(up, defn)
     return session.probes.add(up)
 
 
@@ -363,6 +358,17 @@ def _uprobe_image(machine, line: str):
         raise CommandError(str(exc)) from None
 
 
+def _describe_event(up: UserProbe, defn) -> None:
+    """What a probe event keeps of its definition: its kprobe_events/uprobe_events line and
+    the filter ftrace keeps in the event's own filter file; the fields `@map[...] =
+    f(FIELD) on EVENT` may name (string or number); their types, which `trace save
+    FILE.dat` defines."""
+    up.spec["filter"] = str(defn.filter) if defn.filter is not None else ""
+    up.spec["definition"] = defn.listing() + (f" if {up.spec['filter']}" if up.spec["filter"] else "")
+    up.spec["fields"] = {a.name: "str" if a.type.kind in ("string", "char") else "int" for a in defn.args}
+    up.spec["types"] = {a.name: str(a.type) for a in defn.args}
+
+
 def _create_uprobe_event(session, defn, line: str, render, condition, *, number: int, commands, silent,
                          maxactive: int | None) -> UserProbe:
     """A uprobe_events line (or `uprobe`/`uretprobe`): a Uprobe or Uretprobe whose handler
@@ -389,10 +395,7 @@ def _create_uprobe_event(session, defn, line: str, render, condition, *, number:
     except ProbeError as exc:
         raise CommandError(str(exc)) from None
     up.addr = obj.vaddr
-    up.spec["filter"] = str(defn.filter) if defn.filter is not None else ""
-    up.spec["definition"] = defn.listing() + (f" if {up.spec['filter']}" if up.spec["filter"] else "")
-    up.spec["fields"] = {a.name: "str" if a.type.kind in ("string", "char") else "int" for a in defn.args}
-    up.spec["types"] = {a.name: str(a.type) for a in defn.args}
+    _describe_event(up, defn)
     return session.probes.add(up)
 
 
