@@ -685,7 +685,11 @@ class Machine:
         no timer vector to wake it) the CPU is done: halted, or parked (SMP).  Otherwise it
         sleeps until the next tick: the clock jumps there (or to the end of the budget or
         of its quantum, when that comes first) and the run goes on (_GO_ON)."""
-        if self.read(self.rip - 1, 1) != b"\xf4":
+        try:
+            after_hlt = self.read(self.rip - 1, 1) == b"\xf4"
+        except MachineError:  # rip is off in no memory (a jump to a non-canonical address)
+            after_hlt = False
+        if not after_hlt:
             return self.stop_event(StopReason.FAULT, "the CPU stopped for no known reason")
         if not self.uc.reg_read(_REG_EFLAGS) & EFLAGS_IF:
             if quantum_end is not None:

@@ -12,7 +12,7 @@ from elftools.elf.elffile import ELFFile
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kprobe_shell import Image, ImageError, Machine, StopEvent
+from kprobe_shell import Image, ImageError, Machine, StopEvent, StopReason
 from kprobe_shell.tracing.structs import struct_layouts
 
 
@@ -68,3 +68,14 @@ def test_mutated_parts_of_a_real_elf(good, regions, data):
             if pos + k < len(raw):
                 raw[pos + k] = value if k == 0 else data.draw(st.sampled_from([0, 0xFF, value]))
     load_and_use(bytes(raw))
+
+
+def test_a_cpu_stopped_off_in_no_memory_is_a_fault(good, regions):
+    """Found by the long profile: one byte of the fuzz guest's text made 0x0f sent rip to a
+    non-canonical address where unicorn stopped as after a hlt; reading the byte before
+    rip raised MachineError out of run() instead of a stop."""
+    raw = bytearray(good)
+    raw[regions[".text"][0] + 36] = 0x0F
+    image = Image.from_bytes(bytes(raw), "fuzzed")
+    event = Machine(image).run(3000)
+    assert event.reason is StopReason.FAULT and event.message == "the CPU stopped for no known reason"
