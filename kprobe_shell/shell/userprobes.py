@@ -358,6 +358,16 @@ def _uprobe_image(machine, line: str):
         raise CommandError(str(exc)) from None
 
 
+def _register_user_probe(session, up: UserProbe, obj) -> None:
+    """Register a Uprobe or Uretprobe for up: refused as a CommandError, placed at its vaddr."""
+    up.obj = obj
+    try:
+        session.machine.register_uprobe(obj)
+    except ProbeError as exc:
+        raise CommandError(str(exc)) from None
+    up.addr = obj.vaddr
+
+
 def _describe_event(up: UserProbe, defn) -> None:
     """What a probe event keeps of its definition: its kprobe_events/uprobe_events line and
     the filter ftrace keeps in the event's own filter file; the fields `@map[...] =
@@ -373,7 +383,6 @@ def _create_uprobe_event(session, defn, line: str, render, condition, *, number:
                          maxactive: int | None) -> UserProbe:
     """A uprobe_events line (or `uprobe`/`uretprobe`): a Uprobe or Uretprobe whose handler
     writes ftrace's uprobe line: `(0x401136)`, or `(0x4011a0 <- 0x401136)` on return."""
-    m = session.machine
     is_return = defn.kind == "r"
     where = f"{defn.symbol}+0x{defn.offset:x}" if defn.symbol else f"0x{defn.address:x}"
     location = f"{defn.path}:{where}"
@@ -389,12 +398,7 @@ def _create_uprobe_event(session, defn, line: str, render, condition, *, number:
     else:
         obj = Uprobe(defn.path, **place, name=defn.event)
         obj.handler = make_uprobe_handler(session, up, render, condition)
-    up.obj = obj
-    try:
-        m.register_uprobe(obj)
-    except ProbeError as exc:
-        raise CommandError(str(exc)) from None
-    up.addr = obj.vaddr
+    _register_user_probe(session, up, obj)
     _describe_event(up, defn)
     return session.probes.add(up)
 
@@ -422,12 +426,7 @@ def create_handler_probe(session, up: UserProbe) -> UserProbe:
         else:
             obj.handler = in_hit_context(session, up, req.handler, returns=True, commands=True)
             obj.entry_handler = in_hit_context(session, up, req.entry_handler) if req.entry_handler else None
-        up.obj = obj
-        try:
-            m.register_uprobe(obj)
-        except ProbeError as exc:
-            raise CommandError(str(exc)) from None
-        up.addr = obj.vaddr
+        _register_user_probe(session, up, obj)
         return session.probes.add(up)
     if up.kind == "k":
         if obj is None:

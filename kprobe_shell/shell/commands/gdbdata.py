@@ -22,12 +22,7 @@ comparisons, `sizeof`. The value is printed as gdb prints it and kept as `$N`.
 FMT: x hex, d signed, u unsigned, o octal, t binary, c char, a address, s string, z
 zero-padded hex. A variable without a location at this address is `<optimized out>`;
 print never writes to the guest (an assignment is refused)."""
-    fmt, expr = parse_format(rest)
-    v, ctx = evaluate_in(session, expr)
-    try:
-        text = printer(ctx, fmt).top(v) if v.type.kind != "void" else "void"
-    except EvalError as exc:
-        raise CommandError(str(exc)) from None
+    v, text = _value_and_text(session, rest)
     if v.type.kind == "void":
         session.out.print("$%d = void" % gdb_state(session).history.add(v))
         return None
@@ -36,17 +31,22 @@ print never writes to the guest (an assignment is refused)."""
     return {"history": n, "value": text}
 
 
+def _value_and_text(session, rest: str):
+    """[/FMT] EXPR evaluated in the selected frame: the value, and its text as gdb prints it."""
+    fmt, expr = parse_format(rest)
+    v, ctx = evaluate_in(session, expr)
+    try:
+        return v, printer(ctx, fmt).top(v) if v.type.kind != "void" else "void"
+    except EvalError as exc:
+        raise CommandError(str(exc)) from None
+
+
 @command("output", group="inspect", args=("symbol",), summary="print a value alone (no $N, not kept)",
          usage="output[/FMT] EXPR", example="output count")
 def cmd_output(session, rest: str):
     """Like print, but only the value: no `$N = `, and it does not enter the value history
 (gdb's `output`, for scripts that build their own lines)."""
-    fmt, expr = parse_format(rest)
-    v, ctx = evaluate_in(session, expr)
-    try:
-        text = printer(ctx, fmt).top(v) if v.type.kind != "void" else "void"
-    except EvalError as exc:
-        raise CommandError(str(exc)) from None
+    _v, text = _value_and_text(session, rest)
     session.out.print(text)
     return text
 
