@@ -1,8 +1,8 @@
 """kprobe-shell [IMAGE] [--batch] [-ex CMD]... [-x FILE]... [--json] [--timer-period N] [--cpus N] [--gdb [HOST:]PORT]
 
-With no -ex/-x and a terminal on stdin: the interactive prompt.  Otherwise the commands
-of -x files and -ex options run in order (then stdin when it is not a terminal), and with
---batch the shell exits afterwards, non-zero on the first error.
+The commands of -x files and -ex options run in order, then, as in gdb, the interactive
+prompt when stdin and stdout are a terminal (stdin's commands when it is not).  With --batch
+the shell exits afterwards instead, non-zero on the first error.
 """
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ def run_shell(args) -> int:
         out.error(f"kprobe-shell: {exc}")
         return 2
     session.batch = bool(args.batch)
-    interactive = not args.actions and not args.batch and sys.stdin.isatty() and sys.stdout.isatty()
+    # As gdb: -ex and -x commands run first, then the prompt, unless --batch.
+    interactive = not args.batch and sys.stdin.isatty() and sys.stdout.isatty()
     try:
         for kind, value in args.actions:
             if kind == "ex":

@@ -6,6 +6,7 @@ import io
 import os
 import re
 import sys
+import time
 
 import pytest
 
@@ -224,6 +225,9 @@ def test_pause_waits_for_enter_on_a_terminal(kernel_path, tmp_path):
         child.expect_exact("after", timeout=1)  # still waiting
     child.send("\r")
     child.expect_exact("after")
+    child.expect_exact("(kprobe)")  # then the prompt, as gdb after -x
+    time.sleep(0.3)
+    child.sendcontrol("d")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0

@@ -35,12 +35,12 @@ def loop_image(build_c_image) -> str:
 class Terminal:
     """A shell on a pty: send keys, wait for text, answer cursor-position requests."""
 
-    def __init__(self, image: str, home, timeout: float = 10):
+    def __init__(self, image: str, home, timeout: float = 10, args: tuple = ()):
         env = dict(os.environ)
         env.update(TERM="xterm", XDG_CONFIG_HOME=str(home / "config"), XDG_DATA_HOME=str(home / "data"),
                    COLUMNS="160", LINES="40")
         env.pop("NO_COLOR", None)
-        self.child = pexpect.spawn(sys.executable, ["-m", "kprobe_shell", image], env=env, dimensions=(40, 160),
+        self.child = pexpect.spawn(sys.executable, ["-m", "kprobe_shell", image, *args], env=env, dimensions=(40, 160),
                                    encoding="utf-8", codec_errors="replace", timeout=timeout)
         self.seen = ""  # everything read so far
 
@@ -393,3 +393,13 @@ def test_set_history_size_trims_the_history_file_at_once(user_image, tmp_path):
     s.execute("set history-size 0")
     assert path.read_text().count("+cmd") == 0
     assert s.settings["history-size"] == 0
+
+
+def test_ex_commands_run_then_the_prompt_as_gdb(loop_image, tmp_path):
+    """`kprobe-shell -ex CMD` at a terminal: the commands, then the prompt (gdb without -batch)."""
+    t = Terminal(loop_image, tmp_path, args=("-ex", "kprobe leaf", "-ex", "echo placed"))
+    out = t.prompt()
+    assert "Kprobe 1 at 0x" in out and "placed\r\n" in out
+    t.line("probes")
+    assert "leaf+0x0" in t.prompt()
+    assert t.quit() == 0

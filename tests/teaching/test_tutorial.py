@@ -64,6 +64,9 @@ def test_a_student_walks_through_the_whole_tour(kernel_path, tmp_path):
     _lessons_4_and_5(s)
     _lessons_6_and_7(s)
     _lessons_8_and_9(s)
+    child.expect_exact("(kprobe)")  # as gdb after -ex: the prompt once the commands are done
+    time.sleep(0.3)
+    child.sendcontrol("d")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
@@ -274,6 +277,9 @@ def test_ctrl_c_leaves_the_tour(kernel_path, tmp_path):
     child.expect(PROMPT)
     child.sendintr()
     child.expect_exact("Left the tutorial after 0 of 48 steps (interrupted); 'tutorial' starts it again.")
+    child.expect_exact("(kprobe)")
+    time.sleep(0.3)
+    child.sendcontrol("d")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
