@@ -236,9 +236,8 @@ class Image:
             raise ImageError(f"{path}: unknown ELF class {raw[4]}")
         if raw[5] != 1:
             raise ImageError(f"{path}: not little-endian")
-        # [tests fix] A file cut short before the end of its program or section header
-        # table was refused as "malformed ELF: expected 4, found 0" (pyelftools' words);
-        # name the problem.
+        # A file cut short before the end of its program or section header table: say so,
+        # rather than pyelftools' "malformed ELF: expected 4, found 0".
         import struct
 
         phoff, shoff = struct.unpack_from("<QQ", raw, 32)

@@ -51,7 +51,7 @@ def test_cut_near_the_end_is_refused(broken, which):
 
 def test_symbols_pointing_into_unmapped_memory_are_an_image_error(kernel_path, tmp_path):
     """A kernel image whose task_struct_layout symbol points nowhere: the ELF is fine,
-    the machine cannot boot it; that used to escape as MachineError."""
+    the machine cannot boot it: an ImageError, not a MachineError."""
     import struct
 
     from elftools.elf.elffile import ELFFile

@@ -157,8 +157,8 @@ def test_timer_period_does_not_change_a_guest_without_interrupts(reference, work
 
 
 def test_hlt_on_the_last_instruction_of_a_budget_or_timer_period_halts(reference, workload):
-    """A hlt that is exactly the deadline-th instruction is still a hlt (it used to be
-    taken for a deadline stop, and the next run went on past the hlt)."""
+    """A hlt that is exactly the deadline-th instruction is still a hlt, not a deadline
+    stop after which the next run would go on past the hlt."""
     whole, _ = reference
     total = whole.retired
     m = Machine(workload)
