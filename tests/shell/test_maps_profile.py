@@ -173,3 +173,40 @@ def test_missed_warning_comes_again_after_reset_and_maps_start_empty(tmp_path, r
     assert after_reset.count("@n: 1\n") == 1  # one traced return per run: the outermost call
     # one return handled (the outermost call), four misses: hits + misses = the five calls
     assert re.search(r"^  r_path_lookup_recursive_0 +1 +4$", after_reset, re.M)
+
+
+def test_maps_agree_with_the_trace_of_the_same_hits(kernel_path):
+    """Every map line's map, as printed, equals one made from the traced events of its
+    probe by the maps' reference implementation (tests/guests/map_reference.py)."""
+    import io
+
+    from kprobe_shell.shell.output import Output
+    from kprobe_shell.shell.session import Session
+    from map_reference import ReferenceMap
+
+    s = Session(kernel_path, output=Output(io.StringIO(), color=False))
+    lines = {
+        "@opens[comm] = count() on opens": ("count", ("comm",), None, ()),
+        "@names[comm, name] = count() on opens": ("count", ("comm", "name"), None, ()),
+        "@flags[pid] = lhist(flags, 0, 65536, 16384) on opens": ("lhist", ("pid",), "flags", (0, 65536, 16384)),
+        "@total[cpu] = sum(flags) on opens": ("sum", ("cpu",), "flags", ()),
+        "@lo = min(flags) on opens": ("min", (), "flags", ()),
+        "@hi[comm] = max(flags) on opens": ("max", ("comm",), "flags", ()),
+        "@av[comm] = avg(flags) on opens": ("avg", ("comm",), "flags", ()),
+        "@st = stats(flags) on opens": ("stats", (), "flags", ()),
+        "@h[comm] = hist(flags) on opens": ("hist", ("comm",), "flags", ()),
+    }
+    s.execute("p:opens do_sys_open name=+0(%si):string flags=%dx:x32")
+    for line in lines:
+        s.execute(line)
+    s.execute("run")
+    events = [ev for ev in s.trace.events if ev.event == "opens"]
+    assert len(events) == 12
+    fields = lambda ev: {"comm": ev.comm, "pid": ev.pid, "cpu": ev.cpu, **ev.values}  # noqa: E731
+    for line, (kind, keys, value, params) in lines.items():
+        name = line.split("[")[0].split(" ")[0]
+        reference = ReferenceMap(name, kind, params)
+        for ev in events:
+            f = fields(ev)
+            reference.update(tuple(f[k] for k in keys) or None, f[value] if value else None)
+        assert s.maps.maps[name].text() == reference.text(), line
