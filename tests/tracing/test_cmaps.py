@@ -190,3 +190,19 @@ def test_the_capsule_for_c_callers():
     assert api.update_unsigned(m.handle, key, len(key), (1 << 64) - 2) == 0
     assert api.update(m.handle, key, len(key), 7) == 0
     assert m.text() == f"@mx[cpu, 1]: {(1 << 64) - 2}\n"
+
+
+@SETTINGS
+@given(raw=st.binary(max_size=40) | st.text(max_size=20).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_guest_strings_encode_as_the_text_python_shows(raw):
+    # a :string fetch arg's text (fetch.py's decode_string) and a comm (tasks.py: Latin-1)
+    assert _maps.guest_str_key(raw) == _maps.encode_key(raw.decode("utf-8", "backslashreplace"))
+    assert _maps.latin1_str_key(raw) == _maps.encode_key(raw.decode("latin-1"))
+
+
+def test_text_with_lone_surrogates_is_its_own_key():
+    m = BpfMap("@c", "count")
+    for key in ("\udcff", "\\xed\\xb3\\xbf", "\udcff", "ok"):
+        m.update(key, None)
+    assert _maps.encode_key("\udcff")[:1] == b"S" and _maps.encode_key("ok")[:1] == b"s"
+    assert m.entries == {("\udcff",): 2, ("\\xed\\xb3\\xbf",): 1, ("ok",): 1}
