@@ -383,6 +383,7 @@ def measure(args, scratch: str) -> str:
       f" floor; {c_ns:.0f} ns)\n")
     w(f"  {'  a count() update alone, from Python (MapStore.update)':<58}{py_ns / 1e3:>8.3f} us "
       f"({py_ns / 1e3 / floor_us:>4.2f}x floor; {py_ns:.0f} ns)\n")
+    map_update_target = ("count() map update in C, alone", c_ns / 1e3 / floor_us, 0.5, "x floor")
     lines_per_s = trace_throughput(TraceEvent, Output, scratch, 20_000 if args.quick else 200_000)
     w(f"\n(4) trace-line rendering to a file: {lines_per_s / 1e3:.0f}k lines/s ({1e6 / lines_per_s:.2f} us/line)\n")
     dat_per_s, dat_events = dat_throughput(Session, Output, path, scratch)
@@ -398,10 +399,9 @@ def measure(args, scratch: str) -> str:
                          for name in ("kernel: tool, no probes", "kernel: tool, unhit probes")), 1.1, "x"))
     rows += [("optimized kprobe, no-op handler", per_hit_us("k", "noop", "optimize") / floor_us, 2.0, "x floor"),
              ("boosted kprobe, no-op handler", per_hit_us("k", "noop", "boost") / floor_us, 6.0, "x floor"),
-             ("kretprobe entry + return, auto mode", per_hit_us("r", "noop", "auto") / floor_us, 4.0, "x floor"),
-             ("count() map update in C, alone", c_ns / 1e3 / floor_us, 0.5, "x floor")]
+             ("kretprobe entry + return, auto mode", per_hit_us("r", "noop", "auto") / floor_us, 4.0, "x floor")]
     w("\n(5) targets (each value as shown, to two decimals, against the issue's limit)\n")
-    for label, value, limit, unit in rows:
+    for label, value, limit, unit in [*rows, map_update_target]:
         w(f"{label:<46}{value:>7.2f}{unit:<8} <= {limit:<4} {'met' if round(value, 2) <= limit else 'MISSED'}\n")
     return out.getvalue()
 
