@@ -31,10 +31,10 @@ machine cancels out of a comparison instead of deciding it.
    shell's default trace handler (an ftrace line per hit, written to a file); in
    microseconds over the tool's no-probe run and as a multiple of the floor; for each
    kprobe-mode.  The kernel's documented 2005 figures (x86_64 Opteron) are printed beside.
+   A count() map update alone, in C (as the probe hit's C code makes it) and from Python.
    Then kprobe_events lines in auto mode as the issue's targets name them (two register
    args and a string; with a count() map; entry and return events with $retval): the
-   shell's whole path, recorded in the trace buffer, rendered, written to a file; and a
-   count() map update alone, in C (as the probe hit's C code makes it) and from Python.
+   shell's whole path, recorded in the trace buffer, rendered, written to a file.
 4. Throughput of trace-line rendering (TraceEvent records -> the shell's Output -> a file),
    and of `trace save FILE.dat` with a full trace buffer.
 5. The issue's targets (probes not hit <= 1.1x bare, optimized <= 2x the floor, boosted
@@ -414,27 +414,6 @@ EVENT_CASES = (
 )
 
 
-def map_update_ns(count: int) -> tuple[float, float]:
-    """Nanoseconds per count() update of a map keyed by a task name: through the C update
-    that C callers make (a loop in C, cmaps.h), and through MapStore.update from Python
-    (handler files' and the shell's Python paths).  Median of 5."""
-    from kprobe_shell.tracing import _maps
-    from kprobe_shell.tracing.maps import MapStore
-
-    store = MapStore()
-    store.update("n", "count", ("workload",))
-    key = _maps.encode_key(("workload",))
-    c_ns = statistics.median(_maps.bench_update(store.maps["@n"]._cmap, key, 0, count) / count for _ in range(5))
-    update, py_count = store.update, count // 10
-    py_times = []
-    for _ in range(5):
-        t = time.perf_counter_ns()
-        for _ in range(py_count):
-            update("n", "count", ("workload",))
-        py_times.append((time.perf_counter_ns() - t) / py_count)
-    return c_ns, statistics.median(py_times)
-
-
 def dat_throughput(Session, Output, image: str, scratch: str) -> tuple[float, int]:
     """Events per second of `trace save FILE.dat` with the buffer full of p: events."""
     with open(os.devnull, "w") as sink:
@@ -460,6 +439,27 @@ def never_called_kernel_functions(Machine, Kprobe, kernel: str) -> list[str]:
             pass
     m.run()
     return sorted(p.name for p in probes if p.hits == 0 and not p.name.startswith(("fx_", "_start")))
+
+
+def map_update_ns(count: int) -> tuple[float, float]:
+    """Nanoseconds per count() update of a map keyed by a task name: through the C update
+    that C callers make (a loop in C, cmaps.h), and through MapStore.update from Python
+    (handler files' and the shell's Python paths).  Median of 5."""
+    from kprobe_shell.tracing import _maps
+    from kprobe_shell.tracing.maps import MapStore
+
+    store = MapStore()
+    store.update("n", "count", ("workload",))
+    key = _maps.encode_key(("workload",))
+    c_ns = statistics.median(_maps.bench_update(store.maps["@n"]._cmap, key, 0, count) / count for _ in range(5))
+    update, py_count = store.update, count // 10
+    py_times = []
+    for _ in range(5):
+        t = time.perf_counter_ns()
+        for _ in range(py_count):
+            update("n", "count", ("workload",))
+        py_times.append((time.perf_counter_ns() - t) / py_count)
+    return c_ns, statistics.median(py_times)
 
 
 def trace_throughput(TraceEvent, Output, scratch: str, count: int) -> float:
