@@ -247,7 +247,7 @@ static int put_key_part(PyObject *part, uint8_t *buf, Py_ssize_t cap, Py_ssize_t
         if (v == -1 && PyErr_Occurred())
             goto out;
         if (overflow) {
-            PyErr_Format(MapError, "a map key must fit in 64 bits, not %S", part);
+            PyErr_Format(MapError, "a map key must fit in 64 bits (from -2**63 to 2**64 - 1), not %S", part);
             goto out;
         }
         if (*len + 9 > cap) {
@@ -393,7 +393,7 @@ static int value_of(PyObject *value, int kind, i128 *out)
         }
         PyErr_Clear();
     }
-    PyErr_Format(MapError, "%s() needs a 64-bit value, not %S", kind_names[kind], value);
+    PyErr_Format(MapError, "%s() needs a 64-bit value (from -2**63 to 2**64 - 1), not %S", kind_names[kind], value);
     return -1;
 }
 
