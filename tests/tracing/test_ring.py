@@ -312,3 +312,14 @@ def test_with_overwrite_off_the_refused_records_still_print():
     out.flush()
     assert [int(line.rsplit("=", 1)[1], 16) for line in out.stream.getvalue().splitlines()] == list(range(1000))
     assert len(buf.ring.events(0, 0, True)) == buf.entries and len(buf.lines()) == buf.entries
+
+
+def test_records_shorter_than_their_fields_read_as_zeros():
+    """A record cut short (a recorder's mistake) renders with what it holds, its missing
+    fields as zeros, and never reads past its end."""
+    ring = _ring.Ring(2)
+    ring.define(1500, "e", False, "k", -1, False, [("x", _ring.K_INT, 8, _ring.S_HEX), ("s", _ring.K_STRING, 4, 0)])
+    for data in (b"", b"\xdc", b"\xdc\x05\0\0\x01\0\0\0", struct.pack("<HBBiQQI", 1500, 0, 0, 1, 0, 5, 40 | 9 << 16)):
+        ring.record(0, 1, 1, b"t", data)
+    assert [line.split(": ", 1)[1] for line in ring.merged(True)] == [
+        "?: (0x0)", "?: (0x0)", 'e: (0x0) x=0x0 s=""', 'e: (0x0) x=0x5 s=""']
