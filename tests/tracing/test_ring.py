@@ -323,3 +323,18 @@ def test_records_shorter_than_their_fields_read_as_zeros():
         ring.record(0, 1, 1, b"t", data)
     assert [line.split(": ", 1)[1] for line in ring.merged(True)] == [
         "?: (0x0)", "?: (0x0)", 'e: (0x0) x=0x0 s=""', 'e: (0x0) x=0x5 s=""']
+
+
+def test_on_a_terminal_c_records_print_styled_and_escaped():
+    buf = TraceBuffer()
+    out = Output(stream=io.StringIO(), color=True)
+    out.terminal = True
+    out.follow(buf)
+    event_id = buf.describe("e", False, "k", None, False, {"s": "string"})
+    fmt = tracedat.EventFormat("e", event_id, False, [tracedat.arg_field("s", "string")])
+    buf.ring.set_where(_ring.W_PROBE, 0, "f")
+    buf.ring.record(0, 1, 1, b"t", fmt.record(1, (0,), {"s": "a\x1b[2Jb"}))
+    out.flush()
+    ev = buf.events[0]
+    assert out.stream.getvalue() == out.style(out.guest_text(ev.ftrace()), "trace") + "\n"
+    assert "\x1b[2J" not in out.stream.getvalue()
