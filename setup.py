@@ -13,5 +13,8 @@ setup(
         # bpftrace-style maps' state, updated from C at the probe hit (see kprobe_shell/tracing/cmaps.h).
         Extension("kprobe_shell.tracing._maps", ["kprobe_shell/tracing/_maps.c"],
                   depends=["kprobe_shell/tracing/cmaps.h"]),
+        # The trace buffer's ring of event records (see kprobe_shell/tracing/ringbuf.h).
+        Extension("kprobe_shell.tracing._ring", ["kprobe_shell/tracing/_ring.c"],
+                  depends=["kprobe_shell/tracing/ringbuf.h"]),
     ]
 )

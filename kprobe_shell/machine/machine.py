@@ -136,6 +136,15 @@ def _page_runs(image: Image) -> tuple[list[tuple[int, int, int]], list[int]]:
     return runs, sorted(pages)
 
 
+def _answer_stop_asked(machine: "Machine") -> None:
+    """C code set a CPU's stop word with no stop requested: its listeners act (a trace
+    ring's output prints), and every CPU runs on."""
+    for cpu in machine.cpus:
+        cpu.icount.stop_asked = 0
+    for listener in machine.on_stop_asked:
+        listener()
+
+
 def _executed_hlt(machine: "Machine") -> bool:
     """Did emu_start return because the guest executed hlt (rather than at a deadline just
     after an instruction whose last byte happens to be 0xf4)?"""
@@ -195,6 +204,10 @@ class Machine:
         self.pending_stop: StopEvent | None = None
         #: request_stop() was called (Ctrl-C); run() clears it when it starts.
         self.stop_requested = False
+        #: Called when a CPU stopped because C code set its stop word (struct icount's
+        #: stop_asked) with no stop requested: a trace ring whose live output must print
+        #: before its buffer overwrites the lines (tracing/_ring.c).  The run goes on.
+        self.on_stop_asked: list[Callable[[], None]] = []
         #: The guest is in run() (hooks run on run_thread).
         self.running = False
         self._lock = threading.Lock()
@@ -645,6 +658,9 @@ class Machine:
                 cpu.next_tick = ic.tick  # the block hook moves a tick waiting for IF on
                 stopped_at_until, until = until, self.until_never
             deadline = min(cpu.next_tick, hard_limit)
+            asked = ic.stop_asked and not self.stop_requested
+            if asked:
+                _answer_stop_asked(self)
             if self.stop_requested:
                 # A stop from another thread can land after the block hook counted a block
                 # and before its end: before its first instruction, or after an in/out
@@ -676,6 +692,8 @@ class Machine:
                 if shutdown is not None:
                     return shutdown
                 continue
+            if asked:
+                continue  # stopped at a block's start for the stop word alone: run on
             result = self._after_hlt(budget_end, quantum_end)
             if result is not _GO_ON:
                 return result
