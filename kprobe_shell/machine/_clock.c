@@ -23,10 +23,11 @@
  *
  * A deadline (the next timer tick, the end of an instruction budget or of an SMP quantum)
  * that falls inside a block cannot be honoured from a block hook.  The hook stops before
- * the block and leaves its place in split_*; InstructionClock.split_block drops that
- * block from the translation cache and the run loop runs again with `until` at the exact
- * instruction, which makes unicorn end the block there (a handful of times per timer
- * period).
+ * the block and leaves its place in split_*; InstructionClock.split_block has QEMU make
+ * the next block one of just the instructions before the deadline (a block QEMU caches
+ * beside the whole one), so that the hook stops the run at the block after it, or (the
+ * fallback) drops the block from the translation cache and the run loop runs again with
+ * `until` at the exact instruction (a handful of times per timer period).
  *
  * A tick that finds interrupts off is held and retried every `retry` instructions until
  * they are on.  Interrupts can only come on at the end of a block (sti, popf, iretq and

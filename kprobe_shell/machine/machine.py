@@ -612,7 +612,9 @@ class Machine:
         its quantum up (end_quantum), or it parks in `cli; hlt` (PARKED)."""
         uc, cpu, clock, traps, smp = self.uc, self.cpu, self.clock, self.traps, self.smp
         ic = clock.counter
-        until = self.until_never  # where a deadline inside a block is (see InstructionClock.split_block)
+        # Where a deadline inside a block is (see InstructionClock.split_block), and
+        # emu_start's `until` when the run must stop there by it.
+        split_at = until = self.until_never
         hard_limit = NO_DEADLINE  # the deadlines besides the timer's
         if budget_end is not None:
             hard_limit = budget_end
@@ -643,7 +645,8 @@ class Machine:
             finally:
                 ic.deadline = NO_DEADLINE
                 cpu.next_tick = ic.tick  # the block hook moves a tick waiting for IF on
-                stopped_at_until, until = until, self.until_never
+                stopped_at, split_at = split_at, self.until_never
+                until = self.until_never
             deadline = min(cpu.next_tick, hard_limit)
             if self.stop_requested:
                 # A stop from another thread can land after the block hook counted a block
@@ -664,9 +667,11 @@ class Machine:
             if self.stop_requested and not _executed_hlt(self):
                 continue  # (a CPU that executed hlt goes to sleep first: the stop must not wake it)
             if ic.split_size:
-                until = clock.split_block(deadline - ic.retired, stopped_at_until)
+                split_at, by_until = clock.split_block(deadline - ic.retired, stopped_at)
+                if by_until:
+                    until = split_at
                 continue
-            at_until = self.rip == stopped_at_until
+            at_until = self.rip == stopped_at
             if at_until and ic.retired < deadline:
                 continue  # the block was reached another way, before the deadline: run on
             # A hlt that is exactly the deadline-th instruction also leaves retired ==
