@@ -62,8 +62,10 @@ typedef int (*uc_mem_read_fn)(void *uc, uint64_t address, void *bytes, uint64_t 
 /* capstone's cs_disasm_iter(csh, const uint8_t **code, size_t *size, uint64_t *address, cs_insn *) */
 typedef bool (*cs_disasm_iter_fn)(size_t handle, const uint8_t **code, size_t *size, uint64_t *address, void *insn);
 
-/* unicorn's uc_reg_read and uc_mem_read, and capstone's decoder: passed in by init(). */
+/* unicorn's uc_reg_read, uc_reg_write and uc_mem_read, and capstone's decoder: passed in
+ * by init(). */
 static uc_reg_fn p_reg_read;
+static uc_reg_fn p_reg_write;
 static uc_mem_read_fn p_mem_read;
 /* uc_vmem_read(uc, address, prot, bytes, size): through the guest's page tables */
 typedef int (*uc_vmem_read_fn)(void *uc, uint64_t address, int prot, void *bytes, size_t size);
@@ -72,8 +74,10 @@ static cs_disasm_iter_fn p_disasm_iter;
 static size_t cs_handle;
 static void *cs_insn_buf;   /* one cs_insn from cs_malloc, reused */
 static int eflags_regid;
+static int rip_regid;
 
 #define MAX_TOOL_HOOKS 4
+#define CF_COUNT_MASK 0x7FFF           /* QEMU's instruction limit in a block's cflags */
 #define EFLAGS_IF 0x200
 
 /* Instruction counts of translated blocks, keyed by (address, size): open addressing,
@@ -122,6 +126,13 @@ struct icount {
     volatile uint64_t stop_asked;
     /* The guest runs with paging (user processes): decode blocks through its page tables. */
     uint64_t vmem;
+    /* unicorn's CPUState.cflags_next_tb (NULL: not found, see clock.py): the block hook
+     * splits a block at a deadline itself, without leaving emu_start.  limited_*: the
+     * last split it made (made again at the same count, it was not honoured: the hook
+     * stops instead).  split_stop: where the run stopped at the deadline of that split. */
+    uint32_t *next_tb_cflags;
+    uint64_t limited_retired, limited_addr, limited_k;
+    uint64_t split_stop;
 };
 
 /* Call a tool hook's Python callable with the address alone (what the callbacks use: no
@@ -250,6 +261,25 @@ static int interrupts_on(void *uc)
     return (eflags & EFLAGS_IF) != 0;
 }
 
+/* A deadline falls inside the block at address: have QEMU run it again as a block of just
+ * the instructions before the deadline (the next block looked up or translated takes its
+ * cflags from cflags_next_tb; QEMU caches it beside the whole block).  Rewriting rip, to
+ * the same address, makes unicorn leave this block before its first instruction and look
+ * the next one up without leaving emu_start.  The block hook then stops the run at the
+ * block after it, at the deadline.  Returns 0 when the split is the machine's to make. */
+static int limit_block(struct icount *c, void *uc, uint64_t address)
+{
+    uint64_t k = c->deadline - c->retired;
+    if (!c->next_tb_cflags || k > CF_COUNT_MASK
+        || (c->limited_retired == c->retired && c->limited_addr == address && c->limited_k == k))
+        return 0;
+    c->limited_retired = c->retired;
+    c->limited_addr = address;
+    c->limited_k = k;
+    *c->next_tb_cflags = (uint32_t)k;
+    return p_reg_write(uc, rip_regid, &address) == 0;
+}
+
 static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     struct icount *c = user_data;
@@ -270,9 +300,13 @@ static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_dat
     }
     if (end > c->deadline) {
         c->blk_end = 0;            /* this block does not start now */
+        if (c->retired < c->deadline && limit_block(c, uc, address))
+            return;
         if (c->retired < c->deadline) {
             c->split_addr = address;
             c->split_size = size;
+        } else if (c->retired == c->limited_retired + c->limited_k) {
+            c->split_stop = address;
         }
         c->emu_stop(uc);
         return;
@@ -336,15 +370,17 @@ static PyObject *hook_addresses(PyObject *self, PyObject *unused)
     return Py_BuildValue("(NN)", PyLong_FromVoidPtr((void *)block_hook), PyLong_FromVoidPtr((void *)tool_hook));
 }
 
-/* init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read): capstone's
- * iterator, a handle (x86-64, detail off) and an instruction from its cs_malloc; unicorn's
- * EFLAGS id and its register and memory readers (function addresses). */
+/* init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read, rip_regid,
+ * uc_reg_write): capstone's iterator, a handle (x86-64, detail off) and an instruction
+ * from its cs_malloc; unicorn's EFLAGS id, its register and memory readers, RIP's id and
+ * its register writer (function addresses). */
 static PyObject *init(PyObject *self, PyObject *args)
 {
-    unsigned long long fn, handle, insn, rr, mr;
+    unsigned long long fn, handle, insn, rr, mr, rw;
     int regid;
-    if (!PyArg_ParseTuple(args, "KKKiKK", &fn, &handle, &insn, &regid, &rr, &mr))
+    if (!PyArg_ParseTuple(args, "KKKiKKiK", &fn, &handle, &insn, &regid, &rr, &mr, &rip_regid, &rw))
         return NULL;
+    p_reg_write = (uc_reg_fn)(uintptr_t)rw;
     p_disasm_iter = (cs_disasm_iter_fn)(uintptr_t)fn;
     cs_handle = (size_t)handle;
     cs_insn_buf = (void *)(uintptr_t)insn;

@@ -48,7 +48,9 @@ class ICount(ctypes.Structure):
         ("blk_n", ctypes.c_uint64),
         ("split_addr", ctypes.c_uint64), ("split_size", ctypes.c_uint64),
         ("blocks", ctypes.c_void_p), ("if_may_rise", ctypes.c_uint64), ("stop_asked", ctypes.c_uint64),
-        ("vmem", ctypes.c_uint64),
+        ("vmem", ctypes.c_uint64), ("next_tb_cflags", ctypes.c_void_p),
+        ("limited_retired", ctypes.c_uint64), ("limited_addr", ctypes.c_uint64), ("limited_k", ctypes.c_uint64),
+        ("split_stop", ctypes.c_uint64),
     ]
 
 
@@ -73,7 +75,8 @@ _capstone_lib.cs_malloc.argtypes = [ctypes.c_size_t]
 _DECODER_INSN = _capstone_lib.cs_malloc(_DECODER.csh)  # never freed: one for the process
 _clock.init(ctypes.cast(_capstone_lib.cs_disasm_iter, ctypes.c_void_p).value, _DECODER.csh.value, _DECODER_INSN,
             X.UC_X86_REG_EFLAGS, ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value,
-            ctypes.cast(uclib.uc_mem_read, ctypes.c_void_p).value)
+            ctypes.cast(uclib.uc_mem_read, ctypes.c_void_p).value,
+            X.UC_X86_REG_RIP, ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value)
 _BLOCK_HOOK, _TOOL_HOOK = _clock.hook_addresses()
 #: The C block hook that does nothing (the benchmark's floor for the clock).
 EMPTY_HOOK_ADDRESS = _clock.empty_hook_address()
@@ -129,6 +132,7 @@ class InstructionClock:
         self.uch = uc._uch.value
         self.counter = ICount(0, NO_DEADLINE, _EMU_STOP_ADDR)
         self.counter.tick = self.counter.limit = NO_DEADLINE
+        self.counter.limited_retired = NO_DEADLINE  # no split made by the block hook yet
         self.blocks = blocks
         self.counter.blocks = blocks.address
         #: Reads code at a virtual address the guest's page tables map (user processes,
@@ -248,6 +252,8 @@ class InstructionClock:
             raise MachineError(f"the clock cannot stop {k} instructions into the block at 0x{start:x}")
         if self.next_block_limit is _UNRESOLVED:
             self.next_block_limit = _next_block_limit(self.uc)
+            if self.next_block_limit is not None:
+                self.counter.next_tb_cflags = ctypes.addressof(self.next_block_limit)
         # The same split asked for again at the same count: the limit was not honoured
         # (the run began elsewhere, an exception first): the fallback is sure to stop.
         split = (self.counter.retired, start, k)

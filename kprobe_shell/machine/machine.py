@@ -631,7 +631,7 @@ class Machine:
             ic.deadline = min(cpu.next_tick, hard_limit)
             ic.retry = IRQ_RETRY if cpu.irq_waiting else 0
             ic.if_may_rise = 1  # whatever ran meanwhile (a delivered interrupt, a handler) may have set IF
-            ic.split_size = 0
+            ic.split_size = ic.split_stop = 0
             traps.fault = None
             self._stopping = False
             try:
@@ -671,7 +671,8 @@ class Machine:
                 if by_until:
                     until = split_at
                 continue
-            at_until = self.rip == stopped_at
+            # At the deadline of a split, made here (split_block) or by the block hook.
+            at_until = self.rip == stopped_at or (ic.split_stop != 0 and self.rip == ic.split_stop)
             if at_until and ic.retired < deadline:
                 continue  # the block was reached another way, before the deadline: run on
             # A hlt that is exactly the deadline-th instruction also leaves retired ==
