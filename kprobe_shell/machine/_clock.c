@@ -22,12 +22,16 @@
  * (stop_asked).
  *
  * A deadline (the next timer tick, the end of an instruction budget or of an SMP quantum)
- * that falls inside a block cannot be honoured from a block hook.  The hook stops before
- * the block and leaves its place in split_*; InstructionClock.split_block has QEMU make
- * the next block one of just the instructions before the deadline (a block QEMU caches
- * beside the whole one), so that the hook stops the run at the block after it, or (the
- * fallback) drops the block from the translation cache and the run loop runs again with
- * `until` at the exact instruction (a handful of times per timer period).
+ * that falls inside a block cannot be honoured from a block hook.  The hook has QEMU run
+ * the block again as one of just the instructions before the deadline (limit_block: a
+ * block QEMU caches beside the whole one, so a deadline that falls there again costs no
+ * translation), and stops the run at the block after it.  Where it cannot, it stops
+ * before the block and leaves its place in split_*, and InstructionClock.split_block does
+ * the same from the run loop or (the fallback) drops the block from the translation cache
+ * and runs again with `until` at the exact instruction.  A tick due at the start of a
+ * block of user code with interrupts on is delivered by the hook itself
+ * (deliver_user_tick), as UserSpace.enter_trap would: a program's ticks (every 5,000
+ * instructions by default) never leave emu_start.
  *
  * A tick that finds interrupts off is held and retried every `retry` instructions until
  * they are on.  Interrupts can only come on at the end of a block (sti, popf, iretq and
@@ -66,6 +70,8 @@ typedef bool (*cs_disasm_iter_fn)(size_t handle, const uint8_t **code, size_t *s
  * by init(). */
 static uc_reg_fn p_reg_read;
 static uc_reg_fn p_reg_write;
+typedef int (*uc_mem_write_fn)(void *uc, uint64_t address, const void *bytes, uint64_t size);
+static uc_mem_write_fn p_mem_write;
 static uc_mem_read_fn p_mem_read;
 /* uc_vmem_read(uc, address, prot, bytes, size): through the guest's page tables */
 typedef int (*uc_vmem_read_fn)(void *uc, uint64_t address, int prot, void *bytes, size_t size);
@@ -75,10 +81,13 @@ static size_t cs_handle;
 static void *cs_insn_buf;   /* one cs_insn from cs_malloc, reused */
 static int eflags_regid;
 static int rip_regid;
+static int cs_regid;
 
 #define MAX_TOOL_HOOKS 4
 #define CF_COUNT_MASK 0x7FFF           /* QEMU's instruction limit in a block's cflags */
 #define EFLAGS_IF 0x200
+#define EFLAGS_TF 0x100
+#define TIMER_VECTOR 0x20
 
 /* Instruction counts of translated blocks, keyed by (address, size): open addressing,
  * linear probing; size 0 marks a free entry, BLOCK_GONE one whose code was rewritten.
@@ -133,6 +142,14 @@ struct icount {
     uint32_t *next_tb_cflags;
     uint64_t limited_retired, limited_addr, limited_k;
     uint64_t split_stop;
+    /* A user-space machine: a tick due at the start of a block of user code, with
+     * interrupts on, is delivered here as UserSpace.enter_trap does (the record at
+     * trap_info, IF and TF off, rip to trap_gate), and the next one set `period` later,
+     * without leaving emu_start (trap_info 0: the machine delivers every tick).
+     * tick_log: when set, (clock, rip) of each of those ticks, for the tests. */
+    uint64_t trap_info, trap_gate, period;
+    uint64_t *tick_log;
+    uint64_t tick_log_len, tick_log_cap;
 };
 
 /* Call a tool hook's Python callable with the address alone (what the callbacks use: no
@@ -280,6 +297,38 @@ static int limit_block(struct icount *c, void *uc, uint64_t address)
     return p_reg_write(uc, rip_regid, &address) == 0;
 }
 
+/* The tick due now, before the block at address: deliver it here if it is a user-mode one
+ * with interrupts on and no other deadline at the same instruction (see struct icount);
+ * returns 0 when it is the machine's to deliver. */
+static int deliver_user_tick(struct icount *c, void *uc, uint64_t address)
+{
+    uint64_t cs = 0, rflags = 0, record[5];
+    if (!c->trap_info || c->retry || c->deadline != c->tick || c->tick >= c->limit || !c->period)
+        return 0;
+    if (p_reg_read(uc, cs_regid, &cs) || (cs & 3) != 3 || p_reg_read(uc, eflags_regid, &rflags)
+        || !(rflags & EFLAGS_IF))
+        return 0;
+    record[0] = address;
+    record[1] = rflags;
+    record[2] = TIMER_VECTOR;
+    record[3] = record[4] = 0;   /* no error code, no cr2 */
+    if (p_mem_write(uc, c->trap_info, record, sizeof(record)))
+        return 0;
+    rflags &= ~(uint64_t)(EFLAGS_IF | EFLAGS_TF);
+    p_reg_write(uc, eflags_regid, &rflags);
+    p_reg_write(uc, rip_regid, &c->trap_gate);
+    if (c->tick_log && c->tick_log_len < c->tick_log_cap) {
+        c->tick_log[2 * c->tick_log_len] = c->retired;
+        c->tick_log[2 * c->tick_log_len + 1] = address;
+        c->tick_log_len++;
+    }
+    while (c->tick <= c->retired)
+        c->tick += c->period;
+    c->deadline = c->tick < c->limit ? c->tick : c->limit;
+    c->if_may_rise = 1;
+    return 1;
+}
+
 static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     struct icount *c = user_data;
@@ -305,6 +354,8 @@ static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_dat
         if (c->retired < c->deadline) {
             c->split_addr = address;
             c->split_size = size;
+        } else if (deliver_user_tick(c, uc, address)) {
+            return;
         } else if (c->retired == c->limited_retired + c->limited_k) {
             c->split_stop = address;
         }
@@ -371,16 +422,18 @@ static PyObject *hook_addresses(PyObject *self, PyObject *unused)
 }
 
 /* init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read, rip_regid,
- * uc_reg_write): capstone's iterator, a handle (x86-64, detail off) and an instruction
- * from its cs_malloc; unicorn's EFLAGS id, its register and memory readers, RIP's id and
- * its register writer (function addresses). */
+ * cs_regid, uc_reg_write, uc_mem_write): capstone's iterator, a handle (x86-64, detail
+ * off) and an instruction from its cs_malloc; unicorn's EFLAGS id, its register and memory
+ * readers, RIP's and CS's ids and its register and memory writers (function addresses). */
 static PyObject *init(PyObject *self, PyObject *args)
 {
-    unsigned long long fn, handle, insn, rr, mr, rw;
+    unsigned long long fn, handle, insn, rr, mr, rw, mw;
     int regid;
-    if (!PyArg_ParseTuple(args, "KKKiKKiK", &fn, &handle, &insn, &regid, &rr, &mr, &rip_regid, &rw))
+    if (!PyArg_ParseTuple(args, "KKKiKKiiKK", &fn, &handle, &insn, &regid, &rr, &mr, &rip_regid, &cs_regid,
+                          &rw, &mw))
         return NULL;
     p_reg_write = (uc_reg_fn)(uintptr_t)rw;
+    p_mem_write = (uc_mem_write_fn)(uintptr_t)mw;
     p_disasm_iter = (cs_disasm_iter_fn)(uintptr_t)fn;
     cs_handle = (size_t)handle;
     cs_insn_buf = (void *)(uintptr_t)insn;

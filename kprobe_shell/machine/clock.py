@@ -51,6 +51,8 @@ class ICount(ctypes.Structure):
         ("vmem", ctypes.c_uint64), ("next_tb_cflags", ctypes.c_void_p),
         ("limited_retired", ctypes.c_uint64), ("limited_addr", ctypes.c_uint64), ("limited_k", ctypes.c_uint64),
         ("split_stop", ctypes.c_uint64),
+        ("trap_info", ctypes.c_uint64), ("trap_gate", ctypes.c_uint64), ("period", ctypes.c_uint64),
+        ("tick_log", ctypes.c_void_p), ("tick_log_len", ctypes.c_uint64), ("tick_log_cap", ctypes.c_uint64),
     ]
 
 
@@ -76,7 +78,8 @@ _DECODER_INSN = _capstone_lib.cs_malloc(_DECODER.csh)  # never freed: one for th
 _clock.init(ctypes.cast(_capstone_lib.cs_disasm_iter, ctypes.c_void_p).value, _DECODER.csh.value, _DECODER_INSN,
             X.UC_X86_REG_EFLAGS, ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value,
             ctypes.cast(uclib.uc_mem_read, ctypes.c_void_p).value,
-            X.UC_X86_REG_RIP, ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value)
+            X.UC_X86_REG_RIP, X.UC_X86_REG_CS, ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value,
+            ctypes.cast(uclib.uc_mem_write, ctypes.c_void_p).value)
 _BLOCK_HOOK, _TOOL_HOOK = _clock.hook_addresses()
 #: The C block hook that does nothing (the benchmark's floor for the clock).
 EMPTY_HOOK_ADDRESS = _clock.empty_hook_address()

@@ -627,7 +627,7 @@ class Machine:
                 return self.stop_event(StopReason.BUDGET, "instruction budget reached")
             if quantum_end is not None and ic.retired >= quantum_end:
                 return QUANTUM_OVER
-            ic.tick, ic.limit = cpu.next_tick, hard_limit
+            ic.tick, ic.limit, ic.period = cpu.next_tick, hard_limit, self.timer_period
             ic.deadline = min(cpu.next_tick, hard_limit)
             ic.retry = IRQ_RETRY if cpu.irq_waiting else 0
             ic.if_may_rise = 1  # whatever ran meanwhile (a delivered interrupt, a handler) may have set IF
