@@ -620,6 +620,7 @@ class Machine:
             hard_limit = budget_end
         if quantum_end is not None and quantum_end < hard_limit:
             hard_limit = quantum_end
+        ic.period = self.timer_period  # for the ticks the block hook delivers
         while True:
             if self.stop_requested:
                 return self.stop_event(StopReason.INTERRUPTED, "stopped by request (Ctrl-C)")
@@ -627,7 +628,7 @@ class Machine:
                 return self.stop_event(StopReason.BUDGET, "instruction budget reached")
             if quantum_end is not None and ic.retired >= quantum_end:
                 return QUANTUM_OVER
-            ic.tick, ic.limit, ic.period = cpu.next_tick, hard_limit, self.timer_period
+            ic.tick, ic.limit = cpu.next_tick, hard_limit
             ic.deadline = min(cpu.next_tick, hard_limit)
             ic.retry = IRQ_RETRY if cpu.irq_waiting else 0
             ic.if_may_rise = 1  # whatever ran meanwhile (a delivered interrupt, a handler) may have set IF
