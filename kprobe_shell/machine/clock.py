@@ -14,7 +14,7 @@ from typing import Callable
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from capstone import _cs as _capstone_lib
-from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, Uc
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, Uc, uc_version
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib
 
@@ -101,7 +101,7 @@ def _next_block_limit(uc: Uc) -> ctypes.c_uint32 | None:
     request): then the clock splits blocks the slow way.  Asked once the CPU exists (after
     a first emu_start: before, unicorn has none and qemu_get_cpu would dereference NULL)."""
     get_cpu = getattr(uclib, "qemu_get_cpu_x86_64", None)
-    if not LIMITED_SPLIT or get_cpu is None:
+    if not LIMITED_SPLIT or get_cpu is None or uc_version()[0] != 2:  # unicorn 2: QEMU 5.0's layout
         return None
     get_cpu.restype, get_cpu.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_int]
     cpu = get_cpu(uc._uch, _UNASSIGNED_CPU_INDEX)  # unicorn leaves its one CPU's index unassigned
@@ -236,9 +236,11 @@ class InstructionClock:
 
     def split_block(self, k: int, until_before: int) -> tuple[int, bool]:
         """A deadline falls k instructions into the block [split_addr, +split_size), which
-        the block hook saw beginning and stopped before.  Returns (at, by_until): at, the
-        address of its k-th instruction, where the run must stop; by_until, whether
-        emu_start must be given `at` as its `until` for that.
+        the block hook saw beginning and stopped before (it splits such blocks itself,
+        limit_block in _clock.c, once next_block_limit is known: the first split, a repeat,
+        a CPU without it come here).  Returns (at, by_until): at, the address of its k-th
+        instruction, where the run must stop; by_until, whether emu_start must be given
+        `at` as its `until` for that.
 
         The cheap way (next_block_limit): the next block QEMU translates or looks up is one
         of at most k instructions (CPUState.cflags_next_tb, the icount mechanism), so the
