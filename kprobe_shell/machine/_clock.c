@@ -22,11 +22,16 @@
  * (stop_asked).
  *
  * A deadline (the next timer tick, the end of an instruction budget or of an SMP quantum)
- * that falls inside a block cannot be honoured from a block hook.  The hook stops before
- * the block and leaves its place in split_*; InstructionClock.split_block drops that
- * block from the translation cache and the run loop runs again with `until` at the exact
- * instruction, which makes unicorn end the block there (a handful of times per timer
- * period).
+ * that falls inside a block cannot be honoured from a block hook.  The hook has QEMU run
+ * the block again as one of just the instructions before the deadline (limit_block: a
+ * block QEMU caches beside the whole one, so a deadline that falls there again costs no
+ * translation), and stops the run at the block after it.  Where it cannot, it stops
+ * before the block and leaves its place in split_*, and InstructionClock.split_block does
+ * the same from the run loop or (the fallback) drops the block from the translation cache
+ * and runs again with `until` at the exact instruction.  A tick due at the start of a
+ * block of user code with interrupts on is delivered by the hook itself
+ * (deliver_user_tick), as UserSpace.enter_trap would: a program's ticks (every 5,000
+ * instructions by default) never leave emu_start.
  *
  * A tick that finds interrupts off is held and retried every `retry` instructions until
  * they are on.  Interrupts can only come on at the end of a block (sti, popf, iretq and
@@ -61,8 +66,12 @@ typedef int (*uc_mem_read_fn)(void *uc, uint64_t address, void *bytes, uint64_t 
 /* capstone's cs_disasm_iter(csh, const uint8_t **code, size_t *size, uint64_t *address, cs_insn *) */
 typedef bool (*cs_disasm_iter_fn)(size_t handle, const uint8_t **code, size_t *size, uint64_t *address, void *insn);
 
-/* unicorn's uc_reg_read and uc_mem_read, and capstone's decoder: passed in by init(). */
+/* unicorn's uc_reg_read, uc_reg_write and uc_mem_read, and capstone's decoder: passed in
+ * by init(). */
 static uc_reg_fn p_reg_read;
+static uc_reg_fn p_reg_write;
+typedef int (*uc_mem_write_fn)(void *uc, uint64_t address, const void *bytes, uint64_t size);
+static uc_mem_write_fn p_mem_write;
 static uc_mem_read_fn p_mem_read;
 /* uc_vmem_read(uc, address, prot, bytes, size): through the guest's page tables */
 typedef int (*uc_vmem_read_fn)(void *uc, uint64_t address, int prot, void *bytes, size_t size);
@@ -71,9 +80,14 @@ static cs_disasm_iter_fn p_disasm_iter;
 static size_t cs_handle;
 static void *cs_insn_buf;   /* one cs_insn from cs_malloc, reused */
 static int eflags_regid;
+static int rip_regid;
+static int cs_regid;
 
 #define MAX_TOOL_HOOKS 4
+#define CF_COUNT_MASK 0x7FFF           /* QEMU's instruction limit in a block's cflags */
 #define EFLAGS_IF 0x200
+#define EFLAGS_TF 0x100
+#define TIMER_VECTOR 0x20
 
 /* Instruction counts of translated blocks, keyed by (address, size): open addressing,
  * linear probing; size 0 marks a free entry, BLOCK_GONE one whose code was rewritten.
@@ -121,6 +135,21 @@ struct icount {
     volatile uint64_t stop_asked;
     /* The guest runs with paging (user processes): decode blocks through its page tables. */
     uint64_t vmem;
+    /* unicorn's CPUState.cflags_next_tb (NULL: not found, see clock.py): the block hook
+     * splits a block at a deadline itself, without leaving emu_start.  limited_*: the
+     * last split it made (made again at the same count, it was not honoured: the hook
+     * stops instead).  split_stop: where the run stopped at the deadline of that split. */
+    uint32_t *next_tb_cflags;
+    uint64_t limited_retired, limited_addr, limited_k;
+    uint64_t split_stop;
+    /* A user-space machine: a tick due at the start of a block of user code, with
+     * interrupts on, is delivered here as UserSpace.enter_trap does (the record at
+     * trap_info, IF and TF off, rip to trap_gate), and the next one set `period` later,
+     * without leaving emu_start (trap_info 0: the machine delivers every tick).
+     * tick_log: when set, (clock, rip) of each of those ticks, for the tests. */
+    uint64_t trap_info, trap_gate, period;
+    uint64_t *tick_log;
+    uint64_t tick_log_len, tick_log_cap;
 };
 
 /* Call a tool hook's Python callable with the address alone (what the callbacks use: no
@@ -249,6 +278,57 @@ static int interrupts_on(void *uc)
     return (eflags & EFLAGS_IF) != 0;
 }
 
+/* A deadline falls inside the block at address: have QEMU run it again as a block of just
+ * the instructions before the deadline (the next block looked up or translated takes its
+ * cflags from cflags_next_tb; QEMU caches it beside the whole block).  Rewriting rip, to
+ * the same address, makes unicorn leave this block before its first instruction and look
+ * the next one up without leaving emu_start.  The block hook then stops the run at the
+ * block after it, at the deadline.  Returns 0 when the split is the machine's to make. */
+static int limit_block(struct icount *c, void *uc, uint64_t address)
+{
+    uint64_t k = c->deadline - c->retired;
+    if (!c->next_tb_cflags || k > CF_COUNT_MASK
+        || (c->limited_retired == c->retired && c->limited_addr == address && c->limited_k == k))
+        return 0;
+    c->limited_retired = c->retired;
+    c->limited_addr = address;
+    c->limited_k = k;
+    *c->next_tb_cflags = (uint32_t)k;
+    return p_reg_write(uc, rip_regid, &address) == 0;
+}
+
+/* The tick due now, before the block at address: deliver it here if it is a user-mode one
+ * with interrupts on and no other deadline at the same instruction (see struct icount);
+ * returns 0 when it is the machine's to deliver. */
+static int deliver_user_tick(struct icount *c, void *uc, uint64_t address)
+{
+    uint64_t cs = 0, rflags = 0, record[5];
+    if (!c->trap_info || c->retry || c->deadline != c->tick || c->tick >= c->limit || !c->period)
+        return 0;
+    if (p_reg_read(uc, cs_regid, &cs) || (cs & 3) != 3 || p_reg_read(uc, eflags_regid, &rflags)
+        || !(rflags & EFLAGS_IF))
+        return 0;
+    record[0] = address;
+    record[1] = rflags;
+    record[2] = TIMER_VECTOR;
+    record[3] = record[4] = 0;   /* no error code, no cr2 */
+    if (p_mem_write(uc, c->trap_info, record, sizeof(record)))
+        return 0;
+    rflags &= ~(uint64_t)(EFLAGS_IF | EFLAGS_TF);
+    p_reg_write(uc, eflags_regid, &rflags);
+    p_reg_write(uc, rip_regid, &c->trap_gate);
+    if (c->tick_log && c->tick_log_len < c->tick_log_cap) {
+        c->tick_log[2 * c->tick_log_len] = c->retired;
+        c->tick_log[2 * c->tick_log_len + 1] = address;
+        c->tick_log_len++;
+    }
+    while (c->tick <= c->retired)
+        c->tick += c->period;
+    c->deadline = c->tick < c->limit ? c->tick : c->limit;
+    c->if_may_rise = 1;
+    return 1;
+}
+
 static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     struct icount *c = user_data;
@@ -269,9 +349,15 @@ static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_dat
     }
     if (end > c->deadline) {
         c->blk_end = 0;            /* this block does not start now */
+        if (c->retired < c->deadline && limit_block(c, uc, address))
+            return;
         if (c->retired < c->deadline) {
             c->split_addr = address;
             c->split_size = size;
+        } else if (deliver_user_tick(c, uc, address)) {
+            return;
+        } else if (c->retired == c->limited_retired + c->limited_k) {
+            c->split_stop = address;
         }
         c->emu_stop(uc);
         return;
@@ -335,15 +421,19 @@ static PyObject *hook_addresses(PyObject *self, PyObject *unused)
     return Py_BuildValue("(NN)", PyLong_FromVoidPtr((void *)block_hook), PyLong_FromVoidPtr((void *)tool_hook));
 }
 
-/* init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read): capstone's
- * iterator, a handle (x86-64, detail off) and an instruction from its cs_malloc; unicorn's
- * EFLAGS id and its register and memory readers (function addresses). */
+/* init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read, rip_regid,
+ * cs_regid, uc_reg_write, uc_mem_write): capstone's iterator, a handle (x86-64, detail
+ * off) and an instruction from its cs_malloc; unicorn's EFLAGS id, its register and memory
+ * readers, RIP's and CS's ids and its register and memory writers (function addresses). */
 static PyObject *init(PyObject *self, PyObject *args)
 {
-    unsigned long long fn, handle, insn, rr, mr;
+    unsigned long long fn, handle, insn, rr, mr, rw, mw;
     int regid;
-    if (!PyArg_ParseTuple(args, "KKKiKK", &fn, &handle, &insn, &regid, &rr, &mr))
+    if (!PyArg_ParseTuple(args, "KKKiKKiiKK", &fn, &handle, &insn, &regid, &rr, &mr, &rip_regid, &cs_regid,
+                          &rw, &mw))
         return NULL;
+    p_reg_write = (uc_reg_fn)(uintptr_t)rw;
+    p_mem_write = (uc_mem_write_fn)(uintptr_t)mw;
     p_disasm_iter = (cs_disasm_iter_fn)(uintptr_t)fn;
     cs_handle = (size_t)handle;
     cs_insn_buf = (void *)(uintptr_t)insn;

@@ -14,7 +14,7 @@ from typing import Callable
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from capstone import _cs as _capstone_lib
-from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, Uc
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, Uc, uc_version
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib
 
@@ -48,7 +48,11 @@ class ICount(ctypes.Structure):
         ("blk_n", ctypes.c_uint64),
         ("split_addr", ctypes.c_uint64), ("split_size", ctypes.c_uint64),
         ("blocks", ctypes.c_void_p), ("if_may_rise", ctypes.c_uint64), ("stop_asked", ctypes.c_uint64),
-        ("vmem", ctypes.c_uint64),
+        ("vmem", ctypes.c_uint64), ("next_tb_cflags", ctypes.c_void_p),
+        ("limited_retired", ctypes.c_uint64), ("limited_addr", ctypes.c_uint64), ("limited_k", ctypes.c_uint64),
+        ("split_stop", ctypes.c_uint64),
+        ("trap_info", ctypes.c_uint64), ("trap_gate", ctypes.c_uint64), ("period", ctypes.c_uint64),
+        ("tick_log", ctypes.c_void_p), ("tick_log_len", ctypes.c_uint64), ("tick_log_cap", ctypes.c_uint64),
     ]
 
 
@@ -73,10 +77,39 @@ _capstone_lib.cs_malloc.argtypes = [ctypes.c_size_t]
 _DECODER_INSN = _capstone_lib.cs_malloc(_DECODER.csh)  # never freed: one for the process
 _clock.init(ctypes.cast(_capstone_lib.cs_disasm_iter, ctypes.c_void_p).value, _DECODER.csh.value, _DECODER_INSN,
             X.UC_X86_REG_EFLAGS, ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value,
-            ctypes.cast(uclib.uc_mem_read, ctypes.c_void_p).value)
+            ctypes.cast(uclib.uc_mem_read, ctypes.c_void_p).value,
+            X.UC_X86_REG_RIP, X.UC_X86_REG_CS, ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value,
+            ctypes.cast(uclib.uc_mem_write, ctypes.c_void_p).value)
 _BLOCK_HOOK, _TOOL_HOOK = _clock.hook_addresses()
 #: The C block hook that does nothing (the benchmark's floor for the clock).
 EMPTY_HOOK_ADDRESS = _clock.empty_hook_address()
+
+#: Split a block at a deadline with an instruction-limited block (InstructionClock.split_block);
+#: False forces the fallback, which the tests compare it with.
+LIMITED_SPLIT = True
+_CF_COUNT_MASK = 0x7FFF  # QEMU's instruction limit field of a block's cflags
+#: Where QEMU 5.0's struct CPUState (unicorn 2's qemu/include/hw/core/cpu.h) keeps
+#: cflags_next_tb: after int nr_cores, int nr_threads, a pointer and seven bools, on LP64.
+_CFLAGS_NEXT_TB_OFFSET = 24
+_UNASSIGNED_CPU_INDEX = -1
+_UNRESOLVED = object()
+
+
+def _next_block_limit(uc: Uc) -> ctypes.c_uint32 | None:
+    """unicorn's CPUState.cflags_next_tb for uc's CPU (0xFFFFFFFF: no request), or None
+    when it cannot be found or does not look as QEMU leaves it (one core, one thread, no
+    request): then the clock splits blocks the slow way.  Asked once the CPU exists (after
+    a first emu_start: before, unicorn has none and qemu_get_cpu would dereference NULL)."""
+    get_cpu = getattr(uclib, "qemu_get_cpu_x86_64", None)
+    if not LIMITED_SPLIT or get_cpu is None or uc_version()[0] != 2:  # unicorn 2: QEMU 5.0's layout
+        return None
+    get_cpu.restype, get_cpu.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_int]
+    cpu = get_cpu(uc._uch, _UNASSIGNED_CPU_INDEX)  # unicorn leaves its one CPU's index unassigned
+    if not cpu:
+        return None
+    cores_threads = tuple((ctypes.c_int32 * 2).from_address(cpu))
+    field = ctypes.c_uint32.from_address(cpu + _CFLAGS_NEXT_TB_OFFSET)
+    return field if cores_threads == (1, 1) and field.value == 0xFFFFFFFF else None
 
 
 class BlockTable:
@@ -102,6 +135,7 @@ class InstructionClock:
         self.uch = uc._uch.value
         self.counter = ICount(0, NO_DEADLINE, _EMU_STOP_ADDR)
         self.counter.tick = self.counter.limit = NO_DEADLINE
+        self.counter.limited_retired = NO_DEADLINE  # no split made by the block hook yet
         self.blocks = blocks
         self.counter.blocks = blocks.address
         #: Reads code at a virtual address the guest's page tables map (user processes,
@@ -109,6 +143,9 @@ class InstructionClock:
         self.read_virtual: Callable[[int, int], bytes] | None = None
         #: Where `retired` is (its first field), for capi.peek_u64.
         self.retired_addr = ctypes.addressof(self.counter)
+        #: unicorn's request for the next block's instruction limit (see split_block).
+        self.next_block_limit: ctypes.c_uint32 | None | object = _UNRESOLVED
+        self._last_split: tuple[int, int, int] | None = None
 
     def install(self, text_span: tuple[int, int]) -> None:
         """Count instructions started in the image's text, a block at a time, and in the
@@ -197,19 +234,41 @@ class InstructionClock:
         else:
             ic.blk_end = 0
 
-    def split_block(self, k: int, until_before: int) -> int:
+    def split_block(self, k: int, until_before: int) -> tuple[int, bool]:
         """A deadline falls k instructions into the block [split_addr, +split_size), which
-        the block hook saw beginning and stopped before.  Returns the address of its k-th
-        instruction, to run with `until` there: the block is dropped from the translation
-        cache, so that unicorn translates it again and ends it at that address (a cached
-        block would run past it)."""
+        the block hook saw beginning and stopped before (it splits such blocks itself,
+        limit_block in _clock.c, once next_block_limit is known: the first split, a repeat,
+        a CPU without it come here).  Returns (at, by_until): at, the address of its k-th
+        instruction, where the run must stop; by_until, whether emu_start must be given
+        `at` as its `until` for that.
+
+        The cheap way (next_block_limit): the next block QEMU translates or looks up is one
+        of at most k instructions (CPUState.cflags_next_tb, the icount mechanism), so the
+        run stops before `at` at the block hook, like any deadline at a block's start
+        (until stays until_never).  QEMU keeps such a block in its cache beside the whole
+        one, keyed by its instruction limit: a tick that lands on the same instruction
+        again translates nothing.  The fallback drops the whole block from the cache and
+        runs with `until` at `at`, which makes unicorn translate it again ending there and
+        drop that after the run: two translations per split."""
         start, size = self.counter.split_addr, self.counter.split_size
         # Decoded in C, as the block hook counted it: a few times per timer period.
         at = _clock.nth_instruction(self.uch, start, size, k, self.counter.vmem) if k > 0 else 0
         if not at or at == until_before:
             raise MachineError(f"the clock cannot stop {k} instructions into the block at 0x{start:x}")
+        if self.next_block_limit is _UNRESOLVED:
+            self.next_block_limit = _next_block_limit(self.uc)
+            if self.next_block_limit is not None:
+                self.counter.next_tb_cflags = ctypes.addressof(self.next_block_limit)
+        # The same split asked for again at the same count: the limit was not honoured
+        # (the run began elsewhere, an exception first): the fallback is sure to stop.
+        split = (self.counter.retired, start, k)
+        if self.next_block_limit is not None and k <= _CF_COUNT_MASK and split != self._last_split:
+            self._last_split = split
+            self.next_block_limit.value = k
+            return at, False
+        self._last_split = None
         self.uc.ctl_remove_cache(start, start + size)
-        return at
+        return at, True
 
     def count_in(self, counted: ctypes.Array, base: int, size: int) -> None:
         """Count the instructions of [base, base+size) marked in the byte map counted."""

@@ -65,7 +65,7 @@ class Interrupts:
         machine = self.machine
         if machine.userspace is not None and machine.userspace.user_mode():
             return None  # the trap gate switches to the kernel stack
-        rsp = machine.uc.reg_read(X.UC_X86_REG_RSP)
+        rsp = capi.reg_read(machine.uch, X.UC_X86_REG_RSP)
         frame_at = ((rsp & ~0xF) - 40) & 0xFFFFFFFFFFFFFFFF
         if machine.is_mapped(frame_at, 40) or self.idt_gate(vector) is None:
             return None
@@ -106,18 +106,17 @@ class Interrupts:
         if gate is None:
             return False
         handler, gate_type = gate
-        uc = machine.uc
-        read = uc.reg_read
-        rsp = read(X.UC_X86_REG_RSP)
-        rflags = read(X.UC_X86_REG_EFLAGS)
-        frame = struct.pack(
-            "<5Q", read(X.UC_X86_REG_RIP), read(X.UC_X86_REG_CS), rflags, rsp, read(X.UC_X86_REG_SS)
-        )
+        uch = machine.uch
+        read, write = capi.reg_read, capi.reg_write  # every tick in the kernel comes here
+        rsp = read(uch, X.UC_X86_REG_RSP)
+        rflags = read(uch, X.UC_X86_REG_EFLAGS)
+        frame = struct.pack("<5Q", read(uch, X.UC_X86_REG_RIP), read(uch, X.UC_X86_REG_CS), rflags, rsp,
+                            read(uch, X.UC_X86_REG_SS))
         new_rsp = (rsp & ~0xF) - len(frame)
         machine.write(new_rsp, frame)
-        uc.reg_write(X.UC_X86_REG_RSP, new_rsp)
+        write(uch, X.UC_X86_REG_RSP, new_rsp)
         if gate_type == 0xE:  # interrupt gate: IF off on entry; trap gates leave it
             rflags &= ~EFLAGS_IF
-        uc.reg_write(X.UC_X86_REG_EFLAGS, rflags & ~EFLAGS_TF)
-        uc.reg_write(X.UC_X86_REG_RIP, handler)
+        write(uch, X.UC_X86_REG_EFLAGS, rflags & ~EFLAGS_TF)
+        write(uch, X.UC_X86_REG_RIP, handler)
         return True

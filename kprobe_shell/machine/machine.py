@@ -625,12 +625,15 @@ class Machine:
         its quantum up (end_quantum), or it parks in `cli; hlt` (PARKED)."""
         uc, cpu, clock, traps, smp = self.uc, self.cpu, self.clock, self.traps, self.smp
         ic = clock.counter
-        until = self.until_never  # where a deadline inside a block is (see InstructionClock.split_block)
+        # Where a deadline inside a block is (see InstructionClock.split_block), and
+        # emu_start's `until` when the run must stop there by it.
+        split_at = until = self.until_never
         hard_limit = NO_DEADLINE  # the deadlines besides the timer's
         if budget_end is not None:
             hard_limit = budget_end
         if quantum_end is not None and quantum_end < hard_limit:
             hard_limit = quantum_end
+        ic.period = self.timer_period  # for the ticks the block hook delivers
         while True:
             if self.stop_requested:
                 return self.stop_event(StopReason.INTERRUPTED, "stopped by request (Ctrl-C)")
@@ -642,7 +645,7 @@ class Machine:
             ic.deadline = min(cpu.next_tick, hard_limit)
             ic.retry = IRQ_RETRY if cpu.irq_waiting else 0
             ic.if_may_rise = 1  # whatever ran meanwhile (a delivered interrupt, a handler) may have set IF
-            ic.split_size = 0
+            ic.split_size = ic.split_stop = 0
             traps.fault = None
             self._stopping = False
             try:
@@ -656,7 +659,8 @@ class Machine:
             finally:
                 ic.deadline = NO_DEADLINE
                 cpu.next_tick = ic.tick  # the block hook moves a tick waiting for IF on
-                stopped_at_until, until = until, self.until_never
+                stopped_at, split_at = split_at, self.until_never
+                until = self.until_never
             deadline = min(cpu.next_tick, hard_limit)
             asked = ic.stop_asked and not self.stop_requested
             if asked:
@@ -680,9 +684,12 @@ class Machine:
             if self.stop_requested and not _executed_hlt(self):
                 continue  # (a CPU that executed hlt goes to sleep first: the stop must not wake it)
             if ic.split_size:
-                until = clock.split_block(deadline - ic.retired, stopped_at_until)
+                split_at, by_until = clock.split_block(deadline - ic.retired, stopped_at)
+                if by_until:
+                    until = split_at
                 continue
-            at_until = self.rip == stopped_at_until
+            # At the deadline of a split, made here (split_block) or by the block hook.
+            at_until = self.rip == stopped_at or (ic.split_stop != 0 and self.rip == ic.split_stop)
             if at_until and ic.retired < deadline:
                 continue  # the block was reached another way, before the deadline: run on
             # A hlt that is exactly the deadline-th instruction also leaves retired ==

@@ -94,6 +94,11 @@ def _find_old_exception_offset() -> int | None:
 _OLD_EXCEPTION_OFFSET = _find_old_exception_offset()
 #: The vectors QEMU's check_exception remembers in old_exception (#DE, #TS-#GP, #PF).
 _CONTRIBUTORY_OR_PF = frozenset({0, 10, 11, 12, 13, 14})
+#: Each CPU's record of the trap it takes from user mode (user_trap_info in entry.S).
+_TRAP_INFO_SIZE = 64
+#: The clock's block hook delivers user-mode ticks itself (see install_cpu_hooks); False
+#: leaves every tick to Interrupts.timer_tick, which the tests compare it with.
+USER_TICKS_IN_HOOK = True
 
 
 def reset_old_exception(uc) -> None:
@@ -244,6 +249,11 @@ class UserSpace:
         uc = cpu.uc
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         cpu.icount.vmem = 1
+        if USER_TICKS_IN_HOOK:
+            # The clock's block hook delivers a tick that is due at the start of a block of
+            # user code as enter_trap does (see struct icount in _clock.c).
+            cpu.icount.trap_info = self.trap_info + _TRAP_INFO_SIZE * cpu.index
+            cpu.icount.trap_gate = self.trap_gate
         block_hook = _clock.hook_addresses()[0]
         for lo, hi in USER_RANGES:
             handle = ctypes.c_size_t()
@@ -305,7 +315,8 @@ class UserSpace:
         rflags = capi.reg_read(uch, X.UC_X86_REG_EFLAGS)
         cr2 = capi.reg_read(uch, X.UC_X86_REG_CR2) if vector == 14 else 0
         error = self._page_fault_error(cr2, rip) if vector == 14 else 0
-        capi.mem_write(uch, self.trap_info + 64 * m.cpu.index, struct.pack("<5Q", rip, rflags, vector, error, cr2))
+        capi.mem_write(uch, self.trap_info + _TRAP_INFO_SIZE * m.cpu.index,
+                       struct.pack("<5Q", rip, rflags, vector, error, cr2))
         if vector in _CONTRIBUTORY_OR_PF:
             reset_old_exception(m.uc)
         capi.reg_write(uch, X.UC_X86_REG_EFLAGS, rflags & ~(EFLAGS_IF | EFLAGS_TF))
