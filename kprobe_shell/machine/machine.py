@@ -136,6 +136,15 @@ def _page_runs(image: Image) -> tuple[list[tuple[int, int, int]], list[int]]:
     return runs, sorted(pages)
 
 
+def _arm_clock(ic, cpu, hard_limit: int) -> None:
+    """The clock's deadlines for the next emu_start: the CPU's next tick and the others."""
+    ic.tick, ic.limit = cpu.next_tick, hard_limit
+    ic.deadline = min(cpu.next_tick, hard_limit)
+    ic.retry = IRQ_RETRY if cpu.irq_waiting else 0
+    ic.if_may_rise = 1  # whatever ran meanwhile (a delivered interrupt, a handler) may have set IF
+    ic.split_size = ic.split_stop = 0
+
+
 def _answer_stop_asked(machine: "Machine") -> None:
     """C code set a CPU's stop word with no stop requested: its listeners act (a trace
     ring's output prints), and every CPU runs on."""
@@ -628,11 +637,8 @@ class Machine:
         # Where a deadline inside a block is (see InstructionClock.split_block), and
         # emu_start's `until` when the run must stop there by it.
         split_at = until = self.until_never
-        hard_limit = NO_DEADLINE  # the deadlines besides the timer's
-        if budget_end is not None:
-            hard_limit = budget_end
-        if quantum_end is not None and quantum_end < hard_limit:
-            hard_limit = quantum_end
+        hard_limit = min(NO_DEADLINE if budget_end is None else budget_end,
+                         NO_DEADLINE if quantum_end is None else quantum_end)  # besides the timer's
         ic.period = self.timer_period  # for the ticks the block hook delivers
         while True:
             if self.stop_requested:
@@ -641,11 +647,7 @@ class Machine:
                 return self.stop_event(StopReason.BUDGET, "instruction budget reached")
             if quantum_end is not None and ic.retired >= quantum_end:
                 return QUANTUM_OVER
-            ic.tick, ic.limit = cpu.next_tick, hard_limit
-            ic.deadline = min(cpu.next_tick, hard_limit)
-            ic.retry = IRQ_RETRY if cpu.irq_waiting else 0
-            ic.if_may_rise = 1  # whatever ran meanwhile (a delivered interrupt, a handler) may have set IF
-            ic.split_size = ic.split_stop = 0
+            _arm_clock(ic, cpu, hard_limit)
             traps.fault = None
             self._stopping = False
             try:
