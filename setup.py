@@ -10,5 +10,8 @@ setup(
         Extension("kprobe_shell.machine._accessors", ["kprobe_shell/machine/_accessors.c"]),
         # The handler guard's insistent trace function (see kprobe_shell/kprobes/guard.py).
         Extension("kprobe_shell.kprobes._insist", ["kprobe_shell/kprobes/_insist.c"]),
+        # Probe events' fetch programs and hits recorded in C (see kprobe_shell/tracing/cfetch.py).
+        Extension("kprobe_shell.tracing._hit", ["kprobe_shell/tracing/_hit.c"],
+                  include_dirs=["kprobe_shell/tracing"]),
     ]
 )
