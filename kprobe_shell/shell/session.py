@@ -24,6 +24,7 @@ from .registry import CommandError, QuitRequest
 from .resolve import resolve
 from .script import run_lines
 from .gdbvalues import gdb_state, show_displays
+from . import crecord
 from .settings import DEFAULT_SETTINGS, configure_machine, parse_setting
 from .userprobes import UserProbe, UserProbes, create_from_spec
 
@@ -93,6 +94,8 @@ class Session:
         except (ImageError, MachineError) as exc:
             raise CommandError(str(exc)) from None
         configure_machine(self, m)
+        # after the optimizer's own (appended when the engine was made)
+        m.before_run.append(lambda: crecord.refresh(self))
         m.kprobes.listeners.append(self._on_engine_event)
         m.serial.line_listeners.append(self._on_console_line)
         return m

@@ -38,6 +38,7 @@ struct ring_api {
     uint8_t *(*reserve)(struct trace_ring *ring, int cpu, uint64_t time_ns, uint32_t len, int32_t pid,
                         const char *comm);
     void (*commit)(struct trace_ring *ring, int cpu);
+    void (*set_faults)(struct trace_ring *ring, int cpu, uint64_t arg_mask);
 };
 #endif
 
@@ -252,7 +253,8 @@ static void put_int(uint8_t *at, uint64_t v, unsigned size)
 }
 
 /* A faulted argument: its field as tracedat.EventFormat.record packs a missing value (0,
- * or the empty string), and the bit that says it faulted. */
+ * or the empty string), and the bit that says it faulted (the ring's fault mask, see
+ * ringbuf.h). */
 static void store_fault(struct fetch_state *st, int arg, uint64_t spec, int is_string)
 {
     st->values[arg].kind = V_NONE;
@@ -565,6 +567,8 @@ static int record_hit(struct hit_table *t, struct hit_probe *hp, void *uc)
         uint8_t *at = ring_api->reserve(hp->ring, 0, *t->retired, st.data_at, task.pid, task.comm);
         if (at) {
             memcpy(at, rec, st.data_at);
+            if (st.faults)
+                ring_api->set_faults(hp->ring, 0, st.faults);
             ring_api->commit(hp->ring, 0);
         }
     }
