@@ -107,7 +107,7 @@ class Session:
         self.machine, self.image_path = new, path
         self.probes.clear()
         # A fresh machine is a fresh run: maps start empty, as each bpftrace run's do.
-        self.maps.clear()
+        self.maps.reset()
         self._repeated_failures.clear()  # a fresh run says its failures afresh
         self.stop_event = None
         self.last_regs = None
@@ -216,7 +216,7 @@ class Session:
         shown = []
         for name in names if names is not None else self.maps.names():
             bmap = self.maps.maps[name]
-            if not bmap.entries:
+            if not bmap.keys_count:
                 continue
             self.out.event(bmap.as_json(), bmap.text(), None)
             shown.append(bmap.as_json())

@@ -14,49 +14,26 @@ Printing follows bpftrace's text output: scalar maps sorted by value (ties broke
 key, so the output is deterministic where bpftrace's hash order is not), histogram maps
 by key, each histogram row as ``LABEL(16 wide) COUNT(8 wide) |BAR(52 wide)|`` with a bar
 of ``@`` proportional to the largest bucket, and a blank line after each map.
+
+The entries are kept in C (_maps.c) so that a probe hit's C code updates them without
+Python (cmaps.h); values are 64-bit, signed or unsigned, and sums exact.  A map holds at
+most MAX_KEYS keys (bpftrace's max_map_keys, 4096): updates with a new key beyond that are
+dropped, counted, and the count printed with the map.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from ..display import Displayed
+from . import _maps
+from ._maps import MAX_KEYS, MapError
 
-__all__ = ["MAP_KINDS", "BpfMap", "MapError", "MapStore", "hist_index", "lhist_index"]
+__all__ = ["MAP_KINDS", "MAX_KEYS", "BpfMap", "MapError", "MapStore", "hist_index", "lhist_index"]
 
 #: Every aggregation function, as bpftrace names them.
 MAP_KINDS = ("count", "sum", "min", "max", "avg", "stats", "hist", "lhist")
 SCALAR_KINDS = ("count", "sum", "min", "max", "avg", "stats")
 BAR_WIDTH = 52  # bpftrace's max_width
-
-
-class MapError(Exception):
-    """A map used inconsistently (another kind, other lhist bounds, a non-integer value)."""
-
-
-def _key_tuple(key) -> tuple:
-    """None -> no key; a tuple -> several keys; anything else -> one key."""
-    if key is None:
-        return ()
-    if isinstance(key, tuple):
-        return tuple(_key_part(k) for k in key)
-    return (_key_part(key),)
-
-
-def _key_part(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (int, str)):
-        return value
-    raise MapError(f"a map key must be a string or an integer, not {type(value).__name__}")
-
-
-def _int_value(value, kind: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise MapError(f"{kind}() needs an integer value, not {type(value).__name__} {value!r}")
-    return value
 
 
 # ---------------------------------------------------------------------- buckets
@@ -126,48 +103,68 @@ def _lhist_range(index: int, lo: int, hi: int, step: int) -> tuple[int | None, i
 
 
 # ---------------------------------------------------------------------- one map
-@dataclass
-class BpfMap(Displayed):
-    name: str                      # "@opens"
-    kind: str                      # one of MAP_KINDS
-    params: tuple = ()             # lhist: (min, max, step)
-    entries: dict = field(default_factory=dict)  # key tuple -> state
+def _average(n: int, total: int) -> int:
+    """bpftrace's avg: the total over the count, as an integer rounded toward zero."""
+    if not n:
+        return 0
+    quotient = abs(total) // n
+    return quotient if total >= 0 else -quotient
 
-    def update(self, key: tuple, value: int | None) -> None:
-        kind = self.kind
-        if kind == "count":
-            self.entries[key] = self.entries.get(key, 0) + 1
-            return
-        value = _int_value(value, kind)
-        if kind == "sum":
-            self.entries[key] = self.entries.get(key, 0) + value
-        elif kind == "min":
-            self.entries[key] = min(self.entries.get(key, value), value)
-        elif kind == "max":
-            self.entries[key] = max(self.entries.get(key, value), value)
-        elif kind in ("avg", "stats"):
-            n, total = self.entries.get(key, (0, 0))
-            self.entries[key] = (n + 1, total + value)
-        else:
-            index = hist_index(value) if kind == "hist" else lhist_index(value, *self.params)
-            buckets = self.entries.setdefault(key, {})
-            buckets[index] = buckets.get(index, 0) + 1
+
+class BpfMap(Displayed):
+    """One map.  Its entries live in C (_maps.c), where the probe hit's C code updates them
+    too (cmaps.h): `handle` is the struct cmap * for it, valid while this object lives."""
+
+    __slots__ = ("name", "kind", "params", "_cmap")
+
+    def __init__(self, name: str, kind: str, params: tuple = (), max_entries: int = MAX_KEYS) -> None:
+        self.name = name               # "@opens"
+        self.kind = kind               # one of MAP_KINDS
+        self.params = tuple(params)    # lhist: (min, max, step)
+        self._cmap = _maps.Map(MAP_KINDS.index(kind), *self.params, max_entries=max_entries)
+
+    def __repr__(self) -> str:
+        return f"BpfMap({self.name!r}, {self.kind!r}, {self.params!r}, {self.keys_count} keys)"
+
+    def update(self, key, value: int | None) -> None:
+        """key: None, one key part or a tuple of them (ints and strings); value ignored by count()."""
+        self._cmap.update(key, value)
+
+    def clear(self) -> None:
+        self._cmap.clear()
 
     # -------------------------------------------------------------- reading it back
-    def scalar(self, key: tuple) -> int:
+    @property
+    def handle(self) -> int:
+        return self._cmap.handle
+
+    @property
+    def entries(self) -> dict:
+        """key tuple -> state: an int (count, sum, min, max), (count, total) (avg, stats),
+        {bucket index: count} (hist, lhist); a copy read from C."""
+        return self._cmap.entries()
+
+    @property
+    def keys_count(self) -> int:
+        return len(self._cmap)
+
+    @property
+    def dropped(self) -> int:
+        """Updates refused because the map already held max_entries keys."""
+        return self._cmap.dropped
+
+    def scalar(self, key: tuple, entries: dict | None = None) -> int:
         """The number bpftrace prints (and sorts by) for a scalar map entry."""
-        state = self.entries[key]
-        if self.kind == "avg":
-            n, total = state
-            return int(total / n) if n else 0  # bpftrace: integer division toward zero
-        if self.kind == "stats":
-            return state[1]
+        state = (self.entries if entries is None else entries)[key]
+        if self.kind in ("avg", "stats"):
+            return _average(*state) if self.kind == "avg" else state[1]
         return state
 
-    def sorted_keys(self) -> list[tuple]:
+    def sorted_keys(self, entries: dict | None = None) -> list[tuple]:
+        entries = self.entries if entries is None else entries
         if self.kind in SCALAR_KINDS:
-            return sorted(self.entries, key=lambda k: (self.scalar(k), _sort_key(k)))
-        return sorted(self.entries, key=_sort_key)
+            return sorted(entries, key=lambda k: (self.scalar(k, entries), _sort_key(k)))
+        return sorted(entries, key=_sort_key)
 
     def label(self, key: tuple) -> str:
         if not key:
@@ -177,21 +174,27 @@ class BpfMap(Displayed):
     def text(self) -> str:
         """The map as bpftrace prints it at exit (ends with a blank line)."""
         lines = []
-        for key in self.sorted_keys():
+        entries = self.entries
+        for key in self.sorted_keys(entries):
             if self.kind in SCALAR_KINDS:
                 if self.kind == "stats":
-                    n, total = self.entries[key]
-                    avg = int(total / n) if n else 0
-                    lines.append(f"{self.label(key)}: count {n}, average {avg}, total {total}")
+                    n, total = entries[key]
+                    lines.append(f"{self.label(key)}: count {n}, average {_average(n, total)}, total {total}")
                 else:
-                    lines.append(f"{self.label(key)}: {self.scalar(key)}")
+                    lines.append(f"{self.label(key)}: {self.scalar(key, entries)}")
             else:
                 lines.append(f"{self.label(key)}:")
-                lines.extend(self._histogram_rows(self.entries[key]))
+                lines.extend(self._histogram_rows(entries[key]))
                 lines.append("")
+        if self.dropped:
+            lines.append(self.dropped_note())
         if not lines or lines[-1] != "":
             lines.append("")
         return "\n".join(lines)
+
+    def dropped_note(self) -> str:
+        return (f"({self.dropped} update(s) of {self.name} dropped: the map was full, "
+                f"at {self._cmap.max_entries} keys, bpftrace's max_map_keys)")
 
     def _histogram_rows(self, buckets: dict[int, int]) -> list[str]:
         if not buckets:
@@ -212,25 +215,28 @@ class BpfMap(Displayed):
         return _hist_range(index) if self.kind == "hist" else _lhist_range(index, *self.params)
 
     def as_json(self) -> dict:
-        entries = []
-        for key in self.sorted_keys():
+        items = []
+        entries = self.entries
+        for key in self.sorted_keys(entries):
             item: dict = {"key": list(key)}
-            state = self.entries[key]
+            state = entries[key]
             if self.kind == "stats":
                 n, total = state
-                item.update(count=n, average=int(total / n) if n else 0, total=total)
+                item.update(count=n, average=_average(n, total), total=total)
             elif self.kind in SCALAR_KINDS:
-                item["value"] = self.scalar(key)
+                item["value"] = self.scalar(key, entries)
             else:
                 lo, hi = min(state), max(state)
                 item["buckets"] = [
                     {"min": self._bucket_range(i)[0], "max": self._bucket_range(i)[1], "count": state.get(i, 0)}
                     for i in range(lo, hi + 1)
                 ]
-            entries.append(item)
-        obj = {"type": "map", "name": self.name, "kind": self.kind, "entries": entries}
+            items.append(item)
+        obj = {"type": "map", "name": self.name, "kind": self.kind, "entries": items}
         if self.kind == "lhist":
             obj["min"], obj["max"], obj["step"] = self.params
+        if self.dropped:
+            obj["dropped"] = self.dropped
         return obj
 
 
@@ -259,6 +265,8 @@ class MapStore:
         for what, v in (("min", lo), ("max", hi), ("step", step)):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise MapError(f"lhist() {what} must be an integer, not {v!r}")
+            if not -(1 << 63) <= v < 1 << 63:
+                raise MapError(f"lhist() {what} must fit in 64 bits (signed), not {v}")
         if step <= 0:
             raise MapError(f"lhist() step must be > 0 (got {step})")
         if hi <= lo:
@@ -272,31 +280,46 @@ class MapStore:
         name = self.check_name(name)
         if kind not in MAP_KINDS:
             raise MapError(f"unknown aggregation '{kind}' (one of {', '.join(MAP_KINDS)})")
+        params = tuple(params)
         m = self.maps.get(name)
         if m is None:
-            m = self.maps[name] = BpfMap(name, kind, tuple(params))
+            if kind == "lhist":
+                if len(params) != 3:
+                    raise MapError(f"lhist() needs (min, max, step), not {params}")
+                params = self.check_lhist(*params)
+            m = self.maps[name] = BpfMap(name, kind, params)
         elif m.kind != kind:
             raise MapError(f"map {name} holds {m.kind}() values; it cannot take {kind}()")
-        elif kind == "lhist" and m.params != tuple(params):
-            raise MapError(f"map {name} is lhist{m.params}; it cannot take lhist{tuple(params)}")
+        elif kind == "lhist" and m.params != params:
+            raise MapError(f"map {name} is lhist{m.params}; it cannot take lhist{params}")
         return m
 
     def update(self, name: str, kind: str, key=None, value=None, params: tuple = ()) -> None:
-        self.declare(name, kind, params).update(_key_tuple(key), value)
+        """One update of @name (key: None, a key part or a tuple of them), made on first use."""
+        m = self.maps.get(name) or self.maps.get("@" + name)
+        if m is None or m.kind != kind or (kind == "lhist" and m.params != tuple(params)):
+            m = self.declare(name, kind, params)  # made, or MapError for another kind
+        m.update(key, value)
 
     def clear(self, name: str | None = None) -> int:
+        """Empty every map (or one), as bpftrace's clear(): each keeps its name and kind, so
+        C code that holds its handle goes on updating it."""
         if name is None:
-            n = len(self.maps)
-            self.maps.clear()
-            return n
+            for m in self.maps.values():
+                m.clear()
+            return len(self.maps)
         name = self.check_name(name)
         if name not in self.maps:
             raise MapError(f"no map {name}")
-        del self.maps[name]
+        self.maps[name].clear()
         return 1
+
+    def reset(self) -> None:
+        """Forget every map (a fresh run): their names may then take another kind."""
+        self.maps.clear()
 
     def names(self) -> list[str]:
         return sorted(self.maps)
 
     def __bool__(self) -> bool:
-        return any(m.entries for m in self.maps.values())
+        return any(m.keys_count for m in self.maps.values())

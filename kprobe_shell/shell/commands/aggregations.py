@@ -247,7 +247,7 @@ by themselves when the guest halts. `maps clear` empties every map (or one)."""
     shown = []
     for name in names or session.maps.names():
         bmap = session.maps.maps[name]
-        if bmap.entries:
+        if bmap.keys_count:
             session.out.print(bmap.text())
             shown.append(bmap.as_json())
     return shown
