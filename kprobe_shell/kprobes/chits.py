@@ -38,16 +38,24 @@ _hit.init(*(ctypes.cast(fn, ctypes.c_void_p).value or 0
 HIT_HOOK = _hit.hook_address()
 
 
+#: A map line's key part or value that is not an argument (_hit.c's SRC_*).
+MAP_COMM, MAP_PID, MAP_CPU, MAP_NONE = -1, -2, -3, -100
+
+
 @dataclass(frozen=True)
 class CRecord:
     """How a probe's hit is recorded in C: its event's id (the record's common_type), the
-    trace ring's handle, the fetch program (tracing/cfetch.py), and the pre_handler it
-    stands for (the probe goes back to Python if its pre_handler is replaced)."""
+    trace ring's handle, the fetch program (tracing/cfetch.py), the pre_handler it
+    stands for (the probe goes back to Python if its pre_handler is replaced), and the
+    map lines it feeds (cmaps.h), each (BpfMap, its handle, the line's object with a
+    `skipped` count, the key parts' sources, the value's source: an argument's index,
+    or MAP_COMM, MAP_PID, MAP_CPU, MAP_NONE)."""
 
     event_id: int
     ring: int
     program: bytes
     handler: Callable
+    maps: tuple = ()
 
 
 def run_program(program: bytes, machine, comm: str, pid: int) -> tuple[bytes, int, bool]:
@@ -96,5 +104,5 @@ class CHits:
             if (rec is None or op.is_aggr or p.fast_entry is not None or p.disabled
                     or p.pre_handler is not rec.handler or p.post_handler is not None):
                 continue
-            _hit.set_probe(self.table, op.entry, p, p.addr, rec.event_id, rec.ring, rec.program)
+            _hit.set_probe(self.table, op.entry, p, p.addr, rec.event_id, rec.ring, rec.program, rec.maps)
             self.recorded[op.addr] = op.entry

@@ -2,8 +2,8 @@
 
 A kprobe whose handler is the shell's own trace handler (`kprobe FUNC`, a kprobe_events
 `p:` line) records in C at a jump-optimized address when nothing at its hit needs
-Python: no `commands`, not silent, no map lines on it (`@m[...] = count() on N`), no
-stack wanted (`set trace-stack on`, a stacktrace trigger), and its fetch args and filter
+Python: no `commands`, not silent, its map lines (`@m[...] = count() on N`) keyed and
+fed by its arguments, comm, pid or cpu (updated through cmaps.h), no stack wanted (`set trace-stack on`, a stacktrace trigger), and its fetch args and filter
 have a C program (tracing/cfetch.py says why not otherwise).  Return probes, uprobes,
 jprobes and handler files stay in Python.  `set trace-hits python` sends every hit
 through Python (KprobeEngine.c_hits).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..kprobes.chits import CRecord, register_id
+from ..kprobes.chits import MAP_COMM, MAP_CPU, MAP_NONE, MAP_PID, CRecord, register_id
 from ..tracing import cfetch
 
 if TYPE_CHECKING:
@@ -39,14 +39,37 @@ def python_reason(session: "Session", up: "UserProbe") -> str | None:
         return "it has commands"
     if up.silent:
         return "it is silent"
-    if session.aggregations.get(up.number):
-        return "map lines update on it"
+    maps = map_lines(session, up)
+    if isinstance(maps, str):
+        return maps
     stacks = session.stacks
     if stacks.all_events or up.event in stacks.events or "emit_trace" in vars(session):
         return "a stack is recorded with its events"
     if not up.enabled:
         return "disabled"
     return None
+
+
+_BUILTIN_SOURCES = {"comm": MAP_COMM, "pid": MAP_PID, "cpu": MAP_CPU}
+
+
+def map_lines(session: "Session", up: "UserProbe") -> tuple | str:
+    """The map lines on up as CRecord.maps has them, or why they update in Python."""
+    args = {name: i for i, name in enumerate(up.spec.get("types", {}))}
+    lines = []
+    for agg in session.aggregations.get(up.number, ()):
+        bmap = session.maps.maps.get(agg.name)
+        if bmap is None or bmap.kind != agg.func or tuple(bmap.params) != tuple(agg.params):
+            return f"map {agg.name} is not {agg.func}() now"
+        sources = []
+        for name in agg.keys + ((agg.value,) if agg.value else ()):
+            src = args.get(name, _BUILTIN_SOURCES.get(name))
+            if src is None:
+                return f"map field {name} is not fetched in C"
+            sources.append(src)
+        value = sources.pop() if agg.value else MAP_NONE
+        lines.append((bmap, bmap.handle, agg, tuple(sources), value))
+    return tuple(lines)
 
 
 def refresh(session: "Session") -> None:
@@ -59,7 +82,8 @@ def refresh(session: "Session") -> None:
         if not hasattr(obj, "c_record"):
             continue
         if ring and python_reason(session, up) is None:
-            obj.c_record = CRecord(session.trace.event_id(up.event), ring, up.c_program, obj.pre_handler)
+            obj.c_record = CRecord(session.trace.event_id(up.event), ring, up.c_program, obj.pre_handler,
+                                   map_lines(session, up))
         else:
             obj.c_record = None
     m.kprobes.optimizer.refresh_c_hits()

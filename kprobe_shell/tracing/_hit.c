@@ -30,6 +30,8 @@
 #define HAVE_RINGBUF_H 1
 #endif
 #endif
+#include "cmaps.h"
+
 #ifndef HAVE_RINGBUF_H
 /* The trace ring's interface (tracing/ringbuf.h): reserve room for one record, then
  * commit it; reserve returns NULL when the record is dropped. */
@@ -468,13 +470,34 @@ static void put_head(uint8_t *rec, uint16_t type, int32_t pid, const uint64_t *i
 
 /* ------------------------------------------------------------------ the hit */
 
-/* One C-recordable probe: the Kprobe object (its hits), its event and its program. */
+/* Where a map line's key part or value comes from: an argument (its index), or the
+ * task and CPU of the hit (the shell's map fields comm, pid, cpu). */
+#define SRC_COMM (-1)
+#define SRC_PID (-2)
+#define SRC_CPU (-3)
+#define SRC_NONE (-100)
+#define MAX_KEY_PARTS 8
+
+/* One shell map line on the probe (`@name[keys] = func(value) on EVENT`). */
+struct map_line {
+    struct cmap *map;
+    PyObject *owner;              /* the BpfMap (strong: the map lives while we hold it) */
+    PyObject *agg;                /* the Aggregation (strong): its `skipped` */
+    int nkeys;
+    int key[MAX_KEY_PARTS];
+    int value;                    /* SRC_NONE: count() */
+};
+
+/* One C-recordable probe: the Kprobe object (its hits), its event, its program, and the
+ * map lines it feeds. */
 struct hit_probe {
     PyObject *kp;                 /* a strong reference */
     uint64_t ip;                  /* __probe_ip */
     uint16_t type;                /* the event's id (common_type) */
     struct trace_ring *ring;
     struct program *prog;
+    int nmaps;
+    struct map_line *maps;
 };
 
 struct hit_table {
@@ -531,6 +554,86 @@ static void current_task(const struct hit_table *t, const struct guest *g, struc
     }
 }
 
+static const struct cmaps_api *cmaps_api;
+static PyObject *str_skipped;
+
+/* The value a map field names at this hit (Aggregation's _field): an argument's, or the
+ * task's comm and pid, or the CPU. */
+static void map_field(int src, const struct fetch_state *st, uint8_t *comm_buf, struct value *v)
+{
+    if (src >= 0) {
+        *v = st->values[src];
+    } else if (src == SRC_COMM) {
+        v->kind = V_STR;
+        v->s = comm_buf;
+        v->len = comm_text(st->task->comm, comm_buf);
+    } else {
+        v->kind = V_INT;
+        v->i = src == SRC_PID ? st->task->pid : 0;
+    }
+}
+
+static int count_skipped(PyObject *agg)
+{
+    PyObject *n = PyObject_GetAttr(agg, str_skipped), *more;
+    long long k;
+    if (!n)
+        return -1;
+    k = PyLong_AsLongLong(n);
+    Py_DECREF(n);
+    if (k == -1 && PyErr_Occurred())
+        return -1;
+    more = PyLong_FromLongLong(k + 1);
+    if (!more)
+        return -1;
+    k = PyObject_SetAttr(agg, str_skipped, more);
+    Py_DECREF(more);
+    return (int)k;
+}
+
+/* Aggregation.apply for each map line: the key in cmaps.h's encoding, a hit whose key or
+ * value was not fetched is skipped (counted on the line). */
+static int update_maps(const struct hit_probe *hp, const struct fetch_state *st)
+{
+    uint8_t key[MAX_KEY_PARTS * (3 + MAX_STRING_TEXT)], comm_buf[2 * TASK_COMM_LEN], ch[2];
+    int i, k;
+    for (i = 0; i < hp->nmaps; i++) {
+        const struct map_line *ml = &hp->maps[i];
+        uint8_t *p = key;
+        struct value v;
+        int skip = 0;
+        for (k = 0; k < ml->nkeys && !skip; k++) {
+            map_field(ml->key[k], st, comm_buf, &v);
+            if (v.kind == V_NONE)
+                skip = 1;
+            else if (v.kind == V_STR && v.s)
+                p = cmap_key_str(p, v.s, (uint16_t)v.len);
+            else if (v.kind == V_STR)
+                p = cmap_key_str(p, ch, (uint16_t)char_text((uint8_t)v.i, ch));
+            else if (v.i < 0)
+                p = cmap_key_int(p, (int64_t)v.i);
+            else
+                p = cmap_key_uint(p, (uint64_t)v.i);
+        }
+        v.kind = V_INT;
+        v.i = 0;
+        if (!skip && ml->value != SRC_NONE) {
+            map_field(ml->value, st, comm_buf, &v);
+            skip = v.kind != V_INT;
+        }
+        if (skip) {
+            if (count_skipped(ml->agg) < 0)
+                return -1;
+            continue;
+        }
+        if (v.i > INT64_MAX)
+            cmaps_api->update_unsigned(ml->map, key, (uint32_t)(p - key), (uint64_t)v.i);
+        else
+            cmaps_api->update(ml->map, key, (uint32_t)(p - key), (int64_t)v.i);
+    }
+    return 0;
+}
+
 /* Record one hit of hp now (the GIL held).  0: done; -1: a Python error. */
 static int record_hit(struct hit_table *t, struct hit_probe *hp, void *uc)
 {
@@ -572,7 +675,7 @@ static int record_hit(struct hit_table *t, struct hit_probe *hp, void *uc)
             ring_api->commit(hp->ring, 0);
         }
     }
-    return 0;
+    return hp->nmaps ? update_maps(hp, &st) : 0;
 }
 
 static void call_fallback(PyObject *fn, uint64_t address)
@@ -642,6 +745,19 @@ static struct program *program_of(PyObject *words)
     return prog;
 }
 
+static void free_probe(struct hit_probe *hp)
+{
+    int i;
+    for (i = 0; i < hp->nmaps; i++) {
+        Py_XDECREF(hp->maps[i].owner);
+        Py_XDECREF(hp->maps[i].agg);
+    }
+    free(hp->maps);
+    Py_XDECREF(hp->kp);
+    free(hp->prog);
+    free(hp);
+}
+
 static void table_free(PyObject *capsule)
 {
     struct hit_table *t = PyCapsule_GetPointer(capsule, "hit_table");
@@ -649,11 +765,8 @@ static void table_free(PyObject *capsule)
     if (!t)
         return;
     for (i = 0; i < t->nentries; i++)
-        if (t->by_entry[i]) {
-            Py_DECREF(t->by_entry[i]->kp);
-            free(t->by_entry[i]->prog);
-            free(t->by_entry[i]);
-        }
+        if (t->by_entry[i])
+            free_probe(t->by_entry[i]);
     free(t->by_entry);
     free(t);
 }
@@ -709,24 +822,62 @@ static struct hit_table *table_of(PyObject *capsule)
 static void drop_entry(struct hit_table *t, uint64_t i)
 {
     if (t->by_entry[i]) {
-        Py_DECREF(t->by_entry[i]->kp);
-        free(t->by_entry[i]->prog);
-        free(t->by_entry[i]);
+        free_probe(t->by_entry[i]);
         t->by_entry[i] = NULL;
     }
 }
 
-/* set_probe(table, entry, kp, ip, type, ring, program): hits of the detour entry `entry`
- * record in C from now on (ring: the trace ring's handle). */
+/* The map lines of set_probe: each (BpfMap, handle, Aggregation, key sources, value
+ * source). */
+static int parse_maps(PyObject *lines, struct hit_probe *hp)
+{
+    Py_ssize_t n, i, k;
+    if (!PyTuple_Check(lines) || (n = PyTuple_GET_SIZE(lines)) == 0)
+        return 0;
+    if (!cmaps_api && !(cmaps_api = PyCapsule_Import(CMAPS_CAPSULE, 0)))
+        return -1;
+    if (!(hp->maps = calloc((size_t)n, sizeof(*hp->maps)))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        struct map_line *ml = &hp->maps[hp->nmaps];
+        PyObject *owner, *agg, *keys;
+        unsigned long long handle;
+        int value;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(lines, i), "OKOO!i", &owner, &handle, &agg, &PyTuple_Type, &keys,
+                              &value))
+            return -1;
+        if (PyTuple_GET_SIZE(keys) > MAX_KEY_PARTS) {
+            PyErr_SetString(PyExc_ValueError, "too many key parts");
+            return -1;
+        }
+        for (k = 0; k < PyTuple_GET_SIZE(keys); k++)
+            if ((ml->key[k] = (int)PyLong_AsLong(PyTuple_GET_ITEM(keys, k))) == -1 && PyErr_Occurred())
+                return -1;
+        ml->nkeys = (int)PyTuple_GET_SIZE(keys);
+        ml->value = value;
+        ml->map = (struct cmap *)(uintptr_t)handle;
+        Py_INCREF(owner);
+        Py_INCREF(agg);
+        ml->owner = owner;
+        ml->agg = agg;
+        hp->nmaps++;
+    }
+    return 0;
+}
+
+/* set_probe(table, entry, kp, ip, type, ring, program, maps): hits of the detour entry
+ * `entry` record in C from now on (ring: the trace ring's handle; maps: see parse_maps). */
 static PyObject *set_probe(PyObject *self, PyObject *args)
 {
-    PyObject *capsule, *kp, *words;
+    PyObject *capsule, *kp, *words, *maps;
     unsigned long long entry, ip, ring;
     unsigned int type;
     struct hit_table *t;
     struct hit_probe *hp;
     uint64_t i;
-    if (!PyArg_ParseTuple(args, "OKOKIKO", &capsule, &entry, &kp, &ip, &type, &ring, &words))
+    if (!PyArg_ParseTuple(args, "OKOKIKOO", &capsule, &entry, &kp, &ip, &type, &ring, &words, &maps))
         return NULL;
     if (!(t = table_of(capsule)))
         return NULL;
@@ -743,12 +894,12 @@ static PyObject *set_probe(PyObject *self, PyObject *args)
     hp = calloc(1, sizeof(*hp));
     if (!hp)
         return PyErr_NoMemory();
-    if (!(hp->prog = program_of(words))) {
-        free(hp);
-        return NULL;
-    }
     Py_INCREF(kp);
     hp->kp = kp;
+    if (!(hp->prog = program_of(words)) || parse_maps(maps, hp) < 0) {
+        free_probe(hp);
+        return NULL;
+    }
     hp->ip = ip;
     hp->type = (uint16_t)type;
     hp->ring = (struct trace_ring *)(uintptr_t)ring;
@@ -840,7 +991,7 @@ static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS, "init(uc_reg_read, uc_mem_read, uc_vmem_read or 0)"},
     {"hook_address", hook_address, METH_NOARGS, "The C tool hook of the detour entries (see the top of _hit.c)."},
     {"new_table", new_table, METH_VARARGS, "A machine's table of C-recordable detour entries: (capsule, address)."},
-    {"set_probe", set_probe, METH_VARARGS, "set_probe(table, entry, kp, ip, type, ring, program)"},
+    {"set_probe", set_probe, METH_VARARGS, "set_probe(table, entry, kp, ip, type, ring, program, maps)"},
     {"clear", clear, METH_VARARGS, "clear(table): every entry back to the Python hook."},
     {"set_force_python", set_force_python, METH_VARARGS, "set_force_python(table, on)"},
     {"run_program", run_program, METH_VARARGS,
@@ -860,7 +1011,8 @@ PyMODINIT_FUNC PyInit__hit(void)
     str_current_kprobe = PyUnicode_InternFromString("current_kprobe");
     str_hits = PyUnicode_InternFromString("hits");
     str_pending_stop = PyUnicode_InternFromString("pending_stop");
-    if (!str_current_kprobe || !str_hits || !str_pending_stop) {
+    str_skipped = PyUnicode_InternFromString("skipped");
+    if (!str_current_kprobe || !str_hits || !str_pending_stop || !str_skipped) {
         Py_DECREF(m);
         return NULL;
     }
