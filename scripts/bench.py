@@ -34,8 +34,9 @@ machine cancels out of a comparison instead of deciding it.
    Then kprobe_events lines in auto mode as the issue's targets name them (two register
    args and a string; with a count() map; entry and return events with $retval): the
    shell's whole path, recorded in the trace buffer, rendered, written to a file.
-4. Throughput of trace-line rendering (TraceEvent records -> the shell's Output -> a file),
-   and of `trace save FILE.dat` with a full trace buffer.
+4. Throughput of trace-line rendering (TraceEvent records -> the shell's Output -> a file;
+   records a recorder wrote in C into the trace ring -> rendered by the ring at the
+   Output's flush -> a file), and of `trace save FILE.dat` with a full trace buffer.
 5. The issue's targets (probes not hit <= 1.1x bare, optimized <= 2x the floor, boosted
    <= 6x, kretprobe entry + return in auto mode <= 4x), met or missed in this run.
 6. With --qiling: real programs (tests/userspace/programs: hello, and bzip on Debian's
@@ -379,6 +380,9 @@ def measure(args, scratch: str) -> str:
     w(f"  {'  of which the count() map update':<58}{map_us:>8.2f} us ({map_us / floor_us:>4.1f}x floor)\n")
     lines_per_s = trace_throughput(TraceEvent, Output, scratch, 20_000 if args.quick else 200_000)
     w(f"\n(4) trace-line rendering to a file: {lines_per_s / 1e3:.0f}k lines/s ({1e6 / lines_per_s:.2f} us/line)\n")
+    c_per_s = c_trace_throughput(Output, scratch, 20_000 if args.quick else 200_000)
+    w(f"    of records written in C, rendered by the ring: {c_per_s / 1e3:.0f}k lines/s "
+      f"({1e6 / c_per_s:.2f} us/line)\n")
     dat_per_s, dat_events = dat_throughput(Session, Output, path, scratch)
     w(f"    trace save FILE.dat of a full buffer ({dat_events} events): {dat_per_s / 1e3:.0f}k events/s "
       f"({1e6 / dat_per_s:.2f} us/event)\n")
@@ -447,6 +451,30 @@ def trace_throughput(TraceEvent, Output, scratch: str, count: int) -> float:
             trace(ev)
         out.flush()
     return count / (time.perf_counter() - t)
+
+
+def c_trace_throughput(Output, scratch: str, count: int) -> float:
+    """Lines per second: records written through the ring's C interface (ringbuf.h) ->
+    rendered by the ring in bulk at the Output's flush -> a file.  The records are
+    written first (not timed): the ring keeps them all."""
+    import struct
+
+    from kprobe_shell.tracing._ring import W_PROBE
+    from kprobe_shell.tracing.trace import TraceBuffer
+
+    buf = TraceBuffer(size_kb=count * 32 // 1024 + 64)
+    event_id = buf.describe("p_hot_0", False, "k", 1, False, {"x": "x64"})
+    buf.ring.set_where(W_PROBE, 0x1000, "hot+0x0/0x8")
+    with open(os.path.join(scratch, "render_c.txt"), "w") as f:
+        out = Output(stream=f, color=False)
+        out.follow(buf)
+        record, ring = buf.ring.record, struct.Struct("<HBBiQQ")
+        for i in range(count):
+            record(0, 1000 * i, 3, b"workload", ring.pack(event_id, 0, 0, 3, 0x1000, i))
+        t = time.perf_counter()
+        out.flush()
+        f.flush()
+        return count / (time.perf_counter() - t)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,10 @@ class Machine:
         self.pending_stop: StopEvent | None = None
         #: request_stop() was called (Ctrl-C); run() clears it when it starts.
         self.stop_requested = False
+        #: Called when a CPU stopped because C code set its stop word (struct icount's
+        #: stop_asked) with no stop requested: a trace ring whose live output must print
+        #: before its buffer overwrites the lines (tracing/_ring.c).  The run goes on.
+        self.on_stop_asked: list[Callable[[], None]] = []
         #: The guest is in run() (hooks run on run_thread).
         self.running = False
         self._lock = threading.Lock()
@@ -655,6 +659,9 @@ class Machine:
                 cpu.next_tick = ic.tick  # the block hook moves a tick waiting for IF on
                 stopped_at_until, until = until, self.until_never
             deadline = min(cpu.next_tick, hard_limit)
+            asked = ic.stop_asked and not self.stop_requested
+            if asked:
+                self._stop_asked()
             if self.stop_requested:
                 # A stop from another thread can land after the block hook counted a block
                 # and before its end: before its first instruction, or after an in/out
@@ -686,9 +693,17 @@ class Machine:
                 if shutdown is not None:
                     return shutdown
                 continue
+            if asked:
+                continue  # stopped at a block's start for the stop word alone: run on
             result = self._after_hlt(budget_end, quantum_end)
             if result is not _GO_ON:
                 return result
+
+    def _stop_asked(self) -> None:
+        for cpu in self.cpus:
+            cpu.icount.stop_asked = 0
+        for listener in self.on_stop_asked:
+            listener()
 
     def _after_hlt(self, budget_end: int | None, quantum_end: int | None):
         """emu_start came back on its own: the guest executed hlt.  With interrupts off (or

@@ -6,6 +6,7 @@ import sys
 from typing import TextIO
 
 from ..textsafe import escape_controls
+from ..tracing.trace import decoded_events
 
 ANSI = {
     "error": "\x1b[1;31m", "warning": "\x1b[33m", "addr": "\x1b[36m", "sym": "\x1b[32m",
@@ -22,7 +23,12 @@ class Output:
     renders it later, in order with everything else (before anything else is written, at
     flush(), or when `batch` have piled up), as ftrace keeps binary records in its ring
     buffer and formats them when the trace is read.  A person at a terminal sees each line
-    at once (batch 1); a file or a pipe gets them rendered and written 512 at a time."""
+    at once (batch 1); a file or a pipe gets them rendered and written 512 at a time.
+
+    Records a recorder wrote in C into the trace ring (follow()) have no Python call to
+    announce them: the output prints those recorded since its cursor (the ring's
+    printed_seq) whenever it renders, rendered in bulk by the ring, in recording order
+    among the events queued here."""
 
     #: How many trace events wait to be rendered when the output is not a terminal.
     TRACE_BATCH = 512
@@ -40,6 +46,7 @@ class Output:
         self.json_mode = json_mode
         self._collected: list[str] | None = None
         self._pending: list = []  # trace events not rendered yet
+        self.ring = None          # the trace ring whose C records print here (follow())
         interactive = bool(getattr(self.stream, "isatty", lambda: False)())
         self.batch = 1 if interactive else self.TRACE_BATCH
         #: Text from the guest (console, trace values) is escaped on a terminal only: a
@@ -51,8 +58,18 @@ class Output:
             return text
         return f"{self.palette[role]}{text}{RESET}"
 
+    def follow(self, buffer) -> None:
+        """Print the records written in C into `buffer` (a TraceBuffer) from now on."""
+        self.ring = ring = buffer.ring
+        ring.live = True
+        ring.printed_seq = ring.seq
+
+    def _unprinted(self) -> bool:
+        ring = self.ring
+        return ring is not None and ring.last_live_seq > ring.printed_seq
+
     def write(self, text: str) -> None:
-        if self._pending:
+        if self._pending or self._unprinted():
             self._render_pending()
         self.stream.write(text)
 
@@ -65,13 +82,39 @@ class Output:
 
     def _render_pending(self) -> None:
         pending, self._pending = self._pending, []
+        if self._unprinted():
+            self.stream.write(self._render_with_ring(pending))
+            return
+        self.stream.write(self._render(pending))
+
+    def _render(self, events) -> str:
         if self.json_mode:
-            text = "".join(json.dumps(ev.as_json(), sort_keys=True) + "\n" for ev in pending)
-        elif self.color or self.terminal:
-            text = "".join(self.style(self.guest_text(ev.ftrace()), "trace") + "\n" for ev in pending)
-        else:
-            text = "".join(ev.ftrace() + "\n" for ev in pending)
-        self.stream.write(text)
+            return "".join(json.dumps(ev.as_json(), sort_keys=True) + "\n" for ev in events)
+        if self.color or self.terminal:
+            return "".join(self.style(self.guest_text(ev.ftrace()), "trace") + "\n" for ev in events)
+        return "".join(ev.ftrace() + "\n" for ev in events)
+
+    def _render_with_ring(self, pending) -> str:
+        """The queued events and the C records since the cursor, in recording order."""
+        ring = self.ring
+        plain = not (self.json_mode or self.color or self.terminal)
+        chunks = []
+        lo = ring.printed_seq
+        for ev in pending:
+            if ev.seq > lo:
+                chunks.append(self._render_records(lo, ev.seq, plain))
+                lo = ev.seq
+            chunks.append(self._render((ev,)))
+        chunks.append(self._render_records(lo, 0, plain))
+        ring.printed_seq = ring.seq
+        return "".join(chunks)
+
+    def _render_records(self, lo: int, hi: int, plain: bool) -> str:
+        if lo >= self.ring.last_live_seq:
+            return ""
+        if plain:  # rendered in C
+            return self.ring.render_live(lo, hi)
+        return self._render(decoded_events(self.ring.events(lo, hi, True)))
 
     def print(self, text: str = "", role: str | None = None) -> None:
         if self._collected is not None:
@@ -105,7 +148,7 @@ class Output:
 
     def flush(self) -> None:
         try:
-            if self._pending:
+            if self._pending or self._unprinted():
                 self._render_pending()
             self.stream.flush()
         except Exception:  # noqa: BLE001 - a closed pipe must not kill the shell

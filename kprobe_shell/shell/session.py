@@ -6,6 +6,7 @@ the tests all drive the same `execute()`.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import shlex
 import threading
@@ -17,6 +18,7 @@ from ..kprobes.kretprobes import FlushEvent
 from ..machine import ImageError, MachineError, StopEvent, StopReason
 from ..tracing.maps import MapStore
 from ..tracing.stacks import StackRecorder
+from ..tracing._ring import W_FUNC
 from ..tracing.trace import TraceBuffer, TraceEvent
 from ..tracing.tracedat import EventLengths
 from .output import Output
@@ -53,6 +55,7 @@ class Session:
         self.probes = UserProbes()
         self.trace = TraceBuffer(int(self.settings["trace-buffer-size"]), bool(self.settings["trace-overwrite"]),
                                  lengths=EventLengths(self.probes))
+        self.out.follow(self.trace)
         #: ftrace's stacktrace option and triggers (`set trace-stack`, `trigger EVENT stacktrace`)
         self.stacks = StackRecorder(self)
         #: bpftrace-style maps (handler files' count()/hist() ..., and `@map = f() on EVENT`)
@@ -96,9 +99,34 @@ class Session:
         configure_machine(self, m)
         # after the optimizer's own (appended when the engine was made)
         m.before_run.append(lambda: crecord.refresh(self))
+        self._watch_ring(m)
         m.kprobes.listeners.append(self._on_engine_event)
         m.serial.line_listeners.append(self._on_console_line)
         return m
+
+    def _watch_ring(self, m: Machine) -> None:
+        """The trace ring stops `m`'s CPUs (their stop words) before it would overwrite
+        live lines not printed yet; the output prints them and the run goes on."""
+        ring = self.trace.ring
+        ring.set_stop_words([ctypes.addressof(cpu.icount) + type(cpu.icount).stop_asked.offset for cpu in m.cpus])
+        ring.forget_where()  # another image: other symbols
+        ring.symbolizer = self._where_text
+
+        def flush() -> None:
+            if ring.flush_wanted:
+                ring.flush_wanted = False
+                self.out.flush()
+
+        m.on_stop_asked.append(flush)
+
+    def _where_text(self, ip: int, kind: int) -> str:
+        """The text of an address in a trace record (the ring asks once per address): a
+        probed function's name (a return event's), else sym+off/size."""
+        symbols = self.machine.symbols
+        if kind == W_FUNC:
+            hit = symbols.containing(ip)
+            return hit[0].name if hit else f"0x{ip:x}"
+        return symbols.format(ip)
 
     def replace_machine(self, path: str, keep_probes: bool = True) -> list[str]:
         """A fresh machine (reset or load); probes are re-created on it. Returns failures."""

@@ -12,16 +12,14 @@ events are stored as small records and turned into text when shown.
 """
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from dataclasses import dataclass, field, fields
 
 from ..display import Displayed
-from . import tracedat
+from . import _ring, tracedat
+from .fetch import FETCH_TYPES
 
 PAGE_DATA = tracedat.PAGE_DATA
-DELTA_MAX = (1 << tracedat.DELTA_BITS) - 1  # a longer gap from the event before takes a time extend
-TIME_EXTEND = 8
 
 #: ftrace's buffer_size_kb at boot (kernel/trace/trace.c: TRACE_BUF_SIZE_DEFAULT, 1441792 bytes)
 DEFAULT_SIZE_KB = 1408
@@ -74,52 +72,18 @@ class StackedTraceEvent(TraceEvent):
         return out
 
 
-class Page:
-    """One data page of a CPU's ring buffer: its events and the bytes they take."""
+class CpuStats:
+    """One CPU's counts as per_cpu/cpuN/stats shows them (kernel/trace/trace.c)."""
 
-    __slots__ = ("events", "used")
+    __slots__ = ("entries", "overrun", "bytes", "oldest_ns", "dropped", "written", "read", "nr_used_pages")
 
-    def __init__(self):
-        self.events: list[TraceEvent] = []
-        self.used = 0
+    def __init__(self, ring, cpu: int):
+        (self.entries, self.overrun, self.bytes, self.oldest_ns, self.dropped, self.written, self.read,
+         self.nr_used_pages) = ring.stats(cpu)
 
-
-class CpuBuffer:
-    """One CPU's ring buffer, as kernel/trace/ring_buffer.c keeps it: a fixed number of
-    data pages (buffer_size_kb), each filled with events as the page's binary layout
-    would hold them (tracedat.py), the oldest page given up to the writer when the
-    buffer is full in overwrite mode, the new event dropped otherwise.  The events stay
-    Python records (rendered when shown); their space is counted as the kernel counts
-    it, so that `trace save FILE.dat` writes these very pages."""
-
-    __slots__ = ("pages", "tail", "last_ns", "nr_pages", "overrun", "dropped", "written", "read", "lost_unread")
-
-    def __init__(self, nr_pages: int):
-        self.pages: deque[Page] = deque()   # the full pages, oldest first
-        self.tail = Page()                  # the page being written
-        self.last_ns = 0                    # the tail page's newest event time
-        self.nr_pages = nr_pages
-        self.overrun = 0       # events lost to overwriting (per_cpu/cpuN/stats: overrun)
-        self.dropped = 0       # events refused by a full buffer, overwrite off (dropped events)
-        self.written = 0       # events that reached the buffer, either way
-        self.read = 0          # events consumed by `trace pipe` (read events)
-        self.lost_unread = 0   # events lost since a consuming read last looked (trace_pipe's LOST)
-
-    def all_pages(self) -> list[Page]:
-        return [*self.pages, self.tail] if self.tail.events else list(self.pages)
-
-    @property
-    def entries(self) -> int:
-        return sum(len(p.events) for p in self.pages) + len(self.tail.events)
-
-    @property
-    def bytes(self) -> int:
-        return sum(p.used for p in self.pages) + self.tail.used
-
-    def drop_oldest_page(self) -> None:
-        lost = len(self.pages.popleft().events)
-        self.overrun += lost
-        self.lost_unread += lost
+    def all_pages(self) -> range:
+        """The pages holding events (their number: the file gets as many)."""
+        return range(self.nr_used_pages)
 
 
 class TraceBuffer(Displayed):
@@ -127,17 +91,23 @@ class TraceBuffer(Displayed):
     per CPU), overwriting its oldest page when full (ftrace's overwrite option) or, with
     overwrite off, dropping the new events.
 
-    `lengths` (tracedat.EventLengths) says what each event takes on a page, so that
-    the pages end where the file's pages will."""
+    The pages are _ring.c's, laid out as kernel/trace/ring_buffer.c lays them, each event
+    taking its record's bytes there.  An event the shell's Python handlers recorded keeps
+    its TraceEvent beside its record (`side`, per CPU, in recording order, forgotten with
+    the page it was on) and its record is written when the pages are saved; a record a
+    recorder wrote in C (ringbuf.h) is all there is of its event, rendered from the bytes.
+
+    `lengths` (tracedat.EventLengths) says the size of a Python event's record."""
 
     def __init__(self, size_kb: int = DEFAULT_SIZE_KB, overwrite: bool = True, lengths=None):
         self.lengths = lengths or tracedat.EventLengths({})
-        self.fixed_lengths = self.lengths.fixed
+        self.fixed_sizes = self.lengths.fixed_sizes
         self.size_kb = size_kb
-        self.overwrite = overwrite
-        self.cpus: list[CpuBuffer] = []
-        self.seq = 0               # events recorded, for their order across the CPUs
-        self.last: TraceEvent | None = None  # the newest event recorded
+        self.ring = _ring.Ring(self.nr_pages, overwrite)
+        self.side: list[deque[TraceEvent]] = []   # per CPU, the Python events kept, oldest first
+        self.last: TraceEvent | None = None       # the newest event recorded
+        self.ids: dict[str, int] = {}             # event name -> its id (common_type)
+        self._comms: dict[str, bytes] = {}
 
     @property
     def nr_pages(self) -> int:
@@ -145,71 +115,94 @@ class TraceBuffer(Displayed):
         (ring_buffer.c: DIV_ROUND_UP(size, BUF_PAGE_SIZE))."""
         return max(2, -(-self.size_kb * 1024 // PAGE_DATA))
 
-    def cpu(self, n: int) -> CpuBuffer:
-        while len(self.cpus) <= n:
-            self.cpus.append(CpuBuffer(self.nr_pages))
-        return self.cpus[n]
+    @property
+    def overwrite(self) -> bool:
+        return self.ring.overwrite
+
+    @overwrite.setter
+    def overwrite(self, value: bool) -> None:
+        self.ring.overwrite = value
+
+    def event_id(self, name: str) -> int:
+        """The event's id (its records' common_type), given when it is first seen, as the
+        kernel gives one at the kprobe_events write."""
+        got = self.ids.get(name)
+        if got is None:
+            got = self.ids[name] = tracedat.FIRST_EVENT_ID + len(self.ids)
+        return got
+
+    def describe(self, name: str, is_return: bool, kind: str, probe: int | None, silent: bool,
+                 types: dict[str, str]) -> int:
+        """Tell the ring how to render the records a recorder writes in C for event `name`:
+        its args' fetch types by name ("retval": a return value shown as `ret=` shows it
+        without args, signed then hex).  Returns the event's id (common_type)."""
+        event_id = self.event_id(name)
+        self.ring.define(event_id, name, is_return, kind, -1 if probe is None else probe, silent,
+                         [_arg_desc(arg, type_name) for arg, type_name in types.items()])
+        return event_id
 
     def add(self, event: TraceEvent) -> None:
-        cpus = self.cpus
-        buf = cpus[event.cpu] if event.cpu < len(cpus) else self.cpu(event.cpu)
-        buf.written += 1
-        time_ns = event.time_ns
-        # the bytes it takes with no time extend: known by name for most events
-        length = (not event.stack and self.fixed_lengths.get(event.event)) or self.lengths.length(event)
-        page = buf.tail
-        if page.events:
-            if time_ns - buf.last_ns > DELTA_MAX:
-                length += TIME_EXTEND
-            if page.used + length > PAGE_DATA:
-                if not self._new_page(buf):
-                    return
-                page = buf.tail
-                length = self.lengths.length(event)
-        if not page.events:  # a page's first event takes its time stamp: no delta
-            buf.last_ns = time_ns
-        page.events.append(event)
-        page.used += length
-        if time_ns > buf.last_ns:
-            buf.last_ns = time_ns
-        self.seq += 1
-        event.seq = self.seq
+        cpu = event.cpu
+        size = (not event.stack and self.fixed_sizes.get(event.event)) or self.lengths.size(event)
+        if event.event not in self.ids:
+            self.event_id(event.event)
+        comm = self._comms.get(event.comm)
+        if comm is None:
+            comm = self._comms[event.comm] = event.comm.encode("latin-1", "replace")[:16]
+        if event.stack:
+            seq = self.ring.reserve(cpu, event.time_ns, size, event.pid, comm,
+                                    tracedat.stack_record_size(len(event.stack)))
+        else:
+            seq = self.ring.reserve(cpu, event.time_ns, size, event.pid, comm)
+        if not seq:  # not kept; its place in the order still counts for the live output
+            event.seq = self.ring.seq
+            return
+        side = self.side
+        while len(side) <= cpu:
+            side.append(deque())
+        if seq < 0:  # a page was overwritten for it: its events go
+            seq = -seq
+            self._prune(cpu)
+        event.seq = seq
+        side[cpu].append(event)
         self.last = event
 
-    def _new_page(self, buf: CpuBuffer) -> bool:
-        """Close the tail page; False when the buffer is full and keeps its events."""
-        if len(buf.pages) + 1 >= buf.nr_pages:
-            if not self.overwrite:
-                buf.dropped += 1
-                return False
-            buf.drop_oldest_page()
-        buf.pages.append(buf.tail)
-        buf.tail = Page()
-        return True
+    def _prune(self, cpu: int) -> None:
+        side = self.side[cpu]
+        oldest = self.ring.oldest_seq(cpu)
+        while side and side[0].seq < oldest:
+            side.popleft()
 
     def resize(self, size_kb: int) -> None:
         """buffer_size_kb written: a smaller buffer loses its oldest pages (counted as
         overrun, as rb_remove_pages counts them)."""
         self.size_kb = size_kb
-        for buf in self.cpus:
-            buf.nr_pages = self.nr_pages
-            while len(buf.pages) + 1 > buf.nr_pages:
-                buf.drop_oldest_page()
+        self.ring.resize(self.nr_pages)
+        for cpu in range(len(self.side)):
+            self._prune(cpu)
 
     def clear(self) -> None:
-        self.cpus = []
-        self.seq = 0
+        self.ring.clear()
+        self.side = []
         self.last = None
 
     # ------------------------------------------------------------------ reading
     @property
+    def cpus(self) -> list[CpuStats]:
+        return [CpuStats(self.ring, n) for n in range(self.ring.ncpus)]
+
+    def cpu(self, n: int) -> CpuStats:
+        return CpuStats(self.ring, n)
+
+    def _python_events(self) -> dict[int, TraceEvent]:
+        return {ev.seq: ev for side in self.side for ev in side}
+
+    @property
     def events(self) -> list[TraceEvent]:
-        """The events kept, in the order they were recorded."""
-        lists = [[ev for page in buf.all_pages() for ev in page.events] for buf in self.cpus]
-        lists = [events for events in lists if events]
-        if len(lists) == 1:
-            return lists[0]
-        return list(heapq.merge(*lists, key=_seq))
+        """The events kept, in the order they were recorded (C records decoded)."""
+        items = self.ring.events()
+        python = self._python_events()
+        return [python[item] if type(item) is int else _decoded(item) for item in items]
 
     @property
     def entries(self) -> int:
@@ -227,49 +220,73 @@ class TraceBuffer(Displayed):
         """The events as ftrace's trace file shows them: the CPUs' buffers merged by
         timestamp (the earliest first; on a tie the lower CPU, as the kernel's iterator
         takes them).  Each CPU runs a slice at a time, so they were recorded out of order."""
-        return [e.ftrace() for e in sorted(self.events, key=_by_time_then_cpu)]
+        items = self.ring.merged(True)
+        python = self._python_events()
+        return [python[item].ftrace() if type(item) is int else item for item in items]
 
     def consume(self) -> list[str]:
         """trace_pipe: every event not read yet, merged by timestamp, each CPU's lost
         events said before its first event after them, as print_trace_line says them."""
         out = []
-        events = sorted(self.events, key=_by_time_then_cpu)
-        for ev in events:
-            buf = self.cpus[ev.cpu]
-            if buf.lost_unread:
-                out.append(f"CPU:{ev.cpu} [LOST {buf.lost_unread} EVENTS]")
-                buf.lost_unread = 0
-            out.append(ev.ftrace())
-        for buf in self.cpus:
-            buf.read += buf.entries
-            buf.pages.clear()
-            buf.tail = Page()
+        ring = self.ring
+        python = self._python_events()
+        said = set()
+        for cpu, item in ring.merged(True, 0, 0, True):
+            if cpu not in said:
+                said.add(cpu)
+                lost = ring.lost(cpu, True)
+                if lost:
+                    out.append(f"CPU:{cpu} [LOST {lost} EVENTS]")
+            out.append(python[item].ftrace() if type(item) is int else item)
+        for cpu in range(ring.ncpus):
+            ring.consumed(cpu)
+        self.side = []
         return out
 
     def stats(self, cpu: int, now_ns: int) -> str:
         """per_cpu/cpuN/stats (kernel/trace/trace.c, tracing_stats_read), times in
         seconds to the nanosecond as the trace lines show them."""
-        buf = self.cpu(cpu)
-        pages = buf.all_pages()
-        oldest = pages[0].events[0].time_ns if pages else 0
+        buf = CpuStats(self.ring, cpu)
         return (f"entries: {buf.entries}\n"
                 f"overrun: {buf.overrun}\n"
                 "commit overrun: 0\n"
                 f"bytes: {buf.bytes}\n"
-                f"oldest event ts: {_seconds(oldest)}\n"
+                f"oldest event ts: {_seconds(buf.oldest_ns)}\n"
                 f"now ts: {_seconds(now_ns)}\n"
                 f"dropped events: {buf.dropped}\n"
                 f"read events: {buf.read}\n")
 
 
+def _arg_desc(name: str, type_name: str) -> tuple[str, int, int, int]:
+    """(name, kind, size, style) of an argument for Ring.define: as fetch.format_value
+    prints its fetch type."""
+    if type_name == "retval":
+        return name, _ring.K_INT, 8, _ring.S_RETVAL
+    field = tracedat.arg_field(name, type_name)
+    kind = {"int": _ring.K_INT, "char": _ring.K_CHAR, "string": _ring.K_STRING}[field.kind]
+    ftype = FETCH_TYPES.get(type_name)
+    if type_name == "symbol":
+        style = _ring.S_SYMBOL
+    elif ftype is not None and ftype.kind == "hex":
+        style = _ring.S_HEX
+    else:
+        style = _ring.S_SIGNED if field.signed else _ring.S_UNSIGNED
+    return name, kind, field.size, style
+
+
+def decoded_events(items: list) -> list[TraceEvent]:
+    """The TraceEvents of _ring's decoded records (Ring.events with live: no Python ones)."""
+    return [_decoded(item) for item in items]
+
+
+def _decoded(fields: tuple) -> TraceEvent:
+    """The TraceEvent of a record written in C (_ring.c's decode_record)."""
+    time_ns, comm, pid, cpu, event, where, args, kind, probe, values, seq = fields
+    ev = TraceEvent(time_ns, comm, pid, cpu, event, where, args, kind, probe, values)
+    ev.seq = seq
+    return ev
+
+
 def _seconds(ns: int) -> str:
     secs, nsec = divmod(ns, 1_000_000_000)
     return f"{secs:5d}.{nsec:09d}"
-
-
-def _seq(event: TraceEvent) -> int:
-    return event.seq
-
-
-def _by_time_then_cpu(event: TraceEvent) -> tuple[int, int]:
-    return event.time_ns, event.cpu

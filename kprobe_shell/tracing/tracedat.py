@@ -230,6 +230,15 @@ def buffer_pages(pages: list[list[tuple[int, bytes]]], missed: int = 0) -> bytes
     return b"".join(out)
 
 
+def mark_missed(pages: bytes, missed: int) -> bytes:
+    """A CPU's pages, the first marked with the `missed` events lost before it."""
+    if not missed or not pages:
+        return pages
+    used = struct.unpack_from("<Q", pages, 8)[0] & ~(MISSED_EVENTS | MISSED_STORED)
+    body = pages[PAGE_HEADER:PAGE_HEADER + used]
+    return _page(struct.unpack_from("<Q", pages)[0], body, missed) + pages[PAGE_SIZE:]
+
+
 def _page(stamp: int, body: bytes, missed: int = 0) -> bytes:
     commit = len(body)
     if missed:
@@ -327,22 +336,23 @@ def event_types(probes, ev) -> dict[str, str]:
 
 
 class EventLengths:
-    """What each event takes on a ring-buffer page, time extend apart (rb_event's header,
-    the record EventFormat.record makes, its stack's kernel_stack record after it),
-    without building them: the trace buffer decides its pages with it.  `fixed` holds
-    the length of the events whose records have one size (no strings, no stack) by name."""
+    """What each event's record takes (EventFormat.record's bytes, and its stack's
+    kernel_stack record after it), without building them: the trace buffer reserves its
+    room on a page with it.  `fixed_sizes` holds the record size of the events whose
+    records have one size (no strings) by name."""
 
     def __init__(self, probes):
         self.probes = probes
         self.layouts: dict[str, tuple[int, tuple[str, ...]]] = {}
-        self.fixed: dict[str, int] = {}
+        self.fixed_sizes: dict[str, int] = {}
 
-    def length(self, ev) -> int:
+    def size(self, ev) -> int:
+        """The bytes of ev's record (its stack's record apart)."""
         layout = self.layouts.get(ev.event)
         if layout is None:
             layout = self.layouts[ev.event] = self._layout(ev)
             if not layout[1]:
-                self.fixed[ev.event] = event_length(0, layout[0])
+                self.fixed_sizes[ev.event] = layout[0]
         size, strings = layout
         if strings:
             values = ev.values
@@ -352,7 +362,11 @@ class EventLengths:
                     size += len(value) + 1 if value.isascii() else len(value.encode("utf-8", "replace")) + 1
                 else:
                     size += 1
-        length = event_length(0, size)
+        return size
+
+    def length(self, ev) -> int:
+        """The bytes ev takes on a page, time extend apart (rb_event's header included)."""
+        length = event_length(0, self.size(ev))
         if ev.stack:  # ftrace's kernel_stack entry follows its event, at the same time
             length += event_length(0, stack_record_size(len(ev.stack)))
         return length
@@ -378,11 +392,14 @@ class DatBuilder:
         self.probes, self.symbols, self.ncpus = probes, symbols, ncpus
         self.formats: dict[str, EventFormat] = {}
 
-    def format_of(self, ev) -> EventFormat:
+    def format_of(self, ev, ids=None) -> EventFormat:
+        """ev's event format; its id is the trace buffer's for the event (`ids`: name ->
+        id), else the next one past the formats made so far."""
         fmt = self.formats.get(ev.event)
         if fmt is None:
+            event_id = ids(ev.event) if ids is not None else FIRST_EVENT_ID + len(self.formats)
             fmt = self.formats[ev.event] = EventFormat(
-                ev.event, FIRST_EVENT_ID + len(self.formats), ev.kind == "r",
+                ev.event, event_id, ev.kind == "r",
                 [arg_field(name, t) for name, t in event_types(self.probes, ev).items()])
         return fmt
 
@@ -405,27 +422,31 @@ class DatBuilder:
             return (up.addr if up is not None else self.address(func), self.address(site))
         return (up.addr if up is not None else self.address(ev.where),)
 
-    def records(self, events) -> list[tuple[int, bytes]]:
+    def records(self, events, ids=None) -> list[tuple[int, bytes]]:
         """(time_ns, record) of each event, its stack's record after it."""
         out = []
         for ev in events:
-            out.append((ev.time_ns, self.format_of(ev).record(ev.pid, self.ips(ev), ev.values)))
+            out.append((ev.time_ns, self.format_of(ev, ids).record(ev.pid, self.ips(ev), ev.values)))
             if ev.stack:
                 callers = [self.address(f) if not f.startswith("0x") else int(f, 16) for f in ev.stack]
                 out.append((ev.time_ns, kernel_stack_record(ev.pid, callers)))
         return out
 
     def contents(self, buffer, now_ns: int = 0) -> DatContents:
-        """The file's contents from a TraceBuffer (tracing/trace.py): its pages as they are,
-        the first of a CPU marked with the events overwritten before it, and each CPU's
-        stats for trace-cmd's CPUSTAT option."""
+        """The file's contents from a TraceBuffer (tracing/trace.py): its pages as they are
+        (the records of the events the shell's Python handlers recorded written into their
+        room first), the first of a CPU marked with the events overwritten before it, and
+        each CPU's stats for trace-cmd's CPUSTAT option."""
+        events = buffer.events
+        for ev in events:  # every kept event's format, in recording order
+            self.format_of(ev, buffer.event_id)
         cpu_data, cpustats = [], []
         for n in range(self.ncpus):
-            buf = buffer.cpus[n] if n < len(buffer.cpus) else None
-            pages = [self.records(page.events) for page in buf.all_pages()] if buf is not None else []
-            cpu_data.append(buffer_pages(pages, buf.overrun if buf is not None else 0))
+            for ev in buffer.side[n] if n < len(buffer.side) else ():
+                (_, record), *stack = self.records([ev], buffer.event_id)
+                buffer.ring.fill(n, ev.seq, record, stack[0][1] if stack else None)
+            cpu_data.append(mark_missed(buffer.ring.pages(n), buffer.ring.stats(n)[1]))
             cpustats.append(f"CPU: {n}\n" + buffer.stats(n, now_ns))
-        events = buffer.events
         cmdlines = {ev.pid: ev.comm for ev in events if 0 <= ev.cpu < self.ncpus}  # the latest name a pid
         stacks = any(ev.stack for ev in events)
         return DatContents(list(self.formats.values()), cpu_data, kallsyms(self.symbols), cmdlines, stacks, cpustats)
