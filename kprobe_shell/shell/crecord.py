@@ -2,7 +2,7 @@
 
 A kprobe whose handler is the shell's own trace handler (`kprobe FUNC`, a kprobe_events
 `p:` line) records in C at a jump-optimized address when nothing at its hit needs
-Python: no `commands`, not silent, its map lines (`@m[...] = count() on N`) keyed and
+Python: no `commands`, its map lines (`@m[...] = count() on N`) keyed and
 fed by its arguments, comm, pid or cpu (updated through cmaps.h), no stack wanted (`set trace-stack on`, a stacktrace trigger), and its fetch args and filter
 have a C program (tracing/cfetch.py says why not otherwise).  Return probes, uprobes,
 jprobes and handler files stay in Python.  `set trace-hits python` sends every hit
@@ -37,8 +37,6 @@ def python_reason(session: "Session", up: "UserProbe") -> str | None:
         return up.c_program if isinstance(up.c_program, str) else "not the shell's trace handler"
     if up.commands:
         return "it has commands"
-    if up.silent:
-        return "it is silent"
     maps = map_lines(session, up)
     if isinstance(maps, str):
         return maps
@@ -76,13 +74,15 @@ def refresh(session: "Session") -> None:
     """Set each of the shell's kprobes' c_record (None: the Python path), then have the
     optimizer take them in (before every run)."""
     m = session.machine
-    ring = getattr(getattr(session.trace, "ring", None), "handle", 0)
+    trace = session.trace
     for up in session.probes.values():
         obj = up.obj
         if not hasattr(obj, "c_record"):
             continue
-        if ring and python_reason(session, up) is None:
-            obj.c_record = CRecord(session.trace.event_id(up.event), ring, up.c_program, obj.pre_handler,
+        if python_reason(session, up) is None:
+            # how the ring renders the records (the line a Python hit would print)
+            event_id = trace.describe(up.event, False, up.kind, up.number, up.silent, up.spec.get("types", {}))
+            obj.c_record = CRecord(event_id, trace.ring.handle, up.c_program, obj.pre_handler,
                                    map_lines(session, up))
         else:
             obj.c_record = None
