@@ -1,0 +1,106 @@
+"""Hits recorded in C (kprobes/chits.py, tracing/_hit.c) against the Python path they
+replace (`set trace-hits python`): the same trace text, the same trace.dat bytes, the
+same hit and nmissed counts, the same maps, on the bundled workload and on every demo;
+and the choice of path follows what decides it (commands, explain, stacks, maps)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from kprobe_shell.shell.output import Output
+from kprobe_shell.shell.script import run_lines
+from kprobe_shell.shell.session import Session
+
+DEMOS = Path(__file__).resolve().parents[2] / "scripts" / "demos"
+
+WORKLOAD = [
+    "jprobe ip_queue_xmit jip_queue_xmit",          # its guest handler calls printk: nmissed
+    "p:pk printk fmt=+0(%di):string a=%si:s32 b=%dx:x16",
+    "kprobe schedule",
+    "p:open do_sys_open path=+0(%si):string flags=%dx:x32 mode=%cx:u16 dfd=%di:s32 if flags >= 0 && path != \"x\"",
+    "p:fork do_fork flags=%di:x64 sp=$stack ch=+0(%si):char bf=+0(%sp):b3@2/8 bad=+0(%ax):u32 badstr=+0(%ax):string "
+    "c=$comm",
+    "@n[comm] = count() on open",
+    "@p[path, pid] = count() on open",
+    "@f = hist(flags) on open",
+    "@l[cpu] = lhist(mode, 0, 1024, 128) on open",
+    "@s = stats(dfd) on open",
+    "@m[comm] = max(a) on pk",
+]
+
+
+def run_session(mode: str, commands: list[str], tmp_path, lines_of: str | None = None) -> dict:
+    out = io.StringIO()
+    s = Session(output=Output(stream=out, color=False))
+    s.batch = True
+    s.execute(f"set trace-hits {mode}")
+    if lines_of is not None:
+        run_lines(s, commands, lines_of)
+    else:
+        for c in commands:
+            s.execute(c)
+        s.execute("run")
+    dat = tmp_path / f"{mode}.dat"
+    s.execute(f"trace save {dat}")
+    s.execute("probes")
+    s.execute("maps")
+    s.out.flush()
+    counts = {n: (getattr(up.obj, "hits", up.hits), getattr(up.obj, "nmissed", None)) for n, up in s.probes.items()}
+    c_hits = s.machine.kprobes.optimizer.c_hits
+    text = out.getvalue().replace(str(dat), "FILE.dat")
+    return {"text": text, "dat": dat.read_bytes() if dat.exists() else b"", "counts": counts,
+            "recorded": dict(c_hits.recorded) if c_hits is not None else {}}
+
+
+def test_the_workload_traces_the_same_in_c_and_in_python(kernel_path, tmp_path):
+    py = run_session("python", WORKLOAD, tmp_path)
+    c = run_session("c", WORKLOAD, tmp_path)
+    assert py["recorded"] == {} and len(c["recorded"]) == 4  # pk, schedule, open, fork
+    assert c["counts"] == py["counts"]
+    assert c["text"] == py["text"]
+    assert c["dat"] == py["dat"]
+    assert any(missed for _hits, missed in c["counts"].values())  # printk inside the jprobe's handler
+    assert "(fault)" in c["text"] and "@p[" in c["text"]
+
+
+@pytest.mark.parametrize("demo", sorted(p.name for p in DEMOS.glob("*.kps")))
+def test_each_demo_is_the_same_in_c_and_in_python(kernel_path, tmp_path, demo):
+    lines = (DEMOS / demo).read_text().splitlines()
+    py = run_session("python", lines, tmp_path, lines_of=demo)
+    c = run_session("c", lines, tmp_path, lines_of=demo)
+    assert c["text"] == py["text"]
+    assert c["dat"] == py["dat"]
+    assert c["counts"] == py["counts"]
+    if demo.startswith("09"):  # its p:opens and p:w record in C
+        assert len(c["recorded"]) == 2
+
+
+def test_what_needs_python_keeps_the_probe_in_python(kernel_path):
+    s = Session(output=Output(stream=io.StringIO(), color=False))
+    s.execute("p:open do_sys_open path=+0(%si):string")
+    s.execute("kprobe schedule")
+    s.execute("run 200000")
+    c_hits = s.machine.kprobes.optimizer.c_hits
+    assert len(c_hits.recorded) == 2
+    # made again before every run: commands, a stack, explain, a glob filter
+    s.probes[1].commands.append("print $rdi")
+    s.execute("set trace-stack on")
+    s.execute("run 100000")
+    assert c_hits.recorded == {}
+    s.execute("set trace-stack off")
+    s.probes[1].commands.clear()
+    s.execute("run 100000")
+    assert len(c_hits.recorded) == 2
+    s.execute("explain on")
+    s.execute("run 1000")
+    assert c_hits.recorded == {}
+    s.execute("explain off")
+    s.execute("set trace-hits python")
+    s.execute("run 1000")
+    assert c_hits.recorded == {}
+    s.execute("set trace-hits c")
+    s.execute('p:g do_fork c=$comm if c ~ "ini*"')  # a glob: matched in Python
+    s.execute("run 1000")
+    assert set(c_hits.recorded) == {s.probes[1].addr, s.probes[2].addr}
