@@ -91,6 +91,15 @@ class CHits:
             pseudo.comm.encode("latin-1", "replace"), pseudo.pid)
         self.recorded: dict[int, int] = {}  # probed address -> detour entry, recorded in C now
 
+    def install(self, hook: int, begin: int, end: int) -> None:
+        """hook (a C function) as every CPU's tool hook on [begin, end], with this table as
+        its data (see _clock.c's tool_hook); the table lives as long as the optimizer."""
+        from ..machine import MachineError
+
+        for cpu in self.optimizer.machine.cpus:
+            if not cpu.clock.add_tool_hook(begin, end, None, c_hook=(hook, self.address)):
+                raise MachineError("the clock's tool hook slots are full")
+
     def refresh(self) -> None:
         """Make the table say which entries record in C, from the probes as they are now."""
         engine = self.optimizer.engine

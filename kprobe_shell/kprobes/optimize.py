@@ -435,8 +435,7 @@ class KprobeOptimizer:
         # calls optimized_callback for the others.
         self.c_hits = CHits(self, DETOUR_ENTRY_BASE, DETOUR_ENTRY_SIZE,
                             (DETOUR_BASE - DETOUR_ENTRY_BASE) // DETOUR_ENTRY_SIZE, self.optimized_callback)
-        machine.add_c_tool_hook(DETOUR_ENTRY_BASE, DETOUR_BASE - 1, HIT_HOOK, self.c_hits.address,
-                                self.c_hits.fallback)
+        self.c_hits.install(HIT_HOOK, DETOUR_ENTRY_BASE, DETOUR_BASE - 1)
 
     def _build_detour(self, op: Optprobe) -> None:
         """arch_prepare_optimized_kprobe: allocate the entry and buffer, write the copies."""

@@ -493,16 +493,6 @@ class Machine:
         self.hooked_addresses[token] = addr
         return token
 
-    def add_c_tool_hook(self, begin: int, end: int, function: int, data: int, keep: object) -> None:
-        """The C function at `function` as the clock's tool hook on [begin, end] in the
-        tool's pages, called as a code hook with `data` as its user_data (see _clock.c's
-        tool_hook).  keep: what must live as long as the machine (data's owner)."""
-        if not (RESERVED_BASE <= begin <= end < RESERVED_END):
-            raise MachineError(f"a C tool hook goes in the tool's pages, not at 0x{begin:x}")
-        if not all([cpu.clock.add_tool_hook(begin, end, None, c_hook=(function, data)) for cpu in self.cpus]):
-            raise MachineError("the clock's tool hook slots are full")
-        self._fast_hooks.append(keep)
-
     def add_fast_code_hook(self, begin: int, end: int, callback: Callable[[int], None]) -> int:
         """A code hook on [begin, end] called as callback(address) without unicorn's Python
         binding, which wraps every hook in two more Python frames and argument packing, a
