@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 from unicorn.unicorn_py3.unicorn import uclib
 
-from ..machine.clock import ICount
+from ..machine.clock import NS_PER_INSN, ICount
 from ..machine.registers import REGISTERS
 from ..tracing import _hit
 
@@ -85,7 +85,7 @@ class CHits:
         lay = machine.tasks.layout
         pseudo = machine.tasks.pseudo
         self.table, self.address = _hit.new_table(
-            entry_base, entry_size, nentries, cpu0.clock.retired_addr,
+            entry_base, entry_size, nentries, cpu0.clock.retired_addr, NS_PER_INSN,
             ctypes.addressof(icount) + ICount.vmem.offset, optimizer._kcb, machine, fallback,
             REGISTERS["gs_base"], lay["off_comm"] if lay else -1, lay["off_pid"] if lay else -1,
             pseudo.comm.encode("latin-1", "replace"), pseudo.pid)

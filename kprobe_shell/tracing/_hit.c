@@ -504,7 +504,8 @@ struct hit_table {
     PyObject *fallback;           /* the Python hook (borrowed: the optimizer keeps it) */
     PyObject *kcb;                /* CPU 0's kprobe_ctlblk (borrowed, likewise) */
     PyObject *machine;            /* borrowed: pending_stop */
-    const uint64_t *retired;      /* the clock's retired count (time_ns) */
+    const uint64_t *retired;      /* the clock's retired count: time_ns = retired * ns_per_insn */
+    uint64_t ns_per_insn;
     const uint64_t *vmem;         /* the machine runs user programs */
     uint64_t entry_base, entry_size;
     uint64_t nentries;
@@ -667,7 +668,7 @@ static int record_hit(struct hit_table *t, struct hit_probe *hp, void *uc)
         return 0;
     put_head(rec, hp->type, task.pid, &hp->ip, 1);
     if (ring_api && hp->ring) {
-        uint8_t *at = ring_api->reserve(hp->ring, 0, *t->retired, st.data_at, task.pid, task.comm);
+        uint8_t *at = ring_api->reserve(hp->ring, 0, *t->retired * t->ns_per_insn, st.data_at, task.pid, task.comm);
         if (at) {
             memcpy(at, rec, st.data_at);
             if (st.faults)
@@ -771,18 +772,19 @@ static void table_free(PyObject *capsule)
     free(t);
 }
 
-/* new_table(entry_base, entry_size, nentries, retired_addr, vmem_addr, kcb, machine,
- * fallback, gs_base_regid, off_comm, off_pid, pseudo_comm, pseudo_pid) -> (capsule, address):
- * off_comm < 0: no task layout (the pseudo task). */
+/* new_table(entry_base, entry_size, nentries, retired_addr, ns_per_insn, vmem_addr, kcb,
+ * machine, fallback, gs_base_regid, off_comm, off_pid, pseudo_comm, pseudo_pid) ->
+ * (capsule, address): off_comm < 0: no task layout (the pseudo task). */
 static PyObject *new_table(PyObject *self, PyObject *args)
 {
-    unsigned long long base, esize, n, retired, vmem;
+    unsigned long long base, esize, n, retired, ns_per_insn, vmem;
     PyObject *kcb, *machine, *fallback, *capsule;
     int regid, off_comm, off_pid, pseudo_pid;
     const char *pseudo_comm;
     Py_ssize_t comm_len;
     struct hit_table *t;
-    if (!PyArg_ParseTuple(args, "KKKKKOOOiiiy#i", &base, &esize, &n, &retired, &vmem, &kcb, &machine, &fallback,
+    if (!PyArg_ParseTuple(args, "KKKKKKOOOiiiy#i", &base, &esize, &n, &retired, &ns_per_insn, &vmem, &kcb, &machine,
+                          &fallback,
                           &regid, &off_comm, &off_pid, &pseudo_comm, &comm_len, &pseudo_pid))
         return NULL;
     t = calloc(1, sizeof(*t));
@@ -794,6 +796,7 @@ static PyObject *new_table(PyObject *self, PyObject *args)
     t->entry_size = esize ? esize : 1;
     t->nentries = n;
     t->retired = (const uint64_t *)(uintptr_t)retired;
+    t->ns_per_insn = ns_per_insn;
     t->vmem = (const uint64_t *)(uintptr_t)vmem;
     t->kcb = kcb;
     t->machine = machine;

@@ -104,3 +104,18 @@ def test_what_needs_python_keeps_the_probe_in_python(kernel_path):
     s.execute('p:g do_fork c=$comm if c ~ "ini*"')  # a glob: matched in Python
     s.execute("run 1000")
     assert set(c_hits.recorded) == {s.probes[1].addr, s.probes[2].addr}
+
+
+def test_json_output_is_the_same_in_c_and_in_python(kernel_path):
+    """--json: each live event an object of its own, rendered from the C records alike."""
+    got = {}
+    for mode in ("python", "c"):
+        out = io.StringIO()
+        s = Session(output=Output(stream=out, color=False, json_mode=True))
+        s.execute(f"set trace-hits {mode}")
+        for c in WORKLOAD + ["run"]:
+            s.execute_and_report(c)
+        s.out.flush()
+        got[mode] = out.getvalue()
+        assert bool(s.machine.kprobes.optimizer.c_hits.recorded) == (mode == "c")
+    assert got["c"] == got["python"]
