@@ -73,6 +73,7 @@ def test_c_programs_record_what_the_reference_records(kernel_path, monkeypatch, 
 
     monkeypatch.setattr(userprobes, "compile_args", checked)
     s = Session(output=Output(stream=io.StringIO(), color=False))
+    s.execute("set trace-hits python")  # every hit through the wrapped Python render
     if cpus != 1:
         s.execute(f"set cpus {cpus}")
         s.execute("reset")
