@@ -136,6 +136,15 @@ def _page_runs(image: Image) -> tuple[list[tuple[int, int, int]], list[int]]:
     return runs, sorted(pages)
 
 
+def _answer_stop_asked(machine: "Machine") -> None:
+    """C code set a CPU's stop word with no stop requested: its listeners act (a trace
+    ring's output prints), and every CPU runs on."""
+    for cpu in machine.cpus:
+        cpu.icount.stop_asked = 0
+    for listener in machine.on_stop_asked:
+        listener()
+
+
 def _executed_hlt(machine: "Machine") -> bool:
     """Did emu_start return because the guest executed hlt (rather than at a deadline just
     after an instruction whose last byte happens to be 0xf4)?"""
@@ -651,7 +660,7 @@ class Machine:
             deadline = min(cpu.next_tick, hard_limit)
             asked = ic.stop_asked and not self.stop_requested
             if asked:
-                self._stop_asked()
+                _answer_stop_asked(self)
             if self.stop_requested:
                 # A stop from another thread can land after the block hook counted a block
                 # and before its end: before its first instruction, or after an in/out
@@ -688,12 +697,6 @@ class Machine:
             result = self._after_hlt(budget_end, quantum_end)
             if result is not _GO_ON:
                 return result
-
-    def _stop_asked(self) -> None:
-        for cpu in self.cpus:
-            cpu.icount.stop_asked = 0
-        for listener in self.on_stop_asked:
-            listener()
 
     def _after_hlt(self, budget_end: int | None, quantum_end: int | None):
         """emu_start came back on its own: the guest executed hlt.  With interrupts off (or

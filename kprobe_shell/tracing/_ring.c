@@ -179,8 +179,10 @@ static int new_page(struct trace_ring *r, struct cpu_ring *c)
         c->nfull--;
         return 0;
     }
-    /* The next switch gives up a page: print what is unprinted first. */
-    if (r->live && c->nfull + 1 >= c->nr_pages && r->last_live_seq > r->printed_seq)
+    /* The next switch gives up the oldest page: print it first if it holds unprinted lines. */
+    struct rb_page *oldest = slot(c, 0);
+    if (r->live && c->nfull + 1 >= c->nr_pages && r->last_live_seq > r->printed_seq && oldest->n
+        && oldest->e[oldest->n - 1].seq > r->printed_seq)
         ask_stop(r);
     return 1;
 }
@@ -965,19 +967,29 @@ static void comm_field(char out[TASK_COMM_LEN], const char *comm, Py_ssize_t n)
 /* reserve(cpu, time_ns, length, pid, comm, stack_length=0) -> seq, -seq when a page was
  * overwritten for it (prune what lived on it), 0 when not kept.  The record (and its
  * kernel_stack record) is a Python event's: fill() writes it when the pages are saved. */
-static PyObject *Ring_reserve(RingObject *self, PyObject *args)
+static PyObject *Ring_reserve(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    int cpu, pid;
-    unsigned long long t;
-    unsigned int len, len2 = 0;
-    const char *comm;
-    Py_ssize_t ncomm;
-    if (!PyArg_ParseTuple(args, "iKIiy#|I", &cpu, &t, &len, &pid, &comm, &ncomm, &len2))
+    /* every Python event comes here: METH_FASTCALL and no format string to parse */
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "reserve(cpu, time_ns, length, pid, comm, stack_length=0)");
         return NULL;
+    }
+    long cpu = PyLong_AsLong(args[0]);
+    unsigned long long t = PyLong_AsUnsignedLongLong(args[1]);
+    unsigned long len = PyLong_AsUnsignedLong(args[2]);
+    long pid = PyLong_AsLong(args[3]);
+    unsigned long len2 = nargs == 6 ? PyLong_AsUnsignedLong(args[5]) : 0;
+    if (PyErr_Occurred())
+        return NULL;
+    if (!PyBytes_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "comm must be bytes");
+        return NULL;
+    }
     char field[TASK_COMM_LEN];
-    comm_field(field, comm, ncomm);
+    comm_field(field, PyBytes_AS_STRING(args[4]), PyBytes_GET_SIZE(args[4]));
     int gave = 0;
-    if (!reserve2(self->r, cpu, t, len, len2, pid, field, E_PY | E_DONE, &gave))
+    if (len > PAGE_DATA || len2 > PAGE_DATA || cpu < 0 || cpu >= MAX_CPUS
+        || !reserve2(self->r, (int)cpu, t, (uint32_t)len, (uint32_t)len2, (int32_t)pid, field, E_PY | E_DONE, &gave))
         return PyLong_FromLong(0);
     self->r->cpus[cpu]->reserved = NULL;
     long long seq = (long long)self->r->seq;
@@ -1384,7 +1396,7 @@ static PyObject *Ring_set_stop_words(RingObject *self, PyObject *args)
 }
 
 static PyMethodDef Ring_methods[] = {
-    {"reserve", (PyCFunction)Ring_reserve, METH_VARARGS, "reserve(cpu, time_ns, length, pid, comm, stack_length=0) -> seq"},
+    {"reserve", (PyCFunction)(void (*)(void))Ring_reserve, METH_FASTCALL, "reserve(cpu, time_ns, length, pid, comm, stack_length=0) -> seq"},
     {"record", (PyCFunction)Ring_record, METH_VARARGS, "record(cpu, time_ns, pid, comm, data, faults=0) -> kept"},
     {"fill", (PyCFunction)Ring_fill, METH_VARARGS, "fill(cpu, seq, record, stack_record=None) -> found"},
     {"stats", (PyCFunction)Ring_stats, METH_VARARGS, "stats(cpu) -> (entries, overrun, bytes, oldest_ts, dropped, written, read, pages)"},

@@ -101,11 +101,11 @@ class TraceBuffer(Displayed):
 
     def __init__(self, size_kb: int = DEFAULT_SIZE_KB, overwrite: bool = True, lengths=None):
         self.lengths = lengths or tracedat.EventLengths({})
-        self.fixed_sizes = self.lengths.fixed_sizes
+        self._sizes: dict[str, int] = {}          # event name -> its record's size, 0: not fixed
         self.size_kb = size_kb
         self.ring = _ring.Ring(self.nr_pages, overwrite)
         self.side: list[deque[TraceEvent]] = []   # per CPU, the Python events kept, oldest first
-        self.last: TraceEvent | None = None       # the newest event recorded
+        self._last: TraceEvent | None = None      # the newest Python event recorded
         self.ids: dict[str, int] = {}             # event name -> its id (common_type)
         self._comms: dict[str, bytes] = {}
 
@@ -143,9 +143,9 @@ class TraceBuffer(Displayed):
 
     def add(self, event: TraceEvent) -> None:
         cpu = event.cpu
-        size = (not event.stack and self.fixed_sizes.get(event.event)) or self.lengths.size(event)
-        if event.event not in self.ids:
-            self.event_id(event.event)
+        size = self._sizes.get(event.event)  # the record's size when it is fixed (no strings)
+        if not size or event.stack:
+            size = self._size(event)
         comm = self._comms.get(event.comm)
         if comm is None:
             comm = self._comms[event.comm] = event.comm.encode("latin-1", "replace")[:16]
@@ -158,14 +158,24 @@ class TraceBuffer(Displayed):
             event.seq = self.ring.seq
             return
         side = self.side
-        while len(side) <= cpu:
-            side.append(deque())
-        if seq < 0:  # a page was overwritten for it: its events go
-            seq = -seq
+        if cpu >= len(side):
+            side.extend(deque() for _ in range(cpu + 1 - len(side)))
+        kept = side[cpu]
+        if seq < 0 or not len(kept) & 4095:  # pages were overwritten (for it, or for records written in C)
+            seq = abs(seq)
             self._prune(cpu)
         event.seq = seq
-        side[cpu].append(event)
-        self.last = event
+        kept.append(event)
+        self._last = event
+
+    def _size(self, event: TraceEvent) -> int:
+        """The size of event's record (lengths.size), its event given an id when first seen."""
+        name = event.event
+        if name not in self._sizes:
+            self.event_id(name)
+        size = self.lengths.size(event)
+        self._sizes[name] = self.lengths.fixed_sizes.get(name, 0)
+        return size
 
     def _prune(self, cpu: int) -> None:
         side = self.side[cpu]
@@ -184,7 +194,18 @@ class TraceBuffer(Displayed):
     def clear(self) -> None:
         self.ring.clear()
         self.side = []
-        self.last = None
+        self._last = None
+
+    @property
+    def last(self) -> TraceEvent | None:
+        """The newest event recorded (a record written in C, decoded, when it is newer
+        than the last Python event)."""
+        ev = self._last
+        newest = self.ring.seq
+        if ev is not None and ev.seq == newest:
+            return ev
+        items = self.ring.events(newest - 1) if newest else []
+        return _decoded(items[-1]) if items and type(items[-1]) is not int else ev
 
     # ------------------------------------------------------------------ reading
     @property

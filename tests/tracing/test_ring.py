@@ -248,3 +248,52 @@ def test_the_session_prints_and_shows_c_records(build_guest):
     printed = stream.getvalue()
     assert '"args": {"i": -3, "name": "bb"}' in printed and f'"where": "hot+0x0/0x{hot.size:x}"' in printed
     assert s.trace.lines() == [f'               calls-5 [000]     0.000000042: h: (hot+0x0/0x{hot.size:x}) i=-3 name="bb"']
+
+
+def test_a_run_stops_to_print_before_the_ring_overwrites_and_goes_on(build_guest):
+    """A recorder writing C records from a hook fills a 2-page ring many times over: the
+    ring asks the CPU to stop before it overwrites unprinted lines, the run loop prints
+    them and runs on, and every line is printed once, in order."""
+    from kprobe_shell.api import Kprobe
+    from kprobe_shell.shell.session import Session
+
+    stream = io.StringIO()
+    s = Session(build_guest("calls"), output=Output(stream=stream, color=False))
+    s.execute("set trace-buffer-size 1")
+    event_id = s.trace.describe("c", False, "k", None, False, {"i": "u64"})
+    ring = s.trace.ring
+    hits = []
+
+    def record(p, regs):
+        hits.append(1)
+        ring.record(0, s.machine.time_ns, 1, b"calls", struct.pack("<HBBiQQ", event_id, 0, 0, 1, p.addr, len(hits)))
+        return 0
+
+    s.machine.register_kprobe(Kprobe(symbol_name="hot", pre_handler=record))
+    event = s.run_guest()
+    assert event.reason.value == "halted" and len(hits) == 20000
+    printed = [int(line.rsplit("=", 1)[1]) for line in stream.getvalue().splitlines() if " c: " in line]
+    assert printed == list(range(1, 20001))
+    assert s.trace.overrun > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1 << 28), st.integers(0, 1), st.integers(0, 2**63 - 1)), max_size=700),
+       st.booleans(), st.sampled_from([1, 8]))
+def test_c_records_and_python_events_keep_the_same_trace(steps, overwrite, size_kb):
+    """The same events recorded as Python TraceEvents in one buffer and as records written
+    in C in another: the same trace show, trace pipe, stats, events and trace.dat."""
+    python, c = TraceBuffer(size_kb, overwrite), TraceBuffer(size_kb, overwrite)
+    event_id = c.describe("e", False, "k", None, False, {"x": "s64"})
+    c.ring.set_where(_ring.W_PROBE, 0, "f+0x0/0x8")
+    clock = [0, 0]
+    for gap, cpu, x in steps:
+        clock[cpu] += gap
+        python.add(TraceEvent(clock[cpu], "task", 9, cpu, "e", "f+0x0/0x8", f" x={x}", values={"x": x}))
+        c.ring.record(cpu, clock[cpu], 9, b"task", struct.pack("<HBBiQq", event_id, 0, 0, 9, 0, x))
+    assert c.lines() == python.lines()
+    assert [ev.as_json() for ev in c.events] == [ev.as_json() for ev in python.events]
+    assert [c.stats(n, 5) for n in range(2)] == [python.stats(n, 5) for n in range(2)]
+    dat = [tracedat.DatBuilder({}, {}, 2).build(buf, 5) for buf in (python, c)]
+    assert dat[0] == dat[1]
+    assert c.consume() == python.consume()
