@@ -247,7 +247,7 @@ static int put_key_part(PyObject *part, uint8_t *buf, Py_ssize_t cap, Py_ssize_t
         if (v == -1 && PyErr_Occurred())
             goto out;
         if (overflow) {
-            PyErr_Format(MapError, "a map key must fit in 64 bits, not %S", part);
+            PyErr_Format(MapError, "a map key must fit in 64 bits (from -2**63 to 2**64 - 1), not %S", part);
             goto out;
         }
         if (*len + 9 > cap) {
@@ -258,19 +258,29 @@ static int put_key_part(PyObject *part, uint8_t *buf, Py_ssize_t cap, Py_ssize_t
         *len += 9;
         rc = 0;
     } else if (PyUnicode_Check(part)) {
-        PyObject *utf8 = PyUnicode_AsEncodedString(part, "utf-8", "surrogatepass");
+        /* UTF-8 as it is ('s'); text with lone surrogates, which has none, by surrogatepass ('S') */
+        Py_ssize_t n;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(part, &n);
+        PyObject *passed = NULL;
+        uint8_t tag = CMAP_KEY_STR;
+        if (!utf8 && PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            PyErr_Clear();
+            if (!(passed = PyUnicode_AsEncodedString(part, "utf-8", "surrogatepass")))
+                goto out;
+            utf8 = PyBytes_AS_STRING(passed), n = PyBytes_GET_SIZE(passed), tag = CMAP_KEY_SURROGATES;
+        }
         if (!utf8)
             goto out;
-        Py_ssize_t n = PyBytes_GET_SIZE(utf8);
         if (n > CMAP_KEY_STR_MAX || *len + 3 + n > cap)
             PyErr_Format(MapError, "a map key string must be at most %d bytes long (this one is %zd)",
                          CMAP_KEY_STR_MAX, n);
         else {
-            cmap_key_str(buf + *len, PyBytes_AS_STRING(utf8), (uint16_t)n);
+            cmap_key_str(buf + *len, utf8, (uint16_t)n);
+            buf[*len] = tag;
             *len += 3 + n;
             rc = 0;
         }
-        Py_DECREF(utf8);
+        Py_XDECREF(passed);
     } else {
         PyErr_Format(MapError, "a map key must be a string or an integer, not %s", Py_TYPE(part)->tp_name);
     }
@@ -310,11 +320,13 @@ static PyObject *encode_key(PyObject *key)
     return out;
 }
 
-static PyObject *decode_str(const uint8_t *s, Py_ssize_t n)
+static PyObject *decode_str(uint8_t tag, const uint8_t *s, Py_ssize_t n)
 {
-    PyObject *text = PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+    if (tag == CMAP_KEY_SURROGATES)
+        return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)s, n, NULL);
     if (!text && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        /* bytes a C caller took from the guest that are not UTF-8: shown as \xNN */
+        /* raw bytes from a C caller that are not UTF-8: shown as fetch.py shows them */
         PyErr_Clear();
         text = PyUnicode_DecodeUTF8((const char *)s, n, "backslashreplace");
     }
@@ -337,11 +349,11 @@ static PyObject *decode_key(const uint8_t *key, uint32_t keylen)
                 bits |= (uint64_t)key[at + i] << (8 * i);
             at += 8;
             part = tag == CMAP_KEY_INT ? PyLong_FromLongLong((int64_t)bits) : PyLong_FromUnsignedLongLong(bits);
-        } else if (tag == CMAP_KEY_STR && at + 2 <= keylen) {
+        } else if ((tag == CMAP_KEY_STR || tag == CMAP_KEY_SURROGATES) && at + 2 <= keylen) {
             uint32_t n = key[at] | (uint32_t)key[at + 1] << 8;
             at += 2;
             if (at + n <= keylen) {
-                part = decode_str(key + at, n);
+                part = decode_str(tag, key + at, n);
                 at += n;
             } else
                 PyErr_SetString(MapError, "a map key's string runs past its end");
@@ -381,7 +393,7 @@ static int value_of(PyObject *value, int kind, i128 *out)
         }
         PyErr_Clear();
     }
-    PyErr_Format(MapError, "%s() needs a 64-bit value, not %S", kind_names[kind], value);
+    PyErr_Format(MapError, "%s() needs a 64-bit value (from -2**63 to 2**64 - 1), not %S", kind_names[kind], value);
     return -1;
 }
 
@@ -492,6 +504,38 @@ static PyObject *Map_update_encoded(MapObject *self, PyObject *args)
 static PyObject *encode_key_py(PyObject *module, PyObject *key)
 {
     return encode_key(key);
+}
+
+/* guest_str_key(raw) / latin1_str_key(raw): cmaps.h's encodings of guest bytes, for tests. */
+static PyObject *str_key(PyObject *raw, int latin1)
+{
+    if (!PyBytes_Check(raw)) {
+        PyErr_SetString(PyExc_TypeError, "bytes expected");
+        return NULL;
+    }
+    Py_ssize_t len = PyBytes_GET_SIZE(raw);
+    if (len > CMAP_KEY_STR_MAX) {
+        PyErr_SetString(PyExc_ValueError, "too long");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 3 + 4 * len);
+    if (!out)
+        return NULL;
+    uint8_t *start = (uint8_t *)PyBytes_AS_STRING(out), *raw_bytes = (uint8_t *)PyBytes_AS_STRING(raw);
+    uint8_t *end = latin1 ? cmap_key_latin1_str(start, raw_bytes, (uint32_t)len)
+                          : cmap_key_guest_str(start, raw_bytes, (uint32_t)len);
+    _PyBytes_Resize(&out, end - start);
+    return out;
+}
+
+static PyObject *guest_str_key(PyObject *module, PyObject *raw)
+{
+    return str_key(raw, 0);
+}
+
+static PyObject *latin1_str_key(PyObject *module, PyObject *raw)
+{
+    return str_key(raw, 1);
 }
 
 static PyObject *state_of(const struct cmap *m, const struct cmap_entry *e)
@@ -621,6 +665,8 @@ static PyObject *bench_update(PyObject *module, PyObject *args)
 
 static PyMethodDef module_methods[] = {
     {"encode_key", (PyCFunction)encode_key_py, METH_O, "the canonical encoding (cmaps.h) of a key"},
+    {"guest_str_key", (PyCFunction)guest_str_key, METH_O, "cmap_key_guest_str of guest bytes"},
+    {"latin1_str_key", (PyCFunction)latin1_str_key, METH_O, "cmap_key_latin1_str of guest bytes"},
     {"bench_update", bench_update, METH_VARARGS, "bench_update(map, key_bytes, value, n) -> ns"},
     {NULL},
 };

@@ -173,3 +173,73 @@ def test_missed_warning_comes_again_after_reset_and_maps_start_empty(tmp_path, r
     assert after_reset.count("@n: 1\n") == 1  # one traced return per run: the outermost call
     # one return handled (the outermost call), four misses: hits + misses = the five calls
     assert re.search(r"^  r_path_lookup_recursive_0 +1 +4$", after_reset, re.M)
+
+
+def test_maps_agree_with_the_trace_of_the_same_hits(kernel_path):
+    """Every map line's map, as printed, equals one made from the traced events of its
+    probe by the maps' reference implementation (tests/guests/map_reference.py)."""
+    import io
+
+    from kprobe_shell.shell.output import Output
+    from kprobe_shell.shell.session import Session
+    from map_reference import ReferenceMap
+
+    s = Session(kernel_path, output=Output(io.StringIO(), color=False))
+    lines = {
+        "@opens[comm] = count() on opens": ("count", ("comm",), None, ()),
+        "@names[comm, name] = count() on opens": ("count", ("comm", "name"), None, ()),
+        "@flags[pid] = lhist(flags, 0, 65536, 16384) on opens": ("lhist", ("pid",), "flags", (0, 65536, 16384)),
+        "@total[cpu] = sum(flags) on opens": ("sum", ("cpu",), "flags", ()),
+        "@lo = min(flags) on opens": ("min", (), "flags", ()),
+        "@hi[comm] = max(flags) on opens": ("max", ("comm",), "flags", ()),
+        "@av[comm] = avg(flags) on opens": ("avg", ("comm",), "flags", ()),
+        "@st = stats(flags) on opens": ("stats", (), "flags", ()),
+        "@h[comm] = hist(flags) on opens": ("hist", ("comm",), "flags", ()),
+    }
+    s.execute("p:opens do_sys_open name=+0(%si):string flags=%dx:x32")
+    for line in lines:
+        s.execute(line)
+    s.execute("run")
+    events = [ev for ev in s.trace.events if ev.event == "opens"]
+    assert len(events) == 12
+    fields = lambda ev: {"comm": ev.comm, "pid": ev.pid, "cpu": ev.cpu, **ev.values}  # noqa: E731
+    for line, (kind, keys, value, params) in lines.items():
+        name = line.split("[")[0].split(" ")[0]
+        reference = ReferenceMap(name, kind, params)
+        for ev in events:
+            f = fields(ev)
+            reference.update(tuple(f[k] for k in keys) or None, f[value] if value else None)
+        assert s.maps.maps[name].text() == reference.text(), line
+
+
+def test_maps_clear_mid_run_empties_one_map(tmp_path, run_shell):
+    full = _run(run_shell, tmp_path, "run")
+    whole = dict(re.findall(r"^@opens\[(\w+)\]: (\d+)$", full[full.index("[guest halted"):], re.M))
+    out = _run(run_shell, tmp_path, "run 150000", "maps @opens", "maps clear @opens", "maps @opens", "maps @total",
+               "run")
+    assert "Cleared 1 map(s)" in out
+    before, after = out.split("Cleared 1 map(s)")
+    first = dict(re.findall(r"^@opens\[(\w+)\]: (\d+)$", before, re.M))
+    assert first and "@total: " in after.split("[guest halted")[0]   # the other maps kept theirs
+    halted = after[after.index("[guest halted"):]
+    second = dict(re.findall(r"^@opens\[(\w+)\]: (\d+)$", halted, re.M))
+    # the map line goes on feeding the same map: both halves add up to a whole run's counts
+    assert {k: int(first.get(k, 0)) + int(second.get(k, 0)) for k in whole} == {k: int(v) for k, v in whole.items()}
+
+
+def test_handler_file_maps_kind_conflicts_64_bit_sums_and_a_full_map(tmp_path, run_shell):
+    f = tmp_path / "h.py"
+    f.write_text("from kprobe_shell.handlers import kprobe, count, hist, sum_, comm\n\n"
+                 "calls = 0\n\n"
+                 "@kprobe('do_sys_open')\ndef on_open(p, regs):\n    global calls\n    calls += 1\n"
+                 "    count('c', key=(comm(), calls))\n    sum_('big', (1 << 64) - 1)\n"
+                 "    if calls == 12:\n        hist('c', 1)\n"
+                 "    if calls == 1:\n        for i in range(4100):\n            count('many', key=i)\n")
+    r = run_shell("--batch", "-ex", f"handlers {f}", "-ex", "run", "-ex", "maps", tmp_home=str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "map @c holds count() values; it cannot take hist()" in r.stdout + r.stderr
+    assert r.stdout.count(f"@big: {12 * ((1 << 64) - 1)}\n") == 2          # exact past 64 bits
+    assert len(re.findall(r"^@c\[\w+, \d+\]: 1$", r.stdout, re.M)) == 2 * 12
+    assert len(re.findall(r"^@many\[\d+\]: 1$", r.stdout, re.M)) == 2 * 4096   # bpftrace's max_map_keys
+    assert r.stdout.count("(4 update(s) of @many dropped: the map was full, at 4096 keys, bpftrace's max_map_keys)") == 2

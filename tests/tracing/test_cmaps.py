@@ -11,71 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kprobe_shell.tracing import _maps
-from kprobe_shell.tracing.maps import (MAP_KINDS, MAX_KEYS, SCALAR_KINDS, BpfMap, MapError, MapStore, _hist_label,
-                                       _hist_range, _lhist_label, _lhist_range, _sort_key, hist_index, lhist_index)
+from kprobe_shell.tracing.maps import MAP_KINDS, MAX_KEYS, BpfMap, MapError, MapStore, hist_index, lhist_index
+from map_reference import ReferenceMap
 
 INT64 = st.integers(-(1 << 63), (1 << 63) - 1)
 SETTINGS = settings(deadline=None, derandomize=True, max_examples=300)
-
-
-# ---------------------------------------------------------------------- the reference
-class ReferenceMap:
-    """The maps' Python implementation before they moved to C (entries in a dict), kept as
-    the oracle; its avg is exact integer division toward zero, as bpftrace's."""
-
-    def __init__(self, name, kind, params=()):
-        self.name, self.kind, self.params, self.entries = name, kind, tuple(params), {}
-
-    def update(self, key, value):
-        key = () if key is None else tuple(key) if isinstance(key, tuple) else (key,)
-        key = tuple(k.decode("utf-8", "backslashreplace") if isinstance(k, bytes) else
-                    int(k) if isinstance(k, bool) else k for k in key)
-        kind, entries = self.kind, self.entries
-        if kind == "count":
-            entries[key] = entries.get(key, 0) + 1
-        elif kind == "sum":
-            entries[key] = entries.get(key, 0) + value
-        elif kind == "min":
-            entries[key] = min(entries.get(key, value), value)
-        elif kind == "max":
-            entries[key] = max(entries.get(key, value), value)
-        elif kind in ("avg", "stats"):
-            n, total = entries.get(key, (0, 0))
-            entries[key] = (n + 1, total + value)
-        else:
-            index = hist_index(value) if kind == "hist" else lhist_index(value, *self.params)
-            buckets = entries.setdefault(key, {})
-            buckets[index] = buckets.get(index, 0) + 1
-
-    def scalar(self, key):
-        state = self.entries[key]
-        if self.kind == "avg":
-            return int(Fraction(state[1], state[0]))
-        return state[1] if self.kind == "stats" else state
-
-    def text(self):
-        lines = []
-        scalar = self.kind in SCALAR_KINDS
-        order = (lambda k: (self.scalar(k), _sort_key(k))) if scalar else _sort_key
-        for key in sorted(self.entries, key=order):
-            label = f"{self.name}[{', '.join(str(k) for k in key)}]" if key else self.name
-            if self.kind == "stats":
-                n, total = self.entries[key]
-                lines.append(f"{label}: count {n}, average {int(Fraction(total, n))}, total {total}")
-            elif scalar:
-                lines.append(f"{label}: {self.scalar(key)}")
-            else:
-                lines.append(f"{label}:")
-                buckets = self.entries[key]
-                top = max(buckets.values())
-                for i in range(min(buckets), max(buckets) + 1):
-                    n = buckets.get(i, 0)
-                    name = _hist_label(i) if self.kind == "hist" else _lhist_label(i, *self.params)
-                    lines.append(f"{name:<16}{n:>8} |{'@' * int(n / top * 52):<52}|")
-                lines.append("")
-        if not lines or lines[-1] != "":
-            lines.append("")
-        return "\n".join(lines)
 
 
 KEYS = st.one_of(
@@ -250,3 +190,19 @@ def test_the_capsule_for_c_callers():
     assert api.update_unsigned(m.handle, key, len(key), (1 << 64) - 2) == 0
     assert api.update(m.handle, key, len(key), 7) == 0
     assert m.text() == f"@mx[cpu, 1]: {(1 << 64) - 2}\n"
+
+
+@SETTINGS
+@given(raw=st.binary(max_size=40) | st.text(max_size=20).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_guest_strings_encode_as_the_text_python_shows(raw):
+    # a :string fetch arg's text (fetch.py's decode_string) and a comm (tasks.py: Latin-1)
+    assert _maps.guest_str_key(raw) == _maps.encode_key(raw.decode("utf-8", "backslashreplace"))
+    assert _maps.latin1_str_key(raw) == _maps.encode_key(raw.decode("latin-1"))
+
+
+def test_text_with_lone_surrogates_is_its_own_key():
+    m = BpfMap("@c", "count")
+    for key in ("\udcff", "\\xed\\xb3\\xbf", "\udcff", "ok"):
+        m.update(key, None)
+    assert _maps.encode_key("\udcff")[:1] == b"S" and _maps.encode_key("ok")[:1] == b"s"
+    assert m.entries == {("\udcff",): 2, ("\\xed\\xb3\\xbf",): 1, ("ok",): 1}

@@ -14,10 +14,10 @@ Fields: the probe's fetch-arg names, comm, pid, cpu, and retval on a return prob
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...numbers import NumberError, is_decimal, parse_int
-from ...tracing.maps import MAP_KINDS, MapError, MapStore
+from ...tracing.maps import MAP_KINDS, BpfMap, MapError, MapStore
 from ..registry import CommandError, command
 
 #: Fields every probe has (the task at the hit), and what return probes add.
@@ -45,15 +45,22 @@ class Aggregation:
     value: str | None          # the field fed to sum/hist/... (None for count)
     params: tuple = ()         # lhist (min, max, step)
     skipped: int = 0           # hits whose value could not be fetched (a faulting read)
+    #: The map last updated (a fresh machine makes new ones): found once, not per hit.
+    bpf_map: BpfMap | None = field(default=None, repr=False, compare=False)
 
     def apply(self, session, ev) -> None:
+        values = ev.values
+        key = tuple([values[k] if k in values else _field(session, ev, k) for k in self.keys])
+        name = self.value
+        value = (values[name] if name in values else _field(session, ev, name)) if name else None
+        if None in key or (name and not isinstance(value, int)):
+            self.skipped += 1
+            return
+        bpf_map = self.bpf_map
         try:
-            key = tuple(_field(session, ev, k) for k in self.keys)
-            value = _field(session, ev, self.value) if self.value else None
-            if any(k is None for k in key) or (self.value and not isinstance(value, int)):
-                self.skipped += 1
-                return
-            session.maps.update(self.name, self.func, key or None, value, self.params)
+            if bpf_map is None or session.maps.maps.get(self.name) is not bpf_map:
+                bpf_map = self.bpf_map = session.maps.declare(self.name, self.func, self.params)
+            bpf_map.update(key or None, value)
         except MapError:
             # The map was taken over by another kind (a handler file's count() on our hist):
             # the hit is not lost silently, it is counted here.
