@@ -418,7 +418,7 @@ def measure(args, scratch: str) -> str:
     w(f"\nend to end, kprobe-shell --batch -ex 'p:h hot x=%di y=%si:u32' -ex run > /dev/null, {e2e_calls} calls: "
       f"{e2e_us:.2f} us per hit over the run without the probe ({e2e_us / floor_us:.1f}x floor)\n")
     rows += [("traced kprobe hit (p: 2 regs + $comm), auto", med("event kprobe") / n * 1e6 / floor_us, 1.0, "x floor"),
-             ("its count() map update", map_us / floor_us, 0.5, "x floor"),
+             ("count() map update at a traced hit (C)", map_us / floor_us, 0.5, "x floor"),
              ("traced hit end to end (command line)", e2e_us / floor_us, 2.0, "x floor")]
     w("\n(5) targets (each value as shown, to two decimals, against the issue's limit)\n")
     for label, value, limit, unit in [*rows, map_update_target]:
