@@ -119,3 +119,17 @@ def test_json_output_is_the_same_in_c_and_in_python(kernel_path):
         got[mode] = out.getvalue()
         assert bool(s.machine.kprobes.optimizer.c_hits.recorded) == (mode == "c")
     assert got["c"] == got["python"]
+
+
+def test_the_last_probe_hit_a_stop_names_may_be_a_c_record(kernel_path):
+    """A fault or BUG stop names the last probe hit: a hit recorded in C counts too."""
+    said = {}
+    for mode in ("python", "c"):
+        s = Session(output=Output(stream=io.StringIO(), color=False))
+        s.execute(f"set trace-hits {mode}")
+        s.execute("kprobe do_fork")
+        s.execute("p:open do_sys_open path=+0(%si):string")
+        s.execute("run 300000")
+        said[mode] = s._last_probe_hit()
+        assert bool(s.machine.kprobes.optimizer.c_hits.recorded) == (mode == "c")
+    assert said["c"] == said["python"] and said["c"].startswith("probe ")
