@@ -115,7 +115,8 @@ class HandlerGuard:
         self._seen = -1         # the watchdog's view: the call it is timing, and until when
         self._deadline = 0.0
         self._lock = threading.Lock()  # between the watchdog and interrupt(), never the hot path
-        _GUARDS.add(self)
+        with _GUARDS_LOCK:
+            _GUARDS.add(self)
         if not _WATCHDOG:
             _start_watchdog()
 
@@ -216,6 +217,9 @@ _get_ident = threading.get_ident
 _GUARDS: "weakref.WeakSet[HandlerGuard]" = weakref.WeakSet()
 _WATCHDOG: list[threading.Thread] = []
 _WATCHDOG_LOCK = threading.Lock()
+#: A WeakSet's iteration fails when another thread adds to it meanwhile (a machine made
+#: while the watchdog looks): the watchdog copies it, machines add to it, under this lock.
+_GUARDS_LOCK = threading.Lock()
 
 
 #: The guard's own functions that run while a handler call is stopped: never raised in.
@@ -229,7 +233,9 @@ def _watch() -> None:
     while True:
         time.sleep(WATCHDOG_INTERVAL)
         now = time.monotonic()
-        for guard in list(_GUARDS):
+        with _GUARDS_LOCK:
+            guards = list(_GUARDS)
+        for guard in guards:
             if guard.depth:
                 guard.check(now)
 

@@ -47,6 +47,7 @@ class Output:
         self._collected: list[str] | None = None
         self._pending: list = []  # trace events not rendered yet
         self.ring = None          # the trace ring whose C records print here (follow())
+        self._ring_readable = None
         interactive = bool(getattr(self.stream, "isatty", lambda: False)())
         self.batch = 1 if interactive else self.TRACE_BATCH
         #: Text from the guest (console, trace values) is escaped on a terminal only: a
@@ -58,15 +59,19 @@ class Output:
             return text
         return f"{self.palette[role]}{text}{RESET}"
 
-    def follow(self, buffer) -> None:
-        """Print the records written in C into `buffer` (a TraceBuffer) from now on."""
+    def follow(self, buffer, readable=None) -> None:
+        """Print the records written in C into `buffer` (a TraceBuffer) from now on.
+        readable() says whether this thread may read the ring now (its recorders write
+        without the GIL while the guest runs: only the run's own thread reads it then)."""
         self.ring = ring = buffer.ring
+        self._ring_readable = readable
         ring.live = True
         ring.printed_seq = ring.seq
 
     def _unprinted(self) -> bool:
         ring = self.ring
-        return ring is not None and ring.last_live_seq > ring.printed_seq
+        return (ring is not None and ring.last_live_seq > ring.printed_seq
+                and (self._ring_readable is None or self._ring_readable()))
 
     def write(self, text: str) -> None:
         if self._pending or self._unprinted():

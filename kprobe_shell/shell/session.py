@@ -55,7 +55,7 @@ class Session:
         self.probes = UserProbes()
         self.trace = TraceBuffer(int(self.settings["trace-buffer-size"]), bool(self.settings["trace-overwrite"]),
                                  lengths=EventLengths(self.probes))
-        self.out.follow(self.trace)
+        self.out.follow(self.trace, self._ring_readable)
         #: ftrace's stacktrace option and triggers (`set trace-stack`, `trigger EVENT stacktrace`)
         self.stacks = StackRecorder(self)
         #: bpftrace-style maps (handler files' count()/hist() ..., and `@map = f() on EVENT`)
@@ -118,6 +118,12 @@ class Session:
                 self.out.flush()
 
         m.on_stop_asked.append(flush)
+
+    def _ring_readable(self) -> bool:
+        """The trace ring may be read from this thread now: the guest is not running, or
+        this is the thread that runs it (a background run's recorders write without the GIL)."""
+        m = getattr(self, "machine", None)  # None while the session is being made
+        return m is None or not m.running or threading.get_ident() == m._run_thread
 
     def _where_text(self, ip: int, kind: int) -> str:
         """The text of an address in a trace record (the ring asks once per address): a

@@ -45,6 +45,8 @@
 #define FIRST_EVENT_ID 1500
 #define TASK_COMM_LEN 16
 #define LINE_WIDTH 22           /* TraceEvent.ftrace's {comm-pid:>22} */
+#define SPILL_STOP (64u << 10)  /* refused records waiting: stop the run to print them */
+#define SPILL_MAX (16u << 20)   /* and past this (no run to stop), drop them unprinted */
 
 enum { E_PY = 1, E_CONT = 2, E_DONE = 4 };     /* rb_entry.flags */
 enum { K_INT = 0, K_CHAR = 1, K_STRING = 2 };  /* arg_desc.kind */
@@ -106,7 +108,15 @@ struct trace_ring {
     volatile uint64_t *stop_words[MAX_CPUS];
     int nstop_words;
     int flush_wanted;
+    /* Records a full buffer refused (overwrite off) while a live output prints: kept here
+     * until printed, as the shell prints every event it records (spill_rec each). */
+    uint8_t *spill;
+    size_t spill_n, spill_cap;
+    struct spill_rec *spill_reserved;
 };
+
+/* A refused record waiting to be printed; its bytes follow, the next one 8-aligned after. */
+struct spill_rec { struct rb_entry e; int32_t cpu; uint32_t size; };
 
 /* ---------------------------------------------------------------------- the pages */
 static inline void put32(uint8_t *d, uint32_t v) { memcpy(d, &v, 4); }
@@ -321,10 +331,45 @@ static uint8_t *reserve2(struct trace_ring *r, int cpu, uint64_t t, uint32_t len
 }
 
 /* ---------------------------------------------------------------------- the C interface */
+/* Room for a record the full buffer refused (already counted as dropped), for the live
+ * output to print. */
+static uint8_t *spill(struct trace_ring *r, int cpu, uint64_t t, uint32_t len, int32_t pid, const char *comm)
+{
+    size_t size = (sizeof(struct spill_rec) + len + 7) & ~(size_t)7;
+    if (r->spill_n + size > SPILL_MAX)
+        return NULL;
+    if (r->spill_n + size > r->spill_cap) {
+        size_t cap = r->spill_cap ? 2 * r->spill_cap : 16384;
+        while (cap < r->spill_n + size)
+            cap *= 2;
+        uint8_t *grown = realloc(r->spill, cap);
+        if (!grown)
+            return NULL;
+        r->spill = grown;
+        r->spill_cap = cap;
+    }
+    struct spill_rec *x = (struct spill_rec *)(r->spill + r->spill_n);
+    memset(x, 0, size);
+    x->e.seq = r->seq;
+    x->e.time_ns = t;
+    x->e.len = (uint16_t)len;
+    x->cpu = cpu;
+    x->size = (uint32_t)size;
+    r->spill_n += size;
+    r->spill_reserved = x;
+    note_comm(r, pid, comm, r->seq);
+    if (r->spill_n > SPILL_STOP)
+        ask_stop(r);
+    return (uint8_t *)(x + 1);
+}
+
 static uint8_t *api_reserve(struct trace_ring *r, int cpu, uint64_t t, uint32_t len, int32_t pid, const char *comm)
 {
     int gave = 0;
-    return reserve2(r, cpu, t, len, 0, pid, comm, 0, &gave);
+    uint8_t *rec = reserve2(r, cpu, t, len, 0, pid, comm, 0, &gave);
+    if (!rec && r->live && !r->overwrite && cpu >= 0 && cpu < MAX_CPUS && r->cpus[cpu] && len <= PAGE_DATA)
+        return spill(r, cpu, t, len, pid, comm);
+    return rec;
 }
 
 static struct event_desc *desc_of(struct trace_ring *r, uint32_t id)
@@ -338,25 +383,31 @@ static struct event_desc *desc_of(struct trace_ring *r, uint32_t id)
 static void api_commit(struct trace_ring *r, int cpu)
 {
     struct cpu_ring *c = cpu >= 0 && cpu < MAX_CPUS ? r->cpus[cpu] : NULL;
-    if (!c || !c->reserved)
-        return;
-    struct rb_entry *e = c->reserved;
-    e->flags |= E_DONE;
-    c->reserved = NULL;
-    if (!(e->flags & E_PY)) {
-        struct rb_page *p = tail_page(c);
-        uint16_t id;
-        memcpy(&id, p->data + PAGE_HEADER + e->off, 2);
-        struct event_desc *d = desc_of(r, id);
-        if (!d || !d->silent)
-            r->last_live_seq = e->seq;
+    struct rb_entry *e = c ? c->reserved : NULL;
+    const uint8_t *rec = e ? tail_page(c)->data + PAGE_HEADER + e->off : NULL;
+    if (r->spill_reserved) {
+        e = &r->spill_reserved->e;
+        rec = (const uint8_t *)(r->spill_reserved + 1);
+        r->spill_reserved = NULL;
+    } else if (c) {
+        c->reserved = NULL;
     }
+    if (!e)
+        return;
+    e->flags |= E_DONE;
+    uint16_t id;
+    memcpy(&id, rec, 2);
+    struct event_desc *d = desc_of(r, id);
+    if (!d || !d->silent)
+        r->last_live_seq = e->seq;
 }
 
 static void api_set_faults(struct trace_ring *r, int cpu, uint64_t mask)
 {
     struct cpu_ring *c = cpu >= 0 && cpu < MAX_CPUS ? r->cpus[cpu] : NULL;
-    if (c && c->reserved)
+    if (r->spill_reserved)
+        r->spill_reserved->e.faults = mask;
+    else if (c && c->reserved)
         c->reserved->faults = mask;
 }
 
@@ -722,10 +773,8 @@ static void render_where(struct trace_ring *r, struct sbuf *s, const uint8_t *re
 
 /* TraceEvent.ftrace's line for a record written in C:
  * {comm-pid:>22} [{cpu:03d}] {secs:5d}.{nsec:09d}: {event}: ({where}){args} */
-static int render_line(struct trace_ring *r, struct sbuf *s, int cpu, const struct rb_page *p,
-                       const struct rb_entry *e)
+static int render_line(struct trace_ring *r, struct sbuf *s, int cpu, const uint8_t *rec, const struct rb_entry *e)
 {
-    const uint8_t *rec = p->data + PAGE_HEADER + e->off;
     uint16_t id = (uint16_t)field_int(rec, e->len, 0, 2);
     int32_t pid = (int32_t)field_int(rec, e->len, 4, 4);
     const char *comm = comm_at(r, pid, e->seq);
@@ -760,9 +809,8 @@ static int render_line(struct trace_ring *r, struct sbuf *s, int cpu, const stru
 
 /* (time_ns, comm, pid, cpu, event, where, args, kind, probe, values, seq): a TraceEvent's
  * fields, for trace.py to make one of a record written in C. */
-static PyObject *decode_record(struct trace_ring *r, int cpu, const struct rb_page *p, const struct rb_entry *e)
+static PyObject *decode_record(struct trace_ring *r, int cpu, const uint8_t *rec, const struct rb_entry *e)
 {
-    const uint8_t *rec = p->data + PAGE_HEADER + e->off;
     uint16_t id = (uint16_t)field_int(rec, e->len, 0, 2);
     int32_t pid = (int32_t)field_int(rec, e->len, 4, 4);
     const char *comm = comm_at(r, pid, e->seq);
@@ -787,7 +835,7 @@ static PyObject *decode_record(struct trace_ring *r, int cpu, const struct rb_pa
 }
 
 /* ---------------------------------------------------------------------- walking the records */
-struct ref { uint64_t time_ns, seq; int cpu; const struct rb_page *p; const struct rb_entry *e; };
+struct ref { uint64_t time_ns, seq; int cpu; const uint8_t *rec; const struct rb_entry *e; };
 
 static int by_seq(const void *a, const void *b)
 {
@@ -825,10 +873,28 @@ static void seq_span(struct cpu_ring *c, uint64_t lo, uint64_t hi, uint32_t *fir
     *end = b;
 }
 
-/* The committed events with lo < seq < hi (hi 0: no bound), sorted; NULL with *n 0 when none. */
-static struct ref *collect(struct trace_ring *r, uint64_t lo, uint64_t hi, int by_time, size_t *n)
+static int in_range(const struct rb_entry *e, uint64_t lo, uint64_t hi)
 {
-    size_t count = 0, at = 0;
+    return !(e->flags & E_CONT) && (e->flags & E_DONE) && e->seq > lo && (!hi || e->seq < hi);
+}
+
+/* The refused records waiting to be printed with lo < seq < hi, appended at refs + at. */
+static size_t collect_spill(struct trace_ring *r, uint64_t lo, uint64_t hi, struct ref *refs, size_t at)
+{
+    for (size_t off = 0; off < r->spill_n;) {
+        const struct spill_rec *x = (const struct spill_rec *)(r->spill + off);
+        if (in_range(&x->e, lo, hi))
+            refs[at++] = (struct ref){x->e.time_ns, x->e.seq, x->cpu, (const uint8_t *)(x + 1), &x->e};
+        off += x->size;
+    }
+    return at;
+}
+
+/* The committed events with lo < seq < hi (hi 0: no bound), sorted, the refused ones
+ * waiting to be printed too when live; NULL with *n 0 when none. */
+static struct ref *collect(struct trace_ring *r, uint64_t lo, uint64_t hi, int by_time, int live, size_t *n)
+{
+    size_t count = live ? r->spill_n / sizeof(struct spill_rec) : 0, at = 0;
     uint32_t first, end;
     for (int cpu = 0; cpu < r->ncpus; cpu++) {
         struct cpu_ring *c = r->cpus[cpu];
@@ -851,12 +917,13 @@ static struct ref *collect(struct trace_ring *r, uint64_t lo, uint64_t hi, int b
             const struct rb_page *p = slot(c, i);
             for (uint32_t k = 0; k < p->n && at < count; k++) {
                 const struct rb_entry *e = &p->e[k];
-                if ((e->flags & E_CONT) || !(e->flags & E_DONE) || e->seq <= lo || (hi && e->seq >= hi))
-                    continue;
-                refs[at++] = (struct ref){e->time_ns, e->seq, cpu, p, e};
+                if (in_range(e, lo, hi))
+                    refs[at++] = (struct ref){e->time_ns, e->seq, cpu, p->data + PAGE_HEADER + e->off, e};
             }
         }
     }
+    if (live)
+        at = collect_spill(r, lo, hi, refs, at);
     int (*order)(const void *, const void *) = by_time ? by_time_then_cpu : by_seq;
     for (size_t i = 1; i < at; i++)
         if (order(&refs[i - 1], &refs[i]) > 0) {   /* one CPU's events are in order already */
@@ -869,7 +936,7 @@ static struct ref *collect(struct trace_ring *r, uint64_t lo, uint64_t hi, int b
 
 static int is_silent(struct trace_ring *r, const struct ref *x)
 {
-    uint16_t id = (uint16_t)field_int(x->p->data + PAGE_HEADER + x->e->off, x->e->len, 0, 2);
+    uint16_t id = (uint16_t)field_int(x->rec, x->e->len, 0, 2);
     struct event_desc *d = desc_of(r, id);
     return d && d->silent;
 }
@@ -928,6 +995,7 @@ static void Ring_dealloc(RingObject *self)
             free(r->where[i].text);
         free(r->where);
         Py_XDECREF(r->symbolizer);
+        free(r->spill);
         free(r);
     }
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -1271,7 +1339,7 @@ static PyObject *merged_item(struct trace_ring *r, const struct ref *x, struct s
     if (x->e->flags & E_PY)
         return PyLong_FromUnsignedLongLong(x->seq);
     s->n = 0;
-    if (render_line(r, s, x->cpu, x->p, x->e) < 0)
+    if (render_line(r, s, x->cpu, x->rec, x->e) < 0)
         return PyErr_NoMemory();
     return PyUnicode_DecodeUTF8(s->b, (Py_ssize_t)s->n, "surrogateescape");
 }
@@ -1287,7 +1355,7 @@ static PyObject *Ring_merged(RingObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "p|KKp", &by_time, &lo, &hi, &with_cpu))
         return NULL;
     size_t n;
-    struct ref *refs = collect(self->r, lo, hi, by_time, &n);
+    struct ref *refs = collect(self->r, lo, hi, by_time, 0, &n);
     struct sbuf s = {0};
     PyObject *out = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; out && i < n; i++) {
@@ -1314,14 +1382,14 @@ static PyObject *Ring_events(RingObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "|KKp", &lo, &hi, &live))
         return NULL;
     size_t n;
-    struct ref *refs = collect(self->r, lo, hi, 0, &n);
+    struct ref *refs = collect(self->r, lo, hi, 0, live, &n);
     PyObject *out = PyList_New(0);
     for (size_t i = 0; out && i < n; i++) {
         const struct ref *x = &refs[i];
         if (live && ((x->e->flags & E_PY) || is_silent(self->r, x)))
             continue;
         PyObject *item = x->e->flags & E_PY ? PyLong_FromUnsignedLongLong(x->seq)
-                                            : decode_record(self->r, x->cpu, x->p, x->e);
+                                            : decode_record(self->r, x->cpu, x->rec, x->e);
         if (!item || PyList_Append(out, item) < 0)
             Py_CLEAR(out);
         Py_XDECREF(item);
@@ -1338,12 +1406,12 @@ static PyObject *Ring_render_live(RingObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "K|K", &lo, &hi))
         return NULL;
     size_t n;
-    struct ref *refs = collect(self->r, lo, hi, 0, &n);
+    struct ref *refs = collect(self->r, lo, hi, 0, 1, &n);
     struct sbuf s = {0};
     for (size_t i = 0; i < n; i++) {
         if ((refs[i].e->flags & E_PY) || is_silent(self->r, &refs[i]))
             continue;
-        if (render_line(self->r, &s, refs[i].cpu, refs[i].p, refs[i].e) < 0)
+        if (render_line(self->r, &s, refs[i].cpu, refs[i].rec, refs[i].e) < 0)
             break;
         sb_put(&s, "\n", 1);
     }
@@ -1451,7 +1519,15 @@ static int set_printed_seq(RingObject *self, PyObject *value, void *unused)
     unsigned long long seq = value ? PyLong_AsUnsignedLongLong(value) : 0;
     if (PyErr_Occurred())
         return -1;
-    self->r->printed_seq = seq;
+    struct trace_ring *r = self->r;
+    r->printed_seq = seq;
+    if (r->spill_n && !r->spill_reserved) {   /* the refused records printed are gone */
+        size_t off = 0;
+        while (off < r->spill_n && ((struct spill_rec *)(r->spill + off))->e.seq <= seq)
+            off += ((struct spill_rec *)(r->spill + off))->size;
+        memmove(r->spill, r->spill + off, r->spill_n - off);
+        r->spill_n -= off;
+    }
     return 0;
 }
 static int set_symbolizer(RingObject *self, PyObject *value, void *unused)

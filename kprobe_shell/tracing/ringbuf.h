@@ -29,7 +29,14 @@
  * last on cpu, before its commit.
  *
  * reserve and commit touch no Python object: they run from unicorn's hooks without the
- * GIL.  One recorder at a time per ring (the emulator runs one CPU at a time).
+ * GIL.  One recorder at a time per ring (the emulator runs one CPU at a time), and no
+ * reader meanwhile: the ring is read (rendered, saved) from Python while the guest does
+ * not run, or from the run's own thread (the live output at a stop).
+ *
+ * When a page switch leaves the ring about to overwrite lines the live output has not
+ * printed, the ring sets the stop words it was given (struct icount.stop_asked of each
+ * CPU, machine/_clock.c): the CPU stops at its next block, the run loop has the output
+ * print (Machine.on_stop_asked) and runs on.
  */
 #ifndef KPROBE_SHELL_RINGBUF_H
 #define KPROBE_SHELL_RINGBUF_H
@@ -44,7 +51,10 @@ struct ring_api {
     /* Room for one event record of len bytes (trace_entry, the probe's fields, the args,
      * the __data_loc strings: tracedat.EventFormat.record's layout) on cpu at time_ns, by
      * task pid named comm (16 bytes, NUL padded).  NULL: not kept (overwrite off and
-     * full: counted as dropped). */
+     * full: counted as dropped).  While a live output follows the ring (the shell prints
+     * every event it records, kept or not), a record the full buffer refuses still gets
+     * room beside the ring: counted as dropped, printed, then forgotten; NULL only when
+     * that room is full too. */
     uint8_t *(*reserve)(struct trace_ring *ring, int cpu, uint64_t time_ns, uint32_t len, int32_t pid,
                         const char *comm);
     void (*commit)(struct trace_ring *ring, int cpu);   /* the record reserved last on cpu is complete */

@@ -297,3 +297,18 @@ def test_c_records_and_python_events_keep_the_same_trace(steps, overwrite, size_
     dat = [tracedat.DatBuilder({}, {}, 2).build(buf, 5) for buf in (python, c)]
     assert dat[0] == dat[1]
     assert c.consume() == python.consume()
+
+
+def test_with_overwrite_off_the_refused_records_still_print():
+    """The shell prints every event it records, kept or not (a Python event refused by a
+    full buffer is printed too): a record written in C that the full buffer refuses waits
+    beside the ring until the live output prints it, and is gone after."""
+    buf = TraceBuffer(size_kb=1, overwrite=False)
+    out = Output(stream=io.StringIO(), color=False)
+    out.follow(buf)
+    for t in range(1000):
+        _c_event(buf, t)
+    assert buf.dropped == 1000 - buf.entries > 0
+    out.flush()
+    assert [int(line.rsplit("=", 1)[1], 16) for line in out.stream.getvalue().splitlines()] == list(range(1000))
+    assert len(buf.ring.events(0, 0, True)) == buf.entries and len(buf.lines()) == buf.entries
