@@ -54,9 +54,12 @@ def run_session(mode: str, commands: list[str], tmp_path, lines_of: str | None =
             "recorded": dict(c_hits.recorded) if c_hits is not None else {}}
 
 
-def test_the_workload_traces_the_same_in_c_and_in_python(kernel_path, tmp_path):
-    py = run_session("python", WORKLOAD, tmp_path)
-    c = run_session("c", WORKLOAD, tmp_path)
+@pytest.mark.parametrize("buffer", [[], ["set trace-buffer-size 8"], ["set trace-buffer-size 8",
+                                                                    "set trace-overwrite off"]],
+                         ids=["default", "overwrite", "drop-new"])
+def test_the_workload_traces_the_same_in_c_and_in_python(kernel_path, tmp_path, buffer):
+    py = run_session("python", buffer + WORKLOAD, tmp_path)
+    c = run_session("c", buffer + WORKLOAD, tmp_path)
     assert py["recorded"] == {} and len(c["recorded"]) == 4  # pk, schedule, open, fork
     assert c["counts"] == py["counts"]
     assert c["text"] == py["text"]
