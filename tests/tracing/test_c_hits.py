@@ -136,3 +136,13 @@ def test_the_last_probe_hit_a_stop_names_may_be_a_c_record(kernel_path):
         said[mode] = s._last_probe_hit()
         assert bool(s.machine.kprobes.optimizer.c_hits.recorded) == (mode == "c")
     assert said["c"] == said["python"] and said["c"].startswith("probe ")
+
+
+@pytest.mark.parametrize("setup", [["set cpus 2", "reset"], ["set kprobe-mode boost"]], ids=["smp", "boost"])
+def test_nothing_records_in_c_where_nothing_is_optimized(kernel_path, tmp_path, setup):
+    """SMP (no optimization, see optimize.py) and int3 probes keep the Python path, with
+    the same trace as `set trace-hits python` gives."""
+    commands = setup + ["p:open do_sys_open path=+0(%si):string", "kprobe schedule"]
+    c = run_session("c", commands, tmp_path)
+    py = run_session("python", commands, tmp_path)
+    assert c["recorded"] == {} and c["text"] == py["text"] and c["counts"] == py["counts"]
