@@ -49,13 +49,15 @@ class CRecord:
     stands for (the probe goes back to Python if its pre_handler is replaced), and the
     map lines it feeds (cmaps.h), each (BpfMap, its handle, the line's object with a
     `skipped` count, the key parts' sources, the value's source: an argument's index,
-    or MAP_COMM, MAP_PID, MAP_CPU, MAP_NONE)."""
+    or MAP_COMM, MAP_PID, MAP_CPU, MAP_NONE).  CHits keeps it, and so what it names,
+    while the C table uses it."""
 
     event_id: int
     ring: int
     program: bytes
     handler: Callable
     maps: tuple = ()
+    ring_owner: object = None  # what keeps the ring alive while the table points into it
 
 
 def run_program(program: bytes, machine, comm: str, pid: int) -> tuple[bytes, int, bool]:
@@ -90,6 +92,7 @@ class CHits:
             REGISTERS["gs_base"], lay["off_comm"] if lay else -1, lay["off_pid"] if lay else -1,
             pseudo.comm.encode("latin-1", "replace"), pseudo.pid)
         self.recorded: dict[int, int] = {}  # probed address -> detour entry, recorded in C now
+        self._in_table: list = []
 
     def install(self, hook: int, begin: int, end: int) -> None:
         """hook (a C function) as every CPU's tool hook on [begin, end], with this table as
@@ -105,6 +108,7 @@ class CHits:
         engine = self.optimizer.engine
         _hit.clear(self.table)
         self.recorded = {}
+        self._in_table = []  # what the table borrows (probes, maps, map lines): kept here
         if not engine.c_hits or engine.narrator is not None or self.optimizer.machine.ncpus > 1:
             return
         for op in self.optimizer.active.values():
@@ -113,5 +117,6 @@ class CHits:
             if (rec is None or op.is_aggr or p.fast_entry is not None or p.disabled
                     or p.pre_handler is not rec.handler or p.post_handler is not None):
                 continue
+            self._in_table.append((p, rec))
             _hit.set_probe(self.table, op.entry, p, p.addr, rec.event_id, rec.ring, rec.program, rec.maps)
             self.recorded[op.addr] = op.entry

@@ -83,7 +83,7 @@ def refresh(session: "Session") -> None:
             # how the ring renders the records (the line a Python hit would print)
             event_id = trace.describe(up.event, False, up.kind, up.number, up.silent, up.spec.get("types", {}))
             obj.c_record = CRecord(event_id, trace.ring.handle, up.c_program, obj.pre_handler,
-                                   map_lines(session, up))
+                                   map_lines(session, up), trace.ring)
         else:
             obj.c_record = None
     m.kprobes.optimizer.refresh_c_hits()

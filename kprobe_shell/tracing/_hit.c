@@ -481,17 +481,19 @@ static void put_head(uint8_t *rec, uint16_t type, int32_t pid, const uint64_t *i
 /* One shell map line on the probe (`@name[keys] = func(value) on EVENT`). */
 struct map_line {
     struct cmap *map;
-    PyObject *owner;              /* the BpfMap (strong: the map lives while we hold it) */
-    PyObject *agg;                /* the Aggregation (strong): its `skipped` */
+    PyObject *agg;                /* the Aggregation (borrowed, see struct hit_probe): its `skipped` */
     int nkeys;
     int key[MAX_KEY_PARTS];
     int value;                    /* SRC_NONE: count() */
 };
 
 /* One C-recordable probe: the Kprobe object (its hits), its event, its program, and the
- * map lines it feeds. */
+ * map lines it feeds.  The Python objects are borrowed: chits.CHits keeps them (and the
+ * maps the handles point into) alive while they are in the table, where the garbage
+ * collector sees the references (a strong one from C would hide a cycle through the
+ * probe's handler, the session and this table, and keep a replaced machine alive). */
 struct hit_probe {
-    PyObject *kp;                 /* a strong reference */
+    PyObject *kp;
     uint64_t ip;                  /* __probe_ip */
     uint16_t type;                /* the event's id (common_type) */
     struct trace_ring *ring;
@@ -748,13 +750,7 @@ static struct program *program_of(PyObject *words)
 
 static void free_probe(struct hit_probe *hp)
 {
-    int i;
-    for (i = 0; i < hp->nmaps; i++) {
-        Py_XDECREF(hp->maps[i].owner);
-        Py_XDECREF(hp->maps[i].agg);
-    }
     free(hp->maps);
-    Py_XDECREF(hp->kp);
     free(hp->prog);
     free(hp);
 }
@@ -860,10 +856,8 @@ static int parse_maps(PyObject *lines, struct hit_probe *hp)
                 return -1;
         ml->nkeys = (int)PyTuple_GET_SIZE(keys);
         ml->value = value;
+        (void)owner;              /* kept alive by chits.CHits with the line */
         ml->map = (struct cmap *)(uintptr_t)handle;
-        Py_INCREF(owner);
-        Py_INCREF(agg);
-        ml->owner = owner;
         ml->agg = agg;
         hp->nmaps++;
     }
@@ -897,7 +891,6 @@ static PyObject *set_probe(PyObject *self, PyObject *args)
     hp = calloc(1, sizeof(*hp));
     if (!hp)
         return PyErr_NoMemory();
-    Py_INCREF(kp);
     hp->kp = kp;
     if (!(hp->prog = program_of(words)) || parse_maps(maps, hp) < 0) {
         free_probe(hp);
