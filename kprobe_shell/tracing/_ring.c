@@ -122,6 +122,15 @@ struct spill_rec { struct rb_entry e; int32_t cpu; uint32_t size; };
 static inline void put32(uint8_t *d, uint32_t v) { memcpy(d, &v, 4); }
 static inline uint32_t get32(const uint8_t *d) { uint32_t v; memcpy(&v, d, 4); return v; }
 
+/* A record's little-endian field of size bytes at off, 0 past its end. */
+static uint64_t field_int(const uint8_t *rec, uint32_t len, uint32_t off, int size)
+{
+    uint64_t v = 0;
+    if (off + (uint32_t)size <= len)
+        memcpy(&v, rec + off, (size_t)size);  /* little endian, as the host */
+    return v;
+}
+
 static uint32_t event_length(uint32_t len)
 {
     uint32_t padded = (len + 3) & ~3u;
@@ -395,9 +404,7 @@ static void api_commit(struct trace_ring *r, int cpu)
     if (!e)
         return;
     e->flags |= E_DONE;
-    uint16_t id;
-    memcpy(&id, rec, 2);
-    struct event_desc *d = desc_of(r, id);
+    struct event_desc *d = desc_of(r, (uint16_t)field_int(rec, e->len, 0, 2));
     if (!d || !d->silent)
         r->last_live_seq = e->seq;
 }
@@ -671,14 +678,6 @@ static const char *comm_at(struct trace_ring *r, int32_t pid, uint64_t seq)
     while (k > 1 && h->v[k - 1].seq > seq)
         k--;
     return h->v[k - 1].comm;
-}
-
-static uint64_t field_int(const uint8_t *rec, uint32_t len, uint32_t off, int size)
-{
-    uint64_t v = 0;
-    if (off + (uint32_t)size <= len)
-        memcpy(&v, rec + off, (size_t)size);  /* little endian, as the host */
-    return v;
 }
 
 static int64_t sign_extend(uint64_t v, int size)

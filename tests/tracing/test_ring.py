@@ -312,3 +312,29 @@ def test_with_overwrite_off_the_refused_records_still_print():
     out.flush()
     assert [int(line.rsplit("=", 1)[1], 16) for line in out.stream.getvalue().splitlines()] == list(range(1000))
     assert len(buf.ring.events(0, 0, True)) == buf.entries and len(buf.lines()) == buf.entries
+
+
+def test_records_shorter_than_their_fields_read_as_zeros():
+    """A record cut short (a recorder's mistake) renders with what it holds, its missing
+    fields as zeros, and never reads past its end."""
+    ring = _ring.Ring(2)
+    ring.define(1500, "e", False, "k", -1, False, [("x", _ring.K_INT, 8, _ring.S_HEX), ("s", _ring.K_STRING, 4, 0)])
+    for data in (b"", b"\xdc", b"\xdc\x05\0\0\x01\0\0\0", struct.pack("<HBBiQQI", 1500, 0, 0, 1, 0, 5, 40 | 9 << 16)):
+        ring.record(0, 1, 1, b"t", data)
+    assert [line.split(": ", 1)[1] for line in ring.merged(True)] == [
+        "?: (0x0)", "?: (0x0)", 'e: (0x0) x=0x0 s=""', 'e: (0x0) x=0x5 s=""']
+
+
+def test_on_a_terminal_c_records_print_styled_and_escaped():
+    buf = TraceBuffer()
+    out = Output(stream=io.StringIO(), color=True)
+    out.terminal = True
+    out.follow(buf)
+    event_id = buf.describe("e", False, "k", None, False, {"s": "string"})
+    fmt = tracedat.EventFormat("e", event_id, False, [tracedat.arg_field("s", "string")])
+    buf.ring.set_where(_ring.W_PROBE, 0, "f")
+    buf.ring.record(0, 1, 1, b"t", fmt.record(1, (0,), {"s": "a\x1b[2Jb"}))
+    out.flush()
+    ev = buf.events[0]
+    assert out.stream.getvalue() == out.style(out.guest_text(ev.ftrace()), "trace") + "\n"
+    assert "\x1b[2J" not in out.stream.getvalue()
