@@ -40,6 +40,8 @@ HIT_HOOK = _hit.hook_address()
 
 #: A map line's key part or value that is not an argument (_hit.c's SRC_*).
 MAP_COMM, MAP_PID, MAP_CPU, MAP_NONE = -1, -2, -3, -100
+#: The most key parts a map line recorded in C has (_hit.c's MAX_KEY_PARTS).
+MAX_KEY_PARTS = 8
 
 
 @dataclass(frozen=True)

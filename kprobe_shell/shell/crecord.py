@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..kprobes.chits import MAP_COMM, MAP_CPU, MAP_NONE, MAP_PID, CRecord, register_id
+from ..kprobes.chits import MAP_COMM, MAP_CPU, MAP_NONE, MAP_PID, MAX_KEY_PARTS, CRecord, register_id
 from ..tracing import cfetch
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ def map_lines(session: "Session", up: "UserProbe") -> tuple | str:
         bmap = session.maps.maps.get(agg.name)
         if bmap is None or bmap.kind != agg.func or tuple(bmap.params) != tuple(agg.params):
             return f"map {agg.name} is not {agg.func}() now"
+        if len(agg.keys) > MAX_KEY_PARTS:
+            return f"map {agg.name} has more than {MAX_KEY_PARTS} key parts"
         sources = []
         for name in agg.keys + ((agg.value,) if agg.value else ()):
             src = args.get(name, _BUILTIN_SOURCES.get(name))

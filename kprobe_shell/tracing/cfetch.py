@@ -11,7 +11,8 @@ faults) and tracedat.EventFormat.record the reference record.
 What C does not do stays on the Python path, decided here at definition (compile_event
 returns why): `@SYM` of a symbol the image does not have, a register unicorn cannot read
 as one 64-bit value (orig_ax), a perf-probe name not resolved, a filter with `~` (glob), a
-filter literal out of the 64-bit range, more than 64 arguments.
+filter literal out of the 64-bit range or nested deeper than 31 values, more than 64
+arguments.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ _CMP = {"==": 0, "!=": 1, "<": 2, "<=": 3, ">": 4, ">=": 5}
 
 MASK64 = (1 << 64) - 1
 MAX_ARGS = 64
+FILTER_STACK = 31                       # _hit.c's run_filter: values held at once
 RECORD_MAX = 32768                      # _hit.c's RECORD_MAX
 MAX_STRING_TEXT = 4 * (F.MAX_STRING_SIZE - 1) + 1
 
@@ -181,6 +183,21 @@ def _filter_operand(c: _Compiler, node, index: dict[str, int]) -> None:
         raise NotCompilable(f"filter operand {node} has no C instruction")
 
 
+def _filter_depth(code: list[int]) -> int:
+    """The most values the filter's instructions hold at once on _hit.c's stack."""
+    depth = most = 0
+    i = 0
+    while i < len(code):
+        op, operand = code[i], code[i + 1]
+        if F_ARG <= op <= F_STR:
+            depth += 1
+        elif op in (F_CMP, F_AND, F_OR):
+            depth -= 1
+        most = max(most, depth)
+        i += 2 + ((operand + 7) // 8 if op == F_STR else 0)
+    return most
+
+
 def compile_event(defn, register_id: Callable[[str], int | None], symbol_address: Callable[[str], int]) -> bytes:
     """The C program of a probe event definition (probe_events.ProbeEventDef): its
     arguments, then its filter.  Raises NotCompilable (saying why) when it must stay on the
@@ -198,7 +215,10 @@ def compile_event(defn, register_id: Callable[[str], int | None], symbol_address
         raise NotCompilable("the record could outgrow the C buffer")
     if defn.filter is not None:
         c.emit(OP_FILTER)
+        start = len(c.code)
         _filter_node(c, defn.filter.expr, {arg.name: i for i, arg in enumerate(defn.args)})
+        if _filter_depth(c.code[start:]) > FILTER_STACK:
+            raise NotCompilable("the filter nests deeper than the C evaluator's stack")
     c.emit(OP_END)
     words = [fixed, args_at, len(defn.args)] + c.code
     return struct.pack(f"<{len(words)}Q", *words)

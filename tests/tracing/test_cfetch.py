@@ -155,11 +155,18 @@ def test_random_fetch_args_c_equals_evaluate(stopped, args, literal, op):
 
 def test_what_stays_in_python_says_why(stopped):
     m = stopped.machine
-    for line, why in [("p:g do_sys_open a=%di if a ~ \"x*\"", "'~'"),
-                      ("p:g do_sys_open a=@no_such_symbol", "unknown symbol")]:
-        try:
-            defn = parse_probe_event(line)
-        except ProbeEventError:
-            continue
+    nested = "a == 0" + "".join(f" && (a == {i}" for i in range(1, 32)) + ")" * 31
+    for line, why in [("p:g do_sys_open a=$comm if a ~ \"x*\"", "'~'"),
+                      ("p:g do_sys_open a=@no_such_symbol", "unknown symbol"),
+                      (f"p:g do_sys_open a=%di if {nested}", "deeper")]:
+        defn = parse_probe_event(line)
         with pytest.raises(cfetch.NotCompilable, match=why):
             cfetch.compile_event(defn, chits.register_id, lambda n: m.symbols.lookup(n).address)
+
+
+@pytest.mark.parametrize("levels", [1, 8, 14])
+def test_nested_filters_within_the_stack_run_in_c(stopped, levels):
+    m = stopped.machine
+    nested = "a >= 0" + "".join(f" && (a != {i} || !(b == 0)" for i in range(1, levels)) + ")" * (levels - 1)
+    defn = parse_probe_event(f"p:g do_sys_open a=%di:s32 b=%dx if {nested}")
+    assert run_c(defn, m) == reference(defn, m)
