@@ -163,3 +163,11 @@ def test_a_replaced_machine_is_freed(kernel_path):
     s.execute("reset")
     gc.collect()
     assert old() is None
+
+
+def test_a_map_line_with_many_key_parts_stays_in_python(kernel_path, tmp_path):
+    commands = ["p:open do_sys_open path=+0(%si):string",
+                "@k[comm, pid, cpu, path, comm, pid, cpu, path, comm] = count() on open"]
+    c = run_session("c", commands, tmp_path)
+    py = run_session("python", commands, tmp_path)
+    assert c["recorded"] == {} and c["text"] == py["text"] and "@k[" in c["text"]
