@@ -10,11 +10,15 @@ setup(
         Extension("kprobe_shell.machine._accessors", ["kprobe_shell/machine/_accessors.c"]),
         # The handler guard's insistent trace function (see kprobe_shell/kprobes/guard.py).
         Extension("kprobe_shell.kprobes._insist", ["kprobe_shell/kprobes/_insist.c"]),
-        # bpftrace-style maps' state, updated from C at the probe hit (see kprobe_shell/tracing/cmaps.h).
-        Extension("kprobe_shell.tracing._maps", ["kprobe_shell/tracing/_maps.c"],
-                  depends=["kprobe_shell/tracing/cmaps.h"]),
         # The trace buffer's ring of event records (see kprobe_shell/tracing/ringbuf.h).
         Extension("kprobe_shell.tracing._ring", ["kprobe_shell/tracing/_ring.c"],
                   depends=["kprobe_shell/tracing/ringbuf.h"]),
+        # bpftrace-style maps' state, updated from C at the probe hit (see kprobe_shell/tracing/cmaps.h).
+        Extension("kprobe_shell.tracing._maps", ["kprobe_shell/tracing/_maps.c"],
+                  depends=["kprobe_shell/tracing/cmaps.h"]),
+        # Probe events' fetch programs and hits recorded in C (see kprobe_shell/tracing/cfetch.py).
+        Extension("kprobe_shell.tracing._hit", ["kprobe_shell/tracing/_hit.c"],
+                  include_dirs=["kprobe_shell/tracing"],
+                  depends=["kprobe_shell/tracing/ringbuf.h", "kprobe_shell/tracing/cmaps.h"]),
     ]
 )

@@ -82,6 +82,10 @@ class KprobeEngine:
 
     #: See fast_paths (read on the hot paths, hence a plain attribute).
     inline_fast_paths = True
+    #: True (the default): hits of C-recordable probes at jump-optimized addresses record
+    #: in C (chits.py); False: every hit takes the Python path, for differential tests.
+    #: Read when the optimizer's table is refreshed (before every run).
+    c_hits = True
 
     @property
     def fast_paths(self) -> bool:

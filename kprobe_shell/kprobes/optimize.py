@@ -77,6 +77,7 @@ from ..machine.layout import (
     PAGE_SIZE,
     RESERVED_END,
 )
+from .chits import HIT_HOOK, CHits
 from .fastpath import optimized_callback
 from .narrate import Optimized, Unoptimized
 from .types import BOOSTED_MODES, ProbeError, Refusal
@@ -138,6 +139,7 @@ class KprobeOptimizer:
         self._next_entry = DETOUR_ENTRY_BASE
         self._next_buffer = DETOUR_BASE
         self._counted = None  # the C detour counter's byte map, once installed
+        self.c_hits: CHits | None = None  # the C hook's table, once installed
         self._unsafe_ranges: dict[int, str] = {}  # addr -> why it can never be optimized
         self._branch_targets: dict[int, int] | None = None  # target -> a source, whole image
         self._indirect_jump_funcs: set[int] | None = None
@@ -234,6 +236,9 @@ class KprobeOptimizer:
             entry = self.engine.get_kprobe(addr)
             if entry is not None:
                 self.refresh(entry)
+        # What decides C or Python (handlers, explain, the shell's probes) changes only
+        # while the guest is stopped, or with an optimization, which refreshes too.
+        self.refresh_c_hits()
 
     def leave_detour_at_stop(self, event) -> None:
         """A run ended with the CPU in a detour buffer (an instruction budget or the
@@ -426,7 +431,11 @@ class KprobeOptimizer:
         call a hook when it translates them."""
         machine = self.machine
         self._counted = machine.count_in_detours(DETOUR_BASE, DETOUR_END - DETOUR_BASE)
-        machine.add_fast_code_hook(DETOUR_ENTRY_BASE, DETOUR_BASE - 1, self.optimized_callback)
+        # The hook is C (chits.py): it records the C-recordable probes' hits itself and
+        # calls optimized_callback for the others.
+        self.c_hits = CHits(self, DETOUR_ENTRY_BASE, DETOUR_ENTRY_SIZE,
+                            (DETOUR_BASE - DETOUR_ENTRY_BASE) // DETOUR_ENTRY_SIZE, self.optimized_callback)
+        self.c_hits.install(HIT_HOOK, DETOUR_ENTRY_BASE, DETOUR_BASE - 1)
 
     def _build_detour(self, op: Optprobe) -> None:
         """arch_prepare_optimized_kprobe: allocate the entry and buffer, write the copies."""
@@ -465,6 +474,7 @@ class KprobeOptimizer:
         self.machine.write(op.addr, jmp_rel32(op.addr, op.entry))
         op.active = True
         self.active[op.addr] = op
+        self.refresh_c_hits()
         if self.engine.narrator is not None:
             self.engine.narrate(Optimized(op.addr, len(op.insns), op.length, op.entry))
 
@@ -477,8 +487,14 @@ class KprobeOptimizer:
         self.machine.write(op.addr, bytes(data))
         op.active = False
         del self.active[op.addr]
+        self.refresh_c_hits()
         if self.engine.narrator is not None:
             self.engine.narrate(Unoptimized(op.addr))
+
+    def refresh_c_hits(self) -> None:
+        """Say again which detour entries record in C (see chits.py)."""
+        if self.c_hits is not None:
+            self.c_hits.refresh()
 
     # ------------------------------------------------------------------ views
     def replaced_bytes(self) -> dict[int, bytes]:

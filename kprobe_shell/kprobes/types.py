@@ -100,6 +100,9 @@ class Kprobe(Displayed):
     #: A kretprobe's entry, when the optimized path can take a shorter way (see
     #: KretprobeManager._make_fast_entry): fast_entry(kcb) -> True when it did the hit.
     fast_entry = None
+    #: How its hits record in C at a jump-optimized address (kprobes/chits.py's CRecord,
+    #: set by whoever made its pre_handler), None: its hits run the Python path.
+    c_record = None
 
     def __init__(
         self,

@@ -97,8 +97,9 @@ static int cs_regid;
 #define MAY_SET_IF 0x80000000u         /* in n: the block ends with sti, popf, iret or sysret */
 struct block_entry { uint64_t address; uint32_t size, n; };
 struct block_table { uint64_t filled; struct block_entry e[BLOCK_TABLE_SIZE]; };
-/* One callback on the tool's own code: see tool_hooks in struct icount. */
-struct tool_hook { uint64_t begin, end; code_cb cb; PyObject *py; };
+/* One callback on the tool's own code: see tool_hooks in struct icount.  cb gets data as
+ * its user_data. */
+struct tool_hook { uint64_t begin, end; code_cb cb; PyObject *py; void *data; };
 
 struct icount {
     uint64_t retired;          /* guest instructions started */
@@ -399,7 +400,7 @@ static void tool_hook(void *uc, uint64_t address, uint32_t size, void *user_data
             if (c->tool_hooks[i].py)
                 call_py_hook(c->tool_hooks[i].py, address);
             else
-                c->tool_hooks[i].cb(uc, address, size, NULL);
+                c->tool_hooks[i].cb(uc, address, size, c->tool_hooks[i].data);
             return;
         }
     }

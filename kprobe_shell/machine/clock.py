@@ -33,7 +33,8 @@ class ToolHook(ctypes.Structure):
     """struct tool_hook in _clock.c.  py: the callable's PyObject* (id()), called through
     the C API."""
 
-    _fields_ = [("begin", ctypes.c_uint64), ("end", ctypes.c_uint64), ("cb", ctypes.c_void_p), ("py", ctypes.c_void_p)]
+    _fields_ = [("begin", ctypes.c_uint64), ("end", ctypes.c_uint64), ("cb", ctypes.c_void_p), ("py", ctypes.c_void_p),
+                ("data", ctypes.c_void_p)]
 
 
 class ICount(ctypes.Structure):
@@ -275,14 +276,20 @@ class InstructionClock:
         self.counter.counted = ctypes.cast(counted, ctypes.c_void_p)
         self.counter.detour_base, self.counter.detour_size = base, size
 
-    def add_tool_hook(self, begin: int, end: int, callback: Callable[[int], None]) -> bool:
-        """Have the tool hook call callback(address) on [begin, end] in the tool's pages;
-        False when its slots are full.  The C side holds no reference: the caller keeps
-        callback alive."""
+    def add_tool_hook(self, begin: int, end: int, callback: Callable[[int], None] | None,
+                      c_hook: tuple[int, int] | None = None) -> bool:
+        """Have the tool hook call callback(address) on [begin, end] in the tool's pages,
+        or with c_hook = (function, data) that C function as a code hook with data as its
+        user_data; False when its slots are full.  The C side holds no reference: the
+        caller keeps callback (and data) alive."""
         ic = self.counter
         if ic.n_tool_hooks >= MAX_TOOL_HOOKS:
             return False
         slot = ic.tool_hooks[ic.n_tool_hooks]
-        slot.begin, slot.end, slot.cb, slot.py = begin, end, None, id(callback)
+        slot.begin, slot.end = begin, end
+        if c_hook is not None:
+            slot.cb, slot.py, slot.data = c_hook[0], None, c_hook[1]
+        else:
+            slot.cb, slot.py, slot.data = None, id(callback), None
         ic.n_tool_hooks += 1
         return True

@@ -26,6 +26,7 @@ from .registry import CommandError, QuitRequest
 from .resolve import resolve
 from .script import run_lines
 from .gdbvalues import gdb_state, show_displays
+from . import crecord
 from .settings import DEFAULT_SETTINGS, configure_machine, parse_setting
 from .userprobes import UserProbe, UserProbes, create_from_spec
 
@@ -96,6 +97,8 @@ class Session:
         except (ImageError, MachineError) as exc:
             raise CommandError(str(exc)) from None
         configure_machine(self, m)
+        # after the optimizer's own (appended when the engine was made)
+        m.before_run.append(lambda: crecord.refresh(self))
         self._watch_ring(m)
         m.kprobes.listeners.append(self._on_engine_event)
         m.serial.line_listeners.append(self._on_console_line)
@@ -328,7 +331,7 @@ class Session:
         return f"while {names} at {where} was running ({status}{inside})"
 
     def _last_probe_hit(self) -> str | None:
-        ev = self.trace.last
+        ev = self.trace.newest()
         if ev is None:
             return None
         return f"probe {ev.probe} {ev.event} at {ev.where} ({ev.comm}-{ev.pid})"

@@ -178,6 +178,10 @@ def _trace_stack(session, machine, value) -> None:
     session.stacks.update()
 
 
+def _trace_hits(session, machine, value) -> None:
+    machine.kprobes.c_hits = value == "c"
+
+
 def _trace_buffer_size_on(session, machine, value) -> None:
     session.trace.resize(value)
 
@@ -206,6 +210,7 @@ def _trim_history(session, value) -> None:
 KPROBE_MODES = ("auto", "single-step", "boost", "optimize")
 KPROBE_STEPS = ("out-of-line", "in-place")
 HANDLER_ERROR_POLICIES = ("continue", "disable", "stop")
+TRACE_HITS = ("c", "python")
 
 #: Every setting, in the order `show` lists them.
 SETTINGS: tuple[Setting, ...] = (
@@ -235,6 +240,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trace-stack", False,
             "record the stack with every trace event (ftrace's stacktrace option): on/off",
             _on_off("trace-stack"), ("on", "off"), on_machine=_trace_stack),
+    Setting("trace-hits", "c",
+            "where a traced kprobe hit is recorded: c (at a jump-optimized probe that runs no Python) or python",
+            _one_of("trace-hits", TRACE_HITS), TRACE_HITS, on_machine=_trace_hits),
     Setting("trace-buffer-size", DEFAULT_SIZE_KB,
             "the trace buffer of each CPU, in KiB (ftrace's buffer_size_kb); smaller loses the oldest",
             _trace_buffer_size, (str(DEFAULT_SIZE_KB), "4096"), on_machine=_trace_buffer_size_on),

@@ -18,11 +18,13 @@ from ..machine import StopReason
 from ..machine.abi import ABI_ARG_REGISTERS
 from ..tracing import fetch as F
 from ..tracing.fetchprog import compile_args
-from ..tracing.probe_events import ProbeEventError, default_event_name, is_uprobe_point, parse_probe_event
+from ..tracing.probe_events import (ProbeEventDef, ProbeEventError, default_event_name, is_uprobe_point,
+                                    parse_probe_event)
 from ..uprobes.types import MAX_URETPROBE_DEPTH
 from .probe_handlers import (MachineFetchContext, first_args, in_hit_context, make_jprobe_trace_entry,
                              make_kprobe_handler, make_kprobe_post_handler, make_kretprobe_handler,
                              make_uprobe_handler, make_uretprobe_handler, pre_handler_of)
+from .crecord import compile_for_c
 from .registry import CommandError
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ class UserProbe:
     silent: bool = False
     hits: int = 0           # breakpoints count here; probes count on their kprobe
     enabled: bool = True
+    #: A kprobe's C program (crecord.py; bytes), or why its hits stay in Python (str).
+    c_program: bytes | str = "not the shell's trace handler"
 
     @property
     def is_breakpoint(self) -> bool:
@@ -87,6 +91,9 @@ class UserProbes(dict):
 
 
 # ---------------------------------------------------------------------- creating probes
+#: `kprobe FUNC`'s event: no arguments (its record is trace_entry and __probe_ip).
+_NO_ARGS = ProbeEventDef(kind="p", group="kprobes", event="")
+
 def new_probe(session: Session, kind: str, location: str, point: tuple[str | None, int, int],
               spec: dict) -> UserProbe:
     """A probe (k, j, r) or breakpoint (b, t) at LOCATION, already parsed into
@@ -136,6 +143,8 @@ def create_from_spec(session, up: UserProbe) -> UserProbe:
         obj.pre_handler = make_kprobe_handler(session, up)
         if spec.get("post"):
             obj.post_handler = make_kprobe_post_handler(session, up)
+        else:
+            up.c_program = compile_for_c(m, _NO_ARGS)
         m.register_kprobe(obj)
     elif kind == "j":
         entry = spec["entry"]
@@ -322,6 +331,7 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
             obj = Kprobe(defn.symbol, defn.offset, addr=None if defn.symbol else addr)
             up.obj = obj
             obj.pre_handler = make_kprobe_handler(session, up, render, condition)
+            up.c_program = compile_for_c(m, defn)
             m.register_kprobe(obj)
     except ProbeError as exc:
         raise CommandError(str(exc)) from None

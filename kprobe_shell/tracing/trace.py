@@ -225,6 +225,15 @@ class TraceBuffer(Displayed):
         python = self._python_events()
         return [python[item] if type(item) is int else _decoded(item) for item in items]
 
+    def newest(self) -> TraceEvent | None:
+        """The newest event kept: `last` (the Python handlers' newest) or a record written
+        in C after it (decoded)."""
+        last = self.last
+        for item in reversed(self.ring.events(last.seq if last is not None else 0)):
+            if type(item) is not int:
+                return _decoded(item)
+        return last
+
     @property
     def entries(self) -> int:
         return sum(buf.entries for buf in self.cpus)

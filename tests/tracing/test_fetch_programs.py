@@ -45,6 +45,7 @@ def test_programs_render_what_the_reference_renders(kernel_path, monkeypatch, cp
 
     monkeypatch.setattr(userprobes, "compile_args", checked)
     s = Session(output=Output(stream=io.StringIO(), color=False))
+    s.execute("set trace-hits python")  # the programs run on the Python path (C hits: test_cfetch.py)
     if cpus != 1:
         s.execute(f"set cpus {cpus}")
         s.execute("reset")

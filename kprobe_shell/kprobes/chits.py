@@ -1,0 +1,124 @@
+"""Hits recorded in C: the jump-optimized entries whose probe event records without Python.
+
+The detour entries' hook is _hit.c's hit_hook (tracing/_hit.c).  For an entry whose probe
+is C-recordable it does what optimized_callback and the shell's trace handler would
+do (kprobe_handler's bookkeeping, the event's fetch program and filter, the record in
+the trace ring); every other entry, and any hit that finds a probe running or a stop
+asked for, goes to optimized_callback (fastpath.py), the Python path.
+
+A probe is C-recordable when whoever made its handler says how to record it in C
+(Kprobe.c_record, a CRecord: the shell sets it for its own trace handler, see
+shell/chits.py) and nothing else runs at its hit: a single probe at the address (no
+aggregate), no lone-kretprobe entry, no narration (`explain`), the engine's C path on
+(KprobeEngine.c_hits), and the handler it was made for still the probe's pre_handler.
+The table is rebuilt (refresh) whenever what decides it can change: before every run,
+and when a probe is optimized or unoptimized.
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from unicorn.unicorn_py3.unicorn import uclib
+
+from ..machine.clock import NS_PER_INSN, ICount
+from ..machine.registers import REGISTERS
+from ..tracing import _hit
+
+if TYPE_CHECKING:
+    from .optimize import KprobeOptimizer
+
+_hit.init(*(ctypes.cast(fn, ctypes.c_void_p).value or 0
+            for fn in (uclib.uc_reg_read, uclib.uc_mem_read)),
+          ctypes.cast(getattr(uclib, "uc_vmem_read", None), ctypes.c_void_p).value or 0
+          if getattr(uclib, "uc_vmem_read", None) is not None else 0)
+
+#: The C tool hook of the detour entries.
+HIT_HOOK = _hit.hook_address()
+
+
+#: A map line's key part or value that is not an argument (_hit.c's SRC_*).
+MAP_COMM, MAP_PID, MAP_CPU, MAP_NONE = -1, -2, -3, -100
+#: The most key parts a map line recorded in C has (_hit.c's MAX_KEY_PARTS).
+MAX_KEY_PARTS = 8
+
+
+@dataclass(frozen=True)
+class CRecord:
+    """How a probe's hit is recorded in C: its event's id (the record's common_type), the
+    trace ring's handle, the fetch program (tracing/cfetch.py), the pre_handler it
+    stands for (the probe goes back to Python if its pre_handler is replaced), and the
+    map lines it feeds (cmaps.h), each (BpfMap, its handle, the line's object with a
+    `skipped` count, the key parts' sources, the value's source: an argument's index,
+    or MAP_COMM, MAP_PID, MAP_CPU, MAP_NONE).  CHits keeps it, and so what it names,
+    while the C table uses it."""
+
+    event_id: int
+    ring: int
+    program: bytes
+    handler: Callable
+    maps: tuple = ()
+    ring_owner: object = None  # what keeps the ring alive while the table points into it
+
+
+def run_program(program: bytes, machine, comm: str, pid: int) -> tuple[bytes, int, bool]:
+    """One fetch and filter of `program` on machine's CPU now, as a hit makes them: (the
+    record after trace_entry and the ips, the bit mask of faulted arguments, accepted by
+    the filter).  For the tests."""
+    vmem = machine.userspace is not None
+    data, faults, ok = _hit.run_program(program, machine.uch, int(vmem), comm.encode("latin-1", "replace"), pid)
+    return data, faults, bool(ok)
+
+
+def register_id(name: str) -> int | None:
+    """unicorn's id of a canonical register read in C as one 64-bit value."""
+    return REGISTERS.get(name)
+
+
+class CHits:
+    """The optimizer's table of C-recordable detour entries (_hit.c's hit_table)."""
+
+    def __init__(self, optimizer: "KprobeOptimizer", entry_base: int, entry_size: int, nentries: int,
+                 fallback: Callable[[int], None]):
+        machine = optimizer.machine
+        self.optimizer = optimizer
+        self.fallback = fallback  # kept alive here: the table borrows it
+        cpu0 = machine.cpus[0]
+        icount = cpu0.icount
+        lay = machine.tasks.layout
+        pseudo = machine.tasks.pseudo
+        self.table, self.address = _hit.new_table(
+            entry_base, entry_size, nentries, cpu0.clock.retired_addr, NS_PER_INSN,
+            ctypes.addressof(icount) + ICount.vmem.offset, optimizer._kcb, machine, fallback,
+            REGISTERS["gs_base"], lay["off_comm"] if lay else -1, lay["off_pid"] if lay else -1,
+            pseudo.comm.encode("latin-1", "replace"), pseudo.pid)
+        self.recorded: dict[int, int] = {}  # probed address -> detour entry, recorded in C now
+        self._in_table: list = []
+
+    def install(self, hook: int, begin: int, end: int) -> None:
+        """hook (a C function) as every CPU's tool hook on [begin, end], with this table as
+        its data (see _clock.c's tool_hook); the table lives as long as the optimizer."""
+        from ..machine import MachineError
+
+        for cpu in self.optimizer.machine.cpus:
+            if not cpu.clock.add_tool_hook(begin, end, None, c_hook=(hook, self.address)):
+                raise MachineError("the clock's tool hook slots are full")
+
+    def refresh(self) -> None:
+        """Make the table say which entries record in C, from the probes as they are now."""
+        engine = self.optimizer.engine
+        _hit.clear(self.table)
+        self.recorded = {}
+        self._in_table = []  # what the table borrows (probes, maps, map lines): kept here
+        if not engine.c_hits or engine.narrator is not None or self.optimizer.machine.ncpus > 1:
+            return
+        for op in self.optimizer.active.values():
+            p = op.kp
+            rec = getattr(p, "c_record", None)
+            if (rec is None or op.is_aggr or p.fast_entry is not None or p.disabled
+                    or p.pre_handler is not rec.handler or p.post_handler is not None):
+                continue
+            self._in_table.append((p, rec))
+            _hit.set_probe(self.table, op.entry, p, p.addr, rec.event_id, rec.ring, rec.program, rec.maps)
+            self.recorded[op.addr] = op.entry
