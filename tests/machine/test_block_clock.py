@@ -18,6 +18,7 @@ from unicorn import UC_HOOK_CODE
 
 from kprobe_shell import Machine, StopReason
 from kprobe_shell.machine.machine import UNTIL_NEVER
+from tick_log import tick_log
 
 #: Every timer tick of the bundled kernel's run, as (cpu, clock, rip), recorded with the
 #: per-instruction clock this one replaced: (ticks, sha256 of the JSON list, final clocks).
@@ -31,16 +32,6 @@ PER_INSTRUCTION_CLOCK_TICKS = {
 }
 
 
-def tick_log(m: Machine) -> list:
-    log = []
-    deliver = m.interrupts.deliver
-
-    def record(vector):
-        log.append((m.cpu.index, m.cpu.icount.retired, m.rip))
-        return deliver(vector)
-
-    m.interrupts.deliver = record
-    return log
 
 
 @pytest.mark.parametrize("ncpus", [1, 2, 4])

@@ -17,6 +17,7 @@ import os
 import pytest
 
 from test_programs import BUDGET
+from tick_log import tick_log
 from kprobe_shell import Machine, Program, StopReason
 from kprobe_shell.machine import clock, userspace
 
@@ -29,14 +30,7 @@ def run_logged(fast: bool, monkeypatch, **kw) -> tuple[list, str, list, tuple[bo
     monkeypatch.setattr(clock, "LIMITED_SPLIT", fast)
     monkeypatch.setattr(userspace, "USER_TICKS_IN_HOOK", fast)
     m = Machine(**kw)
-    log = []
-    deliver = m.interrupts.deliver
-
-    def record(vector):
-        log.append((m.cpu.index, m.cpu.icount.retired, m.rip))
-        return deliver(vector)
-
-    m.interrupts.deliver = record
+    log = tick_log(m)
     hook_logs = [(ctypes.c_uint64 * (2 * LOG_CAP))() for _ in m.cpus]
     for cpu, buf in zip(m.cpus, hook_logs):
         cpu.icount.tick_log, cpu.icount.tick_log_cap = ctypes.addressof(buf), LOG_CAP
