@@ -4,7 +4,8 @@
  * SIGSEGV), one mapped or mprotect-ed with PROT_EXEC is.
  *
  *   noexec stack|heap|mmap   call the copy: killed by SIGSEGV
- *   noexec handler           the same from the heap, caught: si_code, si_addr
+ *   noexec handler           the same from the heap, caught: si_code, si_addr;
+ *                            then a PROT_EXEC mapping mprotect-ed without it
  *   noexec fork              a child calls heap code; the parent sees its signal
  *   noexec exec              PROT_EXEC mappings run (mmap, mprotect, mremap)
  */
@@ -67,6 +68,20 @@ static int run_exec(void)
 	return 0;
 }
 
+/* handler, second part: mprotect without PROT_EXEC takes the permission away again */
+static int run_unprotect(void)
+{
+	void *x = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	printf("before mprotect: %d\n", call(x, "in a PROT_EXEC mapping"));
+	printf("mprotect(PROT_READ|PROT_WRITE) = %d\n", mprotect(x, 4096, PROT_READ | PROT_WRITE));
+	fault_addr = NULL;
+	if (!sigsetjmp(back, 1))
+		printf("after mprotect: %d\n", ((int (*)(void))x)());
+	printf("after mprotect: SIGSEGV at the code: %s\n", fault_addr == x ? "yes" : "no");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned char stack_buf[64];
@@ -87,7 +102,7 @@ int main(int argc, char **argv)
 			call(code, "on the heap");
 		printf("SIGSEGV: si_code %d (SEGV_ACCERR is %d), si_addr is the code: %s\n",
 		       fault_code, SEGV_ACCERR, fault_addr == code ? "yes" : "no");
-		return 0;
+		return run_unprotect();
 	}
 	if (!strcmp(what, "fork")) {
 		int status;
