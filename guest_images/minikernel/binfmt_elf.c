@@ -10,6 +10,10 @@
 #define PT_LOAD		1
 #define PT_INTERP	3
 #define PT_PHDR		6
+#define PT_GNU_STACK	0x6474e551
+#define PF_X		0x1
+#define PF_W		0x2
+#define PF_R		0x4
 #define ET_EXEC		2
 #define ET_DYN		3
 #define MAX_PHDRS	16
@@ -160,14 +164,26 @@ static unsigned long create_elf_tables(struct arg_strings *a, const char *execfn
 	return sp;
 }
 
+/* include/linux/binfmts.h: what PT_GNU_STACK says of the stack */
+#define EXSTACK_DEFAULT		0	/* no PT_GNU_STACK */
+#define EXSTACK_DISABLE_X	1
+#define EXSTACK_ENABLE_X	2
+
+/*
+ * A PT_LOAD's pages take its p_flags (elf_map's elf_prot); the .bss
+ * pages past the file's last page are set_brk's, data pages (do_brk).
+ */
 static int map_segment(struct linux_binprm_head *bprm, struct elf64_phdr *ph, unsigned long bias)
 {
 	struct mm_struct *mm = current->mm;
 	unsigned long start = (ph->p_vaddr + bias) & PAGE_MASK, end = ph->p_vaddr + bias + ph->p_memsz;
+	unsigned long file_end = PAGE_ALIGN(ph->p_vaddr + bias + ph->p_filesz);
+	unsigned long prot = (ph->p_flags & PF_R ? PROT_READ : 0) | (ph->p_flags & PF_W ? PROT_WRITE : 0) |
+		(ph->p_flags & PF_X ? PROT_EXEC : 0);
 	int err;
 
 	for (unsigned long a = start; a < end; a += PAGE_SIZE)
-		if ((err = map_user_page(mm, a, _PAGE_RW)))
+		if ((err = map_user_page(mm, a, vm_get_page_prot(a < file_end ? prot : PROT_READ | PROT_WRITE))))
 			return err;
 	if (ph->p_filesz &&
 	    kernel_read(bprm->file, ph->p_offset, (char *)(ph->p_vaddr + bias), ph->p_filesz) != (long)ph->p_filesz)
@@ -221,6 +237,28 @@ static int map_elf_segments(struct linux_binprm_head *bprm, struct elf64_hdr *e,
 	return 0;
 }
 
+/*
+ * PT_GNU_STACK: a program that does not ask for a non-executable stack
+ * gets READ_IMPLIES_EXEC (include/asm-x86_64/elf.h's elf_read_implies_exec;
+ * the flag is not cleared at exec, as in 2.6.12), and its stack's
+ * protection is setup_arg_pages'.  Returns the stack pages' pgprot.
+ */
+static unsigned long elf_set_personality(struct elf64_hdr *e, struct elf64_phdr *ph)
+{
+	int executable_stack = EXSTACK_DEFAULT;
+
+	for (int i = 0; i < e->e_phnum; i++)
+		if (ph[i].p_type == PT_GNU_STACK)
+			executable_stack = ph[i].p_flags & PF_X ? EXSTACK_ENABLE_X : EXSTACK_DISABLE_X;
+	if (executable_stack != EXSTACK_DISABLE_X)
+		current->personality |= READ_IMPLIES_EXEC;
+	if (executable_stack == EXSTACK_ENABLE_X)
+		return vm_get_page_prot(PROT_READ | PROT_WRITE | PROT_EXEC);
+	if (executable_stack == EXSTACK_DISABLE_X)
+		return vm_get_page_prot(PROT_READ | PROT_WRITE) | (_PAGE_NX & __supported_pte_mask);
+	return vm_get_page_prot(PROT_READ | PROT_WRITE);
+}
+
 /* arch/x86_64/kernel/process.c: start_thread() for a user program, with
  * the initial FPU state and FS base 0. */
 __kfunc void start_thread_user(struct pt_regs *regs, unsigned long new_rip, unsigned long new_rsp)
@@ -244,7 +282,7 @@ __kfunc int load_elf_user_binary(struct linux_binprm *bprm_, struct pt_regs *reg
 	struct elf64_phdr ph[MAX_PHDRS];
 	struct arg_strings *a;
 	struct mm_struct *mm;
-	unsigned long bias = 0, phdr = 0, brk = 0, sp;
+	unsigned long bias = 0, phdr = 0, brk = 0, sp, stack_prot;
 	int retval, i, committed = 0;
 
 	retval = check_elf(bprm, e, ph);
@@ -274,6 +312,7 @@ __kfunc int load_elf_user_binary(struct linux_binprm *bprm_, struct pt_regs *reg
 	current->mm = mm;
 	activate_mm(mm);
 
+	stack_prot = elf_set_personality(e, ph);
 	if (e->e_type == ET_DYN)
 		bias = ELF_ET_DYN_BASE;
 	retval = map_elf_segments(bprm, e, ph, bias, &phdr, &brk);
@@ -281,7 +320,7 @@ __kfunc int load_elf_user_binary(struct linux_binprm *bprm_, struct pt_regs *reg
 		goto out;
 	mm->start_brk = mm->brk = PAGE_ALIGN(brk);
 	for (i = 1; i <= STACK_PAGES; i++) {
-		retval = map_user_page(mm, STACK_TOP - i * PAGE_SIZE, _PAGE_RW);
+		retval = map_user_page(mm, STACK_TOP - i * PAGE_SIZE, stack_prot);
 		if (retval)
 			goto out;
 	}

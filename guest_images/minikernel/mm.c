@@ -55,6 +55,13 @@ struct desc_ptr_gdt {
 	unsigned long address;
 } __attribute__((packed));
 
+/*
+ * The PTE bits this CPU honours (include/asm-x86_64/pgtable.h): _PAGE_NX
+ * stays only when the CPU has NX and EFER.NXE is on, as head.S and
+ * check_efer() decide in 2.6.12; without it bit 63 would be reserved.
+ */
+unsigned long __supported_pte_mask = ~_PAGE_NX;
+
 static unsigned long free_list, next_free_page, ram_end;
 static spinlock_t page_lock = SPIN_LOCK_UNLOCKED;
 unsigned long nr_free_pages_count;
@@ -64,6 +71,8 @@ unsigned long nr_free_pages_count;
 #define MSR_LSTAR	0xc0000082
 #define MSR_FMASK	0xc0000084
 #define MSR_FS_BASE	0xc0000100
+#define EFER_SCE	(1UL << 0)
+#define EFER_NX		(1UL << 11)
 
 static inline void wrmsrl(u32 msr, unsigned long val)
 {
@@ -89,6 +98,15 @@ static inline unsigned long read_cr3(void)
 __kfunc void load_cr3(unsigned long *pgd)
 {
 	__asm__ __volatile__("mov %0,%%cr3" : : "r"(pgd) : "memory");
+}
+
+/* CPUID 0x80000001 EDX bit 20, the test arch/x86_64/kernel/head.S makes */
+static int cpu_has_nx(void)
+{
+	unsigned int a = 0x80000001, b, c = 0, d;
+
+	__asm__ __volatile__("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+	return (d >> 20) & 1;
 }
 
 static void set_call_gate(u64 *gdt, int entry, void (*fn)(void))
@@ -162,7 +180,9 @@ __kfunc void cpu_init_user(void)
 	__asm__ __volatile__("lgdt %0" : : "m"(gdt_descr));
 	__asm__ __volatile__("ltr %w0" : : "r"(__TSS));
 	t->rsp0 = (unsigned long)current->stack + THREAD_SIZE;
-	wrmsrl(MSR_EFER, rdmsrl(MSR_EFER) | 1);			/* SCE */
+	wrmsrl(MSR_EFER, rdmsrl(MSR_EFER) | EFER_SCE | (cpu_has_nx() ? EFER_NX : 0));
+	if (rdmsrl(MSR_EFER) & EFER_NX)
+		__supported_pte_mask |= _PAGE_NX;
 	wrmsrl(MSR_STAR, ((unsigned long)(__USER_DS - 8 - 3) << 48) | ((unsigned long)__KERNEL_CS << 32));
 	wrmsrl(MSR_LSTAR, (unsigned long)system_call);
 	wrmsrl(MSR_FMASK, X86_EFLAGS_IF | X86_EFLAGS_TF | X86_EFLAGS_DF);
@@ -250,7 +270,23 @@ static unsigned long *pte_offset(struct mm_struct *mm, unsigned long addr, int a
 	return &table[(addr >> 12) & 511];
 }
 
-__kfunc int map_user_page(struct mm_struct *mm, unsigned long addr, unsigned long flags)
+/*
+ * mm/mmap.c's protection_map for a mapping's PROT_* bits: a page without
+ * PROT_EXEC is no-execute, and READ_IMPLIES_EXEC (an executable without a
+ * non-executable PT_GNU_STACK) makes PROT_READ executable, as 2.6.12's
+ * do_mmap_pgoff, do_brk (VM_DATA_DEFAULT_FLAGS) and sys_mprotect do.
+ * Every user page stays writable here: the minikernel keeps no VMAs, so
+ * only the execute permission follows the protection.
+ */
+__kfunc unsigned long vm_get_page_prot(unsigned long prot)
+{
+	if ((prot & PROT_READ) && (current->personality & READ_IMPLIES_EXEC))
+		prot |= PROT_EXEC;
+	return (_PAGE_RW | (prot & PROT_EXEC ? 0 : _PAGE_NX)) & __supported_pte_mask;
+}
+
+/* Map a zeroed page at addr with pgprot (_PAGE_RW, _PAGE_NX) unless one is there. */
+__kfunc int map_user_page(struct mm_struct *mm, unsigned long addr, unsigned long pgprot)
 {
 	unsigned long *pte, page;
 
@@ -264,7 +300,7 @@ __kfunc int map_user_page(struct mm_struct *mm, unsigned long addr, unsigned lon
 	page = get_zeroed_page();
 	if (!page)
 		return -ENOMEM;
-	*pte = page | _PAGE_PRESENT | _PAGE_USER | (flags & _PAGE_RW);
+	*pte = page | _PAGE_PRESENT | _PAGE_USER | (pgprot & (_PAGE_RW | _PAGE_NX));
 	mm->nr_pages++;
 	return 0;
 }
@@ -342,7 +378,7 @@ static int copy_level(struct mm_struct *mm, unsigned long *table, int level, uns
 				return err;
 			continue;
 		}
-		if (map_user_page(mm, addr, e & _PAGE_RW))
+		if (map_user_page(mm, addr, e & (_PAGE_RW | _PAGE_NX)))
 			return -ENOMEM;
 		copy_page((void *)(*pte_offset(mm, addr, 0) & PTE_ADDR_MASK), (void *)(e & PTE_ADDR_MASK));
 	}
@@ -367,7 +403,7 @@ __kfunc unsigned long do_brk(unsigned long addr, unsigned long len)
 	struct mm_struct *mm = current->mm;
 
 	for (unsigned long a = addr & PAGE_MASK; a < addr + len; a += PAGE_SIZE)
-		if (map_user_page(mm, a, _PAGE_RW))
+		if (map_user_page(mm, a, vm_get_page_prot(PROT_READ | PROT_WRITE)))
 			return -ENOMEM;
 	return addr;
 }
@@ -375,9 +411,8 @@ __kfunc unsigned long do_brk(unsigned long addr, unsigned long len)
 __kfunc unsigned long do_mmap_anon(unsigned long addr, unsigned long len, int prot, int flags)
 {
 	struct mm_struct *mm = current->mm;
-	unsigned long start;
+	unsigned long start, pgprot = vm_get_page_prot(prot);
 
-	(void)prot;
 	len = PAGE_ALIGN(len);
 	if (!len || len > (1UL << 36))
 		return -ENOMEM;
@@ -388,11 +423,13 @@ __kfunc unsigned long do_mmap_anon(unsigned long addr, unsigned long len, int pr
 		start = mm->mmap_base;
 	}
 	for (unsigned long a = start; a < start + len; a += PAGE_SIZE) {
-		if (map_user_page(mm, a, _PAGE_RW)) {
+		if (map_user_page(mm, a, pgprot)) {
 			do_munmap(mm, start, a - start);
 			return -ENOMEM;
 		}
 	}
+	if (flags & 0x10)		/* pages already there take the new protection */
+		change_protection(mm, start, start + len, pgprot);
 	return start;
 }
 
@@ -416,10 +453,13 @@ static int move_ptes(struct mm_struct *mm, unsigned long old, unsigned long new,
 __kfunc long do_mremap(unsigned long addr, unsigned long old_len, unsigned long new_len, int may_move)
 {
 	struct mm_struct *mm = current->mm;
-	unsigned long new;
+	unsigned long new, pgprot, *pte;
 
 	if (!access_ok(addr, old_len, 0))
 		return -EFAULT;
+	pte = pte_offset(mm, addr, 0);		/* the grown part's protection */
+	pgprot = pte && (*pte & _PAGE_PRESENT) ? *pte & (_PAGE_RW | _PAGE_NX)
+		: vm_get_page_prot(PROT_READ | PROT_WRITE);
 	if (new_len <= old_len) {
 		do_munmap(mm, addr + new_len, old_len - new_len);
 		return addr;
@@ -431,7 +471,7 @@ __kfunc long do_mremap(unsigned long addr, unsigned long old_len, unsigned long 
 	if (move_ptes(mm, addr, new, old_len))
 		return -ENOMEM;
 	for (unsigned long a = new + old_len; a < new + new_len; a += PAGE_SIZE) {
-		if (map_user_page(mm, a, _PAGE_RW)) {
+		if (map_user_page(mm, a, pgprot)) {
 			do_munmap(mm, new, a - new);
 			return -ENOMEM;
 		}
@@ -455,6 +495,28 @@ __kfunc long do_munmap(struct mm_struct *mm, unsigned long addr, unsigned long l
 			*pte = 0;
 			mm->nr_pages--;
 		}
+	}
+	load_cr3(mm->pgd);		/* flush the TLB */
+	return 0;
+}
+
+/*
+ * mm/mprotect.c: every page of [start, end) must be mapped (-ENOMEM, and
+ * nothing changes); each then takes pgprot's execute permission.
+ */
+__kfunc long change_protection(struct mm_struct *mm, unsigned long start, unsigned long end,
+			       unsigned long pgprot)
+{
+	unsigned long *pte;
+
+	for (unsigned long a = start; a < end; a += PAGE_SIZE) {
+		pte = user_range(a) ? pte_offset(mm, a, 0) : NULL;
+		if (!pte || !(*pte & _PAGE_PRESENT))
+			return -ENOMEM;
+	}
+	for (unsigned long a = start; a < end; a += PAGE_SIZE) {
+		pte = pte_offset(mm, a, 0);
+		*pte = (*pte & ~_PAGE_NX) | (pgprot & _PAGE_NX);
 	}
 	load_cr3(mm->pgd);		/* flush the TLB */
 	return 0;

@@ -215,7 +215,7 @@ struct task_struct {
 	struct files_struct files_store;
 	struct mm_struct mm_store;
 #ifdef CONFIG_USERSPACE
-	unsigned long fs;		/* user FS base (arch_prctl), switched by switch_mm */
+	unsigned long fs, personality;	/* user FS base (arch_prctl); READ_IMPLIES_EXEC */
 	unsigned long clear_child_tid;
 	int used_math;			/* i387 holds this task's FPU/SSE state */
 	int usedfpu;			/* TS_USEDFPU: its state is in the FPU now */

@@ -314,7 +314,6 @@ __kfunc long sys_brk(unsigned long brk)
 	return brk;
 }
 
-#define PROT_WRITE	0x2
 #define MAP_SHARED	0x01
 #define MAP_ANONYMOUS	0x20
 #define EACCES		13
@@ -381,12 +380,23 @@ __kfunc long sys_mremap(unsigned long addr, unsigned long old_len, unsigned long
 	return do_mremap(addr, PAGE_ALIGN(old_len), PAGE_ALIGN(new_len), flags & 1);
 }
 
+/* mm/mprotect.c: only the execute permission changes (see vm_get_page_prot). */
 __kfunc long sys_mprotect(unsigned long start, size_t len, unsigned long prot)
 {
-	(void)start;
-	(void)len;
-	(void)prot;
-	return 0;			/* every user page is read-write */
+	unsigned long end;
+
+	if (start & ~PAGE_MASK)
+		return -EINVAL;
+	if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP))
+		return -EINVAL;
+	if ((prot & (PROT_GROWSDOWN | PROT_GROWSUP)) == (PROT_GROWSDOWN | PROT_GROWSUP))
+		return -EINVAL;
+	end = start + PAGE_ALIGN(len);
+	if (end < start)
+		return -ENOMEM;
+	if (end == start)
+		return 0;
+	return change_protection(current->mm, start, end, vm_get_page_prot(prot));
 }
 
 /* ------------------------------------------------------------------ */

@@ -16,7 +16,18 @@
 #define _PAGE_RW	0x002UL
 #define _PAGE_USER	0x004UL
 #define _PAGE_PSE	0x080UL
+#define _PAGE_NX	(1UL << 63)	/* no instruction fetch (EFER.NXE on) */
 #define PTE_ADDR_MASK	0x000ffffffffff000UL
+
+/* mmap/mprotect protections, and the personality flag that adds PROT_EXEC
+ * to PROT_READ (include/linux/personality.h) */
+#define PROT_READ	0x1
+#define PROT_WRITE	0x2
+#define PROT_EXEC	0x4
+#define PROT_SEM	0x8
+#define PROT_GROWSDOWN	0x01000000
+#define PROT_GROWSUP	0x02000000
+#define READ_IMPLIES_EXEC	0x0400000
 
 /*
  * User virtual addresses.  The kernel lives low and identity-mapped
@@ -73,7 +84,10 @@ struct mm_struct *copy_user_mm(struct task_struct *p, struct task_struct *parent
 void prepare_to_copy(struct task_struct *tsk);
 void mmput(struct mm_struct *mm);
 int dup_mmap(struct mm_struct *mm, struct mm_struct *oldmm);
-int map_user_page(struct mm_struct *mm, unsigned long addr, unsigned long flags);
+int map_user_page(struct mm_struct *mm, unsigned long addr, unsigned long pgprot);
+unsigned long vm_get_page_prot(unsigned long prot);
+extern unsigned long __supported_pte_mask;
+long change_protection(struct mm_struct *mm, unsigned long start, unsigned long end, unsigned long pgprot);
 unsigned long do_brk(unsigned long addr, unsigned long len);
 unsigned long do_mmap_anon(unsigned long addr, unsigned long len, int prot, int flags);
 long do_munmap(struct mm_struct *mm, unsigned long addr, unsigned long len);

@@ -154,6 +154,17 @@ def _answer_stop_asked(machine: "Machine") -> None:
         listener()
 
 
+def _hard_limit(budget_end: int | None, quantum_end: int | None) -> int:
+    """A run's deadlines besides the timer's: the budget's end or the quantum's, whichever
+    comes first."""
+    hard_limit = NO_DEADLINE
+    if budget_end is not None:
+        hard_limit = budget_end
+    if quantum_end is not None and quantum_end < hard_limit:
+        hard_limit = quantum_end
+    return hard_limit
+
+
 def _executed_hlt(machine: "Machine") -> bool:
     """Did emu_start return because the guest executed hlt (rather than at a deadline just
     after an instruction whose last byte happens to be 0xf4)?"""
@@ -637,8 +648,7 @@ class Machine:
         # Where a deadline inside a block is (see InstructionClock.split_block), and
         # emu_start's `until` when the run must stop there by it.
         split_at = until = self.until_never
-        hard_limit = min(NO_DEADLINE if budget_end is None else budget_end,
-                         NO_DEADLINE if quantum_end is None else quantum_end)  # besides the timer's
+        hard_limit = _hard_limit(budget_end, quantum_end)
         ic.period = self.timer_period  # for the ticks the block hook delivers
         while True:
             if self.stop_requested:
@@ -661,8 +671,7 @@ class Machine:
             finally:
                 ic.deadline = NO_DEADLINE
                 cpu.next_tick = ic.tick  # the block hook moves a tick waiting for IF on
-                stopped_at, split_at = split_at, self.until_never
-                until = self.until_never
+                stopped_at, split_at, until = split_at, self.until_never, self.until_never
             deadline = min(cpu.next_tick, hard_limit)
             asked = ic.stop_asked and not self.stop_requested
             if asked:
