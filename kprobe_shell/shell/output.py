@@ -32,6 +32,7 @@ class Output:
 
     #: How many trace events wait to be rendered when the output is not a terminal.
     TRACE_BATCH = 512
+    RECORDS_PER_WRITE = 4096
 
     def __init__(self, stream: TextIO | None = None, *, color: bool | None = None, json_mode: bool = False,
                  palette: dict[str, str] | None = None, err_stream: TextIO | None = None):
@@ -88,7 +89,7 @@ class Output:
     def _render_pending(self) -> None:
         pending, self._pending = self._pending, []
         if self._unprinted():
-            self.stream.write(self._render_with_ring(pending))
+            self._write_with_ring(pending)
             return
         self.stream.write(self._render(pending))
 
@@ -99,27 +100,33 @@ class Output:
             return "".join(self.style(self.guest_text(ev.ftrace()), "trace") + "\n" for ev in events)
         return "".join(ev.ftrace() + "\n" for ev in events)
 
-    def _render_with_ring(self, pending) -> str:
+    def _write_with_ring(self, pending) -> None:
         """The queued events and the C records since the cursor, in recording order."""
         ring = self.ring
         plain = not (self.json_mode or self.color or self.terminal)
-        chunks = []
         lo = ring.printed_seq
         for ev in pending:
             if ev.seq > lo:
-                chunks.append(self._render_records(lo, ev.seq, plain))
+                self._write_records(lo, ev.seq, plain)
                 lo = ev.seq
-            chunks.append(self._render((ev,)))
-        chunks.append(self._render_records(lo, 0, plain))
+            self.stream.write(self._render((ev,)))
+        self._write_records(lo, 0, plain)
         ring.printed_seq = ring.seq
-        return "".join(chunks)
 
-    def _render_records(self, lo: int, hi: int, plain: bool) -> str:
-        if lo >= self.ring.last_live_seq:
-            return ""
-        if plain:  # rendered in C
-            return self.ring.render_live(lo, hi)
-        return self._render(decoded_events(self.ring.events(lo, hi, True)))
+    def _write_records(self, lo: int, hi: int, plain: bool) -> None:
+        """The C records with lo < seq < hi (hi 0: to the newest), a span of
+        RECORDS_PER_WRITE at a time: a full buffer's lines (tens of thousands) are never
+        all held as text at once, so the process does not grow by them."""
+        end = self.ring.last_live_seq + 1
+        if hi == 0 or hi > end:
+            hi = end
+        while lo + 1 < hi:
+            top = min(lo + 1 + self.RECORDS_PER_WRITE, hi)
+            if plain:  # rendered in C
+                self.stream.write(self.ring.render_live(lo, top))
+            else:
+                self.stream.write(self._render(decoded_events(self.ring.events(lo, top, True))))
+            lo = top - 1
 
     def print(self, text: str = "", role: str | None = None) -> None:
         if self._collected is not None:
