@@ -42,8 +42,9 @@ machine cancels out of a comparison instead of deciding it.
    <= 6x, kretprobe entry + return in auto mode <= 4x; a traced kprobe hit, recorded in
    C, <= 1.0x the floor, its count() map update <= 0.5x; end to end, `kprobe-shell IMAGE
    --batch -ex 'p:h hot x=%di y=%si:u32' -ex run > /dev/null` on a 200,000-call loop
-   against the same command without the probe, <= 2x the floor per hit), met or missed
-   in this run.
+   against the same command without the probe, <= 2x the floor per hit, its peak
+   memory (VmHWM) <= 1.2x the command's without the probe and flat
+   (<= 1.05x) with ten times the events), met or missed in this run.
 6. With --qiling: real programs (tests/userspace/programs: hello, and bzip on Debian's
    libbz2 when libbz2-dev is installed, built with gcc -static) run by the tool with no
    probes (the bundled kernel's CONFIG_USERSPACE build boots, runs the program, halts)
@@ -417,9 +418,15 @@ def measure(args, scratch: str) -> str:
     e2e_us = med("end to end") / e2e_calls * 1e6
     w(f"\nend to end, kprobe-shell --batch -ex 'p:h hot x=%di y=%si:u32' -ex run > /dev/null, {e2e_calls} calls: "
       f"{e2e_us:.2f} us per hit over the run without the probe ({e2e_us / floor_us:.1f}x floor)\n")
+    memory = peak_memory(e2e_path, build(e2e_calls * 10, scratch))
+    w(f"peak memory of that command: {memory['run', 1] / 1024:.1f} MB without the probe, "
+      f"{memory['traced', 1] / 1024:.1f} MB with it ({e2e_calls} events), "
+      f"{memory['traced', 10] / 1024:.1f} MB with {e2e_calls * 10} events\n")
     rows += [("traced kprobe hit (p: 2 regs + $comm), auto", med("event kprobe") / n * 1e6 / floor_us, 1.0, "x floor"),
              ("count() map update at a traced hit (C)", map_us / floor_us, 0.5, "x floor"),
-             ("traced hit end to end (command line)", e2e_us / floor_us, 2.0, "x floor")]
+             ("traced hit end to end (command line)", e2e_us / floor_us, 2.0, "x floor"),
+             ("its peak memory, vs the run without the probe", memory["traced", 1] / memory["run", 1], 1.2, "x"),
+             ("its peak memory, 10x the events vs 1x", memory["traced", 10] / memory["traced", 1], 1.05, "x")]
     w("\n(5) targets (each value as shown, to two decimals, against the issue's limit)\n")
     for label, value, limit, unit in [*rows, map_update_target]:
         w(f"{label:<46}{value:>7.2f}{unit:<8} <= {limit:<4} {'met' if round(value, 2) <= limit else 'MISSED'}\n")
@@ -446,6 +453,35 @@ def command_line(image: str, commands: list[str]):
     def setup():
         return lambda: subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, env=env)
     return setup
+
+
+#: The shell as the end-to-end command runs it, printing its own peak resident memory
+#: (VmHWM: the memory of this program, not of the process it was forked from, which
+#: ru_maxrss would also count) on stderr at exit.
+PEAK_MEMORY_RUNNER = (
+    "import atexit, runpy, sys\n"
+    "def hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            print('peak-kib', line.split()[1], file=sys.stderr)\n"
+    "atexit.register(hwm)\n"
+    "sys.argv = ['kprobe-shell', *sys.argv[1:]]\n"
+    "runpy.run_module('kprobe_shell', run_name='__main__')\n"
+)
+
+
+def peak_memory(image: str, image_10x: str) -> dict[tuple[str, int], int]:
+    """Peak resident memory (KiB) of the end-to-end command with and without the probe,
+    and with the probe on ten times the calls."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))))
+    out = {}
+    for key, path, commands in (("run", image, ["run"]), ("traced", image, ["p:h hot x=%di y=%si:u32", "run"]),
+                                ("traced", image_10x, ["p:h hot x=%di y=%si:u32", "run"])):
+        argv = [sys.executable, "-c", PEAK_MEMORY_RUNNER, path, "--batch"] + [a for c in commands for a in ("-ex", c)]
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, check=True)
+        out[key, 10 if path == image_10x else 1] = int(done.stderr.rsplit("peak-kib ", 1)[1].split()[0])
+    return out
 
 
 def dat_throughput(Session, Output, image: str, scratch: str) -> tuple[float, int]:
