@@ -331,7 +331,7 @@ class Session:
         return f"while {names} at {where} was running ({status}{inside})"
 
     def _last_probe_hit(self) -> str | None:
-        ev = self.trace.newest()
+        ev = self.trace.last
         if ev is None:
             return None
         return f"probe {ev.probe} {ev.event} at {ev.where} ({ev.comm}-{ev.pid})"

@@ -198,14 +198,20 @@ class TraceBuffer(Displayed):
 
     @property
     def last(self) -> TraceEvent | None:
-        """The newest event recorded (a record written in C, decoded, when it is newer
-        than the last Python event)."""
+        """The newest event kept: the Python handlers' newest, or a record written in C
+        after it (decoded).  The newest records are looked at first, in widening windows,
+        so that a buffer full of C records is not decoded to find its last one."""
         ev = self._last
         newest = self.ring.seq
-        if ev is not None and ev.seq == newest:
-            return ev
-        items = self.ring.events(newest - 1) if newest else []
-        return _decoded(items[-1]) if items and type(items[-1]) is not int else ev
+        since = ev.seq if ev is not None else 0
+        lo = max(newest - 1, since)
+        while True:
+            for item in reversed(self.ring.events(lo)):
+                if type(item) is not int:
+                    return _decoded(item)
+            if lo <= since:
+                return ev
+            lo = max(since, lo - 2 * (newest - lo) - 64)
 
     # ------------------------------------------------------------------ reading
     @property
@@ -224,15 +230,6 @@ class TraceBuffer(Displayed):
         items = self.ring.events()
         python = self._python_events()
         return [python[item] if type(item) is int else _decoded(item) for item in items]
-
-    def newest(self) -> TraceEvent | None:
-        """The newest event kept: `last` (the Python handlers' newest) or a record written
-        in C after it (decoded)."""
-        last = self.last
-        for item in reversed(self.ring.events(last.seq if last is not None else 0)):
-            if type(item) is not int:
-                return _decoded(item)
-        return last
 
     @property
     def entries(self) -> int:
