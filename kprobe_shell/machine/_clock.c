@@ -151,6 +151,10 @@ struct icount {
     uint64_t trap_info, trap_gate, period;
     uint64_t *tick_log;
     uint64_t tick_log_len, tick_log_cap;
+    /* The end of the last block that started, never cleared: a stop with rip just past a
+     * hlt came from that hlt only when the last block ran up to rip (machine.py,
+     * _executed_hlt); a jump to the instruction after a hlt stops there too. */
+    uint64_t last_end;
 };
 
 /* Call a tool hook's Python callable with the address alone (what the callbacks use: no
@@ -364,7 +368,7 @@ static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_dat
         return;
     }
     c->blk_addr = address;
-    c->blk_end = address + size;
+    c->blk_end = c->last_end = address + size;
     c->blk_base = c->retired;
     c->blk_n = n;
     c->retired = end;

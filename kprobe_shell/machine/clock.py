@@ -54,6 +54,7 @@ class ICount(ctypes.Structure):
         ("split_stop", ctypes.c_uint64),
         ("trap_info", ctypes.c_uint64), ("trap_gate", ctypes.c_uint64), ("period", ctypes.c_uint64),
         ("tick_log", ctypes.c_void_p), ("tick_log_len", ctypes.c_uint64), ("tick_log_cap", ctypes.c_uint64),
+        ("last_end", ctypes.c_uint64),
     ]
 
 

@@ -171,6 +171,8 @@ def _executed_hlt(machine: "Machine") -> bool:
     rip = machine.rip
     if RESERVED_BASE <= rip < RESERVED_END:
         return False  # the tool's pages hold no hlt: a deadline stop in a detour buffer
+    if machine.cpu.icount.last_end != rip:
+        return False  # the last block did not end here: rip was reached by a jump (the idle loop's)
     if not machine.is_mapped(rip - 1) or machine.read(rip - 1, 1) != b"\xf4":
         return False
     hit = machine.image.symbols.containing(rip - 1)

@@ -132,27 +132,32 @@ def test_a_fault_in_the_middle_of_a_block_counts_up_to_the_faulting_instruction(
 
 def test_stops_from_another_thread_leave_the_clock_exact(kernel_path):
     """Ctrl-C can land between the block hook (which counted the block) and the block's
-    first instruction; however many stops, the run ends as an uninterrupted one does."""
+    first instruction; however many stops, the run ends as an uninterrupted one does.
+    The whole run takes a few tens of milliseconds: machines are run again until the
+    stops add up to more than a handful, each compared with the uninterrupted run."""
     whole = Machine(kernel_path)
     whole.run()
-    m = Machine(kernel_path)
     rng = random.Random(3)
     stops = 0
-    done = threading.Event()
+    for _attempt in range(20):
+        m = Machine(kernel_path)
+        done = threading.Event()
 
-    def interrupter():
-        while not done.is_set():
-            time.sleep(rng.uniform(0.0005, 0.004))
-            m.request_stop()
+        def interrupter():
+            while not done.is_set():
+                time.sleep(rng.uniform(0.0002, 0.002))
+                m.request_stop()
 
-    t = threading.Thread(target=interrupter, daemon=True)
-    t.start()
-    try:
-        while (ev := m.run()).reason is not StopReason.HALTED:
-            assert ev.reason is StopReason.INTERRUPTED
-            stops += 1
-    finally:
-        done.set()
-        t.join()
+        t = threading.Thread(target=interrupter, daemon=True)
+        t.start()
+        try:
+            while (ev := m.run()).reason is not StopReason.HALTED:
+                assert ev.reason is StopReason.INTERRUPTED
+                stops += 1
+        finally:
+            done.set()
+            t.join()
+        assert (m.console, m.retired) == (whole.console, whole.retired)
+        if stops > 5:
+            break
     assert stops > 5
-    assert (m.console, m.retired) == (whole.console, whole.retired)

@@ -352,3 +352,19 @@ def test_a_guest_that_never_halts_is_stopped_by_budget_or_request(faults):
     timer.join()
     assert ev.reason is StopReason.INTERRUPTED and not ev.is_final
     assert m.run(10).reason is StopReason.BUDGET
+
+
+def test_a_stop_just_past_a_hlt_reached_by_a_jump_is_not_a_hlt(kernel_path):
+    """cpu_idle jumps to the instruction after its `sti; hlt`: a stop there (a budget,
+    Ctrl-C) left rip just past a hlt it had not executed, and the machine took the idle
+    loop's `cli`-time flags for a halt with interrupts off, ending the run."""
+    whole = Machine(kernel_path)
+    whole.run()
+    m = Machine(kernel_path)
+    m.run(40100)
+    assert m.read(m.rip, 2) == b"\xeb\x1f"  # cpu_idle's jmp to the instruction after its hlt
+    ev = m.run(1)
+    assert ev.reason is StopReason.BUDGET
+    assert m.read(m.rip - 1, 1) == b"\xf4" and not m.reg("eflags") & 0x200
+    ev = m.run()
+    assert ev.reason is StopReason.HALTED and (m.console, m.retired) == (whole.console, whole.retired)
