@@ -323,12 +323,13 @@ class Machine:
         all CPUs share the bytes; unicorn keeps no copy of its own."""
         if self.ncpus == 1:
             self.uc.mem_map(addr, size, prot)
-            return
-        ram = mmap.mmap(-1, size)  # page aligned and zero filled, as mem_map_ptr needs
-        self._shared_ram.append(ram)
-        ptr = ctypes.addressof(ctypes.c_char.from_buffer(ram))
-        for cpu in self.cpus:
-            cpu.uc.mem_map_ptr(addr, size, prot, ptr)
+        else:
+            ram = mmap.mmap(-1, size)  # page aligned and zero filled, as mem_map_ptr needs
+            self._shared_ram.append(ram)
+            ptr = ctypes.addressof(ctypes.c_char.from_buffer(ram))
+            for cpu in self.cpus:
+                cpu.uc.mem_map_ptr(addr, size, prot, ptr)
+        self.traps.cover_memory()
 
     # ------------------------------------------------------------------ CPUs
     def switch_cpu(self, cpu: Cpu) -> None:
@@ -667,6 +668,7 @@ class Machine:
             except UcError as exc:
                 smp.quantum_given_up = False
                 clock.settle(self.rip, True)  # the faulting instruction started
+                traps.note_error(exc)
                 if traps.notify_fault(14 if traps.fault and traps.fault[1] is not None else 6):
                     continue
                 return traps.fault_event(exc)

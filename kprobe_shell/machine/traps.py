@@ -3,13 +3,21 @@
 int3 and the debug trap go to the handlers registered in Machine.trap_handlers (the probe
 engine's); a fault goes to Machine.fault_notifier (the kprobe fault path) and, when nobody
 deals with it, stops the guest with a report that names it as the kernel's traps.c does.
+
+The bad-access hooks (unmapped memory, writes to read-only memory, fetches from
+non-executable memory) cover only the addresses where such a fault can happen, and never
+writable memory: while any memory hook covers a page, unicorn 2.1.4 keeps every store to
+it on the TLB's slow path for good (notdirty_write in qemu/accel/tcg/cputlb.c asks
+uc_mem_hook_installed in qemu/include/exec/exec-all.h before it marks the page dirty),
+where each store also looks for translated code to drop.  See bad_access_ranges.
 """
 from __future__ import annotations
 
 import ctypes
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from unicorn import (
+    UC_ERR_FETCH_PROT,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
     UC_HOOK_MEM_FETCH_PROT,
@@ -22,7 +30,8 @@ from unicorn import (
     UC_MEM_READ_UNMAPPED,
     UC_MEM_WRITE_PROT,
     UC_MEM_WRITE_UNMAPPED,
-    Uc,
+    UC_PROT_EXEC,
+    UC_PROT_WRITE,
     UcError,
 )
 from unicorn import x86_const as X
@@ -46,6 +55,11 @@ FAULT_NAMES = {
 
 #: uc_cb_hookintr_t: (uc, intno, user_data).
 HOOK_INTR_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+#: uc_cb_eventmem_t: (uc, type, address, size, value, user_data) -> handled.
+HOOK_BAD_ACCESS_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64,
+                                         ctypes.c_int, ctypes.c_int64, ctypes.c_void_p)
+_UNMAPPED = UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED
+_LAST_ADDRESS = (1 << 64) - 1
 
 _ACCESS = {
     UC_MEM_READ_UNMAPPED: "read from unmapped memory",
@@ -57,6 +71,50 @@ _ACCESS = {
 _REG_RIP = X.UC_X86_REG_RIP
 
 
+def bad_access_ranges(regions: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The bad-access hooks for a memory map given as unicorn's mem_regions() (first, last,
+    prot): (first, last, hook kinds) each, in address order.  The unmapped kinds cover the
+    gaps between regions; UC_HOOK_MEM_WRITE_PROT the regions without write permission;
+    UC_HOOK_MEM_FETCH_PROT those with neither write nor execute permission.  A fetch from
+    writable, non-executable memory (a stack, data) has no hook: unicorn reports it all
+    the same, and fetch_fault_address finds where it was.  unicorn checks a hook's bounds
+    against the physical address (HOOK_BOUND_CHECK on paddr in cputlb.c), and the
+    regions are physical memory."""
+    kinds: list[tuple[int, int, int]] = []
+    at = 0
+    for first, last, prot in sorted(regions):
+        if first > at:
+            kinds.append((at, first - 1, _UNMAPPED))
+        kind = 0
+        if not prot & UC_PROT_WRITE:
+            kind |= UC_HOOK_MEM_WRITE_PROT
+            if not prot & UC_PROT_EXEC:
+                kind |= UC_HOOK_MEM_FETCH_PROT
+        kinds.append((first, last, kind))
+        at = last + 1
+    if at <= _LAST_ADDRESS:
+        kinds.append((at, _LAST_ADDRESS, _UNMAPPED))
+    merged: list[tuple[int, int, int]] = []
+    for first, last, kind in kinds:
+        if merged and merged[-1][2] == kind and merged[-1][1] + 1 == first:
+            merged[-1] = (merged[-1][0], last, kind)
+        else:
+            merged.append((first, last, kind))
+    return [r for r in merged if r[2]]
+
+
+def fetch_fault_address(regions: Iterable[tuple[int, int, int]], rip: int) -> int:
+    """Where a fetch from non-executable memory that no hook saw happened: at rip, unless
+    rip is executable, then the translated block ran on into the next page (unicorn
+    leaves rip at the start of the block it could not translate)."""
+    for first, last, prot in regions:
+        if first <= rip <= last:
+            if prot & UC_PROT_EXEC:
+                return (rip | (PAGE_SIZE - 1)) + 1
+            break
+    return rip
+
+
 class Traps:
     """The CPUs' exception hooks, and the fault of the current run (what, where)."""
 
@@ -64,6 +122,9 @@ class Traps:
         self.machine = machine
         #: (what, address or None) of a fault unicorn reported; None: no fault.
         self.fault: tuple[str, int | None] | None = None
+        #: CPU index -> (ranges, handles) of its bad-access hooks (see cover_memory).
+        self._bad_access_hooks: dict[int, tuple[list[tuple[int, int, int]], list[int]]] = {}
+        self._bad_access_cb = HOOK_BAD_ACCESS_CFUNC(self.on_bad_access)  # one thunk for every CPU
 
     def install(self, cpu: "Cpu") -> None:
         uc = cpu.uc
@@ -76,12 +137,37 @@ class Traps:
                                 None, ctypes.c_uint64(1), ctypes.c_uint64(0))
         if err:
             raise MachineError(f"could not install the interrupt hook (unicorn error {err})")
-        uc.hook_add(
-            UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED
-            | UC_HOOK_MEM_WRITE_PROT | UC_HOOK_MEM_FETCH_PROT,
-            self.on_bad_access,
-        )
+        self._bad_access_hooks[cpu.index] = ([], [])
+        self._cover(cpu, bad_access_ranges(uc.mem_regions()))
         uc.hook_add(UC_HOOK_INSN_INVALID, self.on_invalid_insn)
+
+    def cover_memory(self) -> None:
+        """The machine mapped memory: every CPU's bad-access hooks follow the new map."""
+        if self._bad_access_hooks:
+            ranges = bad_access_ranges(self.machine.uc.mem_regions())
+            for cpu in self.machine.cpus:
+                if cpu.index in self._bad_access_hooks:
+                    self._cover(cpu, ranges)
+
+    def covered(self, cpu: "Cpu") -> list[tuple[int, int, int]]:
+        """(first, last, hook kinds) of the CPU's bad-access hooks."""
+        return list(self._bad_access_hooks[cpu.index][0])
+
+    def _cover(self, cpu: "Cpu", ranges: list[tuple[int, int, int]]) -> None:
+        uch = cpu.uc._uch
+        covered, handles = self._bad_access_hooks[cpu.index]
+        for handle in handles:
+            uclib.uc_hook_del(uch, ctypes.c_size_t(handle))
+        handles.clear()
+        covered[:] = ranges
+        callback = ctypes.cast(self._bad_access_cb, ctypes.c_void_p)
+        for first, last, kind in ranges:
+            handle = ctypes.c_size_t()
+            err = uclib.uc_hook_add(uch, ctypes.byref(handle), kind, callback, None,
+                                    ctypes.c_uint64(first), ctypes.c_uint64(last))
+            if err:
+                raise MachineError(f"could not install the bad-access hooks (unicorn error {err})")
+            handles.append(handle.value)
 
     def on_trap(self, _uch, intno: int, _data) -> None:
         """unicorn's interrupt hook: int3, the debug trap, or a fault the CPU raised."""
@@ -114,11 +200,18 @@ class Traps:
         except BaseException as exc:  # noqa: BLE001 - stop the guest, run() raises it
             machine.hook_failed(exc)
 
-    def on_bad_access(self, uc: Uc, access: int, address: int, size: int, value: int, user_data) -> bool:
+    def on_bad_access(self, _uch, access: int, address: int, _size, _value, _data) -> bool:
         self.fault = (_ACCESS.get(access, f"bad memory access ({access})"), address)
         return False
 
-    def on_invalid_insn(self, uc: Uc, user_data) -> bool:
+    def note_error(self, exc: UcError) -> None:
+        """emu_start failed: the fault it names, where no hook saw it (a fetch from
+        writable, non-executable memory, see bad_access_ranges)."""
+        if self.fault is None and exc.errno == UC_ERR_FETCH_PROT:
+            uc = self.machine.uc
+            self.fault = (_ACCESS[UC_MEM_FETCH_PROT], fetch_fault_address(uc.mem_regions(), uc.reg_read(_REG_RIP)))
+
+    def on_invalid_insn(self, _uc, _data) -> bool:
         self.fault = (FAULT_NAMES[6], None)
         return False
 
