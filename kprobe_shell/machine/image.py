@@ -11,6 +11,7 @@ import bisect
 import difflib
 import fnmatch
 import os
+import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -27,6 +28,13 @@ from .layout import RESERVED_BASE, RESERVED_END
 
 class ImageError(Exception):
     """The file cannot be used as a guest image; the message says why."""
+
+
+#: Elf64_Sym: st_name, st_info, st_other, st_shndx, st_value, st_size.
+_ELF64_SYM = struct.Struct("<IBBHQQ")
+#: The symbol types a table keeps (STT_NOTYPE, STT_OBJECT, STT_FUNC), by st_info's low bits.
+_KEPT_TYPES = {0: "NOTYPE", 1: "OBJECT", 2: "FUNC"}
+_SHN_UNDEF, _SHN_ABS = 0, 0xFFF1
 
 
 @dataclass(frozen=True)
@@ -327,18 +335,41 @@ class Image:
         symtab = elf.get_section_by_name(".symtab")
         if symtab is None or symtab.num_symbols() <= 1:
             raise ImageError(f"{path}: no symbol table (stripped?); the shell needs symbols to place probes")
-        symbols = []
-        for s in symtab.iter_symbols():
-            kind = s["st_info"]["type"]
-            if not s.name or kind not in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE"):
-                continue
-            if s["st_shndx"] == "SHN_UNDEF" or s["st_shndx"] == "SHN_ABS":
-                continue
-            # A name is shown in every listing: one with control characters (ESC, CR)
-            # is kept escaped, so no listing can drive the terminal.
-            symbols.append(Symbol(escape_controls(s.name), s["st_value"], s["st_size"], kind[4:]))
+        symbols = symtab_symbols(symtab, raw)
         _check_symbol_extents(symbols, segments, path)
         return cls(path=path, entry=entry, segments=segments, symbols=SymbolTable(symbols), _elf_bytes=raw)
+
+
+def symtab_symbols(symtab, raw: bytes, bias: int = 0) -> list[Symbol]:
+    """The named, defined functions, objects and untyped labels of a .symtab section
+    (pyelftools' SymbolTableSection of the ELF file raw), at st_value + bias.  A name
+    with control characters (ESC, CR) is kept escaped: names are shown in every listing,
+    and none may drive the terminal.
+
+    The entries are unpacked here from the file's bytes: pyelftools parses each one
+    through its construct tree, which made reading the kernel's table most of a machine's
+    start-up.  A table that does not lie whole in the file (a corrupt one) is read by
+    pyelftools, whose errors the callers report."""
+    offset, size, entsize = symtab["sh_offset"], symtab["sh_size"], symtab["sh_entsize"]
+    if entsize != _ELF64_SYM.size or offset + size > len(raw):
+        return [Symbol(escape_controls(s.name), s["st_value"] + bias, s["st_size"], s["st_info"]["type"][4:])
+                for s in symtab.iter_symbols()
+                if s.name and s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE")
+                and s["st_shndx"] not in ("SHN_UNDEF", "SHN_ABS")]
+    strings = symtab.stringtable["sh_offset"]
+    symbols = []
+    for name_at, info, _other, shndx, value, sym_size in _ELF64_SYM.iter_unpack(
+            raw[offset:offset + size - size % entsize]):
+        kind = _KEPT_TYPES.get(info & 0xF)
+        if kind is None or shndx in (_SHN_UNDEF, _SHN_ABS):
+            continue
+        start = strings + name_at
+        end = raw.find(b"\0", start)
+        if end <= start:  # no name, or none that ends inside the file (pyelftools: '')
+            continue
+        symbols.append(Symbol(escape_controls(raw[start:end].decode("utf-8", errors="replace")),
+                              value + bias, sym_size, kind))
+    return symbols
 
 
 def _check_symbol_extents(symbols: list[Symbol], segments: list[Segment], path: str) -> None:

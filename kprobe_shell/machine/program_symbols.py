@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from .events import ProgramError
-from .image import Symbol, SymbolTable
+from .image import Symbol, SymbolTable, symtab_symbols
 
 if TYPE_CHECKING:
     from .userspace import Program
@@ -78,8 +78,6 @@ class ProgramSymbols:
         from elftools.common.exceptions import ELFError
         from elftools.elf.elffile import ELFFile
 
-        from ..textsafe import escape_controls
-
         try:
             elf = ELFFile(io.BytesIO(self._image))
             self._segments = [(seg["p_vaddr"] + self.bias, seg.data()[:seg["p_filesz"]])
@@ -87,11 +85,7 @@ class ProgramSymbols:
             symtab = elf.get_section_by_name(".symtab")
             if symtab is None:
                 return None
-            symbols = [Symbol(escape_controls(sym.name), sym["st_value"] + self.bias, sym["st_size"],
-                              sym["st_info"]["type"][4:])
-                       for sym in symtab.iter_symbols()
-                       if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE")
-                       and sym["st_shndx"] not in ("SHN_UNDEF", "SHN_ABS")]
+            symbols = symtab_symbols(symtab, self._image, self.bias)
         except (ELFError, ValueError, KeyError, IndexError, struct.error):
             return None
         return SymbolTable(symbols)
