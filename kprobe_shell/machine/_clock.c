@@ -28,10 +28,10 @@
  * translation), and stops the run at the block after it.  Where it cannot, it stops
  * before the block and leaves its place in split_*, and InstructionClock.split_block does
  * the same from the run loop or (the fallback) drops the block from the translation cache
- * and runs again with `until` at the exact instruction.  A tick due at the start of a
- * block of user code with interrupts on is delivered by the hook itself
- * (deliver_user_tick), as UserSpace.enter_trap would: a program's ticks (every 5,000
- * instructions by default) never leave emu_start.
+ * and runs again with `until` at the exact instruction.  On a machine that runs programs,
+ * a tick due at the start of a block with interrupts on is delivered by the hook itself
+ * (deliver_tick), as UserSpace.enter_trap (user code) or Interrupts.deliver (the kernel)
+ * would: a program's ticks (every 5,000 instructions by default) never leave emu_start.
  *
  * A tick that finds interrupts off is held and retried every `retry` instructions until
  * they are on.  Interrupts can only come on at the end of a block (sti, popf, iretq and
@@ -82,6 +82,9 @@ static void *cs_insn_buf;   /* one cs_insn from cs_malloc, reused */
 static int eflags_regid;
 static int rip_regid;
 static int cs_regid;
+static int rsp_regid;
+static int ss_regid;
+static int idtr_regid;
 
 #define MAX_TOOL_HOOKS 4
 #define CF_COUNT_MASK 0x7FFF           /* QEMU's instruction limit in a block's cflags */
@@ -143,10 +146,12 @@ struct icount {
     uint32_t *next_tb_cflags;
     uint64_t limited_retired, limited_addr, limited_k;
     uint64_t split_stop;
-    /* A user-space machine: a tick due at the start of a block of user code, with
-     * interrupts on, is delivered here as UserSpace.enter_trap does (the record at
-     * trap_info, IF and TF off, rip to trap_gate), and the next one set `period` later,
-     * without leaving emu_start (trap_info 0: the machine delivers every tick).
+    /* A user-space machine: a tick due at the start of a block, with interrupts on, is
+     * delivered here, and the next one set `period` later, without leaving emu_start
+     * (trap_info 0: the machine delivers every tick).  In user code as
+     * UserSpace.enter_trap does (the record at trap_info, IF and TF off, rip to
+     * trap_gate); in the kernel as Interrupts.deliver does (through the IDT), when the
+     * interrupt frame goes to [frame_lo, frame_hi), memory that holds no code.
      * tick_log: when set, (clock, rip) of each of those ticks, for the tests. */
     uint64_t trap_info, trap_gate, period;
     uint64_t *tick_log;
@@ -155,6 +160,7 @@ struct icount {
      * hlt came from that hlt only when the last block ran up to rip (machine.py,
      * _executed_hlt); a jump to the instruction after a hlt stops there too. */
     uint64_t last_end;
+    uint64_t frame_lo, frame_hi;
 };
 
 /* Call a tool hook's Python callable with the address alone (what the callbacks use: no
@@ -305,14 +311,48 @@ static int limit_block(struct icount *c, void *uc, uint64_t address)
 /* The tick due now, before the block at address: deliver it here if it is a user-mode one
  * with interrupts on and no other deadline at the same instruction (see struct icount);
  * returns 0 when it is the machine's to deliver. */
-static int deliver_user_tick(struct icount *c, void *uc, uint64_t address)
+/* unicorn's uc_x86_mmr: a descriptor table register. */
+struct x86_mmr { uint16_t selector; uint64_t base; uint32_t limit, flags; };
+
+/* A kernel-mode tick through the IDT's timer gate, as Interrupts.deliver makes it: the
+ * iretq frame (rip, cs, rflags, rsp, ss) on the 16-byte aligned stack, IF off for an
+ * interrupt gate, TF off, rip to the handler.  0: the machine's to deliver (no gate, or
+ * the frame would go elsewhere than frame_lo..frame_hi: a fault the machine reports). */
+static int deliver_kernel_tick(struct icount *c, void *uc, uint64_t address, uint64_t rflags, uint64_t cs)
 {
-    uint64_t cs = 0, rflags = 0, record[5];
-    if (!c->trap_info || c->retry || c->deadline != c->tick || c->tick >= c->limit || !c->period)
+    struct x86_mmr idtr;
+    uint8_t gate[16];
+    uint64_t rsp = 0, ss = 0, frame[5], handler;
+    if (p_reg_read(uc, idtr_regid, &idtr) || idtr.limit < TIMER_VECTOR * 16 + 15
+        || p_mem_read(uc, idtr.base + TIMER_VECTOR * 16, gate, sizeof(gate)) || !(gate[5] & 0x80))
         return 0;
-    if (p_reg_read(uc, cs_regid, &cs) || (cs & 3) != 3 || p_reg_read(uc, eflags_regid, &rflags)
-        || !(rflags & EFLAGS_IF))
+    if (p_reg_read(uc, rsp_regid, &rsp) || p_reg_read(uc, ss_regid, &ss))
         return 0;
+    uint64_t at = (rsp & ~(uint64_t)0xF) - sizeof(frame);
+    if (at < c->frame_lo || at + sizeof(frame) > c->frame_hi)
+        return 0;
+    frame[0] = address;
+    frame[1] = cs;
+    frame[2] = rflags;
+    frame[3] = rsp;
+    frame[4] = ss;
+    if (p_mem_write(uc, at, frame, sizeof(frame)))
+        return 0;
+    handler = (uint64_t)(gate[0] | gate[1] << 8) | (uint64_t)(gate[6] | gate[7] << 8) << 16
+              | (uint64_t)(gate[8] | gate[9] << 8 | gate[10] << 16 | (uint32_t)gate[11] << 24) << 32;
+    if ((gate[5] & 0xF) == 0xE)
+        rflags &= ~(uint64_t)EFLAGS_IF;
+    rflags &= ~(uint64_t)EFLAGS_TF;
+    p_reg_write(uc, rsp_regid, &at);
+    p_reg_write(uc, eflags_regid, &rflags);
+    p_reg_write(uc, rip_regid, &handler);
+    return 1;
+}
+
+/* A user-mode tick, as UserSpace.enter_trap makes it (see struct icount). */
+static int deliver_user_tick(struct icount *c, void *uc, uint64_t address, uint64_t rflags)
+{
+    uint64_t record[5];
     record[0] = address;
     record[1] = rflags;
     record[2] = TIMER_VECTOR;
@@ -322,6 +362,22 @@ static int deliver_user_tick(struct icount *c, void *uc, uint64_t address)
     rflags &= ~(uint64_t)(EFLAGS_IF | EFLAGS_TF);
     p_reg_write(uc, eflags_regid, &rflags);
     p_reg_write(uc, rip_regid, &c->trap_gate);
+    return 1;
+}
+
+/* The tick due now, before the block at address: deliver it here if interrupts are on and
+ * no other deadline falls at the same instruction (see struct icount); returns 0 when it
+ * is the machine's to deliver. */
+static int deliver_tick(struct icount *c, void *uc, uint64_t address)
+{
+    uint64_t cs = 0, rflags = 0;
+    if (!c->trap_info || c->retry || c->deadline != c->tick || c->tick >= c->limit || !c->period)
+        return 0;
+    if (p_reg_read(uc, cs_regid, &cs) || p_reg_read(uc, eflags_regid, &rflags) || !(rflags & EFLAGS_IF))
+        return 0;
+    if (!((cs & 3) == 3 ? deliver_user_tick(c, uc, address, rflags)
+                        : deliver_kernel_tick(c, uc, address, rflags, cs)))
+        return 0;
     if (c->tick_log && c->tick_log_len < c->tick_log_cap) {
         c->tick_log[2 * c->tick_log_len] = c->retired;
         c->tick_log[2 * c->tick_log_len + 1] = address;
@@ -359,7 +415,7 @@ static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_dat
         if (c->retired < c->deadline) {
             c->split_addr = address;
             c->split_size = size;
-        } else if (deliver_user_tick(c, uc, address)) {
+        } else if (deliver_tick(c, uc, address)) {
             return;
         } else if (c->retired == c->limited_retired + c->limited_k) {
             c->split_stop = address;
@@ -427,15 +483,16 @@ static PyObject *hook_addresses(PyObject *self, PyObject *unused)
 }
 
 /* init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read, rip_regid,
- * cs_regid, uc_reg_write, uc_mem_write): capstone's iterator, a handle (x86-64, detail
- * off) and an instruction from its cs_malloc; unicorn's EFLAGS id, its register and memory
- * readers, RIP's and CS's ids and its register and memory writers (function addresses). */
+ * cs_regid, uc_reg_write, uc_mem_write, rsp_regid, ss_regid, idtr_regid): capstone's
+ * iterator, a handle (x86-64, detail off) and an instruction from its cs_malloc; unicorn's
+ * EFLAGS id, its register and memory readers, RIP's and CS's ids, its register and memory
+ * writers (function addresses), and the ids of RSP, SS and IDTR. */
 static PyObject *init(PyObject *self, PyObject *args)
 {
     unsigned long long fn, handle, insn, rr, mr, rw, mw;
     int regid;
-    if (!PyArg_ParseTuple(args, "KKKiKKiiKK", &fn, &handle, &insn, &regid, &rr, &mr, &rip_regid, &cs_regid,
-                          &rw, &mw))
+    if (!PyArg_ParseTuple(args, "KKKiKKiiKKiii", &fn, &handle, &insn, &regid, &rr, &mr, &rip_regid, &cs_regid,
+                          &rw, &mw, &rsp_regid, &ss_regid, &idtr_regid))
         return NULL;
     p_reg_write = (uc_reg_fn)(uintptr_t)rw;
     p_mem_write = (uc_mem_write_fn)(uintptr_t)mw;

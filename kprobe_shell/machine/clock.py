@@ -54,7 +54,7 @@ class ICount(ctypes.Structure):
         ("split_stop", ctypes.c_uint64),
         ("trap_info", ctypes.c_uint64), ("trap_gate", ctypes.c_uint64), ("period", ctypes.c_uint64),
         ("tick_log", ctypes.c_void_p), ("tick_log_len", ctypes.c_uint64), ("tick_log_cap", ctypes.c_uint64),
-        ("last_end", ctypes.c_uint64),
+        ("last_end", ctypes.c_uint64), ("frame_lo", ctypes.c_uint64), ("frame_hi", ctypes.c_uint64),
     ]
 
 
@@ -81,7 +81,8 @@ _clock.init(ctypes.cast(_capstone_lib.cs_disasm_iter, ctypes.c_void_p).value, _D
             X.UC_X86_REG_EFLAGS, ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value,
             ctypes.cast(uclib.uc_mem_read, ctypes.c_void_p).value,
             X.UC_X86_REG_RIP, X.UC_X86_REG_CS, ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value,
-            ctypes.cast(uclib.uc_mem_write, ctypes.c_void_p).value)
+            ctypes.cast(uclib.uc_mem_write, ctypes.c_void_p).value, X.UC_X86_REG_RSP, X.UC_X86_REG_SS,
+            X.UC_X86_REG_IDTR)
 _BLOCK_HOOK, _TOOL_HOOK = _clock.hook_addresses()
 #: The C block hook that does nothing (the benchmark's floor for the clock).
 EMPTY_HOOK_ADDRESS = _clock.empty_hook_address()

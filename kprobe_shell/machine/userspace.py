@@ -96,8 +96,8 @@ _OLD_EXCEPTION_OFFSET = _find_old_exception_offset()
 _CONTRIBUTORY_OR_PF = frozenset({0, 10, 11, 12, 13, 14})
 #: Each CPU's record of the trap it takes from user mode (user_trap_info in entry.S).
 _TRAP_INFO_SIZE = 64
-#: The clock's block hook delivers user-mode ticks itself (see install_cpu_hooks); False
-#: leaves every tick to Interrupts.timer_tick, which the tests compare it with.
+#: The clock's block hook delivers ticks itself (see install_cpu_hooks); False leaves
+#: every tick to Interrupts.timer_tick, which the tests compare it with.
 USER_TICKS_IN_HOOK = True
 
 
@@ -250,10 +250,15 @@ class UserSpace:
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         cpu.icount.vmem = 1
         if USER_TICKS_IN_HOOK:
-            # The clock's block hook delivers a tick that is due at the start of a block of
-            # user code as enter_trap does (see struct icount in _clock.c).
+            # The clock's block hook delivers a tick that is due at the start of a block
+            # as enter_trap does in user code, and as Interrupts.deliver does in the kernel
+            # when the frame goes to the tasks' kernel stacks (stack_pool in fork.c: data,
+            # where Machine.write has no code to drop): see struct icount in _clock.c.
             cpu.icount.trap_info = self.trap_info + _TRAP_INFO_SIZE * cpu.index
             cpu.icount.trap_gate = self.trap_gate
+            stacks = self.machine.image.symbols.get("stack_pool")
+            if stacks is not None:
+                cpu.icount.frame_lo, cpu.icount.frame_hi = stacks.address, stacks.end
         block_hook = _clock.hook_addresses()[0]
         for lo, hi in USER_RANGES:
             handle = ctypes.c_size_t()
