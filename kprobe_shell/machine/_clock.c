@@ -87,6 +87,7 @@ static int ss_regid;
 static int idtr_regid;
 
 #define MAX_TOOL_HOOKS 4
+#define MAX_SPANS 3
 #define CF_COUNT_MASK 0x7FFF           /* QEMU's instruction limit in a block's cflags */
 #define EFLAGS_IF 0x200
 #define EFLAGS_TF 0x100
@@ -161,6 +162,10 @@ struct icount {
      * _executed_hlt); a jump to the instruction after a hlt stops there too. */
     uint64_t last_end;
     uint64_t frame_lo, frame_hi;
+    /* spans_block_hook counts the blocks that start in these [lo, hi) (block_hook: all
+     * the blocks its unicorn hook covers). */
+    uint64_t n_spans;
+    struct { uint64_t lo, hi; } spans[MAX_SPANS];
 };
 
 /* Call a tool hook's Python callable with the address alone (what the callbacks use: no
@@ -390,9 +395,8 @@ static int deliver_tick(struct icount *c, void *uc, uint64_t address)
     return 1;
 }
 
-static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+static inline void count_block(struct icount *c, void *uc, uint64_t address, uint32_t size)
 {
-    struct icount *c = user_data;
     uint32_t info;
     if (c->stop_asked) {
         c->blk_end = 0;
@@ -430,6 +434,26 @@ static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_dat
     c->retired = end;
     if (info & MAY_SET_IF)
         c->if_may_rise = 1;
+}
+
+static void block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    count_block(user_data, uc, address, size);
+}
+
+/* The block hook of a machine that counts several spans of code (the kernel's text and
+ * the user address ranges): one unicorn hook over all of them, rather than one each,
+ * since unicorn walks its whole list of block hooks at every block (helper_uc_tracecode
+ * in uc.c); blocks between the spans (the tool's pages) are not its to count. */
+static void spans_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    struct icount *c = user_data;
+    for (uint64_t i = 0; i < c->n_spans; i++) {
+        if (c->spans[i].lo <= address && address < c->spans[i].hi) {
+            count_block(c, uc, address, size);
+            return;
+        }
+    }
 }
 
 static inline void count_one(struct icount *c, void *uc)
@@ -480,6 +504,11 @@ static PyObject *empty_hook_address(PyObject *self, PyObject *unused)
 static PyObject *hook_addresses(PyObject *self, PyObject *unused)
 {
     return Py_BuildValue("(NN)", PyLong_FromVoidPtr((void *)block_hook), PyLong_FromVoidPtr((void *)tool_hook));
+}
+
+static PyObject *spans_hook_address(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromVoidPtr((void *)spans_block_hook);
 }
 
 /* init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read, rip_regid,
@@ -536,6 +565,8 @@ static PyObject *init_vmem(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"hook_addresses", hook_addresses, METH_NOARGS,
      "(block_hook, tool_hook): the C callbacks that count guest instructions (see the top of _clock.c)."},
+    {"spans_hook_address", spans_hook_address, METH_NOARGS,
+     "The block hook that counts only the blocks in struct icount's spans (see spans_block_hook)."},
     {"empty_hook_address", empty_hook_address, METH_NOARGS,
      "A C code/block callback that does nothing (the benchmark's floor for the clock's block hook)."},
     {"init_vmem", init_vmem, METH_VARARGS, "init_vmem(uc_vmem_read): decode paged guests' blocks."},
@@ -558,6 +589,7 @@ PyMODINIT_FUNC PyInit__clock(void)
     if (!m)
         return NULL;
     if (PyModule_AddIntConstant(m, "MAX_TOOL_HOOKS", MAX_TOOL_HOOKS) < 0
+        || PyModule_AddIntConstant(m, "MAX_SPANS", MAX_SPANS) < 0
         || PyModule_AddIntConstant(m, "TOOL_HOOK_SIZE", (long)sizeof(struct tool_hook)) < 0
         || PyModule_AddIntConstant(m, "ICOUNT_SIZE", (long)sizeof(struct icount)) < 0
         || PyModule_AddIntConstant(m, "ICOUNT_STOP_ASKED_OFFSET", (long)offsetof(struct icount, stop_asked)) < 0

@@ -27,6 +27,7 @@ NS_PER_INSN = 1
 #: A deadline that never comes (deadline, tick and limit of struct icount).
 NO_DEADLINE = (1 << 64) - 1
 MAX_TOOL_HOOKS = _clock.MAX_TOOL_HOOKS
+MAX_SPANS = _clock.MAX_SPANS
 
 
 class ToolHook(ctypes.Structure):
@@ -35,6 +36,12 @@ class ToolHook(ctypes.Structure):
 
     _fields_ = [("begin", ctypes.c_uint64), ("end", ctypes.c_uint64), ("cb", ctypes.c_void_p), ("py", ctypes.c_void_p),
                 ("data", ctypes.c_void_p)]
+
+
+class Span(ctypes.Structure):
+    """A span of code the block hook counts, [lo, hi) (struct icount's spans)."""
+
+    _fields_ = [("lo", ctypes.c_uint64), ("hi", ctypes.c_uint64)]
 
 
 class ICount(ctypes.Structure):
@@ -55,6 +62,7 @@ class ICount(ctypes.Structure):
         ("trap_info", ctypes.c_uint64), ("trap_gate", ctypes.c_uint64), ("period", ctypes.c_uint64),
         ("tick_log", ctypes.c_void_p), ("tick_log_len", ctypes.c_uint64), ("tick_log_cap", ctypes.c_uint64),
         ("last_end", ctypes.c_uint64), ("frame_lo", ctypes.c_uint64), ("frame_hi", ctypes.c_uint64),
+        ("n_spans", ctypes.c_uint64), ("spans", Span * MAX_SPANS),
     ]
 
 
@@ -84,6 +92,7 @@ _clock.init(ctypes.cast(_capstone_lib.cs_disasm_iter, ctypes.c_void_p).value, _D
             ctypes.cast(uclib.uc_mem_write, ctypes.c_void_p).value, X.UC_X86_REG_RSP, X.UC_X86_REG_SS,
             X.UC_X86_REG_IDTR)
 _BLOCK_HOOK, _TOOL_HOOK = _clock.hook_addresses()
+_SPANS_BLOCK_HOOK = _clock.spans_hook_address()
 #: The C block hook that does nothing (the benchmark's floor for the clock).
 EMPTY_HOOK_ADDRESS = _clock.empty_hook_address()
 
@@ -150,11 +159,22 @@ class InstructionClock:
         self.next_block_limit: ctypes.c_uint32 | None | object = _UNRESOLVED
         self._last_split: tuple[int, int, int] | None = None
 
-    def install(self, text_span: tuple[int, int]) -> None:
-        """Count instructions started in the image's text, a block at a time, and in the
-        detour copies of the tool's pages, an instruction at a time."""
-        lo, hi = text_span
-        for kind, fn, begin, end in ((UC_HOOK_BLOCK, _BLOCK_HOOK, lo, hi - 1),
+    def install(self, spans: list[tuple[int, int]]) -> None:
+        """Count instructions started in spans of code, [lo, hi) each (the image's text;
+        the user address ranges), a block at a time, and in the detour copies of the
+        tool's pages, an instruction at a time.  Several spans share one block hook over
+        all of them: unicorn walks its whole list of block hooks at every block, and a
+        hook more costs every block more than the hook's own test of the spans."""
+        if not 1 <= len(spans) <= MAX_SPANS:
+            raise MachineError(f"the clock counts 1 to {MAX_SPANS} spans of code (asked for {len(spans)})")
+        block_hook = _BLOCK_HOOK
+        if len(spans) > 1:
+            block_hook = _SPANS_BLOCK_HOOK
+            self.counter.n_spans = len(spans)
+            for slot, (lo, hi) in zip(self.counter.spans, spans):
+                slot.lo, slot.hi = lo, hi
+        lo, hi = min(lo for lo, _hi in spans), max(hi for _lo, hi in spans)
+        for kind, fn, begin, end in ((UC_HOOK_BLOCK, block_hook, lo, hi - 1),
                                      (UC_HOOK_CODE, _TOOL_HOOK, RESERVED_BASE, RESERVED_END - 1)):
             handle = ctypes.c_size_t()
             err = uclib.uc_hook_add(

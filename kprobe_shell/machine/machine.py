@@ -308,9 +308,12 @@ class Machine:
         pda = self.image.symbols.get("cpu_pda")
         if pda is not None:
             uc.reg_write(X.UC_X86_REG_GS_BASE, pda.address)
+        code_spans = [self.image.text_span]
+        if self.userspace is not None:
+            code_spans += self.userspace.code_spans()
         for cpu in self.cpus:
             # The hooks every CPU needs: its clock, traps and faults, port I/O.
-            cpu.clock.install(self.image.text_span)
+            cpu.clock.install(code_spans)
             self.traps.install(cpu)
             self.ports.install(cpu)
         if self.userspace is not None:

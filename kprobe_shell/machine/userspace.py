@@ -26,7 +26,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unicorn import UC_HOOK_BLOCK, UC_HOOK_INSN, UC_PROT_ALL, UC_PROT_READ, UC_PROT_WRITE
+from unicorn import UC_HOOK_INSN, UC_PROT_ALL, UC_PROT_READ, UC_PROT_WRITE
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib
 
@@ -244,8 +244,9 @@ class UserSpace:
         m.image.symbols.fallback = self.format_user_address
 
     def install_cpu_hooks(self, cpu: "Cpu") -> None:
-        """The syscall completion, and the clock over user code (decoded through the page
-        tables: two programs may have different code at one address)."""
+        """The syscall completion, and the clock's decoding of user code (through the page
+        tables: two programs may have different code at one address; the clock's block
+        hook covers it, see code_spans)."""
         uc = cpu.uc
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         cpu.icount.vmem = 1
@@ -259,14 +260,11 @@ class UserSpace:
             stacks = self.machine.image.symbols.get("stack_pool")
             if stacks is not None:
                 cpu.icount.frame_lo, cpu.icount.frame_hi = stacks.address, stacks.end
-        block_hook = _clock.hook_addresses()[0]
-        for lo, hi in USER_RANGES:
-            handle = ctypes.c_size_t()
-            err = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK, ctypes.c_void_p(block_hook),
-                                    ctypes.cast(ctypes.pointer(cpu.icount), ctypes.c_void_p),
-                                    ctypes.c_uint64(lo), ctypes.c_uint64(hi - 1))
-            if err:
-                raise UserSpaceError(f"could not count user code (unicorn error {err})")
+
+    @staticmethod
+    def code_spans() -> list[tuple[int, int]]:
+        """Where user code runs: the clock counts it beside the kernel's text."""
+        return list(USER_RANGES)
 
     def install_kernel_hooks(self) -> None:
         """A new address space (CR3 loaded) may hold other code at the same addresses: the

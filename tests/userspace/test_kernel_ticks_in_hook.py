@@ -35,3 +35,16 @@ def test_kernel_ticks_are_delivered_by_the_block_hook(build_program):
     # The hook's ticks interrupted a task on its kernel stack (the idle task's, on the
     # boot stack, are the machine's to deliver).
     assert sum(stacks.address <= rsp < stacks.end for _rip, _cs, _fl, rsp, _ss in kernel_frames) >= len(kernel)
+
+
+def test_one_block_hook_counts_the_kernel_and_user_code(build_program):
+    """A program machine's clock counts the kernel's text and the user ranges through one
+    block hook (unicorn walks every block hook at every block); the default kernel's
+    counts its text alone."""
+    from kprobe_shell.machine.userspace import USER_RANGES
+
+    m = Machine(programs=[Program(build_program("hello", "glibc"), ["hello"])], cpus=2)
+    for cpu in m.cpus:
+        spans = [(s.lo, s.hi) for s in cpu.icount.spans[:cpu.icount.n_spans]]
+        assert spans == [m.image.text_span, *USER_RANGES]
+    assert Machine().cpu.icount.n_spans == 0
