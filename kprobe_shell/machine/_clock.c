@@ -166,6 +166,15 @@ struct icount {
      * the blocks its unicorn hook covers). */
     uint64_t n_spans;
     struct { uint64_t lo, hi; } spans[MAX_SPANS];
+    /* The in/out instructions of the block being run, for Ports.clock_at_io: the block
+     * they were in (io_blk_*, io_seen 0: none yet) and how many came before the last one
+     * there (io_index).  out_hook notes each `out` and hands those to out_ports[] (the
+     * serial console, the SMP start-up port) to out_py(port, size, value), a Python
+     * callable (a borrowed reference: Ports keeps it alive); the others (the interrupt
+     * controller's end-of-interrupt, at every timer tick) need nothing more. */
+    uint64_t io_seen, io_blk_addr, io_blk_end, io_blk_base, io_index;
+    PyObject *out_py;
+    uint64_t out_ports[2];
 };
 
 /* Call a tool hook's Python callable with the address alone (what the callbacks use: no
@@ -255,6 +264,42 @@ static PyObject *nth_instruction(PyObject *self, PyObject *args)
         n++;
     }
     return PyLong_FromLong(0);
+}
+
+/* Ports._note_io, for an `out`: the n-th in/out of the block being run. */
+static void note_io(struct icount *c)
+{
+    if (c->io_seen && c->io_blk_addr == c->blk_addr && c->io_blk_end == c->blk_end
+        && c->io_blk_base == c->blk_base) {
+        c->io_index++;
+        return;
+    }
+    c->io_seen = 1;
+    c->io_blk_addr = c->blk_addr;
+    c->io_blk_end = c->blk_end;
+    c->io_blk_base = c->blk_base;
+    c->io_index = 0;
+}
+
+/* A UC_HOOK_INSN for `out` (uc_cb_insn_out_t): see io_* in struct icount. */
+static void out_hook(void *uc, uint32_t port, int size, uint32_t value, void *user_data)
+{
+    struct icount *c = user_data;
+    note_io(c);
+    if (!c->out_py || (port != c->out_ports[0] && port != c->out_ports[1]))
+        return;
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyObject *args[3] = {PyLong_FromUnsignedLong(port), PyLong_FromLong(size), PyLong_FromUnsignedLong(value)};
+    PyObject *r = NULL;
+    if (args[0] && args[1] && args[2])
+        r = PyObject_Vectorcall(c->out_py, args, 3, NULL);
+    if (r)
+        Py_DECREF(r);
+    else
+        PyErr_WriteUnraisable(c->out_py);
+    for (int i = 0; i < 3; i++)
+        Py_XDECREF(args[i]);
+    PyGILState_Release(st);
 }
 
 static uint32_t block_insns(struct icount *c, void *uc, uint64_t address, uint32_t size)
@@ -511,6 +556,11 @@ static PyObject *spans_hook_address(PyObject *self, PyObject *unused)
     return PyLong_FromVoidPtr((void *)spans_block_hook);
 }
 
+static PyObject *out_hook_address(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromVoidPtr((void *)out_hook);
+}
+
 /* init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read, rip_regid,
  * cs_regid, uc_reg_write, uc_mem_write, rsp_regid, ss_regid, idtr_regid): capstone's
  * iterator, a handle (x86-64, detail off) and an instruction from its cs_malloc; unicorn's
@@ -565,6 +615,8 @@ static PyObject *init_vmem(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"hook_addresses", hook_addresses, METH_NOARGS,
      "(block_hook, tool_hook): the C callbacks that count guest instructions (see the top of _clock.c)."},
+    {"out_hook_address", out_hook_address, METH_NOARGS,
+     "The UC_HOOK_INSN callback of `out` (see io_* in struct icount)."},
     {"spans_hook_address", spans_hook_address, METH_NOARGS,
      "The block hook that counts only the blocks in struct icount's spans (see spans_block_hook)."},
     {"empty_hook_address", empty_hook_address, METH_NOARGS,

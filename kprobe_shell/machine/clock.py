@@ -63,6 +63,9 @@ class ICount(ctypes.Structure):
         ("tick_log", ctypes.c_void_p), ("tick_log_len", ctypes.c_uint64), ("tick_log_cap", ctypes.c_uint64),
         ("last_end", ctypes.c_uint64), ("frame_lo", ctypes.c_uint64), ("frame_hi", ctypes.c_uint64),
         ("n_spans", ctypes.c_uint64), ("spans", Span * MAX_SPANS),
+        ("io_seen", ctypes.c_uint64), ("io_blk_addr", ctypes.c_uint64), ("io_blk_end", ctypes.c_uint64),
+        ("io_blk_base", ctypes.c_uint64), ("io_index", ctypes.c_uint64), ("out_py", ctypes.c_void_p),
+        ("out_ports", ctypes.c_uint64 * 2),
     ]
 
 
@@ -93,6 +96,8 @@ _clock.init(ctypes.cast(_capstone_lib.cs_disasm_iter, ctypes.c_void_p).value, _D
             X.UC_X86_REG_IDTR)
 _BLOCK_HOOK, _TOOL_HOOK = _clock.hook_addresses()
 _SPANS_BLOCK_HOOK = _clock.spans_hook_address()
+#: The C hook of `out` instructions (see Ports.install).
+OUT_HOOK_ADDRESS = _clock.out_hook_address()
 #: The C block hook that does nothing (the benchmark's floor for the clock).
 EMPTY_HOOK_ADDRESS = _clock.empty_hook_address()
 
