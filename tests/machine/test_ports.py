@@ -39,3 +39,27 @@ def test_a_console_listener_that_raises_stops_the_run_with_its_exception(kernel_
     assert m.console.endswith("time.c: using the machine's instruction-count timer on vector 0x20\n")
     assert m.run().reason is StopReason.HALTED
     assert m.console.endswith("minikernel: all tasks reaped, halting\n")
+
+
+def test_a_run_stopped_by_a_listeners_exception_resumes_as_if_never_stopped(kernel_path):
+    """The `out` that wrote the line is followed in its block by instructions that had not
+    run when the exception stopped the CPU: the count stops at rip, so the resumed run
+    meets its ticks where an unstopped one does."""
+    whole = Machine()
+    whole.run()
+    m = Machine()
+
+    def listener(line):
+        if line.startswith(b"time.c"):
+            raise ValueError("listener says no")
+
+    m.serial.line_listeners.append(listener)
+    with pytest.raises(ValueError):
+        m.run()
+    stopped = (m.retired, m.rip)
+    m.serial.line_listeners.remove(listener)
+    again = Machine()
+    again.run(stopped[0])
+    assert (again.retired, again.rip) == stopped
+    m.run()
+    assert (m.console, m.retired) == (whole.console, whole.retired)
