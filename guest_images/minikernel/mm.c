@@ -9,7 +9,7 @@
  * a per-mm page directory whose entries 0-1 (the kernel image, below
  * 4 MiB) are the kernel's.  Everything else is the process's own.
  * The kernel's mappings are no-execute but for its text and the machine's
- * code pages (kernel_nx).
+ * code pages (paging_init).
  */
 #include "uspace.h"
 
@@ -152,39 +152,38 @@ __kfunc void enable_paging(void)
 }
 
 /*
- * _PAGE_NX for a kernel mapping of addr unless code runs there: the
- * kernel's text and the machine's code pages.  Everything else is data:
- * the kernel's rodata, data and bss (its stacks, its own page tables),
- * and the direct mapping of RAM (what the page allocator hands out) and of
- * the machine's files, as arch/x86_64/mm/init.c phys_pud_init maps it.
+ * Identity-map the kernel: page 0 stays unmapped, the gate page is user.
+ * Every kernel mapping is no-execute (_PAGE_NX, as __supported_pte_mask
+ * allows) but where code runs: the kernel's text and the machine's code
+ * pages.  Everything else is data: the kernel's rodata, data and bss (its
+ * stacks, its own page tables), and the direct mapping of RAM (what the
+ * page allocator hands out) and of the machine's files, as
+ * arch/x86_64/mm/init.c phys_pud_init maps it.
  */
-static unsigned long kernel_nx(unsigned long addr)
-{
-	int text = (addr >= (unsigned long)_text && addr < (unsigned long)_etext) ||
-		(addr >= MACHINE_TEXT_START && addr < MACHINE_TEXT_END);
-
-	return text ? 0 : _PAGE_NX & __supported_pte_mask;
-}
-
-/* Identity-map the kernel: page 0 stays unmapped, the gate page is user. */
 __kfunc void paging_init(void)
 {
+	unsigned long nx, pte_flags, pmd_flags, addr;
+
 	efer_setup();
 	check_efer();
-	for (unsigned long i = 1; i < 512; i++)
-		level1_kernel_pgt[i] = (i << 12) | _PAGE_PRESENT | _PAGE_RW | kernel_nx(i << 12);
+	nx = _PAGE_NX & __supported_pte_mask;
+	pte_flags = _PAGE_PRESENT | _PAGE_RW | nx;
+	pmd_flags = pte_flags | _PAGE_PSE;
+	for (int i = 1; i < 512; i++)
+		level1_kernel_pgt[i] = ((unsigned long)i << 12) | pte_flags;
+	for (addr = (unsigned long)_text & PAGE_MASK; addr < (unsigned long)_etext; addr += PAGE_SIZE)
+		level1_kernel_pgt[(addr >> 12) & 511] &= ~_PAGE_NX;
 	level1_kernel_pgt[((unsigned long)__gate_page >> 12) & 511] |= _PAGE_USER;
 	level2_kernel_pgt[0] = (unsigned long)level1_kernel_pgt | 7;
-	level2_kernel_pgt[1] = 0x200000 | _PAGE_PRESENT | _PAGE_RW | _PAGE_PSE | kernel_nx(0x200000);
+	level2_kernel_pgt[1] = 0x200000 | pmd_flags;
 	for (int g = 0; g < 4; g++) {
-		for (unsigned long i = 0; i < 512; i++) {
-			unsigned long addr = ((unsigned long)g << 30) | (i << 21);
-
-			level2_ident_pgt[g][i] = addr | _PAGE_PRESENT | _PAGE_RW | _PAGE_PSE | kernel_nx(addr);
-		}
+		for (int i = 0; i < 512; i++)
+			level2_ident_pgt[g][i] = (((unsigned long)g << 30) | ((unsigned long)i << 21)) | pmd_flags;
 		if (g)
 			level3_ident_pgt[g] = (unsigned long)level2_ident_pgt[g] | 3;
 	}
+	for (addr = MACHINE_TEXT_START; addr < MACHINE_TEXT_END; addr += 1UL << 21)
+		level2_ident_pgt[addr >> 30][(addr >> 21) & 511] &= ~_PAGE_NX;
 	level3_ident_pgt[0] = (unsigned long)level2_kernel_pgt | 7;
 	swapper_pg_dir[0] = (unsigned long)level3_ident_pgt | 7;
 	enable_paging();
