@@ -8,6 +8,8 @@
  * 1 GiB, RAM at 2-4 GiB) are the kernel's, and whose entry 0 points at
  * a per-mm page directory whose entries 0-1 (the kernel image, below
  * 4 MiB) are the kernel's.  Everything else is the process's own.
+ * The kernel's mappings are no-execute but for its text and the machine's
+ * code pages (paging_init).
  */
 #include "uspace.h"
 
@@ -118,11 +120,28 @@ static void set_call_gate(u64 *gdt, int entry, void (*fn)(void))
 	gdt[entry + 1] = a >> 32;
 }
 
+/*
+ * EFER as arch/x86_64/kernel/head.S sets it on every CPU before paging:
+ * system calls, and no-execute pages when CPUID says the CPU has them.
+ */
+static void efer_setup(void)
+{
+	wrmsrl(MSR_EFER, rdmsrl(MSR_EFER) | EFER_SCE | (cpu_has_nx() ? EFER_NX : 0));
+}
+
+/* arch/x86_64/kernel/setup.c check_efer(): _PAGE_NX only if EFER.NXE took. */
+static void check_efer(void)
+{
+	if (rdmsrl(MSR_EFER) & EFER_NX)
+		__supported_pte_mask |= _PAGE_NX;
+}
+
 /* This CPU translates through swapper_pg_dir (each CPU turns paging on). */
 __kfunc void enable_paging(void)
 {
 	unsigned long cr;
 
+	efer_setup();	/* before CR3: the tables hold _PAGE_NX */
 	load_cr3(swapper_pg_dir);
 	__asm__ __volatile__("mov %%cr4,%0" : "=r"(cr));
 	cr |= 0x20 | 0x200 | 0x400;		/* PAE, OSFXSR, OSXMMEXCPT */
@@ -132,22 +151,39 @@ __kfunc void enable_paging(void)
 	__asm__ __volatile__("mov %0,%%cr0" : : "r"(cr));
 }
 
-/* Identity-map the kernel: page 0 stays unmapped, the gate page is user. */
+/*
+ * Identity-map the kernel: page 0 stays unmapped, the gate page is user.
+ * Every kernel mapping is no-execute (_PAGE_NX, as __supported_pte_mask
+ * allows) but where code runs: the kernel's text and the machine's code
+ * pages.  Everything else is data: the kernel's rodata, data and bss (its
+ * stacks, its own page tables), and the direct mapping of RAM (what the
+ * page allocator hands out) and of the machine's files, as
+ * arch/x86_64/mm/init.c phys_pud_init maps it.
+ */
 __kfunc void paging_init(void)
 {
+	unsigned long nx, pte_flags, pmd_flags, addr;
 
+	efer_setup();
+	check_efer();
+	nx = _PAGE_NX & __supported_pte_mask;
+	pte_flags = _PAGE_PRESENT | _PAGE_RW | nx;
+	pmd_flags = pte_flags | _PAGE_PSE;
 	for (int i = 1; i < 512; i++)
-		level1_kernel_pgt[i] = ((unsigned long)i << 12) | _PAGE_PRESENT | _PAGE_RW;
+		level1_kernel_pgt[i] = ((unsigned long)i << 12) | pte_flags;
+	for (addr = (unsigned long)_text & PAGE_MASK; addr < (unsigned long)_etext; addr += PAGE_SIZE)
+		level1_kernel_pgt[(addr >> 12) & 511] &= ~_PAGE_NX;
 	level1_kernel_pgt[((unsigned long)__gate_page >> 12) & 511] |= _PAGE_USER;
 	level2_kernel_pgt[0] = (unsigned long)level1_kernel_pgt | 7;
-	level2_kernel_pgt[1] = 0x200000 | _PAGE_PRESENT | _PAGE_RW | _PAGE_PSE;
+	level2_kernel_pgt[1] = 0x200000 | pmd_flags;
 	for (int g = 0; g < 4; g++) {
 		for (int i = 0; i < 512; i++)
-			level2_ident_pgt[g][i] = (((unsigned long)g << 30) | ((unsigned long)i << 21)) |
-				_PAGE_PRESENT | _PAGE_RW | _PAGE_PSE;
+			level2_ident_pgt[g][i] = (((unsigned long)g << 30) | ((unsigned long)i << 21)) | pmd_flags;
 		if (g)
 			level3_ident_pgt[g] = (unsigned long)level2_ident_pgt[g] | 3;
 	}
+	for (addr = MACHINE_TEXT_START; addr < MACHINE_TEXT_END; addr += 1UL << 21)
+		level2_ident_pgt[addr >> 30][(addr >> 21) & 511] &= ~_PAGE_NX;
 	level3_ident_pgt[0] = (unsigned long)level2_kernel_pgt | 7;
 	swapper_pg_dir[0] = (unsigned long)level3_ident_pgt | 7;
 	enable_paging();
@@ -180,9 +216,6 @@ __kfunc void cpu_init_user(void)
 	__asm__ __volatile__("lgdt %0" : : "m"(gdt_descr));
 	__asm__ __volatile__("ltr %w0" : : "r"(__TSS));
 	t->rsp0 = (unsigned long)current->stack + THREAD_SIZE;
-	wrmsrl(MSR_EFER, rdmsrl(MSR_EFER) | EFER_SCE | (cpu_has_nx() ? EFER_NX : 0));
-	if (rdmsrl(MSR_EFER) & EFER_NX)
-		__supported_pte_mask |= _PAGE_NX;
 	wrmsrl(MSR_STAR, ((unsigned long)(__USER_DS - 8 - 3) << 48) | ((unsigned long)__KERNEL_CS << 32));
 	wrmsrl(MSR_LSTAR, (unsigned long)system_call);
 	wrmsrl(MSR_FMASK, X86_EFLAGS_IF | X86_EFLAGS_TF | X86_EFLAGS_DF);

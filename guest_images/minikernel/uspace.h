@@ -43,6 +43,15 @@
 #define MMAP_BASE	0x7f0000000000UL
 #define ELF_ET_DYN_BASE	0x555555554000UL
 
+/*
+ * The machine's code pages (kprobe_shell/machine/layout.py, RESERVED_BASE
+ * to DETOUR_END): its kretprobe stub, the probes' instruction slots and
+ * the optimized probes' detours.  The only part of the direct mapping
+ * (1-4 GiB) the CPU runs code from; 2 MiB aligned, one PMD entry each.
+ */
+#define MACHINE_TEXT_START	0x40000000UL
+#define MACHINE_TEXT_END	0x40400000UL
+
 #define GDT_ENTRY_TSS	5
 #define __TSS		(GDT_ENTRY_TSS * 8)
 
@@ -178,6 +187,7 @@ long sys_getitimer(int which, void *value);
 void system_call(void);
 void user_trap_gate(void);
 extern char syscall_gate[], trap_gate[], __gate_page[];
+extern char _text[], _etext[];
 
 static inline struct pt_regs *task_pt_regs(struct task_struct *p)
 {

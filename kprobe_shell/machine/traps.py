@@ -196,6 +196,8 @@ class Traps:
                 msg = f"int3 at {where} that no probe owns (a guest breakpoint with no debugger)"
             else:
                 msg = FAULT_NAMES.get(intno, f"exception vector {intno}")
+                if intno == 14 and machine.userspace is not None:
+                    msg += machine.userspace.kernel_page_fault(rip)
             machine.stop_guest(machine.stop_event(StopReason.FAULT, msg, details={"vector": intno}))
         except BaseException as exc:  # noqa: BLE001 - stop the guest, run() raises it
             machine.hook_failed(exc)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_INSN, UC_PROT_ALL, UC_PROT_READ, UC_PROT_WRITE
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib
 
@@ -51,7 +52,7 @@ MAX_PROGRAMS = 16
 ARGV_BYTES = 1024
 #: rflags bits the kernel's MSR_FMASK clears on a syscall: IF, TF, DF.
 SYSCALL_FMASK = 0x200 | 0x100 | 0x400
-_PTE_PRESENT, _PTE_PSE, _PTE_ADDR = 0x1, 0x80, 0x000FFFFFFFFFF000
+_PTE_PRESENT, _PTE_PSE, _PTE_ADDR, _PTE_NX = 0x1, 0x80, 0x000FFFFFFFFFF000, 1 << 63
 #: struct pt_regs (asm-offsets.h): its size and where rip (then cs, eflags, rsp) is.
 _PT_REGS_SIZE, _PT_REGS_RIP = 168, 128
 #: Its fields in order (include/asm-x86_64/ptrace.h).
@@ -108,6 +109,30 @@ def reset_old_exception(uc) -> None:
     ctx = uc.context_save()
     ctypes.memmove(ctx.context.value + _OLD_EXCEPTION_OFFSET, b"\xff\xff\xff\xff", 4)
     uc.context_restore(ctx)
+
+
+def drop_ram_blocks(uc, base: int, size: int) -> None:
+    """Drop this CPU's translated blocks from physical [base, base+size), RAM that the
+    kernel identity-maps with 2 MiB pages.  unicorn finds the physical start as an
+    instruction fetch from base through the current page tables, and the kernel maps RAM
+    no-execute: that fetch would raise a #PF that nobody sees (dropping nothing, and
+    leaving old_exception set, see reset_old_exception).  So the entry that maps base
+    loses _PAGE_NX for the call, and the TLB forgets what that lookup put in it.  (The
+    CPUs take turns: no other CPU walks the shared table meanwhile.)"""
+    if not uc.reg_read(X.UC_X86_REG_CR0) & 0x80000000:  # paging not on yet: no tables
+        uc.ctl_remove_cache(base, base + size)
+        return
+    table = uc.reg_read(X.UC_X86_REG_CR3) & _PTE_ADDR
+    for shift in (39, 30):
+        table = struct.unpack("<Q", uc.mem_read(table + ((base >> shift) & 511) * 8, 8))[0] & _PTE_ADDR
+    pmd = table + ((base >> 21) & 511) * 8
+    entry = struct.unpack("<Q", uc.mem_read(pmd, 8))[0]
+    if entry & _PTE_NX:
+        uc.mem_write(pmd, struct.pack("<Q", entry & ~_PTE_NX))
+    uc.ctl_remove_cache(base, base + size)
+    if entry & _PTE_NX:
+        uc.mem_write(pmd, struct.pack("<Q", entry))
+        uclib.uc_ctl(uc._uch, UC_CTL_TLB_FLUSH | (UC_CTL_IO_WRITE << 30))
 
 
 _uc_vmem_read = getattr(uclib, "uc_vmem_read", None)
@@ -284,7 +309,7 @@ class UserSpace:
             # kernel's text is not: drop this CPU's blocks translated from RAM.  unicorn
             # takes the range's start through the page tables (RAM is identity-mapped in
             # every address space) and drops the physical range from there.
-            machine.uc.ctl_remove_cache(RAM_BASE, RAM_BASE + self.ram_size)
+            drop_ram_blocks(machine.uc, RAM_BASE, self.ram_size)
 
     @property
     def until_never(self) -> int:
@@ -479,6 +504,30 @@ class UserSpace:
                 return (entry & _PTE_ADDR & ~((1 << shift) - 1)) | (addr & ((1 << shift) - 1))
             table = entry & _PTE_ADDR
         return table | (addr & 0xFFF)
+
+    def kernel_page_fault(self, rip: int) -> str:
+        """What a page fault the kernel took was, from CR2 and the page tables, as the
+        kernel's oops line says it (arch/x86_64/mm/fault.c): `: ADDR, what`."""
+        cr2 = self.machine.uc.reg_read(X.UC_X86_REG_CR2)
+        access = "instruction fetch" if cr2 == rip else "data access"
+        if self.translate(cr2) is None:
+            return f": kernel {access} at 0x{cr2:x}, not mapped"
+        if cr2 == rip and self.no_execute(cr2):
+            return f": kernel instruction fetch at 0x{cr2:x}, a no-execute page (data)"
+        return f": kernel {access} at 0x{cr2:x}"
+
+    def no_execute(self, addr: int) -> bool:
+        """Does _PAGE_NX forbid fetching from addr (at any level of the current tables)?"""
+        uc = self.machine.uc
+        table = uc.reg_read(X.UC_X86_REG_CR3) & _PTE_ADDR
+        for shift in (39, 30, 21, 12):
+            entry = struct.unpack("<Q", uc.mem_read(table + ((addr >> shift) & 511) * 8, 8))[0]
+            if entry & _PTE_NX:
+                return True
+            if not entry & _PTE_PRESENT or (shift in (30, 21) and entry & _PTE_PSE):
+                return False
+            table = entry & _PTE_ADDR
+        return False
 
     def pte_of(self, pgd: int, addr: int) -> int | None:
         """Where the last-level entry (PTE) for addr lies in the page tables at pgd (a
