@@ -10,6 +10,8 @@ setup(
         Extension("kprobe_shell.machine._accessors", ["kprobe_shell/machine/_accessors.c"]),
         # The handler guard's insistent trace function (see kprobe_shell/kprobes/guard.py).
         Extension("kprobe_shell.kprobes._insist", ["kprobe_shell/kprobes/_insist.c"]),
+        # The kprobe state the C probe hit shares with Python (see kprobe_shell/kprobes/_kstate.c).
+        Extension("kprobe_shell.kprobes._kstate", ["kprobe_shell/kprobes/_kstate.c"]),
         # The trace buffer's ring of event records (see kprobe_shell/tracing/ringbuf.h).
         Extension("kprobe_shell.tracing._ring", ["kprobe_shell/tracing/_ring.c"],
                   depends=["kprobe_shell/tracing/ringbuf.h"]),

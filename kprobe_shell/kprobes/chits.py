@@ -25,6 +25,7 @@ from unicorn.unicorn_py3.unicorn import uclib
 from ..machine.clock import NS_PER_INSN, ICount
 from ..machine.registers import REGISTERS
 from ..tracing import _hit
+from . import _kstate
 
 if TYPE_CHECKING:
     from .optimize import KprobeOptimizer
@@ -83,14 +84,14 @@ class CHits:
                  fallback: Callable[[int], None]):
         machine = optimizer.machine
         self.optimizer = optimizer
-        self.fallback = fallback  # kept alive here: the table borrows it
+        self.fallback = fallback  # kept alive here: the table borrows it (and CPU 0's kcb, which the engine keeps)
         cpu0 = machine.cpus[0]
         icount = cpu0.icount
         lay = machine.tasks.layout
         pseudo = machine.tasks.pseudo
         self.table, self.address = _hit.new_table(
             entry_base, entry_size, nentries, cpu0.clock.retired_addr, NS_PER_INSN,
-            ctypes.addressof(icount) + ICount.vmem.offset, optimizer._kcb, machine, fallback,
+            ctypes.addressof(icount) + ICount.vmem.offset, _kstate.current_kprobe_address(optimizer._kcb), fallback,
             REGISTERS["gs_base"], lay["off_comm"] if lay else -1, lay["off_pid"] if lay else -1,
             pseudo.comm.encode("latin-1", "replace"), pseudo.pid)
         self.recorded: dict[int, int] = {}  # probed address -> detour entry, recorded in C now
@@ -120,5 +121,6 @@ class CHits:
                     or p.pre_handler is not rec.handler or p.post_handler is not None):
                 continue
             self._in_table.append((p, rec))
-            _hit.set_probe(self.table, op.entry, p, p.addr, rec.event_id, rec.ring, rec.program, rec.maps)
+            _hit.set_probe(self.table, op.entry, p, ctypes.addressof(p.c_hits), p.addr, rec.event_id, rec.ring,
+                           rec.program, rec.maps)
             self.recorded[op.addr] = op.entry

@@ -139,7 +139,7 @@ def make_lone_kretprobe_entry(manager: "KretprobeManager", rp: "Kretprobe") -> C
         if kcb.current_kprobe is not None:
             engine._inc_nmissed(p)
             return True
-        p.hits += 1
+        p.python_hits += 1
         free = rp.free_instances
         if not free:
             rp.nmissed += 1
@@ -210,7 +210,7 @@ def optimized_callback(self, address) -> None:
         if op.is_aggr:
             handled = pre(p, regs)
         else:
-            p.hits += 1
+            p.python_hits += 1
             if pre is not None:
                 if p.engine_pre_handler:
                     # A kretprobe's entry: engine code that guards the user's

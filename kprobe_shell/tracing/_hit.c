@@ -17,6 +17,12 @@
  * (set_probe) is handled here: the bookkeeping of KprobeEngine.kprobe_handler (hits; a hit
  * while a probe runs is left to the Python path, which counts nmissed), the fetch, the
  * filter, the record.  Every other entry calls the Python callback (optimized_callback).
+ *
+ * A hit recorded here takes no GIL (unicorn runs the guest without it): what it reads
+ * of the kprobe state is in C words shared with Python (kprobes/_kstate.c: the
+ * kprobe_ctlblk's current_kprobe; the probe's C hit count, types.Kprobe.c_hits), and the
+ * ring and the maps take none.  Only a map line's `skipped` count, a Python attribute,
+ * takes the GIL, when a hit skips the line.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -487,13 +493,14 @@ struct map_line {
     int value;                    /* SRC_NONE: count() */
 };
 
-/* One C-recordable probe: the Kprobe object (its hits), its event, its program, and the
- * map lines it feeds.  The Python objects are borrowed: chits.CHits keeps them (and the
+/* One C-recordable probe: the Kprobe object and its C hit count, its event, its program,
+ * and the map lines it feeds.  The Python objects are borrowed: chits.CHits keeps them (and the
  * maps the handles point into) alive while they are in the table, where the garbage
  * collector sees the references (a strong one from C would hide a cycle through the
  * probe's handler, the session and this table, and keep a replaced machine alive). */
 struct hit_probe {
     PyObject *kp;
+    int64_t *hits;                /* Kprobe.c_hits: its hits are this plus its Python paths' */
     uint64_t ip;                  /* __probe_ip */
     uint16_t type;                /* the event's id (common_type) */
     struct trace_ring *ring;
@@ -504,8 +511,7 @@ struct hit_probe {
 
 struct hit_table {
     PyObject *fallback;           /* the Python hook (borrowed: the optimizer keeps it) */
-    PyObject *kcb;                /* CPU 0's kprobe_ctlblk (borrowed, likewise) */
-    PyObject *machine;            /* borrowed: pending_stop */
+    PyObject *const *current_kprobe; /* CPU 0's kprobe_ctlblk.current_kprobe (_kstate.c) */
     const uint64_t *retired;      /* the clock's retired count: time_ns = retired * ns_per_insn */
     uint64_t ns_per_insn;
     const uint64_t *vmem;         /* the machine runs user programs */
@@ -522,7 +528,6 @@ struct hit_table {
 };
 
 static const struct ring_api *ring_api;
-static PyObject *str_current_kprobe, *str_hits, *str_pending_stop;
 
 static void current_task(const struct hit_table *t, const struct guest *g, struct task_info *task)
 {
@@ -576,7 +581,7 @@ static void map_field(int src, const struct fetch_state *st, uint8_t *comm_buf, 
     }
 }
 
-static int count_skipped(PyObject *agg)
+static int add_skipped(PyObject *agg)
 {
     PyObject *n = PyObject_GetAttr(agg, str_skipped), *more;
     long long k;
@@ -594,9 +599,18 @@ static int count_skipped(PyObject *agg)
     return (int)k;
 }
 
+/* The line's `skipped` += 1 (a Python attribute: with the GIL). */
+static void count_skipped(PyObject *agg)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    if (add_skipped(agg) < 0)
+        PyErr_WriteUnraisable(agg);
+    PyGILState_Release(gil);
+}
+
 /* Aggregation.apply for each map line: the key in cmaps.h's encoding, a hit whose key or
  * value was not fetched is skipped (counted on the line). */
-static int update_maps(const struct hit_probe *hp, const struct fetch_state *st)
+static void update_maps(const struct hit_probe *hp, const struct fetch_state *st)
 {
     uint8_t key[MAX_KEY_PARTS * (3 + MAX_STRING_TEXT)], comm_buf[2 * TASK_COMM_LEN], ch[2];
     int i, k;
@@ -625,8 +639,7 @@ static int update_maps(const struct hit_probe *hp, const struct fetch_state *st)
             skip = v.kind != V_INT;
         }
         if (skip) {
-            if (count_skipped(ml->agg) < 0)
-                return -1;
+            count_skipped(ml->agg);
             continue;
         }
         if (v.i > INT64_MAX)
@@ -634,40 +647,24 @@ static int update_maps(const struct hit_probe *hp, const struct fetch_state *st)
         else
             cmaps_api->update(ml->map, key, (uint32_t)(p - key), (int64_t)v.i);
     }
-    return 0;
 }
 
-/* Record one hit of hp now (the GIL held).  0: done; -1: a Python error. */
-static int record_hit(struct hit_table *t, struct hit_probe *hp, void *uc)
+/* Record one hit of hp now (without the GIL: see the top). */
+static void record_hit(struct hit_table *t, struct hit_probe *hp, void *uc)
 {
     struct guest g = {uc, t->vmem && *t->vmem};
     struct task_info task;
     struct fetch_state st;
     uint8_t rec[RECORD_MAX], comm_buf[2 * TASK_COMM_LEN];
     uint32_t pc;
-    PyObject *hits, *more;
-    long long n;
-    /* p.hits += 1: the count `probes` and `info` show stays the Kprobe's own */
-    hits = PyObject_GetAttr(hp->kp, str_hits);
-    if (!hits)
-        return -1;
-    n = PyLong_AsLongLong(hits);
-    Py_DECREF(hits);
-    if (n == -1 && PyErr_Occurred())
-        return -1;
-    more = PyLong_FromLongLong(n + 1);
-    if (!more || PyObject_SetAttr(hp->kp, str_hits, more) < 0) {
-        Py_XDECREF(more);
-        return -1;
-    }
-    Py_DECREF(more);
+    (*hp->hits)++;
     current_task(t, &g, &task);
     st.g = &g;
     st.task = &task;
     st.rec = rec;
     pc = run_args(hp->prog, &st);
     if (!run_filter(hp->prog, pc, &st, comm_buf))
-        return 0;
+        return;
     put_head(rec, hp->type, task.pid, &hp->ip, 1);
     if (ring_api && hp->ring) {
         uint8_t *at = ring_api->reserve(hp->ring, 0, *t->retired * t->ns_per_insn, st.data_at, task.pid, task.comm);
@@ -678,7 +675,8 @@ static int record_hit(struct hit_table *t, struct hit_probe *hp, void *uc)
             ring_api->commit(hp->ring, 0);
         }
     }
-    return hp->nmaps ? update_maps(hp, &st) : 0;
+    if (hp->nmaps)
+        update_maps(hp, &st);
 }
 
 static void call_fallback(PyObject *fn, uint64_t address)
@@ -693,30 +691,22 @@ static void call_fallback(PyObject *fn, uint64_t address)
     Py_XDECREF(arg);
 }
 
-/* The clock's tool hook on the detour entries (data: the machine's hit_table). */
+/* The clock's tool hook on the detour entries (data: the machine's hit_table).
+ * kprobe_handler: a hit while a probe runs (a jprobe's handler, say) only counts
+ * nmissed: on the Python path.  A stop already asked for (Machine.stop_guest) never
+ * reaches here: it is the CPU's stop word, on which the clock's tool_hook stops the CPU
+ * before any callback. */
 static void hit_hook(void *uc, uint64_t address, uint32_t size, void *data)
 {
     struct hit_table *t = data;
     uint64_t i = (address - t->entry_base) / t->entry_size;
     struct hit_probe *hp = i < t->nentries && !t->force_python ? t->by_entry[i] : NULL;
-    PyGILState_STATE gil = PyGILState_Ensure();
-    if (hp) {
-        /* kprobe_handler: a hit while a probe runs (a jprobe's handler, say) only counts
-         * nmissed, and a stop already asked for moves rip: both on the Python path. */
-        PyObject *cur = PyObject_GetAttr(t->kcb, str_current_kprobe);
-        PyObject *stop = cur == Py_None ? PyObject_GetAttr(t->machine, str_pending_stop) : NULL;
-        int mine = cur == Py_None && stop == Py_None;
-        Py_XDECREF(cur);
-        Py_XDECREF(stop);
-        if (PyErr_Occurred())
-            PyErr_WriteUnraisable(t->machine);
-        else if (mine) {
-            if (record_hit(t, hp, uc) < 0)
-                PyErr_WriteUnraisable(hp->kp);
-            PyGILState_Release(gil);
-            return;
-        }
+    PyGILState_STATE gil;
+    if (hp && *t->current_kprobe == Py_None) {
+        record_hit(t, hp, uc);
+        return;
     }
+    gil = PyGILState_Ensure();
     call_fallback(t->fallback, address);
     PyGILState_Release(gil);
 }
@@ -768,18 +758,18 @@ static void table_free(PyObject *capsule)
     free(t);
 }
 
-/* new_table(entry_base, entry_size, nentries, retired_addr, ns_per_insn, vmem_addr, kcb,
- * machine, fallback, gs_base_regid, off_comm, off_pid, pseudo_comm, pseudo_pid) ->
- * (capsule, address): off_comm < 0: no task layout (the pseudo task). */
+/* new_table(entry_base, entry_size, nentries, retired_addr, ns_per_insn, vmem_addr,
+ * current_kprobe_addr, fallback, gs_base_regid, off_comm, off_pid, pseudo_comm, pseudo_pid)
+ * -> (capsule, address): off_comm < 0: no task layout (the pseudo task). */
 static PyObject *new_table(PyObject *self, PyObject *args)
 {
-    unsigned long long base, esize, n, retired, ns_per_insn, vmem;
-    PyObject *kcb, *machine, *fallback, *capsule;
+    unsigned long long base, esize, n, retired, ns_per_insn, vmem, current_kprobe;
+    PyObject *fallback, *capsule;
     int regid, off_comm, off_pid, pseudo_pid;
     const char *pseudo_comm;
     Py_ssize_t comm_len;
     struct hit_table *t;
-    if (!PyArg_ParseTuple(args, "KKKKKKOOOiiiy#i", &base, &esize, &n, &retired, &ns_per_insn, &vmem, &kcb, &machine,
+    if (!PyArg_ParseTuple(args, "KKKKKKKOiiiy#i", &base, &esize, &n, &retired, &ns_per_insn, &vmem, &current_kprobe,
                           &fallback,
                           &regid, &off_comm, &off_pid, &pseudo_comm, &comm_len, &pseudo_pid))
         return NULL;
@@ -794,8 +784,7 @@ static PyObject *new_table(PyObject *self, PyObject *args)
     t->retired = (const uint64_t *)(uintptr_t)retired;
     t->ns_per_insn = ns_per_insn;
     t->vmem = (const uint64_t *)(uintptr_t)vmem;
-    t->kcb = kcb;
-    t->machine = machine;
+    t->current_kprobe = (PyObject *const *)(uintptr_t)current_kprobe;
     t->fallback = fallback;
     t->gs_base_regid = regid;
     t->has_layout = off_comm >= 0;
@@ -864,17 +853,18 @@ static int parse_maps(PyObject *lines, struct hit_probe *hp)
     return 0;
 }
 
-/* set_probe(table, entry, kp, ip, type, ring, program, maps): hits of the detour entry
- * `entry` record in C from now on (ring: the trace ring's handle; maps: see parse_maps). */
+/* set_probe(table, entry, kp, hits_addr, ip, type, ring, program, maps): hits of the
+ * detour entry `entry` record in C from now on (hits_addr: where kp's C hit count is, an
+ * int64; ring: the trace ring's handle; maps: see parse_maps). */
 static PyObject *set_probe(PyObject *self, PyObject *args)
 {
     PyObject *capsule, *kp, *words, *maps;
-    unsigned long long entry, ip, ring;
+    unsigned long long entry, hits, ip, ring;
     unsigned int type;
     struct hit_table *t;
     struct hit_probe *hp;
     uint64_t i;
-    if (!PyArg_ParseTuple(args, "OKOKIKOO", &capsule, &entry, &kp, &ip, &type, &ring, &words, &maps))
+    if (!PyArg_ParseTuple(args, "OKOKKIKOO", &capsule, &entry, &kp, &hits, &ip, &type, &ring, &words, &maps))
         return NULL;
     if (!(t = table_of(capsule)))
         return NULL;
@@ -892,6 +882,7 @@ static PyObject *set_probe(PyObject *self, PyObject *args)
     if (!hp)
         return PyErr_NoMemory();
     hp->kp = kp;
+    hp->hits = (int64_t *)(uintptr_t)hits;
     if (!(hp->prog = program_of(words)) || parse_maps(maps, hp) < 0) {
         free_probe(hp);
         return NULL;
@@ -987,7 +978,7 @@ static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS, "init(uc_reg_read, uc_mem_read, uc_vmem_read or 0)"},
     {"hook_address", hook_address, METH_NOARGS, "The C tool hook of the detour entries (see the top of _hit.c)."},
     {"new_table", new_table, METH_VARARGS, "A machine's table of C-recordable detour entries: (capsule, address)."},
-    {"set_probe", set_probe, METH_VARARGS, "set_probe(table, entry, kp, ip, type, ring, program, maps)"},
+    {"set_probe", set_probe, METH_VARARGS, "set_probe(table, entry, kp, hits_addr, ip, type, ring, program, maps)"},
     {"clear", clear, METH_VARARGS, "clear(table): every entry back to the Python hook."},
     {"set_force_python", set_force_python, METH_VARARGS, "set_force_python(table, on)"},
     {"run_program", run_program, METH_VARARGS,
@@ -1004,11 +995,8 @@ PyMODINIT_FUNC PyInit__hit(void)
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    str_current_kprobe = PyUnicode_InternFromString("current_kprobe");
-    str_hits = PyUnicode_InternFromString("hits");
-    str_pending_stop = PyUnicode_InternFromString("pending_stop");
     str_skipped = PyUnicode_InternFromString("skipped");
-    if (!str_current_kprobe || !str_hits || !str_pending_stop || !str_skipped) {
+    if (!str_skipped) {
         Py_DECREF(m);
         return NULL;
     }
