@@ -1,43 +1,21 @@
 /*
- * The kprobe state that C code at the probe hit reads and writes without Python: a
- * probe's counters (struct kprobe's hits and nmissed) and a CPU's kprobe_ctlblk's
- * current_kprobe and kprobe_status.
+ * The kprobe state that C code at the probe hit reads without Python: a CPU's
+ * kprobe_ctlblk's current_kprobe and kprobe_status.
  *
- * They are base types of the Python classes (types.Kprobe, percpu.KprobeCtlblk), whose
- * attributes they are: Python reads and writes them as it did plain attributes (a
- * member descriptor, as fast as a __slots__ one), and the C hit (tracing/_hit.c) reads
- * and adds to the same words through their addresses (hits_address,
- * current_kprobe_address), without the GIL: the words are only ever written from the
- * run's own thread (from hooks, or from Python while the guest does not run), which is
- * the thread the hit runs on.
+ * CtlblkState is the base type of percpu.KprobeCtlblk, whose attributes they are:
+ * Python reads and writes them as it did its __slots__ (T_OBJECT_EX members get the
+ * interpreter's same specialized access), and the C hit (tracing/_hit.c) reads the same
+ * word through its address (current_kprobe_address), without the GIL: the word is only
+ * ever written from the run's own thread (from hooks, or from Python while the guest does
+ * not run), which is the thread the hit runs on.
+ *
+ * (A probe's hit count is not here: a C base type would cost Kprobe the interpreter's
+ * fast instance attributes; see types.Kprobe.hits.)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stddef.h>
 #include <structmember.h>
-
-/* ------------------------------------------------------------------ struct kprobe's counters */
-typedef struct {
-    PyObject_HEAD
-    long long hits;      /* the probe's handler ran (or, for a kretprobe, a return was handled) */
-    long long nmissed;   /* hits lost: a probe already running, no free instance */
-} KprobeCounts;
-
-static PyMemberDef counts_members[] = {
-    {"hits", T_LONGLONG, offsetof(KprobeCounts, hits), 0, "hits: the probe's handler ran"},
-    {"nmissed", T_LONGLONG, offsetof(KprobeCounts, nmissed), 0, "hits lost (kprobe_handler, maxactive)"},
-    {NULL},
-};
-
-static PyTypeObject KprobeCountsType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "kprobe_shell.kprobes._kstate.KprobeCounts",
-    .tp_doc = "struct kprobe's counters, kept where the C hit adds to them (see _kstate.c).",
-    .tp_basicsize = sizeof(KprobeCounts),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_new = PyType_GenericNew,
-    .tp_members = counts_members,
-};
 
 /* ------------------------------------------------------------------ struct kprobe_ctlblk */
 typedef struct {
@@ -101,15 +79,6 @@ static PyTypeObject CtlblkStateType = {
 };
 
 /* ------------------------------------------------------------------ addresses */
-static PyObject *hits_address(PyObject *self, PyObject *obj)
-{
-    if (!PyObject_TypeCheck(obj, &KprobeCountsType)) {
-        PyErr_SetString(PyExc_TypeError, "hits_address needs a Kprobe");
-        return NULL;
-    }
-    return PyLong_FromVoidPtr(&((KprobeCounts *)obj)->hits);
-}
-
 static PyObject *current_kprobe_address(PyObject *self, PyObject *obj)
 {
     if (!PyObject_TypeCheck(obj, &CtlblkStateType)) {
@@ -120,7 +89,6 @@ static PyObject *current_kprobe_address(PyObject *self, PyObject *obj)
 }
 
 static PyMethodDef methods[] = {
-    {"hits_address", hits_address, METH_O, "hits_address(kprobe): where its hit count is (a long long)"},
     {"current_kprobe_address", current_kprobe_address, METH_O,
      "current_kprobe_address(kcb): where its current_kprobe is (a PyObject *, NULL or None: none)"},
     {NULL, NULL, 0, NULL},
@@ -133,15 +101,13 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__kstate(void)
 {
     PyObject *m;
-    if (PyType_Ready(&KprobeCountsType) < 0 || PyType_Ready(&CtlblkStateType) < 0)
+    if (PyType_Ready(&CtlblkStateType) < 0)
         return NULL;
     m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    Py_INCREF(&KprobeCountsType);
     Py_INCREF(&CtlblkStateType);
-    if (PyModule_AddObject(m, "KprobeCounts", (PyObject *)&KprobeCountsType) < 0
-        || PyModule_AddObject(m, "CtlblkState", (PyObject *)&CtlblkStateType) < 0) {
+    if (PyModule_AddObject(m, "CtlblkState", (PyObject *)&CtlblkStateType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -59,7 +59,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
-#include <structmember.h>
 
 typedef void (*code_cb)(void *uc, uint64_t address, uint32_t size, void *user_data);
 typedef int (*uc_reg_fn)(void *uc, int regid, void *value);
@@ -477,63 +476,6 @@ static PyObject *init_vmem(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* The stop a trap handler asked for (Machine.pending_stop), kept in C so that C code at a
- * probe hit (tracing/_hit.c) sees, without the GIL, whether one is pending: Machine's
- * base type.  Written only from the run's own thread, the thread the hooks run on. */
-typedef struct {
-    PyObject_HEAD
-    PyObject *pending_stop;     /* NULL reads as None */
-} StopState;
-
-static int stop_traverse(StopState *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->pending_stop);
-    return 0;
-}
-
-static int stop_clear(StopState *self)
-{
-    Py_CLEAR(self->pending_stop);
-    return 0;
-}
-
-static void stop_dealloc(StopState *self)
-{
-    PyObject_GC_UnTrack(self);
-    stop_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyMemberDef stop_members[] = {
-    {"pending_stop", T_OBJECT, offsetof(StopState, pending_stop), 0,
-     "The stop a trap handler asked for (stop_guest), taken by the run loop."},
-    {NULL},
-};
-
-static PyTypeObject StopStateType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "kprobe_shell.machine._clock.StopState",
-    .tp_doc = "Machine.pending_stop, where C code at a probe hit reads it (see _clock.c).",
-    .tp_basicsize = sizeof(StopState),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
-    .tp_traverse = (traverseproc)stop_traverse,
-    .tp_clear = (inquiry)stop_clear,
-    .tp_dealloc = (destructor)stop_dealloc,
-    .tp_members = stop_members,
-};
-
-/* pending_stop_address(machine): where its pending_stop is (a PyObject *; NULL or None:
- * no stop pending). */
-static PyObject *pending_stop_address(PyObject *self, PyObject *obj)
-{
-    if (!PyObject_TypeCheck(obj, &StopStateType)) {
-        PyErr_SetString(PyExc_TypeError, "pending_stop_address needs a Machine");
-        return NULL;
-    }
-    return PyLong_FromVoidPtr(&((StopState *)obj)->pending_stop);
-}
-
 static PyMethodDef methods[] = {
     {"hook_addresses", hook_addresses, METH_NOARGS,
      "(block_hook, tool_hook): the C callbacks that count guest instructions (see the top of _clock.c)."},
@@ -544,7 +486,6 @@ static PyMethodDef methods[] = {
      "nth_instruction(uc, address, size, k, vmem): the address of a block's k-th instruction, or 0."},
     {"init", init, METH_VARARGS, "init(cs_disasm_iter, csh, cs_insn, eflags_regid, uc_reg_read, uc_mem_read)"},
     {"forget_blocks", forget_blocks, METH_VARARGS, "forget_blocks(table, lo, hi): code in [lo, hi) was rewritten."},
-    {"pending_stop_address", pending_stop_address, METH_O, "pending_stop_address(machine): see StopState."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -556,15 +497,10 @@ static struct PyModuleDef module = {
  * the block table a machine allocates. */
 PyMODINIT_FUNC PyInit__clock(void)
 {
-    PyObject *m;
-    if (PyType_Ready(&StopStateType) < 0)
-        return NULL;
-    m = PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    Py_INCREF(&StopStateType);
-    if (PyModule_AddObject(m, "StopState", (PyObject *)&StopStateType) < 0
-        || PyModule_AddIntConstant(m, "MAX_TOOL_HOOKS", MAX_TOOL_HOOKS) < 0
+    if (PyModule_AddIntConstant(m, "MAX_TOOL_HOOKS", MAX_TOOL_HOOKS) < 0
         || PyModule_AddIntConstant(m, "TOOL_HOOK_SIZE", (long)sizeof(struct tool_hook)) < 0
         || PyModule_AddIntConstant(m, "ICOUNT_SIZE", (long)sizeof(struct icount)) < 0
         || PyModule_AddIntConstant(m, "ICOUNT_STOP_ASKED_OFFSET", (long)offsetof(struct icount, stop_asked)) < 0
