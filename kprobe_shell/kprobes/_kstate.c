@@ -15,6 +15,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <structmember.h>
 
 /* ------------------------------------------------------------------ struct kprobe_ctlblk */
@@ -78,6 +81,457 @@ static PyTypeObject CtlblkStateType = {
     .tp_members = ctlblk_members,
 };
 
+
+/* ------------------------------------------------------------------ kretprobe instances */
+/*
+ * A KretprobeManager's return-probe instances (struct kretprobe_instance), each
+ * kretprobe's free and used lists, and kretprobe_inst_table's 64 buckets by
+ * hash_ptr(task): the one home of that bookkeeping, kept here so that C code at a probe
+ * hit can take and recycle instances.  kretprobes.py's KretprobeInstance, a kretprobe's
+ * free_instances/used_instances and kretprobe_inst_table are views over it.
+ *
+ * An instance is on at most one list of each kind (a free list, a used list, a bucket),
+ * each a doubly linked list of instance ids, newest first where the kernel adds at the
+ * head.  The kinds are independent, as three list_heads are: a broken state (an instance
+ * in use but in no bucket) can be made and is seen by the invariants.
+ */
+#define NBUCKETS 64
+enum { L_FREE, L_USED, L_BUCKET, NKINDS };
+
+struct kri {
+    int32_t rp;                         /* the kretprobe's id, -1: none (unregistered in flight) */
+    int32_t index;                      /* which of its instances */
+    uint64_t ret_addr, task, stack_slot;
+    int32_t owner[NKINDS];              /* the list of each kind it is on: a kretprobe's id, a bucket; -1 */
+    int32_t prev[NKINDS], next[NKINDS];
+};
+
+struct ilist {
+    int32_t head, tail, n;
+};
+
+struct krp {
+    struct ilist free, used;
+};
+
+typedef struct {
+    PyObject_HEAD
+    struct kri *ri;
+    int32_t nri, cap_ri;
+    struct krp *rps;
+    int32_t nrps, cap_rps;
+    struct ilist buckets[NBUCKETS];
+} InstanceTable;
+
+static uint32_t hash_task(uint64_t task)
+{
+    return (uint32_t)((task * 0x9E37FFFFFFFC0001ull) >> (64 - 6));
+}
+
+static struct ilist *list_of(InstanceTable *t, int kind, int32_t owner)
+{
+    if (kind == L_BUCKET)
+        return owner >= 0 && owner < NBUCKETS ? &t->buckets[owner] : NULL;
+    if (owner < 0 || owner >= t->nrps || kind < 0 || kind > L_USED)
+        return NULL;
+    return kind == L_FREE ? &t->rps[owner].free : &t->rps[owner].used;
+}
+
+static void unlink_ri(InstanceTable *t, int kind, int32_t i)
+{
+    struct kri *r = &t->ri[i];
+    struct ilist *l = list_of(t, kind, r->owner[kind]);
+    if (!l)
+        return;
+    if (r->prev[kind] >= 0)
+        t->ri[r->prev[kind]].next[kind] = r->next[kind];
+    else
+        l->head = r->next[kind];
+    if (r->next[kind] >= 0)
+        t->ri[r->next[kind]].prev[kind] = r->prev[kind];
+    else
+        l->tail = r->prev[kind];
+    l->n--;
+    r->owner[kind] = r->prev[kind] = r->next[kind] = -1;
+}
+
+/* Put i on list (kind, owner) before the instance `before` (-1: at the tail). */
+static void link_ri(InstanceTable *t, int kind, int32_t owner, int32_t i, int32_t before)
+{
+    struct ilist *l = list_of(t, kind, owner);
+    struct kri *r = &t->ri[i];
+    unlink_ri(t, kind, i);
+    r->owner[kind] = owner;
+    r->next[kind] = before;
+    r->prev[kind] = before >= 0 ? t->ri[before].prev[kind] : l->tail;
+    if (r->prev[kind] >= 0)
+        t->ri[r->prev[kind]].next[kind] = i;
+    else
+        l->head = i;
+    if (before >= 0)
+        t->ri[before].prev[kind] = i;
+    else
+        l->tail = i;
+    l->n++;
+}
+
+/* take: the head of rp's free list off it (-1: none free), now rp's. */
+static int32_t kri_take(InstanceTable *t, int32_t rp)
+{
+    int32_t i = rp >= 0 && rp < t->nrps ? t->rps[rp].free.head : -1;
+    if (i >= 0) {
+        unlink_ri(t, L_FREE, i);
+        t->ri[i].rp = rp;
+    }
+    return i;
+}
+
+/* add_rp_inst: to the head of its task's bucket and of its kretprobe's used list. */
+static void kri_add(InstanceTable *t, int32_t i)
+{
+    struct kri *r = &t->ri[i];
+    link_ri(t, L_BUCKET, (int32_t)hash_task(r->task), i, t->buckets[hash_task(r->task)].head);
+    if (r->rp >= 0)
+        link_ri(t, L_USED, r->rp, i, t->rps[r->rp].used.head);
+}
+
+/* recycle_rp_inst: out of its bucket, and from its kretprobe's used list to the tail of
+ * its free list (an instance without a kretprobe is only dropped from its bucket). */
+static void kri_recycle(InstanceTable *t, int32_t i)
+{
+    struct kri *r = &t->ri[i];
+    unlink_ri(t, L_BUCKET, i);
+    if (r->rp >= 0) {
+        unlink_ri(t, L_USED, i);
+        link_ri(t, L_FREE, r->rp, i, -1);
+    }
+}
+
+/* The first instance of task in its bucket (-1: none); head_only: only if it is the head. */
+static int32_t kri_first(InstanceTable *t, uint64_t task, int head_only)
+{
+    int32_t i = t->buckets[hash_task(task)].head;
+    for (; i >= 0; i = t->ri[i].next[L_BUCKET]) {
+        if (t->ri[i].task == task)
+            return i;
+        if (head_only)
+            return -1;
+    }
+    return -1;
+}
+
+static int table_grow(void **p, int32_t *cap, int32_t need, size_t size)
+{
+    int32_t n = *cap ? *cap : 16;
+    void *q;
+    if (need <= *cap)
+        return 0;
+    while (n < need)
+        n *= 2;
+    q = realloc(*p, (size_t)n * size);
+    if (!q) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static PyObject *itable_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    InstanceTable *t = (InstanceTable *)type->tp_alloc(type, 0);
+    int b;
+    if (t)
+        for (b = 0; b < NBUCKETS; b++)
+            t->buckets[b].head = t->buckets[b].tail = -1;
+    return (PyObject *)t;
+}
+
+static void itable_dealloc(InstanceTable *t)
+{
+    free(t->ri);
+    free(t->rps);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static int check_ri(InstanceTable *t, long long i)
+{
+    if (i < 0 || i >= t->nri) {
+        PyErr_Format(PyExc_IndexError, "no kretprobe instance %lld", i);
+        return -1;
+    }
+    return 0;
+}
+
+/* new_kretprobe() -> its id, with empty lists. */
+static PyObject *it_new_kretprobe(InstanceTable *t, PyObject *unused)
+{
+    struct krp *k;
+    if (table_grow((void **)&t->rps, &t->cap_rps, t->nrps + 1, sizeof(*t->rps)) < 0)
+        return NULL;
+    k = &t->rps[t->nrps];
+    k->free.head = k->free.tail = k->used.head = k->used.tail = -1;
+    k->free.n = k->used.n = 0;
+    return PyLong_FromLong(t->nrps++);
+}
+
+/* new_instance(rp, index) -> its id, on no list. */
+static PyObject *it_new_instance(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    struct kri *r;
+    int k;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "new_instance(rp, index)");
+        return NULL;
+    }
+    if (table_grow((void **)&t->ri, &t->cap_ri, t->nri + 1, sizeof(*t->ri)) < 0)
+        return NULL;
+    r = &t->ri[t->nri];
+    memset(r, 0, sizeof(*r));
+    r->rp = (int32_t)PyLong_AsLong(args[0]);
+    r->index = (int32_t)PyLong_AsLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    for (k = 0; k < NKINDS; k++)
+        r->owner[k] = r->prev[k] = r->next[k] = -1;
+    return PyLong_FromLong(t->nri++);
+}
+
+/* Arguments that are all integers: a C long long each (an address of 2**63 or more
+ * keeps its 64 bits). */
+static int int_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, long long *out, const char *usage)
+{
+    Py_ssize_t k;
+    int overflow;
+    if (nargs != want) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    for (k = 0; k < want; k++) {
+        out[k] = PyLong_AsLongLongAndOverflow(args[k], &overflow);
+        if (overflow > 0)
+            out[k] = (long long)PyLong_AsUnsignedLongLong(args[k]);
+        else if (overflow < 0)
+            PyErr_SetString(PyExc_OverflowError, "a negative number too big");
+        if (out[k] == -1 && PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
+/* get(i, field) -> int: field 0 rp, 1 index, 2 ret_addr, 3 task, 4 stack_slot, 5 the
+ * bucket it is on (-1: none). */
+static PyObject *it_get(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long a[2];
+    struct kri *r;
+    if (int_args(args, nargs, 2, a, "get(i, field)") < 0 || check_ri(t, a[0]) < 0)
+        return NULL;
+    r = &t->ri[a[0]];
+    switch (a[1]) {
+    case 0: return PyLong_FromLong(r->rp);
+    case 1: return PyLong_FromLong(r->index);
+    case 2: return PyLong_FromUnsignedLongLong(r->ret_addr);
+    case 3: return PyLong_FromUnsignedLongLong(r->task);
+    case 4: return PyLong_FromUnsignedLongLong(r->stack_slot);
+    case 5: return PyLong_FromLong(r->owner[L_BUCKET]);
+    }
+    PyErr_SetString(PyExc_ValueError, "no such field");
+    return NULL;
+}
+
+/* set(i, field, value): fields as get's (0-4). */
+static PyObject *it_set(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long a[3];
+    struct kri *r;
+    if (int_args(args, nargs, 3, a, "set(i, field, value)") < 0 || check_ri(t, a[0]) < 0)
+        return NULL;
+    r = &t->ri[a[0]];
+    switch (a[1]) {
+    case 0: r->rp = (int32_t)a[2]; break;
+    case 1: r->index = (int32_t)a[2]; break;
+    case 2: r->ret_addr = (uint64_t)a[2]; break;
+    case 3: r->task = (uint64_t)a[2]; break;
+    case 4: r->stack_slot = (uint64_t)a[2]; break;
+    default:
+        PyErr_SetString(PyExc_ValueError, "no such field");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* items(kind, owner) -> the ids on that list, head first. */
+static PyObject *it_items(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long a[2];
+    struct ilist *l;
+    PyObject *out;
+    int32_t i, n = 0;
+    int kind;
+    if (int_args(args, nargs, 2, a, "items(kind, owner)") < 0)
+        return NULL;
+    if (a[0] < 0 || a[0] >= NKINDS || !(l = list_of(t, (int)a[0], (int32_t)a[1])))
+        return PyTuple_New(0);
+    kind = (int)a[0];
+    if (!(out = PyTuple_New(l->n)))
+        return NULL;
+    for (i = l->head; i >= 0 && n < l->n; i = t->ri[i].next[kind])
+        PyTuple_SET_ITEM(out, n++, PyLong_FromLong(i));
+    return out;
+}
+
+static PyObject *it_length(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long a[2];
+    struct ilist *l;
+    if (int_args(args, nargs, 2, a, "length(kind, owner)") < 0)
+        return NULL;
+    l = list_of(t, (int)a[0], (int32_t)a[1]);
+    return PyLong_FromLong(l ? l->n : 0);
+}
+
+/* link(kind, owner, i, before): i onto that list before instance `before` (-1: at the
+ * tail), off the list of that kind it was on. */
+static PyObject *it_link(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long a[4];
+    if (int_args(args, nargs, 4, a, "link(kind, owner, i, before)") < 0 || check_ri(t, a[2]) < 0)
+        return NULL;
+    if (a[0] < 0 || a[0] >= NKINDS || !list_of(t, (int)a[0], (int32_t)a[1]) || (a[3] >= 0 && check_ri(t, a[3]) < 0)) {
+        PyErr_SetString(PyExc_ValueError, "no such list");
+        return NULL;
+    }
+    if (a[3] >= 0 && t->ri[a[3]].owner[a[0]] != a[1]) {
+        PyErr_SetString(PyExc_ValueError, "link before an instance that is not on the list");
+        return NULL;
+    }
+    link_ri(t, (int)a[0], (int32_t)a[1], (int32_t)a[2], (int32_t)a[3]);
+    Py_RETURN_NONE;
+}
+
+/* unlink(kind, i): off its list of that kind (nothing if on none). */
+static PyObject *it_unlink(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long a[2];
+    if (int_args(args, nargs, 2, a, "unlink(kind, i)") < 0 || check_ri(t, a[1]) < 0)
+        return NULL;
+    if (a[0] < 0 || a[0] >= NKINDS) {
+        PyErr_SetString(PyExc_ValueError, "no such kind");
+        return NULL;
+    }
+    unlink_ri(t, (int)a[0], (int32_t)a[1]);
+    Py_RETURN_NONE;
+}
+
+/* owner(kind, i): the list of that kind i is on, -1: none. */
+static PyObject *it_owner(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long a[2];
+    if (int_args(args, nargs, 2, a, "owner(kind, i)") < 0 || check_ri(t, a[1]) < 0)
+        return NULL;
+    if (a[0] < 0 || a[0] >= NKINDS) {
+        PyErr_SetString(PyExc_ValueError, "no such kind");
+        return NULL;
+    }
+    return PyLong_FromLong(t->ri[a[1]].owner[a[0]]);
+}
+
+/* take(rp) -> the id of the free instance taken (-1: none free). */
+static PyObject *it_take(InstanceTable *t, PyObject *arg)
+{
+    long rp = PyLong_AsLong(arg);
+    if (rp == -1 && PyErr_Occurred())
+        return NULL;
+    return PyLong_FromLong(kri_take(t, (int32_t)rp));
+}
+
+/* untake(i): back to the head of its kretprobe's free list (a take that failed). */
+static PyObject *it_untake(InstanceTable *t, PyObject *arg)
+{
+    long i = PyLong_AsLong(arg);
+    if ((i == -1 && PyErr_Occurred()) || check_ri(t, i) < 0)
+        return NULL;
+    if (t->ri[i].rp >= 0)
+        link_ri(t, L_FREE, t->ri[i].rp, (int32_t)i, t->rps[t->ri[i].rp].free.head);
+    Py_RETURN_NONE;
+}
+
+/* add(i, task, ret_addr, stack_slot): the instance's call, then add_rp_inst. */
+static PyObject *it_add(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long a[4];
+    struct kri *r;
+    if (int_args(args, nargs, 4, a, "add(i, task, ret_addr, stack_slot)") < 0 || check_ri(t, a[0]) < 0)
+        return NULL;
+    r = &t->ri[a[0]];
+    r->task = (uint64_t)a[1];
+    r->ret_addr = (uint64_t)a[2];
+    r->stack_slot = (uint64_t)a[3];
+    kri_add(t, (int32_t)a[0]);
+    Py_RETURN_NONE;
+}
+
+/* add_rp_inst(i): add with the fields it has. */
+static PyObject *it_add_rp_inst(InstanceTable *t, PyObject *arg)
+{
+    long i = PyLong_AsLong(arg);
+    if ((i == -1 && PyErr_Occurred()) || check_ri(t, i) < 0)
+        return NULL;
+    kri_add(t, (int32_t)i);
+    Py_RETURN_NONE;
+}
+
+static PyObject *it_recycle(InstanceTable *t, PyObject *arg)
+{
+    long i = PyLong_AsLong(arg);
+    if ((i == -1 && PyErr_Occurred()) || check_ri(t, i) < 0)
+        return NULL;
+    kri_recycle(t, (int32_t)i);
+    Py_RETURN_NONE;
+}
+
+/* first(task, head_only) -> the id of task's newest instance (-1: none); head_only: only
+ * when it is at the head of its bucket. */
+static PyObject *it_first(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long a[2];
+    if (int_args(args, nargs, 2, a, "first(task, head_only)") < 0)
+        return NULL;
+    return PyLong_FromLong(kri_first(t, (uint64_t)a[0], (int)a[1]));
+}
+
+static PyMethodDef itable_methods[] = {
+    {"new_kretprobe", (PyCFunction)it_new_kretprobe, METH_NOARGS, "new_kretprobe() -> its id"},
+    {"new_instance", (PyCFunction)(void (*)(void))it_new_instance, METH_FASTCALL, "new_instance(rp, index) -> id"},
+    {"get", (PyCFunction)(void (*)(void))it_get, METH_FASTCALL, "get(i, field)"},
+    {"set", (PyCFunction)(void (*)(void))it_set, METH_FASTCALL, "set(i, field, value)"},
+    {"items", (PyCFunction)(void (*)(void))it_items, METH_FASTCALL, "items(kind, owner) -> ids, head first"},
+    {"length", (PyCFunction)(void (*)(void))it_length, METH_FASTCALL, "length(kind, owner)"},
+    {"link", (PyCFunction)(void (*)(void))it_link, METH_FASTCALL, "link(kind, owner, i, before)"},
+    {"unlink", (PyCFunction)(void (*)(void))it_unlink, METH_FASTCALL, "unlink(kind, i)"},
+    {"owner", (PyCFunction)(void (*)(void))it_owner, METH_FASTCALL, "owner(kind, i)"},
+    {"take", (PyCFunction)it_take, METH_O, "take(rp) -> id or -1"},
+    {"untake", (PyCFunction)it_untake, METH_O, "untake(i): back to the head of its free list"},
+    {"add", (PyCFunction)(void (*)(void))it_add, METH_FASTCALL, "add(i, task, ret_addr, stack_slot)"},
+    {"add_rp_inst", (PyCFunction)it_add_rp_inst, METH_O, "add_rp_inst(i)"},
+    {"recycle", (PyCFunction)it_recycle, METH_O, "recycle(i): recycle_rp_inst"},
+    {"first", (PyCFunction)(void (*)(void))it_first, METH_FASTCALL, "first(task, head_only) -> id or -1"},
+    {NULL},
+};
+
+static PyTypeObject InstanceTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kprobe_shell.kprobes._kstate.InstanceTable",
+    .tp_doc = "A KretprobeManager's kretprobe instances, free/used lists and kretprobe_inst_table.",
+    .tp_basicsize = sizeof(InstanceTable),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = itable_new,
+    .tp_dealloc = (destructor)itable_dealloc,
+    .tp_methods = itable_methods,
+};
+
 /* ------------------------------------------------------------------ addresses */
 static PyObject *current_kprobe_address(PyObject *self, PyObject *obj)
 {
@@ -101,13 +555,17 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__kstate(void)
 {
     PyObject *m;
-    if (PyType_Ready(&CtlblkStateType) < 0)
+    if (PyType_Ready(&CtlblkStateType) < 0 || PyType_Ready(&InstanceTableType) < 0)
         return NULL;
     m = PyModule_Create(&module);
     if (!m)
         return NULL;
     Py_INCREF(&CtlblkStateType);
-    if (PyModule_AddObject(m, "CtlblkState", (PyObject *)&CtlblkStateType) < 0) {
+    Py_INCREF(&InstanceTableType);
+    if (PyModule_AddObject(m, "CtlblkState", (PyObject *)&CtlblkStateType) < 0
+        || PyModule_AddObject(m, "InstanceTable", (PyObject *)&InstanceTableType) < 0
+        || PyModule_AddIntConstant(m, "L_FREE", L_FREE) < 0 || PyModule_AddIntConstant(m, "L_USED", L_USED) < 0
+        || PyModule_AddIntConstant(m, "L_BUCKET", L_BUCKET) < 0) {
         Py_DECREF(m);
         return NULL;
     }
