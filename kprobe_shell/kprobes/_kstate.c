@@ -20,6 +20,8 @@
 #include <string.h>
 #include <structmember.h>
 
+#include "kstate.h"
+
 /* ------------------------------------------------------------------ struct kprobe_ctlblk */
 typedef struct {
     PyObject_HEAD
@@ -99,9 +101,7 @@ static PyTypeObject CtlblkStateType = {
 enum { L_FREE, L_USED, L_BUCKET, NKINDS };
 
 struct kri {
-    int32_t rp;                         /* the kretprobe's id, -1: none (unregistered in flight) */
-    int32_t index;                      /* which of its instances */
-    uint64_t ret_addr, task, stack_slot;
+    struct kretprobe_instance f;        /* its fields (kstate.h) */
     int32_t owner[NKINDS];              /* the list of each kind it is on: a kretprobe's id, a bucket; -1 */
     int32_t prev[NKINDS], next[NKINDS];
 };
@@ -181,7 +181,7 @@ static int32_t kri_take(InstanceTable *t, int32_t rp)
     int32_t i = rp >= 0 && rp < t->nrps ? t->rps[rp].free.head : -1;
     if (i >= 0) {
         unlink_ri(t, L_FREE, i);
-        t->ri[i].rp = rp;
+        t->ri[i].f.rp = rp;
     }
     return i;
 }
@@ -190,9 +190,9 @@ static int32_t kri_take(InstanceTable *t, int32_t rp)
 static void kri_add(InstanceTable *t, int32_t i)
 {
     struct kri *r = &t->ri[i];
-    link_ri(t, L_BUCKET, (int32_t)hash_task(r->task), i, t->buckets[hash_task(r->task)].head);
-    if (r->rp >= 0)
-        link_ri(t, L_USED, r->rp, i, t->rps[r->rp].used.head);
+    link_ri(t, L_BUCKET, (int32_t)hash_task(r->f.task), i, t->buckets[hash_task(r->f.task)].head);
+    if (r->f.rp >= 0)
+        link_ri(t, L_USED, r->f.rp, i, t->rps[r->f.rp].used.head);
 }
 
 /* recycle_rp_inst: out of its bucket, and from its kretprobe's used list to the tail of
@@ -201,9 +201,9 @@ static void kri_recycle(InstanceTable *t, int32_t i)
 {
     struct kri *r = &t->ri[i];
     unlink_ri(t, L_BUCKET, i);
-    if (r->rp >= 0) {
+    if (r->f.rp >= 0) {
         unlink_ri(t, L_USED, i);
-        link_ri(t, L_FREE, r->rp, i, -1);
+        link_ri(t, L_FREE, r->f.rp, i, -1);
     }
 }
 
@@ -212,13 +212,30 @@ static int32_t kri_first(InstanceTable *t, uint64_t task, int head_only)
 {
     int32_t i = t->buckets[hash_task(task)].head;
     for (; i >= 0; i = t->ri[i].next[L_BUCKET]) {
-        if (t->ri[i].task == task)
+        if (t->ri[i].f.task == task)
             return i;
         if (head_only)
             return -1;
     }
     return -1;
 }
+
+static int32_t api_first(void *table, uint64_t task, int head_only)
+{
+    return kri_first(table, task, head_only);
+}
+
+static const struct kretprobe_instance *api_instance(void *table, int32_t i)
+{
+    return &((InstanceTable *)table)->ri[i].f;
+}
+
+static void api_recycle(void *table, int32_t i)
+{
+    kri_recycle(table, i);
+}
+
+static const struct kstate_api the_api = {api_first, api_instance, api_recycle};
 
 static int table_grow(void **p, int32_t *cap, int32_t need, size_t size)
 {
@@ -289,8 +306,8 @@ static PyObject *it_new_instance(InstanceTable *t, PyObject *const *args, Py_ssi
         return NULL;
     r = &t->ri[t->nri];
     memset(r, 0, sizeof(*r));
-    r->rp = (int32_t)PyLong_AsLong(args[0]);
-    r->index = (int32_t)PyLong_AsLong(args[1]);
+    r->f.rp = (int32_t)PyLong_AsLong(args[0]);
+    r->f.index = (int32_t)PyLong_AsLong(args[1]);
     if (PyErr_Occurred())
         return NULL;
     for (k = 0; k < NKINDS; k++)
@@ -330,11 +347,11 @@ static PyObject *it_get(InstanceTable *t, PyObject *const *args, Py_ssize_t narg
         return NULL;
     r = &t->ri[a[0]];
     switch (a[1]) {
-    case 0: return PyLong_FromLong(r->rp);
-    case 1: return PyLong_FromLong(r->index);
-    case 2: return PyLong_FromUnsignedLongLong(r->ret_addr);
-    case 3: return PyLong_FromUnsignedLongLong(r->task);
-    case 4: return PyLong_FromUnsignedLongLong(r->stack_slot);
+    case 0: return PyLong_FromLong(r->f.rp);
+    case 1: return PyLong_FromLong(r->f.index);
+    case 2: return PyLong_FromUnsignedLongLong(r->f.ret_addr);
+    case 3: return PyLong_FromUnsignedLongLong(r->f.task);
+    case 4: return PyLong_FromUnsignedLongLong(r->f.stack_slot);
     case 5: return PyLong_FromLong(r->owner[L_BUCKET]);
     }
     PyErr_SetString(PyExc_ValueError, "no such field");
@@ -350,11 +367,11 @@ static PyObject *it_set(InstanceTable *t, PyObject *const *args, Py_ssize_t narg
         return NULL;
     r = &t->ri[a[0]];
     switch (a[1]) {
-    case 0: r->rp = (int32_t)a[2]; break;
-    case 1: r->index = (int32_t)a[2]; break;
-    case 2: r->ret_addr = (uint64_t)a[2]; break;
-    case 3: r->task = (uint64_t)a[2]; break;
-    case 4: r->stack_slot = (uint64_t)a[2]; break;
+    case 0: r->f.rp = (int32_t)a[2]; break;
+    case 1: r->f.index = (int32_t)a[2]; break;
+    case 2: r->f.ret_addr = (uint64_t)a[2]; break;
+    case 3: r->f.task = (uint64_t)a[2]; break;
+    case 4: r->f.stack_slot = (uint64_t)a[2]; break;
     default:
         PyErr_SetString(PyExc_ValueError, "no such field");
         return NULL;
@@ -453,8 +470,8 @@ static PyObject *it_untake(InstanceTable *t, PyObject *arg)
     long i = PyLong_AsLong(arg);
     if ((i == -1 && PyErr_Occurred()) || check_ri(t, i) < 0)
         return NULL;
-    if (t->ri[i].rp >= 0)
-        link_ri(t, L_FREE, t->ri[i].rp, (int32_t)i, t->rps[t->ri[i].rp].free.head);
+    if (t->ri[i].f.rp >= 0)
+        link_ri(t, L_FREE, t->ri[i].f.rp, (int32_t)i, t->rps[t->ri[i].f.rp].free.head);
     Py_RETURN_NONE;
 }
 
@@ -466,9 +483,9 @@ static PyObject *it_add(InstanceTable *t, PyObject *const *args, Py_ssize_t narg
     if (int_args(args, nargs, 4, a, "add(i, task, ret_addr, stack_slot)") < 0 || check_ri(t, a[0]) < 0)
         return NULL;
     r = &t->ri[a[0]];
-    r->task = (uint64_t)a[1];
-    r->ret_addr = (uint64_t)a[2];
-    r->stack_slot = (uint64_t)a[3];
+    r->f.task = (uint64_t)a[1];
+    r->f.ret_addr = (uint64_t)a[2];
+    r->f.stack_slot = (uint64_t)a[3];
     kri_add(t, (int32_t)a[0]);
     Py_RETURN_NONE;
 }
@@ -565,7 +582,8 @@ PyMODINIT_FUNC PyInit__kstate(void)
     if (PyModule_AddObject(m, "CtlblkState", (PyObject *)&CtlblkStateType) < 0
         || PyModule_AddObject(m, "InstanceTable", (PyObject *)&InstanceTableType) < 0
         || PyModule_AddIntConstant(m, "L_FREE", L_FREE) < 0 || PyModule_AddIntConstant(m, "L_USED", L_USED) < 0
-        || PyModule_AddIntConstant(m, "L_BUCKET", L_BUCKET) < 0) {
+        || PyModule_AddIntConstant(m, "L_BUCKET", L_BUCKET) < 0
+        || PyModule_AddObject(m, "API", PyCapsule_New((void *)&the_api, KSTATE_API_CAPSULE, NULL)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -24,19 +24,36 @@ from unicorn.unicorn_py3.unicorn import uclib
 
 from ..machine.clock import NS_PER_INSN, ICount
 from ..machine.registers import REGISTERS
+from ..machine.tasks import PSEUDO_TASK_ADDR
 from ..tracing import _hit
 from . import _kstate
 
 if TYPE_CHECKING:
+    from .kretprobes import KretprobeManager
     from .optimize import KprobeOptimizer
 
-_hit.init(*(ctypes.cast(fn, ctypes.c_void_p).value or 0
-            for fn in (uclib.uc_reg_read, uclib.uc_mem_read)),
-          ctypes.cast(getattr(uclib, "uc_vmem_read", None), ctypes.c_void_p).value or 0
-          if getattr(uclib, "uc_vmem_read", None) is not None else 0)
+def _address(fn) -> int:
+    return ctypes.cast(fn, ctypes.c_void_p).value or 0
 
-#: The C tool hook of the detour entries.
+
+_hit.init(_address(uclib.uc_reg_read), _address(uclib.uc_mem_read),
+          _address(uclib.uc_vmem_read) if getattr(uclib, "uc_vmem_read", None) is not None else 0,
+          _address(uclib.uc_reg_write), _address(uclib.uc_mem_write), REGISTERS["rsp"])
+
+#: The C tool hooks of the detour entries and of the kretprobe booster.
 HIT_HOOK = _hit.hook_address()
+BOOSTER_HOOK = _hit.booster_hook_address()
+
+
+def hit_env(machine) -> tuple:
+    """What _hit.c reads of machine at a hit besides the CPU (its env_of): CPU 0's clock,
+    and where the current task is."""
+    cpu0 = machine.cpus[0]
+    lay = machine.tasks.layout
+    pseudo = machine.tasks.pseudo
+    return (cpu0.clock.retired_addr, NS_PER_INSN, ctypes.addressof(cpu0.icount) + ICount.vmem.offset,
+            REGISTERS["gs_base"], lay["off_comm"] if lay else -1, lay["off_pid"] if lay else -1,
+            pseudo.comm.encode("latin-1", "replace"), pseudo.pid, PSEUDO_TASK_ADDR)
 
 
 #: A map line's key part or value that is not an argument (_hit.c's SRC_*).
@@ -82,18 +99,11 @@ class CHits:
 
     def __init__(self, optimizer: "KprobeOptimizer", entry_base: int, entry_size: int, nentries: int,
                  fallback: Callable[[int], None]):
-        machine = optimizer.machine
         self.optimizer = optimizer
         self.fallback = fallback  # kept alive here: the table borrows it (and CPU 0's kcb, which the engine keeps)
-        cpu0 = machine.cpus[0]
-        icount = cpu0.icount
-        lay = machine.tasks.layout
-        pseudo = machine.tasks.pseudo
         self.table, self.address = _hit.new_table(
-            entry_base, entry_size, nentries, cpu0.clock.retired_addr, NS_PER_INSN,
-            ctypes.addressof(icount) + ICount.vmem.offset, _kstate.current_kprobe_address(optimizer._kcb), fallback,
-            REGISTERS["gs_base"], lay["off_comm"] if lay else -1, lay["off_pid"] if lay else -1,
-            pseudo.comm.encode("latin-1", "replace"), pseudo.pid)
+            entry_base, entry_size, nentries, hit_env(optimizer.machine),
+            _kstate.current_kprobe_address(optimizer._kcb), fallback)
         self.recorded: dict[int, int] = {}  # probed address -> detour entry, recorded in C now
         self._in_table: list = []
 
@@ -124,3 +134,52 @@ class CHits:
             _hit.set_probe(self.table, op.entry, p, ctypes.addressof(p.c_hits), p.addr, rec.event_id, rec.ring,
                            rec.program, rec.maps)
             self.recorded[op.addr] = op.entry
+
+
+class CReturns:
+    """The kretprobe booster's C hook (_hit.c's booster_hook) and its table of the return
+    probes whose return events record in C.
+
+    A kretprobe's return records in C when whoever made its handler says how (its
+    c_record, a CRecord for the handler), that handler is still its handler, and nothing
+    else can run at the return: the engine's C path and inline fast paths on, no
+    narration, one CPU.  Every other return, and any return the C hook does not take (see
+    booster_hook), runs the Python booster (fastpath.make_kretprobe_booster)."""
+
+    def __init__(self, manager: "KretprobeManager", fallback: Callable[[int], None],
+                 push_failed: Callable[[int], None]):
+        self.manager = manager
+        self._kept = (fallback, push_failed)  # the table borrows them
+        self.table, self.address = _hit.new_ret_table(
+            hit_env(manager.machine), manager._table, manager.trampoline, manager.booster, fallback, push_failed)
+        self.recorded: dict[int, int] = {}  # kretprobe's number in the InstanceTable -> its function
+        self._in_table: list = []
+
+    def install(self) -> None:
+        """The C hook on the booster's `ret`, on every CPU (the table lives as long as the
+        manager, which holds it)."""
+        from ..machine import MachineError
+
+        booster = self.manager.booster
+        for cpu in self.manager.machine.cpus:
+            if not cpu.clock.add_tool_hook(booster, booster, None, c_hook=(BOOSTER_HOOK, self.address)):
+                raise MachineError("the clock's tool hook slots are full")
+
+    def refresh(self) -> None:
+        """Make the table say which return probes record in C, from the probes as they are now."""
+        manager = self.manager
+        engine = manager.engine
+        _hit.clear_rets(self.table)
+        self.recorded = {}
+        self._in_table = []
+        if (not engine.c_hits or engine.narrator is not None or not engine.inline_fast_paths
+                or manager.machine.ncpus > 1):
+            return
+        for rp in manager.kretprobes:
+            rec = getattr(rp, "c_record", None)
+            if rec is None or rp.handler is not rec.handler:
+                continue
+            self._in_table.append((rp, rec))
+            _hit.set_ret(self.table, rp._rp_id, ctypes.addressof(rp.c_hits), rp.addr, rec.event_id, rec.ring,
+                         rec.program)
+            self.recorded[rp._rp_id] = rp.addr

@@ -36,7 +36,7 @@ _UcAccessError = capi.AccessError
 _REG_RSP = REGISTERS["rsp"]
 _HIT_ACTIVE = KprobeStatus.HIT_ACTIVE
 
-__all__ = ["make_kretprobe_booster", "make_lone_kretprobe_entry", "optimized_callback"]
+__all__ = ["make_booster_push_failed", "make_kretprobe_booster", "make_lone_kretprobe_entry", "optimized_callback"]
 
 
 def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]:
@@ -84,7 +84,7 @@ def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]
                 number = get(i, 0)
                 if number >= 0:
                     rp = rps[number]
-                    rp.hits += 1
+                    rp.python_hits += 1
                     if rp.handler is not None:
                         call(rp.kp, "handler", rp.handler, ri, regs)
                         orig_ret_address = get(i, 2)  # read after the handler, as the kernel does
@@ -115,6 +115,22 @@ def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]
                 machine.hook_failed(exc2)
 
     return kretprobe_booster
+
+
+def make_booster_push_failed(manager: "KretprobeManager") -> Callable[[int], None]:
+    """What the kretprobe booster does when the real return address cannot be pushed (the
+    stack is not mapped), for the C booster (_hit.c's booster_hook) to call: the failure
+    the Python booster reports."""
+    engine, machine = manager.engine, manager.machine
+
+    def push_failed(_address) -> None:
+        try:
+            engine._handler_failed(manager.trampoline_probe, "booster",
+                                   MachineError("cannot push: the stack is not mapped"))
+        except BaseException as exc:  # noqa: BLE001 - nothing may escape a C hook
+            machine.hook_failed(exc)
+
+    return push_failed
 
 
 def make_lone_kretprobe_entry(manager: "KretprobeManager", rp: "Kretprobe") -> Callable:

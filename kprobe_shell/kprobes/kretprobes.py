@@ -32,6 +32,7 @@ finds none: the kernel hit BUG_ON, the machine stops with StopReason.BUG.
 """
 from __future__ import annotations
 
+import ctypes
 import fnmatch
 import functools
 from dataclasses import dataclass
@@ -43,7 +44,8 @@ from ..machine.layout import STUB_PAGE
 from ..machine.tasks import PSEUDO_TASK_ADDR
 from ..machine.registers import REGISTERS
 from ._kstate import L_BUCKET, L_FREE, L_USED, InstanceTable
-from .fastpath import make_kretprobe_booster, make_lone_kretprobe_entry
+from .chits import CReturns
+from .fastpath import make_booster_push_failed, make_kretprobe_booster, make_lone_kretprobe_entry
 from .narrate import (
     InstancesFlushed,
     InstanceWalked,
@@ -184,6 +186,9 @@ class Kretprobe(Displayed):
     """struct kretprobe: a return probe and its pool of instances."""
 
     kind = "r"
+    #: How its return events record in C at the booster (kprobes/chits.py's CRecord, set
+    #: by whoever made its handler), None: its returns run the Python booster.
+    c_record = None
 
     def __init__(
         self,
@@ -207,7 +212,9 @@ class Kretprobe(Displayed):
         self.nmissed = 0
         self.missed_in_place = 0  # entry hits lost to an in-place step window (SMP)
         self.faults = 0
-        self.hits = 0  # returns handled
+        # Returns handled, counted by the Python paths and by the C booster (see hits).
+        self.python_hits = 0
+        self.c_hits = ctypes.c_int64(0)
         self.number: int | None = None
         self.manager: "KretprobeManager | None" = None
         self._rp_id = -1  # its number in its manager's InstanceTable
@@ -227,6 +234,15 @@ class Kretprobe(Displayed):
     @property
     def mode(self) -> str:
         return self.kp.mode
+
+    @property
+    def hits(self) -> int:
+        """Returns handled: the Python paths' count and the C booster's, summed on read."""
+        return self.python_hits + self.c_hits.value
+
+    @hits.setter
+    def hits(self, n: int) -> None:
+        self.python_hits = n - self.c_hits.value
 
     @property
     def free_instances(self) -> "InstanceList | list":
@@ -305,8 +321,11 @@ class KretprobeManager:
         # The booster: a `ret` the hook fires on (see the module docs).
         self.booster = STUB_PAGE + BOOSTER_OFFSET
         machine.write(self.booster, b"\xc3")
-        machine.add_fast_code_hook(self.booster, self.booster, make_kretprobe_booster(self))
         self.kretprobes: list[Kretprobe] = []
+        # Its hook is C (chits.CReturns): it handles the returns whose events record in C
+        # and calls the Python booster for the others.
+        self.c_returns = CReturns(self, make_kretprobe_booster(self), make_booster_push_failed(self))
+        self.c_returns.install()
         flush = syms.get("kprobe_flush_task")
         if flush is not None:
             machine.add_code_hook(flush.address, self._on_kprobe_flush_task)
@@ -478,7 +497,7 @@ class KretprobeManager:
             consumed += 1
             last = ri
             if rp is not None:
-                rp.hits += 1
+                rp.python_hits += 1
                 handler = rp.handler
                 if handler is not None:
                     # The handler sees where the function really returns to.
