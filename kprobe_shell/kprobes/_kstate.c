@@ -235,7 +235,28 @@ static void api_recycle(void *table, int32_t i)
     kri_recycle(table, i);
 }
 
-static const struct kstate_api the_api = {api_first, api_instance, api_recycle};
+static int32_t api_take(void *table, int32_t rp)
+{
+    return kri_take(table, rp);
+}
+
+static void api_untake(void *table, int32_t i)
+{
+    InstanceTable *t = table;
+    if (t->ri[i].f.rp >= 0)
+        link_ri(t, L_FREE, t->ri[i].f.rp, i, t->rps[t->ri[i].f.rp].free.head);
+}
+
+static void api_add(void *table, int32_t i, uint64_t task, uint64_t ret_addr, uint64_t stack_slot)
+{
+    InstanceTable *t = table;
+    t->ri[i].f.task = task;
+    t->ri[i].f.ret_addr = ret_addr;
+    t->ri[i].f.stack_slot = stack_slot;
+    kri_add(t, i);
+}
+
+static const struct kstate_api the_api = {api_first, api_instance, api_recycle, api_take, api_untake, api_add};
 
 static int table_grow(void **p, int32_t *cap, int32_t need, size_t size)
 {
@@ -470,8 +491,7 @@ static PyObject *it_untake(InstanceTable *t, PyObject *arg)
     long i = PyLong_AsLong(arg);
     if ((i == -1 && PyErr_Occurred()) || check_ri(t, i) < 0)
         return NULL;
-    if (t->ri[i].f.rp >= 0)
-        link_ri(t, L_FREE, t->ri[i].f.rp, (int32_t)i, t->rps[t->ri[i].f.rp].free.head);
+    api_untake(t, (int32_t)i);
     Py_RETURN_NONE;
 }
 

@@ -27,6 +27,8 @@ from ..machine.registers import REGISTERS
 from ..machine.tasks import PSEUDO_TASK_ADDR
 from ..tracing import _hit
 from . import _kstate
+from .fastpath import make_kretprobe_entry_failed
+from .types import BOOSTED_MODES
 
 if TYPE_CHECKING:
     from .kretprobes import KretprobeManager
@@ -104,6 +106,9 @@ class CHits:
         self.table, self.address = _hit.new_table(
             entry_base, entry_size, nentries, hit_env(optimizer.machine),
             _kstate.current_kprobe_address(optimizer._kcb), fallback)
+        kretprobes = optimizer.engine.kretprobes
+        self.entry_failed = make_kretprobe_entry_failed(kretprobes)  # the table borrows it
+        _hit.set_kretprobes(self.table, kretprobes._table, kretprobes.booster, self.entry_failed)
         self.recorded: dict[int, int] = {}  # probed address -> detour entry, recorded in C now
         self._in_table: list = []
 
@@ -125,15 +130,40 @@ class CHits:
         if not engine.c_hits or engine.narrator is not None or self.optimizer.machine.ncpus > 1:
             return
         for op in self.optimizer.active.values():
-            p = op.kp
-            rec = getattr(p, "c_record", None)
-            if (rec is None or op.is_aggr or p.fast_entry is not None or p.disabled
-                    or p.pre_handler is not rec.handler or p.post_handler is not None):
+            probes = op.kp.active_children() if op.is_aggr else [op.kp]
+            ways = [self._c_way(p) for p in probes]
+            if not probes or None in ways:
                 continue
-            self._in_table.append((p, rec))
-            _hit.set_probe(self.table, op.entry, p, ctypes.addressof(p.c_hits), p.addr, rec.event_id, rec.ring,
-                           rec.program, rec.maps)
+            for p, way in zip(probes, ways):
+                self._in_table.append((p, way))
+                if way == "kretprobe":
+                    rp = p._owner
+                    _hit.set_kretprobe_entry(self.table, op.entry, p, ctypes.addressof(p.c_hits), rp._rp_id,
+                                             ctypes.addressof(rp.c_nmissed), p.addr)
+                else:
+                    _hit.set_probe(self.table, op.entry, p, ctypes.addressof(p.c_hits), p.addr, way.event_id,
+                                   way.ring, way.program, way.maps)
             self.recorded[op.addr] = op.entry
+
+    def _c_way(self, p) -> "CRecord | str | None":
+        """How p's hit runs in C: its CRecord (an event), "kretprobe" (a kretprobe's entry,
+        fastpath.make_lone_kretprobe_entry's steps), or None (the Python path).  A
+        kretprobe's entry does when its returns record in C and it has no entry_handler,
+        in the modes that plant the booster."""
+        if p.disabled or p.post_handler is not None:
+            return None
+        owner = getattr(p, "_owner", None)
+        if getattr(owner, "kind", None) == "r":
+            rec = owner.c_record
+            if (rec is None or owner.handler is not rec.handler or owner.entry_handler is not None
+                    or not p.engine_pre_handler or owner.manager is None
+                    or self.optimizer.engine.mode not in BOOSTED_MODES):
+                return None
+            return "kretprobe"
+        rec = getattr(p, "c_record", None)
+        if rec is None or p.fast_entry is not None or p.pre_handler is not rec.handler:
+            return None
+        return rec
 
 
 class CReturns:

@@ -36,7 +36,8 @@ _UcAccessError = capi.AccessError
 _REG_RSP = REGISTERS["rsp"]
 _HIT_ACTIVE = KprobeStatus.HIT_ACTIVE
 
-__all__ = ["make_booster_push_failed", "make_kretprobe_booster", "make_lone_kretprobe_entry", "optimized_callback"]
+__all__ = ["make_booster_push_failed", "make_kretprobe_booster", "make_kretprobe_entry_failed",
+           "make_lone_kretprobe_entry", "optimized_callback"]
 
 
 def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]:
@@ -133,6 +134,23 @@ def make_booster_push_failed(manager: "KretprobeManager") -> Callable[[int], Non
     return push_failed
 
 
+def make_kretprobe_entry_failed(manager: "KretprobeManager") -> Callable[[int], None]:
+    """What a kretprobe's entry in C (_hit.c's kretprobe_entry) calls, with the probed
+    address, when the return address cannot be replaced: the failure the Python entry
+    reports (its instance is back on its free list already)."""
+    engine, machine = manager.engine, manager.machine
+
+    def entry_failed(address) -> None:
+        try:
+            rp = next(rp for rp in manager.kretprobes if rp.addr == address)
+            engine._handler_failed(rp.kp, "pre_handler",
+                                   MachineError("cannot exchange the top of the stack: not mapped"))
+        except BaseException as exc:  # noqa: BLE001 - nothing may escape a C hook
+            machine.hook_failed(exc)
+
+    return entry_failed
+
+
 def make_lone_kretprobe_entry(manager: "KretprobeManager", rp: "Kretprobe") -> Callable:
     """Mirrors KretprobeManager._arch_prepare_kretprobe_hit (through kprobe_handler's
     bookkeeping: nmissed while a probe runs, hits).
@@ -157,7 +175,7 @@ def make_lone_kretprobe_entry(manager: "KretprobeManager", rp: "Kretprobe") -> C
         p.python_hits += 1
         i = take(number)
         if i < 0:
-            rp.nmissed += 1
+            rp.python_nmissed += 1
             return True
         try:
             task = fixed_task or tasks.current_address()

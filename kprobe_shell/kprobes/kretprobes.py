@@ -209,7 +209,10 @@ class Kretprobe(Displayed):
         self.requested_maxactive = maxactive
         self.unsafe = unsafe
         self.name = name
-        self.nmissed = 0
+        # Calls missed for want of a free instance, counted by the Python paths and by the
+        # C entry (see nmissed).
+        self.python_nmissed = 0
+        self.c_nmissed = ctypes.c_int64(0)
         self.missed_in_place = 0  # entry hits lost to an in-place step window (SMP)
         self.faults = 0
         # Returns handled, counted by the Python paths and by the C booster (see hits).
@@ -234,6 +237,16 @@ class Kretprobe(Displayed):
     @property
     def mode(self) -> str:
         return self.kp.mode
+
+    @property
+    def nmissed(self) -> int:
+        """Calls missed (maxactive exhausted, or a probe running): the Python paths' count
+        and the C entry's, summed on read."""
+        return self.python_nmissed + self.c_nmissed.value
+
+    @nmissed.setter
+    def nmissed(self, n: int) -> None:
+        self.python_nmissed = n - self.c_nmissed.value
 
     @property
     def hits(self) -> int:
@@ -428,7 +441,7 @@ class KretprobeManager:
             table = self._table
             i = table.take(rp._rp_id)
             if i < 0:
-                rp.nmissed += 1
+                rp.python_nmissed += 1
                 if engine.narrator is not None:
                     engine.narrate(KretprobeMissed(rp, rp.maxactive, rp.nmissed))
                 return

@@ -9,6 +9,8 @@
  *     ... ri->ret_addr, ri->rp ...
  *     api->recycle(table, i);
  *
+ * and at a kretprobe's entry: take (or count nmissed), then add.
+ *
  * table is a KretprobeManager's InstanceTable (its Python object, borrowed: the manager
  * keeps it).  None of these take the GIL or touch a Python object: they run from
  * unicorn's hooks, on the run's own thread, the only one that changes the table.  A
@@ -37,6 +39,12 @@ struct kstate_api {
     const struct kretprobe_instance *(*instance)(void *table, int32_t i);
     /* recycle_rp_inst: out of its bucket, from its kretprobe's used list to its free list. */
     void (*recycle)(void *table, int32_t i);
+    /* The head of kretprobe rp's free list, taken (-1: none free); untake puts it back. */
+    int32_t (*take)(void *table, int32_t rp);
+    void (*untake)(void *table, int32_t i);
+    /* The instance's call (task, the real return address, where it was), then add_rp_inst:
+     * to the head of its task's bucket and of its kretprobe's used list. */
+    void (*add)(void *table, int32_t i, uint64_t task, uint64_t ret_addr, uint64_t stack_slot);
 };
 
 #endif

@@ -506,12 +506,19 @@ struct map_line {
 struct hit_probe {
     PyObject *kp;
     int64_t *hits;                /* Kprobe.c_hits: its hits are this plus its Python paths' */
+    int kretprobe;                /* 1: a kretprobe's entry (rp, nmissed), 0: an event (the rest) */
+    int32_t rp;                   /* the kretprobe's number in the InstanceTable */
+    int64_t *nmissed;             /* Kretprobe.c_nmissed: no free instance */
     uint64_t ip;                  /* __probe_ip */
     uint16_t type;                /* the event's id (common_type) */
     struct trace_ring *ring;
     struct program *prog;
     int nmaps;
     struct map_line *maps;
+    /* The next probe at the same address (an aggregate's children, in their order), and
+     * whether any of the chain is a kretprobe's entry (kept on its first). */
+    struct hit_probe *next;
+    int any_kretprobe;
 };
 
 /* What a hit reads of the machine besides the CPU: the clock, and where the current task
@@ -532,6 +539,11 @@ struct hit_env {
 struct hit_table {
     struct hit_env env;
     PyObject *fallback;           /* the Python hook (borrowed: the optimizer keeps it) */
+    /* Kretprobes' entries: the manager's InstanceTable (borrowed), the booster planted as
+     * the return address, and what reports a stack that cannot be written (borrowed). */
+    void *instances;
+    uint64_t booster;
+    PyObject *entry_failed;
     PyObject *const *current_kprobe; /* CPU 0's kprobe_ctlblk.current_kprobe (_kstate.c) */
     uint64_t entry_base, entry_size;
     uint64_t nentries;
@@ -738,6 +750,37 @@ static void call_fallback(PyObject *fn, uint64_t address)
     Py_XDECREF(arg);
 }
 
+static const struct kstate_api *kstate_api;
+
+/* Can the return address at rsp be read?  A kretprobe's entry that cannot is the Python
+ * path's (it reports the failure), decided before anything of the hit is done. */
+static int stack_readable(void *uc)
+{
+    uint64_t rsp = 0, word;
+    return p_reg_read(uc, rsp_regid, &rsp) == 0 && p_mem_read(uc, rsp, &word, 8) == 0;
+}
+
+/* arch_prepare_kretprobe, as fastpath.make_lone_kretprobe_entry does it: a free instance
+ * (or nmissed), the task, and the return address exchanged for the booster's. */
+static void kretprobe_entry(struct hit_table *t, struct hit_probe *hp, void *uc)
+{
+    uint64_t rsp = 0, ret = 0;
+    int32_t i = kstate_api->take(t->instances, hp->rp);
+    if (i < 0) {
+        (*hp->nmissed)++;
+        return;
+    }
+    if (p_reg_read(uc, rsp_regid, &rsp) || p_mem_read(uc, rsp, &ret, 8)
+        || p_mem_write(uc, rsp, &t->booster, 8)) {
+        PyGILState_STATE gil = PyGILState_Ensure();
+        kstate_api->untake(t->instances, i);
+        call_fallback(t->entry_failed, hp->ip);
+        PyGILState_Release(gil);
+        return;
+    }
+    kstate_api->add(t->instances, i, current_address(&t->env, uc), ret, rsp);
+}
+
 /* The clock's tool hook on the detour entries (data: the machine's hit_table).
  * kprobe_handler: a hit while a probe runs (a jprobe's handler, say) only counts
  * nmissed: on the Python path.  A stop already asked for (Machine.stop_guest) never
@@ -749,9 +792,14 @@ static void hit_hook(void *uc, uint64_t address, uint32_t size, void *data)
     uint64_t i = (address - t->entry_base) / t->entry_size;
     struct hit_probe *hp = i < t->nentries && !t->force_python ? t->by_entry[i] : NULL;
     PyGILState_STATE gil;
-    if (hp && *t->current_kprobe == Py_None) {
-        (*hp->hits)++;
-        record_event(&t->env, hp->prog, hp->type, hp->ring, &hp->ip, 1, hp, uc);
+    if (hp && *t->current_kprobe == Py_None && (!hp->any_kretprobe || stack_readable(uc))) {
+        for (; hp; hp = hp->next) {
+            (*hp->hits)++;
+            if (hp->kretprobe)
+                kretprobe_entry(t, hp, uc);
+            else
+                record_event(&t->env, hp->prog, hp->type, hp->ring, &hp->ip, 1, hp, uc);
+        }
         return;
     }
     gil = PyGILState_Ensure();
@@ -760,7 +808,6 @@ static void hit_hook(void *uc, uint64_t address, uint32_t size, void *data)
 }
 
 /* ------------------------------------------------------------------ the kretprobe booster */
-static const struct kstate_api *kstate_api;
 
 /* push_u64: the real return address back where the function popped the booster's, for
  * the `ret` to take.  -1: the stack is not mapped. */
@@ -842,9 +889,13 @@ static struct program *program_of(PyObject *words)
 
 static void free_probe(struct hit_probe *hp)
 {
-    free(hp->maps);
-    free(hp->prog);
-    free(hp);
+    while (hp) {
+        struct hit_probe *next = hp->next;
+        free(hp->maps);
+        free(hp->prog);
+        free(hp);
+        hp = next;
+    }
 }
 
 static void table_free(PyObject *capsule)
@@ -970,9 +1021,31 @@ static int parse_maps(PyObject *lines, struct hit_probe *hp)
     return 0;
 }
 
-/* set_probe(table, entry, kp, hits_addr, ip, type, ring, program, maps): hits of the
- * detour entry `entry` record in C from now on (hits_addr: where kp's C hit count is, an
- * int64; ring: the trace ring's handle; maps: see parse_maps). */
+/* The index of detour entry `entry` in t (-1 and an error: not one). */
+static int64_t entry_index(struct hit_table *t, unsigned long long entry)
+{
+    uint64_t i = (entry - t->entry_base) / t->entry_size;
+    if (entry < t->entry_base || i >= t->nentries) {
+        PyErr_SetString(PyExc_ValueError, "not a detour entry");
+        return -1;
+    }
+    return (int64_t)i;
+}
+
+/* hp after the probes already at entry i (an aggregate's next child). */
+static void append_probe(struct hit_table *t, uint64_t i, struct hit_probe *hp)
+{
+    struct hit_probe **at = &t->by_entry[i];
+    while (*at)
+        at = &(*at)->next;
+    *at = hp;
+    t->by_entry[i]->any_kretprobe |= hp->kretprobe;
+}
+
+/* set_probe(table, entry, kp, hits_addr, ip, type, ring, program, maps): the hits of kp
+ * at detour entry `entry` record its event in C from now on, after what the entry already
+ * does (hits_addr: where kp's C hit count is, an int64; ring: the trace ring's handle;
+ * maps: see parse_maps). */
 static PyObject *set_probe(PyObject *self, PyObject *args)
 {
     PyObject *capsule, *kp, *words, *maps;
@@ -980,16 +1053,11 @@ static PyObject *set_probe(PyObject *self, PyObject *args)
     unsigned int type;
     struct hit_table *t;
     struct hit_probe *hp;
-    uint64_t i;
+    int64_t i;
     if (!PyArg_ParseTuple(args, "OKOKKIKOO", &capsule, &entry, &kp, &hits, &ip, &type, &ring, &words, &maps))
         return NULL;
-    if (!(t = table_of(capsule)))
+    if (!(t = table_of(capsule)) || (i = entry_index(t, entry)) < 0)
         return NULL;
-    i = (entry - t->entry_base) / t->entry_size;
-    if (entry < t->entry_base || i >= t->nentries) {
-        PyErr_SetString(PyExc_ValueError, "not a detour entry");
-        return NULL;
-    }
     if (ring && !ring_api) {
         ring_api = PyCapsule_Import("kprobe_shell.tracing._ring.API", 0);
         if (!ring_api)
@@ -1007,8 +1075,56 @@ static PyObject *set_probe(PyObject *self, PyObject *args)
     hp->ip = ip;
     hp->type = (uint16_t)type;
     hp->ring = (struct trace_ring *)(uintptr_t)ring;
-    drop_entry(t, i);
-    t->by_entry[i] = hp;
+    append_probe(t, (uint64_t)i, hp);
+    Py_RETURN_NONE;
+}
+
+/* set_kretprobe_entry(table, entry, kp, hits_addr, rp_number, nmissed_addr, ip): the
+ * hits of kretprobe rp_number's kprobe kp at detour entry `entry` take its instances in C
+ * from now on, after what the entry already does (see set_kretprobes). */
+static PyObject *set_kretprobe_entry(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *kp;
+    unsigned long long entry, hits, nmissed, ip;
+    int rp;
+    struct hit_table *t;
+    struct hit_probe *hp;
+    int64_t i;
+    if (!PyArg_ParseTuple(args, "OKOKiKK", &capsule, &entry, &kp, &hits, &rp, &nmissed, &ip))
+        return NULL;
+    if (!(t = table_of(capsule)) || (i = entry_index(t, entry)) < 0)
+        return NULL;
+    if (!t->instances || rp < 0) {
+        PyErr_SetString(PyExc_ValueError, "no kretprobe instances for this table (set_kretprobes)");
+        return NULL;
+    }
+    if (!(hp = calloc(1, sizeof(*hp))))
+        return PyErr_NoMemory();
+    hp->kp = kp;
+    hp->hits = (int64_t *)(uintptr_t)hits;
+    hp->kretprobe = 1;
+    hp->rp = rp;
+    hp->nmissed = (int64_t *)(uintptr_t)nmissed;
+    hp->ip = ip;
+    append_probe(t, (uint64_t)i, hp);
+    Py_RETURN_NONE;
+}
+
+/* set_kretprobes(table, instances, booster, entry_failed): where kretprobes' entries take
+ * their instances (the manager's InstanceTable), the return address they plant, and what
+ * reports a return address that cannot be replaced (called with the probed address). */
+static PyObject *set_kretprobes(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *instances, *entry_failed;
+    unsigned long long booster;
+    struct hit_table *t;
+    if (!PyArg_ParseTuple(args, "OOKO", &capsule, &instances, &booster, &entry_failed) || !(t = table_of(capsule)))
+        return NULL;
+    if (!kstate_api && !(kstate_api = PyCapsule_Import(KSTATE_API_CAPSULE, 0)))
+        return NULL;
+    t->instances = instances;
+    t->booster = booster;
+    t->entry_failed = entry_failed;
     Py_RETURN_NONE;
 }
 
@@ -1213,6 +1329,9 @@ static PyMethodDef methods[] = {
     {"hook_address", hook_address, METH_NOARGS, "The C tool hook of the detour entries (see the top of _hit.c)."},
     {"new_table", new_table, METH_VARARGS, "A machine's table of C-recordable detour entries: (capsule, address)."},
     {"set_probe", set_probe, METH_VARARGS, "set_probe(table, entry, kp, hits_addr, ip, type, ring, program, maps)"},
+    {"set_kretprobe_entry", set_kretprobe_entry, METH_VARARGS,
+     "set_kretprobe_entry(table, entry, kp, hits_addr, rp_number, nmissed_addr, ip)"},
+    {"set_kretprobes", set_kretprobes, METH_VARARGS, "set_kretprobes(table, instances, booster, entry_failed)"},
     {"clear", clear, METH_VARARGS, "clear(table): every entry back to the Python hook."},
     {"set_force_python", set_force_python, METH_VARARGS, "set_force_python(table, on)"},
     {"booster_hook_address", booster_hook_address, METH_NOARGS, "The C tool hook of the kretprobe booster."},
