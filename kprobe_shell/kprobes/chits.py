@@ -1,17 +1,23 @@
-"""Hits recorded in C: the jump-optimized entries whose probe event records without Python.
+"""Hits recorded in C: the jump-optimized entries and the kretprobe booster's returns
+that record without Python.
 
-The detour entries' hook is _hit.c's hit_hook (tracing/_hit.c).  For an entry whose probe
-is C-recordable it does what optimized_callback and the shell's trace handler would
-do (kprobe_handler's bookkeeping, the event's fetch program and filter, the record in
-the trace ring); every other entry, and any hit that finds a probe running or a stop
-asked for, goes to optimized_callback (fastpath.py), the Python path.
+The detour entries' hook is _hit.c's hit_hook (tracing/_hit.c).  For an entry whose
+probes are all C-recordable it does what optimized_callback and their handlers would do,
+probe by probe in the aggregate's order (kprobe_handler's bookkeeping; for an event, its
+fetch program, filter and record in the trace ring; for a kretprobe's entry,
+make_lone_kretprobe_entry's steps on the instance table of _kstate.c); every other entry,
+and any hit that finds a probe running (a stop asked for never reaches it: the clock
+stops first), goes to optimized_callback (fastpath.py), the Python path.  The booster's
+hook is _hit.c's booster_hook (CReturns): a return whose kretprobe's return event is
+C-recordable is handled there, every other by the Python booster.
 
 A probe is C-recordable when whoever made its handler says how to record it in C
-(Kprobe.c_record, a CRecord: the shell sets it for its own trace handler, see
-shell/chits.py) and nothing else runs at its hit: a single probe at the address (no
-aggregate), no lone-kretprobe entry, no narration (`explain`), the engine's C path on
-(KprobeEngine.c_hits), and the handler it was made for still the probe's pre_handler.
-The table is rebuilt (refresh) whenever what decides it can change: before every run,
+(Kprobe.c_record or Kretprobe.c_record, a CRecord: the shell sets it for its own trace
+handlers, see shell/crecord.py) and nothing else runs at its hit: no narration
+(`explain`), one CPU, the engine's C path on (KprobeEngine.c_hits), the handler it was
+made for still the probe's handler, no post_handler; a kretprobe's entry, no
+entry_handler and a mode that plants the booster.
+The tables are rebuilt (refresh) whenever what decides it can change: before every run,
 and when a probe is optimized or unoptimized.
 """
 from __future__ import annotations

@@ -26,6 +26,11 @@ is never interrupted by another CPU: they are interleaved), and it keeps the 200
 serialisation: when another CPU holds kprobe_lock, it sends the return through the int3
 trampoline, whose trap waits for the lock.
 
+The instances, each kretprobe's free and used lists and kretprobe_inst_table live in C
+(_kstate.c's InstanceTable), where the C probe hit (tracing/_hit.c) takes and recycles
+them too: KretprobeInstance, free_instances, used_instances and kretprobe_inst_table are
+views over that one table.
+
 The seed's flaw, reproducible with `unsafe=True`: the 2005 kernel flushed on exec too
 (flush_thread), so a return probe on the exec path loses its instance and the trampoline
 finds none: the kernel hit BUG_ON, the machine stops with StopReason.BUG.

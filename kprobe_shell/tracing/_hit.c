@@ -13,16 +13,21 @@
  * both on random fetch arguments).
  *
  * The hit: kprobes/optimize.py installs hit_hook as the clock's tool hook on the detour
- * entries (see _clock.c's tool_hook).  An entry whose probe the shell made C-recordable
- * (set_probe) is handled here: the bookkeeping of KprobeEngine.kprobe_handler (hits; a hit
- * while a probe runs is left to the Python path, which counts nmissed), the fetch, the
- * filter, the record.  Every other entry calls the Python callback (optimized_callback).
+ * entries (see _clock.c's tool_hook).  An entry whose probes the shell made C-recordable
+ * (set_probe, set_kretprobe_entry: one probe, or an aggregate's children in order) is
+ * handled here: the bookkeeping of KprobeEngine.kprobe_handler (hits; a hit while a probe
+ * runs is left to the Python path, which counts nmissed), then for an event the fetch,
+ * the filter, the record, and for a kretprobe's entry arch_prepare_kretprobe on the
+ * instance table (kprobes/kstate.h).  Every other entry calls the Python callback
+ * (optimized_callback).  The kretprobe booster's `ret` has booster_hook, the return side:
+ * the return event and recycle_rp_inst, or the Python booster.
  *
- * A hit recorded here takes no GIL (unicorn runs the guest without it): what it reads
- * of the kprobe state is in C words shared with Python (kprobes/_kstate.c: the
- * kprobe_ctlblk's current_kprobe; the probe's C hit count, types.Kprobe.c_hits), and the
- * ring and the maps take none.  Only a map line's `skipped` count, a Python attribute,
- * takes the GIL, when a hit skips the line.
+ * What runs here takes no GIL (unicorn runs the guest without it): what it reads of the
+ * kprobe state is in C words shared with Python (kprobes/_kstate.c: the kprobe_ctlblk's
+ * current_kprobe and the kretprobe instances; the probes' C counts, Kprobe.c_hits,
+ * Kretprobe.c_hits and c_nmissed), and the ring and the maps take none.  Only a map
+ * line's `skipped` count, a Python attribute, and the calls to Python (the fallbacks, a
+ * failure to report) take it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
