@@ -358,8 +358,11 @@ static int int_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, lo
     return 0;
 }
 
-/* get(i, field) -> int: field 0 rp, 1 index, 2 ret_addr, 3 task, 4 stack_slot, 5 the
- * bucket it is on (-1: none). */
+/* An instance's fields as get and set name them (the module's F_* constants). */
+enum { F_RP, F_INDEX, F_RET_ADDR, F_TASK, F_STACK_SLOT, F_BUCKET };
+
+/* get(i, field) -> int: field F_RP, F_INDEX, F_RET_ADDR, F_TASK, F_STACK_SLOT, or F_BUCKET
+ * (the bucket it is on, -1: none). */
 static PyObject *it_get(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
 {
     long long a[2];
@@ -368,18 +371,18 @@ static PyObject *it_get(InstanceTable *t, PyObject *const *args, Py_ssize_t narg
         return NULL;
     r = &t->ri[a[0]];
     switch (a[1]) {
-    case 0: return PyLong_FromLong(r->f.rp);
-    case 1: return PyLong_FromLong(r->f.index);
-    case 2: return PyLong_FromUnsignedLongLong(r->f.ret_addr);
-    case 3: return PyLong_FromUnsignedLongLong(r->f.task);
-    case 4: return PyLong_FromUnsignedLongLong(r->f.stack_slot);
-    case 5: return PyLong_FromLong(r->owner[L_BUCKET]);
+    case F_RP: return PyLong_FromLong(r->f.rp);
+    case F_INDEX: return PyLong_FromLong(r->f.index);
+    case F_RET_ADDR: return PyLong_FromUnsignedLongLong(r->f.ret_addr);
+    case F_TASK: return PyLong_FromUnsignedLongLong(r->f.task);
+    case F_STACK_SLOT: return PyLong_FromUnsignedLongLong(r->f.stack_slot);
+    case F_BUCKET: return PyLong_FromLong(r->owner[L_BUCKET]);
     }
     PyErr_SetString(PyExc_ValueError, "no such field");
     return NULL;
 }
 
-/* set(i, field, value): fields as get's (0-4). */
+/* set(i, field, value): fields as get's, but F_BUCKET (the lists change by link). */
 static PyObject *it_set(InstanceTable *t, PyObject *const *args, Py_ssize_t nargs)
 {
     long long a[3];
@@ -388,11 +391,11 @@ static PyObject *it_set(InstanceTable *t, PyObject *const *args, Py_ssize_t narg
         return NULL;
     r = &t->ri[a[0]];
     switch (a[1]) {
-    case 0: r->f.rp = (int32_t)a[2]; break;
-    case 1: r->f.index = (int32_t)a[2]; break;
-    case 2: r->f.ret_addr = (uint64_t)a[2]; break;
-    case 3: r->f.task = (uint64_t)a[2]; break;
-    case 4: r->f.stack_slot = (uint64_t)a[2]; break;
+    case F_RP: r->f.rp = (int32_t)a[2]; break;
+    case F_INDEX: r->f.index = (int32_t)a[2]; break;
+    case F_RET_ADDR: r->f.ret_addr = (uint64_t)a[2]; break;
+    case F_TASK: r->f.task = (uint64_t)a[2]; break;
+    case F_STACK_SLOT: r->f.stack_slot = (uint64_t)a[2]; break;
     default:
         PyErr_SetString(PyExc_ValueError, "no such field");
         return NULL;
@@ -603,6 +606,10 @@ PyMODINIT_FUNC PyInit__kstate(void)
         || PyModule_AddObject(m, "InstanceTable", (PyObject *)&InstanceTableType) < 0
         || PyModule_AddIntConstant(m, "L_FREE", L_FREE) < 0 || PyModule_AddIntConstant(m, "L_USED", L_USED) < 0
         || PyModule_AddIntConstant(m, "L_BUCKET", L_BUCKET) < 0
+        || PyModule_AddIntConstant(m, "F_RP", F_RP) < 0 || PyModule_AddIntConstant(m, "F_INDEX", F_INDEX) < 0
+        || PyModule_AddIntConstant(m, "F_RET_ADDR", F_RET_ADDR) < 0 || PyModule_AddIntConstant(m, "F_TASK", F_TASK) < 0
+        || PyModule_AddIntConstant(m, "F_STACK_SLOT", F_STACK_SLOT) < 0
+        || PyModule_AddIntConstant(m, "F_BUCKET", F_BUCKET) < 0
         || PyModule_AddObject(m, "API", PyCapsule_New((void *)&the_api, KSTATE_API_CAPSULE, NULL)) < 0) {
         Py_DECREF(m);
         return NULL;

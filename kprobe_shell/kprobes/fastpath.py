@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..machine import MachineError, capi
 from ..machine.registers import REGISTERS
+from ._kstate import F_RET_ADDR, F_RP
 from .narrate import BoosterReturned, OptimizedHit, OptimizedMissed
 from .types import BOOSTED_MODES, KprobeStatus
 
@@ -79,16 +80,16 @@ def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]
             i = first(task, 1)  # the head of the task's bucket, if it is the task's
             ri = instances[i] if i >= 0 else None
             if (ri is not None and engine.narrator is None and engine.inline_fast_paths
-                    and (orig_ret_address := get(i, 2)) != trampoline and orig_ret_address != booster):
+                    and (orig_ret_address := get(i, F_RET_ADDR)) != trampoline and orig_ret_address != booster):
                 # The common case: one call of one probed function returns, its instance
                 # at the head of the task's bucket.  _run_return_handlers' steps for it.
-                number = get(i, 0)
+                number = get(i, F_RP)
                 if number >= 0:
                     rp = rps[number]
                     rp.python_hits += 1
                     if rp.handler is not None:
                         call(rp.kp, "handler", rp.handler, ri, regs)
-                        orig_ret_address = get(i, 2)  # read after the handler, as the kernel does
+                        orig_ret_address = get(i, F_RET_ADDR)  # read after the handler, as the kernel does
                 recycle(i)
             else:
                 orig_ret_address = run_return_handlers(task, regs)

@@ -48,7 +48,8 @@ from ..machine import MachineError, StopReason, capi
 from ..machine.layout import STUB_PAGE
 from ..machine.tasks import PSEUDO_TASK_ADDR
 from ..machine.registers import REGISTERS
-from ._kstate import L_BUCKET, L_FREE, L_USED, InstanceTable
+from ._kstate import (F_BUCKET, F_INDEX, F_RET_ADDR, F_RP, F_STACK_SLOT, F_TASK, L_BUCKET, L_FREE, L_USED,
+                      InstanceTable)
 from .chits import CReturns
 from .fastpath import make_booster_push_failed, make_kretprobe_booster, make_lone_kretprobe_entry
 from .narrate import (
@@ -100,24 +101,24 @@ class KretprobeInstance(Displayed):
         self.data: dict = {}  # entry_handler -> handler scratch space
         self._id = self._mgr._new_instance(self, rp, index)
 
-    index = _field(1, "which of its kretprobe's instances (for display)")
-    ret_addr = _field(2, "the real return address")
-    task = _field(3, "the task_struct pointer")
-    stack_slot = _field(4, "where on the stack the return address was replaced")
+    index = _field(F_INDEX, "which of its kretprobe's instances (for display)")
+    ret_addr = _field(F_RET_ADDR, "the real return address")
+    task = _field(F_TASK, "the task_struct pointer")
+    stack_slot = _field(F_STACK_SLOT, "where on the stack the return address was replaced")
 
     @property
     def rp(self) -> "Kretprobe | None":
-        number = self._mgr._table.get(self._id, 0)
+        number = self._mgr._table.get(self._id, F_RP)
         return self._mgr._rps[number] if number >= 0 else None
 
     @rp.setter
     def rp(self, rp: "Kretprobe | None") -> None:
-        self._mgr._table.set(self._id, 0, rp._rp_id if rp is not None else -1)
+        self._mgr._table.set(self._id, F_RP, rp._rp_id if rp is not None else -1)
 
     @property
     def bucket(self) -> "InstanceList | None":
         """Its bucket of kretprobe_inst_table while in use."""
-        b = self._mgr._table.get(self._id, 5)
+        b = self._mgr._table.get(self._id, F_BUCKET)
         return self._mgr.kretprobe_inst_table[b] if b >= 0 else None
 
     def __repr__(self) -> str:
@@ -462,7 +463,7 @@ class KretprobeManager:
                 try:
                     rsp, ret_addr = capi.exchange_top_of_stack(machine.uch, REGISTERS["rsp"], tramp)
                 except capi.AccessError:
-                    table.set(i, 3, task)
+                    table.set(i, F_TASK, task)
                     raise MachineError("cannot exchange the top of the stack: not mapped") from None
                 # add_rp_inst: to the head of the task's bucket and of the probe's used list.
                 table.add(i, task, ret_addr, rsp)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import io
 
+import pytest
+
 from kprobe_shell import Kprobe, Machine
 from kprobe_shell.kprobes import _kstate
 from kprobe_shell.kprobes.percpu import KprobeCtlblk
@@ -58,3 +60,29 @@ def test_c_recorded_hits_show_in_the_probes_count(kernel_path):
     assert s.machine.kprobes.optimizer.c_hits.recorded  # recorded in C
     assert kp.c_hits.value > 0 and kp.python_hits == 0
     assert kp.hits == out.getvalue().count("open: (")
+
+
+def test_the_instance_lists_are_views_of_the_c_table(kernel_path):
+    from kprobe_shell import Kretprobe
+    from kprobe_shell.kprobes.types import hash_ptr
+
+    m = Machine(kernel_path)
+    rp = m.register_kretprobe(Kretprobe("do_sys_open", maxactive=3))
+    mgr = m.kprobes.kretprobes
+    free = rp.free_instances
+    assert [ri.index for ri in free] == [0, 1, 2] and rp.used_instances == []
+    ri = free.pop(0)  # as the entry takes one
+    ri.task, ri.ret_addr, ri.stack_slot = 0x1234000, 0x101010, 0x7000
+    mgr._table.add_rp_inst(ri._id)
+    bucket = mgr.kretprobe_inst_table[hash_ptr(0x1234000)]
+    assert list(bucket) == [ri] and rp.used_instances == [ri] and ri.bucket is bucket
+    assert (ri.task, ri.ret_addr, ri.stack_slot, ri.rp) == (0x1234000, 0x101010, 0x7000, rp)
+    assert [p for p in m.kprobes.check_invariants() if "no longer exists" not in p] == []  # a made-up task
+    mgr.recycle_rp_inst(ri)
+    assert ri.bucket is None and not bucket and [x.index for x in rp.free_instances] == [1, 2, 0]
+    rp.free_instances.insert(0, rp.free_instances.pop())
+    assert [x.index for x in rp.free_instances] == [0, 1, 2]
+    with pytest.raises(ValueError):
+        rp.used_instances.remove(ri)
+    m.unregister_kretprobe(rp)
+    assert rp.free_instances == [] and rp.used_instances == []
