@@ -572,6 +572,157 @@ static PyTypeObject InstanceTableType = {
     .tp_methods = itable_methods,
 };
 
+/* ------------------------------------------------------------------ an instance's view */
+/* The base of kretprobes.KretprobeInstance: the table and the instance's number, and its
+ * fields read and written in place (getsets: a handler reads ri.ret_addr at the cost of a
+ * slot, not of a Python property). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *table;            /* its InstanceTable (set once, by the subclass) */
+    int id;
+    PyObject *owner;            /* the kretprobe it belongs to while its rp number is >= 0 */
+} InstanceView;
+
+static struct kretprobe_instance *view_fields(InstanceView *v)
+{
+    InstanceTable *t = (InstanceTable *)v->table;
+    if (!t || !PyObject_TypeCheck(v->table, &InstanceTableType) || v->id < 0 || v->id >= t->nri) {
+        PyErr_SetString(PyExc_AttributeError, "an instance not bound to its table");
+        return NULL;
+    }
+    return &t->ri[v->id].f;
+}
+
+static PyObject *view_get(InstanceView *v, void *field)
+{
+    struct kretprobe_instance *f = view_fields(v);
+    if (!f)
+        return NULL;
+    switch ((int)(intptr_t)field) {
+    case F_RP: return PyLong_FromLong(f->rp);
+    case F_INDEX: return PyLong_FromLong(f->index);
+    case F_RET_ADDR: return PyLong_FromUnsignedLongLong(f->ret_addr);
+    case F_TASK: return PyLong_FromUnsignedLongLong(f->task);
+    default: return PyLong_FromUnsignedLongLong(f->stack_slot);
+    }
+}
+
+static int view_set(InstanceView *v, PyObject *value, void *field)
+{
+    struct kretprobe_instance *f = view_fields(v);
+    long long n;
+    int overflow;
+    if (!f)
+        return -1;
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "an instance's fields cannot be deleted");
+        return -1;
+    }
+    n = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow > 0)
+        n = (long long)PyLong_AsUnsignedLongLong(value);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    switch ((int)(intptr_t)field) {
+    case F_RP: f->rp = (int32_t)n; break;
+    case F_INDEX: f->index = (int32_t)n; break;
+    case F_RET_ADDR: f->ret_addr = (uint64_t)n; break;
+    case F_TASK: f->task = (uint64_t)n; break;
+    default: f->stack_slot = (uint64_t)n; break;
+    }
+    return 0;
+}
+
+/* rp: its kretprobe (an instance only ever belongs to the kretprobe it was made for, or
+ * to none once that one is unregistered); setting it sets its number in the table too. */
+static PyObject *view_get_rp(InstanceView *v, void *unused)
+{
+    struct kretprobe_instance *f = view_fields(v);
+    if (!f)
+        return NULL;
+    if (f->rp < 0 || !v->owner)
+        Py_RETURN_NONE;
+    Py_INCREF(v->owner);
+    return v->owner;
+}
+
+static int view_set_rp(InstanceView *v, PyObject *value, void *unused)
+{
+    struct kretprobe_instance *f = view_fields(v);
+    PyObject *number;
+    long n;
+    if (!f)
+        return -1;
+    if (!value || value == Py_None) {
+        f->rp = -1;
+        return 0;
+    }
+    if (!(number = PyObject_GetAttrString(value, "_rp_id")))
+        return -1;
+    n = PyLong_AsLong(number);
+    Py_DECREF(number);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    Py_INCREF(value);
+    Py_XSETREF(v->owner, value);
+    f->rp = (int32_t)n;
+    return 0;
+}
+
+static PyGetSetDef view_getset[] = {
+    {"rp", (getter)view_get_rp, (setter)view_set_rp, "its kretprobe, None once unregistered in flight", NULL},
+    {"rp_number", (getter)view_get, (setter)view_set, "its kretprobe's number in the table, -1: none",
+     (void *)(intptr_t)F_RP},
+    {"index", (getter)view_get, (setter)view_set, "which of its kretprobe's instances (for display)",
+     (void *)(intptr_t)F_INDEX},
+    {"ret_addr", (getter)view_get, (setter)view_set, "the real return address", (void *)(intptr_t)F_RET_ADDR},
+    {"task", (getter)view_get, (setter)view_set, "the task_struct pointer", (void *)(intptr_t)F_TASK},
+    {"stack_slot", (getter)view_get, (setter)view_set, "where on the stack the return address was replaced",
+     (void *)(intptr_t)F_STACK_SLOT},
+    {NULL},
+};
+
+static PyMemberDef view_members[] = {
+    {"_table", T_OBJECT_EX, offsetof(InstanceView, table), 0, "its InstanceTable"},
+    {"_id", T_INT, offsetof(InstanceView, id), 0, "its number in the table"},
+    {NULL},
+};
+
+static int view_traverse(InstanceView *v, visitproc visit, void *arg)
+{
+    Py_VISIT(v->table);
+    Py_VISIT(v->owner);
+    return 0;
+}
+
+static int view_clear(InstanceView *v)
+{
+    Py_CLEAR(v->table);
+    Py_CLEAR(v->owner);
+    return 0;
+}
+
+static void view_dealloc(InstanceView *v)
+{
+    PyObject_GC_UnTrack(v);
+    view_clear(v);
+    Py_TYPE(v)->tp_free((PyObject *)v);
+}
+
+static PyTypeObject InstanceViewType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kprobe_shell.kprobes._kstate.InstanceView",
+    .tp_doc = "A kretprobe instance's fields, kept in its InstanceTable.",
+    .tp_basicsize = sizeof(InstanceView),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_traverse = (traverseproc)view_traverse,
+    .tp_clear = (inquiry)view_clear,
+    .tp_dealloc = (destructor)view_dealloc,
+    .tp_getset = view_getset,
+    .tp_members = view_members,
+};
+
 /* ------------------------------------------------------------------ addresses */
 static PyObject *current_kprobe_address(PyObject *self, PyObject *obj)
 {
@@ -595,15 +746,18 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__kstate(void)
 {
     PyObject *m;
-    if (PyType_Ready(&CtlblkStateType) < 0 || PyType_Ready(&InstanceTableType) < 0)
+    if (PyType_Ready(&CtlblkStateType) < 0 || PyType_Ready(&InstanceTableType) < 0
+        || PyType_Ready(&InstanceViewType) < 0)
         return NULL;
     m = PyModule_Create(&module);
     if (!m)
         return NULL;
     Py_INCREF(&CtlblkStateType);
     Py_INCREF(&InstanceTableType);
+    Py_INCREF(&InstanceViewType);
     if (PyModule_AddObject(m, "CtlblkState", (PyObject *)&CtlblkStateType) < 0
         || PyModule_AddObject(m, "InstanceTable", (PyObject *)&InstanceTableType) < 0
+        || PyModule_AddObject(m, "InstanceView", (PyObject *)&InstanceViewType) < 0
         || PyModule_AddIntConstant(m, "L_FREE", L_FREE) < 0 || PyModule_AddIntConstant(m, "L_USED", L_USED) < 0
         || PyModule_AddIntConstant(m, "L_BUCKET", L_BUCKET) < 0
         || PyModule_AddIntConstant(m, "F_RP", F_RP) < 0 || PyModule_AddIntConstant(m, "F_INDEX", F_INDEX) < 0

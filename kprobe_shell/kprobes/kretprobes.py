@@ -48,8 +48,7 @@ from ..machine import MachineError, StopReason, capi
 from ..machine.layout import STUB_PAGE
 from ..machine.tasks import PSEUDO_TASK_ADDR
 from ..machine.registers import REGISTERS
-from ._kstate import (F_BUCKET, F_INDEX, F_RET_ADDR, F_RP, F_STACK_SLOT, F_TASK, L_BUCKET, L_FREE, L_USED,
-                      InstanceTable)
+from ._kstate import F_BUCKET, F_TASK, L_BUCKET, L_FREE, L_USED, InstanceTable, InstanceView
 from .chits import CReturns
 from .fastpath import make_booster_push_failed, make_kretprobe_booster, make_lone_kretprobe_entry
 from .narrate import (
@@ -76,49 +75,26 @@ DEFAULT_MAXACTIVE = max(10, 2 * NR_CPUS)
 MAXACTIVE_MAX = 4096
 
 
-def _field(number: int, doc: str) -> property:
-    """A field of the instance, kept in its manager's InstanceTable."""
+class KretprobeInstance(InstanceView, Displayed):
+    """struct kretprobe_instance: one call in flight.  Its fields (index, ret_addr, task,
+    stack_slot: InstanceView's) and the lists it is on live in its manager's
+    InstanceTable (_kstate.c), where C code at a probe hit takes and recycles instances
+    too; this object stands for it (one per instance, made with it), and keeps the
+    handlers' scratch space (data)."""
 
-    def get(self) -> int:
-        return self._mgr._table.get(self._id, number)
-
-    def set(self, value: int) -> None:
-        self._mgr._table.set(self._id, number, value)
-
-    return property(get, set, doc=doc)
-
-
-class KretprobeInstance(Displayed):
-    """struct kretprobe_instance: one call in flight.  Its fields and the lists it is on
-    live in its manager's InstanceTable (_kstate.c), where C code at a probe hit takes
-    and recycles instances too; this object stands for it (one per instance, made with
-    it), and keeps the handlers' scratch space (data)."""
-
-    __slots__ = ("_mgr", "_id", "data")
+    __slots__ = ("_mgr", "data")
 
     def __init__(self, rp: "Kretprobe", index: int, *, manager: "KretprobeManager | None" = None):
         self._mgr = manager if manager is not None else rp.manager
         self.data: dict = {}  # entry_handler -> handler scratch space
+        self._table = self._mgr._table
         self._id = self._mgr._new_instance(self, rp, index)
-
-    index = _field(F_INDEX, "which of its kretprobe's instances (for display)")
-    ret_addr = _field(F_RET_ADDR, "the real return address")
-    task = _field(F_TASK, "the task_struct pointer")
-    stack_slot = _field(F_STACK_SLOT, "where on the stack the return address was replaced")
-
-    @property
-    def rp(self) -> "Kretprobe | None":
-        number = self._mgr._table.get(self._id, F_RP)
-        return self._mgr._rps[number] if number >= 0 else None
-
-    @rp.setter
-    def rp(self, rp: "Kretprobe | None") -> None:
-        self._mgr._table.set(self._id, F_RP, rp._rp_id if rp is not None else -1)
+        self.rp = rp
 
     @property
     def bucket(self) -> "InstanceList | None":
         """Its bucket of kretprobe_inst_table while in use."""
-        b = self._mgr._table.get(self._id, F_BUCKET)
+        b = self._table.get(self._id, F_BUCKET)
         return self._mgr.kretprobe_inst_table[b] if b >= 0 else None
 
     def __repr__(self) -> str:
