@@ -40,7 +40,8 @@ machine cancels out of a comparison instead of deciding it.
    Output's flush -> a file), and of `trace save FILE.dat` with a full trace buffer.
 5. The issue's targets (probes not hit <= 1.1x bare, optimized <= 2x the floor, boosted
    <= 6x, kretprobe entry + return in auto mode <= 4x; a traced kprobe hit, recorded in
-   C, <= 1.0x the floor, its count() map update <= 0.5x; end to end, `kprobe-shell IMAGE
+   C, <= 1.0x the floor, its count() map update <= 0.5x; a traced kretprobe (a p: and
+   an r: event with $retval on one function, per call) <= 2x; end to end, `kprobe-shell IMAGE
    --batch -ex 'p:h hot x=%di y=%si:u32' -ex run > /dev/null` on a 200,000-call loop
    against the same command without the probe, <= 2x the floor per hit, its peak
    memory (VmHWM) <= 1.2x the command's without the probe and flat
@@ -424,6 +425,8 @@ def measure(args, scratch: str) -> str:
       f"{memory['traced', 10] / 1024:.1f} MB with {e2e_calls * 10} events\n")
     rows += [("traced kprobe hit (p: 2 regs + $comm), auto", med("event kprobe") / n * 1e6 / floor_us, 1.0, "x floor"),
              ("count() map update at a traced hit (C)", map_us / floor_us, 0.5, "x floor"),
+             ("traced kretprobe (p: + r: with $retval), auto", med("event kretprobe") / n * 1e6 / floor_us, 2.0,
+              "x floor"),
              ("traced hit end to end (command line)", e2e_us / floor_us, 2.0, "x floor"),
              ("its peak memory, vs the run without the probe", memory["traced", 1] / memory["run", 1], 1.2, "x"),
              ("its peak memory, 10x the events vs 1x", memory["traced", 10] / memory["traced", 1], 1.05, "x")]

@@ -1,17 +1,23 @@
-"""Hits recorded in C: the jump-optimized entries whose probe event records without Python.
+"""Hits recorded in C: the jump-optimized entries and the kretprobe booster's returns
+that record without Python.
 
-The detour entries' hook is _hit.c's hit_hook (tracing/_hit.c).  For an entry whose probe
-is C-recordable it does what optimized_callback and the shell's trace handler would
-do (kprobe_handler's bookkeeping, the event's fetch program and filter, the record in
-the trace ring); every other entry, and any hit that finds a probe running or a stop
-asked for, goes to optimized_callback (fastpath.py), the Python path.
+The detour entries' hook is _hit.c's hit_hook (tracing/_hit.c).  For an entry whose
+probes are all C-recordable it does what optimized_callback and their handlers would do,
+probe by probe in the aggregate's order (kprobe_handler's bookkeeping; for an event, its
+fetch program, filter and record in the trace ring; for a kretprobe's entry,
+make_lone_kretprobe_entry's steps on the instance table of _kstate.c); every other entry,
+and any hit that finds a probe running (a stop asked for never reaches it: the clock
+stops first), goes to optimized_callback (fastpath.py), the Python path.  The booster's
+hook is _hit.c's booster_hook (CReturns): a return whose kretprobe's return event is
+C-recordable is handled there, every other by the Python booster.
 
 A probe is C-recordable when whoever made its handler says how to record it in C
-(Kprobe.c_record, a CRecord: the shell sets it for its own trace handler, see
-shell/chits.py) and nothing else runs at its hit: a single probe at the address (no
-aggregate), no lone-kretprobe entry, no narration (`explain`), the engine's C path on
-(KprobeEngine.c_hits), and the handler it was made for still the probe's pre_handler.
-The table is rebuilt (refresh) whenever what decides it can change: before every run,
+(Kprobe.c_record or Kretprobe.c_record, a CRecord: the shell sets it for its own trace
+handlers, see shell/crecord.py) and nothing else runs at its hit: no narration
+(`explain`), one CPU, the engine's C path on (KprobeEngine.c_hits), the handler it was
+made for still the probe's handler, no post_handler; a kretprobe's entry, no
+entry_handler and a mode that plants the booster.
+The tables are rebuilt (refresh) whenever what decides it can change: before every run,
 and when a probe is optimized or unoptimized.
 """
 from __future__ import annotations
@@ -24,18 +30,38 @@ from unicorn.unicorn_py3.unicorn import uclib
 
 from ..machine.clock import NS_PER_INSN, ICount
 from ..machine.registers import REGISTERS
+from ..machine.tasks import PSEUDO_TASK_ADDR
 from ..tracing import _hit
+from . import _kstate
+from .fastpath import make_kretprobe_entry_failed
+from .types import BOOSTED_MODES
 
 if TYPE_CHECKING:
+    from .kretprobes import KretprobeManager
     from .optimize import KprobeOptimizer
 
-_hit.init(*(ctypes.cast(fn, ctypes.c_void_p).value or 0
-            for fn in (uclib.uc_reg_read, uclib.uc_mem_read)),
-          ctypes.cast(getattr(uclib, "uc_vmem_read", None), ctypes.c_void_p).value or 0
-          if getattr(uclib, "uc_vmem_read", None) is not None else 0)
+def _address(fn) -> int:
+    return ctypes.cast(fn, ctypes.c_void_p).value or 0
 
-#: The C tool hook of the detour entries.
+
+_hit.init(_address(uclib.uc_reg_read), _address(uclib.uc_mem_read),
+          _address(uclib.uc_vmem_read) if getattr(uclib, "uc_vmem_read", None) is not None else 0,
+          _address(uclib.uc_reg_write), _address(uclib.uc_mem_write), REGISTERS["rsp"])
+
+#: The C tool hooks of the detour entries and of the kretprobe booster.
 HIT_HOOK = _hit.hook_address()
+BOOSTER_HOOK = _hit.booster_hook_address()
+
+
+def hit_env(machine) -> tuple:
+    """What _hit.c reads of machine at a hit besides the CPU (its env_of): CPU 0's clock,
+    and where the current task is."""
+    cpu0 = machine.cpus[0]
+    lay = machine.tasks.layout
+    pseudo = machine.tasks.pseudo
+    return (cpu0.clock.retired_addr, NS_PER_INSN, ctypes.addressof(cpu0.icount) + ICount.vmem.offset,
+            REGISTERS["gs_base"], lay["off_comm"] if lay else -1, lay["off_pid"] if lay else -1,
+            pseudo.comm.encode("latin-1", "replace"), pseudo.pid, PSEUDO_TASK_ADDR)
 
 
 #: A map line's key part or value that is not an argument (_hit.c's SRC_*).
@@ -81,18 +107,14 @@ class CHits:
 
     def __init__(self, optimizer: "KprobeOptimizer", entry_base: int, entry_size: int, nentries: int,
                  fallback: Callable[[int], None]):
-        machine = optimizer.machine
         self.optimizer = optimizer
-        self.fallback = fallback  # kept alive here: the table borrows it
-        cpu0 = machine.cpus[0]
-        icount = cpu0.icount
-        lay = machine.tasks.layout
-        pseudo = machine.tasks.pseudo
+        self.fallback = fallback  # kept alive here: the table borrows it (and CPU 0's kcb, which the engine keeps)
         self.table, self.address = _hit.new_table(
-            entry_base, entry_size, nentries, cpu0.clock.retired_addr, NS_PER_INSN,
-            ctypes.addressof(icount) + ICount.vmem.offset, optimizer._kcb, machine, fallback,
-            REGISTERS["gs_base"], lay["off_comm"] if lay else -1, lay["off_pid"] if lay else -1,
-            pseudo.comm.encode("latin-1", "replace"), pseudo.pid)
+            entry_base, entry_size, nentries, hit_env(optimizer.machine),
+            _kstate.current_kprobe_address(optimizer._kcb), fallback)
+        kretprobes = optimizer.engine.kretprobes
+        self.entry_failed = make_kretprobe_entry_failed(kretprobes)  # the table borrows it
+        _hit.set_kretprobes(self.table, kretprobes._table, kretprobes.booster, self.entry_failed)
         self.recorded: dict[int, int] = {}  # probed address -> detour entry, recorded in C now
         self._in_table: list = []
 
@@ -114,11 +136,86 @@ class CHits:
         if not engine.c_hits or engine.narrator is not None or self.optimizer.machine.ncpus > 1:
             return
         for op in self.optimizer.active.values():
-            p = op.kp
-            rec = getattr(p, "c_record", None)
-            if (rec is None or op.is_aggr or p.fast_entry is not None or p.disabled
-                    or p.pre_handler is not rec.handler or p.post_handler is not None):
+            probes = op.kp.active_children() if op.is_aggr else [op.kp]
+            ways = [self._c_way(p) for p in probes]
+            if not probes or None in ways:
                 continue
-            self._in_table.append((p, rec))
-            _hit.set_probe(self.table, op.entry, p, p.addr, rec.event_id, rec.ring, rec.program, rec.maps)
+            for p, way in zip(probes, ways):
+                self._in_table.append((p, way))
+                if way == "kretprobe":
+                    rp = p._owner
+                    _hit.set_kretprobe_entry(self.table, op.entry, p, ctypes.addressof(p.c_hits), rp._rp_id,
+                                             ctypes.addressof(rp.c_nmissed), p.addr)
+                else:
+                    _hit.set_probe(self.table, op.entry, p, ctypes.addressof(p.c_hits), p.addr, way.event_id,
+                                   way.ring, way.program, way.maps)
             self.recorded[op.addr] = op.entry
+
+    def _c_way(self, p) -> "CRecord | str | None":
+        """How p's hit runs in C: its CRecord (an event), "kretprobe" (a kretprobe's entry,
+        fastpath.make_lone_kretprobe_entry's steps), or None (the Python path).  A
+        kretprobe's entry does when its returns record in C and it has no entry_handler,
+        in the modes that plant the booster."""
+        if p.disabled or p.post_handler is not None:
+            return None
+        owner = getattr(p, "_owner", None)
+        if getattr(owner, "kind", None) == "r":
+            rec = owner.c_record
+            if (rec is None or owner.handler is not rec.handler or owner.entry_handler is not None
+                    or not p.engine_pre_handler or owner.manager is None
+                    or self.optimizer.engine.mode not in BOOSTED_MODES):
+                return None
+            return "kretprobe"
+        rec = getattr(p, "c_record", None)
+        if rec is None or p.fast_entry is not None or p.pre_handler is not rec.handler:
+            return None
+        return rec
+
+
+class CReturns:
+    """The kretprobe booster's C hook (_hit.c's booster_hook) and its table of the return
+    probes whose return events record in C.
+
+    A kretprobe's return records in C when whoever made its handler says how (its
+    c_record, a CRecord for the handler), that handler is still its handler, and nothing
+    else can run at the return: the engine's C path and inline fast paths on, no
+    narration, one CPU.  Every other return, and any return the C hook does not take (see
+    booster_hook), runs the Python booster (fastpath.make_kretprobe_booster)."""
+
+    def __init__(self, manager: "KretprobeManager", fallback: Callable[[int], None],
+                 push_failed: Callable[[int], None]):
+        self.manager = manager
+        self._kept = (fallback, push_failed)  # the table borrows them
+        self.table, self.address = _hit.new_ret_table(
+            hit_env(manager.machine), manager._table, manager.trampoline, manager.booster, fallback, push_failed)
+        self.recorded: dict[int, int] = {}  # kretprobe's number in the InstanceTable -> its function
+        self._in_table: list = []
+
+    def install(self) -> None:
+        """The C hook on the booster's `ret`, on every CPU (the table lives as long as the
+        manager, which holds it)."""
+        from ..machine import MachineError
+
+        booster = self.manager.booster
+        for cpu in self.manager.machine.cpus:
+            if not cpu.clock.add_tool_hook(booster, booster, None, c_hook=(BOOSTER_HOOK, self.address)):
+                raise MachineError("the clock's tool hook slots are full")
+
+    def refresh(self) -> None:
+        """Make the table say which return probes record in C, from the probes as they are now."""
+        manager = self.manager
+        engine = manager.engine
+        _hit.clear_rets(self.table)
+        self.recorded = {}
+        self._in_table = []
+        if (not engine.c_hits or engine.narrator is not None or not engine.inline_fast_paths
+                or manager.machine.ncpus > 1):
+            return
+        for rp in manager.kretprobes:
+            rec = getattr(rp, "c_record", None)
+            if rec is None or rp.handler is not rec.handler:
+                continue
+            self._in_table.append((rp, rec))
+            _hit.set_ret(self.table, rp._rp_id, ctypes.addressof(rp.c_hits), rp.addr, rec.event_id, rec.ring,
+                         rec.program)
+            self.recorded[rp._rp_id] = rp.addr

@@ -510,7 +510,7 @@ class KprobeEngine:
             self._narrate_hit(p, addr)
         if p.pre_handler is not None:
             if not isinstance(p, AggrKprobe):
-                p.hits += 1
+                p.python_hits += 1
                 handled = self._call(p, "pre_handler", p.pre_handler, p, regs)
             else:
                 handled = p.pre_handler(p, regs)
@@ -529,7 +529,7 @@ class KprobeEngine:
                     kcb.kprobe_status = None
                 return True
         elif not isinstance(p, AggrKprobe):
-            p.hits += 1
+            p.python_hits += 1
         self._ss_probe(p, machine)
         return True
 

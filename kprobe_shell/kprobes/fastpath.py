@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Callable
 
 from ..machine import MachineError, capi
 from ..machine.registers import REGISTERS
+from ._kstate import F_RET_ADDR, F_RP
 from .narrate import BoosterReturned, OptimizedHit, OptimizedMissed
-from .types import BOOSTED_MODES, KprobeStatus, hash_ptr
+from .types import BOOSTED_MODES, KprobeStatus
 
 if TYPE_CHECKING:
     from .kretprobes import Kretprobe, KretprobeManager
@@ -36,7 +37,8 @@ _UcAccessError = capi.AccessError
 _REG_RSP = REGISTERS["rsp"]
 _HIT_ACTIVE = KprobeStatus.HIT_ACTIVE
 
-__all__ = ["make_kretprobe_booster", "make_lone_kretprobe_entry", "optimized_callback"]
+__all__ = ["make_booster_push_failed", "make_kretprobe_booster", "make_kretprobe_entry_failed",
+           "make_lone_kretprobe_entry", "optimized_callback"]
 
 
 def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]:
@@ -49,7 +51,9 @@ def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]
     engine, machine = manager.engine, manager.machine
     smp, kcb0, fixed_task, tasks = manager._smp, manager._kcb0, manager._fixed_task, machine.tasks
     trampoline, booster, trampoline_probe = manager.trampoline, manager.booster, manager.trampoline_probe
-    buckets, shown_ip, regs, call = manager._buckets, manager._shown_ip, manager._regs, engine._call
+    table, instances, rps = manager._table, manager._instances, manager._rps
+    first, get, recycle = table.first, table.get, table.recycle
+    shown_ip, regs, call = manager._shown_ip, manager._regs, engine._call
     run_return_handlers = manager._run_return_handlers
 
     def kretprobe_booster(_address) -> None:
@@ -73,24 +77,20 @@ def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]
             kcb.current_kprobe = trampoline_probe
             kcb.kprobe_status = _HIT_ACTIVE
             shown_ip[0] = trampoline
-            head = buckets.get(task)
-            ri = head[0] if head else None
-            if (ri is not None and ri.task == task and engine.narrator is None and engine.inline_fast_paths
-                    and (orig_ret_address := ri.ret_addr) != trampoline and orig_ret_address != booster):
+            i = first(task, 1)  # the head of the task's bucket, if it is the task's
+            ri = instances[i] if i >= 0 else None
+            if (ri is not None and engine.narrator is None and engine.inline_fast_paths
+                    and (orig_ret_address := get(i, F_RET_ADDR)) != trampoline and orig_ret_address != booster):
                 # The common case: one call of one probed function returns, its instance
                 # at the head of the task's bucket.  _run_return_handlers' steps for it.
-                rp = ri.rp
-                if rp is not None:
-                    rp.hits += 1
+                number = get(i, F_RP)
+                if number >= 0:
+                    rp = rps[number]
+                    rp.python_hits += 1
                     if rp.handler is not None:
                         call(rp.kp, "handler", rp.handler, ri, regs)
-                        orig_ret_address = ri.ret_addr  # read after the handler, as the kernel does
-                head.remove(ri)
-                ri.bucket = None
-                rp = ri.rp
-                if rp is not None:
-                    rp.used_instances.remove(ri)
-                    rp.free_instances.append(ri)
+                        orig_ret_address = get(i, F_RET_ADDR)  # read after the handler, as the kernel does
+                recycle(i)
             else:
                 orig_ret_address = run_return_handlers(task, regs)
             shown_ip[0] = None
@@ -119,6 +119,39 @@ def make_kretprobe_booster(manager: "KretprobeManager") -> Callable[[int], None]
     return kretprobe_booster
 
 
+def make_booster_push_failed(manager: "KretprobeManager") -> Callable[[int], None]:
+    """What the kretprobe booster does when the real return address cannot be pushed (the
+    stack is not mapped), for the C booster (_hit.c's booster_hook) to call: the failure
+    the Python booster reports."""
+    engine, machine = manager.engine, manager.machine
+
+    def push_failed(_address) -> None:
+        try:
+            engine._handler_failed(manager.trampoline_probe, "booster",
+                                   MachineError("cannot push: the stack is not mapped"))
+        except BaseException as exc:  # noqa: BLE001 - nothing may escape a C hook
+            machine.hook_failed(exc)
+
+    return push_failed
+
+
+def make_kretprobe_entry_failed(manager: "KretprobeManager") -> Callable[[int], None]:
+    """What a kretprobe's entry in C (_hit.c's kretprobe_entry) calls, with the probed
+    address, when the return address cannot be replaced: the failure the Python entry
+    reports (its instance is back on its free list already)."""
+    engine, machine = manager.engine, manager.machine
+
+    def entry_failed(address) -> None:
+        try:
+            rp = next(rp for rp in manager.kretprobes if rp.addr == address)
+            engine._handler_failed(rp.kp, "pre_handler",
+                                   MachineError("cannot exchange the top of the stack: not mapped"))
+        except BaseException as exc:  # noqa: BLE001 - nothing may escape a C hook
+            machine.hook_failed(exc)
+
+    return entry_failed
+
+
 def make_lone_kretprobe_entry(manager: "KretprobeManager", rp: "Kretprobe") -> Callable:
     """Mirrors KretprobeManager._arch_prepare_kretprobe_hit (through kprobe_handler's
     bookkeeping: nmissed while a probe runs, hits).
@@ -130,7 +163,8 @@ def make_lone_kretprobe_entry(manager: "KretprobeManager", rp: "Kretprobe") -> C
     in the same order), with every constant in a closure cell.  With an entry_handler
     or narration it defers to the general path."""
     engine, machine, p = manager.engine, manager.machine, rp.kp
-    buckets, table, fixed_task, tasks = manager._buckets, manager.kretprobe_inst_table, manager._fixed_task, machine.tasks
+    table, instances, fixed_task, tasks = manager._table, manager._instances, manager._fixed_task, machine.tasks
+    take, add, number = table.take, table.add, rp._rp_id
     booster = manager.booster
 
     def fast_entry(kcb) -> bool:
@@ -139,28 +173,22 @@ def make_lone_kretprobe_entry(manager: "KretprobeManager", rp: "Kretprobe") -> C
         if kcb.current_kprobe is not None:
             engine._inc_nmissed(p)
             return True
-        p.hits += 1
-        free = rp.free_instances
-        if not free:
-            rp.nmissed += 1
+        p.python_hits += 1
+        i = take(number)
+        if i < 0:
+            rp.python_nmissed += 1
             return True
         try:
-            ri = free.pop(0)
-            ri.rp = rp
-            ri.task = task = fixed_task or tasks.current_address()
+            task = fixed_task or tasks.current_address()
+            ri = instances[i]
             if ri.data:
                 ri.data.clear()
             try:
-                ri.stack_slot, ri.ret_addr = _exchange_top_of_stack(machine.uch, _REG_RSP, booster)
+                stack_slot, ret_addr = _exchange_top_of_stack(machine.uch, _REG_RSP, booster)
             except _UcAccessError:
-                free.insert(0, ri)
+                table.untake(i)
                 raise MachineError("cannot exchange the top of the stack: not mapped") from None
-            bucket = buckets.get(task)
-            if bucket is None:
-                bucket = buckets[task] = table[hash_ptr(task)]
-            ri.bucket = bucket
-            bucket.insert(0, ri)
-            rp.used_instances.insert(0, ri)
+            add(i, task, ret_addr, stack_slot)
         except BaseException as exc:  # noqa: BLE001 - as KprobeEngine._call
             engine._handler_failed(p, "pre_handler", exc)
         return True
@@ -210,7 +238,7 @@ def optimized_callback(self, address) -> None:
         if op.is_aggr:
             handled = pre(p, regs)
         else:
-            p.hits += 1
+            p.python_hits += 1
             if pre is not None:
                 if p.engine_pre_handler:
                     # A kretprobe's entry: engine code that guards the user's

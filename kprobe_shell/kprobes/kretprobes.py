@@ -26,15 +26,21 @@ is never interrupted by another CPU: they are interleaved), and it keeps the 200
 serialisation: when another CPU holds kprobe_lock, it sends the return through the int3
 trampoline, whose trap waits for the lock.
 
+The instances, each kretprobe's free and used lists and kretprobe_inst_table live in C
+(_kstate.c's InstanceTable), where the C probe hit (tracing/_hit.c) takes and recycles
+them too: KretprobeInstance, free_instances, used_instances and kretprobe_inst_table are
+views over that one table.
+
 The seed's flaw, reproducible with `unsafe=True`: the 2005 kernel flushed on exec too
 (flush_thread), so a return probe on the exec path loses its instance and the trampoline
 finds none: the kernel hit BUG_ON, the machine stops with StopReason.BUG.
 """
 from __future__ import annotations
 
+import ctypes
 import fnmatch
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ..display import Displayed
@@ -42,7 +48,9 @@ from ..machine import MachineError, StopReason, capi
 from ..machine.layout import STUB_PAGE
 from ..machine.tasks import PSEUDO_TASK_ADDR
 from ..machine.registers import REGISTERS
-from .fastpath import make_kretprobe_booster, make_lone_kretprobe_entry
+from ._kstate import F_BUCKET, F_TASK, L_BUCKET, L_FREE, L_USED, InstanceTable, InstanceView
+from .chits import CReturns
+from .fastpath import make_booster_push_failed, make_kretprobe_booster, make_lone_kretprobe_entry
 from .narrate import (
     InstancesFlushed,
     InstanceWalked,
@@ -67,26 +75,102 @@ DEFAULT_MAXACTIVE = max(10, 2 * NR_CPUS)
 MAXACTIVE_MAX = 4096
 
 
-@dataclass(eq=False, slots=True)
-class KretprobeInstance(Displayed):
-    """struct kretprobe_instance: one call in flight."""
+class KretprobeInstance(InstanceView, Displayed):
+    """struct kretprobe_instance: one call in flight.  Its fields (index, ret_addr, task,
+    stack_slot: InstanceView's) and the lists it is on live in its manager's
+    InstanceTable (_kstate.c), where C code at a probe hit takes and recycles instances
+    too; this object stands for it (one per instance, made with it), and keeps the
+    handlers' scratch space (data)."""
 
-    rp: "Kretprobe | None"
-    index: int  # which of rp's instances (for display)
-    ret_addr: int = 0
-    task: int = 0  # the task_struct pointer
-    stack_slot: int = 0  # where on the stack the return address was replaced
-    data: dict = field(default_factory=dict)  # entry_handler -> handler scratch space
-    bucket: list | None = field(default=None, repr=False)  # its kretprobe_inst_table bucket while in use
+    __slots__ = ("_mgr", "data")
+
+    def __init__(self, rp: "Kretprobe", index: int, *, manager: "KretprobeManager | None" = None):
+        self._mgr = manager if manager is not None else rp.manager
+        self.data: dict = {}  # entry_handler -> handler scratch space
+        self._table = self._mgr._table
+        self._id = self._mgr._new_instance(self, rp, index)
+        self.rp = rp
+
+    @property
+    def bucket(self) -> "InstanceList | None":
+        """Its bucket of kretprobe_inst_table while in use."""
+        b = self._table.get(self._id, F_BUCKET)
+        return self._mgr.kretprobe_inst_table[b] if b >= 0 else None
 
     def __repr__(self) -> str:
         return f"<kretprobe_instance {self.index} of {self.rp!r} task=0x{self.task:x} ret=0x{self.ret_addr:x}>"
+
+
+class InstanceList:
+    """One list of a manager's InstanceTable (a kretprobe's free or used list, a bucket of
+    kretprobe_inst_table) seen as the Python list of instances it stands for, head first;
+    changing it changes the table."""
+
+    __slots__ = ("_mgr", "_kind", "_owner")
+
+    def __init__(self, mgr: "KretprobeManager", kind: int, owner: int):
+        self._mgr, self._kind, self._owner = mgr, kind, owner
+
+    def _ids(self) -> tuple:
+        return self._mgr._table.items(self._kind, self._owner)
+
+    def _list(self) -> list:
+        instances = self._mgr._instances
+        return [instances[i] for i in self._ids()]
+
+    def __len__(self) -> int:
+        return self._mgr._table.length(self._kind, self._owner)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self):
+        return iter(self._list())
+
+    def __getitem__(self, k):
+        return self._list()[k]
+
+    def __contains__(self, ri) -> bool:
+        return any(ri is x for x in self._list())
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (list, InstanceList)):
+            return self._list() == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._list())
+
+    def append(self, ri: KretprobeInstance) -> None:
+        self._mgr._table.link(self._kind, self._owner, ri._id, -1)
+
+    def insert(self, position: int, ri: KretprobeInstance) -> None:
+        ids = self._ids()
+        position = max(0, position + len(ids)) if position < 0 else position
+        self._mgr._table.link(self._kind, self._owner, ri._id, ids[position] if position < len(ids) else -1)
+
+    def pop(self, position: int = -1) -> KretprobeInstance:
+        i = self._ids()[position]
+        self._mgr._table.unlink(self._kind, i)
+        return self._mgr._instances[i]
+
+    def remove(self, ri: KretprobeInstance) -> None:
+        if self._mgr._table.owner(self._kind, ri._id) != self._owner:
+            raise ValueError(f"{ri!r} is not in the list")
+        self._mgr._table.unlink(self._kind, ri._id)
+
+    def clear(self) -> None:
+        for i in self._ids():
+            self._mgr._table.unlink(self._kind, i)
 
 
 class Kretprobe(Displayed):
     """struct kretprobe: a return probe and its pool of instances."""
 
     kind = "r"
+    #: How its return events record in C at the booster (kprobes/chits.py's CRecord, set
+    #: by whoever made its handler), None: its returns run the Python booster.
+    c_record = None
 
     def __init__(
         self,
@@ -107,14 +191,18 @@ class Kretprobe(Displayed):
         self.requested_maxactive = maxactive
         self.unsafe = unsafe
         self.name = name
-        self.nmissed = 0
+        # Calls missed for want of a free instance, counted by the Python paths and by the
+        # C entry (see nmissed).
+        self.python_nmissed = 0
+        self.c_nmissed = ctypes.c_int64(0)
         self.missed_in_place = 0  # entry hits lost to an in-place step window (SMP)
         self.faults = 0
-        self.hits = 0  # returns handled
-        self.free_instances: list[KretprobeInstance] = []
-        self.used_instances: list[KretprobeInstance] = []
+        # Returns handled, counted by the Python paths and by the C booster (see hits).
+        self.python_hits = 0
+        self.c_hits = ctypes.c_int64(0)
         self.number: int | None = None
         self.manager: "KretprobeManager | None" = None
+        self._rp_id = -1  # its number in its manager's InstanceTable
         self.internal = False
 
     def __repr__(self) -> str:
@@ -131,6 +219,51 @@ class Kretprobe(Displayed):
     @property
     def mode(self) -> str:
         return self.kp.mode
+
+    @property
+    def nmissed(self) -> int:
+        """Calls missed (maxactive exhausted, or a probe running): the Python paths' count
+        and the C entry's, summed on read."""
+        return self.python_nmissed + self.c_nmissed.value
+
+    @nmissed.setter
+    def nmissed(self, n: int) -> None:
+        self.python_nmissed = n - self.c_nmissed.value
+
+    @property
+    def hits(self) -> int:
+        """Returns handled: the Python paths' count and the C booster's, summed on read."""
+        return self.python_hits + self.c_hits.value
+
+    @hits.setter
+    def hits(self, n: int) -> None:
+        self.python_hits = n - self.c_hits.value
+
+    @property
+    def free_instances(self) -> "InstanceList | list":
+        """Its free instances, next taken first (none while not registered)."""
+        return InstanceList(self.manager, L_FREE, self._rp_id) if self.manager is not None else []
+
+    @free_instances.setter
+    def free_instances(self, instances) -> None:
+        self._set_list(L_FREE, instances)
+
+    @property
+    def used_instances(self) -> "InstanceList | list":
+        """Its instances in flight, newest first."""
+        return InstanceList(self.manager, L_USED, self._rp_id) if self.manager is not None else []
+
+    @used_instances.setter
+    def used_instances(self, instances) -> None:
+        self._set_list(L_USED, instances)
+
+    def _set_list(self, kind: int, instances) -> None:
+        if self.manager is None:
+            return
+        view = InstanceList(self.manager, kind, self._rp_id)
+        view.clear()
+        for ri in instances:
+            view.append(ri)
 
     def _pre_handler_kretprobe(self, p: Kprobe, regs) -> int:
         """pre_handler_kretprobe (replaced at registration by the manager's, bound to this
@@ -154,10 +287,12 @@ class KretprobeManager:
         # Without kernel tasks (a freestanding image) the current task is always the
         # machine's pseudo task: no call to ask for it (0: ask, TaskView.current_address).
         self._fixed_task = PSEUDO_TASK_ADDR if machine.tasks.layout is None else 0
-        self.kretprobe_inst_table: list[list[KretprobeInstance]] = [[] for _ in range(KPROBE_TABLE_SIZE)]
-        #: task -> its bucket of kretprobe_inst_table (hash_ptr is big-integer arithmetic
-        #: in Python: worth remembering on the hot path).
-        self._buckets: dict[int, list[KretprobeInstance]] = {}
+        # The instances, the kretprobes' free and used lists and kretprobe_inst_table (see
+        # _kstate.c); _instances and _rps: the objects that stand for its numbers.
+        self._table = InstanceTable()
+        self._instances: list[KretprobeInstance] = []
+        self._rps: list[Kretprobe] = []
+        self.kretprobe_inst_table = [InstanceList(self, L_BUCKET, b) for b in range(KPROBE_TABLE_SIZE)]
         self._consumed = 0  # instances the last trampoline walk consumed (narration)
         self._last_consumed: KretprobeInstance | None = None  # the instance whose ret_addr was 0
         self._flushed_tasks: set[int] = set()  # tasks kprobe_flush_task recycled instances of
@@ -181,8 +316,11 @@ class KretprobeManager:
         # The booster: a `ret` the hook fires on (see the module docs).
         self.booster = STUB_PAGE + BOOSTER_OFFSET
         machine.write(self.booster, b"\xc3")
-        machine.add_fast_code_hook(self.booster, self.booster, make_kretprobe_booster(self))
         self.kretprobes: list[Kretprobe] = []
+        # Its hook is C (chits.CReturns): it handles the returns whose events record in C
+        # and calls the Python booster for the others.
+        self.c_returns = CReturns(self, make_kretprobe_booster(self), make_booster_push_failed(self))
+        self.c_returns.install()
         flush = syms.get("kprobe_flush_task")
         if flush is not None:
             machine.add_code_hook(flush.address, self._on_kprobe_flush_task)
@@ -193,6 +331,11 @@ class KretprobeManager:
         release = syms.get("release_task")
         if release is not None:
             machine.add_code_hook(release.address, self._on_kprobe_flush_task)
+
+    def _new_instance(self, ri: KretprobeInstance, rp: "Kretprobe | None", index: int) -> int:
+        number = self._table.new_instance(rp._rp_id if rp is not None else -1, index)
+        self._instances.append(ri)
+        return number
 
     def _register_trampoline_probe(self, tp: Kprobe) -> None:
         """register_kprobe(&trampoline_p) without the user-facing refusals."""
@@ -230,9 +373,10 @@ class KretprobeManager:
                 "return would find no instance (BUG); later kernels flush after the task's last switch. "
                 "Use --unsafe (unsafe=True) to watch that happen."
             )
-        rp.free_instances = [KretprobeInstance(rp, i) for i in range(rp.maxactive)]
-        rp.used_instances = []
         rp.manager = self
+        rp._rp_id = self._table.new_kretprobe()
+        self._rps.append(rp)
+        rp.free_instances = [KretprobeInstance(rp, i) for i in range(rp.maxactive)]
         # pre_handler_kretprobe -> arch_prepare_kretprobe(rp, regs); its None is the 0 that
         # lets the probed instruction run.
         rp.kp.pre_handler = functools.partial(self._arch_prepare_kretprobe_hit, rp)
@@ -276,15 +420,15 @@ class KretprobeManager:
         engine = self.engine
         try:
             machine = self.machine
-            free = rp.free_instances
-            if not free:
-                rp.nmissed += 1
+            table = self._table
+            i = table.take(rp._rp_id)
+            if i < 0:
+                rp.python_nmissed += 1
                 if engine.narrator is not None:
                     engine.narrate(KretprobeMissed(rp, rp.maxactive, rp.nmissed))
                 return
-            ri = free.pop(0)
-            ri.rp = rp
-            ri.task = task = self._fixed_task or machine.tasks.current_address()
+            ri = self._instances[i]
+            task = self._fixed_task or machine.tasks.current_address()
             if ri.data:
                 ri.data.clear()
             tramp = self.booster if engine.mode in BOOSTED_MODES else self.trampoline
@@ -293,23 +437,20 @@ class KretprobeManager:
                 # One call: read the return address at rsp and put the trampoline's there
                 # (machine.exchange_top_of_stack without its Python frame).
                 try:
-                    rsp, ri.ret_addr = capi.exchange_top_of_stack(machine.uch, REGISTERS["rsp"], tramp)
+                    rsp, ret_addr = capi.exchange_top_of_stack(machine.uch, REGISTERS["rsp"], tramp)
                 except capi.AccessError:
+                    table.set(i, F_TASK, task)
                     raise MachineError("cannot exchange the top of the stack: not mapped") from None
-                ri.stack_slot = rsp
+                # add_rp_inst: to the head of the task's bucket and of the probe's used list.
+                table.add(i, task, ret_addr, rsp)
             else:
                 # The entry_handler sees the stack as the function was entered.
+                ri.task = task
                 ri.stack_slot = rsp = machine.reg("rsp")
                 ri.ret_addr = machine.read_u64(rsp)
                 engine._call(rp.kp, "entry_handler", entry_handler, ri, regs)
                 machine.write_stack_u64(rsp, tramp)  # the stack is not code: no translation-cache check
-            # add_rp_inst: to the head of the task's bucket and of the probe's used list.
-            bucket = self._buckets.get(task)
-            if bucket is None:
-                bucket = self._buckets[task] = self.kretprobe_inst_table[hash_ptr(task)]
-            ri.bucket = bucket
-            bucket.insert(0, ri)
-            rp.used_instances.insert(0, ri)
+                table.add_rp_inst(i)
             if engine.narrator is not None:
                 self._narrate_entry(rp, ri, rsp, tramp)
         except BaseException as exc:  # noqa: BLE001 - as KprobeEngine._call: the probe path completes
@@ -332,45 +473,35 @@ class KretprobeManager:
         first, until the first whose return address is not a trampoline; each one's
         handler runs and it is recycled.  Returns that real return address (0: none)."""
         engine = self.engine
-        head = self._buckets.get(task)
-        if head is None:
-            head = self.kretprobe_inst_table[hash_ptr(task)]
+        table, instances = self._table, self._instances
         narrate = engine.narrator is not None
         trampoline, booster = self.trampoline, self.booster
         if narrate:
-            self._narrate_walk(task, head)
+            self._narrate_walk(task, self.kretprobe_inst_table[hash_ptr(task)])
         orig_ret_address = 0
         consumed = 0
         last = None
         call = engine._call
-        i = 0
-        while i < len(head):
-            ri = head[i]
-            if ri.task != task:
-                i += 1
-                continue
+        while (i := table.first(task, 0)) >= 0:
+            # The task's newest instance: the ones before it were recycled, which takes
+            # them out of the bucket.
+            ri = instances[i]
             rp = ri.rp
             if narrate:
                 self._narrate_instance(ri, rp)
             consumed += 1
             last = ri
             if rp is not None:
-                rp.hits += 1
+                rp.python_hits += 1
                 handler = rp.handler
                 if handler is not None:
                     # The handler sees where the function really returns to.
                     call(rp.kp, "handler", handler, ri, regs)
             orig_ret_address = ri.ret_addr
-            # recycle_rp_inst, inlined (a call less per return): out of its bucket (head,
-            # where add_rp_inst put it: i now points at the next one) and back to its
-            # probe's free list.  ri.rp is read again: the handler may have unregistered
-            # the probe, which leaves its instances in flight without one.
-            head.remove(ri)
-            ri.bucket = None
-            rp = ri.rp
-            if rp is not None:
-                rp.used_instances.remove(ri)
-                rp.free_instances.append(ri)
+            # recycle_rp_inst: out of its bucket and back to its probe's free list (if it
+            # still has one: the handler may have unregistered the probe, which leaves its
+            # instances in flight without one).
+            table.recycle(i)
             if orig_ret_address != trampoline and orig_ret_address != booster:
                 break
         self._consumed = consumed  # for the narration
@@ -422,12 +553,7 @@ class KretprobeManager:
         return 1
 
     def recycle_rp_inst(self, ri: KretprobeInstance) -> None:
-        bucket = ri.bucket if ri.bucket is not None else self.kretprobe_inst_table[hash_ptr(ri.task)]
-        bucket.remove(ri)
-        ri.bucket = None
-        if ri.rp is not None:
-            ri.rp.used_instances.remove(ri)
-            ri.rp.free_instances.append(ri)
+        self._table.recycle(ri._id)
 
     # ------------------------------------------------------------------ task exit
     def _on_kprobe_flush_task(self, machine) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._kstate import CtlblkState
 from .narrate import LockSpin
 
 if TYPE_CHECKING:
@@ -31,11 +32,13 @@ if TYPE_CHECKING:
     from .core import KprobeEngine
 
 
-class KprobeCtlblk:
-    """struct kprobe_ctlblk: one CPU's kprobe state (and its jprobe save area)."""
+class KprobeCtlblk(CtlblkState):
+    """struct kprobe_ctlblk: one CPU's kprobe state (and its jprobe save area).
+    current_kprobe and kprobe_status are CtlblkState's, where the C hit reads them (see
+    _kstate.c)."""
 
     __slots__ = (
-        "current_kprobe", "kprobe_status", "kprobe_saved_rflags", "kprobe_old_rflags",
+        "kprobe_saved_rflags", "kprobe_old_rflags",
         "prev_kprobe", "rep_count_before", "ss_in_place", "spinning",
         "jprobe_saved_regs", "jprobe_saved_rsp", "jprobes_stack", "jprobe_clock_at_entry", "jprobe_tick_at_entry",
         "jprobe_active",

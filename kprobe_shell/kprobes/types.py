@@ -7,6 +7,7 @@ these; this module imports none of them.
 """
 from __future__ import annotations
 
+import ctypes
 import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -127,7 +128,11 @@ class Kprobe(Displayed):
         self.break_handler = break_handler
         self.name = name
         self.nmissed = 0
-        self.hits = 0
+        # Its hits, counted in two places as the kernel keeps per-CPU counters (see hits):
+        # by the Python paths, and by the C hit (tracing/_hit.c), which adds to its word
+        # without the GIL.
+        self.python_hits = 0
+        self.c_hits = ctypes.c_int64(0)
         self.faults = 0  # handler errors and faults charged to this probe
         #: Executions of the probed instruction on other CPUs while an in-place step had the
         #: original byte back (`set kprobe-step in-place`): calls the probe never saw.
@@ -146,6 +151,15 @@ class Kprobe(Displayed):
     def __repr__(self) -> str:
         where = self.symbol_name + (f"+0x{self.offset:x}" if self.offset else "") if self.symbol_name else ""
         return f"<{type(self).__name__} {where or hex(self.addr or 0)}>"
+
+    @property
+    def hits(self) -> int:
+        """Hits of the probe: the Python paths' count and the C hit's, summed on read."""
+        return self.python_hits + self.c_hits.value
+
+    @hits.setter
+    def hits(self, n: int) -> None:
+        self.python_hits = n - self.c_hits.value
 
     @property
     def registered(self) -> bool:
@@ -196,7 +210,7 @@ class AggrKprobe(Kprobe):
     def _aggr_pre_handler(self, p, regs) -> int:
         for child in self.active_children():
             # A child without a pre_handler is hit too (as a lone probe without one is).
-            child.hits += 1
+            child.python_hits += 1
             if child.pre_handler is None:
                 continue
             self.curr = child

@@ -580,9 +580,13 @@ class Machine:
         self.hooked_addresses.pop(handle, None)
 
     def stop_guest(self, event: StopEvent) -> None:
-        """From a trap handler: stop the run after this trap with event as the reason."""
+        """From a trap handler: stop the run after this trap with event as the reason.
+        The stop is the CPU's stop word too (see stop_asked in _clock.c): the clock's hooks
+        stop the CPU before any other hook, so no C code at a probe hit (tracing/_hit.c)
+        runs while a stop is pending."""
         if self.pending_stop is None:
             self.pending_stop = event
+        self.cpu.icount.stop_asked = 1
         self.stop_cpu()
 
     def stop_cpu(self) -> None:

@@ -4,9 +4,10 @@ A kprobe whose handler is the shell's own trace handler (`kprobe FUNC`, a kprobe
 `p:` line) records in C at a jump-optimized address when nothing at its hit needs
 Python: no `commands`, its map lines (`@m[...] = count() on N`) keyed and
 fed by its arguments, comm, pid or cpu (updated through cmaps.h), no stack wanted (`set trace-stack on`, a stacktrace trigger), and its fetch args and filter
-have a C program (tracing/cfetch.py says why not otherwise).  Return probes, uprobes,
-jprobes and handler files stay in Python.  `set trace-hits python` sends every hit
-through Python (KprobeEngine.c_hits).
+have a C program (tracing/cfetch.py says why not otherwise).  A kprobe_events `r:` line's
+return events record in C at the kretprobe booster on the same terms, without map lines
+(chits.CReturns); its entry stays in Python.  Uprobes, jprobes and handler files stay in
+Python.  `set trace-hits python` sends every hit through Python (KprobeEngine.c_hits).
 
 The choice is made again before every run (refresh), so that `commands`, maps, `explain`
 or a new handler take effect at the next hit.
@@ -33,13 +34,15 @@ def compile_for_c(machine, defn) -> bytes | str:
 
 def python_reason(session: "Session", up: "UserProbe") -> str | None:
     """None when up's hits may record in C; else why they run in Python."""
-    if up.kind != "k" or not isinstance(up.c_program, bytes):
+    if up.kind not in ("k", "r") or not isinstance(up.c_program, bytes):
         return up.c_program if isinstance(up.c_program, str) else "not the shell's trace handler"
     if up.commands:
         return "it has commands"
     maps = map_lines(session, up)
     if isinstance(maps, str):
         return maps
+    if maps and up.kind == "r":
+        return "map lines on a return event update in Python"
     stacks = session.stacks
     if stacks.all_events or up.event in stacks.events or "emit_trace" in vars(session):
         return "a stack is recorded with its events"
@@ -83,9 +86,11 @@ def refresh(session: "Session") -> None:
             continue
         if python_reason(session, up) is None:
             # how the ring renders the records (the line a Python hit would print)
-            event_id = trace.describe(up.event, False, up.kind, up.number, up.silent, up.spec.get("types", {}))
-            obj.c_record = CRecord(event_id, trace.ring.handle, up.c_program, obj.pre_handler,
-                                   map_lines(session, up), trace.ring)
+            is_return = up.kind == "r"
+            event_id = trace.describe(up.event, is_return, up.kind, up.number, up.silent, up.spec.get("types", {}))
+            obj.c_record = CRecord(event_id, trace.ring.handle, up.c_program,
+                                   obj.handler if is_return else obj.pre_handler, map_lines(session, up), trace.ring)
         else:
             obj.c_record = None
     m.kprobes.optimizer.refresh_c_hits()
+    m.kprobes.kretprobes.c_returns.refresh()

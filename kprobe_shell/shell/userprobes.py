@@ -326,6 +326,7 @@ def create_probe_event(session: Session, line: str, *, number: int = 0, commands
             obj = Kretprobe(defn.symbol, None, defn.maxactive, addr=None if defn.symbol else addr)
             up.obj = obj
             obj.handler = make_kretprobe_handler(session, up, render, condition)
+            up.c_program = compile_for_c(m, defn)
             m.register_kretprobe(obj)
         else:
             obj = Kprobe(defn.symbol, defn.offset, addr=None if defn.symbol else addr)

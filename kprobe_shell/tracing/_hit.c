@@ -13,10 +13,21 @@
  * both on random fetch arguments).
  *
  * The hit: kprobes/optimize.py installs hit_hook as the clock's tool hook on the detour
- * entries (see _clock.c's tool_hook).  An entry whose probe the shell made C-recordable
- * (set_probe) is handled here: the bookkeeping of KprobeEngine.kprobe_handler (hits; a hit
- * while a probe runs is left to the Python path, which counts nmissed), the fetch, the
- * filter, the record.  Every other entry calls the Python callback (optimized_callback).
+ * entries (see _clock.c's tool_hook).  An entry whose probes the shell made C-recordable
+ * (set_probe, set_kretprobe_entry: one probe, or an aggregate's children in order) is
+ * handled here: the bookkeeping of KprobeEngine.kprobe_handler (hits; a hit while a probe
+ * runs is left to the Python path, which counts nmissed), then for an event the fetch,
+ * the filter, the record, and for a kretprobe's entry arch_prepare_kretprobe on the
+ * instance table (kprobes/kstate.h).  Every other entry calls the Python callback
+ * (optimized_callback).  The kretprobe booster's `ret` has booster_hook, the return side:
+ * the return event and recycle_rp_inst, or the Python booster.
+ *
+ * What runs here takes no GIL (unicorn runs the guest without it): what it reads of the
+ * kprobe state is in C words shared with Python (kprobes/_kstate.c: the kprobe_ctlblk's
+ * current_kprobe and the kretprobe instances; the probes' C counts, Kprobe.c_hits,
+ * Kretprobe.c_hits and c_nmissed), and the ring and the maps take none.  Only a map
+ * line's `skipped` count, a Python attribute, and the calls to Python (the fallbacks, a
+ * failure to report) take it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -31,6 +42,7 @@
 #endif
 #endif
 #include "cmaps.h"
+#include "kstate.h"
 
 #ifndef HAVE_RINGBUF_H
 /* The trace ring's interface (tracing/ringbuf.h): reserve room for one record, then
@@ -48,9 +60,13 @@ typedef int (*uc_reg_fn)(void *uc, int regid, void *value);
 typedef int (*uc_mem_read_fn)(void *uc, uint64_t address, void *bytes, uint64_t size);
 typedef int (*uc_vmem_read_fn)(void *uc, uint64_t address, int prot, void *bytes, size_t size);
 
-static uc_reg_fn p_reg_read;
+typedef int (*uc_mem_write_fn)(void *uc, uint64_t address, const void *bytes, uint64_t size);
+
+static uc_reg_fn p_reg_read, p_reg_write;
 static uc_mem_read_fn p_mem_read;
+static uc_mem_write_fn p_mem_write;
 static uc_vmem_read_fn p_vmem_read;
+static int rsp_regid;
 
 /* Fetch and filter instructions: (op, operand) pairs of u64 words.  An argument's fetch
  * leaves a value in `val` (REG, IMM, ADD, LOAD8) and ends with one store (ST_*). */
@@ -487,44 +503,94 @@ struct map_line {
     int value;                    /* SRC_NONE: count() */
 };
 
-/* One C-recordable probe: the Kprobe object (its hits), its event, its program, and the
- * map lines it feeds.  The Python objects are borrowed: chits.CHits keeps them (and the
+/* One C-recordable probe: the Kprobe object and its C hit count, its event, its program,
+ * and the map lines it feeds.  The Python objects are borrowed: chits.CHits keeps them (and the
  * maps the handles point into) alive while they are in the table, where the garbage
  * collector sees the references (a strong one from C would hide a cycle through the
  * probe's handler, the session and this table, and keep a replaced machine alive). */
 struct hit_probe {
     PyObject *kp;
+    int64_t *hits;                /* Kprobe.c_hits: its hits are this plus its Python paths' */
+    int kretprobe;                /* 1: a kretprobe's entry (rp, nmissed), 0: an event (the rest) */
+    int32_t rp;                   /* the kretprobe's number in the InstanceTable */
+    int64_t *nmissed;             /* Kretprobe.c_nmissed: no free instance */
     uint64_t ip;                  /* __probe_ip */
     uint16_t type;                /* the event's id (common_type) */
     struct trace_ring *ring;
     struct program *prog;
     int nmaps;
     struct map_line *maps;
+    /* The next probe at the same address (an aggregate's children, in their order), and
+     * whether any of the chain is a kretprobe's entry (kept on its first). */
+    struct hit_probe *next;
+    int any_kretprobe;
 };
 
-struct hit_table {
-    PyObject *fallback;           /* the Python hook (borrowed: the optimizer keeps it) */
-    PyObject *kcb;                /* CPU 0's kprobe_ctlblk (borrowed, likewise) */
-    PyObject *machine;            /* borrowed: pending_stop */
+/* What a hit reads of the machine besides the CPU: the clock, and where the current task
+ * is. */
+struct hit_env {
     const uint64_t *retired;      /* the clock's retired count: time_ns = retired * ns_per_insn */
     uint64_t ns_per_insn;
     const uint64_t *vmem;         /* the machine runs user programs */
-    uint64_t entry_base, entry_size;
-    uint64_t nentries;
-    struct hit_probe **by_entry;  /* (entry - entry_base) / entry_size */
     /* The current task (TaskView): gs_base's u64 at 0 is current; comm and pid at their
      * offsets in task_struct; no layout: the pseudo task. */
     int gs_base_regid;
     int has_layout;
     uint32_t off_comm, off_pid;
     struct task_info pseudo;
+    uint64_t pseudo_addr;         /* the pseudo task's task_struct pointer (TaskView.current_address) */
+};
+
+struct hit_table {
+    struct hit_env env;
+    PyObject *fallback;           /* the Python hook (borrowed: the optimizer keeps it) */
+    /* Kretprobes' entries: the manager's InstanceTable (borrowed), the booster planted as
+     * the return address, and what reports a stack that cannot be written (borrowed). */
+    void *instances;
+    uint64_t booster;
+    PyObject *entry_failed;
+    PyObject *const *current_kprobe; /* CPU 0's kprobe_ctlblk.current_kprobe (_kstate.c) */
+    uint64_t entry_base, entry_size;
+    uint64_t nentries;
+    struct hit_probe **by_entry;  /* (entry - entry_base) / entry_size */
     int force_python;
 };
 
-static const struct ring_api *ring_api;
-static PyObject *str_current_kprobe, *str_hits, *str_pending_stop;
+/* A return probe whose return event records in C (the kretprobe booster's). */
+struct ret_probe {
+    int64_t *hits;                /* Kretprobe.c_hits: returns handled in C */
+    uint64_t func;                /* __probe_func: the probed function */
+    uint16_t type;                /* the event's id */
+    struct trace_ring *ring;
+    struct program *prog;
+};
 
-static void current_task(const struct hit_table *t, const struct guest *g, struct task_info *task)
+/* The kretprobe booster's table: its instances (kstate.h), and the return probes whose
+ * events record in C, by their number in that table. */
+struct ret_table {
+    struct hit_env env;
+    PyObject *fallback;           /* the Python booster (borrowed: the manager keeps it) */
+    PyObject *push_failed;        /* called with the address when the push faults (borrowed) */
+    void *instances;              /* the manager's InstanceTable (borrowed) */
+    uint64_t trampoline, booster;
+    struct ret_probe **by_rp;
+    int32_t nrps;
+};
+
+static const struct ring_api *ring_api;
+
+/* TaskView.current_address: the current task_struct pointer, 0: none. */
+static uint64_t current_address(const struct hit_env *t, void *uc)
+{
+    uint64_t current = 0;
+    if (!t->has_layout)
+        return t->pseudo_addr;
+    if (p_reg_read(uc, t->gs_base_regid, &current) || p_mem_read(uc, current, &current, 8))
+        return 0;
+    return current;
+}
+
+static void current_task(const struct hit_env *t, const struct guest *g, struct task_info *task)
 {
     uint64_t current = 0;
     uint32_t lo, hi;
@@ -576,7 +642,7 @@ static void map_field(int src, const struct fetch_state *st, uint8_t *comm_buf, 
     }
 }
 
-static int count_skipped(PyObject *agg)
+static int add_skipped(PyObject *agg)
 {
     PyObject *n = PyObject_GetAttr(agg, str_skipped), *more;
     long long k;
@@ -594,9 +660,18 @@ static int count_skipped(PyObject *agg)
     return (int)k;
 }
 
+/* The line's `skipped` += 1 (a Python attribute: with the GIL). */
+static void count_skipped(PyObject *agg)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    if (add_skipped(agg) < 0)
+        PyErr_WriteUnraisable(agg);
+    PyGILState_Release(gil);
+}
+
 /* Aggregation.apply for each map line: the key in cmaps.h's encoding, a hit whose key or
  * value was not fetched is skipped (counted on the line). */
-static int update_maps(const struct hit_probe *hp, const struct fetch_state *st)
+static void update_maps(const struct hit_probe *hp, const struct fetch_state *st)
 {
     uint8_t key[MAX_KEY_PARTS * (3 + MAX_STRING_TEXT)], comm_buf[2 * TASK_COMM_LEN], ch[2];
     int i, k;
@@ -625,8 +700,7 @@ static int update_maps(const struct hit_probe *hp, const struct fetch_state *st)
             skip = v.kind != V_INT;
         }
         if (skip) {
-            if (count_skipped(ml->agg) < 0)
-                return -1;
+            count_skipped(ml->agg);
             continue;
         }
         if (v.i > INT64_MAX)
@@ -634,51 +708,39 @@ static int update_maps(const struct hit_probe *hp, const struct fetch_state *st)
         else
             cmaps_api->update(ml->map, key, (uint32_t)(p - key), (int64_t)v.i);
     }
-    return 0;
 }
 
-/* Record one hit of hp now (the GIL held).  0: done; -1: a Python error. */
-static int record_hit(struct hit_table *t, struct hit_probe *hp, void *uc)
+/* Record one event of prog (type, into ring) now, with ips as its __probe_ip (or
+ * __probe_func, __probe_ret_ip), then feed hp's map lines (hp NULL: none); without the
+ * GIL (see the top). */
+static void record_event(const struct hit_env *e, const struct program *prog, uint16_t type,
+                         struct trace_ring *ring, const uint64_t *ips, int nips, const struct hit_probe *hp,
+                         void *uc)
 {
-    struct guest g = {uc, t->vmem && *t->vmem};
+    struct guest g = {uc, e->vmem && *e->vmem};
     struct task_info task;
     struct fetch_state st;
     uint8_t rec[RECORD_MAX], comm_buf[2 * TASK_COMM_LEN];
     uint32_t pc;
-    PyObject *hits, *more;
-    long long n;
-    /* p.hits += 1: the count `probes` and `info` show stays the Kprobe's own */
-    hits = PyObject_GetAttr(hp->kp, str_hits);
-    if (!hits)
-        return -1;
-    n = PyLong_AsLongLong(hits);
-    Py_DECREF(hits);
-    if (n == -1 && PyErr_Occurred())
-        return -1;
-    more = PyLong_FromLongLong(n + 1);
-    if (!more || PyObject_SetAttr(hp->kp, str_hits, more) < 0) {
-        Py_XDECREF(more);
-        return -1;
-    }
-    Py_DECREF(more);
-    current_task(t, &g, &task);
+    current_task(e, &g, &task);
     st.g = &g;
     st.task = &task;
     st.rec = rec;
-    pc = run_args(hp->prog, &st);
-    if (!run_filter(hp->prog, pc, &st, comm_buf))
-        return 0;
-    put_head(rec, hp->type, task.pid, &hp->ip, 1);
-    if (ring_api && hp->ring) {
-        uint8_t *at = ring_api->reserve(hp->ring, 0, *t->retired * t->ns_per_insn, st.data_at, task.pid, task.comm);
+    pc = run_args(prog, &st);
+    if (!run_filter(prog, pc, &st, comm_buf))
+        return;
+    put_head(rec, type, task.pid, ips, nips);
+    if (ring_api && ring) {
+        uint8_t *at = ring_api->reserve(ring, 0, *e->retired * e->ns_per_insn, st.data_at, task.pid, task.comm);
         if (at) {
             memcpy(at, rec, st.data_at);
             if (st.faults)
-                ring_api->set_faults(hp->ring, 0, st.faults);
-            ring_api->commit(hp->ring, 0);
+                ring_api->set_faults(ring, 0, st.faults);
+            ring_api->commit(ring, 0);
         }
     }
-    return hp->nmaps ? update_maps(hp, &st) : 0;
+    if (hp && hp->nmaps)
+        update_maps(hp, &st);
 }
 
 static void call_fallback(PyObject *fn, uint64_t address)
@@ -693,30 +755,112 @@ static void call_fallback(PyObject *fn, uint64_t address)
     Py_XDECREF(arg);
 }
 
-/* The clock's tool hook on the detour entries (data: the machine's hit_table). */
+static const struct kstate_api *kstate_api;
+
+/* Can the return address at rsp be read?  A kretprobe's entry that cannot is the Python
+ * path's (it reports the failure), decided before anything of the hit is done. */
+static int stack_readable(void *uc)
+{
+    uint64_t rsp = 0, word;
+    return p_reg_read(uc, rsp_regid, &rsp) == 0 && p_mem_read(uc, rsp, &word, 8) == 0;
+}
+
+/* arch_prepare_kretprobe, as fastpath.make_lone_kretprobe_entry does it: a free instance
+ * (or nmissed), the task, and the return address exchanged for the booster's. */
+static void kretprobe_entry(struct hit_table *t, struct hit_probe *hp, void *uc)
+{
+    uint64_t rsp = 0, ret = 0;
+    int32_t i = kstate_api->take(t->instances, hp->rp);
+    if (i < 0) {
+        (*hp->nmissed)++;
+        return;
+    }
+    if (p_reg_read(uc, rsp_regid, &rsp) || p_mem_read(uc, rsp, &ret, 8)
+        || p_mem_write(uc, rsp, &t->booster, 8)) {
+        PyGILState_STATE gil = PyGILState_Ensure();
+        kstate_api->untake(t->instances, i);
+        call_fallback(t->entry_failed, hp->ip);
+        PyGILState_Release(gil);
+        return;
+    }
+    kstate_api->add(t->instances, i, current_address(&t->env, uc), ret, rsp);
+}
+
+/* The clock's tool hook on the detour entries (data: the machine's hit_table).
+ * kprobe_handler: a hit while a probe runs (a jprobe's handler, say) only counts
+ * nmissed: on the Python path.  A stop already asked for (Machine.stop_guest) never
+ * reaches here: it is the CPU's stop word, on which the clock's tool_hook stops the CPU
+ * before any callback. */
 static void hit_hook(void *uc, uint64_t address, uint32_t size, void *data)
 {
     struct hit_table *t = data;
     uint64_t i = (address - t->entry_base) / t->entry_size;
     struct hit_probe *hp = i < t->nentries && !t->force_python ? t->by_entry[i] : NULL;
-    PyGILState_STATE gil = PyGILState_Ensure();
-    if (hp) {
-        /* kprobe_handler: a hit while a probe runs (a jprobe's handler, say) only counts
-         * nmissed, and a stop already asked for moves rip: both on the Python path. */
-        PyObject *cur = PyObject_GetAttr(t->kcb, str_current_kprobe);
-        PyObject *stop = cur == Py_None ? PyObject_GetAttr(t->machine, str_pending_stop) : NULL;
-        int mine = cur == Py_None && stop == Py_None;
-        Py_XDECREF(cur);
-        Py_XDECREF(stop);
-        if (PyErr_Occurred())
-            PyErr_WriteUnraisable(t->machine);
-        else if (mine) {
-            if (record_hit(t, hp, uc) < 0)
-                PyErr_WriteUnraisable(hp->kp);
-            PyGILState_Release(gil);
-            return;
+    PyGILState_STATE gil;
+    if (hp && *t->current_kprobe == Py_None && (!hp->any_kretprobe || stack_readable(uc))) {
+        for (; hp; hp = hp->next) {
+            (*hp->hits)++;
+            if (hp->kretprobe)
+                kretprobe_entry(t, hp, uc);
+            else
+                record_event(&t->env, hp->prog, hp->type, hp->ring, &hp->ip, 1, hp, uc);
+        }
+        return;
+    }
+    gil = PyGILState_Ensure();
+    call_fallback(t->fallback, address);
+    PyGILState_Release(gil);
+}
+
+/* ------------------------------------------------------------------ the kretprobe booster */
+
+/* push_u64: the real return address back where the function popped the booster's, for
+ * the `ret` to take.  -1: the stack is not mapped. */
+static int push_return(void *uc, uint64_t value)
+{
+    uint64_t rsp = 0;
+    if (p_reg_read(uc, rsp_regid, &rsp))
+        return -1;
+    rsp -= 8;
+    if (p_mem_write(uc, rsp, &value, 8) || p_reg_write(uc, rsp_regid, &rsp))
+        return -1;
+    return 0;
+}
+
+/* The clock's tool hook on the booster's `ret` (data: the manager's ret_table): the
+ * common case of fastpath.make_kretprobe_booster in C.  When the task's bucket has the
+ * task's instance at its head, returning to a real address, and its kretprobe's return
+ * event records in C: hits, the event, recycle_rp_inst, the push.  Anything else (no
+ * table entries, which is how SMP, narration and the Python paths leave it) is the
+ * Python booster's.  The handlers' current_kprobe and regs->ip of the Python booster are
+ * not set: nothing that could see them runs here. */
+static void booster_hook(void *uc, uint64_t address, uint32_t size, void *data)
+{
+    struct ret_table *t = data;
+    PyGILState_STATE gil;
+    if (t->nrps) {
+        uint64_t task = current_address(&t->env, uc);
+        int32_t i = kstate_api->first(t->instances, task, 1);
+        if (i >= 0) {
+            const struct kretprobe_instance *ri = kstate_api->instance(t->instances, i);
+            uint64_t ret = ri->ret_addr, ips[2];
+            struct ret_probe *rr = ri->rp >= 0 && ri->rp < t->nrps ? t->by_rp[ri->rp] : NULL;
+            if (rr && ret != t->trampoline && ret != t->booster) {
+                (*rr->hits)++;
+                ips[0] = rr->func;
+                ips[1] = ret;
+                record_event(&t->env, rr->prog, rr->type, rr->ring, ips, 2, NULL, uc);
+                kstate_api->recycle(t->instances, i);
+                if (push_return(uc, ret) == 0)
+                    return;
+                gil = PyGILState_Ensure();
+                call_fallback(t->push_failed, ret);
+                PyGILState_Release(gil);
+                return;
+            }
         }
     }
+    gil = PyGILState_Ensure();
     call_fallback(t->fallback, address);
     PyGILState_Release(gil);
 }
@@ -750,9 +894,13 @@ static struct program *program_of(PyObject *words)
 
 static void free_probe(struct hit_probe *hp)
 {
-    free(hp->maps);
-    free(hp->prog);
-    free(hp);
+    while (hp) {
+        struct hit_probe *next = hp->next;
+        free(hp->maps);
+        free(hp->prog);
+        free(hp);
+        hp = next;
+    }
 }
 
 static void table_free(PyObject *capsule)
@@ -768,42 +916,56 @@ static void table_free(PyObject *capsule)
     free(t);
 }
 
-/* new_table(entry_base, entry_size, nentries, retired_addr, ns_per_insn, vmem_addr, kcb,
- * machine, fallback, gs_base_regid, off_comm, off_pid, pseudo_comm, pseudo_pid) ->
- * (capsule, address): off_comm < 0: no task layout (the pseudo task). */
-static PyObject *new_table(PyObject *self, PyObject *args)
+/* env: (retired_addr, ns_per_insn, vmem_addr, gs_base_regid, off_comm, off_pid,
+ * pseudo_comm, pseudo_pid, pseudo_addr), off_comm < 0: no task layout (the pseudo task). */
+static int env_of(PyObject *tuple, struct hit_env *e)
 {
-    unsigned long long base, esize, n, retired, ns_per_insn, vmem;
-    PyObject *kcb, *machine, *fallback, *capsule;
+    unsigned long long retired, ns_per_insn, vmem, pseudo_addr;
     int regid, off_comm, off_pid, pseudo_pid;
     const char *pseudo_comm;
     Py_ssize_t comm_len;
+    if (!PyArg_ParseTuple(tuple, "KKKiiiy#iK", &retired, &ns_per_insn, &vmem, &regid, &off_comm, &off_pid,
+                          &pseudo_comm, &comm_len, &pseudo_pid, &pseudo_addr))
+        return -1;
+    e->retired = (const uint64_t *)(uintptr_t)retired;
+    e->ns_per_insn = ns_per_insn;
+    e->vmem = (const uint64_t *)(uintptr_t)vmem;
+    e->gs_base_regid = regid;
+    e->has_layout = off_comm >= 0;
+    e->off_comm = (uint32_t)off_comm;
+    e->off_pid = (uint32_t)off_pid;
+    memset(&e->pseudo, 0, sizeof(e->pseudo));
+    memcpy(e->pseudo.comm, pseudo_comm, comm_len < TASK_COMM_LEN ? comm_len : TASK_COMM_LEN - 1);
+    e->pseudo.pid = pseudo_pid;
+    e->pseudo.found = 1;
+    e->pseudo_addr = pseudo_addr;
+    return 0;
+}
+
+/* new_table(entry_base, entry_size, nentries, env, current_kprobe_addr, fallback) ->
+ * (capsule, address): env as env_of reads it. */
+static PyObject *new_table(PyObject *self, PyObject *args)
+{
+    unsigned long long base, esize, n, current_kprobe;
+    PyObject *env, *fallback, *capsule;
     struct hit_table *t;
-    if (!PyArg_ParseTuple(args, "KKKKKKOOOiiiy#i", &base, &esize, &n, &retired, &ns_per_insn, &vmem, &kcb, &machine,
-                          &fallback,
-                          &regid, &off_comm, &off_pid, &pseudo_comm, &comm_len, &pseudo_pid))
+    if (!PyArg_ParseTuple(args, "KKKO!KO", &base, &esize, &n, &PyTuple_Type, &env, &current_kprobe, &fallback))
         return NULL;
     t = calloc(1, sizeof(*t));
     if (!t || !(t->by_entry = calloc(n ? n : 1, sizeof(*t->by_entry)))) {
         free(t);
         return PyErr_NoMemory();
     }
+    if (env_of(env, &t->env) < 0) {
+        free(t->by_entry);
+        free(t);
+        return NULL;
+    }
     t->entry_base = base;
     t->entry_size = esize ? esize : 1;
     t->nentries = n;
-    t->retired = (const uint64_t *)(uintptr_t)retired;
-    t->ns_per_insn = ns_per_insn;
-    t->vmem = (const uint64_t *)(uintptr_t)vmem;
-    t->kcb = kcb;
-    t->machine = machine;
+    t->current_kprobe = (PyObject *const *)(uintptr_t)current_kprobe;
     t->fallback = fallback;
-    t->gs_base_regid = regid;
-    t->has_layout = off_comm >= 0;
-    t->off_comm = (uint32_t)off_comm;
-    t->off_pid = (uint32_t)off_pid;
-    memcpy(t->pseudo.comm, pseudo_comm, comm_len < TASK_COMM_LEN ? comm_len : TASK_COMM_LEN - 1);
-    t->pseudo.pid = pseudo_pid;
-    t->pseudo.found = 1;
     capsule = PyCapsule_New(t, "hit_table", table_free);
     if (!capsule) {
         free(t->by_entry);
@@ -864,25 +1026,43 @@ static int parse_maps(PyObject *lines, struct hit_probe *hp)
     return 0;
 }
 
-/* set_probe(table, entry, kp, ip, type, ring, program, maps): hits of the detour entry
- * `entry` record in C from now on (ring: the trace ring's handle; maps: see parse_maps). */
+/* The index of detour entry `entry` in t (-1 and an error: not one). */
+static int64_t entry_index(struct hit_table *t, unsigned long long entry)
+{
+    uint64_t i = (entry - t->entry_base) / t->entry_size;
+    if (entry < t->entry_base || i >= t->nentries) {
+        PyErr_SetString(PyExc_ValueError, "not a detour entry");
+        return -1;
+    }
+    return (int64_t)i;
+}
+
+/* hp after the probes already at entry i (an aggregate's next child). */
+static void append_probe(struct hit_table *t, uint64_t i, struct hit_probe *hp)
+{
+    struct hit_probe **at = &t->by_entry[i];
+    while (*at)
+        at = &(*at)->next;
+    *at = hp;
+    t->by_entry[i]->any_kretprobe |= hp->kretprobe;
+}
+
+/* set_probe(table, entry, kp, hits_addr, ip, type, ring, program, maps): the hits of kp
+ * at detour entry `entry` record its event in C from now on, after what the entry already
+ * does (hits_addr: where kp's C hit count is, an int64; ring: the trace ring's handle;
+ * maps: see parse_maps). */
 static PyObject *set_probe(PyObject *self, PyObject *args)
 {
     PyObject *capsule, *kp, *words, *maps;
-    unsigned long long entry, ip, ring;
+    unsigned long long entry, hits, ip, ring;
     unsigned int type;
     struct hit_table *t;
     struct hit_probe *hp;
-    uint64_t i;
-    if (!PyArg_ParseTuple(args, "OKOKIKOO", &capsule, &entry, &kp, &ip, &type, &ring, &words, &maps))
+    int64_t i;
+    if (!PyArg_ParseTuple(args, "OKOKKIKOO", &capsule, &entry, &kp, &hits, &ip, &type, &ring, &words, &maps))
         return NULL;
-    if (!(t = table_of(capsule)))
+    if (!(t = table_of(capsule)) || (i = entry_index(t, entry)) < 0)
         return NULL;
-    i = (entry - t->entry_base) / t->entry_size;
-    if (entry < t->entry_base || i >= t->nentries) {
-        PyErr_SetString(PyExc_ValueError, "not a detour entry");
-        return NULL;
-    }
     if (ring && !ring_api) {
         ring_api = PyCapsule_Import("kprobe_shell.tracing._ring.API", 0);
         if (!ring_api)
@@ -892,6 +1072,7 @@ static PyObject *set_probe(PyObject *self, PyObject *args)
     if (!hp)
         return PyErr_NoMemory();
     hp->kp = kp;
+    hp->hits = (int64_t *)(uintptr_t)hits;
     if (!(hp->prog = program_of(words)) || parse_maps(maps, hp) < 0) {
         free_probe(hp);
         return NULL;
@@ -899,8 +1080,56 @@ static PyObject *set_probe(PyObject *self, PyObject *args)
     hp->ip = ip;
     hp->type = (uint16_t)type;
     hp->ring = (struct trace_ring *)(uintptr_t)ring;
-    drop_entry(t, i);
-    t->by_entry[i] = hp;
+    append_probe(t, (uint64_t)i, hp);
+    Py_RETURN_NONE;
+}
+
+/* set_kretprobe_entry(table, entry, kp, hits_addr, rp_number, nmissed_addr, ip): the
+ * hits of kretprobe rp_number's kprobe kp at detour entry `entry` take its instances in C
+ * from now on, after what the entry already does (see set_kretprobes). */
+static PyObject *set_kretprobe_entry(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *kp;
+    unsigned long long entry, hits, nmissed, ip;
+    int rp;
+    struct hit_table *t;
+    struct hit_probe *hp;
+    int64_t i;
+    if (!PyArg_ParseTuple(args, "OKOKiKK", &capsule, &entry, &kp, &hits, &rp, &nmissed, &ip))
+        return NULL;
+    if (!(t = table_of(capsule)) || (i = entry_index(t, entry)) < 0)
+        return NULL;
+    if (!t->instances || rp < 0) {
+        PyErr_SetString(PyExc_ValueError, "no kretprobe instances for this table (set_kretprobes)");
+        return NULL;
+    }
+    if (!(hp = calloc(1, sizeof(*hp))))
+        return PyErr_NoMemory();
+    hp->kp = kp;
+    hp->hits = (int64_t *)(uintptr_t)hits;
+    hp->kretprobe = 1;
+    hp->rp = rp;
+    hp->nmissed = (int64_t *)(uintptr_t)nmissed;
+    hp->ip = ip;
+    append_probe(t, (uint64_t)i, hp);
+    Py_RETURN_NONE;
+}
+
+/* set_kretprobes(table, instances, booster, entry_failed): where kretprobes' entries take
+ * their instances (the manager's InstanceTable), the return address they plant, and what
+ * reports a return address that cannot be replaced (called with the probed address). */
+static PyObject *set_kretprobes(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *instances, *entry_failed;
+    unsigned long long booster;
+    struct hit_table *t;
+    if (!PyArg_ParseTuple(args, "OOKO", &capsule, &instances, &booster, &entry_failed) || !(t = table_of(capsule)))
+        return NULL;
+    if (!kstate_api && !(kstate_api = PyCapsule_Import(KSTATE_API_CAPSULE, 0)))
+        return NULL;
+    t->instances = instances;
+    t->booster = booster;
+    t->entry_failed = entry_failed;
     Py_RETURN_NONE;
 }
 
@@ -966,30 +1195,155 @@ static PyObject *set_force_python(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static void free_rets(struct ret_table *t)
+{
+    int32_t i;
+    for (i = 0; i < t->nrps; i++)
+        if (t->by_rp[i]) {
+            free(t->by_rp[i]->prog);
+            free(t->by_rp[i]);
+        }
+    free(t->by_rp);
+    t->by_rp = NULL;
+    t->nrps = 0;
+}
+
+static void ret_table_free(PyObject *capsule)
+{
+    struct ret_table *t = PyCapsule_GetPointer(capsule, "ret_table");
+    if (!t)
+        return;
+    free_rets(t);
+    free(t);
+}
+
+/* new_ret_table(env, instances, trampoline, booster, fallback, push_failed) -> (capsule,
+ * address): the kretprobe booster's table (instances: the manager's InstanceTable). */
+static PyObject *new_ret_table(PyObject *self, PyObject *args)
+{
+    unsigned long long trampoline, booster;
+    PyObject *env, *instances, *fallback, *push_failed, *capsule;
+    struct ret_table *t;
+    if (!PyArg_ParseTuple(args, "O!OKKOO", &PyTuple_Type, &env, &instances, &trampoline, &booster, &fallback,
+                          &push_failed))
+        return NULL;
+    if (!kstate_api && !(kstate_api = PyCapsule_Import(KSTATE_API_CAPSULE, 0)))
+        return NULL;
+    if (!(t = calloc(1, sizeof(*t))))
+        return PyErr_NoMemory();
+    if (env_of(env, &t->env) < 0) {
+        free(t);
+        return NULL;
+    }
+    t->instances = instances;
+    t->trampoline = trampoline;
+    t->booster = booster;
+    t->fallback = fallback;
+    t->push_failed = push_failed;
+    if (!(capsule = PyCapsule_New(t, "ret_table", ret_table_free))) {
+        free(t);
+        return NULL;
+    }
+    return Py_BuildValue("(NK)", capsule, (unsigned long long)(uintptr_t)t);
+}
+
+/* set_ret(table, rp_number, hits_addr, func, type, ring, program): the return events of
+ * the kretprobe numbered rp_number in the InstanceTable record in C from now on. */
+static PyObject *set_ret(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *words;
+    int rp;
+    unsigned long long hits, func, ring;
+    unsigned int type;
+    struct ret_table *t;
+    struct ret_probe *rr;
+    if (!PyArg_ParseTuple(args, "OiKKIKO", &capsule, &rp, &hits, &func, &type, &ring, &words))
+        return NULL;
+    if (!(t = PyCapsule_GetPointer(capsule, "ret_table")))
+        return NULL;
+    if (rp < 0) {
+        PyErr_SetString(PyExc_ValueError, "not a registered kretprobe");
+        return NULL;
+    }
+    if (ring && !ring_api && !(ring_api = PyCapsule_Import("kprobe_shell.tracing._ring.API", 0)))
+        return NULL;
+    if (rp >= t->nrps) {
+        struct ret_probe **grown = realloc(t->by_rp, (size_t)(rp + 1) * sizeof(*grown));
+        if (!grown)
+            return PyErr_NoMemory();
+        memset(grown + t->nrps, 0, (size_t)(rp + 1 - t->nrps) * sizeof(*grown));
+        t->by_rp = grown;
+        t->nrps = rp + 1;
+    }
+    if (!(rr = calloc(1, sizeof(*rr))))
+        return PyErr_NoMemory();
+    if (!(rr->prog = program_of(words))) {
+        free(rr);
+        return NULL;
+    }
+    rr->hits = (int64_t *)(uintptr_t)hits;
+    rr->func = func;
+    rr->type = (uint16_t)type;
+    rr->ring = (struct trace_ring *)(uintptr_t)ring;
+    if (t->by_rp[rp]) {
+        free(t->by_rp[rp]->prog);
+        free(t->by_rp[rp]);
+    }
+    t->by_rp[rp] = rr;
+    Py_RETURN_NONE;
+}
+
+/* clear_rets(table): every return back to the Python booster. */
+static PyObject *clear_rets(PyObject *self, PyObject *args)
+{
+    PyObject *capsule;
+    struct ret_table *t;
+    if (!PyArg_ParseTuple(args, "O", &capsule) || !(t = PyCapsule_GetPointer(capsule, "ret_table")))
+        return NULL;
+    free_rets(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *booster_hook_address(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromVoidPtr((void *)booster_hook);
+}
+
 static PyObject *hook_address(PyObject *self, PyObject *unused)
 {
     return PyLong_FromVoidPtr((void *)hit_hook);
 }
 
-/* init(uc_reg_read, uc_mem_read, uc_vmem_read or 0) */
+/* init(uc_reg_read, uc_mem_read, uc_vmem_read or 0, uc_reg_write, uc_mem_write, rsp_regid) */
 static PyObject *init(PyObject *self, PyObject *args)
 {
-    unsigned long long rr, mr, vr;
-    if (!PyArg_ParseTuple(args, "KKK", &rr, &mr, &vr))
+    unsigned long long rr, mr, vr, rw, mw;
+    if (!PyArg_ParseTuple(args, "KKKKKi", &rr, &mr, &vr, &rw, &mw, &rsp_regid))
         return NULL;
     p_reg_read = (uc_reg_fn)(uintptr_t)rr;
     p_mem_read = (uc_mem_read_fn)(uintptr_t)mr;
     p_vmem_read = (uc_vmem_read_fn)(uintptr_t)vr;
+    p_reg_write = (uc_reg_fn)(uintptr_t)rw;
+    p_mem_write = (uc_mem_write_fn)(uintptr_t)mw;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
-    {"init", init, METH_VARARGS, "init(uc_reg_read, uc_mem_read, uc_vmem_read or 0)"},
+    {"init", init, METH_VARARGS,
+     "init(uc_reg_read, uc_mem_read, uc_vmem_read or 0, uc_reg_write, uc_mem_write, rsp_regid)"},
     {"hook_address", hook_address, METH_NOARGS, "The C tool hook of the detour entries (see the top of _hit.c)."},
     {"new_table", new_table, METH_VARARGS, "A machine's table of C-recordable detour entries: (capsule, address)."},
-    {"set_probe", set_probe, METH_VARARGS, "set_probe(table, entry, kp, ip, type, ring, program, maps)"},
+    {"set_probe", set_probe, METH_VARARGS, "set_probe(table, entry, kp, hits_addr, ip, type, ring, program, maps)"},
+    {"set_kretprobe_entry", set_kretprobe_entry, METH_VARARGS,
+     "set_kretprobe_entry(table, entry, kp, hits_addr, rp_number, nmissed_addr, ip)"},
+    {"set_kretprobes", set_kretprobes, METH_VARARGS, "set_kretprobes(table, instances, booster, entry_failed)"},
     {"clear", clear, METH_VARARGS, "clear(table): every entry back to the Python hook."},
     {"set_force_python", set_force_python, METH_VARARGS, "set_force_python(table, on)"},
+    {"booster_hook_address", booster_hook_address, METH_NOARGS, "The C tool hook of the kretprobe booster."},
+    {"new_ret_table", new_ret_table, METH_VARARGS,
+     "new_ret_table(env, instances, trampoline, booster, fallback, push_failed) -> (capsule, address)"},
+    {"set_ret", set_ret, METH_VARARGS, "set_ret(table, rp_number, hits_addr, func, type, ring, program)"},
+    {"clear_rets", clear_rets, METH_VARARGS, "clear_rets(table): every return back to the Python booster."},
     {"run_program", run_program, METH_VARARGS,
      "run_program(program, uch, vmem, comm, pid) -> (argument bytes, faults, accepted)"},
     {NULL, NULL, 0, NULL},
@@ -1004,11 +1358,8 @@ PyMODINIT_FUNC PyInit__hit(void)
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    str_current_kprobe = PyUnicode_InternFromString("current_kprobe");
-    str_hits = PyUnicode_InternFromString("hits");
-    str_pending_stop = PyUnicode_InternFromString("pending_stop");
     str_skipped = PyUnicode_InternFromString("skipped");
-    if (!str_current_kprobe || !str_hits || !str_pending_stop || !str_skipped) {
+    if (!str_skipped) {
         Py_DECREF(m);
         return NULL;
     }
