@@ -679,9 +679,7 @@ class Machine:
                 if traps.notify_fault(14 if traps.fault and traps.fault[1] is not None else 6):
                     continue
                 return traps.fault_event(exc)
-            except BaseException:
-                # A hook's exception (hook_failed) stopped the CPU part way through the
-                # block the clock counted whole: what ran is counted, rip's instruction not.
+            except BaseException:  # a hook's (hook_failed): it stopped the CPU mid-block
                 clock.settle(self.rip, False)
                 raise
             finally:
