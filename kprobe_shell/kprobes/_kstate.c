@@ -542,7 +542,37 @@ static PyObject *it_first(InstanceTable *t, PyObject *const *args, Py_ssize_t na
     return PyLong_FromLong(kri_first(t, (uint64_t)a[0], (int)a[1]));
 }
 
+/* flush(task) -> the ids recycled: kprobe_flush_task, every instance of task (its bucket's
+ * order, newest first) recycled. */
+static PyObject *it_flush(InstanceTable *t, PyObject *arg)
+{
+    uint64_t task;
+    int32_t i, next, n = 0;
+    PyObject *out;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(arg, &overflow);
+    if (overflow > 0)
+        v = (long long)PyLong_AsUnsignedLongLong(arg);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    task = (uint64_t)v;
+    for (i = t->buckets[hash_task(task)].head; i >= 0; i = t->ri[i].next[L_BUCKET])
+        n += t->ri[i].f.task == task;
+    if (!(out = PyTuple_New(n)))
+        return NULL;
+    n = 0;
+    for (i = t->buckets[hash_task(task)].head; i >= 0; i = next) {
+        next = t->ri[i].next[L_BUCKET];
+        if (t->ri[i].f.task == task) {
+            PyTuple_SET_ITEM(out, n++, PyLong_FromLong(i));
+            kri_recycle(t, i);
+        }
+    }
+    return out;
+}
+
 static PyMethodDef itable_methods[] = {
+    {"flush", (PyCFunction)it_flush, METH_O, "flush(task) -> ids recycled (kprobe_flush_task)"},
     {"new_kretprobe", (PyCFunction)it_new_kretprobe, METH_NOARGS, "new_kretprobe() -> its id"},
     {"new_instance", (PyCFunction)(void (*)(void))it_new_instance, METH_FASTCALL, "new_instance(rp, index) -> id"},
     {"get", (PyCFunction)(void (*)(void))it_get, METH_FASTCALL, "get(i, field)"},

@@ -561,9 +561,7 @@ class KretprobeManager:
 
     def kprobe_flush_task(self, task: int) -> int:
         """Recycle every instance of a task (its functions will never return)."""
-        flushed = [ri for ri in self.kretprobe_inst_table[hash_ptr(task)] if ri.task == task]
-        for ri in flushed:
-            self.recycle_rp_inst(ri)
+        flushed = [self._instances[i] for i in self._table.flush(task)]
         if flushed:
             self._flushed_tasks.add(task)  # a later return without an instance is explained
             if self.engine.narrator is not None:
