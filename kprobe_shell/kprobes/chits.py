@@ -116,7 +116,7 @@ class CHits:
         self.entry_failed = make_kretprobe_entry_failed(kretprobes)  # the table borrows it
         _hit.set_kretprobes(self.table, kretprobes._table, kretprobes.booster, self.entry_failed)
         self.recorded: dict[int, int] = {}  # probed address -> detour entry, recorded in C now
-        self._in_table: list = []
+        self._in_table: dict = {}
 
     def install(self, hook: int, begin: int, end: int) -> None:
         """hook (a C function) as every CPU's tool hook on [begin, end], with this table as
@@ -129,27 +129,43 @@ class CHits:
 
     def refresh(self) -> None:
         """Make the table say which entries record in C, from the probes as they are now."""
-        engine = self.optimizer.engine
         _hit.clear(self.table)
         self.recorded = {}
-        self._in_table = []  # what the table borrows (probes, maps, map lines): kept here
-        if not engine.c_hits or engine.narrator is not None or self.optimizer.machine.ncpus > 1:
+        self._in_table = {}  # detour entry -> what the table borrows there (probes, maps, map lines)
+        if self._in_c():
+            for op in self.optimizer.active.values():
+                self._set(op)
+
+    def update(self, op) -> None:
+        """op was just optimized or unoptimized: say again how its entry alone records (a
+        whole refresh at each of thousands of optimizations would be quadratic)."""
+        _hit.drop(self.table, op.entry)
+        self._in_table.pop(op.entry, None)
+        if self.recorded.get(op.addr) == op.entry:
+            del self.recorded[op.addr]
+        if op.active and self._in_c():
+            self._set(op)
+
+    def _in_c(self) -> bool:
+        engine = self.optimizer.engine
+        return engine.c_hits and engine.narrator is None and self.optimizer.machine.ncpus == 1
+
+    def _set(self, op) -> None:
+        """op's entry records in C when every probe at it can."""
+        probes = op.kp.active_children() if op.is_aggr else [op.kp]
+        ways = [self._c_way(p) for p in probes]
+        if not probes or None in ways:
             return
-        for op in self.optimizer.active.values():
-            probes = op.kp.active_children() if op.is_aggr else [op.kp]
-            ways = [self._c_way(p) for p in probes]
-            if not probes or None in ways:
-                continue
-            for p, way in zip(probes, ways):
-                self._in_table.append((p, way))
-                if way == "kretprobe":
-                    rp = p._owner
-                    _hit.set_kretprobe_entry(self.table, op.entry, p, ctypes.addressof(p.c_hits), rp._rp_id,
-                                             ctypes.addressof(rp.c_nmissed), p.addr)
-                else:
-                    _hit.set_probe(self.table, op.entry, p, ctypes.addressof(p.c_hits), p.addr, way.event_id,
-                                   way.ring, way.program, way.maps)
-            self.recorded[op.addr] = op.entry
+        self._in_table[op.entry] = list(zip(probes, ways))
+        for p, way in zip(probes, ways):
+            if way == "kretprobe":
+                rp = p._owner
+                _hit.set_kretprobe_entry(self.table, op.entry, p, ctypes.addressof(p.c_hits), rp._rp_id,
+                                         ctypes.addressof(rp.c_nmissed), p.addr)
+            else:
+                _hit.set_probe(self.table, op.entry, p, ctypes.addressof(p.c_hits), p.addr, way.event_id,
+                               way.ring, way.program, way.maps)
+        self.recorded[op.addr] = op.entry
 
     def _c_way(self, p) -> "CRecord | str | None":
         """How p's hit runs in C: its CRecord (an event), "kretprobe" (a kretprobe's entry,

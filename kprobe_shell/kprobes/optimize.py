@@ -474,7 +474,8 @@ class KprobeOptimizer:
         self.machine.write(op.addr, jmp_rel32(op.addr, op.entry))
         op.active = True
         self.active[op.addr] = op
-        self.refresh_c_hits()
+        if self.c_hits is not None:
+            self.c_hits.update(op)
         if self.engine.narrator is not None:
             self.engine.narrate(Optimized(op.addr, len(op.insns), op.length, op.entry))
 
@@ -487,7 +488,8 @@ class KprobeOptimizer:
         self.machine.write(op.addr, bytes(data))
         op.active = False
         del self.active[op.addr]
-        self.refresh_c_hits()
+        if self.c_hits is not None:
+            self.c_hits.update(op)
         if self.engine.narrator is not None:
             self.engine.narrate(Unoptimized(op.addr))
 

@@ -1146,6 +1146,19 @@ static PyObject *clear(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* drop(table, entry): that detour entry back to the Python hook. */
+static PyObject *drop(PyObject *self, PyObject *args)
+{
+    PyObject *capsule;
+    unsigned long long entry;
+    struct hit_table *t;
+    int64_t i;
+    if (!PyArg_ParseTuple(args, "OK", &capsule, &entry) || !(t = table_of(capsule)) || (i = entry_index(t, entry)) < 0)
+        return NULL;
+    drop_entry(t, (uint64_t)i);
+    Py_RETURN_NONE;
+}
+
 /* run_program(program, uch, vmem, comm, pid) -> (record's argument bytes, faults, accepted):
  * one fetch and filter as a hit makes them, for the tests: the record from its fixed
  * part on (what follows trace_entry and the ips). */
@@ -1338,6 +1351,7 @@ static PyMethodDef methods[] = {
      "set_kretprobe_entry(table, entry, kp, hits_addr, rp_number, nmissed_addr, ip)"},
     {"set_kretprobes", set_kretprobes, METH_VARARGS, "set_kretprobes(table, instances, booster, entry_failed)"},
     {"clear", clear, METH_VARARGS, "clear(table): every entry back to the Python hook."},
+    {"drop", drop, METH_VARARGS, "drop(table, entry): that entry back to the Python hook."},
     {"set_force_python", set_force_python, METH_VARARGS, "set_force_python(table, on)"},
     {"booster_hook_address", booster_hook_address, METH_NOARGS, "The C tool hook of the kretprobe booster."},
     {"new_ret_table", new_ret_table, METH_VARARGS,
