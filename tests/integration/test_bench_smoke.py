@@ -4,9 +4,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
 
 
+@pytest.mark.slow
 def test_bench_quick_prints_the_table(capsys):
     import guestbuild
 

@@ -132,7 +132,9 @@ def kernel_reference(kernel_path):
     return snapshot(m), data_pages(m), counts, tasks
 
 
-@pytest.mark.parametrize("mode", MODES)
+# Auto mode (optimized, boosted and single-stepped probes side by side) runs by default;
+# each mode alone is a longer run.
+@pytest.mark.parametrize("mode", [m if m == "auto" else pytest.param(m, marks=pytest.mark.slow) for m in MODES])
 def test_every_instruction_of_the_kernel(kernel_reference, mode):
     ref, ref_data, counts, tasks = kernel_reference
     m = Machine(timer_period=KERNEL_TIMER_PERIOD)

@@ -285,7 +285,6 @@ def test_ctrl_c_leaves_the_tour(kernel_path, tmp_path):
     assert child.exitstatus == 0
 
 
-@pytest.mark.slow
 def test_the_whole_tour_typed_by_itself_in_batch_mode(kernel_path, run_shell_plain):
     """Every step's own command passes its own check on the machine: the lessons still fit it."""
     r = run_shell_plain("--batch", "--color", "off", "-ex", "tutorial --auto")

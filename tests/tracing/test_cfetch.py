@@ -133,6 +133,7 @@ def stopped(kernel_path):
     return s
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(args=arg_lines(), literal=st.integers(-(1 << 63), (1 << 64) - 1), op=st.sampled_from(
     ["==", "!=", "<", "<=", ">", ">="]))

@@ -55,7 +55,7 @@ def assert_same_ticks(monkeypatch, user_ticks: bool, **kw) -> None:
     assert fast[:3] == reference[:3]
 
 
-@pytest.mark.parametrize("cpus", [1, 2])
+@pytest.mark.parametrize("cpus", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_real_programs_ticks_land_on_the_same_instructions(build_program, monkeypatch, cpus):
     if not os.path.exists("/usr/lib/x86_64-linux-gnu/libbz2.a"):
         pytest.skip("libbz2-dev is not installed (Debian: apt-get install libbz2-dev)")

@@ -45,6 +45,7 @@ def uprobed(build_program):
     return build_program("uprobed", "glibc", extra=("-g",))
 
 
+@pytest.mark.slow
 def test_a_uprobe_on_every_instruction_of_libbz2_changes_nothing_and_counts_exactly(bzip):
     prog = ProbedProgram(bzip)
     funcs = [f for f in prog.symbols.functions() if f.name.startswith("BZ2_") and f.name not in HOT_BZ2]
