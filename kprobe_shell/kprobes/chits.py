@@ -233,5 +233,5 @@ class CReturns:
                 continue
             self._in_table.append((rp, rec))
             _hit.set_ret(self.table, rp._rp_id, ctypes.addressof(rp.c_hits), rp.addr, rec.event_id, rec.ring,
-                         rec.program)
+                         rec.program, rec.maps)
             self.recorded[rp._rp_id] = rp.addr

@@ -5,8 +5,9 @@ A kprobe whose handler is the shell's own trace handler (`kprobe FUNC`, a kprobe
 Python: no `commands`, its map lines (`@m[...] = count() on N`) keyed and
 fed by its arguments, comm, pid or cpu (updated through cmaps.h), no stack wanted (`set trace-stack on`, a stacktrace trigger), and its fetch args and filter
 have a C program (tracing/cfetch.py says why not otherwise).  A kprobe_events `r:` line's
-return events record in C at the kretprobe booster on the same terms, without map lines
-(chits.CReturns); its entry stays in Python.  Uprobes, jprobes and handler files stay in
+return events record in C at the kretprobe booster on the same terms, map lines included
+(chits.CReturns), and its entry takes its instance in C at a jump-optimized address
+(chits.CHits).  Uprobes, jprobes and handler files stay in
 Python.  `set trace-hits python` sends every hit through Python (KprobeEngine.c_hits).
 
 The choice is made again before every run (refresh), so that `commands`, maps, `explain`
@@ -41,8 +42,6 @@ def python_reason(session: "Session", up: "UserProbe") -> str | None:
     maps = map_lines(session, up)
     if isinstance(maps, str):
         return maps
-    if maps and up.kind == "r":
-        return "map lines on a return event update in Python"
     stacks = session.stacks
     if stacks.all_events or up.event in stacks.events or "emit_trace" in vars(session):
         return "a stack is recorded with its events"

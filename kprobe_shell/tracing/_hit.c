@@ -563,6 +563,7 @@ struct ret_probe {
     uint16_t type;                /* the event's id */
     struct trace_ring *ring;
     struct program *prog;
+    struct hit_probe *lines;      /* its map lines (only their maps are used), or NULL */
 };
 
 /* The kretprobe booster's table: its instances (kstate.h), and the return probes whose
@@ -849,7 +850,7 @@ static void booster_hook(void *uc, uint64_t address, uint32_t size, void *data)
                 (*rr->hits)++;
                 ips[0] = rr->func;
                 ips[1] = ret;
-                record_event(&t->env, rr->prog, rr->type, rr->ring, ips, 2, NULL, uc);
+                record_event(&t->env, rr->prog, rr->type, rr->ring, ips, 2, rr->lines, uc);
                 kstate_api->recycle(t->instances, i);
                 if (push_return(uc, ret) == 0)
                     return;
@@ -1208,14 +1209,19 @@ static PyObject *set_force_python(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static void free_ret_probe(struct ret_probe *rr)
+{
+    free_probe(rr->lines);
+    free(rr->prog);
+    free(rr);
+}
+
 static void free_rets(struct ret_table *t)
 {
     int32_t i;
     for (i = 0; i < t->nrps; i++)
-        if (t->by_rp[i]) {
-            free(t->by_rp[i]->prog);
-            free(t->by_rp[i]);
-        }
+        if (t->by_rp[i])
+            free_ret_probe(t->by_rp[i]);
     free(t->by_rp);
     t->by_rp = NULL;
     t->nrps = 0;
@@ -1260,17 +1266,18 @@ static PyObject *new_ret_table(PyObject *self, PyObject *args)
     return Py_BuildValue("(NK)", capsule, (unsigned long long)(uintptr_t)t);
 }
 
-/* set_ret(table, rp_number, hits_addr, func, type, ring, program): the return events of
- * the kretprobe numbered rp_number in the InstanceTable record in C from now on. */
+/* set_ret(table, rp_number, hits_addr, func, type, ring, program, maps): the return
+ * events of the kretprobe numbered rp_number in the InstanceTable record in C from now
+ * on, feeding the map lines `maps` (as set_probe's). */
 static PyObject *set_ret(PyObject *self, PyObject *args)
 {
-    PyObject *capsule, *words;
+    PyObject *capsule, *words, *maps;
     int rp;
     unsigned long long hits, func, ring;
     unsigned int type;
     struct ret_table *t;
     struct ret_probe *rr;
-    if (!PyArg_ParseTuple(args, "OiKKIKO", &capsule, &rp, &hits, &func, &type, &ring, &words))
+    if (!PyArg_ParseTuple(args, "OiKKIKOO", &capsule, &rp, &hits, &func, &type, &ring, &words, &maps))
         return NULL;
     if (!(t = PyCapsule_GetPointer(capsule, "ret_table")))
         return NULL;
@@ -1290,18 +1297,21 @@ static PyObject *set_ret(PyObject *self, PyObject *args)
     }
     if (!(rr = calloc(1, sizeof(*rr))))
         return PyErr_NoMemory();
-    if (!(rr->prog = program_of(words))) {
-        free(rr);
+    if (!(rr->prog = program_of(words)) || !(rr->lines = calloc(1, sizeof(*rr->lines)))
+        || parse_maps(maps, rr->lines) < 0) {
+        free_ret_probe(rr);
         return NULL;
+    }
+    if (!rr->lines->nmaps) {
+        free_probe(rr->lines);
+        rr->lines = NULL;
     }
     rr->hits = (int64_t *)(uintptr_t)hits;
     rr->func = func;
     rr->type = (uint16_t)type;
     rr->ring = (struct trace_ring *)(uintptr_t)ring;
-    if (t->by_rp[rp]) {
-        free(t->by_rp[rp]->prog);
-        free(t->by_rp[rp]);
-    }
+    if (t->by_rp[rp])
+        free_ret_probe(t->by_rp[rp]);
     t->by_rp[rp] = rr;
     Py_RETURN_NONE;
 }
@@ -1356,7 +1366,7 @@ static PyMethodDef methods[] = {
     {"booster_hook_address", booster_hook_address, METH_NOARGS, "The C tool hook of the kretprobe booster."},
     {"new_ret_table", new_ret_table, METH_VARARGS,
      "new_ret_table(env, instances, trampoline, booster, fallback, push_failed) -> (capsule, address)"},
-    {"set_ret", set_ret, METH_VARARGS, "set_ret(table, rp_number, hits_addr, func, type, ring, program)"},
+    {"set_ret", set_ret, METH_VARARGS, "set_ret(table, rp_number, hits_addr, func, type, ring, program, maps)"},
     {"clear_rets", clear_rets, METH_VARARGS, "clear_rets(table): every return back to the Python booster."},
     {"run_program", run_program, METH_VARARGS,
      "run_program(program, uch, vmem, comm, pid) -> (argument bytes, faults, accepted)"},

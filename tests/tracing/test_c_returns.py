@@ -19,6 +19,12 @@ WORKLOAD = [
     "r:open do_sys_open ret=$retval:s32 c=$comm name=+0(%si):string",
     "r1:fork do_fork ret=$retval if ret > 0",
     "r:vread vfs_read ret=$retval",                  # an int3 entry in auto mode: its returns at the booster
+    # map lines on return events, fed by $retval and the other fields
+    "@opens[c] = count() on open",
+    "@depth = hist(ret) on rec",
+    "@read[comm] = sum(ret) on vread",
+    "@forks = lhist(ret, 0, 64, 8) on fork",
+    "@sched[pid] = count() on sched",
 ]
 #: Stops on the way, each followed by the instance tables and the probes' counts.
 BUDGETS = (30_000, 60_000, 150_000, 400_000)
@@ -35,9 +41,11 @@ def run_session(mode: str, commands: list[str], tmp_path) -> dict:
         s.execute(f"run {budget}")
         s.execute("instances")
         s.execute("probes")
+        s.execute("maps")
     s.execute("run")
     s.execute("instances")
     s.execute("probes")
+    s.execute("maps")
     dat = tmp_path / f"{mode}.dat"
     s.execute(f"trace save {dat}")
     s.out.flush()
@@ -86,6 +94,8 @@ def test_recursion_exhaustion_and_exit_are_in_the_workload(both):
     assert "probe 2 (path_lookup_recursive) missed" in text  # maxactive 3 under recursion
     assert c["flushed"]  # a task died with an instance of schedule outstanding
     assert "rec: (" in text and "recin: (" in text and "(fault)" not in text.split("open:")[0]
+    for name in ("@opens", "@depth", "@read", "@forks", "@sched"):
+        assert text.count(name) >= 2, name  # each map has entries by the end
 
 
 def test_an_entry_handler_or_narration_keeps_the_python_path(kernel_path, tmp_path):
