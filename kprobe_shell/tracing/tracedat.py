@@ -404,8 +404,15 @@ class DatBuilder:
         return fmt
 
     def address(self, text: str) -> int:
-        """The address of "sym+0x1c/0x40" (a formatted location), 0 if unknown."""
-        name, _, rest = text.strip().partition("+")
+        """The address of "sym+0x1c/0x40" or of a bare "0x..." (a formatted location, see
+        SymbolTable.format), 0 if unknown."""
+        text = text.strip()
+        if text.startswith("0x"):
+            try:
+                return int(text, 16)
+            except ValueError:
+                return 0
+        name, _, rest = text.partition("+")
         sym = self.symbols.get(name)
         if sym is None:
             return 0
@@ -428,7 +435,7 @@ class DatBuilder:
         for ev in events:
             out.append((ev.time_ns, self.format_of(ev, ids).record(ev.pid, self.ips(ev), ev.values)))
             if ev.stack:
-                callers = [self.address(f) if not f.startswith("0x") else int(f, 16) for f in ev.stack]
+                callers = [self.address(f) for f in ev.stack]
                 out.append((ev.time_ns, kernel_stack_record(ev.pid, callers)))
         return out
 

@@ -213,3 +213,16 @@ def test_an_events_length_is_its_encoded_records():
         ev = TraceEvent(5, "t", 1, 0, "e", "f+0x0/0x1", probe=7, values={"n": 3, "s": text})
         record = builder.records([ev])[0][1]
         assert lengths.length(ev) == len(tracedat.rb_event(0, record)), text
+
+
+def test_a_return_site_outside_every_symbol_keeps_its_address_in_the_record():
+    """A return event's __probe_ret_ip comes from its formatted site: a bare hex address
+    (a return into code no symbol covers) is that address, as the C recorder writes it."""
+    class Probe:
+        addr = 0x1000
+        spec = {"types": {}}
+
+    builder = tracedat.DatBuilder({7: Probe()}, {}, 1)
+    ev = TraceEvent(5, "t", 1, 0, "e", "0x40001234 <- f", probe=7, kind="r", values={})
+    assert builder.ips(ev) == (0x1000, 0x40001234)
+    assert builder.address("0xzz") == 0 and builder.address("nosuch+0x4/0x10") == 0
