@@ -60,7 +60,8 @@ from .narrate import (
     TrampolineWalk,
 )
 from .x86 import decode_at
-from .types import BOOSTED_MODES, EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, ProbeError, hash_ptr
+from .types import (BOOSTED_MODES, EXEC_PATH_PATTERNS, EXIT_PATH_PATTERNS, KPROBE_TABLE_SIZE, Kprobe, ProbeError,
+                    SplitCount, hash_ptr)
 
 #: Where the kretprobe booster's `ret` stands in the machine's stub page.
 BOOSTER_OFFSET = 0x40
@@ -192,12 +193,12 @@ class Kretprobe(Displayed):
         self.unsafe = unsafe
         self.name = name
         # Calls missed for want of a free instance, counted by the Python paths and by the
-        # C entry (see nmissed).
+        # C entry (SplitCount).
         self.python_nmissed = 0
         self.c_nmissed = ctypes.c_int64(0)
         self.missed_in_place = 0  # entry hits lost to an in-place step window (SMP)
         self.faults = 0
-        # Returns handled, counted by the Python paths and by the C booster (see hits).
+        # Returns handled, counted by the Python paths and by the C booster (SplitCount).
         self.python_hits = 0
         self.c_hits = ctypes.c_int64(0)
         self.number: int | None = None
@@ -220,24 +221,8 @@ class Kretprobe(Displayed):
     def mode(self) -> str:
         return self.kp.mode
 
-    @property
-    def nmissed(self) -> int:
-        """Calls missed (maxactive exhausted, or a probe running): the Python paths' count
-        and the C entry's, summed on read."""
-        return self.python_nmissed + self.c_nmissed.value
-
-    @nmissed.setter
-    def nmissed(self, n: int) -> None:
-        self.python_nmissed = n - self.c_nmissed.value
-
-    @property
-    def hits(self) -> int:
-        """Returns handled: the Python paths' count and the C booster's, summed on read."""
-        return self.python_hits + self.c_hits.value
-
-    @hits.setter
-    def hits(self, n: int) -> None:
-        self.python_hits = n - self.c_hits.value
+    nmissed = SplitCount()  # calls missed: maxactive exhausted, or a probe running
+    hits = SplitCount()  # returns handled
 
     @property
     def free_instances(self) -> "InstanceList | list":

@@ -89,6 +89,24 @@ class StepMode(enum.StrEnum):
 STEP_MODES = tuple(StepMode)
 
 
+class SplitCount:
+    """A probe's count kept in two words and summed on read, as the kernel sums a per-CPU
+    counter: python_NAME, which the Python paths add to, and c_NAME, a ctypes int64 that
+    the C hit (tracing/_hit.c) adds to without the GIL.  Setting it (a reset, a test)
+    sets the sum."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.python, self.c = f"python_{name}", f"c_{name}"
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return getattr(obj, self.python) + getattr(obj, self.c).value
+
+    def __set__(self, obj, n: int) -> None:
+        setattr(obj, self.python, n - getattr(obj, self.c).value)
+
+
 class Kprobe(Displayed):
     """struct kprobe: a probe on one instruction, with its handlers and counters."""
 
@@ -128,7 +146,7 @@ class Kprobe(Displayed):
         self.break_handler = break_handler
         self.name = name
         self.nmissed = 0
-        # Its hits, counted in two places as the kernel keeps per-CPU counters (see hits):
+        # Its hits, counted in two places as the kernel keeps per-CPU counters (SplitCount):
         # by the Python paths, and by the C hit (tracing/_hit.c), which adds to its word
         # without the GIL.
         self.python_hits = 0
@@ -152,14 +170,7 @@ class Kprobe(Displayed):
         where = self.symbol_name + (f"+0x{self.offset:x}" if self.offset else "") if self.symbol_name else ""
         return f"<{type(self).__name__} {where or hex(self.addr or 0)}>"
 
-    @property
-    def hits(self) -> int:
-        """Hits of the probe: the Python paths' count and the C hit's, summed on read."""
-        return self.python_hits + self.c_hits.value
-
-    @hits.setter
-    def hits(self, n: int) -> None:
-        self.python_hits = n - self.c_hits.value
+    hits = SplitCount()  # hits of the probe
 
     @property
     def registered(self) -> bool:
